@@ -1,0 +1,159 @@
+"""What the engine shows the world: immutable snapshots, copied out of the live structures.
+
+The UI, the headless CLI and the tests read only these. Taking one is cheap (tree excerpts are
+bounded), so the UI can take ten a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+PATHS = ("ksm_page", "anon_page", "zero_page")
+
+# Outcomes of one cmp_and_merge_page() call (ksm-reference.md section 6.4).
+OUTCOMES = (
+    "already_merged",  # KSM page whose rmap_item is already on its node: early return
+    "fork_appended",  # KSM page reached through a new rmap_item (fork): appended to its own node
+    "checksum_changed",  # volatile: checksum differs from the last visit (first visits land here)
+    "zero_merged",  # mapped to the zero page (use_zero_pages)
+    "stable_merged",  # merged into a KSM page found in the stable tree
+    "stable_busy",  # stable tree page busy or merge failed: item left bare
+    "unstable_inserted",  # no match: inserted into the unstable tree
+    "unstable_merged",  # matched an unstable tree page: both became one KSM page
+    "unstable_merge_failed",  # matched, but the two-page merge failed
+    "unstable_aborted",  # walk aborted (tree page gone, same physical page, other node): not inserted
+    "migrated_returned",  # migrated stable node re-homed; its own page returned (series-v1, or a candidate)
+    "no_candidate",  # KSM page whose search found no sharing candidate: no merge this visit
+)
+
+# Latency buckets, bpftrace hist() style: index 0 is [0], 1 is [1], k >= 2 is [2^(k-1), 2^k).
+N_BUCKETS = 40
+
+COUNTERS = (
+    "pages_shared",
+    "pages_sharing",
+    "pages_unshared",
+    "pages_volatile",
+    "pages_scanned",
+    "pages_skipped",
+    "full_scans",
+    "stable_node_chains",
+    "stable_node_dups",
+    "ksm_zero_pages",
+    "general_profit",
+)
+
+
+def bucket_of(ns: int) -> int:
+    return min(int(ns).bit_length(), N_BUCKETS - 1)
+
+
+def bucket_bounds(index: int) -> tuple[int, int]:
+    """[low, high) of a bucket; [0, 1) and [1, 2) for the first two."""
+    if index == 0:
+        return 0, 1
+    return 1 << (index - 1), 1 << index
+
+
+def frozen(d: Mapping) -> Mapping:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True, slots=True)
+class Sharer:
+    process: str
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class StableNodeView:
+    kind: str  # "regular", "chain", "dup" or "migrating"
+    kpfn: int  # -1 for a chain
+    nid: int
+    checksum: int  # of the KSM page's content; 0 for a chain
+    rmap_hlist_len: int  # sharers; for a chain, its number of dups
+    sharers: tuple[Sharer, ...]  # at most a few dozen, in hlist order
+    dups: tuple["StableNodeView", ...] = ()  # for a chain, its dups in list order
+
+
+@dataclass(frozen=True, slots=True)
+class UnstableItemView:
+    process: str
+    address: int
+    kpfn: int
+    nid: int
+    checksum: int  # oldchecksum of the rmap_item
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """ksm_scan: where ksmd is. process None means at ksm_mm_head (between full scans)."""
+
+    process: str | None
+    region: str | None
+    address: int
+    seqnr: int
+    pass_done: int  # eligible pages visited in this pass (scanned or skipped)
+    pass_total: int  # eligible pages in this pass, counted as in the pass start
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStats:
+    name: str
+    pid: int
+    node: int
+    alive: bool
+    mapped_pages: int
+    ksm_rmap_items: int
+    ksm_zero_pages: int
+    ksm_merging_pages: int
+    ksm_process_profit: int
+    ksm_merge_any: bool
+    ksm_mergeable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One cmp_and_merge_page() call, as single-stepping shows it."""
+
+    process: str
+    address: int
+    path: str  # one of PATHS
+    outcome: str  # one of OUTCOMES
+    latency_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    scenario: str
+    description: str
+    flow: str
+    seed: int
+    page_size: int
+    sim_ns: int
+    finished: bool  # the scenario's [stop] condition was reached
+    stop_reason: str | None
+    counters: Mapping[str, int]  # COUNTERS, kernel names and meanings
+    knobs: Mapping[str, int | str]  # every [ksm] and [engine] knob
+    cursor: Cursor
+    outcomes: Mapping[str, Mapping[str, int]]  # path -> outcome -> calls, since start
+    latency: Mapping[str, tuple[int, ...]]  # path -> N_BUCKETS counts, since start
+    latency_recent: Mapping[str, tuple[int, ...]]  # path -> counts over the last few wake-ups
+    work: Mapping[str, int]  # calc_checksum, stable_tree_search, unstable_tree_search_insert, memcmp_pages
+    sharers_per_page: Mapping[int, int]  # rmap_hlist_len -> number of KSM pages (regular and dup)
+    dups_per_chain: Mapping[int, int]  # dups -> number of chains
+    stable_tree: tuple[StableNodeView, ...]  # in tree order, bounded excerpt
+    stable_tree_size: int  # entries linked in the stable trees (regular nodes + chains)
+    unstable_tree: tuple[UnstableItemView, ...]  # in tree order, bounded excerpt
+    unstable_tree_size: int
+    migrate_nodes: int
+    processes: tuple[ProcessStats, ...]
+    last_step: StepInfo | None
+    events_done: int
+    events_pending: int
+
+    @property
+    def sim_ms(self) -> int:
+        return self.sim_ns // 1_000_000

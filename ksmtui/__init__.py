@@ -1,0 +1,1 @@
+"""ksmtui: a terminal UI over a faithful model of Linux KSM."""

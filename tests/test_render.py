@@ -1,0 +1,25 @@
+from ksmtui.render import bucket_label, hist_lines
+
+
+def test_bucket_labels_use_binary_suffixes_like_bpftrace():
+    assert [bucket_label(i) for i in (0, 1, 2, 10, 11, 20, 21)] == [
+        "[0]", "[1]", "[2, 4)", "[512, 1K)", "[1K, 2K)", "[512K, 1M)", "[1M, 2M)",
+    ]
+
+
+def test_hist_lines_match_the_cover_letter_rows():
+    counts = [0] * 40
+    counts[8], counts[9], counts[10] = 21, 12509, 769  # [128,256), [256,512), [512,1K)
+    assert hist_lines(counts) == [
+        "[128, 256)            21 |" + " " * 52 + "|",
+        "[256, 512)         12509 |" + "@" * 52 + "|",
+        "[512, 1K)            769 |" + "@" * 3 + " " * 49 + "|",
+    ]
+
+
+def test_hist_lines_keep_zero_buckets_between_and_drop_them_outside():
+    counts = [0] * 40
+    counts[3], counts[5] = 4, 2
+    rows = hist_lines(counts)
+    assert [r[:16].strip() for r in rows] == ["[4, 8)", "[8, 16)", "[16, 32)"]
+    assert hist_lines([0] * 40) == []
