@@ -40,3 +40,17 @@ def hist_lines(counts: Sequence[int], width: int = 52) -> list[str]:
         bar = "@" * (counts[i] * width // top)
         lines.append(f"{bucket_label(i):<16}{counts[i]:>8} |{bar:<{width}}|")
     return lines
+
+
+def percentile(counts: Sequence[int], q: float) -> int:
+    """The q-th percentile (0..100) of a log2 histogram, as the upper bound of its bucket (0 if empty)."""
+    total = sum(counts)
+    if not total:
+        return 0
+    rank = q / 100 * total
+    seen = 0
+    for i, c in enumerate(counts):
+        seen += c
+        if c and seen >= rank:
+            return bucket_bounds(i)[1]
+    return bucket_bounds(len(counts) - 1)[1]

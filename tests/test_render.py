@@ -23,3 +23,13 @@ def test_hist_lines_keep_zero_buckets_between_and_drop_them_outside():
     rows = hist_lines(counts)
     assert [r[:16].strip() for r in rows] == ["[4, 8)", "[8, 16)", "[16, 32)"]
     assert hist_lines([0] * 40) == []
+
+
+def test_percentile_is_the_upper_bound_of_the_bucket_holding_the_rank():
+    from ksmtui.render import percentile
+
+    counts = [0] * 40
+    counts[12], counts[13] = 90, 10  # [2K, 4K), [4K, 8K)
+    assert percentile(counts, 50) == 4096
+    assert percentile(counts, 95) == 8192
+    assert percentile([0] * 40, 50) == 0
