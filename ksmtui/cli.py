@@ -138,7 +138,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     overrides = dict(opts.__dict__.pop("settings", []))
     if "flow" in overrides and getattr(opts, "flow", None) not in (None, overrides["flow"]):
         raise UsageError(f"ksmtui {command or ''}".rstrip() + ": error: argument --set: flow: conflicts with --flow")
-    opts.flow = getattr(opts, "flow", None) or overrides.pop("flow", None)
+    set_flow = overrides.pop("flow", None)
+    if set_flow and not hasattr(opts, "flow"):
+        raise UsageError(f"ksmtui {command}: error: argument --set: flow: {command} does not take a flow")
+    opts.flow = getattr(opts, "flow", None) or set_flow
     opts.overrides = overrides
     for name in ("scenario", "seed", "full_scans", "after_ms"):
         setattr(opts, name, getattr(opts, name, None))
