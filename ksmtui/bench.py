@@ -1,0 +1,322 @@
+"""`ksmtui bench`: how fast the engine scans, per workload and path, beside the real ksmd.
+
+Four workloads isolate the paths of cmp_and_merge_page():
+  (a) settled   every page already merged: the KSM-page fast path (early return)
+  (b) unique    unique unchanging memory, smart_scan off: the anon path in full (checksum, zero
+                page, stable tree search, unstable tree insert)
+  (c) changing  every page rewritten between two visits: the anon path's early return
+  (d) fleet     VMs sharing an OS image, with private, zero and hot pages: all paths mixed
+
+Each is warmed up to its steady state, then timed over whole full scans: wall time over
+pages_scanned is the model's ns per page, the figure ksmd's CPU time over pages_scanned gives for
+the kernel. Then the costs around the scan: building a machine, memory per simulated page (in a
+fresh process, from its peak RSS), and a snapshot of a 100k-page machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
+from engine.scenario import Event, Fill, Pool, Process, Region, Scenario, Stop
+from engine.snapshot import PATHS
+from ksmtui.cli import Parser, _flow
+
+WORKLOADS = {
+    "settled": "(a) settled, all merged",
+    "unique": "(b) unique, smart_scan off",
+    "changing": "(c) changing every scan",
+    "fleet": "(d) mixed fleet",
+}
+MAX_PAGES = 1 << 20
+PAGES_TO_SCAN = 1000  # big batches: the per-wake-up cost is not what is measured
+SLEEP_MS = 20
+SYSFS_RUN = "/sys/kernel/mm/ksm/run"
+
+
+def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
+    knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+    knobs.update(pages_to_scan=PAGES_TO_SCAN, sleep_millisecs=SLEEP_MS, **ksm)
+    return Scenario(
+        name=f"bench-{name}", description=WORKLOADS[name], processes=tuple(processes), seed=1,
+        ksm=knobs, engine={k: v.default for k, v in ENGINE_KNOBS.items()}, pools=tuple(pools),
+        events=tuple(events), stop=Stop(),
+    )
+
+
+def _scan_period_ms(pages: int) -> int:
+    """A write period no longer than one full scan, so every page changes between two visits:
+    a pass takes ceil(pages / pages_to_scan) batches plus the empty batch that ends it."""
+    return max(1, -(-pages // PAGES_TO_SCAN)) * SLEEP_MS
+
+
+def workload(name: str, pages: int) -> Scenario:
+    """The scenario of one workload, `pages` pages in all."""
+    if name == "settled":  # four copies of every content: pages_shared = pages / 4
+        each = max(1, pages // 4)
+        return _scenario(name, [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)],
+                         pools=[Pool("image", each)])
+    if name == "unique":
+        return _scenario(name, [Process("app", (Region("heap", pages),))], smart_scan=0)
+    if name == "changing":
+        period = _scan_period_ms(pages)
+        rewrite = Event(0, "write", at_ms=period, repeat_ms=period, process="app", region="heap", pages=pages)
+        return _scenario(name, [Process("app", (Region("heap", pages),))], events=[rewrite], smart_scan=0)
+    if name == "fleet":
+        each = max(8, pages // 4)
+        image, private, zero = each // 2, each // 4, each // 10
+        hot = each - image - private - zero
+        regions = (
+            Region("os", image, fill=Fill("pool", pool="os-image")),
+            Region("private", private),
+            Region("free", zero, fill=Fill("zero")),
+            Region("hot", hot),
+        )
+        period = _scan_period_ms(4 * each)
+        rewrite = Event(0, "write", at_ms=period, repeat_ms=period, process="vm-*", region="hot", pages=hot)
+        return _scenario(name, [Process("vm", regions, count=4)], pools=[Pool("os-image", image)],
+                         events=[rewrite], use_zero_pages=1)
+    raise ValueError(name)
+
+
+def distinct_bytes(scenario: Scenario) -> int:
+    """Bytes of the distinct page contents a scenario starts with (one copy of each)."""
+    ps = scenario.page_size
+    total = sum(pool.pages for pool in scenario.pools) * ps
+    constant = set()
+    for p in scenario.processes:
+        for r in p.regions:
+            if r.fill.kind == "random":
+                total += p.count * r.pages * ps
+            elif r.fill.kind in ("zero", "byte"):
+                constant.add(r.fill.byte if r.fill.kind == "byte" else 0)
+    return total + len(constant) * ps
+
+
+def simulation(scenario: Scenario, flow: str | None):
+    from engine.sim import Simulation
+
+    return Simulation(scenario, flow=flow)
+
+
+def warm_up(sim, name: str) -> None:
+    """Scan until the workload is in the steady state that is measured."""
+    if name == "settled":  # first visit records the checksum, the next merges, one more settles
+        for _ in range(10):
+            sim.step_full_scan()
+            c = sim.snapshot(tree_limit=0).counters
+            if c["full_scans"] >= 3 and not c["pages_volatile"] and not c["pages_unshared"]:
+                return
+        raise RuntimeError("the settled workload did not settle in 10 full scans")
+    for _ in range(3 if name == "fleet" else 2):
+        sim.step_full_scan()
+
+
+@dataclass
+class Measure:
+    workload: str
+    pages: int
+    build_s: float
+    scanned: int
+    wall_s: float
+    by_path: dict  # path -> calls in the measured window
+    profile: str = ""
+
+    @property
+    def ns_per_page(self) -> float:
+        return self.wall_s * 1e9 / self.scanned if self.scanned else 0.0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.scanned / self.wall_s if self.wall_s else 0.0
+
+
+def _calls(snapshot) -> dict:
+    return {p: sum(snapshot.outcomes[p].values()) for p in PATHS}
+
+
+def measure(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
+    """Build, warm up, then time whole full scans for at least min_time seconds (one at least)."""
+    scenario = workload(name, pages)
+    start = time.perf_counter()
+    sim = simulation(scenario, flow)
+    build_s = time.perf_counter() - start
+    warm_up(sim, name)
+    before = sim.snapshot(tree_limit=0)
+    profiler = cProfile.Profile() if profile else None
+    wall = 0.0
+    while True:
+        if profiler:
+            profiler.enable()
+        start = time.perf_counter()
+        sim.step_full_scan()
+        wall += time.perf_counter() - start
+        if profiler:
+            profiler.disable()
+        if wall >= min_time:
+            break
+    after = sim.snapshot(tree_limit=0)
+    m = Measure(
+        name, pages, build_s,
+        after.counters["pages_scanned"] - before.counters["pages_scanned"], wall,
+        {p: n - _calls(before)[p] for p, n in _calls(after).items()},
+    )
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+        m.profile = out.getvalue()
+    return m
+
+
+def memory_probe(name: str, pages: int, flow: str | None) -> dict:
+    """In a fresh process: peak RSS growth from building the machine and scanning it to its
+    steady state, per simulated page, beside the distinct contents it holds."""
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scenario = workload(name, pages)
+    sim = simulation(scenario, flow)
+    warm_up(sim, name)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"grown": (peak - base) * 1024, "distinct": distinct_bytes(scenario), "pages": pages}
+
+
+def probe_memory(name: str, pages: int, flow: str | None) -> dict:
+    code = ("import json, sys; from ksmtui.bench import memory_probe; "
+            f"print(json.dumps(memory_probe({name!r}, {pages}, {flow!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def snapshot_cost(pages: int, flow: str | None, repeat: int = 20) -> tuple[float, float, int]:
+    """Mean and worst ms of a default snapshot (trees excerpted) of a warmed-up fleet."""
+    sim = simulation(workload("fleet", pages), flow)
+    warm_up(sim, "fleet")
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        sim.snapshot()
+        times.append(time.perf_counter() - start)
+    return sum(times) / len(times) * 1e3, max(times) * 1e3, sim.snapshot(tree_limit=0).counters["pages_scanned"]
+
+
+def kernel_writable() -> bool:
+    return os.access(SYSFS_RUN, os.W_OK)
+
+
+def _share(by_path: dict) -> str:
+    total = sum(by_path.values())
+    if not total:
+        return "-"
+    return " ".join(f"{p.split('_')[0]} {n * 100 / total:.0f}%" for p, n in by_path.items() if n)
+
+
+def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
+    from ksmtui.report import table
+
+    head = ["workload", "calls by path", "pages scanned", "wall s", "ns/page", "pages/s", "build s"]
+    if kernel is not None:
+        head += ["ksmd ns/page", "model/ksmd"]
+    out: list[list[object]] = [head]
+    for m in measures:
+        row = [WORKLOADS[m.workload], _share(m.by_path), m.scanned, f"{m.wall_s:.2f}", f"{m.ns_per_page:,.0f}",
+               f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
+        if kernel is not None:
+            k = kernel.get(m.workload)
+            row += [f"{k:,.0f}", f"{m.ns_per_page / k:.1f}x"] if k else ["-", "-"]
+        out.append(row)
+    return table(out, left=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ksmtui bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--pages", type=_pages, default=20_000, metavar="N",
+                   help=f"simulated pages per workload (default 20,000; at most {MAX_PAGES:,})")
+    p.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
+                   help="comma-separated subset of: " + ", ".join(WORKLOADS))
+    p.add_argument("--flow", type=_flow, help="the engine's flow (default optimized)")
+    p.add_argument("--min-time", type=_seconds, default=1.0, metavar="S",
+                   help="time whole full scans for at least S seconds per workload (default 1)")
+    p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",
+                   help="machine size for the snapshot cost (default 100,000)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory probes (one process each)")
+    p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
+    p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
+    return p
+
+
+def _pages(text: str) -> int:
+    try:
+        n = int(text.replace(",", "").replace("_", ""), 0)
+    except ValueError:
+        n = 0
+    if not 64 <= n <= MAX_PAGES:
+        raise argparse.ArgumentTypeError(f"expected an integer 64..{MAX_PAGES}, got {text!r}")
+    return n
+
+
+def _workloads(text: str) -> list[str]:
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in names if w not in WORKLOADS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(WORKLOADS)}, got {text!r}")
+    return names
+
+
+def _seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        s = -1.0
+    if not 0 <= s <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds 0..3600, got {text!r}")
+    return s
+
+
+def main(argv: list[str]) -> int:
+    opts = build_parser().parse_args(argv)
+    flow = opts.flow or ENGINE_KNOBS["flow"].default
+    print(f"ksmtui bench: {opts.pages:,} pages per workload, flow {flow}, pages_to_scan {PAGES_TO_SCAN}, "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    measures = [measure(w, opts.pages, opts.flow, opts.min_time, opts.profile) for w in opts.workloads]
+    kernel, note = None, ""
+    if opts.no_kernel:
+        note = "real ksmd: not measured (--no-kernel)"
+    elif not kernel_writable():
+        note = f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
+    else:
+        try:
+            from ksmtui.kernel import measure_ksmd
+        except ImportError:
+            note = "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
+        else:
+            kernel = {w: measure_ksmd(workload(w, opts.pages)) for w in opts.workloads}
+    print()
+    print("\n".join(rows(measures, kernel)))
+    if note:
+        print(note)
+    if not opts.no_memory:
+        print("\nmemory (peak RSS growth in a fresh process, building and scanning to the steady state):")
+        for w in opts.workloads:
+            mem = probe_memory(w, opts.pages, opts.flow)
+            bound = 1.25 * mem["distinct"] + 100 * mem["pages"]
+            print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
+                  f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
+                  f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
+    mean_ms, max_ms, _ = snapshot_cost(opts.snapshot_pages, opts.flow)
+    print(f"\nsnapshot of a {opts.snapshot_pages:,}-page machine (mixed fleet, trees excerpted): "
+          f"{mean_ms:.2f} ms mean, {max_ms:.2f} ms worst of 20")
+    for m in measures:
+        if m.profile:
+            print(f"\nprofile of {WORKLOADS[m.workload]} (measured full scans, by own time):")
+            print(m.profile.strip("\n"))
+    return 0
+
