@@ -7,9 +7,9 @@ Four workloads isolate the paths of cmp_and_merge_page():
   (c) changing  every page rewritten between two visits: the anon path's early return
   (d) fleet     VMs sharing an OS image, with private, zero and hot pages: all paths mixed
 
-Each is warmed up to its steady state, then timed over whole full scans: wall time over
-pages_scanned is the model's ns per page, the figure ksmd's CPU time over pages_scanned gives for
-the kernel. Then the costs around the scan: building a machine, memory per simulated page (in a
+Each is warmed up to its steady state, then timed over whole full scans: the process's CPU time
+over pages_scanned is the model's ns per page, as ksmd's CPU time over pages_scanned is the
+kernel's. CPU time, not wall time, so that other work on the machine does not count. Then the costs around the scan: building a machine, memory per simulated page (in a
 fresh process, from its peak RSS), and a snapshot of a 100k-page machine.
 """
 
@@ -21,7 +21,6 @@ import io
 import json
 import os
 import pstats
-import resource
 import subprocess
 import sys
 import time
@@ -128,17 +127,17 @@ class Measure:
     pages: int
     build_s: float
     scanned: int
-    wall_s: float
+    cpu_s: float
     by_path: dict  # path -> calls in the measured window
     profile: str = ""
 
     @property
     def ns_per_page(self) -> float:
-        return self.wall_s * 1e9 / self.scanned if self.scanned else 0.0
+        return self.cpu_s * 1e9 / self.scanned if self.scanned else 0.0
 
     @property
     def pages_per_s(self) -> float:
-        return self.scanned / self.wall_s if self.wall_s else 0.0
+        return self.scanned / self.cpu_s if self.cpu_s else 0.0
 
 
 def _calls(snapshot) -> dict:
@@ -148,45 +147,49 @@ def _calls(snapshot) -> dict:
 def measure(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
     """Build, warm up, then time whole full scans for at least min_time seconds (one at least)."""
     scenario = workload(name, pages)
-    start = time.perf_counter()
+    start = time.process_time()
     sim = simulation(scenario, flow)
-    build_s = time.perf_counter() - start
+    build_s = time.process_time() - start
     warm_up(sim, name)
     before = sim.snapshot(tree_limit=0)
-    profiler = cProfile.Profile() if profile else None
-    wall = 0.0
-    while True:
-        if profiler:
-            profiler.enable()
-        start = time.perf_counter()
+    cpu = 0.0
+    while cpu == 0.0 or cpu < min_time:
+        start = time.process_time()
         sim.step_full_scan()
-        wall += time.perf_counter() - start
-        if profiler:
-            profiler.disable()
-        if wall >= min_time:
-            break
+        cpu += time.process_time() - start
     after = sim.snapshot(tree_limit=0)
     m = Measure(
         name, pages, build_s,
-        after.counters["pages_scanned"] - before.counters["pages_scanned"], wall,
+        after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
         {p: n - _calls(before)[p] for p, n in _calls(after).items()},
     )
-    if profiler:
+    if profile:  # one more full scan, apart: the profiler's overhead must not count above
+        profiler = cProfile.Profile()
+        profiler.runcall(sim.step_full_scan)
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
         m.profile = out.getvalue()
     return m
 
 
+def peak_rss() -> int:
+    """This process's peak resident set (VmHWM), in bytes. Not getrusage's ru_maxrss: Linux carries
+    that across exec, so a probe started by a big parent would inherit the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def memory_probe(name: str, pages: int, flow: str | None) -> dict:
     """In a fresh process: peak RSS growth from building the machine and scanning it to its
     steady state, per simulated page, beside the distinct contents it holds."""
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss()
     scenario = workload(name, pages)
     sim = simulation(scenario, flow)
     warm_up(sim, name)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"grown": (peak - base) * 1024, "distinct": distinct_bytes(scenario), "pages": pages}
+    return {"grown": peak_rss() - base, "distinct": distinct_bytes(scenario), "pages": pages}
 
 
 def probe_memory(name: str, pages: int, flow: str | None) -> dict:
@@ -202,9 +205,9 @@ def snapshot_cost(pages: int, flow: str | None, repeat: int = 20) -> tuple[float
     warm_up(sim, "fleet")
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()
         sim.snapshot()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return sum(times) / len(times) * 1e3, max(times) * 1e3, sim.snapshot(tree_limit=0).counters["pages_scanned"]
 
 
@@ -222,12 +225,12 @@ def _share(by_path: dict) -> str:
 def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
     from ksmtui.report import table
 
-    head = ["workload", "calls by path", "pages scanned", "wall s", "ns/page", "pages/s", "build s"]
+    head = ["workload", "calls by path", "pages scanned", "CPU s", "ns/page", "pages/s", "build s"]
     if kernel is not None:
         head += ["ksmd ns/page", "model/ksmd"]
     out: list[list[object]] = [head]
     for m in measures:
-        row = [WORKLOADS[m.workload], _share(m.by_path), m.scanned, f"{m.wall_s:.2f}", f"{m.ns_per_page:,.0f}",
+        row = [WORKLOADS[m.workload], _share(m.by_path), m.scanned, f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
                f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
         if kernel is not None:
             k = kernel.get(m.workload)
@@ -244,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of: " + ", ".join(WORKLOADS))
     p.add_argument("--flow", type=_flow, help="the engine's flow (default optimized)")
     p.add_argument("--min-time", type=_seconds, default=1.0, metavar="S",
-                   help="time whole full scans for at least S seconds per workload (default 1)")
+                   help="time whole full scans for at least S CPU seconds per workload (default 1)")
     p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",
                    help="machine size for the snapshot cost (default 100,000)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes (one process each)")
