@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KnobError
+from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 
 COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench")
@@ -64,18 +64,10 @@ def _flow(text: str) -> str:
 
 
 def _knob_setting(text: str) -> tuple[str, int | str]:
-    """KNOB=VALUE, validated by the knob table the scenario files use."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected KNOB=VALUE, got {text!r}")
-    knob = ALL_KNOBS.get(name)
-    if knob is None:
-        raise argparse.ArgumentTypeError(f"unknown knob {name!r} (expected one of {', '.join(ALL_KNOBS)})")
-    try:
-        return name, knob.parse(value)
-    except KnobError as e:
-        raise argparse.ArgumentTypeError(f"{name}: {e}") from None
+    """KNOB=VALUE, validated by the knob table the scenario files use (a ScenarioError names --set)."""
+    from engine.scenario import parse_set_option
+
+    return parse_set_option(text)
 
 
 def _add_run_options(p: argparse.ArgumentParser, flow: bool = True, json_: bool = False) -> None:
@@ -150,19 +142,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def load(opts: argparse.Namespace) -> Scenario:
-    from engine.scenario import load_scenario
+    """The scenario with --flow, --seed and --set applied: all of it valid, or a ScenarioError."""
+    from engine.scenario import apply_overrides, load_scenario
 
-    return load_scenario(opts.scenario)
+    return apply_overrides(load_scenario(opts.scenario), flow=opts.flow, seed=opts.seed, overrides=opts.overrides)
 
 
-def simulation(scenario: Scenario, opts: argparse.Namespace, flow: str | None = None):
-    """The engine on this scenario with the options applied; a refused knob is a usage error."""
+def simulation(scenario: Scenario, flow: str | None = None):
     from engine.sim import Simulation
 
-    try:
-        return Simulation(scenario, flow=flow or opts.flow, seed=opts.seed, overrides=opts.overrides)
-    except KnobError as e:
-        raise UsageError(f"ksmtui {opts.command}: error: argument --set: {e}") from None
+    return Simulation(scenario, flow=flow)
 
 
 class Progress:
@@ -225,7 +214,7 @@ def cmd_run(scenario: Scenario, opts: argparse.Namespace) -> int:
     from ksmtui.report import summary
 
     start = time.perf_counter()
-    sim = simulation(scenario, opts)
+    sim = simulation(scenario)
     run_to_stop(sim, scenario, opts, scenario.name)
     wall_s = round(time.perf_counter() - start, 3)
     checked, mismatches = sim.data_check()
@@ -247,7 +236,7 @@ def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
 
     snapshots = []
     for flow in ("legacy", "optimized"):
-        sim = simulation(scenario, opts, flow=flow)
+        sim = simulation(scenario, flow)
         run_to_stop(sim, scenario, opts, f"{scenario.name} ({flow})")
         snapshots.append(sim.snapshot(tree_limit=0))
     sys.stdout.write(compare_report(*snapshots))
@@ -262,13 +251,13 @@ def cmd_check(scenario: Scenario, opts: argparse.Namespace) -> int:
 
 
 def cmd_list(opts: argparse.Namespace) -> int:
-    from engine.scenario import builtin_scenarios
+    from engine.scenario import builtin_scenarios, load_scenario
 
-    scenarios = builtin_scenarios()
-    width = max(len(s.name) for s in scenarios)
-    for s in scenarios:
-        first = s.description.strip().split(". ")[0].rstrip(".")
-        print(f"{s.name:<{width}}  {first}")
+    builtins = builtin_scenarios()
+    width = max(len(name) for name, _ in builtins)
+    for name, path in builtins:
+        description = " ".join(load_scenario(path).description.split())
+        print(f"{name:<{width}}  {description.split('. ')[0].rstrip('.')}")
     return 0
 
 
