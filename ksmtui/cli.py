@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -28,12 +29,12 @@ DEFAULT_FULL_SCANS = 10  # scenario-format.md: a headless run with no [stop] end
 
 
 class UsageError(Exception):
-    """A bad command line: its str() is the one line printed before exiting with status 2."""
+    """A bad command line, said in one line (argparse's own words: "argument --seed: expected ...")."""
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the usage too: we promise one line
-        raise UsageError(f"{self.prog}: error: {message}")
+        raise UsageError(message)
 
 
 def _seed(text: str) -> int:
@@ -128,11 +129,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     opts = build_parser(command).parse_args(argv[1:] if command else argv)
     opts.command = command
     overrides = dict(opts.__dict__.pop("settings", []))
-    if "flow" in overrides and getattr(opts, "flow", None) not in (None, overrides["flow"]):
-        raise UsageError(f"ksmtui {command or ''}".rstrip() + ": error: argument --set: flow: conflicts with --flow")
     set_flow = overrides.pop("flow", None)
     if set_flow and not hasattr(opts, "flow"):
-        raise UsageError(f"ksmtui {command}: error: argument --set: flow: {command} does not take a flow")
+        raise ScenarioError("--set", "engine", "flow", f"{command} takes no flow")
+    if set_flow and getattr(opts, "flow", None) not in (None, set_flow):
+        raise ScenarioError("--set", "engine", "flow", f"expected the same flow as --flow {opts.flow}, got {set_flow!r}")
     opts.flow = getattr(opts, "flow", None) or set_flow
     opts.overrides = overrides
     for name in ("scenario", "seed", "full_scans", "after_ms"):
@@ -205,7 +206,7 @@ def run_to_stop(sim, scenario: Scenario, opts: argparse.Namespace, label: str) -
     finally:
         progress.done()
     if sim.stuck:
-        print(f"ksmtui: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: nothing is "
+        print(f"ksmtui {opts.command}: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: nothing is "
               f"registered with ksmd and no event is pending ({reason})", file=sys.stderr)
     return reason
 
@@ -217,15 +218,18 @@ def cmd_run(scenario: Scenario, opts: argparse.Namespace) -> int:
     sim = simulation(scenario)
     run_to_stop(sim, scenario, opts, scenario.name)
     wall_s = round(time.perf_counter() - start, 3)
-    checked, mismatches = sim.data_check()
     if opts.json:
         result = sim.result()
         result["wall_s"] = wall_s
         print(json.dumps(result))
+        for note in sim.notes:
+            print(f"ksmtui run: note: {note}", file=sys.stderr)
+        checked, mismatches = result["data_check"]["pages_checked"], result["data_check"]["mismatches"]
     else:
-        sys.stdout.write(summary(sim.snapshot(), (checked, mismatches), wall_s))
+        checked, mismatches = sim.data_check()
+        sys.stdout.write(summary(sim.snapshot(), (checked, mismatches), wall_s, sim.notes))
     if mismatches:
-        print(f"ksmtui: internal error: {mismatches:,} of {checked:,} pages do not read back what was "
+        print(f"ksmtui run: internal error: {mismatches:,} of {checked:,} pages do not read back what was "
               "last written there", file=sys.stderr)
         return 1
     return 0
@@ -246,7 +250,9 @@ def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
 def cmd_check(scenario: Scenario, opts: argparse.Namespace) -> int:
     processes = sum(p.count for p in scenario.processes)
     pages = sum(p.count * sum(r.pages for r in p.regions) for p in scenario.processes)
-    print(f"ok: {scenario.name} ({processes:,} processes, {pages:,} pages, {len(scenario.events):,} events)")
+    events = len(scenario.events)
+    print(f"ok: {scenario.name} ({processes:,} process{'es' * (processes != 1)}, {pages:,} page{'s' * (pages != 1)}, "
+          f"{events:,} event{'s' * (events != 1)})")
     return 0
 
 
@@ -255,9 +261,10 @@ def cmd_list(opts: argparse.Namespace) -> int:
 
     builtins = builtin_scenarios()
     width = max(len(name) for name, _ in builtins)
+    room = max(40, shutil.get_terminal_size((120, 24)).columns - width - 2)
     for name, path in builtins:
-        description = " ".join(load_scenario(path).description.split())
-        print(f"{name:<{width}}  {description.split('. ')[0].rstrip('.')}")
+        first = " ".join(load_scenario(path).description.split()).split(". ")[0].rstrip(".")
+        print(f"{name:<{width}}  {first if len(first) <= room else first[:room - 1] + '…'}")
     return 0
 
 
@@ -282,16 +289,15 @@ def dispatch(opts: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    prog = f"ksmtui {argv[0]}" if argv and argv[0] in COMMANDS else "ksmtui"
     try:
         if argv and argv[0] == "bench":
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
         return dispatch(parse_args(argv))
-    except UsageError as e:
-        print(e, file=sys.stderr)
-    except (ScenarioError, KnobError) as e:
-        print(f"ksmtui: error: {e}", file=sys.stderr)
+    except (UsageError, ScenarioError, KnobError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ksmtui run x | head`: the reader left; say nothing more

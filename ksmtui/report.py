@@ -90,8 +90,8 @@ def latency_lines(latency: Mapping[str, Sequence[int]], flow: str) -> list[str]:
     return lines[:-1] if lines else ["(no cmp_and_merge_page calls)"]
 
 
-def summary(snapshot: Snapshot, data_check: tuple[int, int], wall_s: float) -> str:
-    """The readable report of `ksmtui run` (without --json)."""
+def summary(snapshot: Snapshot, data_check: tuple[int, int], wall_s: float, notes: Sequence[str] = ()) -> str:
+    """The readable report of `ksmtui run` (without --json); notes are the run's refused `set` events."""
     checked, mismatches = data_check
     head = (f"{snapshot.scenario}: flow {snapshot.flow}, seed {snapshot.seed}, "
             f"{snapshot.sim_ms:,} ms simulated in {wall_s:.2f} s")
@@ -99,7 +99,7 @@ def summary(snapshot: Snapshot, data_check: tuple[int, int], wall_s: float) -> s
         head += f" ({snapshot.stop_reason})"
     verdict = "ok" if not mismatches else "DATA LOST"
     sections = [
-        [head],
+        [head, *(f"note: {n}" for n in notes)],
         sysfs_lines(snapshot.counters, snapshot.knobs) + [engine_line(snapshot.knobs)],
         ["ksm_stat:", *ksm_stat_lines(snapshot)],
         ["cmp_and_merge_page() outcomes:", *outcome_lines(snapshot.outcomes)],

@@ -11,18 +11,19 @@ BAD_OPTIONS = [
     (["run"], "ksmtui run: error: the following arguments are required: scenario"),
     (["run", "x", "--seed", "-1"], "argument --seed: expected an integer 0..18446744073709551615, got '-1'"),
     (["run", "x", "--seed", "one"], "argument --seed: expected an integer"),
-    (["run", "x", "--set", "bogus=1"], "argument --set: unknown knob 'bogus' (expected one of run, pages_to_scan"),
-    (["run", "x", "--set", "pages_to_scan=abc"], "argument --set: pages_to_scan: expected an integer 0..4294967295, got 'abc'"),
-    (["run", "x", "--set", "max_page_sharing=1"], "argument --set: max_page_sharing: expected an integer >= 2, got 1"),
-    (["run", "x", "--set", "use_zero_pages"], "argument --set: expected KNOB=VALUE, got 'use_zero_pages'"),
-    (["run", "x", "--set", "flow=fast"], "argument --set: flow: expected \"optimized\", \"legacy\" or \"series-v1\", got 'fast'"),
+    (["run", "x", "--set", "bogus=1"], "ksmtui run: error: --set: bogus: unknown knob; expected one of run, pages_to_scan"),
+    (["run", "x", "--set", "pages_to_scan=abc"], "--set: ksm.pages_to_scan: expected an integer 0..4294967295, got 'abc'"),
+    (["run", "x", "--set", "max_page_sharing=1"], "--set: ksm.max_page_sharing: expected an integer >= 2, got 1"),
+    (["run", "x", "--set", "use_zero_pages"], "--set: expected KNOB=VALUE, got 'use_zero_pages'"),
+    (["run", "x", "--set", "flow=fast"], "--set: engine.flow: expected \"optimized\", \"legacy\" or \"series-v1\", got 'fast'"),
     (["run", "x", "--flow", "fast"], "argument --flow: expected \"optimized\", \"legacy\" or \"series-v1\", got 'fast'"),
-    (["run", "x", "--flow", "legacy", "--set", "flow=optimized"], "argument --set: flow: conflicts with --flow"),
+    (["run", "x", "--flow", "legacy", "--set", "flow=optimized"],
+     "--set: engine.flow: expected the same flow as --flow legacy, got 'optimized'"),
     (["run", "x", "--full-scans", "0"], "argument --full-scans: expected an integer >= 1, got '0'"),
     (["run", "x", "--after-ms", "soon"], "argument --after-ms: expected an integer >= 1, got 'soon'"),
     (["run", "x", "--bogus"], "ksmtui run: error: unrecognized arguments: --bogus"),
     (["compare", "x", "--flow", "legacy"], "ksmtui compare: error: unrecognized arguments: --flow legacy"),
-    (["compare", "x", "--set", "flow=legacy"], "ksmtui compare: error: argument --set: flow: compare does not take a flow"),
+    (["compare", "x", "--set", "flow=legacy"], "ksmtui compare: error: --set: engine.flow: compare takes no flow"),
     (["compare", "x", "--json"], "ksmtui compare: error: unrecognized arguments: --json"),
     (["kernel", "x", "--flow", "legacy"], "ksmtui kernel: error: unrecognized arguments: --flow legacy"),
     (["list", "extra"], "ksmtui list: error: unrecognized arguments: extra"),
@@ -74,4 +75,4 @@ def test_the_console_script_reports_a_bad_option_without_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "ksmtui.cli", "run", "x", "--set", "smart_scan=2"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "ksmtui run: error: argument --set: smart_scan: expected 0 or 1, got 2\n"
+    assert proc.stderr == "ksmtui run: error: --set: ksm.smart_scan: expected 0 or 1, got 2\n"
