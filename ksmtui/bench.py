@@ -24,11 +24,12 @@ import pstats
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Pool, Process, Region, Scenario, Stop
-from engine.snapshot import PATHS
+from engine.snapshot import OUTCOMES, PATHS
 from ksmtui.cli import Parser, _flow
 
 WORKLOADS = {
@@ -129,6 +130,7 @@ class Measure:
     scanned: int
     cpu_s: float
     by_path: dict  # path -> calls in the measured window
+    by_outcome: dict  # outcome -> calls in the measured window
     profile: str = ""
 
     @property
@@ -140,8 +142,14 @@ class Measure:
         return self.scanned / self.cpu_s if self.cpu_s else 0.0
 
 
-def _calls(snapshot) -> dict:
-    return {p: sum(snapshot.outcomes[p].values()) for p in PATHS}
+def _calls(snapshot) -> tuple[dict, dict]:
+    """Calls so far by path, and by outcome."""
+    by_outcome = {o: sum(snapshot.outcomes[p][o] for p in PATHS) for o in OUTCOMES}
+    return {p: sum(snapshot.outcomes[p].values()) for p in PATHS}, by_outcome
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: n - before[k] for k, n in after.items()}
 
 
 def measure(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
@@ -158,17 +166,11 @@ def measure(name: str, pages: int, flow: str | None, min_time: float, profile: b
         sim.step_full_scan()
         cpu += time.process_time() - start
     after = sim.snapshot(tree_limit=0)
-    m = Measure(
-        name, pages, build_s,
-        after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
-        {p: n - _calls(before)[p] for p, n in _calls(after).items()},
-    )
+    (paths0, outcomes0), (paths1, outcomes1) = _calls(before), _calls(after)
+    m = Measure(name, pages, build_s, after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
+                _delta(paths1, paths0), _delta(outcomes1, outcomes0))
     if profile:  # one more full scan, apart: the profiler's overhead must not count above
-        profiler = cProfile.Profile()
-        profiler.runcall(sim.step_full_scan)
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
-        m.profile = out.getvalue()
+        m.profile = _profile(sim.step_full_scan, 15)
     return m
 
 
@@ -192,15 +194,28 @@ def memory_probe(name: str, pages: int, flow: str | None) -> dict:
     return {"grown": peak_rss() - base, "distinct": distinct_bytes(scenario), "pages": pages}
 
 
-def probe_memory(name: str, pages: int, flow: str | None) -> dict:
-    code = ("import json, sys; from ksmtui.bench import memory_probe; "
-            f"print(json.dumps(memory_probe({name!r}, {pages}, {flow!r})))")
+def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
+    """In a fresh process, under tracemalloc: what holds the memory at the steady state, by line."""
+    import engine.sim  # noqa: F401  (imports are not the machine's memory)
+
+    tracemalloc.start()
+    sim = simulation(workload(name, pages), flow)
+    warm_up(sim, name)
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    _, peak = tracemalloc.get_traced_memory()
+    sites = [[f"{os.path.relpath(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size, s.count]
+             for s in stats[:top]]
+    return {"sites": sites, "held": sum(s.size for s in stats), "peak": peak, "pages": pages}
+
+
+def in_fresh_process(function: str, *args) -> dict:
+    code = f"import json; from ksmtui.bench import {function}; print(json.dumps({function}{args!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
-def snapshot_cost(pages: int, flow: str | None, repeat: int = 20) -> tuple[float, float, int]:
-    """Mean and worst ms of a default snapshot (trees excerpted) of a warmed-up fleet."""
+def snapshot_cost(pages: int, flow: str | None, profile: bool, repeat: int = 20) -> tuple[float, float, str]:
+    """Mean and worst ms of a default snapshot (trees excerpted) of a warmed-up fleet, and its profile."""
     sim = simulation(workload("fleet", pages), flow)
     warm_up(sim, "fleet")
     times = []
@@ -208,35 +223,45 @@ def snapshot_cost(pages: int, flow: str | None, repeat: int = 20) -> tuple[float
         start = time.process_time()
         sim.snapshot()
         times.append(time.process_time() - start)
-    return sum(times) / len(times) * 1e3, max(times) * 1e3, sim.snapshot(tree_limit=0).counters["pages_scanned"]
+    return sum(times) / len(times) * 1e3, max(times) * 1e3, _profile(sim.snapshot, 10) if profile else ""
+
+
+def _profile(call, lines: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.runcall(call)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(lines)
+    return out.getvalue().strip("\n")
 
 
 def kernel_writable() -> bool:
     return os.access(SYSFS_RUN, os.W_OK)
 
 
-def _share(by_path: dict) -> str:
-    total = sum(by_path.values())
+def _share(counts: dict, top: int = 3) -> str:
+    """The largest shares, like "ksm 71% anon 29%"."""
+    total = sum(counts.values())
     if not total:
         return "-"
-    return " ".join(f"{p.split('_')[0]} {n * 100 / total:.0f}%" for p, n in by_path.items() if n)
+    largest = sorted((n, k) for k, n in counts.items() if n)[::-1][:top]
+    return " ".join(f"{k.removesuffix('_page')} {n * 100 / total:.0f}%" for n, k in largest)
 
 
 def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
     from ksmtui.report import table
 
-    head = ["workload", "calls by path", "pages scanned", "CPU s", "ns/page", "pages/s", "build s"]
+    head = ["workload", "calls by path", "outcomes", "pages scanned", "CPU s", "ns/page", "pages/s", "build s"]
     if kernel is not None:
         head += ["ksmd ns/page", "model/ksmd"]
     out: list[list[object]] = [head]
     for m in measures:
-        row = [WORKLOADS[m.workload], _share(m.by_path), m.scanned, f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
+        row = [WORKLOADS[m.workload], _share(m.by_path), _share(m.by_outcome, top=2), m.scanned, f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
                f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
         if kernel is not None:
             k = kernel.get(m.workload)
             row += [f"{k:,.0f}", f"{m.ns_per_page / k:.1f}x"] if k else ["-", "-"]
         out.append(row)
-    return table(out, left=2)
+    return table(out, left=3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,17 +334,24 @@ def main(argv: list[str]) -> int:
     if not opts.no_memory:
         print("\nmemory (peak RSS growth in a fresh process, building and scanning to the steady state):")
         for w in opts.workloads:
-            mem = probe_memory(w, opts.pages, opts.flow)
+            mem = in_fresh_process("memory_probe", w, opts.pages, opts.flow)
             bound = 1.25 * mem["distinct"] + 100 * mem["pages"]
             print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
                   f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
                   f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
-    mean_ms, max_ms, _ = snapshot_cost(opts.snapshot_pages, opts.flow)
+    mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
     print(f"\nsnapshot of a {opts.snapshot_pages:,}-page machine (mixed fleet, trees excerpted): "
           f"{mean_ms:.2f} ms mean, {max_ms:.2f} ms worst of 20")
+    if not opts.profile:
+        return 0
     for m in measures:
-        if m.profile:
-            print(f"\nprofile of {WORKLOADS[m.workload]} (measured full scans, by own time):")
-            print(m.profile.strip("\n"))
+        print(f"\nprofile of {WORKLOADS[m.workload]}, one more full scan (by own time):\n{m.profile}")
+    print(f"\nprofile of one snapshot of the {opts.snapshot_pages:,}-page machine:\n{snapshot_profile}")
+    for w in opts.workloads:
+        mem = in_fresh_process("memory_sites", w, opts.pages, opts.flow)
+        print(f"\nmemory held by {WORKLOADS[w]} at its steady state (tracemalloc): "
+              f"{mem['held'] / mem['pages']:,.0f} B/page, peak {mem['peak'] / mem['pages']:,.0f} B/page; largest sites:")
+        for site, size, count in mem["sites"]:
+            print(f"  {size / mem['pages']:>8,.0f} B/page  {count:>9,} blocks  {site}")
     return 0
 

@@ -165,7 +165,7 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
                          bound_label(s.p50), bound_label(s.p90), bound_label(s.p99),
                          f"~{s.mean:,.0f}" if s.calls else "-"])
     lines += table(rows, left=2)
-    lines += ["", "work done (calls, whole run):"]
+    lines += ["", "work done (calls, whole run; saved = Before - After, negative where After did more):"]
     rows = [["", "Before", "After", "saved"]]
     for name in before.work:
         b, a = before.work[name], after.work.get(name, 0)

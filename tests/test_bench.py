@@ -2,7 +2,7 @@
 
 import pytest
 
-from ksmtui.bench import WORKLOADS, distinct_bytes, main, workload
+from ksmtui.bench import WORKLOADS, distinct_bytes, main, measure, workload
 from ksmtui.cli import main as cli_main
 
 
@@ -28,6 +28,21 @@ def test_changing_rewrites_every_page_within_one_full_scan():
     assert event.repeat_ms == 80 and event.pages == 4000 and event.action == "write"
 
 
+@pytest.mark.parametrize("name,outcome", [("settled", "already_merged"), ("unique", "unstable_inserted"),
+                                          ("changing", "checksum_changed")])
+def test_each_workload_measures_the_path_it_claims(name, outcome):
+    m = measure(name, 2000, None, 0, False)
+    assert m.scanned == 2000  # one full scan, every page once
+    assert m.by_outcome[outcome] == m.scanned
+    assert m.by_path["ksm_page" if name == "settled" else "anon_page"] == m.scanned
+
+
+def test_the_fleet_mixes_paths():
+    m = measure("fleet", 2000, None, 0, False)
+    assert m.by_path["ksm_page"] and m.by_path["anon_page"]
+    assert m.by_outcome["already_merged"] and m.by_outcome["checksum_changed"]
+
+
 def test_tiny_run_prints_every_row(capsys):
     assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel"]) == 0
     out = capsys.readouterr().out
@@ -41,7 +56,10 @@ def test_profile_names_the_engine_functions(capsys):
     assert main(["--pages", "128", "--workloads", "unique", "--min-time", "0", "--snapshot-pages", "128",
                  "--no-kernel", "--no-memory", "--profile"]) == 0
     out = capsys.readouterr().out
-    assert "profile of (b) unique, smart_scan off" in out and "cmp_and_merge_page" in out
+    assert "profile of (b) unique, smart_scan off, one more full scan" in out and "cmp_and_merge_page" in out
+    assert "profile of one snapshot of the 128-page machine" in out
+    assert "memory held by (b) unique, smart_scan off at its steady state (tracemalloc)" in out
+    assert "engine/contents.py" in out  # the page contents are what holds the memory
 
 
 @pytest.mark.parametrize("argv,expected", [
