@@ -6,8 +6,13 @@ the real-kernel runner take a Scenario as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
 
 
 class ScenarioError(Exception):
@@ -103,13 +108,6 @@ class Scenario:
 # the first problem found raises ScenarioError naming the file, the table (`process[2].region[0]`),
 # the key, what was wrong and what was expected.
 
-import fnmatch
-import math
-import tomllib
-from dataclasses import replace
-
-from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
-
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # A scenario must fit in this machine: the model keeps every mapped page and every pool page.
@@ -174,7 +172,9 @@ class _Table:
         return ScenarioError(self.file, self.name, key, message)
 
     def unknown(self, key: str, allowed: tuple[str, ...]):
-        raise self.error(key, f"unknown key; expected one of {', '.join(allowed)}")
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -187,7 +187,7 @@ class _Table:
         return default
 
     def string(self, key: str, default: object = _MISSING, choices: tuple[str, ...] = ()) -> str:
-        expected = " or ".join(f'"{c}"' for c in choices) if choices else "a string"
+        expected = _choices(choices) if choices else "a string"
         value = self._get(key, default, expected)
         if not isinstance(value, str) or (choices and value not in choices):
             raise self.error(key, f"expected {expected}, got {_show(value)}")
@@ -227,6 +227,15 @@ class _Table:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
         return value
+
+
+def _choices(choices: tuple[str, ...]) -> str:
+    quoted = [f'"{c}"' for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def _knob_value(table: _Table, key: str, value: object) -> int | str:
@@ -306,6 +315,7 @@ class _Loader:
         for i, raw in enumerate(top.tables("pool")):
             t = _Table(file, f"pool[{i}]", raw, ("name", "pages"))
             pool = Pool(t.name_(), t.integer("pages", low=1))
+            _check_pages(t, "pages", 0, pool.pages)
             if pool.name in pools:
                 raise t.error("name", f"duplicate pool name {pool.name!r}")
             pools[pool.name] = pool
@@ -385,7 +395,7 @@ class _Loader:
         for child, (t, glob) in children.items():
             matched = fnmatch.filter(all_names, glob)
             if len(matched) != 1:
-                found = f"matches {len(matched)} ({', '.join(matched)})" if matched else "matches no process"
+                found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
                 raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
             parent_of[child] = matched[0]
         for child, (t, _) in children.items():
@@ -406,9 +416,10 @@ class _Loader:
     def event(self, index: int, t: _Table, action: str, regions: dict, pools: dict[str, Pool], numa_nodes: int) -> Event:
         at_ms = t.integer("at_ms", None, low=0)
         at_full_scans = t.integer("at_full_scans", None, low=0)
-        if (at_ms is None) == (at_full_scans is None):
-            which = "has both" if at_ms is not None else "has neither"
-            raise t.error("at_ms", f"{which}; expected exactly one trigger: at_ms or at_full_scans")
+        if at_ms is not None and at_full_scans is not None:
+            raise t.error("at_full_scans", "both at_ms and at_full_scans given; expected exactly one trigger")
+        if at_ms is None and at_full_scans is None:
+            raise t.error("at_ms", "missing; expected exactly one trigger: at_ms or at_full_scans")
         repeat_ms = t.integer("repeat_ms", None, low=1)
         until_ms = t.integer("until_ms", None, low=0)
         for key in ("repeat_ms", "until_ms"):
@@ -507,7 +518,9 @@ class _Loader:
 
 def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
     if mapped + pool_pages > MAX_PAGES:
-        raise table.error(key, f"too large: {mapped:,} mapped pages (forked children included) and {pool_pages:,} pool pages; expected at most {MAX_PAGES:,} in all")
+        parts = [f"{mapped:,} pages mapped by processes (forked children included)"] if mapped else []
+        parts += [f"{pool_pages:,} pool pages"] if pool_pages else []
+        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
 
 
 def parse_scenario(text: str, file: str, base_dir: Path) -> Scenario:
