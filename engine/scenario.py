@@ -159,22 +159,19 @@ def _show(value: object) -> str:
 class _Table:
     """One TOML table being read: typed getters that name the table and key in every error."""
 
-    def __init__(self, file: str, name: str, data: object, allowed: tuple[str, ...], what: str = "a table"):
+    def __init__(self, file: str, name: str, data: object, allowed: tuple[str, ...]):
         self.file, self.name = file, name
         if not isinstance(data, dict):
-            raise ScenarioError(file, "", name, f"expected {what}, got {_show(data)}")
+            raise ScenarioError(file, "", name, f"expected a table, got {_show(data)}")
         self.data = data
         for key in data:
             if key not in allowed:
-                self.unknown(key, allowed)
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def error(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(self.file, self.name, key, message)
-
-    def unknown(self, key: str, allowed: tuple[str, ...]):
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -286,11 +283,12 @@ class _Loader:
             return Fill("pool", pool=pool, order=order, offset=table.integer("offset", 0, low=0))
         if kind == "file":
             path = self.base_dir / table.string("path")
+            if not path.is_file():  # checked before open(): opening a FIFO would block
+                problem = "not a regular file" if path.exists() else "no such file"
+                raise table.error("path", f"cannot read {str(path)!r}: {problem}")
             try:
                 with path.open("rb"):
                     pass
-                if not path.is_file():
-                    raise IsADirectoryError("not a regular file")
             except OSError as e:
                 raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
             return Fill("file", path=path.resolve())
@@ -539,13 +537,13 @@ def builtin_scenarios() -> list[tuple[str, Path]]:
 
 def load_scenario(arg: str | Path) -> Scenario:
     """A scenario from a .toml path or a built-in name (a file stem in scenarios/)."""
-    path = Path(arg)
-    if not path.exists() and isinstance(arg, str) and path.suffix != ".toml" and "/" not in arg:
+    path, file = Path(arg), str(arg)
+    if isinstance(arg, str) and not path.is_file() and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
-            raise ScenarioError(arg, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
+            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
         path = builtins[arg]
-    file = str(arg) if path.exists() and not path.is_relative_to(BUILTIN_DIR) else str(path)
+        file = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
