@@ -107,6 +107,11 @@ def test_chains_form_leave_the_odd_page_unstable_and_collapse():
     assert sim.data_check()[1] == 0
 
 
+def test_chains_under_the_legacy_flow_keep_the_lone_dup():
+    sim = run("chains", flow="legacy")
+    assert (counters(sim)["stable_node_chains"], counters(sim)["stable_node_dups"]) == (2, 11)
+
+
 def test_fork_heavy_children_append_past_max_page_sharing():
     sim = Simulation(load_scenario("fork-heavy"))
     sim.run(after_ms=9900)
