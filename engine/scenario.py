@@ -226,6 +226,11 @@ class _Table:
         return value
 
 
+def _glob(names, glob: str) -> list[str]:
+    # Case-sensitive on every platform, as the engine matches them.
+    return [n for n in names if fnmatch.fnmatchcase(n, glob)]
+
+
 def _choices(choices: tuple[str, ...]) -> str:
     quoted = [f'"{c}"' for c in choices]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
@@ -235,23 +240,22 @@ def _names(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
-def _knob_value(table: _Table, key: str, value: object) -> int | str:
-    """A knob's value from TOML: the knob's own type (no strings for numbers, no booleans), its range."""
-    knob = ALL_KNOBS[key]
-    wanted_str = isinstance(knob.default, str)
-    if wanted_str != isinstance(value, str) or isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise table.error(key, f"expected {knob.expected}, got {_show(value)}")
-    try:
-        return knob.parse(value)
-    except KnobError as e:
-        raise table.error(key, str(e)) from None
+def _parse_knob(name: str, value: object) -> int | str:
+    """A knob's value from TOML: the knob's own type (no strings for numbers, no booleans) and range."""
+    knob = ALL_KNOBS[name]
+    if isinstance(value, bool) or not isinstance(value, str if isinstance(knob.default, str) else int):
+        raise KnobError(f"expected {knob.expected}, got {_show(value)}")
+    return knob.parse(value)
 
 
 def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
     table = _Table(file, name, data, tuple(knobs))
     values = {k: knob.default for k, knob in knobs.items()}
     for key, value in table.data.items():
-        values[key] = _knob_value(table, key, value)
+        try:
+            values[key] = _parse_knob(key, value)
+        except KnobError as e:
+            raise table.error(key, str(e)) from None
     if name == "ksm" and values["advisor_mode"] == "scan-time":
         # The kernel refuses pages_to_scan while the advisor runs, and selecting scan-time starts
         # it at advisor_min_pages_to_scan.
@@ -391,7 +395,7 @@ class _Loader:
         all_names = [*regions, *children]
         parent_of = {}
         for child, (t, glob) in children.items():
-            matched = fnmatch.filter(all_names, glob)
+            matched = _glob(all_names, glob)
             if len(matched) != 1:
                 found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
                 raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
@@ -439,10 +443,14 @@ class _Loader:
                 raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in [engine]")
             if not t.has("value"):
                 raise t.error("value", f"missing; expected {ALL_KNOBS[knob].expected}")
-            return Event(**fields, knob=knob, value=self.set_value(t, knob))
+            try:
+                value = _parse_knob(knob, t.data["value"])
+            except KnobError as e:
+                raise t.error("value", f"for {knob}: {e}") from None
+            return Event(**fields, knob=knob, value=value)
 
         glob = t.string("process", "*")
-        matched = fnmatch.filter(list(regions), glob)
+        matched = _glob(regions, glob)
         if not matched:
             raise t.error("process", f"{glob!r} matches no process (declared, or named as some fork's child)")
         fields["process"] = glob
@@ -470,13 +478,6 @@ class _Loader:
                 raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
             return Event(**fields, to_node=to_node)
         return Event(**fields, fill=self.fill(t, pools))
-
-    def set_value(self, t: _Table, knob: str) -> int | str:
-        table = _Table(self.file, t.name, {knob: t.data["value"]}, (knob,))
-        try:
-            return _knob_value(table, knob, t.data["value"])
-        except ScenarioError as e:
-            raise t.error("value", f"for {knob}: {e.message}") from None
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
