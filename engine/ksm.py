@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from engine.cost import GET_FOLIO, MEMCMP_DIFFER, CostModel
+from engine.cost import GET_FOLIO, MEMCMP_DIFFER, TREE_STEP, CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.tree import RbRoot
 
@@ -481,7 +481,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.charge_tree_step()
+                self.cost.total_ns += TREE_STEP
                 tree_pfn, dup, node = self._walk_step(rb.entry, root, True)
                 if tree_pfn is None:
                     restart = True
@@ -600,14 +600,18 @@ class Ksm:
         return new
 
     def get_mergeable_page(self, item: RmapItem) -> int | None:
+        """The anon page now at an unstable item's address, if its VMA is still mergeable."""
         mm = item.mm
         if not mm.alive:
             return None
-        vma = self.find_mergeable_vma(mm, item.address)
-        if vma is None:
-            return None
-        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
-        return pfn if pfn > 0 else None
+        address = item.address
+        for vma in mm.vmas:  # find_mergeable_vma, inline: this runs at every unstable tree level
+            if vma.vm_start <= address < vma.vm_end:
+                if not vma.vm_mergeable or not vma.anon_vma:
+                    return None
+                pfn = vma.pte[(address - vma.vm_start) >> self.page_shift]
+                return pfn if pfn > 0 else None
+        return None
 
     def find_mergeable_vma(self, mm: "MM", address: int) -> "VMA | None":
         vma = mm.find_vma(address)
@@ -623,7 +627,7 @@ class Ksm:
         parent, left = None, False
         rb = root.rb_node
         while rb is not None:
-            self.cost.charge_tree_step()
+            self.cost.total_ns += TREE_STEP
             tree_item = rb.entry
             tree_pfn = self.get_mergeable_page(tree_item)
             if tree_pfn is None:
