@@ -25,7 +25,6 @@ from engine.scenario import Scenario, ScenarioError
 
 COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench")
 DEFAULT_SCENARIO = "default"
-DEFAULT_FULL_SCANS = 10  # scenario-format.md: a headless run with no [stop] ends after 10 full scans
 
 
 class UsageError(Exception):
@@ -171,9 +170,8 @@ class Progress:
         counters = sim.snapshot(tree_limit=0).counters
         rate = counters["pages_scanned"] / (now - self.start)
         sys.stderr.write(
-            f"\r\033[K{self.label}: full scan {counters['full_scans']:,} of {self.target}, "
-            f"{sim.now_ns // 1_000_000:,} ms simulated, {counters['pages_scanned']:,} pages scanned "
-            f"({rate:,.0f}/s)"
+            f"\r\033[K{self.label}: {counters['full_scans']:,} full scans, {sim.now_ns // 1_000_000:,} ms "
+            f"simulated (stops at {self.target}), {counters['pages_scanned']:,} pages scanned ({rate:,.0f}/s)"
         )
         sys.stderr.flush()
         self.shown = True
@@ -186,11 +184,15 @@ class Progress:
 
 
 def stop_target(scenario: Scenario, opts: argparse.Namespace) -> str:
-    full_scans = opts.full_scans or scenario.stop.full_scans
-    after_ms = opts.after_ms or scenario.stop.after_ms
+    """Where the run will stop, in words, as Simulation.run decides it: options replace [stop]."""
+    from engine.sim import DEFAULT_FULL_SCANS
+
+    full_scans, after_ms = opts.full_scans, opts.after_ms
+    if not (full_scans or after_ms):
+        full_scans, after_ms = scenario.stop.full_scans, scenario.stop.after_ms
     if not (full_scans or after_ms):
         full_scans = DEFAULT_FULL_SCANS
-    parts = [f"{full_scans:,}" if full_scans else "", f"{after_ms:,} ms" if after_ms else ""]
+    parts = [f"{full_scans:,} full scans" if full_scans else "", f"{after_ms:,} ms" if after_ms else ""]
     return " or ".join(p for p in parts if p)
 
 

@@ -1,5 +1,6 @@
 """Every subcommand end to end: run (text and --json), compare, check, list, and their errors."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -194,6 +195,18 @@ def test_progress_goes_to_a_terminal_only(monkeypatch):
         assert cli.want_progress(opts) is shown
 
 
+def test_progress_names_the_stop_the_engine_will_use(small):
+    from engine.scenario import Stop, load_scenario
+
+    scenario = load_scenario(small)
+    assert cli.stop_target(scenario, cli.parse_args(["run", small])) == "4 full scans"
+    assert cli.stop_target(scenario, cli.parse_args(["run", small, "--after-ms", "1500"])) == "1,500 ms"
+    assert cli.stop_target(scenario, cli.parse_args(["run", "fleet", "--full-scans", "2", "--after-ms", "9"])) == \
+        "2 full scans or 9 ms"
+    no_stop = dataclasses.replace(scenario, stop=Stop())
+    assert cli.stop_target(no_stop, cli.parse_args(["run", small])) == "10 full scans"
+
+
 def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
     from engine.scenario import load_scenario
     from engine.sim import Simulation
@@ -202,12 +215,12 @@ def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
     monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
     written = []
     monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda s, t: written.append(t), "flush": lambda s: None})())
-    progress = cli.Progress("small", "4", enabled=True)
+    progress = cli.Progress("small", "4 full scans", enabled=True)
     sim = Simulation(load_scenario(small))
     sim.step_full_scan()
     progress(sim)
     progress.done()
-    assert written[0].startswith("\r\033[Ksmall: full scan 1 of 4, ") and "pages scanned" in written[0]
+    assert written[0].startswith("\r\033[Ksmall: 1 full scans, ") and "(stops at 4 full scans)" in written[0]
     assert written[-1] == "\r\033[K"
 
 
