@@ -170,7 +170,7 @@ class Progress:
         counters = sim.snapshot(tree_limit=0).counters
         rate = counters["pages_scanned"] / (now - self.start)
         sys.stderr.write(
-            f"\r\033[K{self.label}: {counters['full_scans']:,} full scans, {sim.now_ns // 1_000_000:,} ms "
+            f"\r\033[K{self.label}: full_scans {counters['full_scans']:,}, {sim.now_ns // 1_000_000:,} ms "
             f"simulated (stops at {self.target}), {counters['pages_scanned']:,} pages scanned ({rate:,.0f}/s)"
         )
         sys.stderr.flush()

@@ -220,7 +220,7 @@ def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
     sim.step_full_scan()
     progress(sim)
     progress.done()
-    assert written[0].startswith("\r\033[Ksmall: 1 full scans, ") and "(stops at 4 full scans)" in written[0]
+    assert written[0].startswith("\r\033[Ksmall: full_scans 1, ") and "(stops at 4 full scans)" in written[0]
     assert written[-1] == "\r\033[K"
 
 
