@@ -118,12 +118,14 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         p.description = "Run the scenario on the model and on the real kernel and set the counters side by side."
         _scenario_arg(p)
         _add_run_options(p, json_=True)
+    if command in ("kernel", "parity"):
+        p.add_argument("--trace", action="store_true", help="also count the ksm tracepoints (needs tracefs)")
     return p
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """argv (without the program name) to options: .command .scenario .flow .seed .overrides
-    .full_scans .after_ms .json, every attribute present whatever the command."""
+    .full_scans .after_ms .json .trace, every attribute present whatever the command."""
     command = argv[0] if argv and argv[0] in COMMANDS else None
     opts = build_parser(command).parse_args(argv[1:] if command else argv)
     opts.command = command
@@ -138,6 +140,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("scenario", "seed", "full_scans", "after_ms"):
         setattr(opts, name, getattr(opts, name, None))
     opts.json = getattr(opts, "json", False)
+    opts.trace = getattr(opts, "trace", False)
     return opts
 
 

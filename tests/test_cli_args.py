@@ -26,6 +26,7 @@ BAD_OPTIONS = [
     (["compare", "x", "--set", "flow=legacy"], "ksmtui compare: error: --set: engine.flow: compare takes no flow"),
     (["compare", "x", "--json"], "ksmtui compare: error: unrecognized arguments: --json"),
     (["kernel", "x", "--flow", "legacy"], "ksmtui kernel: error: unrecognized arguments: --flow legacy"),
+    (["run", "x", "--trace"], "ksmtui run: error: unrecognized arguments: --trace"),
     (["list", "extra"], "ksmtui list: error: unrecognized arguments: extra"),
     (["x", "--json"], "ksmtui: error: unrecognized arguments: --json"),
     (["a", "b"], "ksmtui: error: unrecognized arguments: b"),
@@ -52,10 +53,15 @@ def test_options_are_parsed_into_the_namespace_the_commands_share():
 def test_every_command_gets_every_attribute():
     for argv in ([], ["fleet"], ["check", "x"], ["compare", "x"], ["list"], ["kernel", "x"], ["parity", "x"]):
         opts = parse_args(argv)
-        for name in ("command", "scenario", "flow", "seed", "overrides", "full_scans", "after_ms", "json"):
+        for name in ("command", "scenario", "flow", "seed", "overrides", "full_scans", "after_ms", "json", "trace"):
             assert hasattr(opts, name), (argv, name)
     ui = parse_args([])
     assert (ui.command, ui.scenario, ui.json, ui.overrides) == (None, "default", False, {})
+
+
+def test_kernel_and_parity_take_trace():
+    assert parse_args(["kernel", "x", "--trace", "--json"]).trace is True
+    assert parse_args(["parity", "x", "--flow", "legacy", "--trace"]).trace is True
 
 
 def test_set_flow_is_the_same_as_flow():
