@@ -314,19 +314,18 @@ def main(argv: list[str]) -> int:
     flow = opts.flow or ENGINE_KNOBS["flow"].default
     print(f"ksmtui bench: {opts.pages:,} pages per workload, flow {flow}, pages_to_scan {PAGES_TO_SCAN}, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    measures = [measure(w, opts.pages, opts.flow, opts.min_time, opts.profile) for w in opts.workloads]
+    measures = []
+    for w in opts.workloads:
+        say(f"model: {WORKLOADS[w]}: building, warming up and timing {opts.pages:,} pages")
+        measures.append(measure(w, opts.pages, opts.flow, opts.min_time, opts.profile))
     kernel, note = None, ""
     if opts.no_kernel:
         note = "real ksmd: not measured (--no-kernel)"
     elif not kernel_writable():
         note = f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
     else:
-        try:
-            from ksmtui.kernel import measure_ksmd
-        except ImportError:
-            note = "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
-        else:
-            kernel = {w: measure_ksmd(workload(w, opts.pages)) for w in opts.workloads}
+        kernel, note = measure_kernel(opts.workloads, opts.pages)
+    say("")
     print()
     print("\n".join(rows(measures, kernel)))
     if note:
@@ -334,12 +333,16 @@ def main(argv: list[str]) -> int:
     if not opts.no_memory:
         print("\nmemory (peak RSS growth in a fresh process, building and scanning to the steady state):")
         for w in opts.workloads:
+            say(f"memory: {WORKLOADS[w]}")
             mem = in_fresh_process("memory_probe", w, opts.pages, opts.flow)
+            say("")
             bound = 1.25 * mem["distinct"] + 100 * mem["pages"]
             print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
                   f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
                   f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
+    say(f"snapshot: {opts.snapshot_pages:,}-page machine")
     mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
+    say("")
     print(f"\nsnapshot of a {opts.snapshot_pages:,}-page machine (mixed fleet, trees excerpted): "
           f"{mean_ms:.2f} ms mean, {max_ms:.2f} ms worst of 20")
     if not opts.profile:
@@ -355,3 +358,28 @@ def main(argv: list[str]) -> int:
             print(f"  {size / mem['pages']:>8,.0f} B/page  {count:>9,} blocks  {site}")
     return 0
 
+
+
+def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
+    """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel, and a note
+    on what could not be measured."""
+    try:
+        from ksmtui.kernel import KernelError, KernelUnavailable, KernelUnsupported, measure_ksmd
+    except ImportError:
+        return None, "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
+    kernel, failed = {}, []
+    for w in workloads:
+        say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
+        try:
+            kernel[w] = measure_ksmd(workload(w, pages))["ns_per_page"]
+        except (KernelError, KernelUnavailable, KernelUnsupported) as e:
+            failed.append(f"{WORKLOADS[w]}: {e}")
+    say("")
+    return kernel, "; ".join(f"real ksmd not measured on {f}" for f in failed)
+
+
+def say(text: str) -> None:
+    """What the bench is doing, on the terminal only: a long run should not look hung."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
