@@ -262,3 +262,29 @@ def test_compare_on_hackbench_moves_the_anon_distribution_left(capsys):
     assert _work(out, "calc_checksum")[1] == a_calls
     b_search, a_search = _work(out, "stable_tree_search")
     assert a_search < b_search  # changed pages no longer search the stable tree
+
+
+@pytest.mark.parametrize("argv,module,function", [
+    ([], "ksmtui.app", "run_app"),
+    (["fleet", "--flow", "legacy", "--set", "pages_to_scan=300"], "ksmtui.app", "run_app"),
+    (["kernel", "fleet", "--json", "--trace", "--full-scans", "2"], "ksmtui.kernel", "cmd_kernel"),
+    (["parity", "fleet", "--seed", "3"], "ksmtui.kernel", "cmd_parity"),
+])
+def test_ui_kernel_and_parity_get_the_loaded_scenario_and_the_options(monkeypatch, argv, module, function):
+    """Stand-ins for the UI and the kernel runner: this test must never touch the real KSM."""
+    import types
+
+    calls = []
+    fake = types.ModuleType(module)
+    setattr(fake, function, lambda scenario, opts: calls.append((scenario, opts)) or 7)
+    monkeypatch.setitem(sys.modules, module, fake)
+    assert main(argv) == 7
+    (scenario, opts), = calls
+    assert scenario.name == (argv[1] if argv and argv[0] in ("kernel", "parity") else argv[0] if argv else "default")
+    if "--flow" in argv:
+        assert opts.flow == scenario.engine["flow"] == "legacy"
+        assert opts.overrides == {"pages_to_scan": 300} and scenario.ksm["pages_to_scan"] == 300
+    if "--trace" in argv:
+        assert opts.json and opts.trace and opts.full_scans == 2
+    if "--seed" in argv:
+        assert opts.seed == scenario.seed == 3
