@@ -16,6 +16,7 @@ fresh process, from its peak RSS), and a snapshot of a 100k-page machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import json
@@ -234,6 +235,31 @@ def _profile(call, lines: int) -> str:
     return out.getvalue().strip("\n")
 
 
+def ui_overhead(pages: int, seconds: float, flow: str | None) -> tuple[float, float]:
+    """Engine throughput (pages scanned per wall second, the fleet from its start) headless, and
+    with the UI running flat out and drawing every update it is sent (Textual's headless driver)."""
+    scenario = workload("fleet", pages)
+    sim = simulation(scenario, flow)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sim.step_batch()
+    headless = sim.snapshot(tree_limit=0).counters["pages_scanned"] / (time.perf_counter() - start)
+    return headless, asyncio.run(_ui_throughput(scenario, seconds, flow))
+
+
+async def _ui_throughput(scenario: Scenario, seconds: float, flow: str | None) -> float:
+    from ksmtui.app import KsmApp
+
+    app = KsmApp(scenario, argparse.Namespace(flow=flow, seed=None, overrides={}))
+    def scanned() -> int:  # as of the last update the UI got: both ends lag alike
+        return app.view.snapshot.counters["pages_scanned"] if app.view else 0
+
+    async with app.run_test(size=(160, 50)):
+        start, before = time.perf_counter(), scanned()
+        await asyncio.sleep(seconds)
+        return (scanned() - before) / (time.perf_counter() - start)
+
+
 def kernel_writable() -> bool:
     return os.access(SYSFS_RUN, os.W_OK)
 
@@ -276,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",
                    help="machine size for the snapshot cost (default 100,000)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes (one process each)")
+    p.add_argument("--ui-seconds", type=_seconds, default=5.0, metavar="S",
+                   help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
     return p
@@ -340,6 +368,17 @@ def main(argv: list[str]) -> int:
             print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
                   f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
                   f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
+    if opts.ui_seconds:
+        try:
+            import ksmtui.app  # noqa: F401
+        except ImportError:
+            print("\nUI overhead: not measured (this build has no ksmtui.app)")
+        else:
+            say(f"UI overhead: the fleet, {opts.ui_seconds:g} s headless and {opts.ui_seconds:g} s under the UI")
+            headless, ui = ui_overhead(opts.pages, opts.ui_seconds, opts.flow)
+            say("")
+            print(f"\nUI overhead (mixed fleet, first {opts.ui_seconds:g} wall seconds): headless {headless:,.0f} "
+                  f"pages/s, under the UI {ui:,.0f} pages/s: the UI costs {(1 - ui / headless) * 100:.0f}%")
     say(f"snapshot: {opts.snapshot_pages:,}-page machine")
     mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
     say("")

@@ -1,5 +1,7 @@
 """`ksmtui bench`: the workloads are what they say, and a tiny run prints every row (no timings asserted)."""
 
+import re
+
 import pytest
 
 from ksmtui.bench import WORKLOADS, distinct_bytes, main, measure, workload
@@ -44,17 +46,20 @@ def test_the_fleet_mixes_paths():
 
 
 def test_tiny_run_prints_every_row(capsys):
-    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel"]) == 0
+    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds", "0.3"]) == 0
     out = capsys.readouterr().out
     for title in WORKLOADS.values():
         assert out.count(title) == 2  # the throughput table and the memory probe
     assert "real ksmd: not measured (--no-kernel)" in out
     assert "snapshot of a 512-page machine" in out
+    assert re.search(r"^UI overhead \(mixed fleet, first 0.3 wall seconds\): headless [\d,]+ pages/s, under the UI "
+                     r"[\d,]+ pages/s: the UI costs -?\d+%$|^UI overhead: not measured \(this build has no ksmtui.app\)$",
+                     out, re.M)
 
 
 def test_profile_names_the_engine_functions(capsys):
     assert main(["--pages", "128", "--workloads", "unique", "--min-time", "0", "--snapshot-pages", "128",
-                 "--no-kernel", "--no-memory", "--profile"]) == 0
+                 "--no-kernel", "--no-memory", "--ui-seconds", "0", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "profile of (b) unique, smart_scan off, one more full scan" in out and "cmp_and_merge_page" in out
     assert "profile of one snapshot of the 128-page machine" in out
