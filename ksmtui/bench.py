@@ -9,8 +9,9 @@ Four workloads isolate the paths of cmp_and_merge_page():
 
 Each is warmed up to its steady state, then timed over whole full scans: the process's CPU time
 over pages_scanned is the model's ns per page, as ksmd's CPU time over pages_scanned is the
-kernel's. CPU time, not wall time, so that other work on the machine does not count. Then the costs around the scan: building a machine, memory per simulated page (in a
-fresh process, from its peak RSS), and a snapshot of a 100k-page machine.
+kernel's (CPU time, not wall time, so that other work on the machine does not count). Then the
+costs around the scan: building a machine, memory per simulated page (in a fresh process, from
+its peak RSS), a snapshot of a 100k-page machine, and the engine's throughput under the UI.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def workload(name: str, pages: int) -> Scenario:
     """The scenario of one workload, `pages` pages in all."""
     if name == "settled":  # four copies of every content: pages_shared = pages / 4
         each = max(1, pages // 4)
-        return _scenario(name, [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)],
-                         pools=[Pool("image", each)])
+        image = Region("image", each, fill=Fill("pool", pool="image"))
+        return _scenario(name, [Process("guest", (image,), count=4)], pools=[Pool("image", each)])
     if name == "unique":
         return _scenario(name, [Process("app", (Region("heap", pages),))], smart_scan=0)
     if name == "changing":
@@ -281,7 +282,8 @@ def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
         head += ["ksmd ns/page", "model/ksmd"]
     out: list[list[object]] = [head]
     for m in measures:
-        row = [WORKLOADS[m.workload], _share(m.by_path), _share(m.by_outcome, top=2), m.scanned, f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
+        row = [WORKLOADS[m.workload], _share(m.by_path), _share(m.by_outcome, top=2), m.scanned,
+               f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
                f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
         if kernel is not None:
             k = kernel.get(m.workload)
@@ -392,7 +394,8 @@ def main(argv: list[str]) -> int:
     for w in opts.workloads:
         mem = in_fresh_process("memory_sites", w, opts.pages, opts.flow)
         print(f"\nmemory held by {WORKLOADS[w]} at its steady state (tracemalloc): "
-              f"{mem['held'] / mem['pages']:,.0f} B/page, peak {mem['peak'] / mem['pages']:,.0f} B/page; largest sites:")
+              f"{mem['held'] / mem['pages']:,.0f} B/page, peak {mem['peak'] / mem['pages']:,.0f} B/page; "
+              "largest sites:")
         for site, size, count in mem["sites"]:
             print(f"  {size / mem['pages']:>8,.0f} B/page  {count:>9,} blocks  {site}")
     return 0

@@ -134,7 +134,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if set_flow and not hasattr(opts, "flow"):
         raise ScenarioError("--set", "engine", "flow", f"{command} takes no flow")
     if set_flow and getattr(opts, "flow", None) not in (None, set_flow):
-        raise ScenarioError("--set", "engine", "flow", f"expected the same flow as --flow {opts.flow}, got {set_flow!r}")
+        raise ScenarioError("--set", "engine", "flow",
+                            f"expected the same flow as --flow {opts.flow}, got {set_flow!r}")
     opts.flow = getattr(opts, "flow", None) or set_flow
     opts.overrides = overrides
     for name in ("scenario", "seed", "full_scans", "after_ms"):
@@ -211,8 +212,8 @@ def run_to_stop(sim, scenario: Scenario, opts: argparse.Namespace, label: str) -
     finally:
         progress.done()
     if sim.stuck:
-        print(f"ksmtui {opts.command}: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: nothing is "
-              f"registered with ksmd and no event is pending ({reason})", file=sys.stderr)
+        print(f"ksmtui {opts.command}: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: "
+              f"nothing is registered with ksmd and no event is pending ({reason})", file=sys.stderr)
     return reason
 
 
@@ -256,8 +257,9 @@ def cmd_check(scenario: Scenario, opts: argparse.Namespace) -> int:
     processes = sum(p.count for p in scenario.processes)
     pages = sum(p.count * sum(r.pages for r in p.regions) for p in scenario.processes)
     events = len(scenario.events)
-    print(f"ok: {scenario.name} ({processes:,} process{'es' * (processes != 1)}, {pages:,} page{'s' * (pages != 1)}, "
-          f"{events:,} event{'s' * (events != 1)})")
+    counts = (f"{processes:,} process{'es' * (processes != 1)}, {pages:,} page{'s' * (pages != 1)}, "
+              f"{events:,} event{'s' * (events != 1)}")
+    print(f"ok: {scenario.name} ({counts})")
     return 0
 
 
