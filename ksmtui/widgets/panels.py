@@ -1,0 +1,281 @@
+"""The live panels. Each draws an EngineView through one `update_from(view)` entry that returns
+early when the panel is hidden (another tab) or when what it shows has not changed. The text comes
+from the pure renderers in ksmtui.render; it is handed over as Text, never parsed as markup (hist()
+labels such as `[2, 4)` would read as markup tags)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Label, Sparkline, Static
+
+from engine.snapshot import PATHS
+from ksmtui.render import (
+    dist_lines,
+    hist_lines,
+    latency_title,
+    outcome_table,
+    progress_bar,
+    rate_label,
+    sim_time,
+    step_line,
+)
+from ksmtui.runner import COMPARE_FLOWS, EngineView, speed_label
+
+HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
+SPARK_COUNTERS = (
+    "pages_shared",
+    "pages_sharing",
+    "pages_unshared",
+    "pages_volatile",
+    "pages_skipped",
+    "ksm_zero_pages",
+    "stable_node_chains",
+    "stable_node_dups",
+    "general_profit",
+)
+
+
+def shown(widget: Widget) -> bool:
+    """Is the widget displayed: neither it nor an ancestor (an inactive tab pane) is display: none."""
+    node: Widget | None = widget
+    while isinstance(node, Widget):
+        if not node.display:
+            return False
+        node = node.parent
+    return True
+
+
+def bar_width(widget: Widget, fixed: int, least: int = 8) -> int:
+    """The widest hist() bar that fits the widget's content width next to `fixed` columns."""
+    return max(least, min(52, widget.content_region.width - fixed))
+
+
+class Panel(Vertical):
+    """A bordered panel that redraws only when shown and when its key of the view changed."""
+
+    _key: object = None
+    _view: EngineView | None = None
+
+    def update_from(self, view: EngineView) -> None:
+        self._view = view
+        if not shown(self):
+            return
+        key = (self.key_of(view), self.size)
+        if key == self._key:
+            return
+        self._key = key
+        self.draw(view)
+
+    def on_resize(self) -> None:
+        if self._view is not None:
+            self.update_from(self._view)
+
+    def on_show(self) -> None:
+        if self._view is not None:
+            self.update_from(self._view)
+
+    def key_of(self, view: EngineView) -> object:
+        raise NotImplementedError
+
+    def draw(self, view: EngineView) -> None:
+        raise NotImplementedError
+
+
+class StatusBar(Static):
+    """The header: scenario, simulated time, flow, state and speed, on one line."""
+
+    _key: object = None
+
+    def update_from(self, view: EngineView) -> None:
+        snap = view.snapshot
+        flow = " vs ".join(COMPARE_FLOWS) if view.compare else snap.flow
+        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed)
+        if key == self._key:
+            return
+        self._key = key
+        self.set_classes(f"-{view.state}")
+        self.update(
+            Text(
+                f" ksmtui · {snap.scenario} · t={sim_time(snap.sim_ns)} · flow {flow}"
+                f" · {view.state} · speed {speed_label(view.speed)}"
+            )
+        )
+
+
+class ScanPanel(Panel):
+    """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="scan-text")
+        yield Static(id="scan-bar")
+        yield Static(id="scan-step")
+        yield Static(id="scan-note")
+
+    def key_of(self, view: EngineView) -> object:
+        s = view.snapshot
+        return (s.cursor, s.counters["full_scans"], s.knobs["pages_to_scan"], s.knobs["sleep_millisecs"],
+                view.trend.scan_rate, s.last_step, view.note)
+
+    def draw(self, view: EngineView) -> None:
+        s = view.snapshot
+        c = s.cursor
+        where = f"{c.process}:{c.address:#x} ({c.region})" if c.process else "ksm_mm_head (between scans)"
+        self.query_one("#scan-text", Static).update(
+            Text(
+                f"full_scans {s.counters['full_scans']}  seqnr {c.seqnr}\n"
+                f"cursor     {where}\n"
+                f"pages_to_scan {s.knobs['pages_to_scan']}  sleep_millisecs {s.knobs['sleep_millisecs']}"
+                f"  rate {rate_label(view.trend.scan_rate)} pages (sim)"
+            )
+        )
+        width = max(10, self.content_region.width - 22)
+        self.query_one("#scan-bar", Static).update(
+            Text(f"pass {progress_bar(c.pass_done, c.pass_total, width)} {c.pass_done}/{c.pass_total}")
+        )
+        self.query_one("#scan-step", Static).update(Text(step_line(s.last_step)))
+        note = self.query_one("#scan-note", Static)
+        note.display = bool(view.note)
+        note.update(Text(view.note))
+
+
+class CountersPanel(Panel):
+    """The sysfs counters, each with its recent history as a sparkline."""
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="counters-grid"):
+            for name in SPARK_COUNTERS:
+                yield Label(name, classes="counter-name")
+                yield Label("0", id=f"value-{name}", classes="counter-value", markup=False)
+                yield Sparkline([], id=f"spark-{name}", classes="counter-spark")
+
+    def key_of(self, view: EngineView) -> object:
+        return tuple(view.trend.counters[c] for c in SPARK_COUNTERS)
+
+    def draw(self, view: EngineView) -> None:
+        for name in SPARK_COUNTERS:
+            series = view.trend.counters[name]
+            self.query_one(f"#value-{name}", Label).update(f"{series[-1]:,}" if series else "0")
+            # A new list each time: Sparkline redraws when its data is replaced, not mutated.
+            self.query_one(f"#spark-{name}", Sparkline).data = list(series)
+
+
+class OutcomesPanel(Panel):
+    """cmp_and_merge_page() outcomes by path, totals and calls per simulated second."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="outcomes-text")
+
+    def key_of(self, view: EngineView) -> object:
+        return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()))
+
+    def draw(self, view: EngineView) -> None:
+        rows = outcome_table(view.snapshot.outcomes, view.trend.path_rates, PATHS)
+        self.query_one("#outcomes-text", Static).update(Text("\n".join(rows)))
+
+
+class LatencySummary(Panel):
+    """One line per path: calls and percentiles of the rolling histogram."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="latency-summary-text")
+
+    def key_of(self, view: EngineView) -> object:
+        return tuple(view.snapshot.latency_recent[p] for p in PATHS)
+
+    def draw(self, view: EngineView) -> None:
+        lines = [latency_title(p, view.snapshot.latency_recent[p]) for p in PATHS]
+        self.query_one("#latency-summary-text", Static).update(Text("\n".join(lines)))
+
+
+def _hist_text(path: str, counts, width: int) -> Text:
+    return Text("\n".join([latency_title(path, counts), *hist_lines(counts, width)]))
+
+
+class LatencyPanel(Panel):
+    """Log2 histograms of cmp_and_merge_page() latency per path, drawn as bpftrace's hist()."""
+
+    since_start = False  # False: the rolling histogram (the last few wake-ups)
+
+    def compose(self) -> ComposeResult:
+        for path in PATHS:
+            yield Static(id=f"hist-{path}", classes="hist")
+
+    def counts(self, view: EngineView) -> dict:
+        s = view.snapshot
+        return s.latency if self.since_start else s.latency_recent
+
+    def key_of(self, view: EngineView) -> object:
+        return (self.since_start, tuple(self.counts(view)[p] for p in PATHS))
+
+    def draw(self, view: EngineView) -> None:
+        self.border_title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
+        width = bar_width(self, HIST_FIXED)
+        for path in PATHS:
+            self.query_one(f"#hist-{path}", Static).update(_hist_text(path, self.counts(view)[path], width))
+
+
+class ChainsPanel(Panel):
+    """How full the KSM pages are: sharers per page against max_page_sharing, dups per chain."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="chains-sharers")
+        yield Static(id="chains-dups")
+
+    def key_of(self, view: EngineView) -> object:
+        s = view.snapshot
+        return (tuple(s.sharers_per_page.items()), tuple(s.dups_per_chain.items()), s.knobs["max_page_sharing"])
+
+    def draw(self, view: EngineView) -> None:
+        s = view.snapshot
+        mps = s.knobs["max_page_sharing"]
+        width = bar_width(self, 16 + 8 + 3 + len(" ◀ max_page_sharing"))
+        rows = max(4, (self.content_region.height - 6) // 2)
+        sharers = dist_lines(s.sharers_per_page, width, rows, mark=mps) or ["no KSM pages yet"]
+        dups = dist_lines(s.dups_per_chain, width, rows) or ["no stable_node chains"]
+        self.query_one("#chains-sharers", Static).update(
+            Text("\n".join([f"sharers per KSM page (max_page_sharing {mps})", *sharers]))
+        )
+        self.query_one("#chains-dups", Static).update(
+            Text("\n".join([f"dups per stable_node chain ({s.counters['stable_node_chains']} chains)", *dups]))
+        )
+
+
+class ComparePanel(Panel):
+    """Compare mode: the same workload under both flows, histograms per path side by side."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-counters")
+        for path in PATHS:
+            with Horizontal(classes="compare-row"):
+                for flow in COMPARE_FLOWS:
+                    yield Static(id=f"cmp-{flow}-{path}", classes="hist compare-hist")
+
+    def key_of(self, view: EngineView) -> object:
+        return (view.compare, tuple((s.latency, tuple(s.counters.items())) for s in view.snapshots))
+
+    def draw(self, view: EngineView) -> None:
+        if not view.compare:
+            self.query_one("#compare-counters", Static).update(Text("compare mode is off: press c to start it"))
+            for path in PATHS:
+                for flow in COMPARE_FLOWS:
+                    self.query_one(f"#cmp-{flow}-{path}", Static).update("")
+            return
+        before, after = view.snapshots
+        rows = [f"{'':<20}{'Before (legacy)':>18}{'After (optimized)':>20}"]
+        for name in ("full_scans", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit"):
+            rows.append(f"{name:<20}{before.counters[name]:>18,}{after.counters[name]:>20,}")
+        work = sorted(set(before.work) | set(after.work))
+        rows += [f"{name:<20}{before.work.get(name, 0):>18,}{after.work.get(name, 0):>20,}" for name in work]
+        self.query_one("#compare-counters", Static).update(Text("\n".join(rows)))
+        # Like the cover letter, the whole run; each flow gets half the width.
+        width = max(4, min(52, self.content_region.width // 2 - 2 - HIST_FIXED))
+        for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
+            label = "Before (legacy)" if flow == "legacy" else "After (optimized)"
+            for path in PATHS:
+                counts = snap.latency[path]
+                self.query_one(f"#cmp-{flow}-{path}", Static).update(
+                    Text("\n".join([f"{label}: {latency_title(path, counts)}", *hist_lines(counts, width)]))
+                )
