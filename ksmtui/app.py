@@ -81,7 +81,10 @@ class KsmApp(App[int]):
                 yield ScanPanel(id="scan")
                 yield CountersPanel(id="counters")
                 yield OutcomesPanel(id="outcomes")
+                # A large terminal has room for these on the first tab too.
+                yield ChainsPanel(id="overview-chains", classes="large-only")
                 yield LatencySummary(id="latency-summary")
+                yield LatencyPanel(id="overview-latency", classes="large-only")
             with TabPane("Trees", id="trees"):
                 yield TreesPanel(id="trees-panel")
             with TabPane("Chains", id="chains"):
@@ -101,7 +104,7 @@ class KsmApp(App[int]):
             "latency-summary": "latency, last wake-ups (rolling)",
             "trees-panel": "trees",
             "chains-panel": "stable_node chains",
-            "latency-panel": "latency, last wake-ups (rolling)",
+            "overview-chains": "stable_node chains",
             "compare-panel": "compare: legacy (Before) vs optimized (After), same workload",
         }
         for panel_id, title in titles.items():
@@ -141,6 +144,7 @@ class KsmApp(App[int]):
         screen = self.screen_stack[0] if self.screen_stack else self.screen
         screen.set_class(small, "-too-small")
         screen.set_class(width >= 120, "-wide")
+        screen.set_class(width >= 160 and height >= 50, "-large")
         if small:
             self.query_one("#too-small", Static).update(
                 f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
@@ -184,11 +188,11 @@ class KsmApp(App[int]):
             self.action_show_tab("compare")
 
     def action_latency_mode(self) -> None:
-        panel = self.query_one(LatencyPanel)
-        panel.since_start = not panel.since_start
-        self.action_show_tab("latency")
-        if self.view is not None:
-            panel.update_from(self.view)
+        since_start = not self.query_one("#latency-panel", LatencyPanel).since_start
+        for panel in self.query(LatencyPanel):
+            panel.since_start = since_start
+            if self.view is not None:
+                panel.update_from(self.view)
 
     def action_restart(self) -> None:
         self.send("restart")

@@ -92,6 +92,7 @@ def latency_title(path: str, counts: Sequence[int]) -> str:
 
 
 def rate_label(per_s: float) -> str:
+    """A rate per simulated second: 1,548/s, 12K/s."""
     if per_s >= 10_000:
         return f"{per_s / 1000:,.0f}K/s"
     return f"{per_s:,.0f}/s"

@@ -49,7 +49,7 @@ def shown(widget: Widget) -> bool:
 
 
 def bar_width(widget: Widget, fixed: int, least: int = 8) -> int:
-    """The widest hist() bar that fits the widget's content width next to `fixed` columns."""
+    """The widest hist() bar (bpftrace's 52 at most) that fits the widget next to `fixed` columns."""
     return max(least, min(52, widget.content_region.width - fixed))
 
 
@@ -125,16 +125,15 @@ class ScanPanel(Panel):
         where = f"{c.process}:{c.address:#x} ({c.region})" if c.process else "ksm_mm_head (between scans)"
         self.query_one("#scan-text", Static).update(
             Text(
-                f"full_scans {s.counters['full_scans']}  seqnr {c.seqnr}\n"
-                f"cursor     {where}\n"
-                f"pages_to_scan {s.knobs['pages_to_scan']}  sleep_millisecs {s.knobs['sleep_millisecs']}"
-                f"  rate {rate_label(view.trend.scan_rate)} pages (sim)"
+                f"full_scans {s.counters['full_scans']}   seqnr {c.seqnr}"
+                f"   scanning {rate_label(view.trend.scan_rate)} (simulated)\n"
+                f"cursor {where}\n"
+                f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}"
             )
         )
-        width = max(10, self.content_region.width - 22)
-        self.query_one("#scan-bar", Static).update(
-            Text(f"pass {progress_bar(c.pass_done, c.pass_total, width)} {c.pass_done}/{c.pass_total}")
-        )
+        count = f" {c.pass_done}/{c.pass_total}"
+        width = max(10, self.content_region.width - len("pass ") - len(count))
+        self.query_one("#scan-bar", Static).update(Text(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}"))
         self.query_one("#scan-step", Static).update(Text(step_line(s.last_step)))
         note = self.query_one("#scan-note", Static)
         note.display = bool(view.note)
@@ -212,9 +211,9 @@ class LatencyPanel(Panel):
 
     def draw(self, view: EngineView) -> None:
         self.border_title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
-        width = bar_width(self, HIST_FIXED)
         for path in PATHS:
-            self.query_one(f"#hist-{path}", Static).update(_hist_text(path, self.counts(view)[path], width))
+            hist = self.query_one(f"#hist-{path}", Static)
+            hist.update(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED)))
 
 
 class ChainsPanel(Panel):
@@ -270,12 +269,16 @@ class ComparePanel(Panel):
         work = sorted(set(before.work) | set(after.work))
         rows += [f"{name:<20}{before.work.get(name, 0):>18,}{after.work.get(name, 0):>20,}" for name in work]
         self.query_one("#compare-counters", Static).update(Text("\n".join(rows)))
-        # Like the cover letter, the whole run; each flow gets half the width.
-        width = max(4, min(52, self.content_region.width // 2 - 2 - HIST_FIXED))
+        # Like the cover letter: the whole run, Before beside After.
         for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
             label = "Before (legacy)" if flow == "legacy" else "After (optimized)"
             for path in PATHS:
                 counts = snap.latency[path]
-                self.query_one(f"#cmp-{flow}-{path}", Static).update(
-                    Text("\n".join([f"{label}: {latency_title(path, counts)}", *hist_lines(counts, width)]))
+                hist = self.query_one(f"#cmp-{flow}-{path}", Static)
+                hist.update(
+                    Text(
+                        "\n".join(
+                            [label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))]
+                        )
+                    )
                 )
