@@ -25,7 +25,6 @@ OUTCOMES = (
     "unstable_merge_failed",  # matched, but the two-page merge failed
     "unstable_aborted",  # walk aborted (tree page gone, same physical page, other node): not inserted
     "migrated_returned",  # migrated stable node re-homed; its own page returned (series-v1, or a candidate)
-    "no_candidate",  # KSM page whose search found no sharing candidate: no merge this visit
 )
 
 # Latency buckets, bpftrace hist() style: index 0 is [0], 1 is [1], k >= 2 is [2^(k-1), 2^k).

@@ -1,0 +1,1089 @@
+"""ksmd: the model of mm/ksm.c.
+
+A few terms, as in ksm.c. ksmd walks every registered mm (an mm_slot each, in a circular list
+headed by ksm_mm_head) page by page, with one cursor, ksm_scan. Each anonymous page it meets gets
+an rmap_item, kept in an address-sorted list per mm. Two trees index page contents:
+
+- the stable tree holds KSM pages: merged, write-protected, so their contents never change and
+  the tree stays sorted. A content shared by more than max_page_sharing mappings is held by a
+  chain: a tree entry whose dups are several KSM pages of the same content.
+- the unstable tree holds pages whose checksum did not change since the last pass. Their
+  contents can still change under the tree, so it may be "corrupted"; it is thrown away and
+  rebuilt at each full scan (seqnr), which bounds the damage to one pass.
+
+cmp_and_merge_page() decides, for one page, between the two: merge into a KSM page found in the
+stable tree, or find an identical page in the unstable tree and make both one new KSM page, or
+insert the page into the unstable tree for later pages to find. Before Linux 6.11 ("legacy") it
+searched the stable tree first and computed the checksum after; since 6.11 ("optimized") KSM pages
+skip the checksum and anonymous pages checksum first, try the zero page, and only then search.
+
+Model simplifications, each said once here: there are no locks, so every trylock succeeds and
+-EBUSY never happens (the paths are kept); no THP (nothing to split); no swap; an anon_vma is a
+flag. Every counter keeps the kernel's name and update points.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from engine.cost import CostModel
+from engine.knobs import KSM_KNOBS, KnobError
+from engine.tree import RbRoot
+
+if TYPE_CHECKING:
+    from engine.machine import MM, VMA, Machine
+
+STABLE_NODE_CHAIN = -1024
+SEQNR_MASK = 0x0FF
+UNSTABLE_FLAG = 0x100
+STABLE_FLAG = 0x200
+SIZEOF_RMAP_ITEM = 64  # x86-64; the size general_profit charges per rmap_item
+
+KSM_RUN_MERGE = 1
+KSM_RUN_UNMERGE = 2
+
+# stable_node->head values (the kernel uses magic addresses)
+STABLE_NODE_DUP_HEAD = "dup"
+MIGRATE_NODES = "migrate_nodes"
+
+BUSY = -16  # ERR_PTR(-EBUSY) from stable_tree_search
+
+
+def calc_checksum(data: bytes) -> int:
+    """xxhash of the page, kept in a u32: the low 32 bits of XXH64(seed 0) on 64-bit kernels."""
+    return xxhash.xxh64_intdigest(data) & 0xFFFFFFFF
+
+
+class MmSlot:
+    """ksm_mm_slot: one registered mm, linked in the circular list headed by ksm_mm_head."""
+
+    __slots__ = ("mm", "rmap_list", "prev", "next")
+
+    def __init__(self, mm: "MM | None"):
+        self.mm = mm
+        self.rmap_list: RmapItem | None = None  # address-sorted singly linked list
+        self.prev: MmSlot = self
+        self.next: MmSlot = self
+
+
+class RmapItem:
+    """ksm_rmap_item: one scanned virtual page. `address` is page aligned; flags live apart."""
+
+    __slots__ = (
+        "rmap_list", "mm", "address", "flags", "oldchecksum", "age", "remaining_skips",
+        "head", "nid", "rb",
+    )
+
+    def __init__(self, mm: "MM", address: int):
+        self.rmap_list: RmapItem | None = None
+        self.mm = mm
+        self.address = address
+        self.flags = 0  # SEQNR_MASK | UNSTABLE_FLAG | STABLE_FLAG
+        self.oldchecksum = 0
+        self.age = 0
+        self.remaining_skips = 0
+        self.head: StableNode | None = None  # stable: the node whose hlist holds this item
+        self.nid = 0  # unstable: which unstable tree
+        self.rb = None  # unstable: its RbNode in the current pass's tree
+
+
+class StableNode:
+    """ksm_stable_node in its four roles: regular node, chain, dup, migrating node."""
+
+    __slots__ = ("rb", "head", "hlist", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "chain")
+
+    def __init__(self, kpfn: int, nid: int):
+        self.rb = None  # RbNode while linked in a stable tree (regular node or chain)
+        self.head: str | None = None  # STABLE_NODE_DUP_HEAD, MIGRATE_NODES or None
+        # regular/dup: its rmap_items, oldest first (hlist_add_head order reversed);
+        # chain: its dups, head of the list first
+        self.hlist: dict | list = {}
+        self.kpfn = kpfn
+        self.chain_prune_time = 0
+        self.rmap_hlist_len = 0
+        self.nid = nid
+        self.chain: StableNode | None = None  # a dup's chain (the kernel reaches it via hlist_dup)
+
+
+def is_stable_node_chain(node: StableNode) -> bool:
+    return node.rmap_hlist_len == STABLE_NODE_CHAIN
+
+
+def is_stable_node_dup(node: StableNode) -> bool:
+    return node.head == STABLE_NODE_DUP_HEAD
+
+
+class KsmScan:
+    __slots__ = ("mm_slot", "address", "rmap_list", "seqnr")
+
+    def __init__(self, head: MmSlot):
+        self.mm_slot = head
+        self.address = 0
+        self.rmap_list: MmSlot | RmapItem = head  # whose .rmap_list is the next expected item
+        self.seqnr = 0
+
+
+class Ksm:
+    def __init__(self, machine: "Machine", knobs: dict, flow: str, latency: str = "model", seed: int = 0):
+        self.machine = machine
+        machine.ksm = self
+        self.page_size = machine.page_size
+        self.page_shift = machine.page_size.bit_length() - 1
+        self.flow = flow
+        self.latency = latency
+        self.knobs = dict(knobs)
+        self.zero_checksum = calc_checksum(machine.zero_page)
+        self.now_ns = 0  # the simulated clock (jiffies), advanced by the simulation
+
+        self.ksm_mm_head = MmSlot(None)
+        self.ksm_scan = KsmScan(self.ksm_mm_head)
+        self.nr_node_ids = machine.numa_nodes
+        self.root_stable_tree = [RbRoot() for _ in range(self.nr_node_ids)]
+        self.root_unstable_tree = [RbRoot() for _ in range(self.nr_node_ids)]
+        self.migrate_nodes: dict[StableNode, None] = {}
+
+        self.ksm_pages_shared = 0
+        self.ksm_pages_sharing = 0
+        self.ksm_pages_unshared = 0
+        self.ksm_rmap_items = 0
+        self.ksm_stable_node_chains = 0
+        self.ksm_stable_node_dups = 0
+        self.ksm_pages_scanned = 0
+        self.ksm_pages_skipped = 0
+        self.ksm_zero_pages = 0
+
+        self.cost = CostModel(machine.page_size, seed)
+        self.ksmd_cpu_ns = 0  # ksmd's runtime, from the cost model: drives the advisor
+        self.advisor_ctx = {"start_scan": 0, "scan_time": 0, "change": 0, "cpu_time": 0}
+        # per-pass progress for the UI: eligible pages visited, and how many there were at pass start
+        self.pass_done = 0
+        self.pass_total = 0
+        # what every call did and cost
+        self.outcomes: dict[str, dict[str, int]] = {}
+        self.latency_hist: dict[str, list[int]] = {}
+        self.work = {"calc_checksum": 0, "stable_tree_search": 0, "unstable_tree_search_insert": 0,
+                     "memcmp_pages": 0}
+        self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
+
+    # ------------------------------------------------------------------ knobs and counters --
+
+    @property
+    def merge_across_nodes(self) -> bool:
+        return bool(self.knobs["merge_across_nodes"])
+
+    @property
+    def max_page_sharing(self) -> int:
+        return self.knobs["max_page_sharing"]
+
+    def get_kpfn_nid(self, pfn: int) -> int:
+        return 0 if self.merge_across_nodes else self.machine.frame_nid[pfn]
+
+    def counters(self) -> dict[str, int]:
+        volatile = self.ksm_rmap_items - self.ksm_pages_shared - self.ksm_pages_sharing - self.ksm_pages_unshared
+        return {
+            "pages_shared": self.ksm_pages_shared,
+            "pages_sharing": self.ksm_pages_sharing,
+            "pages_unshared": self.ksm_pages_unshared,
+            "pages_volatile": max(volatile, 0),
+            "pages_scanned": self.ksm_pages_scanned,
+            "pages_skipped": self.ksm_pages_skipped,
+            "full_scans": self.ksm_scan.seqnr,
+            "stable_node_chains": self.ksm_stable_node_chains,
+            "stable_node_dups": self.ksm_stable_node_dups,
+            "ksm_zero_pages": self.ksm_zero_pages,
+            "general_profit": self.general_profit(),
+        }
+
+    def general_profit(self) -> int:
+        return (self.ksm_pages_sharing + self.ksm_zero_pages) * self.page_size - self.ksm_rmap_items * SIZEOF_RMAP_ITEM
+
+    def ksm_process_profit(self, mm: "MM") -> int:
+        return (mm.ksm_merging_pages + mm.ksm_zero_pages) * self.page_size - mm.ksm_rmap_items * SIZEOF_RMAP_ITEM
+
+    def set_knob(self, name: str, value) -> None:
+        """echo VALUE > /sys/kernel/mm/ksm/NAME, with the kernel's refusals as KnobError."""
+        value = KSM_KNOBS[name].parse(value)
+        old = self.knobs[name]
+        if name == "run":
+            if value != old:
+                self.knobs["run"] = value
+                if value & KSM_RUN_UNMERGE:
+                    self.unmerge_and_remove_all_rmap_items()
+            return
+        if name == "pages_to_scan" and self.knobs["advisor_mode"] != "none":
+            raise KnobError("EINVAL: pages_to_scan is set by the advisor while advisor_mode is not none")
+        if name in ("max_page_sharing", "merge_across_nodes") and value != old:
+            if self.ksm_pages_shared or not self.remove_all_stable_nodes():
+                raise KnobError(f"EBUSY: {name} can only change while no KSM pages exist (write run=2 first)")
+        self.knobs[name] = value
+        if name == "advisor_mode" and value != old:
+            if value == "scan-time":
+                self.advisor_ctx = {"start_scan": self.now_ns, "scan_time": 0, "change": 0, "cpu_time": 0}
+                self.knobs["pages_to_scan"] = self.knobs["advisor_min_pages_to_scan"]
+            else:
+                self.knobs["pages_to_scan"] = KSM_KNOBS["pages_to_scan"].default
+
+    # ---------------------------------------------------------------- mm registration --
+
+    def ksm_enter(self, mm: "MM") -> None:
+        """__ksm_enter: a new slot goes just before the cursor, so it is scanned next pass."""
+        slot = MmSlot(mm)
+        mm.ksm_slot = slot
+        if self.knobs["run"] & KSM_RUN_UNMERGE:
+            anchor = self.ksm_mm_head
+        else:
+            anchor = self.ksm_scan.mm_slot
+        slot.prev, slot.next = anchor.prev, anchor
+        anchor.prev.next = slot
+        anchor.prev = slot
+        mm.mmf_vm_mergeable = True
+
+    def _slot_del(self, slot: MmSlot) -> None:
+        slot.prev.next = slot.next
+        slot.next.prev = slot.prev
+        slot.prev = slot.next = slot
+
+    def _drop_slot(self, slot: MmSlot, clear_merge_any: bool) -> None:
+        self._slot_del(slot)
+        mm = slot.mm
+        mm.ksm_slot = None
+        mm.mmf_vm_mergeable = False
+        if clear_merge_any:
+            mm.mmf_vm_merge_any = False
+
+    def ksm_fork(self, child: "MM", parent: "MM") -> None:
+        if parent.mmf_vm_mergeable:
+            # 6.18 / stable 6.6+: the child's own counters start at 0, its zero pages count globally
+            child.ksm_merging_pages = 0
+            child.ksm_rmap_items = 0
+            self.ksm_zero_pages += child.ksm_zero_pages
+            self.ksm_enter(child)
+
+    def ksm_exit(self, mm: "MM") -> None:
+        slot = mm.ksm_slot
+        if slot is None or slot is self.ksm_scan.mm_slot:
+            return  # ksmd is on it and will clean up when it moves on
+        if slot.rmap_list is None:
+            self._drop_slot(slot, clear_merge_any=True)
+            return
+        # move it just after the cursor, so ksmd reaches it next and frees its rmap_items
+        self._slot_del(slot)
+        cursor = self.ksm_scan.mm_slot
+        slot.prev, slot.next = cursor, cursor.next
+        cursor.next.prev = slot
+        cursor.next = slot
+
+    def ksm_unmap_zero_page(self, mm: "MM") -> None:
+        """ksm_might_unmap_zero_page: KSM zero pages are accounted eagerly, unlike KSM pages."""
+        mm.ksm_zero_pages -= 1
+        self.ksm_zero_pages -= 1
+
+    def registered_slots(self):
+        slot = self.ksm_mm_head.next
+        while slot is not self.ksm_mm_head:
+            nxt = slot.next
+            yield slot
+            slot = nxt
+
+    # ------------------------------------------------------------- stable node helpers --
+
+    def is_page_sharing_candidate(self, node: StableNode, offset: int = 0) -> bool:
+        return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
+
+    def ksm_get_folio(self, node: StableNode) -> int | None:
+        """The keyhole check: the node lives while its kpfn is still a KSM page pointing back at it."""
+        self.cost.charge_get_folio()
+        pfn = node.kpfn
+        if self.machine.ksm_mapping.get(pfn) is node:
+            return pfn
+        self.remove_node_from_stable_tree(node)
+        return None
+
+    def remove_node_from_stable_tree(self, node: StableNode) -> None:
+        items = node.hlist
+        n = len(items)
+        for i, item in enumerate(items):
+            # the oldest item (first in our order, last in the hlist) is the one counted as shared
+            if i:
+                self.ksm_pages_sharing -= 1
+            else:
+                self.ksm_pages_shared -= 1
+            item.mm.ksm_merging_pages -= 1
+            item.head = None
+            item.flags = 0
+        node.rmap_hlist_len -= n
+        node.hlist = {}
+        if node.head == MIGRATE_NODES:
+            del self.migrate_nodes[node]
+        else:
+            self.stable_node_dup_del(node)
+
+    def stable_node_dup_del(self, dup: StableNode) -> None:
+        if is_stable_node_dup(dup):
+            dup.chain.hlist.remove(dup)
+            dup.chain = None
+            dup.head = None
+            self.ksm_stable_node_dups -= 1
+        else:
+            self.root_stable_tree[dup.nid].erase(dup.rb)
+            dup.rb = None
+
+    def stable_node_chain_add_dup(self, dup: StableNode, chain: StableNode) -> None:
+        dup.head = STABLE_NODE_DUP_HEAD
+        dup.chain = chain
+        chain.hlist.insert(0, dup)
+        self.ksm_stable_node_dups += 1
+
+    def alloc_stable_node_chain(self, dup: StableNode, root: RbRoot) -> StableNode:
+        chain = StableNode(-1, dup.nid)
+        chain.hlist = []
+        chain.rmap_hlist_len = STABLE_NODE_CHAIN
+        chain.chain_prune_time = self.now_ns
+        self._rb_replace(root, dup, chain)
+        self.ksm_stable_node_chains += 1
+        # dup is no longer in the tree: its rb linkage was handed to the chain
+        self.stable_node_chain_add_dup(dup, chain)
+        return chain
+
+    def free_stable_node_chain(self, chain: StableNode, root: RbRoot) -> None:
+        root.erase(chain.rb)
+        chain.rb = None
+        self.ksm_stable_node_chains -= 1
+
+    def _rb_replace(self, root: RbRoot, old: StableNode, new: StableNode) -> None:
+        new.rb = root.new_node(new)
+        root.replace(old.rb, new.rb)
+        old.rb = None
+
+    def _rb_link(self, root: RbRoot, node: StableNode, parent, left: bool) -> None:
+        node.rb = root.new_node(node)
+        root.link(node.rb, parent, left)
+
+    def stable_node_dup(self, chain: StableNode, root: RbRoot, prune: bool):
+        """Pick a dup of a chain. Returns (tree pfn, dup, node) where node may be the collapsed dup."""
+        legacy = self.flow == "legacy"
+        if prune and self.now_ns >= chain.chain_prune_time + self.knobs["stable_node_chains_prune_millisecs"] * 1_000_000:
+            chain.chain_prune_time = self.now_ns
+        else:
+            prune = False
+        found = None
+        tree_pfn = None
+        nr = 0
+        for dup in list(chain.hlist):
+            pfn = self.ksm_get_folio(dup)
+            if pfn is None:
+                continue  # stale: it just removed itself from the chain
+            nr += 1
+            if legacy:
+                if self.is_page_sharing_candidate(dup) and (found is None or dup.rmap_hlist_len > found.rmap_hlist_len):
+                    found, tree_pfn = dup, pfn
+                    if not prune:
+                        break
+            elif found is None or (
+                self.is_page_sharing_candidate(dup)
+                and (not self.is_page_sharing_candidate(found) or dup.rmap_hlist_len > found.rmap_hlist_len)
+            ):
+                found, tree_pfn = dup, pfn
+                if not prune and self.is_page_sharing_candidate(found):
+                    break
+        node = chain
+        if found is not None:
+            # 6.11 collapses a chain whenever one dup is left; 6.10 only on a due prune
+            collapse = (prune and nr == 1) if legacy else len(chain.hlist) == 1
+            if collapse:
+                self._rb_replace(root, chain, found)
+                found.head = None
+                found.chain = None
+                chain.hlist = []
+                self.ksm_stable_node_chains -= 1
+                self.ksm_stable_node_dups -= 1
+                node = found
+            elif chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
+                chain.hlist.remove(found)
+                chain.hlist.insert(0, found)
+        elif not legacy:
+            self.free_stable_node_chain(chain, root)  # every dup was stale: the chain is empty
+            node = None
+        return tree_pfn, found, node
+
+    def stable_node_chain(self, node: StableNode, root: RbRoot, prune: bool):
+        """__stable_node_chain: chain() / chain_prune(). Returns (tree pfn, dup, node)."""
+        if not is_stable_node_chain(node):
+            if self.flow == "legacy" and not self.is_page_sharing_candidate(node):
+                return None, None, node  # dup NULL: reached max_page_sharing
+            return self.ksm_get_folio(node), node, node
+        return self.stable_node_dup(node, root, prune)
+
+    def stable_node_dup_any(self, node: StableNode, root: RbRoot) -> StableNode | None:
+        """6.10: any dup will do to keep walking; an empty chain is freed here."""
+        if not is_stable_node_chain(node):
+            return node
+        if not node.hlist:
+            self.free_stable_node_chain(node, root)
+            return None
+        return node.hlist[0]
+
+    def _walk_step(self, node: StableNode, root: RbRoot, prune: bool):
+        """One tree entry of a stable tree walk: (tree pfn or None to restart, dup, node)."""
+        tree_pfn, dup, node = self.stable_node_chain(node, root, prune)
+        if self.flow == "legacy" and dup is None:
+            if node is None:
+                return None, None, None
+            anyone = self.stable_node_dup_any(node, root)
+            if anyone is None:
+                return None, None, None
+            tree_pfn = self.ksm_get_folio(anyone)
+            return tree_pfn, None, node
+        return tree_pfn, dup, node
+
+    # ------------------------------------------------------------------ the trees --
+
+    def memcmp_pages(self, a: int, b: int) -> int:
+        content = self.machine.content
+        x, y = content[a], content[b]
+        self.work["memcmp_pages"] += 1
+        if x == y:
+            self.cost.charge_memcmp(True)
+            return 0
+        self.cost.charge_memcmp(False)
+        return -1 if x < y else 1
+
+    def stable_tree_search(self, pfn: int):
+        """Returns a KSM page's pfn to merge with, BUSY, or None."""
+        self.work["stable_tree_search"] += 1
+        machine = self.machine
+        page_node = machine.ksm_mapping.get(pfn)
+        if page_node is not None and page_node.head != MIGRATE_NODES:
+            return pfn  # KSM page forked
+
+        nid = self.get_kpfn_nid(pfn)
+        root = self.root_stable_tree[nid]
+        while True:  # "again"
+            parent, left = None, False
+            rb = root.rb_node
+            restart = False
+            while rb is not None:
+                self.cost.charge_tree_step()
+                tree_pfn, dup, node = self._walk_step(rb.entry, root, True)
+                if tree_pfn is None:
+                    restart = True
+                    break
+                rb = node.rb  # a collapse put the dup where the chain was
+                ret = self.memcmp_pages(pfn, tree_pfn)
+                parent = rb
+                if ret < 0:
+                    rb, left = rb.rb_left, True
+                elif ret > 0:
+                    rb, left = rb.rb_right, False
+                else:
+                    if page_node is not None and machine.mapcount[pfn] > 1:
+                        return self._chain_append(page_node, dup, node, root, nid, pfn)
+                    if dup is None or not self.is_page_sharing_candidate(dup):
+                        # every copy is full: let the page find a match in the unstable tree,
+                        # so that a new dup of this content can be made
+                        return None
+                    tree_pfn = self.ksm_get_folio(dup)
+                    if tree_pfn is None:
+                        restart = True
+                        break
+                    if self.get_kpfn_nid(dup.kpfn) != dup.nid:
+                        return self._replace(page_node, dup, node, root, nid, pfn)
+                    return tree_pfn
+            if restart:
+                continue
+            break
+
+        if page_node is None:
+            return None
+        del self.migrate_nodes[page_node]
+        page_node.head = None
+        page_node.nid = nid
+        self._rb_link(root, page_node, parent, left)
+        return self._migrated_out(page_node, pfn)
+
+    def _migrated_out(self, page_node: StableNode, pfn: int):
+        # series v1 patch 4 (never merged): the migrated page is returned even when it is full
+        if self.flow == "series-v1" or self.is_page_sharing_candidate(page_node):
+            return pfn
+        return None
+
+    def _replace(self, page_node, dup, node, root, nid, pfn):
+        """The equal dup lives on another node than its tree: move it to migrate_nodes."""
+        result = None
+        if dup is node:
+            if page_node is not None:
+                del self.migrate_nodes[page_node]
+                page_node.head = None
+                page_node.nid = nid
+                self._rb_replace(root, dup, page_node)
+                result = self._migrated_out(page_node, pfn)
+            else:
+                root.erase(dup.rb)
+                dup.rb = None
+        else:
+            dup.chain.hlist.remove(dup)
+            dup.chain = None
+            self.ksm_stable_node_dups -= 1
+            if page_node is not None:
+                del self.migrate_nodes[page_node]
+                page_node.nid = nid
+                self.stable_node_chain_add_dup(page_node, node)
+                result = self._migrated_out(page_node, pfn)
+        dup.head = MIGRATE_NODES
+        self.migrate_nodes[dup] = None
+        return result
+
+    def _chain_append(self, page_node, dup, node, root, nid, pfn):
+        """A migrated KSM page still mapped more than once joins its content's chain as a dup."""
+        if dup is None:  # 6.10: the limit was reached, any dup stands for the chain
+            dup = self.stable_node_dup_any(node, root) if node is not None else None
+        if dup is node:
+            node = self.alloc_stable_node_chain(dup, root)
+        del self.migrate_nodes[page_node]
+        page_node.nid = nid
+        self.stable_node_chain_add_dup(page_node, node)
+        return self._migrated_out(page_node, pfn)
+
+    def stable_tree_insert(self, kpfn: int) -> StableNode:
+        nid = self.get_kpfn_nid(kpfn)
+        root = self.root_stable_tree[nid]
+        while True:
+            parent, left, need_chain = None, False, False
+            rb = root.rb_node
+            node = None
+            restart = False
+            while rb is not None:
+                self.cost.charge_tree_step()
+                tree_pfn, _dup, node = self._walk_step(rb.entry, root, False)
+                if tree_pfn is None:
+                    restart = True
+                    break
+                rb = node.rb
+                ret = self.memcmp_pages(kpfn, tree_pfn)
+                parent = rb
+                if ret < 0:
+                    rb, left = rb.rb_left, True
+                elif ret > 0:
+                    rb, left = rb.rb_right, False
+                else:
+                    need_chain = True
+                    break
+            if not restart:
+                break
+        new = StableNode(kpfn, nid)
+        self.machine.ksm_mapping[kpfn] = new
+        if not need_chain:
+            self._rb_link(root, new, parent, left)
+        else:
+            if not is_stable_node_chain(node):
+                node = self.alloc_stable_node_chain(node, root)
+            self.stable_node_chain_add_dup(new, node)
+        return new
+
+    def get_mergeable_page(self, item: RmapItem) -> int | None:
+        mm = item.mm
+        if not mm.alive:
+            return None
+        vma = self.find_mergeable_vma(mm, item.address)
+        if vma is None:
+            return None
+        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
+        return pfn if pfn > 0 else None
+
+    def find_mergeable_vma(self, mm: "MM", address: int) -> "VMA | None":
+        vma = mm.find_vma(address)
+        if vma is None or not vma.vm_mergeable or not vma.anon_vma:
+            return None
+        return vma
+
+    def unstable_tree_search_insert(self, item: RmapItem, pfn: int):
+        """Returns (tree_item, tree_pfn) on a match, else inserts item (or not) and returns None."""
+        self.work["unstable_tree_search_insert"] += 1
+        nid = self.get_kpfn_nid(pfn)
+        root = self.root_unstable_tree[nid]
+        parent, left = None, False
+        rb = root.rb_node
+        while rb is not None:
+            self.cost.charge_tree_step()
+            tree_item = rb.entry
+            tree_pfn = self.get_mergeable_page(tree_item)
+            if tree_pfn is None:
+                return None
+            if tree_pfn == pfn:
+                return None  # don't substitute a KSM page for a forked page
+            ret = self.memcmp_pages(pfn, tree_pfn)
+            parent = rb
+            if ret < 0:
+                rb, left = rb.rb_left, True
+            elif ret > 0:
+                rb, left = rb.rb_right, False
+            elif not self.merge_across_nodes and self.machine.frame_nid[tree_pfn] != nid:
+                # it migrated: it will be put in the right tree next pass
+                return None
+            else:
+                return tree_item, tree_pfn
+        item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
+        item.nid = nid
+        item.rb = root.new_node(item)
+        root.link(item.rb, parent, left)
+        self.ksm_pages_unshared += 1
+        self.cost.charge_insert()
+        return None
+
+    def stable_tree_append(self, item: RmapItem, node: StableNode) -> None:
+        node.rmap_hlist_len += 1
+        item.head = node
+        item.flags = STABLE_FLAG
+        node.hlist[item] = None
+        if len(node.hlist) > 1:
+            self.ksm_pages_sharing += 1
+        else:
+            self.ksm_pages_shared += 1
+        item.mm.ksm_merging_pages += 1
+
+    def remove_rmap_item_from_tree(self, item: RmapItem) -> None:
+        flags = item.flags
+        if flags & STABLE_FLAG:
+            node = item.head
+            if self.ksm_get_folio(node) is None:
+                return  # the node was stale: removing it un-accounted this item too
+            del node.hlist[item]
+            if node.hlist:
+                self.ksm_pages_sharing -= 1
+            else:
+                self.ksm_pages_shared -= 1
+            item.mm.ksm_merging_pages -= 1
+            node.rmap_hlist_len -= 1
+            item.head = None
+            item.flags = 0
+        elif flags & UNSTABLE_FLAG:
+            # an item inserted this pass is in the live tree; one from last pass sits in a tree
+            # that was already thrown away
+            age = (self.ksm_scan.seqnr - (flags & SEQNR_MASK)) & 0xFF
+            assert age <= 1, "unstable rmap_item older than one pass"
+            if age == 0:
+                self.root_unstable_tree[item.nid].erase(item.rb)
+            item.rb = None
+            self.ksm_pages_unshared -= 1
+            item.flags = 0
+
+    def remove_all_stable_nodes(self) -> bool:
+        """Drop every stable node whose KSM page is gone; False (EBUSY) if one is still mapped."""
+        ok = True
+        for root in self.root_stable_tree:
+            for node in list(root):
+                if is_stable_node_chain(node):
+                    for dup in list(node.hlist):
+                        ok &= self._remove_stable_node(dup)
+                    if not node.hlist:
+                        self.free_stable_node_chain(node, root)
+                else:
+                    ok &= self._remove_stable_node(node)
+        for node in list(self.migrate_nodes):
+            ok &= self._remove_stable_node(node)
+        return ok
+
+    def _remove_stable_node(self, node: StableNode) -> bool:
+        if self.machine.ksm_mapping.get(node.kpfn) is node:
+            return False  # its page is still mapped somewhere: EBUSY
+        self.remove_node_from_stable_tree(node)
+        return True
+
+    # ------------------------------------------------------------------ merging --
+
+    def try_to_merge_one_page(self, vma: "VMA", index: int, pfn: int, kpfn: int | None) -> bool:
+        """Write-protect the page and map kpfn in its place (kpfn None: make it a KSM page)."""
+        machine = self.machine
+        if pfn == kpfn:
+            return True
+        self.cost.charge_merge()
+        if kpfn is None:
+            machine.ksm_mapping[pfn] = None  # KSM page with no stable node yet
+            return True
+        if kpfn == 0:
+            if machine.content[pfn] != machine.zero_page:
+                return False
+            vma.pte[index] = 0
+            vma.mm.ksm_zero_pages += 1
+            self.ksm_zero_pages += 1
+        else:
+            if machine.content[pfn] != machine.content[kpfn]:
+                return False
+            vma.pte[index] = kpfn
+            machine.mapcount[kpfn] += 1
+        machine.put_frame(pfn)
+        return True
+
+    def try_to_merge_with_ksm_page(self, item: RmapItem, pfn: int, kpfn: int | None) -> bool:
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is None:
+            return False
+        index = (item.address - vma.vm_start) >> self.page_shift
+        if not self.try_to_merge_one_page(vma, index, pfn, kpfn):
+            return False
+        self.remove_rmap_item_from_tree(item)
+        return True
+
+    def try_to_merge_two_pages(self, item, pfn, tree_item, tree_pfn) -> int | None:
+        """The scanned page becomes the KSM page; the tree item's address is mapped onto it."""
+        if not self.try_to_merge_with_ksm_page(item, pfn, None):
+            return None
+        if self.try_to_merge_with_ksm_page(tree_item, tree_pfn, pfn):
+            return pfn
+        self.break_cow(item)
+        return None
+
+    def break_cow(self, item: RmapItem) -> None:
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is not None:
+            self.machine.unshare(vma, (item.address - vma.vm_start) >> self.page_shift)
+
+    def try_to_merge_with_zero_page(self, item: RmapItem, pfn: int) -> int:
+        """0 when done with this page (merged, or its VMA went away); -EFAULT to carry on."""
+        if self.knobs["use_zero_pages"] and item.oldchecksum == self.zero_checksum:
+            vma = self.find_mergeable_vma(item.mm, item.address)
+            if vma is None:
+                return 0
+            index = (item.address - vma.vm_start) >> self.page_shift
+            if self.try_to_merge_one_page(vma, index, pfn, 0):
+                return 0
+        return -14
+
+    def _checksum(self, pfn: int) -> int:
+        self.work["calc_checksum"] += 1
+        self.cost.charge_checksum()
+        return calc_checksum(self.machine.content[pfn])
+
+    def cmp_and_merge_page(self, pfn: int, item: RmapItem) -> str:
+        """One page: the outcome (engine.snapshot.OUTCOMES) of the flow selected."""
+        if self.flow == "legacy":
+            return self._cmp_and_merge_page_v610(pfn, item)
+        return self._cmp_and_merge_page_v611(pfn, item)
+
+    def _ksm_page_prologue(self, node: StableNode, item: RmapItem) -> bool | None:
+        """Common start for KSM pages. None: already accounted, return; else the bypass flag."""
+        if node.head != MIGRATE_NODES and self.get_kpfn_nid(node.kpfn) != node.nid:
+            self.stable_node_dup_del(node)
+            node.head = MIGRATE_NODES
+            self.migrate_nodes[node] = None
+        if node.head != MIGRATE_NODES and item.head is node:
+            return None
+        # a KSM fork: this mapping already shares the page, so it may go over the limit
+        return not self.is_page_sharing_candidate(node)
+
+    def _merge_with_stable(self, item: RmapItem, pfn: int, kpfn: int, migrating: bool) -> str:
+        if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
+            return "stable_busy"
+        self.stable_tree_append(item, self.machine.ksm_mapping[kpfn])
+        if kpfn != pfn:
+            return "stable_merged"
+        return "migrated_returned" if migrating else "fork_appended"
+
+    def _unstable_path(self, item: RmapItem, pfn: int) -> str:
+        found = self.unstable_tree_search_insert(item, pfn)
+        if found is None:
+            return "unstable_inserted" if item.flags & UNSTABLE_FLAG else "unstable_aborted"
+        tree_item, tree_pfn = found
+        kpfn = self.try_to_merge_two_pages(item, pfn, tree_item, tree_pfn)
+        if kpfn is None:
+            return "unstable_merge_failed"
+        node = self.stable_tree_insert(kpfn)
+        self.stable_tree_append(tree_item, node)
+        self.stable_tree_append(item, node)
+        return "unstable_merged"
+
+    def _search_and_merge(self, pfn: int, item: RmapItem, node: StableNode | None) -> str:
+        """Steps shared by 6.11's KSM and anon paths once the checksum (if any) said go."""
+        migrating = node is not None and node.head == MIGRATE_NODES
+        kpfn = self.stable_tree_search(pfn)
+        if kpfn == pfn and node is not None and item.head is node:
+            return "migrated_returned" if migrating else "already_merged"
+        self.remove_rmap_item_from_tree(item)
+        if kpfn is not None:
+            return self._merge_with_stable(item, pfn, kpfn, migrating)
+        # a KSM page gets here only as a migrated node that is not a sharing candidate
+        return self._unstable_path(item, pfn)
+
+    def _cmp_and_merge_page_v611(self, pfn: int, item: RmapItem) -> str:
+        """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
+        first, try the zero page, and only then search the stable tree."""
+        node = self.machine.ksm_mapping.get(pfn)
+        if node is not None:
+            if self._ksm_page_prologue(node, item) is None:
+                return "already_merged"
+        else:
+            self.remove_rmap_item_from_tree(item)
+            # a page whose checksum changed since the last visit is volatile:
+            # don't waste time searching for it in either tree
+            checksum = self._checksum(pfn)
+            if item.oldchecksum != checksum:
+                item.oldchecksum = checksum
+                return "checksum_changed"
+            if not self.try_to_merge_with_zero_page(item, pfn):
+                return "zero_merged"
+
+        return self._search_and_merge(pfn, item, node)
+
+    def _cmp_and_merge_page_v610(self, pfn: int, item: RmapItem) -> str:
+        """cmp_and_merge_page() before 6.11: the stable tree first, the checksum after."""
+        node = self.machine.ksm_mapping.get(pfn)
+        if node is not None and self._ksm_page_prologue(node, item) is None:
+            return "already_merged"
+
+        migrating = node is not None and node.head == MIGRATE_NODES
+        kpfn = self.stable_tree_search(pfn)
+        if kpfn == pfn and node is not None and item.head is node:
+            return "migrated_returned" if migrating else "already_merged"
+        self.remove_rmap_item_from_tree(item)
+        if kpfn is not None:
+            return self._merge_with_stable(item, pfn, kpfn, migrating)
+
+        checksum = self._checksum(pfn)
+        if item.oldchecksum != checksum:
+            item.oldchecksum = checksum
+            return "checksum_changed"
+        if self.knobs["use_zero_pages"] and checksum == self.zero_checksum:
+            vma = self.find_mergeable_vma(item.mm, item.address)
+            if vma is None:
+                return "zero_merged"
+            index = (item.address - vma.vm_start) >> self.page_shift
+            if self.try_to_merge_one_page(vma, index, pfn, 0):
+                return "zero_merged"
+        return self._unstable_path(item, pfn)
+
+    # --------------------------------------------------------------------- the scan --
+
+    def get_next_rmap_item(self, owner, address: int) -> RmapItem:
+        """The item for address at the cursor's place in the sorted list; items below it die."""
+        mm = self.ksm_scan.mm_slot.mm
+        while (item := owner.rmap_list) is not None:
+            if item.address == address:
+                return item
+            if item.address > address:
+                break
+            owner.rmap_list = item.rmap_list
+            self.remove_rmap_item_from_tree(item)
+            self.free_rmap_item(item)
+        item = RmapItem(mm, address)
+        self.ksm_rmap_items += 1
+        mm.ksm_rmap_items += 1
+        item.rmap_list = owner.rmap_list
+        owner.rmap_list = item
+        return item
+
+    def free_rmap_item(self, item: RmapItem) -> None:
+        self.ksm_rmap_items -= 1
+        item.mm.ksm_rmap_items -= 1
+
+    def remove_trailing_rmap_items(self, owner) -> None:
+        item = owner.rmap_list
+        owner.rmap_list = None
+        while item is not None:
+            nxt = item.rmap_list
+            self.remove_rmap_item_from_tree(item)
+            self.free_rmap_item(item)
+            item = nxt
+
+    def should_skip_rmap_item(self, pfn: int, item: RmapItem) -> bool:
+        """Smart scan: pages that keep not merging are visited ever more rarely."""
+        if not self.knobs["smart_scan"]:
+            return False
+        if pfn in self.machine.ksm_mapping:
+            return False  # KSM pages are never aged nor skipped
+        age = item.age
+        if age < 255:
+            item.age = age + 1
+        if age < 3:
+            return False
+        if item.remaining_skips == 0:
+            item.remaining_skips = 1 if age <= 3 else 2 if age <= 5 else 4 if age <= 8 else 8
+            return False
+        self.ksm_pages_skipped += 1
+        item.remaining_skips -= 1
+        self.remove_rmap_item_from_tree(item)
+        return True
+
+    def _count_eligible(self) -> int:
+        total = 0
+        for slot in self.registered_slots():
+            if slot.mm.alive:
+                for vma in slot.mm.vmas:
+                    if vma.vm_mergeable:
+                        pte = vma.pte
+                        total += len(pte) - pte.count(-1) - pte.count(0)
+        return total
+
+    def scan_get_next_rmap_item(self):
+        """The next (rmap_item, pfn) to look at, or None at the end of a full pass."""
+        ksm_scan = self.ksm_scan
+        head = self.ksm_mm_head
+        if head.next is head:
+            return None
+        slot = ksm_scan.mm_slot
+        if slot is head:
+            self.advisor_start_scan()
+            if not self.merge_across_nodes:
+                for node in list(self.migrate_nodes):
+                    self.ksm_get_folio(node)  # prunes the stale ones
+            for root in self.root_unstable_tree:
+                root.reset()
+            slot = head.next
+            ksm_scan.mm_slot = slot
+            self.pass_done = 0
+            self.pass_total = self._count_eligible()
+            ksm_scan.address = 0
+            ksm_scan.rmap_list = slot
+
+        ps = self.page_size
+        shift = self.page_shift
+        while True:  # next_mm
+            mm = slot.mm
+            if mm.alive:
+                address = ksm_scan.address
+                for vma in mm.vmas:
+                    if vma.vm_end <= address or not vma.vm_mergeable:
+                        continue
+                    if address < vma.vm_start:
+                        address = vma.vm_start
+                    if not vma.anon_vma:
+                        address = vma.vm_end
+                        continue
+                    pte = vma.pte
+                    start = vma.vm_start
+                    end = vma.vm_end
+                    while address < end:
+                        pfn = pte[(address - start) >> shift]
+                        if pfn > 0:
+                            self.cost.charge_scan_step()
+                            item = self.get_next_rmap_item(ksm_scan.rmap_list, address)
+                            ksm_scan.rmap_list = item
+                            self.pass_done += 1
+                            if self.should_skip_rmap_item(pfn, item):
+                                address += ps
+                                continue
+                            ksm_scan.address = address + ps
+                            return item, pfn
+                        address += ps
+                ksm_scan.address = address
+            else:
+                ksm_scan.address = 0
+                ksm_scan.rmap_list = slot
+            self.remove_trailing_rmap_items(ksm_scan.rmap_list)
+            nxt = slot.next
+            ksm_scan.mm_slot = nxt
+            if ksm_scan.address == 0:
+                # no mergeable VMA left (or the mm is exiting): ksmd lets go of the mm
+                # (6.18 keeps MMF_VM_MERGE_ANY so a prctl'd process stays opted in)
+                self._drop_slot(slot, clear_merge_any=False)
+            slot = nxt
+            if slot is head:
+                break
+            ksm_scan.address = 0
+            ksm_scan.rmap_list = slot
+        self.advisor_stop_scan()
+        ksm_scan.seqnr += 1
+        return None
+
+    def ksmd_should_run(self) -> bool:
+        return bool(self.knobs["run"] & KSM_RUN_MERGE) and self.ksm_mm_head.next is not self.ksm_mm_head
+
+    def scan_one(self) -> bool:
+        """One iteration of ksm_do_scan(): False when the pass ended (the batch ends there)."""
+        start = self.cost.total_ns
+        wall = time.perf_counter_ns() if self.latency == "wall" else 0
+        got = self.scan_get_next_rmap_item()
+        if got is None:
+            self.ksmd_cpu_ns += self.cost.total_ns - start
+            return False
+        item, pfn = got
+        machine = self.machine
+        node = machine.ksm_mapping.get(pfn)
+        if node is not None:
+            path = "ksm_page"
+        elif machine.content[pfn] == machine.zero_page:
+            path = "zero_page"
+        else:
+            path = "anon_page"
+        call_start = self.cost.total_ns
+        self.cost.charge_call(path == "ksm_page")
+        if self.latency == "wall":
+            wall_call = time.perf_counter_ns()
+            outcome = self.cmp_and_merge_page(pfn, item)
+            ns = time.perf_counter_ns() - wall_call
+        else:
+            outcome = self.cmp_and_merge_page(pfn, item)
+            ns = self.cost.jitter(self.cost.total_ns - call_start)
+        self.ksm_pages_scanned += 1
+        self.ksmd_cpu_ns += self.cost.total_ns - start
+        by_path = self.outcomes.setdefault(path, {})
+        by_path[outcome] = by_path.get(outcome, 0) + 1
+        hist = self.latency_hist.get(path)
+        if hist is None:
+            hist = self.latency_hist[path] = [0] * 40
+        hist[min(ns.bit_length(), 39)] += 1
+        self.last_call = (item.mm, item.address, path, outcome, ns)
+        return True
+
+    def ksm_do_scan(self, scan_npages: int) -> int:
+        """Up to scan_npages pages; returns how many were looked at."""
+        done = 0
+        while done < scan_npages:
+            if not self.scan_one():
+                break
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------ run = 2 --
+
+    def unmerge_and_remove_all_rmap_items(self) -> None:
+        """run=2: break every KSM page and KSM zero page, free every rmap_item, forget the trees."""
+        head = self.ksm_mm_head
+        slot = head.next
+        self.ksm_scan.mm_slot = slot
+        while slot is not head:
+            mm = slot.mm
+            if mm.alive:
+                for vma in mm.vmas:
+                    if vma.vm_mergeable and vma.anon_vma:
+                        self.machine.unmerge_ksm_pages(vma)
+            self.remove_trailing_rmap_items(slot)
+            nxt = slot.next
+            if not mm.alive:
+                self._drop_slot(slot, clear_merge_any=True)
+            slot = nxt
+            self.ksm_scan.mm_slot = slot
+        self.remove_all_stable_nodes()
+        for root in self.root_unstable_tree:
+            root.reset()
+        self.ksm_scan.mm_slot = head
+        self.ksm_scan.seqnr = 0
+
+    # ------------------------------------------------------------------ advisor --
+
+    def advisor_start_scan(self) -> None:
+        if self.knobs["advisor_mode"] == "scan-time":
+            self.advisor_ctx["start_scan"] = self.now_ns
+
+    def advisor_stop_scan(self) -> None:
+        if self.knobs["advisor_mode"] != "scan-time":
+            return
+        ctx = self.advisor_ctx
+        k = self.knobs
+        scan_time = max((self.now_ns - ctx["start_scan"]) // 1_000_000_000, 1)
+        cpu_ms = (self.ksmd_cpu_ns - ctx["cpu_time"]) // 1_000_000
+        cpu_percent = max(cpu_ms * 100 // (scan_time * 1000), 1)
+        last = ctx["scan_time"] or scan_time
+        factor = max(k["advisor_target_scan_time"] * 100 // scan_time, 1)
+        change = max(scan_time * 100 // last, 1)
+        change = (70 * ctx["change"] + 30 * change) // 100
+        pages = k["pages_to_scan"] * 100 // factor
+        pages = pages * change // 100
+        per_page_cost = max(k["pages_to_scan"] // cpu_percent, 1)
+        pages = min(pages, per_page_cost * k["advisor_max_cpu"])
+        pages = max(pages, per_page_cost * 10)  # KSM_ADVISOR_MIN_CPU
+        pages = min(pages, k["advisor_max_pages_to_scan"])
+        ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, self.ksmd_cpu_ns
+        k["pages_to_scan"] = pages

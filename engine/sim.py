@@ -1,0 +1,419 @@
+"""A scenario running: the machine, ksmd and the workload on one simulated clock.
+
+ksmd wakes, scans pages_to_scan pages (ksm_do_scan), and sleeps sleep_millisecs; a wake-up takes
+as long as the cost model says its work takes. Scenario events run between wake-ups, when their
+time or full-scan mark has come, in file order at equal moments.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import heapq
+from collections import deque
+
+from engine import contents
+from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
+from engine.ksm import Ksm, calc_checksum, is_stable_node_chain
+from engine.machine import MM, Machine
+from engine.scenario import Event, Fill, Scenario
+from engine.snapshot import (
+    N_BUCKETS, OUTCOMES, PATHS, Cursor, ProcessStats, Sharer, Snapshot, StableNodeView, StepInfo,
+    UnstableItemView, bucket_bounds, frozen,
+)
+
+RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups
+DEFAULT_FULL_SCANS = 10
+_SHARERS_SHOWN = 32
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, flow: str | None = None, seed: int | None = None,
+                 overrides: dict | None = None):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        overrides = dict(overrides or {})
+        engine = {k: v.default for k, v in ENGINE_KNOBS.items()}
+        engine.update(scenario.engine)
+        engine.update({k: v for k, v in overrides.items() if k in ENGINE_KNOBS})
+        if flow is not None:
+            engine["flow"] = flow
+        knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+        knobs.update(scenario.ksm)
+        knobs.update({k: v for k, v in overrides.items() if k in KSM_KNOBS})
+        if knobs["advisor_mode"] == "scan-time":
+            knobs["pages_to_scan"] = knobs["advisor_min_pages_to_scan"]
+        run = knobs.pop("run")
+        knobs["run"] = 0
+
+        self.machine = Machine(scenario.page_size, engine["numa_nodes"])
+        self.ksm = Ksm(self.machine, knobs, engine["flow"], engine["latency"], self.seed)
+        self.engine_knobs = engine
+        self.now_ns = 0
+        self.full_scans = 0  # completed passes since the start (run=2 resets seqnr, not this)
+        self.notes: list[str] = []  # refusals of `set` events, as echo would print them
+        self.last_step: StepInfo | None = None
+
+        self._random = contents.RandomPages(self.seed, scenario.page_size)
+        self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
+        self._pool_pages: dict[str, list[bytes]] = {}
+        self._files: dict[str, list[bytes]] = {}
+        self._salt = 0
+
+        for proc in scenario.processes:
+            for name in proc.instance_names():
+                mm = self.machine.new_mm(name, proc.node)
+                for region in proc.regions:
+                    self.machine.add_region(mm, region.name, self._fill(region.fill, region.pages))
+                if proc.merge_any:
+                    self.machine.prctl_set_memory_merge(mm, True)
+                for region, vma in zip(proc.regions, mm.vmas):
+                    if region.mergeable:
+                        self.machine.madvise(vma, True)
+        self.ksm.set_knob("run", run)
+
+        self._timed: list[tuple[int, int, int, Event]] = []  # (ns, file index, repetition, event)
+        self._marked: list[tuple[int, int, Event]] = []  # (full scans, file index, event)
+        for ev in scenario.events:
+            if ev.at_ms is not None:
+                heapq.heappush(self._timed, (ev.at_ms * 1_000_000, ev.index, 0, ev))
+            else:
+                self._marked.append((ev.at_full_scans, ev.index, ev))
+        self._marked.sort(key=lambda t: (t[0], t[1]))
+        self.events_done = 0
+
+        self._batch_left = 0
+        self._in_batch = False
+        self._batch_cpu0 = 0
+        self._recent: deque = deque(maxlen=RECENT_WAKEUPS + 1)
+        self._recent.append(self._hist_copy())
+        self.finished = False
+        self.stop_reason: str | None = None
+
+    # ----------------------------------------------------------------- contents --
+
+    def _next_salt(self) -> int:
+        self._salt += 1
+        return self._salt
+
+    def _fill(self, fill: Fill, n: int) -> list[bytes]:
+        ps = self.machine.page_size
+        if fill.kind == "random":
+            return self._random.take(n)
+        if fill.kind == "zero":
+            return [self.machine.zero_page] * n
+        if fill.kind == "byte":
+            return [contents.byte_page(fill.byte, ps)] * n
+        if fill.kind == "pool":
+            index, size = self._pools[fill.pool]
+            pages = self._pool_pages.get(fill.pool)
+            if pages is None:
+                pages = self._pool_pages[fill.pool] = contents.pool_pages(self.seed, index, size, ps)
+            order = contents.pool_order(self.seed, self._next_salt(), size, n, fill.offset,
+                                        fill.order == "shuffled")
+            return [pages[j] for j in order]
+        if fill.kind == "file":
+            key = str(fill.path)
+            pages = self._files.get(key)
+            if pages is None:
+                pages = self._files[key] = contents.file_pages(fill.path, ps)
+            return [pages[i % len(pages)] for i in range(n)]
+        raise ValueError(f"unknown fill {fill.kind!r}")
+
+    # ------------------------------------------------------------------- events --
+
+    def _matching(self, glob: str) -> list[MM]:
+        return [mm for mm in self.machine.mms if mm.alive and fnmatch.fnmatchcase(mm.name, glob)]
+
+    def _indexes(self, ev: Event, npages: int) -> list[int]:
+        if ev.fraction is not None:
+            return contents.sample(self.seed, self._next_salt(), npages, ev.fraction)
+        if ev.pages is None:
+            return list(range(npages))
+        if isinstance(ev.pages, int):
+            return list(range(min(ev.pages, npages)))
+        start, end = ev.pages
+        return list(range(start, min(end, npages)))
+
+    def _perform(self, ev: Event) -> None:
+        machine = self.machine
+        targets = self._matching(ev.process)
+        if ev.action == "set":
+            try:
+                self.set_knob(ev.knob, ev.value)
+            except KnobError as err:
+                self.notes.append(f"event[{ev.index}] set {ev.knob}={ev.value}: {err}")
+            return
+        for k, mm in enumerate(targets):
+            if ev.action == "fork":
+                machine.fork(mm, ev.child if len(targets) == 1 else f"{ev.child}-{k}")
+            elif ev.action == "exit":
+                machine.exit(mm)
+            elif ev.action == "write":
+                vma = mm.region(ev.region)
+                indexes = self._indexes(ev, len(vma.pte))
+                for i, data in zip(indexes, self._fill(ev.fill, len(indexes))):
+                    machine.write(vma, i, data)
+            elif ev.action == "madvise":
+                machine.madvise(mm.region(ev.region), ev.advice == "mergeable")
+            elif ev.action == "migrate":
+                vma = mm.region(ev.region)
+                machine.migrate(vma, self._indexes(ev, len(vma.pte)), ev.to_node)
+            else:
+                raise ValueError(f"unknown action {ev.action!r}")
+
+    def _run_due_events(self) -> None:
+        while self._timed and self._timed[0][0] <= self.now_ns:
+            at, index, rep, ev = heapq.heappop(self._timed)
+            self._perform(ev)
+            self.events_done += 1
+            if ev.repeat_ms:
+                nxt = at + ev.repeat_ms * 1_000_000
+                if ev.until_ms is None or nxt <= ev.until_ms * 1_000_000:
+                    heapq.heappush(self._timed, (nxt, index, rep + 1, ev))
+        while self._marked and self._marked[0][0] <= self.full_scans:
+            self._perform(self._marked.pop(0)[2])
+            self.events_done += 1
+
+    @property
+    def events_pending(self) -> int:
+        return len(self._timed) + len(self._marked)
+
+    # ---------------------------------------------------------------- the clock --
+
+    @property
+    def stuck(self) -> bool:
+        """ksmd cannot run and no timed event will change that."""
+        return not self._in_batch and not self.ksm.ksmd_should_run() and not self._timed
+
+    def _wake(self) -> bool:
+        """ksmd wakes up: due events first; False if it has nothing to do."""
+        self._run_due_events()
+        if not self.ksm.ksmd_should_run():
+            if self._timed:
+                self.now_ns = max(self.now_ns, self._timed[0][0])  # idle until the next event
+            return False
+        self._in_batch = True
+        self._batch_left = self.ksm.knobs["pages_to_scan"]
+        self._batch_cpu0 = self.ksm.ksmd_cpu_ns
+        self.ksm.now_ns = self.now_ns
+        return True
+
+    def _end_batch(self) -> None:
+        self._in_batch = False
+        self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
+        self.now_ns += self.ksm.knobs["sleep_millisecs"] * 1_000_000
+        self._recent.append(self._hist_copy())
+
+    def _scan_one(self) -> bool:
+        """One ksm_do_scan iteration inside the current wake-up; False when the wake-up ended."""
+        if self._batch_left <= 0:
+            self._end_batch()
+            return False
+        seqnr = self.ksm.ksm_scan.seqnr
+        if not self.ksm.scan_one():
+            if self.ksm.ksm_scan.seqnr != seqnr:
+                self.full_scans += 1
+            self._end_batch()
+            return False
+        self._batch_left -= 1
+        if self._batch_left == 0:
+            self._end_batch()
+        return True
+
+    def step_page(self) -> StepInfo | None:
+        """Exactly one cmp_and_merge_page() call, waking ksmd as often as needed."""
+        for _ in range(8):
+            if not self._in_batch and not self._wake():
+                if self.stuck:
+                    return None
+                continue
+            if self._scan_one():
+                mm, address, path, outcome, ns = self.ksm.last_call
+                self.last_step = StepInfo(mm.name, address, path, outcome, ns)
+                return self.last_step
+        return None
+
+    def step_batch(self) -> None:
+        """One ksmd wake-up (or the rest of the current one)."""
+        if not self._in_batch and not self._wake():
+            return
+        while self._scan_one():
+            pass
+
+    def step_full_scan(self) -> None:
+        target = self.full_scans + 1
+        while self.full_scans < target and not self.stuck:
+            self.step_batch()
+
+    def advance_ns(self, ns: int) -> None:
+        target = self.now_ns + ns
+        while self.now_ns < target:
+            if self.stuck:
+                self.now_ns = target
+                break
+            self.step_batch()
+
+    def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
+        """Run to the stop condition: arguments override the scenario's [stop]."""
+        stop = self.scenario.stop
+        if full_scans is None and after_ms is None:
+            full_scans, after_ms = stop.full_scans, stop.after_ms
+            if full_scans is None and after_ms is None:
+                full_scans = DEFAULT_FULL_SCANS
+        batches = 0
+        while True:
+            if full_scans is not None and self.full_scans >= full_scans:
+                reason = f"full_scans reached {full_scans}"
+                break
+            if after_ms is not None and self.now_ns >= after_ms * 1_000_000:
+                reason = f"after_ms reached {after_ms}"
+                break
+            if self.stuck:
+                reason = "no progress possible: nothing registered with ksmd and no event pending"
+                break
+            self.step_batch()
+            batches += 1
+            if progress is not None and batches % 50 == 0:
+                progress(self)
+        self.finished = True
+        self.stop_reason = reason
+        return reason
+
+    # --------------------------------------------------------------------- knobs --
+
+    def set_knob(self, name: str, value) -> None:
+        if name in KSM_KNOBS:
+            self.ksm.set_knob(name, value)
+            return
+        if name not in ENGINE_KNOBS:
+            raise KnobError(f"unknown knob {name!r}")
+        value = ENGINE_KNOBS[name].parse(value)
+        if name == "numa_nodes":
+            if value != self.engine_knobs[name]:
+                raise KnobError("numa_nodes is fixed when the machine is built")
+            return
+        self.engine_knobs[name] = value
+        if name == "flow":
+            self.ksm.flow = value
+        elif name == "latency":
+            self.ksm.latency = value
+
+    def knobs(self) -> dict:
+        return {**self.ksm.knobs, **self.engine_knobs}
+
+    # ----------------------------------------------------------------- reading --
+
+    def data_check(self) -> tuple[int, int]:
+        return self.machine.data_check()
+
+    def _hist_copy(self) -> dict[str, tuple[int, ...]]:
+        return {p: tuple(h) for p, h in self.ksm.latency_hist.items()}
+
+    def process_stats(self) -> list[ProcessStats]:
+        ksm = self.ksm
+        out = []
+        for mm in self.machine.mms:
+            mapped = sum(len(v.pte) - v.pte.count(-1) for v in mm.vmas)
+            out.append(ProcessStats(
+                mm.name, mm.pid, mm.node, mm.alive, mapped, mm.ksm_rmap_items, mm.ksm_zero_pages,
+                mm.ksm_merging_pages, ksm.ksm_process_profit(mm), mm.mmf_vm_merge_any,
+                any(v.vm_mergeable for v in mm.vmas),
+            ))
+        return out
+
+    def _node_view(self, node, kind: str) -> StableNodeView:
+        content = self.machine.content
+        if is_stable_node_chain(node):
+            dups = tuple(self._node_view(d, "dup") for d in node.hlist)
+            return StableNodeView("chain", -1, node.nid, dups[0].checksum if dups else 0, len(dups), (), dups)
+        alive = self.machine.ksm_mapping.get(node.kpfn) is node
+        sharers = tuple(Sharer(i.mm.name, i.address) for i in list(reversed(node.hlist))[:_SHARERS_SHOWN])
+        return StableNodeView(kind, node.kpfn, node.nid, calc_checksum(content[node.kpfn]) if alive else 0,
+                              node.rmap_hlist_len, sharers)
+
+    def snapshot(self, tree_limit: int = 100) -> Snapshot:
+        ksm = self.ksm
+        stable_views: list[StableNodeView] = []
+        sharers_per_page: dict[int, int] = {}
+        dups_per_chain: dict[int, int] = {}
+        stable_size = 0
+        for root in ksm.root_stable_tree:
+            stable_size += root.count
+            for node in root:
+                if is_stable_node_chain(node):
+                    dups_per_chain[len(node.hlist)] = dups_per_chain.get(len(node.hlist), 0) + 1
+                    for dup in node.hlist:
+                        sharers_per_page[dup.rmap_hlist_len] = sharers_per_page.get(dup.rmap_hlist_len, 0) + 1
+                else:
+                    sharers_per_page[node.rmap_hlist_len] = sharers_per_page.get(node.rmap_hlist_len, 0) + 1
+                if len(stable_views) < tree_limit:
+                    stable_views.append(self._node_view(node, "regular"))
+        for node in ksm.migrate_nodes:
+            if len(stable_views) < tree_limit:
+                stable_views.append(self._node_view(node, "migrating"))
+
+        unstable_views: list[UnstableItemView] = []
+        unstable_size = 0
+        for root in ksm.root_unstable_tree:
+            unstable_size += root.count
+            for item in root:
+                if len(unstable_views) >= tree_limit:
+                    break
+                pfn = ksm.get_mergeable_page(item)
+                unstable_views.append(UnstableItemView(item.mm.name, item.address, -1 if pfn is None else pfn,
+                                                       item.nid, item.oldchecksum))
+
+        scan = ksm.ksm_scan
+        slot = scan.mm_slot
+        if slot is ksm.ksm_mm_head:
+            cursor = Cursor(None, None, 0, scan.seqnr, ksm.pass_done, ksm.pass_total)
+        else:
+            vma = slot.mm.find_vma(scan.address)
+            cursor = Cursor(slot.mm.name, vma.name if vma else None, scan.address, scan.seqnr,
+                            ksm.pass_done, ksm.pass_total)
+
+        empty = (0,) * N_BUCKETS
+        latency = {p: tuple(ksm.latency_hist.get(p, empty)) for p in PATHS}
+        oldest = self._recent[0]
+        recent = {p: tuple(a - b for a, b in zip(latency[p], oldest.get(p, empty))) for p in PATHS}
+        outcomes = {p: frozen({o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES}) for p in PATHS}
+        return Snapshot(
+            scenario=self.scenario.name, description=self.scenario.description, flow=ksm.flow,
+            seed=self.seed, page_size=self.machine.page_size, sim_ns=self.now_ns,
+            finished=self.finished, stop_reason=self.stop_reason,
+            counters=frozen(ksm.counters()), knobs=frozen(self.knobs()), cursor=cursor,
+            outcomes=frozen(outcomes), latency=frozen(latency), latency_recent=frozen(recent),
+            work=frozen(ksm.work), sharers_per_page=frozen(sharers_per_page),
+            dups_per_chain=frozen(dups_per_chain), stable_tree=tuple(stable_views),
+            stable_tree_size=stable_size, unstable_tree=tuple(unstable_views),
+            unstable_tree_size=unstable_size, migrate_nodes=len(ksm.migrate_nodes),
+            processes=tuple(self.process_stats()), last_step=self.last_step,
+            events_done=self.events_done, events_pending=self.events_pending,
+        )
+
+    def result(self) -> dict:
+        """The headless JSON object of scenario-format.md (the caller sets wall_s)."""
+        ksm = self.ksm
+        processes = {}
+        for p in self.process_stats():
+            if p.alive:
+                processes[p.name] = {
+                    "pid": p.pid, "ksm_rmap_items": p.ksm_rmap_items, "ksm_zero_pages": p.ksm_zero_pages,
+                    "ksm_merging_pages": p.ksm_merging_pages, "ksm_process_profit": p.ksm_process_profit,
+                    "ksm_merge_any": "yes" if p.ksm_merge_any else "no",
+                    "ksm_mergeable": "yes" if p.ksm_mergeable else "no",
+                }
+        latency = {}
+        for p in PATHS:
+            counts = ksm.latency_hist.get(p, ())
+            latency[p] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
+        checked, mismatches = self.data_check()
+        return {
+            "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
+            "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
+            "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
+            "outcomes": {p: {o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES} for p in PATHS},
+            "latency_ns": latency,
+            "work": dict(ksm.work),
+            "data_check": {"pages_checked": checked, "mismatches": mismatches},
+        }
