@@ -61,6 +61,7 @@ class EngineView:
     paused: bool
     speed: int | None
     compare: bool
+    finished: bool = False  # the scenario's [stop] condition was reached (running on is allowed)
     note: str = ""  # why the runner paused by itself (the stop condition, no progress possible)
 
     @property
@@ -69,8 +70,8 @@ class EngineView:
 
     @property
     def state(self) -> str:
-        if self.note:
-            return "finished" if self.snapshot.finished else "stuck"
+        if self.paused and self.note:
+            return "finished" if self.finished else "stuck"
         return "paused" if self.paused else "running"
 
 
@@ -151,7 +152,7 @@ class Runner:
         self._primary = 0
         self._samples = _Samples()
         self._note = ""
-        self._finished_seen = False  # the stop condition pauses the run once; resuming goes on
+        self._finished = False  # the stop condition pauses the run once; resuming runs on
         self._base = (0.0, 0)  # (wall, sim_ns) where the paced clock was last set
         self._last_publish = 0.0
 
@@ -179,29 +180,34 @@ class Runner:
     # --- engine thread ---
 
     def _main(self) -> None:
-        self._build()
-        self._publish()
-        while True:
-            try:
-                command, value = self._queue.get(timeout=self._idle_s()) if not self._due() else self._queue.get_nowait()
-            except queue.Empty:
-                self._run_slice()
-                if time.monotonic() - self._last_publish >= PUBLISH_S or self._paused:
-                    self._publish()
-                continue
-            if command == "quit":
-                return
+        command, value = "restart", None  # the first command builds the run
+        while command != "quit":
             if command == "sync":
                 value.set()
-                continue
-            try:
-                self._do(command, value)
-            except KnobError as err:
-                self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
-            except Exception as err:  # an engine bug must not take the UI down: say it, pause
-                self._paused = True
-                self._post(EngineError(f"engine error: {type(err).__name__}: {err}"))
-            self._publish()
+            else:
+                try:
+                    if command == "run":
+                        self._run_slice()
+                    else:
+                        self._do(command, value)
+                    if command != "run" or self._paused or time.monotonic() - self._last_publish >= PUBLISH_S:
+                        self._publish()
+                except KnobError as err:
+                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    self._publish()
+                except Exception as err:  # an engine bug must not take the UI down: say it, pause
+                    self._paused = True
+                    self._post(EngineError(f"engine error: {type(err).__name__}: {err}"))
+            command, value = self._next()
+
+    def _next(self) -> tuple[str, object]:
+        """The next command, or ("run", None) when engine work is due first."""
+        try:
+            if self._due():
+                return self._queue.get_nowait()
+            return self._queue.get(timeout=self._idle_s())
+        except queue.Empty:
+            return "run", None
 
     def _do(self, command: str, value) -> None:
         if command in ("pause", "resume", "toggle"):
@@ -213,10 +219,12 @@ class Runner:
             for sim in self._sims:
                 if sim.step_page() is None:
                     self._note = NO_PROGRESS
+            self._check_stop()
         elif command == "step_batch":
             self._paused = True
             for sim in self._sims:
                 sim.step_batch()
+            self._check_stop()
         elif command == "speed":
             i = SPEEDS.index(self._speed) + value
             self._speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i))]
@@ -235,7 +243,7 @@ class Runner:
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
         elif command == "restart":
-            self._build()
+            self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
             old = self._scenario, self._flow, self._overrides
             self._scenario, self._flow, self._overrides = value, value.engine.get("flow", "optimized"), {}
@@ -258,7 +266,7 @@ class Runner:
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
         self._samples = _Samples()
         self._note = ""
-        self._finished_seen = False
+        self._finished = False
         self._rebase()
 
     def _rebase(self) -> None:
@@ -295,6 +303,7 @@ class Runner:
             sim.step_batch()
             if sim.stuck:
                 self._stop_by_itself(NO_PROGRESS)
+            self._check_stop()
         if self._speed is not None:
             behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9
             if behind_s > BEHIND_S:
@@ -304,13 +313,27 @@ class Runner:
         self._paused = True
         self._note = note
 
+    def _check_stop(self) -> None:
+        """The scenario's [stop] pauses the run the first time every simulation reaches it.
+
+        Simulation.run() applies [stop] for headless runs; a live run only pauses there."""
+        if self._finished:
+            return
+        stop = self._scenario.stop
+        reasons = []
+        for sim in self._sims:
+            if stop.full_scans is not None and sim.full_scans >= stop.full_scans:
+                reasons.append(f"full_scans reached {stop.full_scans}")
+            elif stop.after_ms is not None and sim.now_ns >= stop.after_ms * 1_000_000:
+                reasons.append(f"after_ms reached {stop.after_ms}")
+            else:
+                return
+        self._finished = True
+        self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
+
     def _publish(self) -> None:
         snaps = tuple(sim.snapshot() for sim in self._sims)
-        primary = snaps[self._primary]
-        if all(s.finished for s in snaps) and not self._finished_seen:
-            self._finished_seen = True
-            self._stop_by_itself(f"stop condition reached: {primary.stop_reason}")
-        self._samples.add(primary)
+        self._samples.add(snaps[self._primary])
         self._last_publish = time.monotonic()
         self._post(
             EngineUpdate(
@@ -321,6 +344,7 @@ class Runner:
                     paused=self._paused,
                     speed=self._speed,
                     compare=self._compare,
+                    finished=self._finished,
                     note=self._note,
                 )
             )
