@@ -109,11 +109,17 @@ class KsmApp(App[int]):
         }
         for panel_id, title in titles.items():
             self.query_one(f"#{panel_id}").border_title = title
+        self._status = self.query_one(StatusBar)
+        self._panels = list(self.query(Panel))
         self.runner.start()
         self._fit(self.size.width, self.size.height)
 
     def on_unmount(self) -> None:
         self.runner.close()
+
+    async def action_quit(self) -> None:
+        self.runner.close()  # no more updates for a screen that is going away
+        self.exit()
 
     def send(self, command: str, value: object = None) -> None:
         self.runner.send(command, value)
@@ -122,9 +128,11 @@ class KsmApp(App[int]):
 
     def on_engine_update(self, message: EngineUpdate) -> None:
         self.view = view = message.view
+        if not self._status.is_attached:  # an update that arrived while the app closes
+            return
         with self.batch_update():
-            self.query_one(StatusBar).update_from(view)
-            for panel in self.query(Panel):
+            self._status.update_from(view)
+            for panel in self._panels:
                 panel.update_from(view)
             if isinstance(self.screen, KnobsScreen):
                 self.screen.update_from(view)

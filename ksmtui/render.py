@@ -194,3 +194,17 @@ def step_line(step: StepInfo | None) -> str:
         f"last step: {step.process}:{step.address:#x}  {step.path} → {step.outcome}"
         f"  ({step.latency_ns} ns)"
     )
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int], width: int) -> str:
+    """The newest `width` values, one block each, scaled from their minimum to their maximum."""
+    values = list(values)[-width:] if width > 0 else []
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return _BLOCKS[0] * len(values)
+    return "".join(_BLOCKS[(v - low) * (len(_BLOCKS) - 1) // (high - low)] for v in values)

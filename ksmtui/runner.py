@@ -4,8 +4,8 @@ what the panels need to the UI about ten times a second.
 The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
 `EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest
 instead of working through a backlog, and the worker never waits for the UI (call_from_thread
-would block it once per call). Work runs in slices of at most SLICE_S of wall time, so a command
-waits at most one slice plus one ksmd wake-up.
+would block it once per call). Work runs in slices of at most SLICE_S of wall time, between which
+updates go out; a command waits at most for the ksmd wake-up in progress.
 
 Paced speeds run the simulated clock at a multiple of the wall clock; "max" runs flat out. The
 wall clock decides only how much runs between two updates, never what a run computes.
@@ -295,7 +295,7 @@ class Runner:
 
     def _run_slice(self) -> None:
         deadline = time.monotonic() + SLICE_S
-        while not self._paused and time.monotonic() < deadline:
+        while not self._paused and time.monotonic() < deadline and self._queue.empty():
             if self._speed is not None and self._clock() > self._target_ns():
                 break
             # Compared runs advance together: the one behind on the simulated clock goes next.

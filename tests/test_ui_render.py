@@ -10,6 +10,7 @@ from ksmtui.render import (
     outcome_table,
     progress_bar,
     sim_time,
+    sparkline,
     stable_node_label,
     step_line,
     unstable_label,
@@ -105,3 +106,10 @@ def test_step_line_shows_path_and_outcome():
     assert step_line(None) == "last step: none yet (press s)"
     step = StepInfo("vm-0", 0x7F0000002000, "anon_page", "unstable_inserted", 1536)
     assert step_line(step) == "last step: vm-0:0x7f0000002000  anon_page → unstable_inserted  (1536 ns)"
+
+
+def test_sparkline_scales_the_newest_values_from_min_to_max():
+    assert sparkline([0, 7, 14], 10) == "▁▄█"
+    assert sparkline([5, 0, 7, 14], 3) == "▁▄█"
+    assert sparkline([3, 3], 5) == "▁▁"
+    assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Label, Sparkline, Static
+from textual.content import Content
+from textual.widgets import Static
 
 from engine.snapshot import PATHS
 from ksmtui.render import (
@@ -20,6 +21,7 @@ from ksmtui.render import (
     progress_bar,
     rate_label,
     sim_time,
+    sparkline,
     step_line,
 )
 from ksmtui.runner import COMPARE_FLOWS, EngineView, speed_label
@@ -36,6 +38,26 @@ SPARK_COUNTERS = (
     "stable_node_dups",
     "general_profit",
 )
+
+
+class TextView(Static):
+    """Plain text (never markup) that redraws only when it changed, and lays the screen out again
+    only when its height may have changed: layout is the costly part of a refresh."""
+
+    _text: str | None = None
+
+    def show(self, text: str) -> None:
+        if text == self._text:
+            return
+        old, self._text = self._text, text
+        lines = text.split("\n")
+        layout = (
+            old is None
+            or old.count("\n") != len(lines) - 1
+            or max(map(len, lines)) > self.content_region.width  # it wraps, or did
+            or max(map(len, old.split("\n"))) > self.content_region.width
+        )
+        self.update(Text(text), layout=layout)
 
 
 def shown(widget: Widget) -> bool:
@@ -84,7 +106,7 @@ class Panel(Vertical):
         raise NotImplementedError
 
 
-class StatusBar(Static):
+class StatusBar(TextView):
     """The header: scenario, simulated time, flow, state and speed, on one line."""
 
     _key: object = None
@@ -97,11 +119,9 @@ class StatusBar(Static):
             return
         self._key = key
         self.set_classes(f"-{view.state}")
-        self.update(
-            Text(
-                f" ksmtui · {snap.scenario} · t={sim_time(snap.sim_ns)} · flow {flow}"
-                f" · {view.state} · speed {speed_label(view.speed)}"
-            )
+        self.show(
+            f" ksmtui · {snap.scenario} · t={sim_time(snap.sim_ns)} · flow {flow}"
+            f" · {view.state} · speed {speed_label(view.speed)}"
         )
 
 
@@ -109,10 +129,10 @@ class ScanPanel(Panel):
     """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="scan-text")
-        yield Static(id="scan-bar")
-        yield Static(id="scan-step")
-        yield Static(id="scan-note")
+        yield TextView(id="scan-text")
+        yield TextView(id="scan-bar")
+        yield TextView(id="scan-step")
+        yield TextView(id="scan-note")
 
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
@@ -122,75 +142,77 @@ class ScanPanel(Panel):
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
         c = s.cursor
-        where = f"{c.process}:{c.address:#x} ({c.region})" if c.process else "ksm_mm_head (between scans)"
-        self.query_one("#scan-text", Static).update(
-            Text(
-                f"full_scans {s.counters['full_scans']}   seqnr {c.seqnr}"
-                f"   scanning {rate_label(view.trend.scan_rate)} (simulated)\n"
-                f"cursor {where}\n"
-                f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}"
-            )
+        if c.process is None:
+            where = "ksm_mm_head (between full scans)"
+        else:  # the address ksmd looks at next: between two regions it is in neither
+            where = f"{c.process}:{c.address:#x}" + (f" ({c.region})" if c.region else "")
+        self.query_one("#scan-text", TextView).show(
+            f"full_scans {s.counters['full_scans']}   seqnr {c.seqnr}"
+            f"   scanning {rate_label(view.trend.scan_rate)} (simulated)\n"
+            f"cursor {where}\n"
+            f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}"
         )
         count = f" {c.pass_done}/{c.pass_total}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
-        self.query_one("#scan-bar", Static).update(Text(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}"))
-        self.query_one("#scan-step", Static).update(Text(step_line(s.last_step)))
-        note = self.query_one("#scan-note", Static)
+        self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
+        self.query_one("#scan-step", TextView).show(step_line(s.last_step))
+        note = self.query_one("#scan-note", TextView)
         note.display = bool(view.note)
-        note.update(Text(view.note))
+        note.show(view.note)
 
 
 class CountersPanel(Panel):
-    """The sysfs counters, each with its recent history as a sparkline."""
+    """The sysfs counters, each with its recent history as a sparkline (newest on the right).
+
+    One widget draws all rows: these change on every update, and each widget drawn costs time the
+    engine thread would otherwise have."""
 
     def compose(self) -> ComposeResult:
-        with Grid(id="counters-grid"):
-            for name in SPARK_COUNTERS:
-                yield Label(name, classes="counter-name")
-                yield Label("0", id=f"value-{name}", classes="counter-value", markup=False)
-                yield Sparkline([], id=f"spark-{name}", classes="counter-spark")
+        yield Static(id="counters-text")
 
     def key_of(self, view: EngineView) -> object:
         return tuple(view.trend.counters[c] for c in SPARK_COUNTERS)
 
     def draw(self, view: EngineView) -> None:
+        width = max(0, self.content_region.width - 20 - 14 - 1)
+        parts: list = []
         for name in SPARK_COUNTERS:
             series = view.trend.counters[name]
-            self.query_one(f"#value-{name}", Label).update(f"{series[-1]:,}" if series else "0")
-            # A new list each time: Sparkline redraws when its data is replaced, not mutated.
-            self.query_one(f"#spark-{name}", Sparkline).data = list(series)
+            value = f"{series[-1]:,}" if series else "0"
+            parts += [f"{name:<20}", (f"{value:>14} ", "bold"), (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
+        self.query_one("#counters-text", Static).update(Content.assemble(*parts[:-1]), layout=False)
 
 
 class OutcomesPanel(Panel):
     """cmp_and_merge_page() outcomes by path, totals and calls per simulated second."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="outcomes-text")
+        yield TextView(id="outcomes-text")
 
     def key_of(self, view: EngineView) -> object:
         return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()))
 
     def draw(self, view: EngineView) -> None:
         rows = outcome_table(view.snapshot.outcomes, view.trend.path_rates, PATHS)
-        self.query_one("#outcomes-text", Static).update(Text("\n".join(rows)))
+        self.query_one("#outcomes-text", TextView).show("\n".join(rows))
 
 
 class LatencySummary(Panel):
     """One line per path: calls and percentiles of the rolling histogram."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="latency-summary-text")
+        yield TextView(id="latency-summary-text")
 
     def key_of(self, view: EngineView) -> object:
         return tuple(view.snapshot.latency_recent[p] for p in PATHS)
 
     def draw(self, view: EngineView) -> None:
         lines = [latency_title(p, view.snapshot.latency_recent[p]) for p in PATHS]
-        self.query_one("#latency-summary-text", Static).update(Text("\n".join(lines)))
+        self.query_one("#latency-summary-text", TextView).show("\n".join(lines))
 
 
-def _hist_text(path: str, counts, width: int) -> Text:
-    return Text("\n".join([latency_title(path, counts), *hist_lines(counts, width)]))
+def _hist_text(path: str, counts, width: int) -> str:
+    return "\n".join([latency_title(path, counts), *hist_lines(counts, width)])
 
 
 class LatencyPanel(Panel):
@@ -200,7 +222,7 @@ class LatencyPanel(Panel):
 
     def compose(self) -> ComposeResult:
         for path in PATHS:
-            yield Static(id=f"hist-{path}", classes="hist")
+            yield TextView(id=f"hist-{path}", classes="hist")
 
     def counts(self, view: EngineView) -> dict:
         s = view.snapshot
@@ -212,16 +234,16 @@ class LatencyPanel(Panel):
     def draw(self, view: EngineView) -> None:
         self.border_title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
         for path in PATHS:
-            hist = self.query_one(f"#hist-{path}", Static)
-            hist.update(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED)))
+            hist = self.query_one(f"#hist-{path}", TextView)
+            hist.show(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED)))
 
 
 class ChainsPanel(Panel):
     """How full the KSM pages are: sharers per page against max_page_sharing, dups per chain."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="chains-sharers")
-        yield Static(id="chains-dups")
+        yield TextView(id="chains-sharers")
+        yield TextView(id="chains-dups")
 
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
@@ -234,11 +256,11 @@ class ChainsPanel(Panel):
         rows = max(4, (self.content_region.height - 6) // 2)
         sharers = dist_lines(s.sharers_per_page, width, rows, mark=mps) or ["no KSM pages yet"]
         dups = dist_lines(s.dups_per_chain, width, rows) or ["no stable_node chains"]
-        self.query_one("#chains-sharers", Static).update(
-            Text("\n".join([f"sharers per KSM page (max_page_sharing {mps})", *sharers]))
+        self.query_one("#chains-sharers", TextView).show(
+            "\n".join([f"sharers per KSM page (max_page_sharing {mps})", *sharers])
         )
-        self.query_one("#chains-dups", Static).update(
-            Text("\n".join([f"dups per stable_node chain ({s.counters['stable_node_chains']} chains)", *dups]))
+        self.query_one("#chains-dups", TextView).show(
+            "\n".join([f"dups per stable_node chain ({s.counters['stable_node_chains']} chains)", *dups])
         )
 
 
@@ -246,39 +268,35 @@ class ComparePanel(Panel):
     """Compare mode: the same workload under both flows, histograms per path side by side."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="compare-counters")
+        yield TextView(id="compare-counters")
         for path in PATHS:
             with Horizontal(classes="compare-row"):
                 for flow in COMPARE_FLOWS:
-                    yield Static(id=f"cmp-{flow}-{path}", classes="hist compare-hist")
+                    yield TextView(id=f"cmp-{flow}-{path}", classes="hist compare-hist")
 
     def key_of(self, view: EngineView) -> object:
         return (view.compare, tuple((s.latency, tuple(s.counters.items())) for s in view.snapshots))
 
     def draw(self, view: EngineView) -> None:
         if not view.compare:
-            self.query_one("#compare-counters", Static).update(Text("compare mode is off: press c to start it"))
+            self.query_one("#compare-counters", TextView).show("compare mode is off: press c to start it")
             for path in PATHS:
                 for flow in COMPARE_FLOWS:
-                    self.query_one(f"#cmp-{flow}-{path}", Static).update("")
+                    self.query_one(f"#cmp-{flow}-{path}", TextView).show("")
             return
         before, after = view.snapshots
-        rows = [f"{'':<20}{'Before (legacy)':>18}{'After (optimized)':>20}"]
+        rows = [f"{'':<28}{'Before (legacy)':>18}{'After (optimized)':>20}"]
         for name in ("full_scans", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit"):
-            rows.append(f"{name:<20}{before.counters[name]:>18,}{after.counters[name]:>20,}")
+            rows.append(f"{name:<28}{before.counters[name]:>18,}{after.counters[name]:>20,}")
         work = sorted(set(before.work) | set(after.work))
-        rows += [f"{name:<20}{before.work.get(name, 0):>18,}{after.work.get(name, 0):>20,}" for name in work]
-        self.query_one("#compare-counters", Static).update(Text("\n".join(rows)))
+        rows += [f"{name:<28}{before.work.get(name, 0):>18,}{after.work.get(name, 0):>20,}" for name in work]
+        self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
         for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
             label = "Before (legacy)" if flow == "legacy" else "After (optimized)"
             for path in PATHS:
                 counts = snap.latency[path]
-                hist = self.query_one(f"#cmp-{flow}-{path}", Static)
-                hist.update(
-                    Text(
-                        "\n".join(
-                            [label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))]
-                        )
-                    )
+                hist = self.query_one(f"#cmp-{flow}-{path}", TextView)
+                hist.show(
+                    "\n".join([label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))])
                 )

@@ -6,18 +6,18 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Static, Tree
+from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from engine.snapshot import Sharer, StableNodeView, UnstableItemView
 from ksmtui.render import node_detail, sharer_label, stable_node_label, unstable_label
 from ksmtui.runner import EngineView
-from ksmtui.widgets.panels import Panel
+from ksmtui.widgets.panels import Panel, TextView
 
 
 class NodeTree(Tree):
     # Space stays pause/resume everywhere; enter expands and collapses a node.
-    BINDINGS = [Binding("space", "app.toggle_pause", "Pause/resume", show=False)]
+    BINDINGS = [Binding("space", "app.toggle_pause", "Pause/run", id="pause")]
 
 
 def _key(data: object) -> object:
@@ -41,7 +41,7 @@ class TreesPanel(Panel):
             yield NodeTree("stable tree", id="stable-tree")
             yield NodeTree("unstable tree", id="unstable-tree")
         with VerticalScroll(id="node-detail"):
-            yield Static("move the cursor onto a node to see it here", id="node-detail-text")
+            yield TextView("move the cursor onto a node to see it here", id="node-detail-text")
 
     def on_mount(self) -> None:
         for tree in self.query(NodeTree):
@@ -95,7 +95,7 @@ class TreesPanel(Panel):
         if isinstance(data, Sharer):  # a sharer shows the KSM page it maps
             data = node.parent.data if node.parent is not None else None
         if isinstance(data, (StableNodeView, UnstableItemView)):
-            self.query_one("#node-detail-text", Static).update(Text("\n".join(node_detail(data))))
+            self.query_one("#node-detail-text", TextView).show("\n".join(node_detail(data)))
 
 
 def _walk(node: TreeNode):
