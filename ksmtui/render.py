@@ -71,11 +71,6 @@ def sim_time(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns // 1_000_000 % 1000:03d} s"
 
 
-def ns_label(ns: int) -> str:
-    """A latency bound in the hist() rows' own units: 512ns, 4Kns."""
-    return f"{size_label(ns)}ns"
-
-
 def progress_bar(done: int, total: int, width: int) -> str:
     """A bar of `width` cells, full cells for the done share; an empty pass shows empty."""
     filled = min(width, done * width // total) if total > 0 else 0
@@ -86,9 +81,9 @@ def latency_title(path: str, counts: Sequence[int]) -> str:
     """A path's call count and percentiles (upper bounds of their buckets, as hist() rows read)."""
     total = sum(counts)
     if not total:
-        return f"{path}: no calls"
-    p = " ".join(f"p{q} <{ns_label(percentile(counts, q))}" for q in (50, 90, 99))
-    return f"{path}: {total} calls  {p}"
+        return f"{path}  no calls"
+    p = " ".join(f"p{q}<{size_label(percentile(counts, q))}" for q in (50, 90, 99))
+    return f"{path}  {total} calls  {p} ns"
 
 
 def rate_label(per_s: float) -> str:

@@ -253,9 +253,8 @@ class ChainsPanel(Panel):
         s = view.snapshot
         mps = s.knobs["max_page_sharing"]
         width = bar_width(self, 16 + 8 + 3 + len(" ◀ max_page_sharing"))
-        rows = max(4, (self.content_region.height - 6) // 2)
-        sharers = dist_lines(s.sharers_per_page, width, rows, mark=mps) or ["no KSM pages yet"]
-        dups = dist_lines(s.dups_per_chain, width, rows) or ["no stable_node chains"]
+        sharers = dist_lines(s.sharers_per_page, width, 12, mark=mps) or ["no KSM pages yet"]
+        dups = dist_lines(s.dups_per_chain, width, 8) or ["no stable_node chains"]
         self.query_one("#chains-sharers", TextView).show(
             "\n".join([f"sharers per KSM page (max_page_sharing {mps})", *sharers])
         )
