@@ -21,6 +21,7 @@ from ksmtui.widgets.panels import (
     ChainsPanel,
     ComparePanel,
     CountersPanel,
+    DescriptionBar,
     LatencyPanel,
     LatencySummary,
     OutcomesPanel,
@@ -76,6 +77,7 @@ class KsmApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
+        yield DescriptionBar(id="description")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
                 yield ScanPanel(id="scan")
@@ -110,6 +112,7 @@ class KsmApp(App[int]):
         for panel_id, title in titles.items():
             self.query_one(f"#{panel_id}").border_title = title
         self._status = self.query_one(StatusBar)
+        self._description = self.query_one(DescriptionBar)
         self._panels = list(self.query(Panel))
         self.runner.start()
         self._fit(self.size.width, self.size.height)
@@ -132,6 +135,7 @@ class KsmApp(App[int]):
             return
         with self.batch_update():
             self._status.update_from(view)
+            self._description.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
             if isinstance(self.screen, KnobsScreen):

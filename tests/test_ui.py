@@ -131,6 +131,18 @@ def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
     run(test)
 
 
+def test_an_engine_failure_is_shown_and_the_app_stays_usable():
+    async def test(pilot):
+        pilot.app.send("no-such-command")
+        await settle(pilot)
+        messages = [n.message for n in pilot.app._notifications]
+        assert any(m.startswith("engine error: ValueError: unknown command") for m in messages)
+        await press(pilot, "b")
+        assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
+
+    run(test)
+
+
 def test_f_cycles_the_flow():
     async def test(pilot):
         assert pilot.app.view.snapshot.flow == "optimized"

@@ -125,6 +125,18 @@ class StatusBar(TextView):
         )
 
 
+class DescriptionBar(Static):
+    """The scenario's description, on one line under the header (cut with … when longer)."""
+
+    _key: object = None
+
+    def update_from(self, view: EngineView) -> None:
+        text = " ".join(view.snapshot.description.split())
+        if text != self._key:
+            self._key = text
+            self.update(Text(text, no_wrap=True, overflow="ellipsis"), layout=False)
+
+
 class ScanPanel(Panel):
     """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
 
@@ -137,7 +149,7 @@ class ScanPanel(Panel):
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
         return (s.cursor, s.counters["full_scans"], s.knobs["pages_to_scan"], s.knobs["sleep_millisecs"],
-                view.trend.scan_rate, s.last_step, view.note)
+                view.trend.scan_rate, s.last_step, view.note, s.events_done, s.events_pending)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -151,6 +163,7 @@ class ScanPanel(Panel):
             f"   scanning {rate_label(view.trend.scan_rate)} (simulated)\n"
             f"cursor {where}\n"
             f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}"
+            f"   events {s.events_done} done, {s.events_pending} pending"
         )
         count = f" {c.pass_done}/{c.pass_total}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
