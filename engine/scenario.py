@@ -159,22 +159,19 @@ def _show(value: object) -> str:
 class _Table:
     """One TOML table being read: typed getters that name the table and key in every error."""
 
-    def __init__(self, file: str, name: str, data: object, allowed: tuple[str, ...], what: str = "a table"):
+    def __init__(self, file: str, name: str, data: object, allowed: tuple[str, ...]):
         self.file, self.name = file, name
         if not isinstance(data, dict):
-            raise ScenarioError(file, "", name, f"expected {what}, got {_show(data)}")
+            raise ScenarioError(file, "", name, f"expected a table, got {_show(data)}")
         self.data = data
         for key in data:
             if key not in allowed:
-                self.unknown(key, allowed)
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def error(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(self.file, self.name, key, message)
-
-    def unknown(self, key: str, allowed: tuple[str, ...]):
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -229,6 +226,11 @@ class _Table:
         return value
 
 
+def _glob(names, glob: str) -> list[str]:
+    # Case-sensitive on every platform, as the engine matches them.
+    return [n for n in names if fnmatch.fnmatchcase(n, glob)]
+
+
 def _choices(choices: tuple[str, ...]) -> str:
     quoted = [f'"{c}"' for c in choices]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
@@ -238,23 +240,22 @@ def _names(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
-def _knob_value(table: _Table, key: str, value: object) -> int | str:
-    """A knob's value from TOML: the knob's own type (no strings for numbers, no booleans), its range."""
-    knob = ALL_KNOBS[key]
-    wanted_str = isinstance(knob.default, str)
-    if wanted_str != isinstance(value, str) or isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise table.error(key, f"expected {knob.expected}, got {_show(value)}")
-    try:
-        return knob.parse(value)
-    except KnobError as e:
-        raise table.error(key, str(e)) from None
+def _parse_knob(name: str, value: object) -> int | str:
+    """A knob's value from TOML: the knob's own type (no strings for numbers, no booleans) and range."""
+    knob = ALL_KNOBS[name]
+    if isinstance(value, bool) or not isinstance(value, str if isinstance(knob.default, str) else int):
+        raise KnobError(f"expected {knob.expected}, got {_show(value)}")
+    return knob.parse(value)
 
 
 def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
     table = _Table(file, name, data, tuple(knobs))
     values = {k: knob.default for k, knob in knobs.items()}
     for key, value in table.data.items():
-        values[key] = _knob_value(table, key, value)
+        try:
+            values[key] = _parse_knob(key, value)
+        except KnobError as e:
+            raise table.error(key, str(e)) from None
     if name == "ksm" and values["advisor_mode"] == "scan-time":
         # The kernel refuses pages_to_scan while the advisor runs, and selecting scan-time starts
         # it at advisor_min_pages_to_scan.
@@ -286,11 +287,12 @@ class _Loader:
             return Fill("pool", pool=pool, order=order, offset=table.integer("offset", 0, low=0))
         if kind == "file":
             path = self.base_dir / table.string("path")
+            if not path.is_file():  # checked before open(): opening a FIFO would block
+                problem = "not a regular file" if path.exists() else "no such file"
+                raise table.error("path", f"cannot read {str(path)!r}: {problem}")
             try:
                 with path.open("rb"):
                     pass
-                if not path.is_file():
-                    raise IsADirectoryError("not a regular file")
             except OSError as e:
                 raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
             return Fill("file", path=path.resolve())
@@ -393,7 +395,7 @@ class _Loader:
         all_names = [*regions, *children]
         parent_of = {}
         for child, (t, glob) in children.items():
-            matched = fnmatch.filter(all_names, glob)
+            matched = _glob(all_names, glob)
             if len(matched) != 1:
                 found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
                 raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
@@ -441,10 +443,14 @@ class _Loader:
                 raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in [engine]")
             if not t.has("value"):
                 raise t.error("value", f"missing; expected {ALL_KNOBS[knob].expected}")
-            return Event(**fields, knob=knob, value=self.set_value(t, knob))
+            try:
+                value = _parse_knob(knob, t.data["value"])
+            except KnobError as e:
+                raise t.error("value", f"for {knob}: {e}") from None
+            return Event(**fields, knob=knob, value=value)
 
         glob = t.string("process", "*")
-        matched = fnmatch.filter(list(regions), glob)
+        matched = _glob(regions, glob)
         if not matched:
             raise t.error("process", f"{glob!r} matches no process (declared, or named as some fork's child)")
         fields["process"] = glob
@@ -472,13 +478,6 @@ class _Loader:
                 raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
             return Event(**fields, to_node=to_node)
         return Event(**fields, fill=self.fill(t, pools))
-
-    def set_value(self, t: _Table, knob: str) -> int | str:
-        table = _Table(self.file, t.name, {knob: t.data["value"]}, (knob,))
-        try:
-            return _knob_value(table, knob, t.data["value"])
-        except ScenarioError as e:
-            raise t.error("value", f"for {knob}: {e.message}") from None
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
@@ -539,13 +538,13 @@ def builtin_scenarios() -> list[tuple[str, Path]]:
 
 def load_scenario(arg: str | Path) -> Scenario:
     """A scenario from a .toml path or a built-in name (a file stem in scenarios/)."""
-    path = Path(arg)
-    if not path.exists() and isinstance(arg, str) and path.suffix != ".toml" and "/" not in arg:
+    path, file = Path(arg), str(arg)
+    if isinstance(arg, str) and not path.is_file() and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
-            raise ScenarioError(arg, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
+            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
         path = builtins[arg]
-    file = str(arg) if path.exists() and not path.is_relative_to(BUILTIN_DIR) else str(path)
+        file = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
