@@ -140,6 +140,7 @@ class KsmApp(App[int]):
                 panel.update_from(view)
             if isinstance(self.screen, KnobsScreen):
                 self.screen.update_from(view)
+        self.call_after_refresh(self.runner.drawn)
 
     def on_engine_error(self, message: EngineError) -> None:
         if message.knob and isinstance(self.screen, KnobsScreen):

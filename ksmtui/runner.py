@@ -30,6 +30,7 @@ from engine.snapshot import COUNTERS, PATHS, Snapshot
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 PUBLISH_S = 0.1  # updates to the UI while running: about 10 Hz
+DRAW_WAIT_S = 0.05  # longest wait for the UI to draw an update before the engine goes on
 BEHIND_S = 1.0  # a paced run this far behind the wall clock gives up catching up
 SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)  # None: flat out
 HISTORY = 120  # updates kept for the sparklines and the rates
@@ -139,6 +140,7 @@ class Runner:
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()  # the UI drew the last update, or a command came
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
         self._scenario = scenario
@@ -165,6 +167,11 @@ class Runner:
         """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1), knob
         ((name, value)), flow_cycle, restart, load (a Scenario), compare (bool), sync (an Event)."""
         self._queue.put((command, value))
+        self._wake.set()
+
+    def drawn(self) -> None:
+        """The UI has drawn the last update (called from the UI thread)."""
+        self._wake.set()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every command sent before has run and its update was posted (tests)."""
@@ -334,7 +341,7 @@ class Runner:
     def _publish(self) -> None:
         snaps = tuple(sim.snapshot() for sim in self._sims)
         self._samples.add(snaps[self._primary])
-        self._last_publish = time.monotonic()
+        self._wake.clear()
         self._post(
             EngineUpdate(
                 EngineView(
@@ -349,3 +356,8 @@ class Runner:
                 )
             )
         )
+        if not self._paused:
+            # Let the UI draw this update without competing for the GIL: a frame drawn while the
+            # engine computes takes several times as long, and keys wait behind it.
+            self._wake.wait(DRAW_WAIT_S)
+        self._last_publish = time.monotonic()
