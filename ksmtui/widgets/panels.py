@@ -158,13 +158,15 @@ class ScanPanel(Panel):
             where = "ksm_mm_head (between full scans)"
         else:  # the address ksmd looks at next: between two regions it is in neither
             where = f"{c.process}:{c.address:#x}" + (f" ({c.region})" if c.region else "")
-        self.query_one("#scan-text", TextView).show(
+        lines = [
             f"full_scans {s.counters['full_scans']}   seqnr {c.seqnr}"
-            f"   scanning {rate_label(view.trend.scan_rate)} (simulated)\n"
-            f"cursor {where}\n"
-            f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}"
-            f"   events {s.events_done} done, {s.events_pending} pending"
-        )
+            f"   scanning {rate_label(view.trend.scan_rate)} (simulated)",
+            f"cursor {where}",
+            f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}",
+        ]
+        if s.events_done or s.events_pending:
+            lines.append(f"scenario events: {s.events_done} done, {s.events_pending} pending")
+        self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done}/{c.pass_total}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
         self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
