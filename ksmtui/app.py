@@ -14,7 +14,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from engine.knobs import ALL_KNOBS
 from engine.scenario import Scenario
 from ksmtui.runner import EngineError, EngineUpdate, EngineView, Runner
 from ksmtui.widgets.panels import (
@@ -177,15 +176,11 @@ class KsmApp(App[int]):
     def action_speed(self, step: int) -> None:
         self.send("speed", step)
 
-    def _knob(self, name: str) -> object:
-        return self.view.snapshot.knobs[name] if self.view else ALL_KNOBS[name].default
-
     def action_pages_to_scan(self, factor: int) -> None:
-        now = int(self._knob("pages_to_scan"))
-        self.send("knob", ("pages_to_scan", now * factor if factor > 0 else max(1, now // -factor)))
+        self.send("scale_knob", ("pages_to_scan", factor))
 
     def action_toggle_knob(self, name: str) -> None:
-        self.send("knob", (name, 1 - int(self._knob(name))))
+        self.send("toggle_knob", name)
 
     def action_flow_cycle(self) -> None:
         self.send("flow_cycle")
@@ -195,9 +190,8 @@ class KsmApp(App[int]):
             self.push_screen(KnobsScreen(self.view))
 
     def action_compare(self) -> None:
-        on = not (self.view is not None and self.view.compare)
-        self.send("compare", on)
-        if on:
+        self.send("compare")
+        if self.view is None or not self.view.compare:
             self.action_show_tab("compare")
 
     def action_latency_mode(self) -> None:

@@ -164,8 +164,9 @@ class Runner:
         self._thread.start()
 
     def send(self, command: str, value: object = None) -> None:
-        """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1), knob
-        ((name, value)), flow_cycle, restart, load (a Scenario), compare (bool), sync (an Event)."""
+        """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1),
+        knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
+        flow_cycle, restart, load (a Scenario), compare (on/off), sync (an Event)."""
         self._queue.put((command, value))
         self._wake.set()
 
@@ -205,6 +206,10 @@ class Runner:
                 except Exception as err:  # an engine bug must not take the UI down: say it, pause
                     self._paused = True
                     self._post(EngineError(f"engine error: {type(err).__name__}: {err}"))
+                    try:
+                        self._publish()  # so the header shows the pause
+                    except Exception:  # taking the snapshot is what fails: already said above
+                        pass
             command, value = self._next()
 
     def _next(self) -> tuple[str, object]:
@@ -247,6 +252,12 @@ class Runner:
                 self._flow = parsed
             else:
                 self._overrides[name] = parsed
+        elif command == "toggle_knob":  # relative changes read the engine's value, not a stale view
+            self._do("knob", (value, 1 - int(self._knob(value))))
+        elif command == "scale_knob":
+            name, factor = value
+            now = int(self._knob(name))
+            self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
         elif command == "restart":
@@ -259,11 +270,14 @@ class Runner:
             except Exception:
                 self._scenario, self._flow, self._overrides = old
                 raise
-        elif command == "compare":
-            self._compare = bool(value)
+        elif command == "compare":  # on or off; either way the workload starts again
+            self._compare = not self._compare
             self._build()
         else:
             raise ValueError(f"unknown command {command!r}")
+
+    def _knob(self, name: str) -> int | str:
+        return self._sims[self._primary].knobs()[name]
 
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""

@@ -137,6 +137,7 @@ def test_an_engine_failure_is_shown_and_the_app_stays_usable():
         await settle(pilot)
         messages = [n.message for n in pilot.app._notifications]
         assert any(m.startswith("engine error: ValueError: unknown command") for m in messages)
+        assert pilot.app.view.state == "paused"
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 
