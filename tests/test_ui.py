@@ -324,6 +324,38 @@ def test_a_tree_node_shows_its_frame_checksum_and_rmap_list():
     run(test)
 
 
+def test_a_chain_expands_into_its_dups_and_each_dup_into_its_sharers():
+    async def test(pilot):
+        await batches(pilot, 20)
+        await press(pilot, "2")
+        tree = pilot.app.query_one("#stable-tree")
+        chain = next(n for n in tree.root.children if n.data.kind == "chain")
+        chain.expand()
+        await pilot.pause()
+        dups = [n for n in chain.children]
+        assert [d.data for d in dups] == list(chain.data.dups)
+        dups[0].expand()
+        await pilot.pause()
+        assert [n.data for n in dups[0].children] == list(chain.data.dups[0].sharers)
+        await batches(pilot, 1)  # a redraw keeps what was expanded
+        expanded = [n for n in tree.root.children if n.is_expanded]
+        assert [n.data.kind for n in expanded] == ["chain"] and expanded[0].children[0].is_expanded
+
+    run(test)
+
+
+def test_quick_repeated_keys_all_count():
+    async def test(pilot):
+        for _ in range(3):
+            await pilot.press("right_square_bracket")
+        await pilot.press("z", "z", "z")
+        await settle(pilot)
+        knobs = pilot.app.view.snapshot.knobs
+        assert knobs["pages_to_scan"] == 64 * 8 and knobs["use_zero_pages"] == 1
+
+    run(test)
+
+
 def test_below_the_minimum_size_a_message_replaces_the_panels():
     async def test(pilot):
         await pilot.resize_terminal(50, 15)

@@ -68,20 +68,31 @@ class TreesPanel(Panel):
             self._show(tree.cursor_node)
 
     def _add_stable(self, parent: TreeNode, node: StableNodeView) -> None:
-        branch = parent.add(Text(stable_node_label(node)), data=node)
+        # Children (dups, sharers) are added when the node is expanded: a tree of a hundred
+        # collapsed nodes is cheap to rebuild ten times a second, one with thousands of sharers not.
+        parent.add(Text(stable_node_label(node)), data=node, allow_expand=bool(node.dups or node.sharers))
+
+    @staticmethod
+    def _fill_children(branch: TreeNode) -> None:
+        node = branch.data
+        if branch.children or not isinstance(node, StableNodeView):
+            return
         for dup in node.dups:
-            self._add_stable(branch, dup)
+            branch.add(Text(stable_node_label(dup)), data=dup, allow_expand=bool(dup.sharers))
         for sharer in node.sharers:
             branch.add_leaf(Text(sharer_label(sharer)), data=sharer)
 
-    @staticmethod
-    def _rebuild(tree: NodeTree, fill) -> None:
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        self._fill_children(event.node)
+
+    def _rebuild(self, tree: NodeTree, fill) -> None:
         expanded = {_key(n.data) for n in _walk(tree.root) if n.is_expanded}
         cursor = _key(tree.cursor_node.data) if tree.cursor_node is not None else None
         tree.clear()
         fill(tree.root)
-        for node in _walk(tree.root):
+        for node in _walk(tree.root):  # children added by expanding are walked too
             if _key(node.data) in expanded:
+                self._fill_children(node)
                 node.expand()
             if cursor is not None and _key(node.data) == cursor:
                 tree.move_cursor(node)
