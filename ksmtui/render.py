@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from engine.snapshot import bucket_bounds
+from engine.snapshot import (
+    Sharer,
+    StableNodeView,
+    StepInfo,
+    UnstableItemView,
+    bucket_bounds,
+    bucket_of,
+)
 
 _SUFFIXES = ((1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K"))
 
@@ -54,3 +61,145 @@ def percentile(counts: Sequence[int], q: float) -> int:
         if c and seen >= rank:
             return bucket_bounds(i)[1]
     return bucket_bounds(len(counts) - 1)[1]
+
+
+# --- renderers of the live UI's panels (pure: snapshot data in, text out) ---
+
+
+def sim_time(ns: int) -> str:
+    """Simulated time as seconds with millisecond resolution: 12.345 s."""
+    return f"{ns // 1_000_000_000}.{ns // 1_000_000 % 1000:03d} s"
+
+
+def progress_bar(done: int, total: int, width: int) -> str:
+    """A bar of `width` cells, full cells for the done share; an empty pass shows empty."""
+    filled = min(width, done * width // total) if total > 0 else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def latency_title(path: str, counts: Sequence[int]) -> str:
+    """A path's call count and percentiles (upper bounds of their buckets, as hist() rows read)."""
+    total = sum(counts)
+    if not total:
+        return f"{path}  no calls"
+    p = " ".join(f"p{q}<{size_label(percentile(counts, q))}" for q in (50, 90, 99))
+    return f"{path}  {total} calls  {p} ns"
+
+
+def rate_label(per_s: float) -> str:
+    """A rate per simulated second: 1,548/s, 12K/s."""
+    if per_s >= 10_000:
+        return f"{per_s / 1000:,.0f}K/s"
+    return f"{per_s:,.0f}/s"
+
+
+def outcome_table(
+    outcomes: Mapping[str, Mapping[str, int]], rates: Mapping[str, float], paths: Sequence[str]
+) -> list[str]:
+    """Outcomes (rows, those seen at least once) by path (columns), then totals and call rates."""
+    rows = [f"{'outcome':<22}" + "".join(f"{p:>11}" for p in paths)]
+    names = [o for o in _outcome_order(outcomes, paths) if any(outcomes[p].get(o, 0) for p in paths)]
+    for name in names:
+        rows.append(f"{name:<22}" + "".join(f"{outcomes[p].get(name, 0):>11}" for p in paths))
+    rows.append(f"{'total':<22}" + "".join(f"{sum(outcomes[p].values()):>11}" for p in paths))
+    rows.append(f"{'calls per sim second':<22}" + "".join(f"{rate_label(rates.get(p, 0.0)):>11}" for p in paths))
+    return rows
+
+
+def _outcome_order(outcomes: Mapping[str, Mapping[str, int]], paths: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in paths:
+        seen.update(dict.fromkeys(outcomes[p]))
+    return list(seen)
+
+
+def dist_lines(dist: Mapping[int, int], width: int = 40, max_rows: int = 16, mark: int | None = None) -> list[str]:
+    """A distribution (value -> how many) as hist()-like rows: one row per value while they fit in
+    max_rows, log2 buckets beyond. The row holding `mark` (max_page_sharing) is flagged."""
+    items = sorted((k, v) for k, v in dist.items() if v)
+    if not items:
+        return []
+    if len(items) <= max_rows:
+        rows = [(str(k), v, k == mark) for k, v in items]
+    else:
+        buckets: dict[int, int] = {}
+        for k, v in items:
+            buckets[bucket_of(k)] = buckets.get(bucket_of(k), 0) + v
+        first, last = min(buckets), max(buckets)
+        rows = [
+            (bucket_label(b), buckets.get(b, 0), mark is not None and bucket_of(mark) == b)
+            for b in range(first, last + 1)
+        ]
+    top = max(v for _, v, _ in rows)
+    return [
+        f"{label:<16}{count:>8} |{'@' * (count * width // top):<{width}}|" + (" ◀ max_page_sharing" if marked else "")
+        for label, count, marked in rows
+    ]
+
+
+def sharer_label(sharer: Sharer) -> str:
+    return f"{sharer.process}:{sharer.address:#x}"
+
+
+def stable_node_label(node: StableNodeView) -> str:
+    if node.kind == "chain":
+        return f"chain  nid {node.nid}  {node.rmap_hlist_len} dups"
+    prefix = "" if node.kind == "regular" else f"{node.kind} "
+    return f"{prefix}kpfn {node.kpfn:#x}  nid {node.nid}  {node.rmap_hlist_len} sharers"
+
+
+def unstable_label(item: UnstableItemView) -> str:
+    return f"{item.process}:{item.address:#x}  kpfn {item.kpfn:#x}  nid {item.nid}"
+
+
+def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
+    """What the detail view shows of a selected tree node."""
+    if isinstance(node, UnstableItemView):
+        return [
+            "unstable tree item (rmap_item)",
+            f"rmap       {node.process}:{node.address:#x}",
+            f"kpfn       {node.kpfn:#x}",
+            f"checksum   {node.checksum:#x}",
+            f"nid        {node.nid}",
+        ]
+    if node.kind == "chain":
+        lines = [f"stable_node chain  nid {node.nid}", f"dups       {node.rmap_hlist_len}"]
+        for dup in node.dups:
+            lines.append(f"  dup kpfn {dup.kpfn:#x}  {dup.rmap_hlist_len} sharers")
+        return lines
+    lines = [
+        f"stable_node ({node.kind})",
+        f"kpfn       {node.kpfn:#x}",
+        f"checksum   {node.checksum:#x}",
+        f"nid        {node.nid}",
+        f"rmap_hlist_len {node.rmap_hlist_len}",
+        "rmap list:",
+    ]
+    lines += [f"  {sharer_label(s)}" for s in node.sharers]
+    if node.rmap_hlist_len > len(node.sharers):
+        lines.append(f"  … {node.rmap_hlist_len - len(node.sharers)} more")
+    return lines
+
+
+def step_line(step: StepInfo | None) -> str:
+    """The last single step: where ksmd was, the path it took and how it ended."""
+    if step is None:
+        return "last step: none yet (press s)"
+    return (
+        f"last step: {step.process}:{step.address:#x}  {step.path} → {step.outcome}"
+        f"  ({step.latency_ns} ns)"
+    )
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int], width: int) -> str:
+    """The newest `width` values, one block each, scaled from their minimum to their maximum."""
+    values = list(values)[-width:] if width > 0 else []
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return _BLOCKS[0] * len(values)
+    return "".join(_BLOCKS[(v - low) * (len(_BLOCKS) - 1) // (high - low)] for v in values)

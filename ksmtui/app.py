@@ -1,0 +1,239 @@
+"""The live terminal UI: panels that draw the engine's snapshots, keys that send it commands.
+
+The engine runs in one worker thread (ksmtui.runner); this module only displays EngineViews and
+turns keys into commands.
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from typing import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from engine.scenario import Scenario
+from ksmtui.runner import EngineError, EngineUpdate, EngineView, Runner
+from ksmtui.widgets.panels import (
+    ChainsPanel,
+    ComparePanel,
+    CountersPanel,
+    DescriptionBar,
+    LatencyPanel,
+    LatencySummary,
+    OutcomesPanel,
+    Panel,
+    ScanPanel,
+    StatusBar,
+)
+from ksmtui.widgets.screens import KnobsScreen, OpenScreen
+from ksmtui.widgets.trees import TreesPanel
+
+MIN_WIDTH, MIN_HEIGHT = 60, 18
+
+
+class KsmApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "ksmtui"
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/run", id="pause"),
+        Binding("s", "step_page", "Step page", id="step_page"),
+        Binding("b", "step_batch", "Step batch", id="step_batch"),
+        Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+", id="faster"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", id="slower"),
+        Binding("right_square_bracket", "pages_to_scan(2)", "pages_to_scan×2", key_display="]", id="scan_more"),
+        Binding("left_square_bracket", "pages_to_scan(-2)", "pages_to_scan÷2", key_display="[", id="scan_less"),
+        Binding("z", "toggle_knob('use_zero_pages')", "Zero pages", id="use_zero_pages"),
+        Binding("m", "toggle_knob('smart_scan')", "Smart scan", id="smart_scan"),
+        Binding("n", "toggle_knob('merge_across_nodes')", "Across nodes", id="merge_across_nodes"),
+        Binding("f", "flow_cycle", "Flow", id="flow"),
+        Binding("k", "knobs", "Knobs", id="knobs"),
+        Binding("c", "compare", "Compare", id="compare"),
+        Binding("h", "latency_mode", "Hist span", id="latency_mode"),
+        Binding("r", "restart", "Restart", id="restart"),
+        Binding("o", "open", "Open", id="open"),
+        Binding("q", "quit", "Quit", id="quit"),
+        *(
+            Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, id=f"tab.{tab}")
+            for i, tab in enumerate(("overview", "trees", "chains", "latency", "compare"), 1)
+        ),
+    ]
+
+    def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
+        super().__init__()
+        self.view: EngineView | None = None
+        self.runner = Runner(
+            scenario,
+            self.post_message,
+            flow=getattr(opts, "flow", None),
+            seed=getattr(opts, "seed", None),
+            overrides=getattr(opts, "overrides", None) or {},
+            paused=paused,
+        )
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield DescriptionBar(id="description")
+        with TabbedContent(id="tabs"):
+            with TabPane("Overview", id="overview"):
+                yield ScanPanel(id="scan")
+                yield CountersPanel(id="counters")
+                yield OutcomesPanel(id="outcomes")
+                # A large terminal has room for these on the first tab too.
+                yield ChainsPanel(id="overview-chains", classes="large-only")
+                yield LatencySummary(id="latency-summary")
+                yield LatencyPanel(id="overview-latency", classes="large-only")
+            with TabPane("Trees", id="trees"):
+                yield TreesPanel(id="trees-panel")
+            with TabPane("Chains", id="chains"):
+                yield ChainsPanel(id="chains-panel")
+            with TabPane("Latency", id="latency"):
+                yield LatencyPanel(id="latency-panel")
+            with TabPane("Compare", id="compare"):
+                yield ComparePanel(id="compare-panel")
+        yield Static(id="too-small", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        titles = {
+            "scan": "scan progress",
+            "counters": "counters (/sys/kernel/mm/ksm)",
+            "outcomes": "cmp_and_merge_page outcomes by path",
+            "latency-summary": "latency, last wake-ups (rolling)",
+            "trees-panel": "trees",
+            "chains-panel": "stable_node chains",
+            "overview-chains": "stable_node chains",
+            "compare-panel": "compare: legacy (Before) vs optimized (After), same workload",
+        }
+        for panel_id, title in titles.items():
+            self.query_one(f"#{panel_id}").border_title = title
+        self._status = self.query_one(StatusBar)
+        self._description = self.query_one(DescriptionBar)
+        self._panels = list(self.query(Panel))
+        self.runner.start()
+        self._fit(self.size.width, self.size.height)
+
+    def on_unmount(self) -> None:
+        self.runner.close()
+
+    async def action_quit(self) -> None:
+        self.runner.close()  # no more updates for a screen that is going away
+        self.exit()
+
+    def send(self, command: str, value: object = None) -> None:
+        self.runner.send(command, value)
+
+    # --- what the engine sends ---
+
+    def on_engine_update(self, message: EngineUpdate) -> None:
+        self.view = view = message.view
+        if not self._status.is_attached:  # an update that arrived while the app closes
+            return
+        with self.batch_update():
+            self._status.update_from(view)
+            self._description.update_from(view)
+            for panel in self._panels:
+                panel.update_from(view)
+            if isinstance(self.screen, KnobsScreen):
+                self.screen.update_from(view)
+        self.call_after_refresh(self.runner.drawn)
+
+    def on_engine_error(self, message: EngineError) -> None:
+        if message.knob and isinstance(self.screen, KnobsScreen):
+            self.screen.show_error(message.knob, message.text)
+        self.notify(message.text, title=message.knob or "engine", severity="error", markup=False)
+
+    # --- layout ---
+
+    def on_resize(self, event) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        screen.set_class(small, "-too-small")
+        screen.set_class(width >= 120, "-wide")
+        screen.set_class(width >= 160 and height >= 50, "-large")
+        if small:
+            self.query_one("#too-small", Static).update(
+                f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
+            )
+
+    # --- actions ---
+
+    def action_toggle_pause(self) -> None:
+        self.send("toggle")
+
+    def action_step_page(self) -> None:
+        self.send("step_page")
+
+    def action_step_batch(self) -> None:
+        self.send("step_batch")
+
+    def action_speed(self, step: int) -> None:
+        self.send("speed", step)
+
+    def action_pages_to_scan(self, factor: int) -> None:
+        self.send("scale_knob", ("pages_to_scan", factor))
+
+    def action_toggle_knob(self, name: str) -> None:
+        self.send("toggle_knob", name)
+
+    def action_flow_cycle(self) -> None:
+        self.send("flow_cycle")
+
+    def action_knobs(self) -> None:
+        if not isinstance(self.screen, KnobsScreen):
+            self.push_screen(KnobsScreen(self.view))
+
+    def action_compare(self) -> None:
+        self.send("compare")
+        if self.view is None or not self.view.compare:
+            self.action_show_tab("compare")
+
+    def action_latency_mode(self) -> None:
+        since_start = not self.query_one("#latency-panel", LatencyPanel).since_start
+        for panel in self.query(LatencyPanel):
+            panel.since_start = since_start
+            if self.view is not None:
+                panel.update_from(self.view)
+
+    def action_restart(self) -> None:
+        self.send("restart")
+
+    def action_open(self) -> None:
+        def opened(scenario: Scenario | None) -> None:
+            if scenario is not None:
+                self.send("load", scenario)
+
+        if not isinstance(self.screen, OpenScreen):
+            self.push_screen(OpenScreen(), opened)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if self.view is not None:
+            for panel in event.pane.query(Panel):
+                panel.update_from(self.view)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if binding.action in ("quit",):
+                continue
+            yield SystemCommand(
+                f"{binding.description} ({binding.key_display or binding.key})",
+                f"ksmtui: {binding.description}",
+                lambda action=binding.action: self.run_action(action),
+            )
+
+
+def run_app(scenario: Scenario, opts: Namespace) -> int:
+    """Run the UI on a loaded, validated scenario; opts carries flow, seed and overrides."""
+    app = KsmApp(scenario, opts)
+    app.run()
+    return app.return_code or 0

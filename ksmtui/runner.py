@@ -1,0 +1,377 @@
+"""The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
+what the panels need to the UI about ten times a second.
+
+The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
+`EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest
+instead of working through a backlog, and the worker never waits for the UI (call_from_thread
+would block it once per call). Work runs in slices of at most SLICE_S of wall time, between which
+updates go out; a command waits at most for the ksmd wake-up in progress.
+
+Paced speeds run the simulated clock at a multiple of the wall clock; "max" runs flat out. The
+wall clock decides only how much runs between two updates, never what a run computes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from textual.message import Message
+
+from engine.knobs import ALL_KNOBS, FLOWS, KnobError
+from engine.scenario import Scenario
+from engine.sim import Simulation
+from engine.snapshot import COUNTERS, PATHS, Snapshot
+
+SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
+PUBLISH_S = 0.1  # updates to the UI while running: about 10 Hz
+DRAW_WAIT_S = 0.05  # longest wait for the UI to draw an update before the engine goes on
+BEHIND_S = 1.0  # a paced run this far behind the wall clock gives up catching up
+SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)  # None: flat out
+HISTORY = 120  # updates kept for the sparklines and the rates
+RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
+COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
+NO_PROGRESS = "no progress possible: nothing registered with ksmd and no event pending"
+
+
+def speed_label(speed: int | None) -> str:
+    return "max" if speed is None else f"{speed}x"
+
+
+@dataclass(frozen=True)
+class Trend:
+    """History of the displayed simulation, one sample per update sent to the UI."""
+
+    counters: Mapping[str, tuple[int, ...]]  # COUNTERS -> values, oldest first
+    path_rates: Mapping[str, float]  # cmp_and_merge_page calls per simulated second, by path
+    scan_rate: float  # pages_scanned per simulated second
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """Everything the panels draw: the snapshot(s) and the runner's own state."""
+
+    snapshots: tuple[Snapshot, ...]  # one; in compare mode one per COMPARE_FLOWS
+    primary: int  # the snapshot the single-simulation panels show
+    trend: Trend
+    paused: bool
+    speed: int | None
+    compare: bool
+    finished: bool = False  # the scenario's [stop] condition was reached (running on is allowed)
+    note: str = ""  # why the runner paused by itself (the stop condition, no progress possible)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.snapshots[self.primary]
+
+    @property
+    def state(self) -> str:
+        if self.paused and self.note:
+            return "finished" if self.finished else "stuck"
+        return "paused" if self.paused else "running"
+
+
+class EngineUpdate(Message):
+    """The newest view; a newer one replaces any still queued."""
+
+    def __init__(self, view: EngineView) -> None:
+        super().__init__()
+        self.view = view
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EngineUpdate)
+
+
+class EngineError(Message):
+    """A command the engine refused (knob is the knob it was about) or an engine failure."""
+
+    def __init__(self, text: str, knob: str | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.knob = knob
+
+
+@dataclass
+class _Samples:
+    sim_ns: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    counters: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    calls: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    def add(self, snap: Snapshot) -> None:
+        self.sim_ns.append(snap.sim_ns)
+        self.counters.append(tuple(snap.counters[c] for c in COUNTERS))
+        self.calls.append(tuple(sum(snap.outcomes[p].values()) for p in PATHS))
+
+    def trend(self) -> Trend:
+        series = MappingProxyType({c: tuple(s[i] for s in self.counters) for i, c in enumerate(COUNTERS)})
+        rates = dict.fromkeys(PATHS, 0.0)
+        scan_rate = 0.0
+        # The newest sample against the latest one at least RATE_WINDOW_NS older (or the oldest).
+        last = len(self.sim_ns) - 1
+        base = 0
+        for i in range(last, -1, -1):
+            if self.sim_ns[last] - self.sim_ns[i] >= RATE_WINDOW_NS:
+                base = i
+                break
+        dt = (self.sim_ns[last] - self.sim_ns[base]) / 1e9 if last >= 0 else 0.0
+        if dt > 0:
+            rates = {p: (self.calls[last][j] - self.calls[base][j]) / dt for j, p in enumerate(PATHS)}
+            k = COUNTERS.index("pages_scanned")
+            scan_rate = (self.counters[last][k] - self.counters[base][k]) / dt
+        return Trend(series, MappingProxyType(rates), scan_rate)
+
+
+class Runner:
+    """Owns the engine thread. Every public method is called from the UI thread."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        post: Callable[[Message], object],
+        flow: str | None = None,
+        seed: int | None = None,
+        overrides: Mapping[str, object] | None = None,
+        paused: bool = False,
+    ) -> None:
+        self._post = post
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()  # the UI drew the last update, or a command came
+        self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
+        # Below: touched only by the engine thread once started.
+        self._scenario = scenario
+        self._flow = flow or scenario.engine.get("flow", "optimized")
+        self._seed = seed
+        self._overrides = dict(overrides or {})  # restart keeps the knobs set since
+        self._paused = paused
+        self._speed: int | None = None
+        self._compare = False
+        self._sims: list[Simulation] = []
+        self._primary = 0
+        self._samples = _Samples()
+        self._note = ""
+        self._finished = False  # the stop condition pauses the run once; resuming runs on
+        self._base = (0.0, 0)  # (wall, sim_ns) where the paced clock was last set
+        self._last_publish = 0.0
+
+    # --- UI side ---
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, command: str, value: object = None) -> None:
+        """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1),
+        knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
+        flow_cycle, restart, load (a Scenario), compare (on/off), sync (an Event)."""
+        self._queue.put((command, value))
+        self._wake.set()
+
+    def drawn(self) -> None:
+        """The UI has drawn the last update (called from the UI thread)."""
+        self._wake.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until every command sent before has run and its update was posted (tests)."""
+        done = threading.Event()
+        self.send("sync", done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.send("quit")
+            self._thread.join(timeout=5)
+
+    # --- engine thread ---
+
+    def _main(self) -> None:
+        command, value = "restart", None  # the first command builds the run
+        while command != "quit":
+            if command == "sync":
+                value.set()
+            else:
+                try:
+                    if command == "run":
+                        self._run_slice()
+                    else:
+                        self._do(command, value)
+                    if command != "run" or self._paused or time.monotonic() - self._last_publish >= PUBLISH_S:
+                        self._publish()
+                except KnobError as err:
+                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    self._publish()
+                except Exception as err:  # an engine bug must not take the UI down: say it, pause
+                    self._paused = True
+                    self._post(EngineError(f"engine error: {type(err).__name__}: {err}"))
+                    try:
+                        self._publish()  # so the header shows the pause
+                    except Exception:  # taking the snapshot is what fails: already said above
+                        pass
+            command, value = self._next()
+
+    def _next(self) -> tuple[str, object]:
+        """The next command, or ("run", None) when engine work is due first."""
+        try:
+            if self._due():
+                return self._queue.get_nowait()
+            return self._queue.get(timeout=self._idle_s())
+        except queue.Empty:
+            return "run", None
+
+    def _do(self, command: str, value) -> None:
+        if command in ("pause", "resume", "toggle"):
+            self._paused = {"pause": True, "resume": False, "toggle": not self._paused}[command]
+            self._note = ""
+            self._rebase()
+        elif command == "step_page":
+            self._paused = True
+            for sim in self._sims:
+                if sim.step_page() is None:
+                    self._note = NO_PROGRESS
+            self._check_stop()
+        elif command == "step_batch":
+            self._paused = True
+            for sim in self._sims:
+                sim.step_batch()
+            self._check_stop()
+        elif command == "speed":
+            i = SPEEDS.index(self._speed) + value
+            self._speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i))]
+            self._rebase()
+        elif command == "knob":
+            name, raw = value
+            if name == "flow" and self._compare:
+                raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
+            parsed = ALL_KNOBS[name].parse(raw)
+            for sim in self._sims:
+                sim.set_knob(name, parsed)
+            if name == "flow":
+                self._flow = parsed
+            else:
+                self._overrides[name] = parsed
+        elif command == "toggle_knob":  # relative changes read the engine's value, not a stale view
+            self._do("knob", (value, 1 - int(self._knob(value))))
+        elif command == "scale_knob":
+            name, factor = value
+            now = int(self._knob(name))
+            self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
+        elif command == "flow_cycle":
+            self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
+        elif command == "restart":
+            self._build()  # the scenario again from time 0, with the knobs set since
+        elif command == "load":
+            old = self._scenario, self._flow, self._overrides
+            self._scenario, self._flow, self._overrides = value, value.engine.get("flow", "optimized"), {}
+            try:
+                self._build()
+            except Exception:
+                self._scenario, self._flow, self._overrides = old
+                raise
+        elif command == "compare":  # on or off; either way the workload starts again
+            self._compare = not self._compare
+            self._build()
+        else:
+            raise ValueError(f"unknown command {command!r}")
+
+    def _knob(self, name: str) -> int | str:
+        return self._sims[self._primary].knobs()[name]
+
+    def _build(self) -> None:
+        """(Re)start the run from time 0: one simulation, or one per compared flow."""
+        flows = COMPARE_FLOWS if self._compare else (self._flow,)
+        sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
+        self._sims = sims
+        self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
+        self._samples = _Samples()
+        self._note = ""
+        self._finished = False
+        self._rebase()
+
+    def _rebase(self) -> None:
+        self._base = (time.monotonic(), self._clock())
+
+    def _clock(self) -> int:
+        return min(sim.now_ns for sim in self._sims)
+
+    def _target_ns(self) -> float:
+        wall, sim_ns = self._base
+        return sim_ns + (time.monotonic() - wall) * self._speed * 1e9
+
+    def _due(self) -> bool:
+        """Is there engine work to do now?"""
+        if self._paused:
+            return False
+        return self._speed is None or self._clock() <= self._target_ns()
+
+    def _idle_s(self) -> float | None:
+        """How long to wait for a command before the next piece of work is due."""
+        if self._paused:
+            return None
+        ahead = (self._clock() - self._target_ns()) / self._speed / 1e9
+        left = PUBLISH_S - (time.monotonic() - self._last_publish)
+        return max(0.0, min(ahead, left))
+
+    def _run_slice(self) -> None:
+        deadline = time.monotonic() + SLICE_S
+        while not self._paused and time.monotonic() < deadline and self._queue.empty():
+            if self._speed is not None and self._clock() > self._target_ns():
+                break
+            # Compared runs advance together: the one behind on the simulated clock goes next.
+            sim = min(self._sims, key=lambda s: s.now_ns)
+            sim.step_batch()
+            if sim.stuck:
+                self._stop_by_itself(NO_PROGRESS)
+            self._check_stop()
+        if self._speed is not None:
+            behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9
+            if behind_s > BEHIND_S:
+                self._rebase()
+
+    def _stop_by_itself(self, note: str) -> None:
+        self._paused = True
+        self._note = note
+
+    def _check_stop(self) -> None:
+        """The scenario's [stop] pauses the run the first time every simulation reaches it.
+
+        Simulation.run() applies [stop] for headless runs; a live run only pauses there."""
+        if self._finished:
+            return
+        stop = self._scenario.stop
+        reasons = []
+        for sim in self._sims:
+            if stop.full_scans is not None and sim.full_scans >= stop.full_scans:
+                reasons.append(f"full_scans reached {stop.full_scans}")
+            elif stop.after_ms is not None and sim.now_ns >= stop.after_ms * 1_000_000:
+                reasons.append(f"after_ms reached {stop.after_ms}")
+            else:
+                return
+        self._finished = True
+        self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
+
+    def _publish(self) -> None:
+        snaps = tuple(sim.snapshot() for sim in self._sims)
+        self._samples.add(snaps[self._primary])
+        self._wake.clear()
+        self._post(
+            EngineUpdate(
+                EngineView(
+                    snapshots=snaps,
+                    primary=self._primary,
+                    trend=self._samples.trend(),
+                    paused=self._paused,
+                    speed=self._speed,
+                    compare=self._compare,
+                    finished=self._finished,
+                    note=self._note,
+                )
+            )
+        )
+        if not self._paused:
+            # Let the UI draw this update without competing for the GIL: a frame drawn while the
+            # engine computes takes several times as long, and keys wait behind it.
+            self._wake.wait(DRAW_WAIT_S)
+        self._last_publish = time.monotonic()

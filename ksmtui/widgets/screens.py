@@ -1,0 +1,104 @@
+"""Modal screens: the knobs, and opening another scenario."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.knobs import ALL_KNOBS, KnobError
+from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
+from ksmtui.runner import EngineView
+
+LIVE_KNOBS = (
+    "pages_to_scan",
+    "sleep_millisecs",
+    "max_page_sharing",
+    "use_zero_pages",
+    "merge_across_nodes",
+    "smart_scan",
+    "flow",
+)
+
+
+class KnobsScreen(ModalScreen[None]):
+    """Write a knob as `echo VALUE > /sys/kernel/mm/ksm/KNOB` would: Enter applies the field.
+
+    A value the knob table refuses shows at once; a refusal that depends on the engine's state
+    (EBUSY) comes back from the engine thread and shows in the same place."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close", id="knobs.close")]
+
+    def __init__(self, view: EngineView | None) -> None:
+        super().__init__()
+        self._view = view
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="knobs-box"):
+            yield Static("knobs: type a value, Enter applies it, Esc closes", id="knobs-title")
+            with Grid(id="knobs-grid"):
+                for name in LIVE_KNOBS:
+                    yield Label(name, classes="knob-name")
+                    yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
+                    yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
+
+    def on_mount(self) -> None:
+        if self._view is not None:
+            for name in LIVE_KNOBS:
+                self.query_one(f"#knob-{name}", Input).value = str(self._knob(self._view, name))
+
+    @staticmethod
+    def _knob(view: EngineView, name: str) -> object:
+        return view.snapshot.flow if name == "flow" else view.snapshot.knobs[name]
+
+    def update_from(self, view: EngineView) -> None:
+        """Fields the user is not editing follow the engine (a `set` event, another key)."""
+        self._view = view
+        for name in LIVE_KNOBS:
+            field = self.query_one(f"#knob-{name}", Input)
+            if not field.has_focus:
+                field.value = str(self._knob(view, name))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        name = event.input.id.removeprefix("knob-")
+        try:
+            value = ALL_KNOBS[name].parse(event.value)
+        except KnobError as err:
+            self.show_error(name, str(err))
+            return
+        self.show_error(name, "")
+        self.app.send("knob", (name, value))
+
+    def show_error(self, name: str, text: str) -> None:
+        self.query_one(f"#knob-error-{name}", Label).update(text)
+
+
+class OpenScreen(ModalScreen[Scenario | None]):
+    """Pick a built-in scenario or type a path; a bad file shows its one-line error here."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close", id="open.close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="open-box"):
+            yield Static("open a scenario: pick a built-in, or type a path and press Enter", id="open-title")
+            yield OptionList(*[Option(Text(name), id=name) for name, _ in builtin_scenarios()], id="open-builtins")
+            yield Input(placeholder="path/to/scenario.toml", id="open-path")
+            yield Label("", id="open-error", markup=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._open(event.option.id)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._open(event.value.strip())
+
+    def _open(self, arg: str) -> None:
+        try:
+            scenario = load_scenario(arg)
+        except ScenarioError as err:
+            self.query_one("#open-error", Label).update(str(err))
+            return
+        self.dismiss(scenario)

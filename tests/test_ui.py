@@ -1,0 +1,379 @@
+"""Pilot tests: every key of the live UI, and the state it leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from textual.widgets import Input, OptionList, Static, TabbedContent
+
+from ksmtui.app import KsmApp
+from ksmtui.runner import SPEEDS
+from ksmtui.widgets.panels import LatencyPanel
+from ksmtui.widgets.screens import KnobsScreen, OpenScreen
+from ui_helpers import batches, make_app, press, settle
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch):
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+def run(test, size=(120, 40), flow=None) -> KsmApp:
+    """Run `test(pilot)` against a fresh app whose engine waits for commands."""
+    app = make_app(flow)
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await test(pilot)
+
+    asyncio.run(main())
+    return app
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def test_space_resumes_and_pauses_the_engine():
+    async def test(pilot):
+        assert pilot.app.view.paused and pilot.app.view.state == "paused"
+        pilot.app.send("speed", -len(SPEEDS))  # 1x: the run cannot reach its [stop] during the test
+        await press(pilot, "space")
+        assert not pilot.app.view.paused and pilot.app.view.state == "running"
+        assert "running" in text_of(pilot.app, "#status")
+        await press(pilot, "space")
+        assert pilot.app.view.paused
+
+    run(test)
+
+
+def test_s_steps_one_page_and_shows_its_path_and_outcome():
+    async def test(pilot):
+        await press(pilot, "s")
+        snap = pilot.app.view.snapshot
+        assert snap.counters["pages_scanned"] == 1
+        step = snap.last_step
+        assert step is not None and step.process == "vm-0"
+        shown = text_of(pilot.app, "#scan-step")
+        assert f"{step.path} → {step.outcome}" in shown and f"{step.address:#x}" in shown
+        await press(pilot, "s")
+        assert pilot.app.view.snapshot.counters["pages_scanned"] == 2
+
+    run(test)
+
+
+def test_b_steps_one_ksmd_wakeup_of_pages_to_scan_pages():
+    async def test(pilot):
+        await press(pilot, "b")
+        snap = pilot.app.view.snapshot
+        assert snap.counters["pages_scanned"] + snap.counters["pages_skipped"] == 64
+        assert snap.sim_ns > 20_000_000  # the wake-up's work, then sleep_millisecs
+        assert pilot.app.view.paused
+
+    run(test)
+
+
+def test_plus_and_minus_step_through_the_speeds():
+    async def test(pilot):
+        assert pilot.app.view.speed is None  # flat out
+        await press(pilot, "minus")
+        assert pilot.app.view.speed == 1000
+        await press(pilot, "minus", "minus")
+        assert pilot.app.view.speed == 200 and "speed 200x" in text_of(pilot.app, "#status")
+        await press(pilot, "plus", "plus", "plus", "plus")
+        assert pilot.app.view.speed is None
+        for _ in range(len(SPEEDS)):
+            await pilot.press("minus")
+        await settle(pilot)
+        assert pilot.app.view.speed == 1  # the slowest stays the slowest
+
+    run(test)
+
+
+def test_brackets_double_and_halve_pages_to_scan():
+    async def test(pilot):
+        await press(pilot, "right_square_bracket")
+        assert pilot.app.view.snapshot.knobs["pages_to_scan"] == 128
+        await press(pilot, "left_square_bracket", "left_square_bracket")
+        assert pilot.app.view.snapshot.knobs["pages_to_scan"] == 32
+        await press(pilot, "b")
+        snap = pilot.app.view.snapshot
+        assert snap.counters["pages_scanned"] + snap.counters["pages_skipped"] == 32
+
+    run(test)
+
+
+@pytest.mark.parametrize("key,knob", [("z", "use_zero_pages"), ("m", "smart_scan"), ("n", "merge_across_nodes")])
+def test_toggle_keys_flip_their_knob(key, knob):
+    async def test(pilot):
+        before = pilot.app.view.snapshot.knobs[knob]
+        await press(pilot, key)
+        assert pilot.app.view.snapshot.knobs[knob] == 1 - before
+        await press(pilot, key)
+        assert pilot.app.view.snapshot.knobs[knob] == before
+
+    run(test)
+
+
+def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
+    async def test(pilot):
+        await batches(pilot, 20)
+        assert pilot.app.view.snapshot.counters["pages_shared"] > 0
+        await press(pilot, "n")  # merge_across_nodes while KSM pages exist: EBUSY
+        assert pilot.app.view.snapshot.knobs["merge_across_nodes"] == 1
+        messages = [n.message for n in pilot.app._notifications]
+        assert any(m.startswith("EBUSY: merge_across_nodes") for m in messages)
+        await press(pilot, "b")
+        assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
+
+    run(test)
+
+
+def test_an_engine_failure_is_shown_and_the_app_stays_usable():
+    async def test(pilot):
+        pilot.app.send("no-such-command")
+        await settle(pilot)
+        messages = [n.message for n in pilot.app._notifications]
+        assert any(m.startswith("engine error: ValueError: unknown command") for m in messages)
+        assert pilot.app.view.state == "paused"
+        await press(pilot, "b")
+        assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
+
+    run(test)
+
+
+def test_f_cycles_the_flow():
+    async def test(pilot):
+        assert pilot.app.view.snapshot.flow == "optimized"
+        await press(pilot, "f")
+        assert pilot.app.view.snapshot.flow == "legacy" and "flow legacy" in text_of(pilot.app, "#status")
+        await press(pilot, "f", "f")
+        assert pilot.app.view.snapshot.flow == "optimized"
+
+    run(test)
+
+
+def test_k_opens_the_knobs_which_refuse_bad_values_inline_and_apply_good_ones():
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = pilot.app.screen
+        assert isinstance(screen, KnobsScreen)
+        field = screen.query_one("#knob-max_page_sharing", Input)
+        assert field.value == "4"
+        field.focus()
+        field.value = "1"
+        await press(pilot, "enter")
+        assert str(screen.query_one("#knob-error-max_page_sharing").render()) == "expected an integer >= 2, got 1"
+        field.value = "16"
+        await press(pilot, "enter")
+        assert pilot.app.view.snapshot.knobs["max_page_sharing"] == 16
+        assert str(screen.query_one("#knob-error-max_page_sharing").render()) == ""
+        await press(pilot, "escape")
+        assert not isinstance(pilot.app.screen, KnobsScreen)
+
+    run(test)
+
+
+def test_the_knobs_screen_shows_a_refusal_from_the_engine_next_to_the_knob():
+    async def test(pilot):
+        await batches(pilot, 20)
+        await press(pilot, "k")
+        field = pilot.app.screen.query_one("#knob-max_page_sharing", Input)
+        field.focus()
+        field.value = "8"
+        await press(pilot, "enter")
+        error = str(pilot.app.screen.query_one("#knob-error-max_page_sharing").render())
+        assert error.startswith("EBUSY: max_page_sharing")
+        assert pilot.app.view.snapshot.knobs["max_page_sharing"] == 4
+
+    run(test)
+
+
+def test_c_runs_legacy_and_optimized_side_by_side():
+    async def test(pilot):
+        await press(pilot, "c")
+        view = pilot.app.view
+        assert view.compare and [s.flow for s in view.snapshots] == ["legacy", "optimized"]
+        assert pilot.app.query_one(TabbedContent).active == "compare"
+        await batches(pilot, 10)
+        view = pilot.app.view
+        assert all(s.counters["pages_scanned"] > 0 for s in view.snapshots)
+        assert "Before (legacy)" in text_of(pilot.app, "#cmp-legacy-anon_page")
+        assert "After (optimized)" in text_of(pilot.app, "#cmp-optimized-anon_page")
+        await press(pilot, "f")  # one flow per side: changing it is refused, not half-applied
+        assert [s.flow for s in pilot.app.view.snapshots] == ["legacy", "optimized"]
+        await press(pilot, "c")
+        assert not pilot.app.view.compare and len(pilot.app.view.snapshots) == 1
+
+    run(test)
+
+
+def test_h_switches_the_histograms_between_rolling_and_since_start():
+    async def test(pilot):
+        await press(pilot, "4")
+        panel = pilot.app.query_one("#latency-panel", LatencyPanel)
+        assert not panel.since_start
+        await press(pilot, "h")
+        assert panel.since_start and panel.border_title == "latency since start"
+        await press(pilot, "h")
+        assert not panel.since_start
+
+    run(test)
+
+
+def test_r_restarts_from_time_zero_keeping_the_knobs_set_since():
+    async def test(pilot):
+        await press(pilot, "z")
+        await batches(pilot, 5)
+        assert pilot.app.view.snapshot.sim_ns > 0
+        await press(pilot, "r")
+        snap = pilot.app.view.snapshot
+        assert snap.sim_ns == 0 and snap.counters["pages_scanned"] == 0
+        assert snap.knobs["use_zero_pages"] == 1
+
+    run(test)
+
+
+def test_o_opens_a_built_in_scenario():
+    async def test(pilot):
+        await press(pilot, "o")
+        screen = pilot.app.screen
+        assert isinstance(screen, OpenScreen)
+        options = screen.query_one(OptionList)
+        names = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        options.highlighted = names.index("chains")
+        options.focus()
+        await press(pilot, "enter")
+        assert not isinstance(pilot.app.screen, OpenScreen)
+        assert pilot.app.view.snapshot.scenario == "chains"
+        assert "chains" in text_of(pilot.app, "#status")
+
+    run(test)
+
+
+def test_o_shows_a_bad_scenario_as_its_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[[process]]\nname = "p"\n[[process.region]]\nname = "r"\npages = 0\n')
+
+    async def test(pilot):
+        await press(pilot, "o")
+        field = pilot.app.screen.query_one("#open-path", Input)
+        field.focus()
+        field.value = str(bad)
+        await press(pilot, "enter")
+        error = str(pilot.app.screen.query_one("#open-error").render())
+        assert error.startswith(f"{bad}: ") and "pages" in error and "\n" not in error
+        await press(pilot, "escape")
+        assert pilot.app.view.snapshot.scenario == "ui-test"
+
+    run(test)
+
+
+def test_number_keys_switch_tabs():
+    async def test(pilot):
+        for key, tab in zip("23451", ("trees", "chains", "latency", "compare", "overview")):
+            await press(pilot, key)
+            assert pilot.app.query_one(TabbedContent).active == tab
+
+    run(test)
+
+
+def test_q_quits():
+    async def test(pilot):
+        await pilot.press("q")
+        await pilot.pause()
+        assert pilot.app._exit
+
+    app = run(test)
+    assert app.return_code == 0
+
+
+def test_the_stop_condition_pauses_once_and_space_runs_on():
+    async def test(pilot):
+        await press(pilot, "space")  # flat out, until the run pauses itself
+        for _ in range(600):
+            if pilot.app.view.paused:
+                break
+            await pilot.pause(0.05)
+        view = pilot.app.view
+        assert view.state == "finished" and view.snapshot.counters["full_scans"] == 30
+        assert "full_scans reached 30" in text_of(pilot.app, "#scan-note")
+        await press(pilot, "b")
+        assert pilot.app.view.snapshot.counters["full_scans"] >= 30
+
+    run(test)
+
+
+def test_a_tree_node_shows_its_frame_checksum_and_rmap_list():
+    async def test(pilot):
+        await batches(pilot, 20)
+        await press(pilot, "2")
+        tree = pilot.app.query_one("#stable-tree")
+        tree.focus()
+        await press(pilot, "down")
+        node = tree.cursor_node.data
+        detail = text_of(pilot.app, "#node-detail-text")
+        if node.kind == "chain":
+            assert f"dups       {node.rmap_hlist_len}" in detail
+        else:
+            assert f"kpfn       {node.kpfn:#x}" in detail and f"checksum   {node.checksum:#x}" in detail
+            assert f"{node.sharers[0].process}:{node.sharers[0].address:#x}" in detail
+
+    run(test)
+
+
+def test_a_chain_expands_into_its_dups_and_each_dup_into_its_sharers():
+    async def test(pilot):
+        await batches(pilot, 20)
+        await press(pilot, "2")
+        tree = pilot.app.query_one("#stable-tree")
+        chain = next(n for n in tree.root.children if n.data.kind == "chain")
+        chain.expand()
+        await pilot.pause()
+        dups = [n for n in chain.children]
+        assert [d.data for d in dups] == list(chain.data.dups)
+        dups[0].expand()
+        await pilot.pause()
+        assert [n.data for n in dups[0].children] == list(chain.data.dups[0].sharers)
+        await batches(pilot, 1)  # a redraw keeps what was expanded
+        expanded = [n for n in tree.root.children if n.is_expanded]
+        assert [n.data.kind for n in expanded] == ["chain"] and expanded[0].children[0].is_expanded
+
+    run(test)
+
+
+def test_quick_repeated_keys_all_count():
+    async def test(pilot):
+        for _ in range(3):
+            await pilot.press("right_square_bracket")
+        await pilot.press("z", "z", "z")
+        await settle(pilot)
+        knobs = pilot.app.view.snapshot.knobs
+        assert knobs["pages_to_scan"] == 64 * 8 and knobs["use_zero_pages"] == 1
+
+    run(test)
+
+
+def test_below_the_minimum_size_a_message_replaces_the_panels():
+    async def test(pilot):
+        await pilot.resize_terminal(50, 15)
+        await pilot.pause()
+        message = pilot.app.query_one("#too-small", Static)
+        assert message.display and "at least 60x18" in str(message.render())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not pilot.app.screen.has_class("-too-small")
+
+    run(test)
+
+
+def test_every_action_is_in_the_command_palette_and_every_key_has_an_id():
+    async def test(pilot):
+        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
+        for binding in KsmApp.BINDINGS:
+            assert binding.id
+            assert any(t.startswith(binding.description) for t in titles), binding.description
+
+    run(test)

@@ -1,0 +1,115 @@
+"""Golden strings for the renderers behind the UI's panels (pure functions of snapshot data)."""
+
+from types import MappingProxyType
+
+from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView
+from ksmtui.render import (
+    dist_lines,
+    latency_title,
+    node_detail,
+    outcome_table,
+    progress_bar,
+    sim_time,
+    sparkline,
+    stable_node_label,
+    step_line,
+    unstable_label,
+)
+
+SHARERS = (Sharer("vm-0", 0x7F0000001000), Sharer("vm-1", 0x7F0000001000))
+
+
+def test_sim_time_has_millisecond_resolution():
+    assert sim_time(0) == "0.000 s"
+    assert sim_time(12_345_678_901) == "12.345 s"
+
+
+def test_progress_bar_fills_the_done_share_and_survives_an_empty_pass():
+    assert progress_bar(1, 4, 8) == "██░░░░░░"
+    assert progress_bar(5, 4, 4) == "████"
+    assert progress_bar(0, 0, 3) == "░░░"
+
+
+def test_latency_title_gives_calls_and_bucket_upper_bounds():
+    counts = [0] * 40
+    counts[9], counts[10], counts[13] = 80, 15, 5  # [256, 512), [512, 1K), [4K, 8K)
+    assert latency_title("ksm_page", counts) == "ksm_page  100 calls  p50<512 p90<1K p99<8K ns"
+    assert latency_title("zero_page", [0] * 40) == "zero_page  no calls"
+
+
+def test_outcome_table_lists_seen_outcomes_by_path_with_totals_and_rates():
+    outcomes = {
+        "ksm_page": MappingProxyType({"already_merged": 7, "stable_merged": 0}),
+        "anon_page": MappingProxyType({"already_merged": 0, "stable_merged": 3, "unstable_inserted": 12}),
+        "zero_page": MappingProxyType({}),
+    }
+    rates = {"ksm_page": 3.5, "anon_page": 12_345.0, "zero_page": 0.0}
+    assert outcome_table(outcomes, rates, ("ksm_page", "anon_page", "zero_page")) == [
+        "outcome                  ksm_page  anon_page  zero_page",
+        "already_merged                  7          0          0",
+        "stable_merged                   0          3          0",
+        "unstable_inserted               0         12          0",
+        "total                           7         15          0",
+        "calls per sim second          4/s      12K/s        0/s",
+    ]
+
+
+def test_dist_lines_one_row_per_value_marking_max_page_sharing():
+    assert dist_lines({2: 10, 256: 5, 7: 0}, width=10, mark=256) == [
+        "2                     10 |@@@@@@@@@@|",
+        "256                    5 |@@@@@     | ◀ max_page_sharing",
+    ]
+
+
+def test_dist_lines_fall_back_to_log2_buckets_when_values_do_not_fit():
+    dist = {2: 1, 3: 1, 5: 2, 9: 4}
+    assert dist_lines(dist, width=4, max_rows=3, mark=6) == [
+        "[2, 4)                 2 |@@  |",
+        "[4, 8)                 2 |@@  | ◀ max_page_sharing",
+        "[8, 16)                4 |@@@@|",
+    ]
+    assert dist_lines({}, width=4) == []
+
+
+def test_tree_labels_name_the_kernel_fields():
+    node = StableNodeView("regular", 0x2A, 1, 0xDEADBEEF, 2, SHARERS)
+    chain = StableNodeView("chain", -1, 0, 0, 2, (), (node, node))
+    assert stable_node_label(node) == "kpfn 0x2a  nid 1  2 sharers"
+    assert stable_node_label(chain) == "chain  nid 0  2 dups"
+    assert stable_node_label(StableNodeView("dup", 0x30, 0, 1, 256, ())) == "dup kpfn 0x30  nid 0  256 sharers"
+    assert unstable_label(UnstableItemView("vm-2", 0x1000, 0x99, 0, 5)) == "vm-2:0x1000  kpfn 0x99  nid 0"
+
+
+def test_node_detail_shows_frame_checksum_nid_and_rmap_list():
+    node = StableNodeView("regular", 0x2A, 1, 0xDEADBEEF, 3, SHARERS)
+    assert node_detail(node) == [
+        "stable_node (regular)",
+        "kpfn       0x2a",
+        "checksum   0xdeadbeef",
+        "nid        1",
+        "rmap_hlist_len 3",
+        "rmap list:",
+        "  vm-0:0x7f0000001000",
+        "  vm-1:0x7f0000001000",
+        "  … 1 more",
+    ]
+    assert node_detail(UnstableItemView("vm-2", 0x1000, 0x99, 0, 0xAB)) == [
+        "unstable tree item (rmap_item)",
+        "rmap       vm-2:0x1000",
+        "kpfn       0x99",
+        "checksum   0xab",
+        "nid        0",
+    ]
+
+
+def test_step_line_shows_path_and_outcome():
+    assert step_line(None) == "last step: none yet (press s)"
+    step = StepInfo("vm-0", 0x7F0000002000, "anon_page", "unstable_inserted", 1536)
+    assert step_line(step) == "last step: vm-0:0x7f0000002000  anon_page → unstable_inserted  (1536 ns)"
+
+
+def test_sparkline_scales_the_newest_values_from_min_to_max():
+    assert sparkline([0, 7, 14], 10) == "▁▄█"
+    assert sparkline([5, 0, 7, 14], 3) == "▁▄█"
+    assert sparkline([3, 3], 5) == "▁▁"
+    assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
