@@ -1,0 +1,106 @@
+"""The model held to the real kernel: each scenario runs on both, settled counters must agree.
+
+Every test here drives the real /sys/kernel/mm/ksm through the `kernel` fixture: one at a time,
+back at the kernel's defaults afterwards, skipped with the reason where KSM is not writable.
+The focused scenarios are small (tens of pages) with sleep_millisecs 5, so a pass takes a few
+milliseconds of wall time; each one exercises one behaviour of the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.scenario import Fill, Stop
+from engine.sim import Simulation
+from ksmtui.kernel_parity import parity_report
+from tests.engine_helpers import proc, region, scenario
+
+FAST = {"pages_to_scan": 1000, "sleep_millisecs": 5}
+
+
+def focused(*processes, ksm=None, events=(), pools=(), full_scans=6):
+    s = scenario(*processes, ksm={**FAST, **(ksm or {})}, events=events, pools=pools)
+    return dataclasses.replace(s, stop=Stop(full_scans=full_scans))
+
+
+def write(at, process, region_name, pages=None, kind="random", **kw):
+    fill = Fill(kind, **{k: v for k, v in kw.items() if k in ("byte", "pool", "order", "offset")})
+    extra = {k: v for k, v in kw.items() if k == "fraction"}
+    return {"action": "write", "at_full_scans": at, "process": process, "region": region_name,
+            "pages": pages, "fill": fill, **extra}
+
+
+FOCUSED = {
+    "duplicates_across_processes": focused(
+        proc("a", region("lib", 48, "pool", pool="lib"), region("own", 16)),
+        proc("b", region("own", 16), region("lib", 48, "pool", pool="lib", order="shuffled")),
+        pools=[("lib", 48)]),
+    "zero_pages_as_ksm_page": focused(proc("a", region("z", 40, "zero"), region("r", 8))),
+    "zero_pages_use_zero_pages": focused(proc("a", region("z", 40, "zero"), region("r", 8)),
+                                         ksm={"use_zero_pages": 1}),
+    "chain_with_leftover": focused(
+        proc("a", region("x", 10, "byte", byte=0xCF), region("y", 7, "byte", byte=0x11)),
+        ksm={"max_page_sharing": 3}),
+    "chains_across_processes": focused(
+        proc("p", region("x", 9, "byte", byte=0x2A), region("r", 5), count=3),
+        ksm={"max_page_sharing": 4}),
+    "non_mergeable_region": focused(
+        proc("a", region("hidden", 12, "byte", byte=7, mergeable=False), region("shown", 12, "byte", byte=7))),
+    "merge_any": focused(
+        proc("any", region("x", 12, "byte", byte=9, mergeable=False), region("r", 6, mergeable=False),
+             merge_any=True),
+        proc("plain", region("x", 12, "byte", byte=9))),
+    "fork_then_cow": focused(
+        proc("a", region("x", 20, "byte", byte=3), region("lib", 20, "pool", pool="lib"), region("r", 10)),
+        proc("b", region("lib", 20, "pool", pool="lib")),
+        pools=[("lib", 20)],
+        events=[{"action": "fork", "at_full_scans": 3, "process": "a", "child": "a2"},
+                write(5, "a2", "x", pages=5), write(5, "a", "lib", pages=(0, 4))],
+        full_scans=9),
+    "writes_after_merging": focused(
+        proc("a", region("x", 24, "byte", byte=0x5A), region("lib", 16, "pool", pool="lib")),
+        proc("b", region("lib", 16, "pool", pool="lib")),
+        pools=[("lib", 16)],
+        events=[write(3, "a", "x", pages=6), write(4, "b", "lib", kind="byte", byte=0x5A, fraction=0.5),
+                write(5, "a", "x", pages=(10, 12), kind="zero")],
+        full_scans=9),
+    "madvise_unmergeable": focused(
+        proc("a", region("x", 16, "byte", byte=1), region("y", 16, "byte", byte=1)),
+        events=[{"action": "madvise", "at_full_scans": 3, "process": "a", "region": "x",
+                 "advice": "unmergeable"},
+                {"action": "madvise", "at_full_scans": 6, "process": "a", "region": "x",
+                 "advice": "mergeable"}],
+        full_scans=10),
+    "exit": focused(
+        proc("a", region("lib", 24, "pool", pool="lib")),
+        proc("b", region("lib", 24, "pool", pool="lib"), region("z", 6, "zero")),
+        proc("c", region("lib", 24, "pool", pool="lib", offset=12)),
+        pools=[("lib", 24)], ksm={"use_zero_pages": 1},
+        events=[{"action": "exit", "at_full_scans": 3, "process": "b"}],
+        full_scans=7),
+    "knobs_changed_mid_run": focused(
+        proc("a", region("z", 12, "zero"), region("x", 12, "byte", byte=0xEE), region("u", 20)),
+        events=[{"action": "set", "at_full_scans": 3, "knob": "use_zero_pages", "value": 1},
+                write(3, "a", "x", pages=(0, 6), kind="zero"),
+                {"action": "set", "at_full_scans": 4, "knob": "max_page_sharing", "value": 2},
+                {"action": "set", "at_full_scans": 4, "knob": "smart_scan", "value": 0},
+                write(5, "a", "u", pages=4)],
+        full_scans=9),
+    "smart_scan_unique_pages": focused(proc("a", region("u", 30)), full_scans=12),
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", list(FOCUSED))
+def test_focused_scenario_matches_the_kernel(kernel, name):
+    s = FOCUSED[name]
+    sim = Simulation(s)
+    sim.run()
+    model = sim.result()
+    real = kernel.run_on_kernel(s)
+    text, ok = parity_report(model, real)
+    assert real["data_check"]["mismatches"] == 0, text
+    assert real["data_check"]["pages_checked"] == model["data_check"]["pages_checked"], text
+    assert ok, text
