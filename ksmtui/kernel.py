@@ -525,6 +525,7 @@ class KernelRun:
             full_scans, after_ms = stop.full_scans, stop.after_ms
             if full_scans is None and after_ms is None:
                 full_scans = DEFAULT_FULL_SCANS
+        self._resume()
         progress = (-1, -1)
         last_progress = time.monotonic()
         while True:
@@ -708,7 +709,6 @@ def measure_ksmd(scenario: Scenario, *, overrides: dict | None = None, warmup_fu
     with KernelRun(scenario, None, overrides) as run:
         run.start()
         run.run(full_scans=warmup_full_scans)
-        run._resume()
         target = run.full_scans + window_full_scans
         cpu0, scanned0, t0 = ksmd_cpu_ns(pid), int(ksm_read("pages_scanned")), time.monotonic()
         run.run(until=lambda r: r.full_scans >= target and time.monotonic() - t0 >= min_window_s)
