@@ -174,3 +174,19 @@ def test_unsupported_numa_is_named():
     if kernel.numa_nodes() >= 2:
         pytest.skip("this machine has NUMA nodes")
     assert "NUMA" in kernel.unsupported_reason(s)
+
+
+def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(kernel, "KSM_DIR", tmp_path / "no-ksm")
+
+    class Opts:
+        flow = seed = full_scans = after_ms = None
+        overrides = {}
+        json = True
+    s = scenario(proc("a", region("r", 4)))
+    assert kernel.cmd_kernel(s, Opts()) == 2
+    assert kernel.cmd_parity(s, Opts()) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    lines = out.err.splitlines()
+    assert len(lines) == 2 and all("no-ksm/run does not exist" in line for line in lines)

@@ -104,3 +104,92 @@ def test_focused_scenario_matches_the_kernel(kernel, name):
     assert real["data_check"]["mismatches"] == 0, text
     assert real["data_check"]["pages_checked"] == model["data_check"]["pages_checked"], text
     assert ok, text
+
+
+def _w(at, reg, pages=None, kind="random", **fill):
+    return {"action": "write", "at_full_scans": at, "process": "a", "region": reg, "pages": pages,
+            "fill": Fill(kind, **fill)}
+
+
+# ksm-reference.md section 16, T1-T8 (verified live there on 6.18.44), pass by pass
+WORKED_TRACES = {
+    "T1_identical_pages": (focused(proc("a", region("x", 10, "byte", byte=0x2A))), 3),
+    "T2_T3_late_copies_then_cow": (focused(
+        proc("a", region("x", 10, "byte", byte=0x2A), region("y", 10)),
+        events=[_w(3, "y", kind="byte", byte=0x2A), _w(6, "x", pages=1)]), 9),
+    "T4_use_zero_pages": (focused(proc("a", region("z", 10, "zero")), ksm={"use_zero_pages": 1},
+                                  events=[_w(4, "z", pages=1)]), 5),
+    "T5_chain_leftover": (focused(proc("a", region("x", 10, "byte", byte=0x2A)),
+                                  ksm={"max_page_sharing": 3}), 4),
+    "T6_chain_collapse": (focused(
+        proc("a", region("x", 6, "byte", byte=0x2A)), ksm={"max_page_sharing": 3},
+        events=[_w(2, "x", pages=(i, i + 1), kind="byte", byte=i + 1) for i in range(3)]), 6),
+    "T7_smart_scan_schedule": (focused(proc("a", region("u", 20))), 24),
+    "T8_zero_ksm_page_then_use_zero_pages": (focused(
+        proc("a", region("z", 10, "zero"), region("y", 10)),
+        events=[{"action": "set", "at_full_scans": 3, "knob": "use_zero_pages", "value": 1},
+                _w(3, "y", kind="zero")]), 6),
+}
+
+_EVERY_PASS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "pages_scanned",
+               "pages_skipped", "stable_node_chains", "stable_node_dups", "ksm_zero_pages", "general_profit")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", list(WORKED_TRACES))
+def test_worked_trace_matches_the_kernel_after_every_pass(kernel, name):
+    """Stricter than the end state: every counter, timing-dependent ones included, after each pass."""
+    s, passes = WORKED_TRACES[name]
+    sim = Simulation(s)
+    with kernel.KernelRun(s) as run:
+        run.start()
+        for k in range(1, passes + 1):
+            sim.step_full_scan()
+            run.run(full_scans=k)
+            got = kernel.read_counters()
+            got["pages_scanned"] -= run.scanned0
+            got["pages_skipped"] -= run.skipped0
+            want = sim.ksm.counters()
+            assert {c: got[c] for c in _EVERY_PASS} == {c: want[c] for c in _EVERY_PASS}, f"after pass {k}"
+            stat = kernel.read_ksm_stat(run.procs["a"].pid)
+            mm = sim.machine.mms[0]
+            assert (stat["ksm_rmap_items"], stat["ksm_merging_pages"], stat["ksm_zero_pages"]) == \
+                (mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages), f"after pass {k}"
+        assert not run.notes
+
+
+class _Opts:
+    flow = None
+    seed = None
+    overrides = {}
+    full_scans = None
+    after_ms = None
+    json = True
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("error", [RuntimeError("a child died"), KeyboardInterrupt()])
+def test_a_run_that_fails_midway_leaves_the_kernel_at_its_defaults(kernel, monkeypatch, capsys, error):
+    s = FOCUSED["fork_then_cow"]  # merged pages, a forked child and tuned knobs when it fails
+
+    def fail(self, ev):
+        raise error
+    monkeypatch.setattr(kernel.KernelRun, "_perform", fail)
+    if isinstance(error, KeyboardInterrupt):
+        assert kernel.cmd_kernel(s, _Opts()) == 130
+        assert capsys.readouterr().err.count("\n") == 1
+    else:
+        with pytest.raises(RuntimeError):
+            kernel.run_on_kernel(s)
+    assert kernel.merged_pages() == 0
+    assert kernel.read_knobs() == {k: v for k, v in kernel.KERNEL_DEFAULTS.items()
+                                   if (kernel.KSM_DIR / k).exists()}
+
+
+@pytest.mark.kernel
+def test_measure_ksmd_reports_the_cost_per_scanned_page(kernel):
+    s = focused(proc("a", region("x", 64, "byte", byte=1), region("u", 64)))
+    got = kernel.measure_ksmd(s, warmup_full_scans=2, window_full_scans=2, min_window_s=0.05)
+    assert got["pages_scanned"] >= 2 * 64  # two passes over the settled KSM pages at least
+    assert got["cpu_ns"] > 0 and got["ns_per_page"] == pytest.approx(got["cpu_ns"] / got["pages_scanned"], rel=0.01)
+    assert kernel.merged_pages() == 0
