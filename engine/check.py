@@ -64,6 +64,12 @@ def check_invariants(sim) -> None:
     assert chains == ksm.ksm_stable_node_chains, f"stable_node_chains {ksm.ksm_stable_node_chains} != {chains}"
     assert dups == ksm.ksm_stable_node_dups, f"stable_node_dups {ksm.ksm_stable_node_dups} != {dups}"
 
+    lens: dict = {}
+    for node in nodes:
+        lens[node.rmap_hlist_len] = lens.get(node.rmap_hlist_len, 0) + 1
+    assert lens == ksm.hlist_lens, f"hlist_lens {ksm.hlist_lens} != {lens}"
+    assert len(ksm.chains) == chains
+
     shared = sharing = 0
     merging: dict = {}
     for node in nodes:

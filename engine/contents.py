@@ -12,31 +12,39 @@ from pathlib import Path
 
 import numpy as np
 
-# Random pages are drawn in blocks: one numpy call per block instead of one per page.
-_BLOCK_PAGES = 256
+_M64 = (1 << 64) - 1
 
 
 def _stream_seed(seed: int, *tags: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, *tags])
+    return np.random.SeedSequence([seed & _M64, *tags])
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: consecutive counters become unrelated 64-bit values."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
 
 
 class RandomPages:
-    """An endless stream of unique, seeded random pages (never all-zero in practice: 2^-32768)."""
+    """An endless stream of unique, seeded pages.
+
+    Each page is a random 16-byte head (a mixed counter, so no two pages of a stream are equal)
+    over a random body drawn once per stream. Like fully random pages, two of them differ in
+    their first bytes and never equal a pool page; making one costs a copy, not 4 KiB of random
+    numbers, which is what lets a workload rewrite a lot of memory every simulated millisecond.
+    """
 
     def __init__(self, seed: int, page_size: int, stream: int = 0):
-        self._rng = np.random.Generator(np.random.PCG64(_stream_seed(seed, 1, stream)))
-        self._page_size = page_size
-        self._block = b""
-        self._pos = 0
+        rng = np.random.Generator(np.random.PCG64(_stream_seed(seed, 1, stream)))
+        self._body = rng.bytes(page_size)[16:]
+        self._key = _mix(seed & _M64 ^ (stream << 32))
+        self._n = 0
 
     def next(self) -> bytes:
-        ps = self._page_size
-        if self._pos >= len(self._block):
-            self._block = self._rng.bytes(ps * _BLOCK_PAGES)
-            self._pos = 0
-        page = self._block[self._pos : self._pos + ps]
-        self._pos += ps
-        return page
+        self._n += 1
+        return _mix(self._key + self._n).to_bytes(8, "little") + self._n.to_bytes(8, "little") + self._body
 
     def take(self, n: int) -> list[bytes]:
         return [self.next() for _ in range(n)]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from engine.cost import CostModel
+from engine.cost import GET_FOLIO, MEMCMP_DIFFER, TREE_STEP, CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.tree import RbRoot
 
@@ -154,6 +154,10 @@ class Ksm:
         self.ksm_pages_scanned = 0
         self.ksm_pages_skipped = 0
         self.ksm_zero_pages = 0
+        # for the chain-length panels, kept as nodes change instead of walking every tree:
+        # how many KSM pages (regular nodes and dups) have each rmap_hlist_len, and the chains
+        self.hlist_lens: dict[int, int] = {}
+        self.chains: dict[StableNode, None] = {}
 
         self.cost = CostModel(machine.page_size, seed)
         self.ksmd_cpu_ns = 0  # ksmd's runtime, from the cost model: drives the advisor
@@ -314,6 +318,7 @@ class Ksm:
             item.mm.ksm_merging_pages -= 1
             item.head = None
             item.flags = 0
+        self._hlist_len_changed(node.rmap_hlist_len, None)
         node.rmap_hlist_len -= n
         node.hlist = {}
         if node.head == MIGRATE_NODES:
@@ -344,6 +349,7 @@ class Ksm:
         chain.chain_prune_time = self.now_ns
         self._rb_replace(root, dup, chain)
         self.ksm_stable_node_chains += 1
+        self.chains[chain] = None
         # dup is no longer in the tree: its rb linkage was handed to the chain
         self.stable_node_chain_add_dup(dup, chain)
         return chain
@@ -352,6 +358,7 @@ class Ksm:
         root.erase(chain.rb)
         chain.rb = None
         self.ksm_stable_node_chains -= 1
+        del self.chains[chain]
 
     def _rb_replace(self, root: RbRoot, old: StableNode, new: StableNode) -> None:
         new.rb = root.new_node(new)
@@ -399,6 +406,7 @@ class Ksm:
                 found.chain = None
                 chain.hlist = []
                 self.ksm_stable_node_chains -= 1
+                del self.chains[chain]
                 self.ksm_stable_node_dups -= 1
                 node = found
             elif chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
@@ -428,6 +436,13 @@ class Ksm:
 
     def _walk_step(self, node: StableNode, root: RbRoot, prune: bool):
         """One tree entry of a stable tree walk: (tree pfn or None to restart, dup, node)."""
+        if node.rmap_hlist_len >= 0 and (self.flow != "legacy" or self.is_page_sharing_candidate(node)):
+            # the common case, a regular node: ksm_get_folio inline, the walk's hottest step
+            self.cost.total_ns += GET_FOLIO
+            if self.machine.ksm_mapping.get(node.kpfn) is node:
+                return node.kpfn, node, node
+            self.remove_node_from_stable_tree(node)
+            return None, node, node
         tree_pfn, dup, node = self.stable_node_chain(node, root, prune)
         if self.flow == "legacy" and dup is None:
             if node is None:
@@ -448,7 +463,7 @@ class Ksm:
         if x == y:
             self.cost.charge_memcmp(True)
             return 0
-        self.cost.charge_memcmp(False)
+        self.cost.total_ns += MEMCMP_DIFFER
         return -1 if x < y else 1
 
     def stable_tree_search(self, pfn: int):
@@ -466,7 +481,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.charge_tree_step()
+                self.cost.total_ns += TREE_STEP
                 tree_pfn, dup, node = self._walk_step(rb.entry, root, True)
                 if tree_pfn is None:
                     restart = True
@@ -574,6 +589,7 @@ class Ksm:
             if not restart:
                 break
         new = StableNode(kpfn, nid)
+        self._hlist_len_changed(None, 0)
         self.machine.ksm_mapping[kpfn] = new
         if not need_chain:
             self._rb_link(root, new, parent, left)
@@ -584,14 +600,18 @@ class Ksm:
         return new
 
     def get_mergeable_page(self, item: RmapItem) -> int | None:
+        """The anon page now at an unstable item's address, if its VMA is still mergeable."""
         mm = item.mm
         if not mm.alive:
             return None
-        vma = self.find_mergeable_vma(mm, item.address)
-        if vma is None:
-            return None
-        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
-        return pfn if pfn > 0 else None
+        address = item.address
+        for vma in mm.vmas:  # find_mergeable_vma, inline: this runs at every unstable tree level
+            if vma.vm_start <= address < vma.vm_end:
+                if not vma.vm_mergeable or not vma.anon_vma:
+                    return None
+                pfn = vma.pte[(address - vma.vm_start) >> self.page_shift]
+                return pfn if pfn > 0 else None
+        return None
 
     def find_mergeable_vma(self, mm: "MM", address: int) -> "VMA | None":
         vma = mm.find_vma(address)
@@ -607,7 +627,7 @@ class Ksm:
         parent, left = None, False
         rb = root.rb_node
         while rb is not None:
-            self.cost.charge_tree_step()
+            self.cost.total_ns += TREE_STEP
             tree_item = rb.entry
             tree_pfn = self.get_mergeable_page(tree_item)
             if tree_pfn is None:
@@ -633,7 +653,17 @@ class Ksm:
         self.cost.charge_insert()
         return None
 
+    def _hlist_len_changed(self, old: int | None, new: int | None) -> None:
+        lens = self.hlist_lens
+        if old is not None:
+            lens[old] -= 1
+            if not lens[old]:
+                del lens[old]
+        if new is not None:
+            lens[new] = lens.get(new, 0) + 1
+
     def stable_tree_append(self, item: RmapItem, node: StableNode) -> None:
+        self._hlist_len_changed(node.rmap_hlist_len, node.rmap_hlist_len + 1)
         node.rmap_hlist_len += 1
         item.head = node
         item.flags = STABLE_FLAG
@@ -656,6 +686,7 @@ class Ksm:
             else:
                 self.ksm_pages_shared -= 1
             item.mm.ksm_merging_pages -= 1
+            self._hlist_len_changed(node.rmap_hlist_len, node.rmap_hlist_len - 1)
             node.rmap_hlist_len -= 1
             item.head = None
             item.flags = 0

@@ -6,8 +6,13 @@ the real-kernel runner take a Scenario as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
 
 
 class ScenarioError(Exception):
@@ -96,3 +101,507 @@ class Scenario:
     events: tuple[Event, ...] = ()
     stop: Stop = field(default_factory=Stop)
     path: Path | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loader. Everything is checked before a Scenario exists, so a bad file never half-starts a run:
+# the first problem found raises ScenarioError naming the file, the table (`process[2].region[0]`),
+# the key, what was wrong and what was expected.
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+# A scenario must fit in this machine: the model keeps every mapped page and every pool page.
+MAX_PAGES = 4_194_304  # 16 GiB of 4 KiB pages
+MAX_BYTES = 16 << 30
+
+FILLS = ("random", "zero", "byte", "pool", "file")
+FILL_KEYS = {"random": (), "zero": (), "byte": ("byte",), "pool": ("pool", "order", "offset"), "file": ("path",)}
+ALL_FILL_KEYS = ("fill", "byte", "pool", "order", "offset", "path")
+ORDERS = ("sequential", "shuffled")
+ACTIONS = ("write", "fork", "exit", "madvise", "set", "migrate")
+ADVICE = ("mergeable", "unmergeable")
+TRIGGER_KEYS = ("at_ms", "at_full_scans", "repeat_ms", "until_ms")
+# The keys each action takes besides `action` and the trigger keys.
+ACTION_KEYS = {
+    "write": ("process", "region", "pages", "fraction", *ALL_FILL_KEYS),
+    "fork": ("process", "child"),
+    "exit": ("process",),
+    "madvise": ("process", "region", "advice"),
+    "set": ("knob", "value"),
+    "migrate": ("process", "region", "to_node", "pages", "fraction"),
+}
+ALL_EVENT_KEYS = ("action", *TRIGGER_KEYS, *dict.fromkeys(k for keys in ACTION_KEYS.values() for k in keys))
+GLOB_CHARS = set("*?[]")
+
+_MISSING = object()
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    return f"{_type_name(value)} ({value!r})" if not isinstance(value, (dict, list)) else _type_name(value)
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the table and key in every error."""
+
+    def __init__(self, file: str, name: str, data: object, allowed: tuple[str, ...]):
+        self.file, self.name = file, name
+        if not isinstance(data, dict):
+            raise ScenarioError(file, "", name, f"expected a table, got {_show(data)}")
+        self.data = data
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.error(key, f"unknown key{hint}; expected one of {', '.join(allowed)}")
+
+    def error(self, key: str, message: str) -> ScenarioError:
+        return ScenarioError(self.file, self.name, key, message)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _get(self, key: str, default: object, expected: str) -> object:
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise self.error(key, f"missing; expected {expected}")
+        return default
+
+    def string(self, key: str, default: object = _MISSING, choices: tuple[str, ...] = ()) -> str:
+        expected = _choices(choices) if choices else "a string"
+        value = self._get(key, default, expected)
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise self.error(key, f"expected {expected}, got {_show(value)}")
+        return value
+
+    def name_(self, key: str = "name") -> str:
+        value = self.string(key)
+        if not value or value.strip() != value or GLOB_CHARS & set(value):
+            raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
+        return value
+
+    def integer(self, key: str, default: object = _MISSING, low: int | None = None, high: int | None = None) -> int:
+        if low is not None and high is not None:
+            expected = f"an integer {low}..{high}"
+        elif low is not None:
+            expected = f"an integer >= {low}"
+        else:
+            expected = "an integer"
+        value = self._get(key, default, expected)
+        if value is None:
+            return value
+        # bool is an int in Python, never in a scenario: `pages = true` is a mistake, not 1.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(key, f"expected {expected}, got {_show(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(key, f"expected {expected}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: object = _MISSING) -> bool:
+        value = self._get(key, default, "true or false")
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {_show(value)}")
+        return value
+
+    def tables(self, key: str) -> list:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
+        return value
+
+
+def _glob(names, glob: str) -> list[str]:
+    # Case-sensitive on every platform, as the engine matches them.
+    return [n for n in names if fnmatch.fnmatchcase(n, glob)]
+
+
+def _choices(choices: tuple[str, ...]) -> str:
+    quoted = [f'"{c}"' for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
+def _parse_knob(name: str, value: object) -> int | str:
+    """A knob's value from TOML: the knob's own type (no strings for numbers, no booleans) and range."""
+    knob = ALL_KNOBS[name]
+    if isinstance(value, bool) or not isinstance(value, str if isinstance(knob.default, str) else int):
+        raise KnobError(f"expected {knob.expected}, got {_show(value)}")
+    return knob.parse(value)
+
+
+def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
+    table = _Table(file, name, data, tuple(knobs))
+    values = {k: knob.default for k, knob in knobs.items()}
+    for key, value in table.data.items():
+        try:
+            values[key] = _parse_knob(key, value)
+        except KnobError as e:
+            raise table.error(key, str(e)) from None
+    if name == "ksm" and values["advisor_mode"] == "scan-time":
+        # The kernel refuses pages_to_scan while the advisor runs, and selecting scan-time starts
+        # it at advisor_min_pages_to_scan.
+        if table.has("pages_to_scan"):
+            raise table.error("pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL); leave it out')
+        values["pages_to_scan"] = values["advisor_min_pages_to_scan"]
+    return values
+
+
+class _Loader:
+    def __init__(self, file: str, base_dir: Path):
+        self.file, self.base_dir = file, base_dir
+
+    # -- fills ------------------------------------------------------------------------------------
+    def fill(self, table: _Table, pools: dict[str, Pool]) -> Fill:
+        kind = table.string("fill", "random", FILLS)
+        for key in ALL_FILL_KEYS[1:]:
+            if table.has(key) and key not in FILL_KEYS[kind]:
+                owner = next(k for k, keys in FILL_KEYS.items() if key in keys)
+                raise table.error(key, f'belongs to fill = "{owner}", not fill = "{kind}"')
+        if kind == "byte":
+            return Fill("byte", byte=table.integer("byte", low=0, high=255))
+        if kind == "pool":
+            pool = table.string("pool")
+            if pool not in pools:
+                known = ", ".join(pools) or "none declared"
+                raise table.error("pool", f"no [[pool]] named {pool!r} (pools: {known})")
+            order = table.string("order", "sequential", ORDERS)
+            return Fill("pool", pool=pool, order=order, offset=table.integer("offset", 0, low=0))
+        if kind == "file":
+            path = self.base_dir / table.string("path")
+            if not path.is_file():  # checked before open(): opening a FIFO would block
+                problem = "not a regular file" if path.exists() else "no such file"
+                raise table.error("path", f"cannot read {str(path)!r}: {problem}")
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as e:
+                raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
+            return Fill("file", path=path.resolve())
+        return Fill(kind)
+
+    # -- the whole file ---------------------------------------------------------------------------
+    def scenario(self, data: dict) -> Scenario:
+        file = self.file
+        top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process", "event", "stop"))
+        name = top.string("name")
+        if not name.strip():
+            raise top.error("name", "expected a non-empty string")
+        description = top.string("description", "")
+        seed = top.integer("seed", 0, low=0)
+        page_size = top.integer("page_size", 4096, low=64, high=65536)
+        if page_size & (page_size - 1):
+            raise top.error("page_size", f"expected a power of two 64..65536, got {page_size}")
+        ksm = _read_knobs(file, "ksm", data.get("ksm", {}), KSM_KNOBS)
+        engine = _read_knobs(file, "engine", data.get("engine", {}), ENGINE_KNOBS)
+
+        pools: dict[str, Pool] = {}
+        for i, raw in enumerate(top.tables("pool")):
+            t = _Table(file, f"pool[{i}]", raw, ("name", "pages"))
+            pool = Pool(t.name_(), t.integer("pages", low=1))
+            _check_pages(t, "pages", 0, pool.pages)
+            if pool.name in pools:
+                raise t.error("name", f"duplicate pool name {pool.name!r}")
+            pools[pool.name] = pool
+
+        processes = self.processes(top, pools, engine["numa_nodes"])
+        events = self.events(top, processes, pools, engine["numa_nodes"])
+        stop_t = _Table(file, "stop", data.get("stop", {}), ("full_scans", "after_ms"))
+        stop = Stop(stop_t.integer("full_scans", None, low=1), stop_t.integer("after_ms", None, low=1))
+
+        self.check_size(top, processes, events, pools, page_size)
+        return Scenario(
+            name=name, processes=processes, description=description, seed=seed, page_size=page_size,
+            ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop,
+        )
+
+    def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
+        raw_list = top.tables("process")
+        if not raw_list:
+            raise top.error("process", "missing; expected at least one [[process]] with at least one [[process.region]]")
+        processes, names, mapped = [], set(), 0
+        for i, raw in enumerate(raw_list):
+            t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region"))
+            pname = t.name_()
+            count = t.integer("count", 1, low=1)
+            node = t.integer("node", 0, low=0)
+            if node >= numa_nodes:
+                raise t.error("node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {node}")
+            merge_any = t.boolean("merge_any", False)
+            raw_regions = t.tables("region")
+            if not raw_regions:
+                raise t.error("region", "missing; expected at least one [[process.region]]")
+            regions = []
+            for j, raw_r in enumerate(raw_regions):
+                r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
+                region = Region(r.name_(), r.integer("pages", low=1), r.boolean("mergeable", True), self.fill(r, pools))
+                if any(x.name == region.name for x in regions):
+                    raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
+                regions.append(region)
+            mapped += count * sum(r.pages for r in regions)
+            # Checked here, before count names are made: count = 10**12 must not exhaust memory.
+            _check_pages(t, "count" if count > 1 else "region", mapped)
+            process = Process(pname, tuple(regions), count, node, merge_any)
+            for instance in process.instance_names():
+                if instance in names:
+                    raise t.error("name", f"duplicate process name {instance!r}")
+                names.add(instance)
+            processes.append(process)
+        return tuple(processes)
+
+    # -- events -----------------------------------------------------------------------------------
+    def events(self, top: _Table, processes: tuple[Process, ...], pools: dict[str, Pool], numa_nodes: int) -> tuple[Event, ...]:
+        raw_list = top.tables("event")
+        tables = []
+        for i, raw in enumerate(raw_list):
+            t = _Table(self.file, f"event[{i}]", raw, ALL_EVENT_KEYS)
+            action = t.string("action", choices=ACTIONS)
+            for key in t.data:
+                if key != "action" and key not in TRIGGER_KEYS and key not in ACTION_KEYS[action]:
+                    raise t.error(key, f'does not go with action = "{action}" (it takes {", ".join(ACTION_KEYS[action])})')
+            tables.append((t, action))
+
+        # Every process that can ever exist, with its regions: the declared ones, then fork children,
+        # who have their parent's regions. Globs are matched against all of them.
+        regions: dict[str, tuple[Region, ...]] = {}
+        for p in processes:
+            for instance in p.instance_names():
+                regions[instance] = p.regions
+        children: dict[str, tuple[_Table, str]] = {}
+        for t, action in tables:
+            if action == "fork":
+                child = t.name_("child")
+                if child in regions or child in children:
+                    raise t.error("child", f"duplicate process name {child!r}")
+                children[child] = (t, t.string("process", "*"))
+        all_names = [*regions, *children]
+        parent_of = {}
+        for child, (t, glob) in children.items():
+            matched = _glob(all_names, glob)
+            if len(matched) != 1:
+                found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
+                raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
+            parent_of[child] = matched[0]
+        for child, (t, _) in children.items():
+            seen, name = {child}, parent_of[child]
+            while name in parent_of:
+                if name in seen:
+                    raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a cycle of forks)")
+                seen.add(name)
+                name = parent_of[name]
+            regions[child] = regions[name]
+        self.regions = regions
+
+        events = []
+        for i, (t, action) in enumerate(tables):
+            events.append(self.event(i, t, action, regions, pools, numa_nodes))
+        return tuple(events)
+
+    def event(self, index: int, t: _Table, action: str, regions: dict, pools: dict[str, Pool], numa_nodes: int) -> Event:
+        at_ms = t.integer("at_ms", None, low=0)
+        at_full_scans = t.integer("at_full_scans", None, low=0)
+        if at_ms is not None and at_full_scans is not None:
+            raise t.error("at_full_scans", "both at_ms and at_full_scans given; expected exactly one trigger")
+        if at_ms is None and at_full_scans is None:
+            raise t.error("at_ms", "missing; expected exactly one trigger: at_ms or at_full_scans")
+        repeat_ms = t.integer("repeat_ms", None, low=1)
+        until_ms = t.integer("until_ms", None, low=0)
+        for key in ("repeat_ms", "until_ms"):
+            if t.has(key) and at_ms is None:
+                raise t.error(key, "repeats an at_ms event; expected at_ms, not at_full_scans")
+        if until_ms is not None and repeat_ms is None:
+            raise t.error("until_ms", "ends a repeat; expected repeat_ms with it")
+        if until_ms is not None and until_ms < at_ms:
+            raise t.error("until_ms", f"expected until_ms >= at_ms ({at_ms}), got {until_ms}")
+        if repeat_ms is not None and action in ("fork", "exit"):
+            raise t.error("repeat_ms", f"a process can {action} only once; expected no repeat_ms on {action}")
+
+        fields = dict(index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans, repeat_ms=repeat_ms, until_ms=until_ms)
+        if action == "set":
+            knob = t.string("knob")
+            if knob not in ALL_KNOBS:
+                raise t.error("knob", f"unknown knob {knob!r}; expected one of {', '.join(ALL_KNOBS)}")
+            if knob == "numa_nodes":
+                raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in [engine]")
+            if not t.has("value"):
+                raise t.error("value", f"missing; expected {ALL_KNOBS[knob].expected}")
+            try:
+                value = _parse_knob(knob, t.data["value"])
+            except KnobError as e:
+                raise t.error("value", f"for {knob}: {e}") from None
+            return Event(**fields, knob=knob, value=value)
+
+        glob = t.string("process", "*")
+        matched = _glob(regions, glob)
+        if not matched:
+            raise t.error("process", f"{glob!r} matches no process (declared, or named as some fork's child)")
+        fields["process"] = glob
+        if action == "fork":
+            return Event(**fields, child=t.data["child"])
+        if action == "exit":
+            return Event(**fields)
+
+        region_name = t.string("region")
+        sizes = []
+        for name in matched:
+            found = [r for r in regions[name] if r.name == region_name]
+            if not found:
+                have = ", ".join(r.name for r in regions[name])
+                raise t.error("region", f"process {name!r} has no region {region_name!r} (it has {have})")
+            sizes.append(found[0].pages)
+        fields["region"] = region_name
+        if action == "madvise":
+            return Event(**fields, advice=t.string("advice", choices=ADVICE))
+
+        fields["pages"], fields["fraction"] = self.which_pages(t, min(sizes), region_name)
+        if action == "migrate":
+            to_node = t.integer("to_node", low=0)
+            if to_node >= numa_nodes:
+                raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
+            return Event(**fields, to_node=to_node)
+        return Event(**fields, fill=self.fill(t, pools))
+
+    def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
+        if t.has("pages") and t.has("fraction"):
+            raise t.error("fraction", "expected pages or fraction, not both")
+        if t.has("fraction"):
+            f = t.data["fraction"]
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 1):
+                raise t.error("fraction", f"expected a number 0 < fraction <= 1, got {_show(f)}")
+            return None, float(f)
+        if not t.has("pages"):
+            return None, None
+        value = t.data["pages"]
+        if isinstance(value, list):
+            if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+                raise t.error("pages", f"expected [start, end) as two integers, got {value!r}")
+            start, end = value
+            if not 0 <= start < end <= pages:
+                raise t.error("pages", f"expected [start, end) with 0 <= start < end <= {pages} (the pages of region {region!r}), got {value!r}")
+            return (start, end), None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise t.error("pages", f"expected an integer N (the first N pages) or [start, end), got {_show(value)}")
+        if not 1 <= value <= pages:
+            raise t.error("pages", f"expected 1 <= pages <= {pages} (the pages of region {region!r}), got {value}")
+        return value, None
+
+    # -- size ---------------------------------------------------------------------------------------
+    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int):
+        mapped = sum(sum(r.pages for r in regions) for regions in self.regions.values())
+        pool_pages = sum(p.pages for p in pools.values())
+        _check_pages(top, "process", mapped, pool_pages)
+        fills = [r.fill for p in processes for r in p.regions] + [e.fill for e in events]
+        files = {f.path: f.path.stat().st_size for f in fills if f.kind == "file"}
+        total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
+        if total > MAX_BYTES:
+            raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
+
+
+def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
+    if mapped + pool_pages > MAX_PAGES:
+        parts = [f"{mapped:,} pages mapped by processes (forked children included)"] if mapped else []
+        parts += [f"{pool_pages:,} pool pages"] if pool_pages else []
+        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
+
+
+def parse_scenario(text: str, file: str, base_dir: Path) -> Scenario:
+    """A Scenario from TOML text; `file` names it in errors, `base_dir` resolves fill = "file" paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(file, "", "", f"not valid TOML: {e}") from None
+    return _Loader(file, Path(base_dir)).scenario(data)
+
+
+def builtin_scenarios() -> list[tuple[str, Path]]:
+    """The built-in scenarios as (name, path), sorted by name."""
+    return sorted((p.stem, p) for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def load_scenario(arg: str | Path) -> Scenario:
+    """A scenario from a .toml path or a built-in name (a file stem in scenarios/)."""
+    path, file = Path(arg), str(arg)
+    if isinstance(arg, str) and not path.is_file() and "/" not in arg and path.suffix != ".toml":
+        builtins = dict(builtin_scenarios())
+        if arg not in builtins:
+            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
+        path = builtins[arg]
+        file = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ScenarioError(file, "", "", f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(file, "", "", f"not valid TOML: not UTF-8 text (byte {e.start})") from None
+    return replace(parse_scenario(text, file, path.parent), path=path.resolve())
+
+
+def parse_set_option(option: str) -> tuple[str, int | str]:
+    """`--set KNOB=VALUE`: the knob and its value, validated like the same key in [ksm] or [engine]."""
+    knob, sep, value = option.partition("=")
+    knob = knob.strip()
+    if not sep or not knob:
+        raise ScenarioError("--set", "", "", f"expected KNOB=VALUE, got {option!r}")
+    if knob not in ALL_KNOBS:
+        raise ScenarioError("--set", "", knob, f"unknown knob; expected one of {', '.join(ALL_KNOBS)}")
+    try:
+        return knob, ALL_KNOBS[knob].parse(value)
+    except KnobError as e:
+        raise ScenarioError("--set", _knob_table(knob), knob, str(e)) from None
+
+
+def _knob_table(knob: str) -> str:
+    return "ksm" if knob in KSM_KNOBS else "engine"
+
+
+def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None, overrides: dict | None = None) -> Scenario:
+    """The scenario with command-line choices applied (--flow, --seed, --set), each validated."""
+    ksm, engine = dict(scenario.ksm), dict(scenario.engine)
+    if flow is not None:
+        try:
+            engine["flow"] = ENGINE_KNOBS["flow"].parse(flow)
+        except KnobError as e:
+            raise ScenarioError("--flow", "", "", str(e)) from None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ScenarioError("--seed", "", "", f"expected an integer >= 0, got {seed!r}")
+    overrides = overrides or {}
+    for knob, value in overrides.items():
+        if knob not in ALL_KNOBS:
+            raise ScenarioError("--set", "", knob, f"unknown knob; expected one of {', '.join(ALL_KNOBS)}")
+        try:
+            (ksm if knob in KSM_KNOBS else engine)[knob] = ALL_KNOBS[knob].parse(value)
+        except KnobError as e:
+            raise ScenarioError("--set", _knob_table(knob), knob, str(e)) from None
+    if ksm["advisor_mode"] == "scan-time":
+        if "pages_to_scan" in overrides:
+            raise ScenarioError("--set", "ksm", "pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL)')
+        if scenario.ksm["advisor_mode"] != "scan-time":
+            ksm["pages_to_scan"] = ksm["advisor_min_pages_to_scan"]
+    elif scenario.ksm["advisor_mode"] == "scan-time" and "pages_to_scan" not in overrides:
+        ksm["pages_to_scan"] = KSM_KNOBS["pages_to_scan"].default  # selecting "none" restores 100
+    nodes = engine["numa_nodes"]
+    for p in scenario.processes:
+        if p.node >= nodes:
+            raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected numa_nodes > {p.node}")
+    for e in scenario.events:
+        if e.to_node is not None and e.to_node >= nodes:
+            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{e.index}] migrates to node {e.to_node}; expected numa_nodes > {e.to_node}")
+    return replace(scenario, ksm=ksm, engine=engine, seed=scenario.seed if seed is None else seed)

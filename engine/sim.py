@@ -8,6 +8,7 @@ time or full-scan mark has come, in file order at equal moments.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import heapq
 from collections import deque
 
@@ -237,7 +238,7 @@ class Simulation:
         """One ksmd wake-up (or the rest of the current one)."""
         if not self._in_batch and not self._wake():
             return
-        while self._scan_one():
+        while self._in_batch and self._scan_one():
             pass
 
     def step_full_scan(self) -> None:
@@ -327,38 +328,27 @@ class Simulation:
             dups = tuple(self._node_view(d, "dup") for d in node.hlist)
             return StableNodeView("chain", -1, node.nid, dups[0].checksum if dups else 0, len(dups), (), dups)
         alive = self.machine.ksm_mapping.get(node.kpfn) is node
-        sharers = tuple(Sharer(i.mm.name, i.address) for i in list(reversed(node.hlist))[:_SHARERS_SHOWN])
+        sharers = tuple(Sharer(i.mm.name, i.address) for i in itertools.islice(reversed(node.hlist), _SHARERS_SHOWN))
         return StableNodeView(kind, node.kpfn, node.nid, calc_checksum(content[node.kpfn]) if alive else 0,
                               node.rmap_hlist_len, sharers)
 
     def snapshot(self, tree_limit: int = 100) -> Snapshot:
         ksm = self.ksm
         stable_views: list[StableNodeView] = []
-        sharers_per_page: dict[int, int] = {}
-        dups_per_chain: dict[int, int] = {}
-        stable_size = 0
         for root in ksm.root_stable_tree:
-            stable_size += root.count
-            for node in root:
-                if is_stable_node_chain(node):
-                    dups_per_chain[len(node.hlist)] = dups_per_chain.get(len(node.hlist), 0) + 1
-                    for dup in node.hlist:
-                        sharers_per_page[dup.rmap_hlist_len] = sharers_per_page.get(dup.rmap_hlist_len, 0) + 1
-                else:
-                    sharers_per_page[node.rmap_hlist_len] = sharers_per_page.get(node.rmap_hlist_len, 0) + 1
-                if len(stable_views) < tree_limit:
-                    stable_views.append(self._node_view(node, "regular"))
-        for node in ksm.migrate_nodes:
-            if len(stable_views) < tree_limit:
-                stable_views.append(self._node_view(node, "migrating"))
+            for node in itertools.islice(root, tree_limit - len(stable_views)):
+                stable_views.append(self._node_view(node, "regular"))
+        for node in itertools.islice(ksm.migrate_nodes, max(tree_limit - len(stable_views), 0)):
+            stable_views.append(self._node_view(node, "migrating"))
+        dups_per_chain: dict[int, int] = {}
+        for chain in ksm.chains:
+            dups_per_chain[len(chain.hlist)] = dups_per_chain.get(len(chain.hlist), 0) + 1
 
         unstable_views: list[UnstableItemView] = []
         unstable_size = 0
         for root in ksm.root_unstable_tree:
             unstable_size += root.count
-            for item in root:
-                if len(unstable_views) >= tree_limit:
-                    break
+            for item in itertools.islice(root, tree_limit - len(unstable_views)):
                 pfn = ksm.get_mergeable_page(item)
                 unstable_views.append(UnstableItemView(item.mm.name, item.address, -1 if pfn is None else pfn,
                                                        item.nid, item.oldchecksum))
@@ -383,9 +373,9 @@ class Simulation:
             finished=self.finished, stop_reason=self.stop_reason,
             counters=frozen(ksm.counters()), knobs=frozen(self.knobs()), cursor=cursor,
             outcomes=frozen(outcomes), latency=frozen(latency), latency_recent=frozen(recent),
-            work=frozen(ksm.work), sharers_per_page=frozen(sharers_per_page),
+            work=frozen(ksm.work), sharers_per_page=frozen({n: c for n, c in ksm.hlist_lens.items() if n > 0}),
             dups_per_chain=frozen(dups_per_chain), stable_tree=tuple(stable_views),
-            stable_tree_size=stable_size, unstable_tree=tuple(unstable_views),
+            stable_tree_size=sum(root.count for root in ksm.root_stable_tree), unstable_tree=tuple(unstable_views),
             unstable_tree_size=unstable_size, migrate_nodes=len(ksm.migrate_nodes),
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,

@@ -386,3 +386,12 @@ def test_same_seed_same_run():
         return r["ksm"], r["latency_ns"], r["outcomes"]
 
     assert run(0) == run(0)
+
+
+def test_a_wake_up_takes_its_work_plus_one_sleep():
+    sim = sim_of(proc("p", region("a", 1000, "random")), ksm={"pages_to_scan": 100, "sleep_millisecs": 20})
+    sim.step_batch()
+    cpu = sim.ksm.ksmd_cpu_ns
+    assert sim.now_ns == cpu + 20_000_000
+    sim.step_batch()
+    assert sim.now_ns == sim.ksm.ksmd_cpu_ns + 40_000_000
