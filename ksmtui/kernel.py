@@ -40,6 +40,7 @@ TRACEFS = Path("/sys/kernel/tracing")
 DEFAULT_FULL_SCANS = 10
 CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
+LATE_MS = 50  # at_ms events later than this are reported
 STALL_S = 120.0  # ksmd made no progress for this long while it should run: give up
 
 # Writing these while anything is merged is refused with EBUSY: set them first
@@ -412,6 +413,7 @@ class KernelRun:
         self.full_scans = 0
         self.t0 = 0.0
         self.scanned0 = self.skipped0 = 0
+        self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
         self._timed: list[tuple[int, int, int, Event]] = []
         self._marked: list[tuple[int, int, Event]] = []
 
@@ -545,8 +547,10 @@ class KernelRun:
                 while self._marked and self._marked[0][0] <= self.full_scans:
                     self._perform(self._marked.pop(0)[2])
                 self._resume()
-            while self._timed and self._timed[0][0] <= self.elapsed_ms():
+            now_ms = self.elapsed_ms()  # only what is due now: a busy timeline must not starve the stop
+            while self._timed and self._timed[0][0] <= now_ms:
                 at, index, rep, ev = self._timed.pop(0)
+                self.max_event_lag_ms = max(self.max_event_lag_ms, self.elapsed_ms() - at)
                 self._perform(ev)
                 if ev.repeat_ms:
                     nxt = at + ev.repeat_ms
@@ -665,6 +669,8 @@ class KernelRun:
         ksm["pages_scanned"] -= self.scanned0
         ksm["pages_skipped"] -= self.skipped0
         processes = {name: read_ksm_stat(p.pid) for name, p in self.procs.items()}
+        if self.max_event_lag_ms > LATE_MS:
+            self.notes.append(f"at_ms events ran up to {self.max_event_lag_ms:.0f} ms late")
         checked = mismatches = 0
         for p in self.procs.values():
             c, m = p.call("check")
@@ -780,7 +786,7 @@ def cmd_parity(scenario: Scenario, opts) -> int:
     """`ksmtui parity SCENARIO`: model and kernel side by side; 1 if a settled counter differs."""
     from engine.sim import Simulation
 
-    from ksmtui.kernel_parity import parity_report
+    from ksmtui.kernel_parity import parity_report, timing_caveat
 
     def body() -> int:
         reason = unavailable_reason() or unsupported_reason(scenario, getattr(opts, "overrides", None))
@@ -794,9 +800,10 @@ def cmd_parity(scenario: Scenario, opts) -> int:
         model["wall_s"] = round(time.monotonic() - t0, 3)
         kernel = _kernel_result(scenario, opts)
         text, ok = parity_report(model, kernel)
+        caveat = timing_caveat(scenario)
         if opts.json:
-            print(json.dumps({"ok": ok, "model": model, "kernel": kernel}))
+            print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
         else:
-            print(text)
+            print(text + (f"\ncaveat: {caveat}" if caveat else ""))
         return 0 if ok else 1
     return _guarded(body)

@@ -132,15 +132,14 @@ class Child:
     def keep_interpreter_unmergeable(self) -> None:
         """Under prctl merge-any every VMA becomes mergeable, the interpreter's own heap, stacks and
         libraries included, and so does every VMA mapped later. The scenario's process owns only
-        its regions, so take VM_MERGEABLE off everything else before ksmd can scan it."""
+        its regions, so take VM_MERGEABLE off everything else before ksmd can scan it (a no-op
+        for VMAs that are not mergeable)."""
         lo, hi = self.base, self.base + len(self.area)
-        start = end = None
-        with open("/proc/self/smaps") as f:
+        with open("/proc/self/maps") as f:
             for line in f:
-                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
-                    a, b = line.split(" ", 1)[0].split("-")
-                    start, end = int(a, 16), int(b, 16)
-                elif line.startswith("VmFlags:") and " mg" in line and (end <= lo or start >= hi):
+                a, b = line.split(" ", 1)[0].split("-")
+                start, end = int(a, 16), int(b, 16)
+                if end <= lo or start >= hi:
                     # failures (e.g. [vsyscall]) leave a VMA ksmd cannot use anyway
                     _libc.madvise(start, end - start, mmap.MADV_UNMERGEABLE)
 

@@ -193,3 +193,26 @@ def test_measure_ksmd_reports_the_cost_per_scanned_page(kernel):
     assert got["pages_scanned"] >= 2 * 64  # two passes over the settled KSM pages at least
     assert got["cpu_ns"] > 0 and got["ns_per_page"] == pytest.approx(got["cpu_ns"] / got["pages_scanned"], rel=0.01)
     assert kernel.merged_pages() == 0
+
+
+def _builtin_ids():
+    from engine.scenario import builtin_scenarios
+    return [name for name, _ in builtin_scenarios()]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", _builtin_ids())
+def test_builtin_scenario_matches_the_kernel(kernel, name):
+    from engine.scenario import load_scenario
+    from ksmtui.kernel_parity import timing_caveat
+
+    s = load_scenario(name)
+    why_not = kernel.unsupported_reason(s) or timing_caveat(s)
+    if why_not:
+        pytest.skip(f"{name}: {why_not}")
+    sim = Simulation(s)
+    sim.run()
+    real = kernel.run_on_kernel(s)
+    text, ok = parity_report(sim.result(), real)
+    assert real["data_check"]["mismatches"] == 0, text
+    assert ok, text
