@@ -414,7 +414,7 @@ class KernelRun:
         self.t0 = 0.0
         self.scanned0 = self.skipped0 = 0
         self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
-        self._timed: list[tuple[int, int, int, Event]] = []
+        self._timed: list[tuple[int, int, Event]] = []  # (ms, file index, event)
         self._marked: list[tuple[int, int, Event]] = []
 
     # ------------------------------------------------------------ set up / tear down --
@@ -460,7 +460,7 @@ class KernelRun:
                 p.mergeable = list(mergeable)
         for ev in self.scenario.events:
             if ev.at_ms is not None:
-                self._timed.append((ev.at_ms, ev.index, 0, ev))
+                self._timed.append((ev.at_ms, ev.index, ev))
             else:
                 self._marked.append((ev.at_full_scans, ev.index, ev))
         self._timed.sort(key=lambda t: (t[0], t[1]))
@@ -549,13 +549,13 @@ class KernelRun:
                 self._resume()
             now_ms = self.elapsed_ms()  # only what is due now: a busy timeline must not starve the stop
             while self._timed and self._timed[0][0] <= now_ms:
-                at, index, rep, ev = self._timed.pop(0)
+                at, index, ev = self._timed.pop(0)
                 self.max_event_lag_ms = max(self.max_event_lag_ms, self.elapsed_ms() - at)
                 self._perform(ev)
                 if ev.repeat_ms:
                     nxt = at + ev.repeat_ms
                     if ev.until_ms is None or nxt <= ev.until_ms:
-                        self._timed.append((nxt, index, rep + 1, ev))
+                        self._timed.append((nxt, index, ev))
                         self._timed.sort(key=lambda t: (t[0], t[1]))
             if self.stuck:
                 reason = "no progress possible: nothing registered with ksmd and no event pending"
