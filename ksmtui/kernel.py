@@ -404,7 +404,8 @@ class KernelRun:
         self.knobs = scenario_knobs(scenario, overrides)
         self.contents = Contents(scenario, self.seed)
         self.procs: dict[str, _Proc] = {}  # alive processes, in creation order (the model's mms)
-        self.all_pids: list[int] = []
+        # every child ever started, by pidfd: a pid can be reused once a forked child is reaped
+        self.pidfds: dict[int, int] = {}
         self.notes: list[str] = []
         self.trace = KsmTrace() if trace and KsmTrace.available() else None
         if trace and self.trace is None:
@@ -446,7 +447,7 @@ class KernelRun:
             for name in proc.instance_names():
                 regions = [(r.name, r.pages) for r in proc.regions]
                 pid, sock = kernel_child.spawn(name, regions, self.scenario.page_size)
-                self.all_pids.append(pid)
+                self.pidfds[pid] = os.pidfd_open(pid)
                 p = _Proc(name, pid, sock, dict(regions), proc.merge_any, [])
                 self.procs[name] = p
                 for region in proc.regions:
@@ -482,17 +483,20 @@ class KernelRun:
     def _kill_children(self) -> None:
         for p in self.procs.values():
             p.sock.close()
-        for pid in reversed(self.all_pids):  # forked children before their parents
+        self.procs.clear()
+        for pid, pidfd in reversed(self.pidfds.items()):  # forked children before their parents
             try:
-                os.kill(pid, signal.SIGKILL)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid in self.all_pids:
+            select.select([pidfd], [], [], 10)  # gone (its mm with it) once readable
+            os.close(pidfd)
+        for pid in self.pidfds:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
-                pass  # a forked child: its parent (or init) reaps it
-        self.procs.clear()
+                pass  # a forked child: its parent reaps it
+        self.pidfds.clear()
 
     # ---------------------------------------------------------------------- running --
 
@@ -646,18 +650,14 @@ class KernelRun:
         status, reply = recv_msg(parent.sock)
         if status != "ok":
             raise KernelError(reply)
-        self.all_pids.append(pid)
+        self.pidfds[pid] = os.pidfd_open(pid)
         self.procs[name] = _Proc(name, pid, ours, dict(parent.regions), parent.merge_any,
                                  list(parent.mergeable))
 
     def _exit(self, p: _Proc) -> None:
-        pidfd = os.pidfd_open(p.pid)
-        try:
-            p.call("exit")
-            # the event is done when the mm is gone: exit_mm runs before the process is a zombie
-            select.select([pidfd], [], [], 30)
-        finally:
-            os.close(pidfd)
+        p.call("exit")
+        # the event is done when the mm is gone: exit_mm runs before the process is a zombie
+        select.select([self.pidfds[p.pid]], [], [], 30)
         p.sock.close()
         del self.procs[p.name]
 
