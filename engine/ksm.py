@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from engine.cost import GET_FOLIO, MEMCMP_DIFFER, TREE_STEP, CostModel
+from engine.cost import GET_FOLIO, MEMCMP_DIFFER, MERGEABLE_PAGE, TREE_STEP, CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.tree import RbRoot
 
@@ -461,7 +461,7 @@ class Ksm:
         x, y = content[a], content[b]
         self.work["memcmp_pages"] += 1
         if x == y:
-            self.cost.charge_memcmp(True)
+            self.cost.charge_memcmp_equal()
             return 0
         self.cost.total_ns += MEMCMP_DIFFER
         return -1 if x < y else 1
@@ -571,7 +571,7 @@ class Ksm:
             node = None
             restart = False
             while rb is not None:
-                self.cost.charge_tree_step()
+                self.cost.total_ns += TREE_STEP
                 tree_pfn, _dup, node = self._walk_step(rb.entry, root, False)
                 if tree_pfn is None:
                     restart = True
@@ -627,7 +627,7 @@ class Ksm:
         parent, left = None, False
         rb = root.rb_node
         while rb is not None:
-            self.cost.total_ns += TREE_STEP
+            self.cost.total_ns += TREE_STEP + MERGEABLE_PAGE
             tree_item = rb.entry
             tree_pfn = self.get_mergeable_page(tree_item)
             if tree_pfn is None:
