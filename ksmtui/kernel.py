@@ -738,7 +738,7 @@ def format_result(result: dict) -> str:
     lines += [f"{KSM_DIR}/{k}:{v}" for k, v in result["knobs"].items()]
     for name, stat in result["processes"].items():
         lines.append(f"/proc/{stat['pid']}/ksm_stat ({name}):")
-        lines += [f"  {k} {v}" for k, v in stat.items() if k != "pid"]
+        lines += [f"  {k}: {v}" if k in _STAT_FLAGS else f"  {k} {v}" for k, v in stat.items() if k != "pid"]
     check = result["data_check"]
     lines.append(f"data_check: {check['pages_checked']} pages checked, {check['mismatches']} mismatches")
     if "trace" in result:
