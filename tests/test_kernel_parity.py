@@ -2,8 +2,8 @@
 
 Every test here drives the real /sys/kernel/mm/ksm through the `kernel` fixture: one at a time,
 back at the kernel's defaults afterwards, skipped with the reason where KSM is not writable.
-The focused scenarios are small (tens of pages) with sleep_millisecs 5, so a pass takes a few
-milliseconds of wall time; each one exercises one behaviour of the engine.
+The focused scenarios are small (tens of pages, one batch per pass), so a pass takes about 20 ms
+of wall time; each one exercises one behaviour of the engine.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from engine.sim import Simulation
 from ksmtui.kernel_parity import parity_report
 from tests.engine_helpers import proc, region, scenario
 
-FAST = {"pages_to_scan": 1000, "sleep_millisecs": 5}
+# One batch per pass; the 20 ms ksmd sleeps between passes leave the controller ample time to
+# pause ksmd on the pass boundary even on a loaded machine.
+KNOBS = {"pages_to_scan": 1000, "sleep_millisecs": 20}
 
 
 def focused(*processes, ksm=None, events=(), pools=(), full_scans=6):
-    s = scenario(*processes, ksm={**FAST, **(ksm or {})}, events=events, pools=pools)
+    s = scenario(*processes, ksm={**KNOBS, **(ksm or {})}, events=events, pools=pools)
     return dataclasses.replace(s, stop=Stop(full_scans=full_scans))
 
 
