@@ -190,3 +190,10 @@ def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp
     assert out.out == ""
     lines = out.err.splitlines()
     assert len(lines) == 2 and all("no-ksm/run does not exist" in line for line in lines)
+
+
+def test_not_root_is_named(monkeypatch, tmp_path):
+    (tmp_path / "run").write_text("0\n")
+    monkeypatch.setattr(kernel, "KSM_DIR", tmp_path)
+    monkeypatch.setattr(kernel.os, "geteuid", lambda: 1000)
+    assert kernel.unavailable_reason() == f"{tmp_path}/run is not writable (the real KSM needs root)"
