@@ -8,9 +8,14 @@ structure (which pages are identical, which are zero, which are unique).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.scenario import Event, Fill, Scenario
 
 _M64 = (1 << 64) - 1
 
@@ -84,3 +89,58 @@ def sample(seed: int, salt: int, npages: int, fraction: float) -> list[int]:
     k = max(1, round(fraction * npages))
     rng = np.random.Generator(np.random.PCG64(_stream_seed(seed, 4, salt)))
     return sorted(rng.choice(npages, size=min(k, npages), replace=False).tolist())
+
+
+class ScenarioContents:
+    """The pages of one run, in run order. The model and the real-kernel runner both draw from
+    here, fill by fill and write by write in the same order, so every page holds the same bytes
+    in both: one random stream for the whole run, one salt per pool fill and per sampled write."""
+
+    def __init__(self, scenario: "Scenario", seed: int):
+        self.seed = seed
+        self.page_size = scenario.page_size
+        self._random = RandomPages(seed, scenario.page_size)
+        self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
+        self._pool_pages: dict[str, list[bytes]] = {}
+        self._files: dict[str, list[bytes]] = {}
+        self._salt = 0
+
+    def _next_salt(self) -> int:
+        self._salt += 1
+        return self._salt
+
+    def pages(self, fill: "Fill", n: int) -> Iterator[bytes]:
+        """n pages of a fill. Random pages are drawn as the iterator is consumed; a pool order's
+        salt is taken at the call."""
+        ps = self.page_size
+        if fill.kind == "random":
+            return (self._random.next() for _ in range(n))
+        if fill.kind == "zero":
+            return itertools.repeat(bytes(ps), n)
+        if fill.kind == "byte":
+            return itertools.repeat(byte_page(fill.byte, ps), n)
+        if fill.kind == "pool":
+            index, size = self._pools[fill.pool]
+            pages = self._pool_pages.get(fill.pool)
+            if pages is None:
+                pages = self._pool_pages[fill.pool] = pool_pages(self.seed, index, size, ps)
+            order = pool_order(self.seed, self._next_salt(), size, n, fill.offset, fill.order == "shuffled")
+            return (pages[j] for j in order)
+        if fill.kind == "file":
+            key = str(fill.path)
+            pages = self._files.get(key)
+            if pages is None:
+                pages = self._files[key] = file_pages(fill.path, ps)
+            return (pages[i % len(pages)] for i in range(n))
+        raise ValueError(f"unknown fill {fill.kind!r}")
+
+    def indexes(self, ev: "Event", npages: int) -> list[int]:
+        """Which pages of a region an event touches: a seeded sample, the first N, or a range."""
+        if ev.fraction is not None:
+            return sample(self.seed, self._next_salt(), npages, ev.fraction)
+        if ev.pages is None:
+            return list(range(npages))
+        if isinstance(ev.pages, int):
+            return list(range(min(ev.pages, npages)))
+        start, end = ev.pages
+        return list(range(start, min(end, npages)))

@@ -12,7 +12,7 @@ cmp_and_merge_page and has no kprobes or function tracer, so per-call times are 
 spread by `jitter`, not measured distributions. Measured: scan ~420 ns/page; KSM-page early
 return < 100 ns beyond the scan; checksum changed ~890 ns; zero-page merge ~3.1 us; unique page
 (checksum, stable search, unstable walk, insert) ~9.6 us at 100k pages, ~450 ns per unstable
-tree level.
+tree level; ~20 us per wake-up.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ MERGEABLE_PAGE = 110  # get_mergeable_page on top: mmap_read_lock, VMA lookup, f
 MERGE = 2200  # try_to_merge_one_page: lock, write_protect_page (TLB flush), replace_page
 INSERT = 120  # rb_link_node + rb_insert_color
 SCAN_STEP = 420  # scan_get_next_rmap_item per eligible page: page range walk, rmap_item lookup
+WAKEUP = 20_000  # one ksm_scan_thread round: wake-up, ksm_thread_mutex, lru_add_drain, schedule
 
 
 class CostModel:

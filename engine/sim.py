@@ -13,10 +13,11 @@ import heapq
 from collections import deque
 
 from engine import contents
+from engine.cost import WAKEUP
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
 from engine.ksm import Ksm, calc_checksum, is_stable_node_chain
 from engine.machine import MM, Machine
-from engine.scenario import Event, Fill, Scenario
+from engine.scenario import Event, Scenario
 from engine.snapshot import (
     N_BUCKETS, OUTCOMES, PATHS, Cursor, ProcessStats, Sharer, Snapshot, StableNodeView, StepInfo,
     UnstableItemView, bucket_bounds, frozen,
@@ -54,17 +55,14 @@ class Simulation:
         self.notes: list[str] = []  # refusals of `set` events, as echo would print them
         self.last_step: StepInfo | None = None
 
-        self._random = contents.RandomPages(self.seed, scenario.page_size)
-        self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
-        self._pool_pages: dict[str, list[bytes]] = {}
-        self._files: dict[str, list[bytes]] = {}
-        self._salt = 0
+        self.contents = contents.ScenarioContents(scenario, self.seed)
 
         for proc in scenario.processes:
             for name in proc.instance_names():
                 mm = self.machine.new_mm(name, proc.node)
                 for region in proc.regions:
-                    self.machine.add_region(mm, region.name, self._fill(region.fill, region.pages))
+                    pages = list(self.contents.pages(region.fill, region.pages))
+                    self.machine.add_region(mm, region.name, pages)
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
                 for region, vma in zip(proc.regions, mm.vmas):
@@ -90,50 +88,10 @@ class Simulation:
         self.finished = False
         self.stop_reason: str | None = None
 
-    # ----------------------------------------------------------------- contents --
-
-    def _next_salt(self) -> int:
-        self._salt += 1
-        return self._salt
-
-    def _fill(self, fill: Fill, n: int) -> list[bytes]:
-        ps = self.machine.page_size
-        if fill.kind == "random":
-            return self._random.take(n)
-        if fill.kind == "zero":
-            return [self.machine.zero_page] * n
-        if fill.kind == "byte":
-            return [contents.byte_page(fill.byte, ps)] * n
-        if fill.kind == "pool":
-            index, size = self._pools[fill.pool]
-            pages = self._pool_pages.get(fill.pool)
-            if pages is None:
-                pages = self._pool_pages[fill.pool] = contents.pool_pages(self.seed, index, size, ps)
-            order = contents.pool_order(self.seed, self._next_salt(), size, n, fill.offset,
-                                        fill.order == "shuffled")
-            return [pages[j] for j in order]
-        if fill.kind == "file":
-            key = str(fill.path)
-            pages = self._files.get(key)
-            if pages is None:
-                pages = self._files[key] = contents.file_pages(fill.path, ps)
-            return [pages[i % len(pages)] for i in range(n)]
-        raise ValueError(f"unknown fill {fill.kind!r}")
-
     # ------------------------------------------------------------------- events --
 
     def _matching(self, glob: str) -> list[MM]:
         return [mm for mm in self.machine.mms if mm.alive and fnmatch.fnmatchcase(mm.name, glob)]
-
-    def _indexes(self, ev: Event, npages: int) -> list[int]:
-        if ev.fraction is not None:
-            return contents.sample(self.seed, self._next_salt(), npages, ev.fraction)
-        if ev.pages is None:
-            return list(range(npages))
-        if isinstance(ev.pages, int):
-            return list(range(min(ev.pages, npages)))
-        start, end = ev.pages
-        return list(range(start, min(end, npages)))
 
     def _perform(self, ev: Event) -> None:
         machine = self.machine
@@ -151,14 +109,14 @@ class Simulation:
                 machine.exit(mm)
             elif ev.action == "write":
                 vma = mm.region(ev.region)
-                indexes = self._indexes(ev, len(vma.pte))
-                for i, data in zip(indexes, self._fill(ev.fill, len(indexes))):
+                indexes = self.contents.indexes(ev, len(vma.pte))
+                for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes))):
                     machine.write(vma, i, data)
             elif ev.action == "madvise":
                 machine.madvise(mm.region(ev.region), ev.advice == "mergeable")
             elif ev.action == "migrate":
                 vma = mm.region(ev.region)
-                machine.migrate(vma, self._indexes(ev, len(vma.pte)), ev.to_node)
+                machine.migrate(vma, self.contents.indexes(ev, len(vma.pte)), ev.to_node)
             else:
                 raise ValueError(f"unknown action {ev.action!r}")
 
@@ -196,6 +154,7 @@ class Simulation:
         self._in_batch = True
         self._batch_left = self.ksm.knobs["pages_to_scan"]
         self._batch_cpu0 = self.ksm.ksmd_cpu_ns
+        self.ksm.ksmd_cpu_ns += WAKEUP
         self.ksm.now_ns = self.now_ns
         return True
 

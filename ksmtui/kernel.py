@@ -16,6 +16,7 @@ its defaults (run=2, wait until nothing is merged, run=0, default knobs) and kil
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import re
@@ -281,71 +282,21 @@ class KsmTrace:
 
 # --------------------------------------------------------------------- contents --
 
-class Contents:
-    """Page contents in the model's order (engine.sim.Simulation._fill and _indexes): one random
-    stream for the whole run, and one salt per pool fill and per sampled write, so each page
-    gets exactly the contents it has in the model."""
-
-    def __init__(self, scenario: Scenario, seed: int):
-        self.seed = seed
-        self.page_size = scenario.page_size
-        self._random = contents.RandomPages(seed, scenario.page_size)
-        self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
-        self._pool_pages: dict[str, list[bytes]] = {}
-        self._files: dict[str, list[bytes]] = {}
-        self._salt = 0
-
-    def _next_salt(self) -> int:
-        self._salt += 1
-        return self._salt
+class Contents(contents.ScenarioContents):
+    """The model's pages, in chunks: a million-page region never sits whole on the heap."""
 
     def fill(self, fill: Fill, n: int):
-        """n pages as (count, pages) chunks of at most CHUNK_PAGES, so a million-page region never
-        sits whole on the heap: pages is a list, or one bytes object for count equal pages."""
-        listed = self._pages(fill, n) if fill.kind in ("pool", "file") else None  # salt taken now
-        return self._chunks(fill, n, listed)
+        """(count, pages) chunks of at most CHUNK_PAGES: pages is a list, or one bytes object
+        standing for count equal pages (zero and byte fills, written with one memset)."""
+        pages = self.pages(fill, n)  # now: a pool order takes its salt at the call, as in the model
+        return self._chunks(fill, n, pages)
 
-    def _chunks(self, fill: Fill, n: int, listed: list[bytes] | None):
+    @staticmethod
+    def _chunks(fill: Fill, n: int, pages):
+        same = next(pages, None) if fill.kind in ("zero", "byte") else None
         for start in range(0, n, CHUNK_PAGES):
             count = min(CHUNK_PAGES, n - start)
-            if listed is not None:
-                yield count, listed[start:start + count]
-            elif fill.kind == "random":
-                yield count, self._random.take(count)
-            elif fill.kind == "zero":
-                yield count, bytes(self.page_size)
-            elif fill.kind == "byte":
-                yield count, contents.byte_page(fill.byte, self.page_size)
-            else:
-                raise ValueError(f"unknown fill {fill.kind!r}")
-
-    def _pages(self, fill: Fill, n: int) -> list[bytes]:
-        ps = self.page_size
-        if fill.kind == "pool":
-            index, size = self._pools[fill.pool]
-            pages = self._pool_pages.get(fill.pool)
-            if pages is None:
-                pages = self._pool_pages[fill.pool] = contents.pool_pages(self.seed, index, size, ps)
-            order = contents.pool_order(self.seed, self._next_salt(), size, n, fill.offset,
-                                        fill.order == "shuffled")
-            return [pages[j] for j in order]
-        if fill.kind == "file":
-            key = str(fill.path)
-            pages = self._files.get(key)
-            if pages is None:
-                pages = self._files[key] = contents.file_pages(fill.path, ps)
-            return [pages[i % len(pages)] for i in range(n)]
-        raise ValueError(f"unknown fill {fill.kind!r}")
-
-    def indexes(self, ev: Event, npages: int) -> list[int]:
-        if ev.fraction is not None:
-            return contents.sample(self.seed, self._next_salt(), npages, ev.fraction)
-        if ev.pages is None:
-            return list(range(npages))
-        if isinstance(ev.pages, int):
-            return list(range(min(ev.pages, npages)))
-        start, end = ev.pages
-        return list(range(start, min(end, npages)))
+            yield count, same if same is not None else list(itertools.islice(pages, count))
 
 
 # ----------------------------------------------------------------------- the run --

@@ -110,8 +110,8 @@ class TestContents:
         sim = Simulation(s, seed=1)
         c = Contents(s, 1)
         _kernel_pages(c, s.processes[0].regions[0].fill, 40)
-        expected_idx = sim._indexes(ev, 40)
-        expected = sim._fill(ev.fill, len(expected_idx))
+        expected_idx = sim.contents.indexes(ev, 40)
+        expected = list(sim.contents.pages(ev.fill, len(expected_idx)))
         got_idx = c.indexes(ev, 40)
         assert got_idx == expected_idx
         assert _kernel_pages(c, ev.fill, len(got_idx)) == expected
