@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import fcntl
 import io
 import json
 import os
@@ -44,6 +45,9 @@ MAX_PAGES = 1 << 20
 PAGES_TO_SCAN = 1000  # big batches: the per-wake-up cost is not what is measured
 SLEEP_MS = 20
 SYSFS_RUN = "/sys/kernel/mm/ksm/run"
+# The real KSM is one machine-wide thing: the kernel tests (tests/conftest.py) take this lock, and
+# so does the bench, so that neither runs beside the other.
+KERNEL_LOCK = "/tmp/ksmtui-kernel.lock"
 
 
 def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
@@ -410,12 +414,15 @@ def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
     except ImportError:
         return None, "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
     kernel, failed = {}, []
-    for w in workloads:
-        say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
-        try:
-            kernel[w] = measure_ksmd(workload(w, pages))["ns_per_page"]
-        except (KernelError, KernelUnavailable, KernelUnsupported) as e:
-            failed.append(f"{WORKLOADS[w]}: {e}")
+    with open(KERNEL_LOCK, "w") as lock:
+        say("real ksmd: waiting for the kernel tests' lock")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for w in workloads:
+            say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
+            try:
+                kernel[w] = measure_ksmd(workload(w, pages))["ns_per_page"]
+            except (KernelError, KernelUnavailable, KernelUnsupported) as e:
+                failed.append(f"{WORKLOADS[w]}: {e}")
     say("")
     return kernel, "; ".join(f"real ksmd not measured on {f}" for f in failed)
 
