@@ -1,0 +1,427 @@
+"""`ksmtui bench`: how fast the engine scans, per workload and path, beside the real ksmd.
+
+Four workloads isolate the paths of cmp_and_merge_page():
+  (a) settled   every page already merged: the KSM-page fast path (early return)
+  (b) unique    unique unchanging memory, smart_scan off: the anon path in full (checksum, zero
+                page, stable tree search, unstable tree insert)
+  (c) changing  every page rewritten between two visits: the anon path's early return
+  (d) fleet     VMs sharing an OS image, with private, zero and hot pages: all paths mixed
+
+Each is warmed up to its steady state, then timed over whole full scans: the process's CPU time
+over pages_scanned is the model's ns per page, as ksmd's CPU time over pages_scanned is the
+kernel's (CPU time, not wall time, so that other work on the machine does not count). Then the
+costs around the scan: building a machine, memory per simulated page (in a fresh process, from
+its peak RSS), a snapshot of a 100k-page machine, and the engine's throughput under the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
+from engine.scenario import Event, Fill, Pool, Process, Region, Scenario, Stop
+from engine.snapshot import OUTCOMES, PATHS
+from ksmtui.cli import Parser, _flow
+
+WORKLOADS = {
+    "settled": "(a) settled, all merged",
+    "unique": "(b) unique, smart_scan off",
+    "changing": "(c) changing every scan",
+    "fleet": "(d) mixed fleet",
+}
+MAX_PAGES = 1 << 20
+PAGES_TO_SCAN = 1000  # big batches: the per-wake-up cost is not what is measured
+SLEEP_MS = 20
+SYSFS_RUN = "/sys/kernel/mm/ksm/run"
+
+
+def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
+    knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+    knobs.update(pages_to_scan=PAGES_TO_SCAN, sleep_millisecs=SLEEP_MS, **ksm)
+    return Scenario(
+        name=f"bench-{name}", description=WORKLOADS[name], processes=tuple(processes), seed=1,
+        ksm=knobs, engine={k: v.default for k, v in ENGINE_KNOBS.items()}, pools=tuple(pools),
+        events=tuple(events), stop=Stop(),
+    )
+
+
+def _scan_period_ms(pages: int) -> int:
+    """A write period no longer than one full scan, so every page changes between two visits:
+    a pass takes ceil(pages / pages_to_scan) batches plus the empty batch that ends it."""
+    return max(1, -(-pages // PAGES_TO_SCAN)) * SLEEP_MS
+
+
+def workload(name: str, pages: int) -> Scenario:
+    """The scenario of one workload, `pages` pages in all."""
+    if name == "settled":  # four copies of every content: pages_shared = pages / 4
+        each = max(1, pages // 4)
+        image = Region("image", each, fill=Fill("pool", pool="image"))
+        return _scenario(name, [Process("guest", (image,), count=4)], pools=[Pool("image", each)])
+    if name == "unique":
+        return _scenario(name, [Process("app", (Region("heap", pages),))], smart_scan=0)
+    if name == "changing":
+        period = _scan_period_ms(pages)
+        rewrite = Event(0, "write", at_ms=period, repeat_ms=period, process="app", region="heap", pages=pages)
+        return _scenario(name, [Process("app", (Region("heap", pages),))], events=[rewrite], smart_scan=0)
+    if name == "fleet":
+        each = max(8, pages // 4)
+        image, private, zero = each // 2, each // 4, each // 10
+        hot = each - image - private - zero
+        regions = (
+            Region("os", image, fill=Fill("pool", pool="os-image")),
+            Region("private", private),
+            Region("free", zero, fill=Fill("zero")),
+            Region("hot", hot),
+        )
+        period = _scan_period_ms(4 * each)
+        rewrite = Event(0, "write", at_ms=period, repeat_ms=period, process="vm-*", region="hot", pages=hot)
+        return _scenario(name, [Process("vm", regions, count=4)], pools=[Pool("os-image", image)],
+                         events=[rewrite], use_zero_pages=1)
+    raise ValueError(name)
+
+
+def distinct_bytes(scenario: Scenario) -> int:
+    """Bytes of the distinct page contents a scenario starts with (one copy of each)."""
+    ps = scenario.page_size
+    total = sum(pool.pages for pool in scenario.pools) * ps
+    constant = set()
+    for p in scenario.processes:
+        for r in p.regions:
+            if r.fill.kind == "random":
+                total += p.count * r.pages * ps
+            elif r.fill.kind in ("zero", "byte"):
+                constant.add(r.fill.byte if r.fill.kind == "byte" else 0)
+    return total + len(constant) * ps
+
+
+def simulation(scenario: Scenario, flow: str | None):
+    from engine.sim import Simulation
+
+    return Simulation(scenario, flow=flow)
+
+
+def warm_up(sim, name: str) -> None:
+    """Scan until the workload is in the steady state that is measured."""
+    if name == "settled":  # first visit records the checksum, the next merges, one more settles
+        for _ in range(10):
+            sim.step_full_scan()
+            c = sim.snapshot(tree_limit=0).counters
+            if c["full_scans"] >= 3 and not c["pages_volatile"] and not c["pages_unshared"]:
+                return
+        raise RuntimeError("the settled workload did not settle in 10 full scans")
+    for _ in range(3 if name == "fleet" else 2):
+        sim.step_full_scan()
+
+
+@dataclass
+class Measure:
+    workload: str
+    pages: int
+    build_s: float
+    scanned: int
+    cpu_s: float
+    by_path: dict  # path -> calls in the measured window
+    by_outcome: dict  # outcome -> calls in the measured window
+    profile: str = ""
+
+    @property
+    def ns_per_page(self) -> float:
+        return self.cpu_s * 1e9 / self.scanned if self.scanned else 0.0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.scanned / self.cpu_s if self.cpu_s else 0.0
+
+
+def _calls(snapshot) -> tuple[dict, dict]:
+    """Calls so far by path, and by outcome."""
+    by_outcome = {o: sum(snapshot.outcomes[p][o] for p in PATHS) for o in OUTCOMES}
+    return {p: sum(snapshot.outcomes[p].values()) for p in PATHS}, by_outcome
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: n - before[k] for k, n in after.items()}
+
+
+def measure(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
+    """Build, warm up, then time whole full scans for at least min_time seconds (one at least)."""
+    scenario = workload(name, pages)
+    start = time.process_time()
+    sim = simulation(scenario, flow)
+    build_s = time.process_time() - start
+    warm_up(sim, name)
+    before = sim.snapshot(tree_limit=0)
+    cpu = 0.0
+    while cpu == 0.0 or cpu < min_time:
+        start = time.process_time()
+        sim.step_full_scan()
+        cpu += time.process_time() - start
+    after = sim.snapshot(tree_limit=0)
+    (paths0, outcomes0), (paths1, outcomes1) = _calls(before), _calls(after)
+    m = Measure(name, pages, build_s, after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
+                _delta(paths1, paths0), _delta(outcomes1, outcomes0))
+    if profile:  # one more full scan, apart: the profiler's overhead must not count above
+        m.profile = _profile(sim.step_full_scan, 15)
+    return m
+
+
+def peak_rss() -> int:
+    """This process's peak resident set (VmHWM), in bytes. Not getrusage's ru_maxrss: Linux carries
+    that across exec, so a probe started by a big parent would inherit the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def memory_probe(name: str, pages: int, flow: str | None) -> dict:
+    """In a fresh process: peak RSS growth from building the machine and scanning it to its
+    steady state, per simulated page, beside the distinct contents it holds."""
+    base = peak_rss()
+    scenario = workload(name, pages)
+    sim = simulation(scenario, flow)
+    warm_up(sim, name)
+    return {"grown": peak_rss() - base, "distinct": distinct_bytes(scenario), "pages": pages}
+
+
+def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
+    """In a fresh process, under tracemalloc: what holds the memory at the steady state, by line."""
+    import engine.sim  # noqa: F401  (imports are not the machine's memory)
+
+    tracemalloc.start()
+    sim = simulation(workload(name, pages), flow)
+    warm_up(sim, name)
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    _, peak = tracemalloc.get_traced_memory()
+    sites = [[f"{os.path.relpath(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size, s.count]
+             for s in stats[:top]]
+    return {"sites": sites, "held": sum(s.size for s in stats), "peak": peak, "pages": pages}
+
+
+def in_fresh_process(function: str, *args) -> dict:
+    code = f"import json; from ksmtui.bench import {function}; print(json.dumps({function}{args!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def snapshot_cost(pages: int, flow: str | None, profile: bool, repeat: int = 20) -> tuple[float, float, str]:
+    """Mean and worst ms of a default snapshot (trees excerpted) of a warmed-up fleet, and its profile."""
+    sim = simulation(workload("fleet", pages), flow)
+    warm_up(sim, "fleet")
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        sim.snapshot()
+        times.append(time.process_time() - start)
+    return sum(times) / len(times) * 1e3, max(times) * 1e3, _profile(sim.snapshot, 10) if profile else ""
+
+
+def _profile(call, lines: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.runcall(call)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(lines)
+    return out.getvalue().strip("\n")
+
+
+def ui_overhead(pages: int, seconds: float, flow: str | None) -> tuple[float, float]:
+    """Engine throughput (pages scanned per wall second, the fleet from its start) headless, and
+    with the UI running flat out and drawing every update it is sent (Textual's headless driver)."""
+    scenario = workload("fleet", pages)
+    sim = simulation(scenario, flow)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sim.step_batch()
+    headless = sim.snapshot(tree_limit=0).counters["pages_scanned"] / (time.perf_counter() - start)
+    return headless, asyncio.run(_ui_throughput(scenario, seconds, flow))
+
+
+async def _ui_throughput(scenario: Scenario, seconds: float, flow: str | None) -> float:
+    from ksmtui.app import KsmApp
+
+    app = KsmApp(scenario, argparse.Namespace(flow=flow, seed=None, overrides={}))
+    def scanned() -> int:  # as of the last update the UI got: both ends lag alike
+        return app.view.snapshot.counters["pages_scanned"] if app.view else 0
+
+    async with app.run_test(size=(160, 50)):
+        start, before = time.perf_counter(), scanned()
+        await asyncio.sleep(seconds)
+        return (scanned() - before) / (time.perf_counter() - start)
+
+
+def kernel_writable() -> bool:
+    return os.access(SYSFS_RUN, os.W_OK)
+
+
+def _share(counts: dict, top: int = 3) -> str:
+    """The largest shares, like "ksm 71% anon 29%"."""
+    total = sum(counts.values())
+    if not total:
+        return "-"
+    largest = sorted((n, k) for k, n in counts.items() if n)[::-1][:top]
+    return " ".join(f"{k.removesuffix('_page')} {n * 100 / total:.0f}%" for n, k in largest)
+
+
+def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
+    from ksmtui.report import table
+
+    head = ["workload", "calls by path", "outcomes", "pages scanned", "CPU s", "ns/page", "pages/s", "build s"]
+    if kernel is not None:
+        head += ["ksmd ns/page", "model/ksmd"]
+    out: list[list[object]] = [head]
+    for m in measures:
+        row = [WORKLOADS[m.workload], _share(m.by_path), _share(m.by_outcome, top=2), m.scanned,
+               f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
+               f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
+        if kernel is not None:
+            k = kernel.get(m.workload)
+            row += [f"{k:,.0f}", f"{m.ns_per_page / k:.1f}x"] if k else ["-", "-"]
+        out.append(row)
+    return table(out, left=3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ksmtui bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--pages", type=_pages, default=20_000, metavar="N",
+                   help=f"simulated pages per workload (default 20,000; at most {MAX_PAGES:,})")
+    p.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
+                   help="comma-separated subset of: " + ", ".join(WORKLOADS))
+    p.add_argument("--flow", type=_flow, help="the engine's flow (default optimized)")
+    p.add_argument("--min-time", type=_seconds, default=1.0, metavar="S",
+                   help="time whole full scans for at least S CPU seconds per workload (default 1)")
+    p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",
+                   help="machine size for the snapshot cost (default 100,000)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory probes (one process each)")
+    p.add_argument("--ui-seconds", type=_seconds, default=5.0, metavar="S",
+                   help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
+    p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
+    p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
+    return p
+
+
+def _pages(text: str) -> int:
+    try:
+        n = int(text.replace(",", "").replace("_", ""), 0)
+    except ValueError:
+        n = 0
+    if not 64 <= n <= MAX_PAGES:
+        raise argparse.ArgumentTypeError(f"expected an integer 64..{MAX_PAGES}, got {text!r}")
+    return n
+
+
+def _workloads(text: str) -> list[str]:
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in names if w not in WORKLOADS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(WORKLOADS)}, got {text!r}")
+    return names
+
+
+def _seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        s = -1.0
+    if not 0 <= s <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds 0..3600, got {text!r}")
+    return s
+
+
+def main(argv: list[str]) -> int:
+    opts = build_parser().parse_args(argv)
+    flow = opts.flow or ENGINE_KNOBS["flow"].default
+    print(f"ksmtui bench: {opts.pages:,} pages per workload, flow {flow}, pages_to_scan {PAGES_TO_SCAN}, "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    measures = []
+    for w in opts.workloads:
+        say(f"model: {WORKLOADS[w]}: building, warming up and timing {opts.pages:,} pages")
+        measures.append(measure(w, opts.pages, opts.flow, opts.min_time, opts.profile))
+    kernel, note = None, ""
+    if opts.no_kernel:
+        note = "real ksmd: not measured (--no-kernel)"
+    elif not kernel_writable():
+        note = f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
+    else:
+        kernel, note = measure_kernel(opts.workloads, opts.pages)
+    say("")
+    print()
+    print("\n".join(rows(measures, kernel)))
+    if note:
+        print(note)
+    if not opts.no_memory:
+        print("\nmemory (peak RSS growth in a fresh process, building and scanning to the steady state):")
+        for w in opts.workloads:
+            say(f"memory: {WORKLOADS[w]}")
+            mem = in_fresh_process("memory_probe", w, opts.pages, opts.flow)
+            say("")
+            bound = 1.25 * mem["distinct"] + 100 * mem["pages"]
+            print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
+                  f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
+                  f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
+    if opts.ui_seconds:
+        try:
+            import ksmtui.app  # noqa: F401
+        except ImportError:
+            print("\nUI overhead: not measured (this build has no ksmtui.app)")
+        else:
+            say(f"UI overhead: the fleet, {opts.ui_seconds:g} s headless and {opts.ui_seconds:g} s under the UI")
+            headless, ui = ui_overhead(opts.pages, opts.ui_seconds, opts.flow)
+            say("")
+            print(f"\nUI overhead (mixed fleet, first {opts.ui_seconds:g} wall seconds): headless {headless:,.0f} "
+                  f"pages/s, under the UI {ui:,.0f} pages/s: the UI costs {(1 - ui / headless) * 100:.0f}%")
+    say(f"snapshot: {opts.snapshot_pages:,}-page machine")
+    mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
+    say("")
+    print(f"\nsnapshot of a {opts.snapshot_pages:,}-page machine (mixed fleet, trees excerpted): "
+          f"{mean_ms:.2f} ms mean, {max_ms:.2f} ms worst of 20")
+    if not opts.profile:
+        return 0
+    for m in measures:
+        print(f"\nprofile of {WORKLOADS[m.workload]}, one more full scan (by own time):\n{m.profile}")
+    print(f"\nprofile of one snapshot of the {opts.snapshot_pages:,}-page machine:\n{snapshot_profile}")
+    for w in opts.workloads:
+        mem = in_fresh_process("memory_sites", w, opts.pages, opts.flow)
+        print(f"\nmemory held by {WORKLOADS[w]} at its steady state (tracemalloc): "
+              f"{mem['held'] / mem['pages']:,.0f} B/page, peak {mem['peak'] / mem['pages']:,.0f} B/page; "
+              "largest sites:")
+        for site, size, count in mem["sites"]:
+            print(f"  {size / mem['pages']:>8,.0f} B/page  {count:>9,} blocks  {site}")
+    return 0
+
+
+
+def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
+    """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel, and a note
+    on what could not be measured."""
+    try:
+        from ksmtui.kernel import KernelError, KernelUnavailable, KernelUnsupported, measure_ksmd
+    except ImportError:
+        return None, "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
+    kernel, failed = {}, []
+    for w in workloads:
+        say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
+        try:
+            kernel[w] = measure_ksmd(workload(w, pages))["ns_per_page"]
+        except (KernelError, KernelUnavailable, KernelUnsupported) as e:
+            failed.append(f"{WORKLOADS[w]}: {e}")
+    say("")
+    return kernel, "; ".join(f"real ksmd not measured on {f}" for f in failed)
+
+
+def say(text: str) -> None:
+    """What the bench is doing, on the terminal only: a long run should not look hung."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()

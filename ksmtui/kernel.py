@@ -1,0 +1,809 @@
+"""A scenario on the host's real KSM: real processes, the kernel's own counters, the same JSON.
+
+`ksmtui kernel SCENARIO` realises a scenario with one forked process per scenario process
+(ksmtui.kernel_child), sets the scenario's knobs in /sys/kernel/mm/ksm, lets the real ksmd scan,
+performs the events at the same full-scan marks (or wall-clock times) and reports the kernel's
+counters and each process's /proc/PID/ksm_stat in the headless JSON of scenario-format.md.
+`ksmtui parity SCENARIO` sets that beside the model's run of the same scenario.
+
+Contents come from the generators the model uses, called in the model's order, so every page holds
+exactly what it holds in the model: same pool pages, same random pages, same zero pages.
+
+The kernel is shared by the whole machine: whatever happens, the run ends by putting KSM back to
+its defaults (run=2, wait until nothing is merged, run=0, default knobs) and killing every child.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from engine import contents
+from engine.knobs import ENGINE_KNOBS, KERNEL_DEFAULTS, KSM_KNOBS, KnobError
+from engine.scenario import Event, Fill, Scenario
+from engine.snapshot import COUNTERS
+from ksmtui import kernel_child
+from ksmtui.kernel_child import recv_msg, send_msg
+
+KSM_DIR = Path("/sys/kernel/mm/ksm")
+TRACEFS = Path("/sys/kernel/tracing")
+DEFAULT_FULL_SCANS = 10
+CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
+POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
+LATE_MS = 50  # at_ms events later than this are reported
+STALL_S = 120.0  # ksmd made no progress for this long while it should run: give up
+
+# Writing these while anything is merged is refused with EBUSY: set them first
+_EARLY_KNOBS = ("merge_across_nodes", "max_page_sharing")
+# pages_to_scan is refused while the advisor is on, and choosing the advisor overwrites it
+_ADVISOR_KNOBS = ("advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
+                  "advisor_target_scan_time")
+# per-process ksm_stat fields as scenario-format.md names them
+_STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
+_STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
+
+
+class KernelUnavailable(Exception):
+    """The real KSM cannot be used here (not root, no writable /sys/kernel/mm/ksm)."""
+
+
+class KernelUnsupported(Exception):
+    """The scenario cannot be realised on this machine (page size, NUMA nodes)."""
+
+
+class KernelError(Exception):
+    """The run failed on the way (a child reported an error, ksmd stalled)."""
+
+
+# ------------------------------------------------------------------------ sysfs --
+
+def ksm_read(name: str) -> str:
+    return (KSM_DIR / name).read_text().strip()
+
+
+def ksm_write(name: str, value) -> None:
+    with open(KSM_DIR / name, "w") as f:
+        f.write(str(value))
+
+
+def unavailable_reason() -> str | None:
+    """Why the real KSM cannot be used here, or None if it can."""
+    run = KSM_DIR / "run"
+    if not run.exists():
+        return f"{run} does not exist (kernel without CONFIG_KSM?)"
+    if os.geteuid() != 0 or not os.access(run, os.W_OK):
+        return f"{run} is not writable (the real KSM needs root)"
+    return None
+
+
+def read_counters() -> dict[str, int]:
+    return {name: int(ksm_read(name)) for name in COUNTERS}
+
+
+def _knob_value(name: str) -> int | str:
+    text = ksm_read(name)
+    if name == "advisor_mode":  # "[none] scan-time"
+        return re.search(r"\[(.*?)\]", text).group(1)
+    return int(text)
+
+
+def read_knobs() -> dict[str, int | str]:
+    return {name: _knob_value(name) for name in KSM_KNOBS if (KSM_DIR / name).exists()}
+
+
+def merged_pages() -> int:
+    return sum(int(ksm_read(n)) for n in ("pages_shared", "pages_sharing", "ksm_zero_pages"))
+
+
+def unmerge_all(timeout_s: float = 60.0) -> None:
+    """run=2 then run=0: every KSM page broken, every rmap_item freed, full_scans back to 0."""
+    ksm_write("run", 2)
+    deadline = time.monotonic() + timeout_s
+    while merged_pages():
+        if time.monotonic() > deadline:
+            raise KernelError("KSM pages still merged a minute after run=2")
+        time.sleep(0.01)
+    ksm_write("run", 0)
+
+
+def restore_defaults() -> None:
+    """Put KSM back as it boots: nothing merged, ksmd stopped, every knob at its default."""
+    unmerge_all()
+    for name, value in _ordered_knobs(KERNEL_DEFAULTS):
+        if name != "run" and (KSM_DIR / name).exists():
+            ksm_write(name, value)
+
+
+def _ordered_knobs(knobs: dict) -> list[tuple[str, int | str]]:
+    """The order the kernel accepts them in, from a state with nothing merged and the advisor off."""
+    first = [k for k in _EARLY_KNOBS + _ADVISOR_KNOBS if k in knobs]
+    rest = [k for k in knobs if k not in first and k not in ("advisor_mode", "pages_to_scan", "run")]
+    order = list(first)
+    if knobs.get("advisor_mode", "none") == "none":
+        order += ["advisor_mode", "pages_to_scan"]
+    else:
+        order += ["pages_to_scan", "advisor_mode"]  # scan-time sets pages_to_scan itself
+    return [(k, knobs[k]) for k in order + rest if k in knobs]
+
+
+def read_ksm_stat(pid: int) -> dict:
+    """/proc/PID/ksm_stat as the contract's per-process object (ints, and "yes"/"no" flags)."""
+    out: dict = {"pid": pid}
+    for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines():
+        key, _, value = line.replace(":", " ").partition(" ")
+        value = value.strip()
+        if key in _STAT_INTS:
+            out[key] = int(value)
+        elif key in _STAT_FLAGS:
+            out[key] = value
+    return out
+
+
+def ksmd_pid() -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "ksmd":
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise KernelUnavailable("no ksmd thread found")
+
+
+def ksmd_cpu_ns(pid: int) -> int:
+    """Time ksmd has spent on a CPU, in ns (schedstat: exact, unlike utime+stime ticks)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def numa_nodes() -> int:
+    return len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
+
+
+# ------------------------------------------------------------------ tracepoints --
+
+class KsmTrace:
+    """Counts the ksm tracepoints during a run, in a tracefs instance of our own.
+
+    A two-page merge shows as two ksm_merge_with_ksm_page events: the first half (no KSM page yet,
+    pfn of the scanned page) and right after it the second half, into that same pfn. Any other
+    event with a KSM page is a merge into an existing KSM page (or a fork's rmap_item joining its
+    own page, which the tracepoint cannot tell apart).
+    """
+
+    _LINE = re.compile(r":\s+(ksm_\w+):\s+(.*)$")
+    _MERGE = re.compile(r"^(ksm )?pfn (\d+) .* error (-?\d+)")
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.merge = {"first_half": 0, "second_half": 0, "into_ksm_page": 0, "failed": 0}
+        self.zero = {"merged": 0, "failed": 0}
+        self._first_half_pfn: str | None = None
+        self.lost = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dir = TRACEFS / "instances" / f"ksmtui-{os.getpid()}"
+
+    @staticmethod
+    def available() -> bool:
+        if not (TRACEFS / "events").exists():
+            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True)
+        return (TRACEFS / "events" / "ksm").exists()
+
+    def start(self) -> None:
+        self.dir.mkdir()
+        (self.dir / "buffer_size_kb").write_text("8192")
+        (self.dir / "events" / "ksm" / "enable").write_text("1")
+        fd = os.open(self.dir / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
+        self._thread.start()
+
+    def _read(self, fd: int) -> None:
+        pending = b""
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                chunk = b""
+                if ready:
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        pass
+                if not chunk and self._stop.is_set():
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    self._count(line.decode(errors="replace"))
+        finally:
+            os.close(fd)
+
+    def _count(self, line: str) -> None:
+        m = self._LINE.search(line)
+        if not m:
+            return
+        event, rest = m.groups()
+        self.counts[event] = self.counts.get(event, 0) + 1
+        if event == "ksm_merge_with_ksm_page":
+            mm = self._MERGE.match(rest)
+            if not mm:
+                return
+            ksm, pfn, err = mm.groups()
+            if err != "0":
+                self.merge["failed"] += 1
+            elif not ksm:
+                self.merge["first_half"] += 1
+            elif pfn == self._first_half_pfn:
+                self.merge["second_half"] += 1
+            else:
+                self.merge["into_ksm_page"] += 1
+            self._first_half_pfn = pfn if not ksm and err == "0" else None
+        elif event == "ksm_merge_one_page":
+            self.zero["merged" if rest.rstrip().endswith("error 0") else "failed"] += 1
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            (self.dir / "events" / "ksm" / "enable").write_text("0")
+        finally:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self.lost = self._overruns()
+            self.dir.rmdir()
+
+    def _overruns(self) -> int:
+        lost = 0
+        for stats in (self.dir / "per_cpu").glob("cpu*/stats"):
+            m = re.search(r"^overrun: (\d+)", stats.read_text(), re.M)
+            lost += int(m.group(1)) if m else 0
+        return lost
+
+    def result(self) -> dict:
+        return {"events": dict(sorted(self.counts.items())), "ksm_merge_with_ksm_page": dict(self.merge),
+                "ksm_merge_one_page": dict(self.zero), "lost_events": self.lost}
+
+    def outcomes(self) -> dict:
+        """The outcomes a tracepoint identifies without doubt (scenario-format.md's names)."""
+        return {"anon_page": {"unstable_merged": self.merge["second_half"]},
+                "zero_page": {"zero_merged": self.zero["merged"]}}
+
+
+# --------------------------------------------------------------------- contents --
+
+class Contents:
+    """Page contents in the model's order (engine.sim.Simulation._fill and _indexes): one random
+    stream for the whole run, and one salt per pool fill and per sampled write, so each page
+    gets exactly the contents it has in the model."""
+
+    def __init__(self, scenario: Scenario, seed: int):
+        self.seed = seed
+        self.page_size = scenario.page_size
+        self._random = contents.RandomPages(seed, scenario.page_size)
+        self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
+        self._pool_pages: dict[str, list[bytes]] = {}
+        self._files: dict[str, list[bytes]] = {}
+        self._salt = 0
+
+    def _next_salt(self) -> int:
+        self._salt += 1
+        return self._salt
+
+    def fill(self, fill: Fill, n: int):
+        """n pages as (count, pages) chunks of at most CHUNK_PAGES, so a million-page region never
+        sits whole on the heap: pages is a list, or one bytes object for count equal pages."""
+        listed = self._pages(fill, n) if fill.kind in ("pool", "file") else None  # salt taken now
+        return self._chunks(fill, n, listed)
+
+    def _chunks(self, fill: Fill, n: int, listed: list[bytes] | None):
+        for start in range(0, n, CHUNK_PAGES):
+            count = min(CHUNK_PAGES, n - start)
+            if listed is not None:
+                yield count, listed[start:start + count]
+            elif fill.kind == "random":
+                yield count, self._random.take(count)
+            elif fill.kind == "zero":
+                yield count, bytes(self.page_size)
+            elif fill.kind == "byte":
+                yield count, contents.byte_page(fill.byte, self.page_size)
+            else:
+                raise ValueError(f"unknown fill {fill.kind!r}")
+
+    def _pages(self, fill: Fill, n: int) -> list[bytes]:
+        ps = self.page_size
+        if fill.kind == "pool":
+            index, size = self._pools[fill.pool]
+            pages = self._pool_pages.get(fill.pool)
+            if pages is None:
+                pages = self._pool_pages[fill.pool] = contents.pool_pages(self.seed, index, size, ps)
+            order = contents.pool_order(self.seed, self._next_salt(), size, n, fill.offset,
+                                        fill.order == "shuffled")
+            return [pages[j] for j in order]
+        if fill.kind == "file":
+            key = str(fill.path)
+            pages = self._files.get(key)
+            if pages is None:
+                pages = self._files[key] = contents.file_pages(fill.path, ps)
+            return [pages[i % len(pages)] for i in range(n)]
+        raise ValueError(f"unknown fill {fill.kind!r}")
+
+    def indexes(self, ev: Event, npages: int) -> list[int]:
+        if ev.fraction is not None:
+            return contents.sample(self.seed, self._next_salt(), npages, ev.fraction)
+        if ev.pages is None:
+            return list(range(npages))
+        if isinstance(ev.pages, int):
+            return list(range(min(ev.pages, npages)))
+        start, end = ev.pages
+        return list(range(start, min(end, npages)))
+
+
+# ----------------------------------------------------------------------- the run --
+
+class _Proc:
+    __slots__ = ("name", "pid", "sock", "regions", "merge_any", "mergeable")
+
+    def __init__(self, name, pid, sock, regions, merge_any, mergeable):
+        self.name, self.pid, self.sock = name, pid, sock
+        self.regions = regions  # name -> pages
+        self.merge_any = merge_any
+        self.mergeable = mergeable  # region names currently madvised mergeable
+
+    def call(self, *cmd):
+        send_msg(self.sock, cmd)
+        status, reply = recv_msg(self.sock)
+        if status != "ok":
+            raise KernelError(reply)
+        return reply
+
+
+def scenario_knobs(scenario: Scenario, overrides: dict | None) -> dict:
+    knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+    knobs.update(scenario.ksm)
+    knobs.update({k: v for k, v in (overrides or {}).items() if k in KSM_KNOBS})
+    return knobs
+
+
+def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str | None:
+    """Why this scenario cannot run on this machine's kernel, or None."""
+    if scenario.page_size != os.sysconf("SC_PAGE_SIZE"):
+        return (f"page_size {scenario.page_size} differs from this kernel's "
+                f"{os.sysconf('SC_PAGE_SIZE')}")
+    nodes = (overrides or {}).get("numa_nodes", scenario.engine.get("numa_nodes", 1))
+    have = numa_nodes()
+    if nodes > have or any(p.node >= have for p in scenario.processes) or \
+            any(ev.action == "migrate" and ev.to_node >= have for ev in scenario.events):
+        return f"the scenario needs {nodes} NUMA nodes, this machine has {have}"
+    return None
+
+
+class KernelRun:
+    """One scenario realised on the real KSM. Use as a context manager: leaving it, however,
+    kills every child and restores the kernel's defaults."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, overrides: dict | None = None,
+                 trace: bool = False):
+        reason = unavailable_reason()
+        if reason:
+            raise KernelUnavailable(reason)
+        reason = unsupported_reason(scenario, overrides)
+        if reason:
+            raise KernelUnsupported(reason)
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.knobs = scenario_knobs(scenario, overrides)
+        self.contents = Contents(scenario, self.seed)
+        self.procs: dict[str, _Proc] = {}  # alive processes, in creation order (the model's mms)
+        # every child ever started, by pidfd: a pid can be reused once a forked child is reaped
+        self.pidfds: dict[int, int] = {}
+        self.notes: list[str] = []
+        self.trace = KsmTrace() if trace and KsmTrace.available() else None
+        if trace and self.trace is None:
+            self.notes.append("tracefs or events/ksm not available: no tracepoint counts")
+        self.run_value = 0
+        self.full_scans = 0
+        self.t0 = 0.0
+        self.scanned0 = self.skipped0 = 0
+        self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
+        self._timed: list[tuple[int, int, Event]] = []  # (ms, file index, event)
+        self._marked: list[tuple[int, int, Event]] = []
+
+    # ------------------------------------------------------------ set up / tear down --
+
+    def __enter__(self) -> "KernelRun":
+        try:
+            self._setup()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._teardown()
+
+    def _setup(self) -> None:
+        # nothing merged and ksmd stopped before the knobs that need it (merge_across_nodes,
+        # max_page_sharing); run=2 also resets full_scans to 0, so it counts from our start
+        unmerge_all()
+        for name, value in _ordered_knobs(self.knobs):
+            if (KSM_DIR / name).exists():
+                try:
+                    ksm_write(name, value)
+                except OSError as err:
+                    raise KernelError(f"echo {value} > {KSM_DIR / name}: {err.strerror}") from None
+            elif value != KSM_KNOBS[name].default:
+                self.notes.append(f"{name}={value} not applied: this kernel has no {KSM_DIR / name}")
+        for proc in self.scenario.processes:
+            for name in proc.instance_names():
+                regions = [(r.name, r.pages) for r in proc.regions]
+                pid, sock = kernel_child.spawn(name, regions, self.scenario.page_size)
+                self.pidfds[pid] = os.pidfd_open(pid)
+                p = _Proc(name, pid, sock, dict(regions), proc.merge_any, [])
+                self.procs[name] = p
+                for region in proc.regions:
+                    self._write(p, region.name, list(range(region.pages)), region.fill)
+        # mm_slot order is registration order: register in declared order, all filled first
+        for proc in self.scenario.processes:
+            mergeable = [r.name for r in proc.regions if r.mergeable]
+            for name in proc.instance_names():
+                p = self.procs[name]
+                p.call("register", proc.merge_any, mergeable)
+                p.mergeable = list(mergeable)
+        for ev in self.scenario.events:
+            if ev.at_ms is not None:
+                self._timed.append((ev.at_ms, ev.index, ev))
+            else:
+                self._marked.append((ev.at_full_scans, ev.index, ev))
+        self._timed.sort(key=lambda t: (t[0], t[1]))
+        self._marked.sort(key=lambda t: (t[0], t[1]))
+
+    def _teardown(self) -> None:
+        # a second Ctrl-C must not leave the kernel half restored
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._kill_children()
+            if self.trace is not None:
+                self.trace.stop()
+        finally:
+            try:
+                restore_defaults()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _kill_children(self) -> None:
+        for p in self.procs.values():
+            p.sock.close()
+        self.procs.clear()
+        for pid, pidfd in reversed(self.pidfds.items()):  # forked children before their parents
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            select.select([pidfd], [], [], 10)  # gone (its mm with it) once readable
+            os.close(pidfd)
+        for pid in self.pidfds:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # a forked child: its parent reaps it
+        self.pidfds.clear()
+
+    # ---------------------------------------------------------------------- running --
+
+    def start(self) -> None:
+        if self.trace is not None:
+            self.trace.start()
+        self.scanned0 = int(ksm_read("pages_scanned"))
+        self.skipped0 = int(ksm_read("pages_skipped"))
+        self.t0 = time.monotonic()
+        self._set_run(self.knobs["run"])
+
+    def _set_run(self, value: int) -> None:
+        ksm_write("run", value)
+        self.run_value = value
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000
+
+    def _registered(self) -> bool:
+        return any(p.merge_any or p.mergeable for p in self.procs.values())
+
+    @property
+    def stuck(self) -> bool:
+        return not (self.run_value == 1 and self._registered()) and not self._timed
+
+    def run(self, full_scans: int | None = None, after_ms: int | None = None,
+            until=None) -> str:
+        """Let ksmd scan and perform events until the stop condition (arguments override the
+        scenario's [stop]; default 10 full scans) or until(self) is true; ksmd is left paused."""
+        stop = self.scenario.stop
+        if full_scans is None and after_ms is None and until is None:
+            full_scans, after_ms = stop.full_scans, stop.after_ms
+            if full_scans is None and after_ms is None:
+                full_scans = DEFAULT_FULL_SCANS
+        self._resume()
+        progress = (-1, -1)
+        last_progress = time.monotonic()
+        while True:
+            self.full_scans = int(ksm_read("full_scans"))
+            if full_scans is not None and self.full_scans >= full_scans:
+                reason = f"full_scans reached {full_scans}"
+                break
+            if after_ms is not None and self.elapsed_ms() >= after_ms:
+                reason = f"after_ms reached {after_ms}"
+                break
+            if until is not None and until(self):
+                reason = "measured"
+                break
+            if self._marked and self._marked[0][0] <= self.full_scans:
+                self._pause()
+                self._check_boundary()
+                while self._marked and self._marked[0][0] <= self.full_scans:
+                    self._perform(self._marked.pop(0)[2])
+                self._resume()
+            now_ms = self.elapsed_ms()  # only what is due now: a busy timeline must not starve the stop
+            while self._timed and self._timed[0][0] <= now_ms:
+                at, index, ev = self._timed.pop(0)
+                self.max_event_lag_ms = max(self.max_event_lag_ms, self.elapsed_ms() - at)
+                self._perform(ev)
+                if ev.repeat_ms:
+                    nxt = at + ev.repeat_ms
+                    if ev.until_ms is None or nxt <= ev.until_ms:
+                        self._timed.append((nxt, index, ev))
+                        self._timed.sort(key=lambda t: (t[0], t[1]))
+            if self.stuck:
+                reason = "no progress possible: nothing registered with ksmd and no event pending"
+                break
+            now = (self.full_scans, int(ksm_read("pages_scanned")))
+            if now != progress or self.run_value != 1:
+                progress, last_progress = now, time.monotonic()
+            elif time.monotonic() - last_progress > STALL_S:
+                raise KernelError(f"ksmd scanned nothing for {STALL_S:.0f} s")
+            time.sleep(POLL_S)
+        self._pause()
+        return reason
+
+    def _pause(self) -> None:
+        """run=0 waits for ksmd's current batch (it holds ksm_thread_mutex) and stops it there."""
+        self._scanned_at_pause = int(ksm_read("pages_scanned"))
+        if self.run_value == 1:
+            ksm_write("run", 0)
+
+    def _resume(self) -> None:
+        if self.run_value == 1:
+            ksm_write("run", 1)
+
+    def _check_boundary(self) -> None:
+        """An at_full_scans event belongs between two passes; say so if ksmd got into the next."""
+        if int(ksm_read("full_scans")) != self.full_scans or \
+                int(ksm_read("pages_scanned")) != self._scanned_at_pause:
+            self.notes.append(f"an event at full_scans {self.full_scans} landed after ksmd had "
+                              f"started the next pass (sleep_millisecs too short to catch the boundary)")
+
+    # ----------------------------------------------------------------------- events --
+
+    def _matching(self, glob: str) -> list[_Proc]:
+        return [p for p in self.procs.values() if fnmatch.fnmatchcase(p.name, glob)]
+
+    def _perform(self, ev: Event) -> None:
+        if ev.action == "set":
+            self._set_knob(ev)
+            return
+        targets = self._matching(ev.process)
+        for k, p in enumerate(targets):
+            if ev.action == "write":
+                self._write(p, ev.region, self.contents.indexes(ev, p.regions[ev.region]), ev.fill)
+            elif ev.action == "fork":
+                self._fork(p, ev.child if len(targets) == 1 else f"{ev.child}-{k}")
+            elif ev.action == "exit":
+                self._exit(p)
+            elif ev.action == "madvise":
+                mergeable = ev.advice == "mergeable"
+                p.call("madvise", ev.region, mergeable)
+                if mergeable and ev.region not in p.mergeable:
+                    p.mergeable.append(ev.region)
+                elif not mergeable and ev.region in p.mergeable:
+                    p.mergeable.remove(ev.region)
+            elif ev.action == "migrate":
+                p.call("migrate", ev.region, self.contents.indexes(ev, p.regions[ev.region]), ev.to_node)
+            else:
+                raise ValueError(f"unknown action {ev.action!r}")
+
+    def _write(self, p: _Proc, region: str, indexes: list[int], fill: Fill) -> None:
+        done = 0
+        for count, pages in self.contents.fill(fill, len(indexes)):
+            p.call("write", region, indexes[done:done + count], pages)
+            done += count
+
+    def _set_knob(self, ev: Event) -> None:
+        if ev.knob in ENGINE_KNOBS:
+            self.notes.append(f"event[{ev.index}] set {ev.knob}: a simulator setting, not applied to the kernel")
+            return
+        if ev.knob == "run":
+            self._set_run(ev.value)
+            return
+        try:
+            ksm_write(ev.knob, ev.value)
+        except OSError as err:  # the kernel refused, as echo would have reported
+            self.notes.append(f"event[{ev.index}] set {ev.knob}={ev.value}: {err.strerror}")
+
+    def _fork(self, parent: _Proc, name: str) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            send_msg(parent.sock, ("fork", name))
+            socket.send_fds(parent.sock, [b"F"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        status, pid = recv_msg(ours)  # the child's hello
+        if status != "ok":
+            raise KernelError(pid)
+        status, reply = recv_msg(parent.sock)
+        if status != "ok":
+            raise KernelError(reply)
+        self.pidfds[pid] = os.pidfd_open(pid)
+        self.procs[name] = _Proc(name, pid, ours, dict(parent.regions), parent.merge_any,
+                                 list(parent.mergeable))
+
+    def _exit(self, p: _Proc) -> None:
+        p.call("exit")
+        # the event is done when the mm is gone: exit_mm runs before the process is a zombie
+        select.select([self.pidfds[p.pid]], [], [], 30)
+        p.sock.close()
+        del self.procs[p.name]
+
+    # ---------------------------------------------------------------------- results --
+
+    def result(self, wall_s: float) -> dict:
+        """The contract's JSON object; ksmd must be paused and the processes alive."""
+        ksm = read_counters()
+        ksm["pages_scanned"] -= self.scanned0
+        ksm["pages_skipped"] -= self.skipped0
+        processes = {name: read_ksm_stat(p.pid) for name, p in self.procs.items()}
+        if self.max_event_lag_ms > LATE_MS:
+            self.notes.append(f"at_ms events ran up to {self.max_event_lag_ms:.0f} ms late")
+        checked = mismatches = 0
+        for p in self.procs.values():
+            c, m = p.call("check")
+            checked += c
+            mismatches += m
+        out = {
+            "scenario": self.scenario.name, "flow": "kernel", "seed": self.seed,
+            "sim_ms": int(self.elapsed_ms()), "wall_s": round(wall_s, 3),
+            "ksm": ksm, "knobs": {**read_knobs(), "run": self.run_value}, "processes": processes,
+            "outcomes": {}, "latency_ns": {},
+            "data_check": {"pages_checked": checked, "mismatches": mismatches},
+            "kernel": os.uname().release,
+            "notes": list(self.notes),
+        }
+        if self.trace is not None:
+            self.trace.stop()
+            out["trace"] = self.trace.result()
+            out["outcomes"] = self.trace.outcomes()
+        return out
+
+
+def run_on_kernel(scenario: Scenario, *, seed: int | None = None, overrides: dict | None = None,
+                  full_scans: int | None = None, after_ms: int | None = None, trace: bool = False) -> dict:
+    """Realise the scenario on the real KSM and return the contract's JSON object (flow "kernel")."""
+    wall0 = time.monotonic()
+    with KernelRun(scenario, seed, overrides, trace) as run:
+        run.start()
+        reason = run.run(full_scans, after_ms)
+        out = run.result(time.monotonic() - wall0)
+        out["stop_reason"] = reason
+        return out
+
+
+def measure_ksmd(scenario: Scenario, *, overrides: dict | None = None, warmup_full_scans: int = 3,
+                 window_full_scans: int = 1, min_window_s: float = 5.0) -> dict:
+    """ksmd's CPU cost per scanned page on a scenario's workload, in steady state.
+
+    Runs the scenario (events included) for warmup_full_scans passes, then measures ksmd's CPU
+    time (/proc/PID/schedstat, ns) over at least window_full_scans passes and min_window_s seconds.
+    """
+    pid = ksmd_pid()
+    with KernelRun(scenario, None, overrides) as run:
+        run.start()
+        run.run(full_scans=warmup_full_scans)
+        target = run.full_scans + window_full_scans
+        cpu0, scanned0, t0 = ksmd_cpu_ns(pid), int(ksm_read("pages_scanned")), time.monotonic()
+        run.run(until=lambda r: r.full_scans >= target and time.monotonic() - t0 >= min_window_s)
+        cpu1, scanned1, t1 = ksmd_cpu_ns(pid), int(ksm_read("pages_scanned")), time.monotonic()
+    scanned = scanned1 - scanned0
+    return {
+        "scenario": scenario.name, "pages_scanned": scanned, "cpu_ns": cpu1 - cpu0,
+        "ns_per_page": round((cpu1 - cpu0) / scanned, 1) if scanned else None,
+        "pages_per_s": round(scanned / (t1 - t0)), "wall_s": round(t1 - t0, 3),
+        "cpu_share": round((cpu1 - cpu0) / 1e9 / (t1 - t0), 4),
+    }
+
+
+# --------------------------------------------------------------------------- CLI --
+
+def format_result(result: dict) -> str:
+    """Readable like `grep . /sys/kernel/mm/ksm/*` and /proc/PID/ksm_stat."""
+    lines = [f"{result['scenario']} on kernel {result['kernel']}: {result['stop_reason']} "
+             f"after {result['sim_ms']} ms"]
+    lines += [f"{KSM_DIR}/{k}:{v}" for k, v in result["ksm"].items()]
+    lines += [f"{KSM_DIR}/{k}:{v}" for k, v in result["knobs"].items()]
+    for name, stat in result["processes"].items():
+        lines.append(f"/proc/{stat['pid']}/ksm_stat ({name}):")
+        lines += [f"  {k}: {v}" if k in _STAT_FLAGS else f"  {k} {v}" for k, v in stat.items() if k != "pid"]
+    check = result["data_check"]
+    lines.append(f"data_check: {check['pages_checked']} pages checked, {check['mismatches']} mismatches")
+    if "trace" in result:
+        lines.append("tracepoints: " + json.dumps(result["trace"]))
+    return "\n".join(lines)
+
+
+def _kernel_result(scenario: Scenario, opts) -> dict:
+    overrides = dict(getattr(opts, "overrides", None) or {})
+    return run_on_kernel(scenario, seed=opts.seed, overrides=overrides, full_scans=opts.full_scans,
+                         after_ms=opts.after_ms, trace=getattr(opts, "trace", False))
+
+
+def _guarded(body) -> int:
+    """Runs body() with the errors a kernel run can meet turned into one line and an exit status;
+    SIGTERM is turned into KeyboardInterrupt so the teardown still restores KSM."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return body()
+    except (KernelUnavailable, KernelUnsupported) as err:
+        print(f"ksmtui: {err}", file=sys.stderr)
+        return 2
+    except KernelError as err:
+        print(f"ksmtui: kernel run failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ksmtui: interrupted; KSM is back to its defaults", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_kernel(scenario: Scenario, opts) -> int:
+    """`ksmtui kernel SCENARIO`: the scenario on the real KSM; JSON with --json."""
+    def body() -> int:
+        result = _kernel_result(scenario, opts)
+        print(json.dumps(result) if opts.json else format_result(result))
+        for note in result["notes"]:
+            print(f"ksmtui: note: {note}", file=sys.stderr)
+        return 0
+    return _guarded(body)
+
+
+def cmd_parity(scenario: Scenario, opts) -> int:
+    """`ksmtui parity SCENARIO`: model and kernel side by side; 1 if a settled counter differs."""
+    from engine.sim import Simulation
+
+    from ksmtui.kernel_parity import parity_report, timing_caveat
+
+    def body() -> int:
+        reason = unavailable_reason() or unsupported_reason(scenario, getattr(opts, "overrides", None))
+        if reason:
+            raise KernelUnsupported(reason)
+        overrides = dict(getattr(opts, "overrides", None) or {})
+        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=overrides)
+        t0 = time.monotonic()
+        sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
+        model = sim.result()
+        model["wall_s"] = round(time.monotonic() - t0, 3)
+        kernel = _kernel_result(scenario, opts)
+        text, ok = parity_report(model, kernel)
+        caveat = timing_caveat(scenario)
+        if opts.json:
+            print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
+        else:
+            print(text + (f"\ncaveat: {caveat}" if caveat else ""))
+        return 0 if ok else 1
+    return _guarded(body)

@@ -1,0 +1,231 @@
+"""One scenario process on the real kernel: a forked child that owns its regions and obeys commands.
+
+The controller (ksmtui.kernel) forks one child per scenario process. A child maps one private
+anonymous area and carves its regions out of it in declaration order, so they lie at ascending
+addresses as the scenario format promises. It takes commands over a Unix socket: write pages,
+register with ksmd (prctl and madvise), madvise, fork, exit, check its data. It remembers an
+xxh64 digest of what it last wrote to each page, so it can tell whether every page still reads
+back that (KSM must never lose data).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import pickle
+import signal
+import socket
+import struct
+from array import array
+
+import xxhash
+
+PR_SET_PDEATHSIG = 1
+PR_SET_MEMORY_MERGE = 67
+MPOL_MF_MOVE_ALL = 1 << 2  # KSM pages are mapped by several processes: MOVE alone skips them
+SYS_MOVE_PAGES = {"x86_64": 279, "aarch64": 239}.get(os.uname().machine)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+
+_LEN = struct.Struct("<Q")
+
+
+def send_msg(sock: socket.socket, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise EOFError("peer closed the socket")
+        got += k
+    return bytes(buf)
+
+
+def recv_msg(sock: socket.socket):
+    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
+    return pickle.loads(_recv_exact(sock, n))
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def digest(page: bytes) -> int:
+    return xxhash.xxh64_intdigest(page)
+
+
+class Child:
+    """The state of one scenario process, living in its own forked process."""
+
+    def __init__(self, name: str, regions: list[tuple[str, int]], page_size: int):
+        self.name = name
+        self.page_size = page_size
+        total = sum(pages for _, pages in regions)
+        self.area = mmap.mmap(-1, total * page_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # THP would make ksmd see (and split) huge pages the model does not have
+        self.area.madvise(mmap.MADV_NOHUGEPAGE)
+        self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.area))
+        self.regions: dict[str, tuple[int, int]] = {}  # name -> (first page, pages)
+        first = 0
+        for rname, pages in regions:
+            self.regions[rname] = (first, pages)
+            first += pages
+        self.expected = array("Q", bytes(8 * total))  # digest of what was last written, per page
+        self.written = bytearray(total)  # 1 once the page was written (mapped)
+        self.merge_any = False
+
+    # ------------------------------------------------------------------ commands --
+
+    def write(self, region: str, indexes: list[int], pages: list[bytes] | bytes) -> None:
+        first, _ = self.regions[region]
+        ps = self.page_size
+        same = isinstance(pages, bytes)
+        d = digest(pages) if same else 0
+        for k, i in enumerate(indexes):
+            data = pages if same else pages[k]
+            p = first + i
+            self.area[p * ps:(p + 1) * ps] = data
+            self.expected[p] = d if same else digest(data)
+            self.written[p] = 1
+
+    def _madvise(self, region: str, advice: int) -> None:
+        first, pages = self.regions[region]
+        ps = self.page_size
+        _check(_libc.madvise(self.base + first * ps, pages * ps, advice), f"madvise {region}")
+
+    def register(self, merge_any: bool, mergeable: list[str]) -> None:
+        """Become known to ksmd: prctl(PR_SET_MEMORY_MERGE) and/or madvise, in that order."""
+        if merge_any:
+            _check(_libc.prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0), "prctl(PR_SET_MEMORY_MERGE)")
+            self.merge_any = True
+        for region in mergeable:
+            self._madvise(region, mmap.MADV_MERGEABLE)
+
+    def madvise(self, region: str, mergeable: bool) -> None:
+        self._madvise(region, mmap.MADV_MERGEABLE if mergeable else mmap.MADV_UNMERGEABLE)
+
+    def migrate(self, region: str, indexes: list[int], node: int) -> None:
+        """move_pages(2) of these pages to a NUMA node."""
+        if SYS_MOVE_PAGES is None:
+            raise OSError(f"move_pages: syscall number unknown on {os.uname().machine}")
+        first, _ = self.regions[region]
+        n = len(indexes)
+        pages = (ctypes.c_void_p * n)(*[self.base + (first + i) * self.page_size for i in indexes])
+        nodes = (ctypes.c_int * n)(*([node] * n))
+        status = (ctypes.c_int * n)()
+        rc = _libc.syscall(SYS_MOVE_PAGES, 0, ctypes.c_ulong(n), pages, nodes, status,
+                           ctypes.c_int(MPOL_MF_MOVE_ALL))
+        _check(0 if rc >= 0 else -1, f"move_pages {region}")
+
+    def keep_interpreter_unmergeable(self) -> None:
+        """Under prctl merge-any every VMA becomes mergeable, the interpreter's own heap, stacks and
+        libraries included, and so does every VMA mapped later. The scenario's process owns only
+        its regions, so take VM_MERGEABLE off everything else before ksmd can scan it (a no-op
+        for VMAs that are not mergeable)."""
+        lo, hi = self.base, self.base + len(self.area)
+        with open("/proc/self/maps") as f:
+            for line in f:
+                a, b = line.split(" ", 1)[0].split("-")
+                start, end = int(a, 16), int(b, 16)
+                if end <= lo or start >= hi:
+                    # failures (e.g. [vsyscall]) leave a VMA ksmd cannot use anyway
+                    _libc.madvise(start, end - start, mmap.MADV_UNMERGEABLE)
+
+    def data_check(self) -> tuple[int, int]:
+        ps = self.page_size
+        checked = mismatches = 0
+        for p, was_written in enumerate(self.written):
+            if was_written:
+                checked += 1
+                if digest(self.area[p * ps:(p + 1) * ps]) != self.expected[p]:
+                    mismatches += 1
+        return checked, mismatches
+
+
+def serve(child: Child, sock: socket.socket) -> None:
+    """The command loop: one reply per command; never returns."""
+    while True:
+        try:
+            cmd, *args = recv_msg(sock)
+        except EOFError:
+            os._exit(0)
+        try:
+            if cmd == "write":
+                child.write(*args)
+                reply = None
+            elif cmd == "register":
+                child.register(*args)
+                reply = None
+            elif cmd == "madvise":
+                child.madvise(*args)
+                reply = None
+            elif cmd == "migrate":
+                child.migrate(*args)
+                reply = None
+            elif cmd == "fork":
+                reply = _fork(child, sock, *args)
+            elif cmd == "exit":
+                send_msg(sock, ("ok", None))
+                os._exit(0)
+            elif cmd == "check":
+                reply = child.data_check()
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+            if child.merge_any:
+                child.keep_interpreter_unmergeable()
+            send_msg(sock, ("ok", reply))
+        except Exception as err:  # reported to the controller, which stops the run
+            send_msg(sock, ("error", f"{child.name}: {cmd}: {err}"))
+
+
+def _fork(child: Child, sock: socket.socket, name: str) -> int:
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    new = socket.socket(fileno=fds[0])
+    pid = os.fork()
+    if pid == 0:
+        sock.close()
+        child.name = name
+        _child_setup()
+        send_msg(new, ("ok", os.getpid()))
+        serve(child, new)
+    new.close()
+    return pid
+
+
+def _child_setup() -> None:
+    # Ctrl-C is the controller's to handle (it tears everything down); die with the parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked children are reaped automatically
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn(name: str, regions: list[tuple[str, int]], page_size: int) -> tuple[int, socket.socket]:
+    """Fork a child for one scenario process; returns its pid and the controller's socket."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            _child_setup()
+            child = Child(name, regions, page_size)
+            send_msg(theirs, ("ok", os.getpid()))
+            serve(child, theirs)
+        finally:
+            os._exit(1)
+    theirs.close()
+    status, reply = recv_msg(ours)
+    if status != "ok":
+        raise RuntimeError(reply)
+    return pid, ours
