@@ -11,6 +11,7 @@ from typing import Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -77,8 +78,10 @@ class KsmApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield DescriptionBar(id="description")
+        # Each tab scrolls when its panels are taller than the terminal (Tab focuses it, then
+        # the arrow and page keys scroll).
         with TabbedContent(id="tabs"):
-            with TabPane("Overview", id="overview"):
+            with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
                 yield ScanPanel(id="scan")
                 yield CountersPanel(id="counters")
                 yield OutcomesPanel(id="outcomes")
@@ -88,11 +91,11 @@ class KsmApp(App[int]):
                 yield LatencyPanel(id="overview-latency", classes="large-only")
             with TabPane("Trees", id="trees"):
                 yield TreesPanel(id="trees-panel")
-            with TabPane("Chains", id="chains"):
+            with TabPane("Chains", id="chains"), VerticalScroll():
                 yield ChainsPanel(id="chains-panel")
-            with TabPane("Latency", id="latency"):
+            with TabPane("Latency", id="latency"), VerticalScroll():
                 yield LatencyPanel(id="latency-panel")
-            with TabPane("Compare", id="compare"):
+            with TabPane("Compare", id="compare"), VerticalScroll():
                 yield ComparePanel(id="compare-panel")
         yield Static(id="too-small", markup=False)
         yield Footer(compact=True)

@@ -195,11 +195,13 @@ _BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: Sequence[int], width: int) -> str:
-    """The newest `width` values, one block each, scaled from their minimum to their maximum."""
+    """The newest `width` values, one block each, scaled from zero (or a lower negative minimum:
+    general_profit starts below zero) to their maximum, so that 412 -> 408 reads as the small
+    change it is."""
     values = list(values)[-width:] if width > 0 else []
     if not values:
         return ""
-    low, high = min(values), max(values)
+    low, high = min(0, *values), max(values)
     if high == low:
         return _BLOCKS[0] * len(values)
     return "".join(_BLOCKS[(v - low) * (len(_BLOCKS) - 1) // (high - low)] for v in values)

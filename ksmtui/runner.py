@@ -144,7 +144,7 @@ class Runner:
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
         self._scenario = scenario
-        self._flow = flow or scenario.engine.get("flow", "optimized")
+        self._flow = flow or scenario.engine["flow"]
         self._seed = seed
         self._overrides = dict(overrides or {})  # restart keeps the knobs set since
         self._paused = paused
@@ -263,12 +263,14 @@ class Runner:
         elif command == "restart":
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
-            old = self._scenario, self._flow, self._overrides
-            self._scenario, self._flow, self._overrides = value, value.engine.get("flow", "optimized"), {}
+            # Another scenario runs as its file says: the command line's flow, seed and --set
+            # were for the first one.
+            old = self._scenario, self._flow, self._seed, self._overrides
+            self._scenario, self._flow, self._seed, self._overrides = value, value.engine["flow"], None, {}
             try:
                 self._build()
             except Exception:
-                self._scenario, self._flow, self._overrides = old
+                self._scenario, self._flow, self._seed, self._overrides = old
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
             self._compare = not self._compare

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from textual.widgets import Input, OptionList, Static, TabbedContent
@@ -280,11 +281,10 @@ def test_number_keys_switch_tabs():
     run(test)
 
 
-def test_q_quits():
+def test_q_quits_and_stops_the_engine_thread():
     async def test(pilot):
         await pilot.press("q")
-        await pilot.pause()
-        assert pilot.app._exit
+        assert "ksm-engine" not in [t.name for t in threading.enumerate()]
 
     app = run(test)
     assert app.return_code == 0

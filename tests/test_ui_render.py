@@ -108,8 +108,10 @@ def test_step_line_shows_path_and_outcome():
     assert step_line(step) == "last step: vm-0:0x7f0000002000  anon_page → unstable_inserted  (1536 ns)"
 
 
-def test_sparkline_scales_the_newest_values_from_min_to_max():
+def test_sparkline_scales_the_newest_values_from_zero_to_max():
     assert sparkline([0, 7, 14], 10) == "▁▄█"
     assert sparkline([5, 0, 7, 14], 3) == "▁▄█"
-    assert sparkline([3, 3], 5) == "▁▁"
+    assert sparkline([412, 408], 5) == "█▇"
+    assert sparkline([-7, 0, 7], 5) == "▁▄█"
+    assert sparkline([0, 0], 5) == "▁▁"
     assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
