@@ -52,6 +52,13 @@ MIGRATE_NODES = "migrate_nodes"
 BUSY = -16  # ERR_PTR(-EBUSY) from stable_tree_search
 
 
+WORK = ("calc_checksum", "stable_tree_search", "unstable_tree_search_insert", "memcmp_pages")
+
+
+def work_totals(work_by_path: dict) -> dict[str, int]:
+    return {op: sum(w[op] for w in work_by_path.values()) for op in WORK}
+
+
 def calc_checksum(data: bytes) -> int:
     """xxhash of the page, kept in a u32: the low 32 bits of XXH64(seed 0) on 64-bit kernels."""
     return xxhash.xxh64_intdigest(data) & 0xFFFFFFFF
@@ -168,8 +175,9 @@ class Ksm:
         # what every call did and cost
         self.outcomes: dict[str, dict[str, int]] = {}
         self.latency_hist: dict[str, list[int]] = {}
-        self.work = {"calc_checksum": 0, "stable_tree_search": 0, "unstable_tree_search_insert": 0,
-                     "memcmp_pages": 0}
+        # operations done, by the path of the call that did them; `work` is the current call's
+        self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in ("ksm_page", "anon_page", "zero_page")}
+        self.work = self.work_by_path["anon_page"]
         self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
 
     # ------------------------------------------------------------------ knobs and counters --
@@ -1038,6 +1046,7 @@ class Ksm:
             path = "zero_page"
         else:
             path = "anon_page"
+        self.work = self.work_by_path[path]
         call_start = self.cost.total_ns
         self.cost.charge_call(path == "ksm_page")
         if self.latency == "wall":

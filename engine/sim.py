@@ -15,7 +15,7 @@ from collections import deque
 from engine import contents
 from engine.cost import WAKEUP
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
-from engine.ksm import Ksm, calc_checksum, is_stable_node_chain
+from engine.ksm import Ksm, calc_checksum, is_stable_node_chain, work_totals
 from engine.machine import MM, Machine
 from engine.scenario import Event, Scenario
 from engine.snapshot import (
@@ -193,6 +193,19 @@ class Simulation:
                 return self.last_step
         return None
 
+    def step_pages(self, n: int) -> int:
+        """Up to n cmp_and_merge_page() calls, across wake-ups: a bounded slice of work for a
+        caller that must stay responsive. Returns how many calls were made."""
+        done = 0
+        while done < n:
+            if not self._in_batch and not self._wake():
+                if self.stuck:
+                    break
+                continue
+            if self._scan_one():
+                done += 1
+        return done
+
     def step_batch(self) -> None:
         """One ksmd wake-up (or the rest of the current one)."""
         if not self._in_batch and not self._wake():
@@ -213,24 +226,24 @@ class Simulation:
                 break
             self.step_batch()
 
-    def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
-        """Run to the stop condition: arguments override the scenario's [stop]."""
-        stop = self.scenario.stop
+    def stop_reached(self, full_scans: int | None = None, after_ms: int | None = None) -> str | None:
+        """Why the run should end now, or None. Arguments override the scenario's [stop]."""
         if full_scans is None and after_ms is None:
-            full_scans, after_ms = stop.full_scans, stop.after_ms
+            full_scans, after_ms = self.scenario.stop.full_scans, self.scenario.stop.after_ms
             if full_scans is None and after_ms is None:
                 full_scans = DEFAULT_FULL_SCANS
+        if full_scans is not None and self.full_scans >= full_scans:
+            return f"full_scans reached {full_scans}"
+        if after_ms is not None and self.now_ns >= after_ms * 1_000_000:
+            return f"after_ms reached {after_ms}"
+        if self.stuck:
+            return "no progress possible: nothing registered with ksmd and no event pending"
+        return None
+
+    def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
+        """Run to the stop condition: arguments override the scenario's [stop]."""
         batches = 0
-        while True:
-            if full_scans is not None and self.full_scans >= full_scans:
-                reason = f"full_scans reached {full_scans}"
-                break
-            if after_ms is not None and self.now_ns >= after_ms * 1_000_000:
-                reason = f"after_ms reached {after_ms}"
-                break
-            if self.stuck:
-                reason = "no progress possible: nothing registered with ksmd and no event pending"
-                break
+        while (reason := self.stop_reached(full_scans, after_ms)) is None:
             self.step_batch()
             batches += 1
             if progress is not None and batches % 50 == 0:
@@ -332,7 +345,8 @@ class Simulation:
             finished=self.finished, stop_reason=self.stop_reason,
             counters=frozen(ksm.counters()), knobs=frozen(self.knobs()), cursor=cursor,
             outcomes=frozen(outcomes), latency=frozen(latency), latency_recent=frozen(recent),
-            work=frozen(ksm.work), sharers_per_page=frozen({n: c for n, c in ksm.hlist_lens.items() if n > 0}),
+            work=frozen(work_totals(ksm.work_by_path)),
+            work_by_path=frozen({p: frozen(w) for p, w in ksm.work_by_path.items()}), sharers_per_page=frozen({n: c for n, c in ksm.hlist_lens.items() if n > 0}),
             dups_per_chain=frozen(dups_per_chain), stable_tree=tuple(stable_views),
             stable_tree_size=sum(root.count for root in ksm.root_stable_tree), unstable_tree=tuple(unstable_views),
             unstable_tree_size=unstable_size, migrate_nodes=len(ksm.migrate_nodes),
@@ -363,6 +377,7 @@ class Simulation:
             "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
             "outcomes": {p: {o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES} for p in PATHS},
             "latency_ns": latency,
-            "work": dict(ksm.work),
+            "work": work_totals(ksm.work_by_path),
+            "work_by_path": {p: dict(w) for p, w in ksm.work_by_path.items()},
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
         }

@@ -6,7 +6,7 @@ bounded), so the UI can take ten a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
@@ -140,7 +140,7 @@ class Snapshot:
     outcomes: Mapping[str, Mapping[str, int]]  # path -> outcome -> calls, since start
     latency: Mapping[str, tuple[int, ...]]  # path -> N_BUCKETS counts, since start
     latency_recent: Mapping[str, tuple[int, ...]]  # path -> counts over the last few wake-ups
-    work: Mapping[str, int]  # calc_checksum, stable_tree_search, unstable_tree_search_insert, memcmp_pages
+    work: Mapping[str, int]  # calc_checksum, stable_tree_search, unstable_tree_search_insert, memcmp_pages: all paths
     sharers_per_page: Mapping[int, int]  # rmap_hlist_len -> number of KSM pages (regular and dup)
     dups_per_chain: Mapping[int, int]  # dups -> number of chains
     stable_tree: tuple[StableNodeView, ...]  # in tree order, bounded excerpt
@@ -152,6 +152,7 @@ class Snapshot:
     last_step: StepInfo | None
     events_done: int
     events_pending: int
+    work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))  # path -> work as above
 
     @property
     def sim_ms(self) -> int:

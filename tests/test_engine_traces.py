@@ -197,7 +197,7 @@ def test_optimized_never_searches_the_stable_tree_for_fast_changing_pages():
                      events=[dict(action="write", at_ms=0, repeat_ms=50, region="a", fill=Fill("random"))])
         scans(sim, 5)
         assert sim.ksm.counters()["pages_shared"] == 0
-        assert (sim.ksm.work["stable_tree_search"] > 0) is searched
+        assert (sim.ksm.work_by_path["anon_page"]["stable_tree_search"] > 0) is searched
         assert sim.ksm.outcomes["anon_page"]["checksum_changed"] == sim.ksm.counters()["pages_scanned"]
 
 
@@ -205,9 +205,10 @@ def test_optimized_never_searches_the_stable_tree_for_fast_changing_pages():
 def test_ksm_pages_already_merged_compute_no_checksum(flow):
     sim = sim_of(proc("p", region("a", 100, "byte", byte=3)), flow=flow)
     scans(sim, 2)
-    before = sim.ksm.work["calc_checksum"]
+    before = sim.ksm.work_by_path["anon_page"]["calc_checksum"]
     scans(sim, 3)
-    assert sim.ksm.work["calc_checksum"] == before
+    assert sim.ksm.work_by_path["anon_page"]["calc_checksum"] == before
+    assert sim.ksm.work_by_path["ksm_page"]["calc_checksum"] == 0
     assert sim.ksm.outcomes["ksm_page"]["already_merged"] == 300
 
 
@@ -395,3 +396,17 @@ def test_a_wake_up_takes_its_work_plus_one_sleep():
     assert sim.now_ns == cpu + 20_000_000
     sim.step_batch()
     assert sim.now_ns == sim.ksm.ksmd_cpu_ns + 40_000_000
+
+
+def test_step_pages_is_bounded_and_crosses_wake_ups():
+    sim = sim_of(proc("p", region("a", 50, "random")), ksm={"pages_to_scan": 7})
+    assert sim.step_pages(20) == 20
+    assert sim.ksm.counters()["pages_scanned"] == 20
+    assert sim.last_step is None  # only step_page shows a single step
+
+
+def test_stop_reached_names_the_condition():
+    sim = sim_of(proc("p", region("a", 5)))
+    assert sim.stop_reached(full_scans=1) is None
+    assert sim.run(full_scans=1) == "full_scans reached 1" == sim.stop_reached(full_scans=1)
+    assert sim.stop_reached(after_ms=1).startswith("after_ms reached")
