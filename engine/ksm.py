@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from engine.cost import GET_FOLIO, MEMCMP_DIFFER, MERGEABLE_PAGE, TREE_STEP, CostModel
+from engine.cost import CALL, GET_FOLIO, KSM_EARLY, MEMCMP_DIFFER, MERGEABLE_PAGE, SCAN_STEP, TREE_STEP, CostModel
 from engine.knobs import KSM_KNOBS, KnobError
+from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
 from engine.tree import RbRoot
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class Ksm:
         machine.ksm = self
         self.page_size = machine.page_size
         self.page_shift = machine.page_size.bit_length() - 1
-        self.flow = flow
+        self.flow = flow  # also picks cmp_and_merge_page
         self.latency = latency
         self.knobs = dict(knobs)
         self.zero_checksum = calc_checksum(machine.zero_page)
@@ -173,14 +174,27 @@ class Ksm:
         self.pass_done = 0
         self.pass_total = 0
         # what every call did and cost
-        self.outcomes: dict[str, dict[str, int]] = {}
-        self.latency_hist: dict[str, list[int]] = {}
+        self.outcomes = {p: dict.fromkeys(OUTCOMES, 0) for p in PATHS}
+        self.latency_hist = {p: [0] * N_BUCKETS for p in PATHS}
         # operations done, by the path of the call that did them; `work` is the current call's
         self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in ("ksm_page", "anon_page", "zero_page")}
         self.work = self.work_by_path["anon_page"]
         self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
 
     # ------------------------------------------------------------------ knobs and counters --
+
+    @property
+    def flow(self) -> str:
+        return self._flow
+
+    @flow.setter
+    def flow(self, value: str) -> None:
+        self._flow = value
+        # picked here rather than at each call: the KSM-page early return is only a few steps long
+        if value == "legacy":
+            self.cmp_and_merge_page = self._cmp_and_merge_page_v610
+        else:
+            self.cmp_and_merge_page = self._cmp_and_merge_page_v611
 
     @property
     def merge_across_nodes(self) -> bool:
@@ -628,38 +642,67 @@ class Ksm:
         return vma
 
     def unstable_tree_search_insert(self, item: RmapItem, pfn: int):
-        """Returns (tree_item, tree_pfn) on a match, else inserts item (or not) and returns None."""
-        self.work["unstable_tree_search_insert"] += 1
+        """Returns (tree_item, tree_pfn) on a match, else inserts item (or not) and returns None.
+
+        Its walk is the model's hottest loop, a level per bit of the tree's size for every
+        anonymous page scanned: get_mergeable_page() and memcmp_pages() are inline, and the
+        levels' cost is charged once the walk is over.
+        """
+        work = self.work
+        work["unstable_tree_search_insert"] += 1
         nid = self.get_kpfn_nid(pfn)
         root = self.root_unstable_tree[nid]
+        content = self.machine.content
+        page = content[pfn]
+        shift = self.page_shift
+        found = None
         parent, left = None, False
+        levels = differ = equal = 0
         rb = root.rb_node
         while rb is not None:
-            self.cost.total_ns += TREE_STEP + MERGEABLE_PAGE
+            levels += 1
             tree_item = rb.entry
-            tree_pfn = self.get_mergeable_page(tree_item)
-            if tree_pfn is None:
-                return None
+            # tree_page = get_mergeable_page(tree_rmap_item)
+            tree_pfn = 0
+            mm = tree_item.mm
+            if mm.alive:
+                address = tree_item.address
+                for vma in mm.vmas:
+                    if vma.vm_start <= address < vma.vm_end:
+                        if vma.vm_mergeable and vma.anon_vma:
+                            tree_pfn = vma.pte[(address - vma.vm_start) >> shift]
+                        break
+            if tree_pfn <= 0:
+                break  # its page is gone: this walk ends here, the page goes in no tree
             if tree_pfn == pfn:
-                return None  # don't substitute a KSM page for a forked page
-            ret = self.memcmp_pages(pfn, tree_pfn)
+                break  # don't substitute a KSM page for a forked page
+            # ret = memcmp_pages(page, tree_page)
+            tree_page = content[tree_pfn]
             parent = rb
-            if ret < 0:
+            if page < tree_page:
+                differ += 1
                 rb, left = rb.rb_left, True
-            elif ret > 0:
+            elif page != tree_page:
+                differ += 1
                 rb, left = rb.rb_right, False
-            elif not self.merge_across_nodes and self.machine.frame_nid[tree_pfn] != nid:
-                # it migrated: it will be put in the right tree next pass
-                return None
             else:
-                return tree_item, tree_pfn
-        item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
-        item.nid = nid
-        item.rb = root.new_node(item)
-        root.link(item.rb, parent, left)
-        self.ksm_pages_unshared += 1
-        self.cost.charge_insert()
-        return None
+                equal = 1
+                # an equal page that migrated to another node goes in the right tree next pass
+                if self.merge_across_nodes or self.machine.frame_nid[tree_pfn] == nid:
+                    found = tree_item, tree_pfn
+                break
+        else:
+            item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
+            item.nid = nid
+            item.rb = root.new_node(item)
+            root.link(item.rb, parent, left)
+            self.ksm_pages_unshared += 1
+            self.cost.charge_insert()
+        work["memcmp_pages"] += differ + equal
+        self.cost.total_ns += levels * (TREE_STEP + MERGEABLE_PAGE) + differ * MEMCMP_DIFFER
+        if equal:
+            self.cost.charge_memcmp_equal()
+        return found
 
     def _hlist_len_changed(self, old: int | None, new: int | None) -> None:
         lens = self.hlist_lens
@@ -796,15 +839,11 @@ class Ksm:
         self.cost.charge_checksum()
         return calc_checksum(self.machine.content[pfn])
 
-    def cmp_and_merge_page(self, pfn: int, item: RmapItem) -> str:
-        """One page: the outcome (engine.snapshot.OUTCOMES) of the flow selected."""
-        if self.flow == "legacy":
-            return self._cmp_and_merge_page_v610(pfn, item)
-        return self._cmp_and_merge_page_v611(pfn, item)
-
     def _ksm_page_prologue(self, node: StableNode, item: RmapItem) -> bool | None:
         """Common start for KSM pages. None: already accounted, return; else the bypass flag."""
-        if node.head != MIGRATE_NODES and self.get_kpfn_nid(node.kpfn) != node.nid:
+        # with merge_across_nodes every nid is 0, the kpfn's too: no frame to look at
+        if (not self.knobs["merge_across_nodes"] and node.head != MIGRATE_NODES
+                and self.machine.frame_nid[node.kpfn] != node.nid):
             self.stable_node_dup_del(node)
             node.head = MIGRATE_NODES
             self.migrate_nodes[node] = None
@@ -996,7 +1035,7 @@ class Ksm:
                     while address < end:
                         pfn = pte[(address - start) >> shift]
                         if pfn > 0:
-                            self.cost.charge_scan_step()
+                            self.cost.total_ns += SCAN_STEP
                             item = self.get_next_rmap_item(ksm_scan.rmap_list, address)
                             ksm_scan.rmap_list = item
                             self.pass_done += 1
@@ -1029,51 +1068,55 @@ class Ksm:
     def ksmd_should_run(self) -> bool:
         return bool(self.knobs["run"] & KSM_RUN_MERGE) and self.ksm_mm_head.next is not self.ksm_mm_head
 
-    def scan_one(self) -> bool:
-        """One iteration of ksm_do_scan(): False when the pass ended (the batch ends there)."""
-        start = self.cost.total_ns
-        wall = time.perf_counter_ns() if self.latency == "wall" else 0
-        got = self.scan_get_next_rmap_item()
-        if got is None:
-            self.ksmd_cpu_ns += self.cost.total_ns - start
-            return False
-        item, pfn = got
-        machine = self.machine
-        node = machine.ksm_mapping.get(pfn)
-        if node is not None:
-            path = "ksm_page"
-        elif machine.content[pfn] == machine.zero_page:
-            path = "zero_page"
-        else:
-            path = "anon_page"
-        self.work = self.work_by_path[path]
-        call_start = self.cost.total_ns
-        self.cost.charge_call(path == "ksm_page")
-        if self.latency == "wall":
-            wall_call = time.perf_counter_ns()
-            outcome = self.cmp_and_merge_page(pfn, item)
-            ns = time.perf_counter_ns() - wall_call
-        else:
-            outcome = self.cmp_and_merge_page(pfn, item)
-            ns = self.cost.jitter(self.cost.total_ns - call_start)
-        self.ksm_pages_scanned += 1
-        self.ksmd_cpu_ns += self.cost.total_ns - start
-        by_path = self.outcomes.setdefault(path, {})
-        by_path[outcome] = by_path.get(outcome, 0) + 1
-        hist = self.latency_hist.get(path)
-        if hist is None:
-            hist = self.latency_hist[path] = [0] * 40
-        hist[min(ns.bit_length(), 39)] += 1
-        self.last_call = (item.mm, item.address, path, outcome, ns)
-        return True
-
     def ksm_do_scan(self, scan_npages: int) -> int:
-        """Up to scan_npages pages; returns how many were looked at."""
+        """Up to scan_npages cmp_and_merge_page() calls, fewer when the pass ends: how many.
+
+        The whole loop runs in this one frame, as in the kernel: a Python call costs more than
+        the kernel's KSM-page early return, so no per-page call sits between the wake-up and
+        cmp_and_merge_page(). Each call is charged its cost-model time (or its wall time with
+        latency "wall") and counted by path and outcome.
+        """
+        cost = self.cost
+        machine = self.machine
+        ksm_mapping = machine.ksm_mapping
+        content = machine.content
+        zero_page = machine.zero_page
+        outcomes = self.outcomes
+        latency_hist = self.latency_hist
+        work_by_path = self.work_by_path
+        cmp_and_merge_page = self.cmp_and_merge_page
+        wall = self.latency == "wall"
         done = 0
         while done < scan_npages:
-            if not self.scan_one():
+            start = cost.total_ns
+            got = self.scan_get_next_rmap_item()
+            if got is None:
+                self.ksmd_cpu_ns += cost.total_ns - start
                 break
+            item, pfn = got
+            call_start = cost.total_ns
+            if ksm_mapping.get(pfn) is not None:
+                path = "ksm_page"
+                cost.total_ns = call_start + CALL + KSM_EARLY
+            else:
+                path = "zero_page" if content[pfn] == zero_page else "anon_page"
+                cost.total_ns = call_start + CALL
+            self.work = work_by_path[path]
+            if wall:
+                wall_call = time.perf_counter_ns()
+                outcome = cmp_and_merge_page(pfn, item)
+                ns = time.perf_counter_ns() - wall_call
+            else:
+                outcome = cmp_and_merge_page(pfn, item)
+                ns = cost.jitter(cost.total_ns - call_start)
+            self.ksmd_cpu_ns += cost.total_ns - start
+            outcomes[path][outcome] += 1
+            bucket = ns.bit_length()  # bucket_of(ns), without a call per page
+            latency_hist[path][bucket if bucket < N_BUCKETS else N_BUCKETS - 1] += 1
             done += 1
+        if done:
+            self.ksm_pages_scanned += done
+            self.last_call = (item.mm, item.address, path, outcome, ns)
         return done
 
     # ------------------------------------------------------------------ run = 2 --

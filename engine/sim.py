@@ -164,21 +164,18 @@ class Simulation:
         self.now_ns += self.ksm.knobs["sleep_millisecs"] * 1_000_000
         self._recent.append(self._hist_copy())
 
-    def _scan_one(self) -> bool:
-        """One ksm_do_scan iteration inside the current wake-up; False when the wake-up ended."""
-        if self._batch_left <= 0:
-            self._end_batch()
-            return False
+    def _scan(self, n: int) -> int:
+        """Up to n ksm_do_scan iterations inside the current wake-up, ending it when its
+        pages_to_scan are done or the pass ends. Returns how many pages were scanned."""
+        want = min(n, self._batch_left)
         seqnr = self.ksm.ksm_scan.seqnr
-        if not self.ksm.scan_one():
+        done = self.ksm.ksm_do_scan(want) if want > 0 else 0
+        self._batch_left -= done
+        if done < want or self._batch_left <= 0:
             if self.ksm.ksm_scan.seqnr != seqnr:
                 self.full_scans += 1
             self._end_batch()
-            return False
-        self._batch_left -= 1
-        if self._batch_left == 0:
-            self._end_batch()
-        return True
+        return done
 
     def step_page(self) -> StepInfo | None:
         """Exactly one cmp_and_merge_page() call, waking ksmd as often as needed."""
@@ -187,7 +184,7 @@ class Simulation:
                 if self.stuck:
                     return None
                 continue
-            if self._scan_one():
+            if self._scan(1):
                 mm, address, path, outcome, ns = self.ksm.last_call
                 self.last_step = StepInfo(mm.name, address, path, outcome, ns)
                 return self.last_step
@@ -202,16 +199,14 @@ class Simulation:
                 if self.stuck:
                     break
                 continue
-            if self._scan_one():
-                done += 1
+            done += self._scan(n - done)
         return done
 
     def step_batch(self) -> None:
         """One ksmd wake-up (or the rest of the current one)."""
         if not self._in_batch and not self._wake():
             return
-        while self._in_batch and self._scan_one():
-            pass
+        self._scan(self._batch_left)
 
     def step_full_scan(self) -> None:
         target = self.full_scans + 1
