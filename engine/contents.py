@@ -55,11 +55,21 @@ class RandomPages:
         return [self.next() for _ in range(n)]
 
 
+POOL_BLOCK = 256  # pool pages drawn at a time
+
+
 def pool_pages(seed: int, pool_index: int, pages: int, page_size: int) -> list[bytes]:
-    """The distinct contents of one pool: page j is the same wherever it is used."""
+    """The distinct contents of one pool: page j is the same wherever it is used.
+
+    Drawn a block at a time, so the peak is the pool plus one block, not twice the pool; the
+    generator's 32-bit draws run on across calls, so the bytes are those of one long draw."""
     rng = np.random.Generator(np.random.PCG64(_stream_seed(seed, 2, pool_index)))
-    block = rng.bytes(pages * page_size)
-    return [block[i * page_size : (i + 1) * page_size] for i in range(pages)]
+    out: list[bytes] = []
+    while len(out) < pages:
+        n = min(POOL_BLOCK, pages - len(out))
+        block = rng.bytes(n * page_size)
+        out += [block[i * page_size : (i + 1) * page_size] for i in range(n)]
+    return out
 
 
 def pool_order(seed: int, salt: int, pool_pages_n: int, npages: int, offset: int, shuffled: bool) -> list[int]:

@@ -81,13 +81,17 @@ class RmapItem:
     """ksm_rmap_item: one scanned virtual page. `address` is page aligned; flags live apart."""
 
     __slots__ = (
-        "rmap_list", "mm", "address", "flags", "oldchecksum", "age", "remaining_skips",
+        "rmap_list", "mm", "vma", "address", "flags", "oldchecksum", "age", "remaining_skips",
         "head", "nid", "rb",
     )
 
-    def __init__(self, mm: "MM", address: int):
+    def __init__(self, vma: "VMA", address: int):
         self.rmap_list: RmapItem | None = None
-        self.mm = mm
+        self.mm = vma.mm
+        # the VMA holding address, found once: VMAs never move or split in this model (exit
+        # empties mm.vmas and clears mm.alive, madvise only flips vm_mergeable), and the
+        # unstable tree walk looks it up at every level
+        self.vma = vma
         self.address = address
         self.flags = 0  # SEQNR_MASK | UNSTABLE_FLAG | STABLE_FLAG
         self.oldchecksum = 0
@@ -479,9 +483,13 @@ class Ksm:
     # ------------------------------------------------------------------ the trees --
 
     def memcmp_pages(self, a: int, b: int) -> int:
+        self.work["memcmp_pages"] += 1
+        prefix = self.machine.frame_prefix
+        if prefix[a] != prefix[b]:
+            self.cost.total_ns += MEMCMP_DIFFER
+            return -1 if prefix[a] < prefix[b] else 1
         content = self.machine.content
         x, y = content[a], content[b]
-        self.work["memcmp_pages"] += 1
         if x == y:
             self.cost.charge_memcmp_equal()
             return 0
@@ -623,17 +631,11 @@ class Ksm:
 
     def get_mergeable_page(self, item: RmapItem) -> int | None:
         """The anon page now at an unstable item's address, if its VMA is still mergeable."""
-        mm = item.mm
-        if not mm.alive:
+        vma = item.vma
+        if not item.mm.alive or not vma.vm_mergeable or not vma.anon_vma:
             return None
-        address = item.address
-        for vma in mm.vmas:  # find_mergeable_vma, inline: this runs at every unstable tree level
-            if vma.vm_start <= address < vma.vm_end:
-                if not vma.vm_mergeable or not vma.anon_vma:
-                    return None
-                pfn = vma.pte[(address - vma.vm_start) >> self.page_shift]
-                return pfn if pfn > 0 else None
-        return None
+        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
+        return pfn if pfn > 0 else None
 
     def find_mergeable_vma(self, mm: "MM", address: int) -> "VMA | None":
         vma = mm.find_vma(address)
@@ -654,36 +656,32 @@ class Ksm:
         root = self.root_unstable_tree[nid]
         content = self.machine.content
         page = content[pfn]
+        prefix = self.machine.frame_prefix
+        key = prefix[pfn]
         shift = self.page_shift
         found = None
         parent, left = None, False
-        levels = differ = equal = 0
+        compared = equal = uncompared = 0  # levels that called memcmp_pages, found it equal, did not
         rb = root.rb_node
         while rb is not None:
-            levels += 1
             tree_item = rb.entry
             # tree_page = get_mergeable_page(tree_rmap_item)
             tree_pfn = 0
-            mm = tree_item.mm
-            if mm.alive:
-                address = tree_item.address
-                for vma in mm.vmas:
-                    if vma.vm_start <= address < vma.vm_end:
-                        if vma.vm_mergeable and vma.anon_vma:
-                            tree_pfn = vma.pte[(address - vma.vm_start) >> shift]
-                        break
-            if tree_pfn <= 0:
-                break  # its page is gone: this walk ends here, the page goes in no tree
-            if tree_pfn == pfn:
-                break  # don't substitute a KSM page for a forked page
-            # ret = memcmp_pages(page, tree_page)
-            tree_page = content[tree_pfn]
+            vma = tree_item.vma
+            if tree_item.mm.alive and vma.vm_mergeable and vma.anon_vma:
+                tree_pfn = vma.pte[(tree_item.address - vma.vm_start) >> shift]
+            if tree_pfn <= 0 or tree_pfn == pfn:
+                # its page is gone: the walk ends, the page goes in no tree; or it is this
+                # very page: don't substitute a KSM page for a forked page
+                uncompared = 1
+                break
+            compared += 1
+            # ret = memcmp_pages(page, tree_page), the pages' first bytes first
+            tree_key = prefix[tree_pfn]
             parent = rb
-            if page < tree_page:
-                differ += 1
+            if key < tree_key or (key == tree_key and page < content[tree_pfn]):
                 rb, left = rb.rb_left, True
-            elif page != tree_page:
-                differ += 1
+            elif key > tree_key or page != content[tree_pfn]:
                 rb, left = rb.rb_right, False
             else:
                 equal = 1
@@ -698,8 +696,9 @@ class Ksm:
             root.link(item.rb, parent, left)
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
-        work["memcmp_pages"] += differ + equal
-        self.cost.total_ns += levels * (TREE_STEP + MERGEABLE_PAGE) + differ * MEMCMP_DIFFER
+        work["memcmp_pages"] += compared
+        self.cost.total_ns += ((compared + uncompared) * (TREE_STEP + MERGEABLE_PAGE)
+                               + (compared - equal) * MEMCMP_DIFFER)
         if equal:
             self.cost.charge_memcmp_equal()
         return found
@@ -934,9 +933,9 @@ class Ksm:
 
     # --------------------------------------------------------------------- the scan --
 
-    def get_next_rmap_item(self, owner, address: int) -> RmapItem:
+    def get_next_rmap_item(self, owner, vma: "VMA", address: int) -> RmapItem:
         """The item for address at the cursor's place in the sorted list; items below it die."""
-        mm = self.ksm_scan.mm_slot.mm
+        mm = vma.mm
         while (item := owner.rmap_list) is not None:
             if item.address == address:
                 return item
@@ -945,7 +944,7 @@ class Ksm:
             owner.rmap_list = item.rmap_list
             self.remove_rmap_item_from_tree(item)
             self.free_rmap_item(item)
-        item = RmapItem(mm, address)
+        item = RmapItem(vma, address)
         self.ksm_rmap_items += 1
         mm.ksm_rmap_items += 1
         item.rmap_list = owner.rmap_list
@@ -1036,7 +1035,7 @@ class Ksm:
                         pfn = pte[(address - start) >> shift]
                         if pfn > 0:
                             self.cost.total_ns += SCAN_STEP
-                            item = self.get_next_rmap_item(ksm_scan.rmap_list, address)
+                            item = self.get_next_rmap_item(ksm_scan.rmap_list, vma, address)
                             ksm_scan.rmap_list = item
                             self.pass_done += 1
                             if self.should_skip_rmap_item(pfn, item):

@@ -40,7 +40,7 @@ class VMA:
 
 class MM:
     __slots__ = (
-        "pid", "name", "node", "vmas", "alive", "mmf_vm_mergeable", "mmf_vm_merge_any",
+        "pid", "name", "node", "vmas", "alive", "mapped_pages", "mmf_vm_mergeable", "mmf_vm_merge_any",
         "ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages", "ksm_slot",
     )
 
@@ -50,6 +50,7 @@ class MM:
         self.node = node
         self.vmas: list[VMA] = []
         self.alive = True  # False once exited: mm_users == 0, ksmd drops it when it comes by
+        self.mapped_pages = 0  # PTEs mapping a page (the zero page included), kept as they change
         self.mmf_vm_mergeable = False
         self.mmf_vm_merge_any = False
         self.ksm_rmap_items = 0
@@ -76,6 +77,9 @@ class Machine:
         self.numa_nodes = numa_nodes
         self.zero_page = bytes(page_size)
         self.content: list[bytes] = [self.zero_page]  # per frame
+        # the first 8 bytes of each frame's content, big-endian: they order two different pages
+        # as memcmp does, nearly always, without a cache miss on either page
+        self.frame_prefix = array("Q", [0])
         self.mapcount = array("q", [1])  # the zero page is never freed
         self.frame_nid = array("b", [0])
         # page->mapping of KSM pages: frame -> its stable_node (None while half merged)
@@ -91,10 +95,12 @@ class Machine:
         if self.free_frames:
             pfn = self.free_frames.pop()
             self.content[pfn] = data
+            self.frame_prefix[pfn] = int.from_bytes(data[:8], "big")
             self.mapcount[pfn] = 0
             self.frame_nid[pfn] = nid
             return pfn
         self.content.append(data)
+        self.frame_prefix.append(int.from_bytes(data[:8], "big"))
         self.mapcount.append(0)
         self.frame_nid.append(nid)
         return len(self.content) - 1
@@ -129,6 +135,7 @@ class Machine:
             self.mapcount[pfn] = 1
             vma.pte[i] = pfn
             vma.written[i] = data
+        mm.mapped_pages += len(pages)
         mm.vmas.append(vma)
         if mm.mmf_vm_merge_any:
             vma.vm_mergeable = True
@@ -143,6 +150,7 @@ class Machine:
             self.ksm.ksm_unmap_zero_page(vma.mm)
         elif self.mapcount[pfn] == 1 and pfn not in self.ksm_mapping:
             self.content[pfn] = data  # exclusive anon page: reused in place
+            self.frame_prefix[pfn] = int.from_bytes(data[:8], "big")
             return
         else:
             # KSM pages are never reused, always copied (cow_ksm); a page shared by fork is copied
@@ -178,6 +186,7 @@ class Machine:
                 if pfn > ZERO_PFN:
                     self.mapcount[pfn] += 1
             child.vmas.append(vma)
+        child.mapped_pages = parent.mapped_pages
         # KSM zero pages are inherited as dirty zero PTEs; 6.18's ksm_fork counts them again globally
         child.ksm_zero_pages = parent.ksm_zero_pages
         self.ksm.ksm_fork(child, parent)
@@ -196,7 +205,10 @@ class Machine:
                 self.ksm.ksm_unmap_zero_page(vma.mm)
             elif pfn > ZERO_PFN:
                 self.put_frame(pfn)
+            else:
+                continue
             vma.pte[i] = NO_PFN
+            vma.mm.mapped_pages -= 1
 
     def madvise(self, vma: VMA, mergeable: bool) -> None:
         """MADV_MERGEABLE / MADV_UNMERGEABLE on a whole region."""

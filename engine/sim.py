@@ -281,9 +281,8 @@ class Simulation:
         ksm = self.ksm
         out = []
         for mm in self.machine.mms:
-            mapped = sum(len(v.pte) - v.pte.count(-1) for v in mm.vmas)
             out.append(ProcessStats(
-                mm.name, mm.pid, mm.node, mm.alive, mapped, mm.ksm_rmap_items, mm.ksm_zero_pages,
+                mm.name, mm.pid, mm.node, mm.alive, mm.mapped_pages, mm.ksm_rmap_items, mm.ksm_zero_pages,
                 mm.ksm_merging_pages, ksm.ksm_process_profit(mm), mm.mmf_vm_merge_any,
                 any(v.vm_mergeable for v in mm.vmas),
             ))
