@@ -40,20 +40,22 @@ JITTER_BLOCK = 4096  # jitter factors made at a time
 class CostModel:
     """Accumulates ns as the engine works; `total_ns` only grows."""
 
-    __slots__ = ("total_ns", "_scale", "_seq", "_seed", "_factors")
+    __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "_factors")
 
     def __init__(self, page_size: int, seed: int = 0):
         self.total_ns = 0
-        self._scale = page_size / 4096
+        scale = page_size / 4096
+        self._checksum_ns = int(CHECKSUM_4K * scale)
+        self._memcmp_equal_ns = int(MEMCMP_EQUAL_4K * scale)
         self._seq = 0  # jitter factors made so far
         self._seed = seed & 0xFFFFFFFF
         self._factors: list[float] = []  # the next jitter factors, the next one last
 
     def charge_checksum(self) -> None:
-        self.total_ns += int(CHECKSUM_4K * self._scale)
+        self.total_ns += self._checksum_ns
 
     def charge_memcmp_equal(self) -> None:
-        self.total_ns += int(MEMCMP_EQUAL_4K * self._scale)
+        self.total_ns += self._memcmp_equal_ns
 
     def charge_get_folio(self) -> None:
         self.total_ns += GET_FOLIO

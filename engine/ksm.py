@@ -209,7 +209,7 @@ class Ksm:
         return self.knobs["max_page_sharing"]
 
     def get_kpfn_nid(self, pfn: int) -> int:
-        return 0 if self.merge_across_nodes else self.machine.frame_nid[pfn]
+        return 0 if self.knobs["merge_across_nodes"] else self.machine.frame_nid[pfn]
 
     def counters(self) -> dict[str, int]:
         volatile = self.ksm_rmap_items - self.ksm_pages_shared - self.ksm_pages_sharing - self.ksm_pages_unshared
