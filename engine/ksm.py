@@ -32,7 +32,7 @@ import xxhash
 from engine.cost import CALL, GET_FOLIO, KSM_EARLY, MEMCMP_DIFFER, MERGEABLE_PAGE, SCAN_STEP, TREE_STEP, CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
-from engine.tree import RbRoot
+from engine.tree import RbNode, RbRoot
 
 if TYPE_CHECKING:
     from engine.machine import MM, VMA, Machine
@@ -77,15 +77,16 @@ class MmSlot:
         self.next: MmSlot = self
 
 
-class RmapItem:
+class RmapItem(RbNode):
     """ksm_rmap_item: one scanned virtual page. `address` is page aligned; flags live apart."""
 
     __slots__ = (
         "rmap_list", "mm", "vma", "address", "flags", "oldchecksum", "age", "remaining_skips",
-        "head", "nid", "rb",
+        "head", "nid",
     )
 
     def __init__(self, vma: "VMA", address: int):
+        super().__init__()  # unstable: linked in the current pass's tree
         self.rmap_list: RmapItem | None = None
         self.mm = vma.mm
         # the VMA holding address, found once: VMAs never move or split in this model (exit
@@ -99,16 +100,15 @@ class RmapItem:
         self.remaining_skips = 0
         self.head: StableNode | None = None  # stable: the node whose hlist holds this item
         self.nid = 0  # unstable: which unstable tree
-        self.rb = None  # unstable: its RbNode in the current pass's tree
 
 
-class StableNode:
+class StableNode(RbNode):
     """ksm_stable_node in its four roles: regular node, chain, dup, migrating node."""
 
-    __slots__ = ("rb", "head", "hlist", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "chain")
+    __slots__ = ("head", "hlist", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "chain")
 
     def __init__(self, kpfn: int, nid: int):
-        self.rb = None  # RbNode while linked in a stable tree (regular node or chain)
+        super().__init__()  # linked in a stable tree as a regular node or a chain
         self.head: str | None = None  # STABLE_NODE_DUP_HEAD, MIGRATE_NODES or None
         # regular/dup: its rmap_items, oldest first (hlist_add_head order reversed);
         # chain: its dups, head of the list first
@@ -359,8 +359,7 @@ class Ksm:
             dup.head = None
             self.ksm_stable_node_dups -= 1
         else:
-            self.root_stable_tree[dup.nid].erase(dup.rb)
-            dup.rb = None
+            self.root_stable_tree[dup.nid].erase(dup)
 
     def stable_node_chain_add_dup(self, dup: StableNode, chain: StableNode) -> None:
         dup.head = STABLE_NODE_DUP_HEAD
@@ -373,7 +372,7 @@ class Ksm:
         chain.hlist = []
         chain.rmap_hlist_len = STABLE_NODE_CHAIN
         chain.chain_prune_time = self.now_ns
-        self._rb_replace(root, dup, chain)
+        root.replace(dup, chain)
         self.ksm_stable_node_chains += 1
         self.chains[chain] = None
         # dup is no longer in the tree: its rb linkage was handed to the chain
@@ -381,19 +380,9 @@ class Ksm:
         return chain
 
     def free_stable_node_chain(self, chain: StableNode, root: RbRoot) -> None:
-        root.erase(chain.rb)
-        chain.rb = None
+        root.erase(chain)
         self.ksm_stable_node_chains -= 1
         del self.chains[chain]
-
-    def _rb_replace(self, root: RbRoot, old: StableNode, new: StableNode) -> None:
-        new.rb = root.new_node(new)
-        root.replace(old.rb, new.rb)
-        old.rb = None
-
-    def _rb_link(self, root: RbRoot, node: StableNode, parent, left: bool) -> None:
-        node.rb = root.new_node(node)
-        root.link(node.rb, parent, left)
 
     def stable_node_dup(self, chain: StableNode, root: RbRoot, prune: bool):
         """Pick a dup of a chain. Returns (tree pfn, dup, node) where node may be the collapsed dup."""
@@ -427,7 +416,7 @@ class Ksm:
             # 6.11 collapses a chain whenever one dup is left; 6.10 only on a due prune
             collapse = (prune and nr == 1) if legacy else len(chain.hlist) == 1
             if collapse:
-                self._rb_replace(root, chain, found)
+                root.replace(chain, found)
                 found.head = None
                 found.chain = None
                 chain.hlist = []
@@ -512,11 +501,11 @@ class Ksm:
             restart = False
             while rb is not None:
                 self.cost.total_ns += TREE_STEP
-                tree_pfn, dup, node = self._walk_step(rb.entry, root, True)
+                tree_pfn, dup, node = self._walk_step(rb, root, True)
                 if tree_pfn is None:
                     restart = True
                     break
-                rb = node.rb  # a collapse put the dup where the chain was
+                rb = node  # a collapse put the dup where the chain was
                 ret = self.memcmp_pages(pfn, tree_pfn)
                 parent = rb
                 if ret < 0:
@@ -546,7 +535,7 @@ class Ksm:
         del self.migrate_nodes[page_node]
         page_node.head = None
         page_node.nid = nid
-        self._rb_link(root, page_node, parent, left)
+        root.link(page_node, parent, left)
         return self._migrated_out(page_node, pfn)
 
     def _migrated_out(self, page_node: StableNode, pfn: int):
@@ -563,11 +552,10 @@ class Ksm:
                 del self.migrate_nodes[page_node]
                 page_node.head = None
                 page_node.nid = nid
-                self._rb_replace(root, dup, page_node)
+                root.replace(dup, page_node)
                 result = self._migrated_out(page_node, pfn)
             else:
-                root.erase(dup.rb)
-                dup.rb = None
+                root.erase(dup)
         else:
             dup.chain.hlist.remove(dup)
             dup.chain = None
@@ -602,11 +590,11 @@ class Ksm:
             restart = False
             while rb is not None:
                 self.cost.total_ns += TREE_STEP
-                tree_pfn, _dup, node = self._walk_step(rb.entry, root, False)
+                tree_pfn, _dup, node = self._walk_step(rb, root, False)
                 if tree_pfn is None:
                     restart = True
                     break
-                rb = node.rb
+                rb = node
                 ret = self.memcmp_pages(kpfn, tree_pfn)
                 parent = rb
                 if ret < 0:
@@ -622,7 +610,7 @@ class Ksm:
         self._hlist_len_changed(None, 0)
         self.machine.ksm_mapping[kpfn] = new
         if not need_chain:
-            self._rb_link(root, new, parent, left)
+            root.link(new, parent, left)
         else:
             if not is_stable_node_chain(node):
                 node = self.alloc_stable_node_chain(node, root)
@@ -662,9 +650,8 @@ class Ksm:
         found = None
         parent, left = None, False
         compared = equal = uncompared = 0  # levels that called memcmp_pages, found it equal, did not
-        rb = root.rb_node
-        while rb is not None:
-            tree_item = rb.entry
+        tree_item = root.rb_node  # the rmap_items are the tree's nodes
+        while tree_item is not None:
             # tree_page = get_mergeable_page(tree_rmap_item)
             tree_pfn = 0
             vma = tree_item.vma
@@ -678,11 +665,11 @@ class Ksm:
             compared += 1
             # ret = memcmp_pages(page, tree_page), the pages' first bytes first
             tree_key = prefix[tree_pfn]
-            parent = rb
+            parent = tree_item
             if key < tree_key or (key == tree_key and page < content[tree_pfn]):
-                rb, left = rb.rb_left, True
+                tree_item, left = tree_item.rb_left, True
             elif key > tree_key or page != content[tree_pfn]:
-                rb, left = rb.rb_right, False
+                tree_item, left = tree_item.rb_right, False
             else:
                 equal = 1
                 # an equal page that migrated to another node goes in the right tree next pass
@@ -692,8 +679,7 @@ class Ksm:
         else:
             item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
             item.nid = nid
-            item.rb = root.new_node(item)
-            root.link(item.rb, parent, left)
+            root.link(item, parent, left)
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
         work["memcmp_pages"] += compared
@@ -746,8 +732,7 @@ class Ksm:
             age = (self.ksm_scan.seqnr - (flags & SEQNR_MASK)) & 0xFF
             assert age <= 1, "unstable rmap_item older than one pass"
             if age == 0:
-                self.root_unstable_tree[item.nid].erase(item.rb)
-            item.rb = None
+                self.root_unstable_tree[item.nid].erase(item)
             self.ksm_pages_unshared -= 1
             item.flags = 0
 

@@ -18,16 +18,16 @@ _MASK = (1 << 64) - 1
 
 
 class RbNode:
-    """Embedded tree linkage; `entry` is the stable_node or rmap_item it belongs to (rb_entry)."""
+    """struct rb_node, embedded: rmap_items and stable nodes are their own tree nodes, so
+    rb_entry() is the node itself and a walk reaches the entry without another hop."""
 
-    __slots__ = ("rb_left", "rb_right", "rb_parent", "prio", "entry")
+    __slots__ = ("rb_left", "rb_right", "rb_parent", "prio")
 
-    def __init__(self, entry: object, prio: int):
+    def __init__(self) -> None:
         self.rb_left: RbNode | None = None
         self.rb_right: RbNode | None = None
         self.rb_parent: RbNode | None = None
-        self.prio = prio
-        self.entry = entry
+        self.prio = 0
 
 
 class RbRoot:
@@ -38,12 +38,13 @@ class RbRoot:
         self.count = 0
         self._seq = 0
 
-    def new_node(self, entry: object) -> RbNode:
+    def _next_prio(self) -> int:
         self._seq += 1
-        return RbNode(entry, (self._seq * _GOLDEN) & _MASK)
+        return (self._seq * _GOLDEN) & _MASK
 
     def link(self, node: RbNode, parent: RbNode | None, left: bool) -> None:
         """rb_link_node + rb_insert_color: hang node where a walk fell off, then rebalance."""
+        node.prio = self._next_prio()
         node.rb_parent = parent
         node.rb_left = node.rb_right = None
         if parent is None:
@@ -67,7 +68,10 @@ class RbRoot:
         self.count -= 1
 
     def replace(self, old: RbNode, new: RbNode) -> None:
-        """rb_replace_node: new takes old's place, links and all."""
+        """rb_replace_node: new takes old's place, links and all (its priority too)."""
+        # a priority is drawn and not used, as when new had a node of its own: the trees keep
+        # the shapes, and the walks the simulated cost, they had then
+        self._next_prio()
         new.rb_left, new.rb_right, new.rb_parent, new.prio = old.rb_left, old.rb_right, old.rb_parent, old.prio
         for child in (new.rb_left, new.rb_right):
             if child is not None:
@@ -80,7 +84,7 @@ class RbRoot:
         self.rb_node = None
         self.count = 0
 
-    def __iter__(self) -> Iterator[object]:
+    def __iter__(self) -> Iterator[RbNode]:
         """Entries in tree order (in-order walk)."""
         stack: list[RbNode] = []
         node = self.rb_node
@@ -89,7 +93,7 @@ class RbRoot:
                 stack.append(node)
                 node = node.rb_left
             node = stack.pop()
-            yield node.entry
+            yield node
             node = node.rb_right
 
     def _set_child(self, parent: RbNode | None, old: RbNode, new: RbNode | None) -> None:
