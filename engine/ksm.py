@@ -823,18 +823,13 @@ class Ksm:
         self.cost.charge_checksum()
         return calc_checksum(self.machine.content[pfn])
 
-    def _ksm_page_prologue(self, node: StableNode, item: RmapItem) -> bool | None:
-        """Common start for KSM pages. None: already accounted, return; else the bypass flag."""
-        # with merge_across_nodes every nid is 0, the kpfn's too: no frame to look at
-        if (not self.knobs["merge_across_nodes"] and node.head != MIGRATE_NODES
-                and self.machine.frame_nid[node.kpfn] != node.nid):
+    def stable_node_migrated(self, node: StableNode) -> None:
+        """A KSM page now on another NUMA node than its tree's: its node leaves the tree for
+        migrate_nodes, where the next stable tree search of the page finds it."""
+        if node.head != MIGRATE_NODES and self.machine.frame_nid[node.kpfn] != node.nid:
             self.stable_node_dup_del(node)
             node.head = MIGRATE_NODES
             self.migrate_nodes[node] = None
-        if node.head != MIGRATE_NODES and item.head is node:
-            return None
-        # a KSM fork: this mapping already shares the page, so it may go over the limit
-        return not self.is_page_sharing_candidate(node)
 
     def _merge_with_stable(self, item: RmapItem, pfn: int, kpfn: int, migrating: bool) -> str:
         if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
@@ -874,7 +869,10 @@ class Ksm:
         first, try the zero page, and only then search the stable tree."""
         node = self.machine.ksm_mapping.get(pfn)
         if node is not None:
-            if self._ksm_page_prologue(node, item) is None:
+            # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
+            if not self.knobs["merge_across_nodes"]:
+                self.stable_node_migrated(node)
+            if item.head is node and node.head != MIGRATE_NODES:
                 return "already_merged"
         else:
             self.remove_rmap_item_from_tree(item)
@@ -892,8 +890,11 @@ class Ksm:
     def _cmp_and_merge_page_v610(self, pfn: int, item: RmapItem) -> str:
         """cmp_and_merge_page() before 6.11: the stable tree first, the checksum after."""
         node = self.machine.ksm_mapping.get(pfn)
-        if node is not None and self._ksm_page_prologue(node, item) is None:
-            return "already_merged"
+        if node is not None:
+            if not self.knobs["merge_across_nodes"]:
+                self.stable_node_migrated(node)
+            if item.head is node and node.head != MIGRATE_NODES:
+                return "already_merged"
 
         migrating = node is not None and node.head == MIGRATE_NODES
         kpfn = self.stable_tree_search(pfn)
@@ -1020,7 +1021,10 @@ class Ksm:
                         pfn = pte[(address - start) >> shift]
                         if pfn > 0:
                             self.cost.total_ns += SCAN_STEP
-                            item = self.get_next_rmap_item(ksm_scan.rmap_list, vma, address)
+                            owner = ksm_scan.rmap_list
+                            item = owner.rmap_list
+                            if item is None or item.address != address:  # else found without a call
+                                item = self.get_next_rmap_item(owner, vma, address)
                             ksm_scan.rmap_list = item
                             self.pass_done += 1
                             if self.should_skip_rmap_item(pfn, item):
