@@ -84,7 +84,7 @@ class Machine:
         self.frame_nid = array("b", [0])
         # page->mapping of KSM pages: frame -> its stable_node (None while half merged)
         self.ksm_mapping: dict[int, object] = {}
-        self.free_frames: list[int] = []
+        self.free_frames = array("q")  # 8 bytes a frame: merging frees most of a settled machine's
         self.mms: list[MM] = []
         self.next_pid = 1001
         self.ksm: Ksm | None = None
