@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import fcntl
 import io
 import json
 import os
@@ -45,9 +44,6 @@ MAX_PAGES = 1 << 20
 PAGES_TO_SCAN = 1000  # big batches: the per-wake-up cost is not what is measured
 SLEEP_MS = 20
 SYSFS_RUN = "/sys/kernel/mm/ksm/run"
-# The real KSM is one machine-wide thing: the kernel tests (tests/conftest.py) take this lock, and
-# so does the bench, so that neither runs beside the other.
-KERNEL_LOCK = "/tmp/ksmtui-kernel.lock"
 
 
 def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
@@ -410,13 +406,12 @@ def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
     """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel, and a note
     on what could not be measured."""
     try:
-        from ksmtui.kernel import KernelError, KernelUnavailable, KernelUnsupported, measure_ksmd
+        from ksmtui.kernel import KernelError, KernelUnavailable, KernelUnsupported, machine_lock, measure_ksmd
     except ImportError:
         return None, "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
     kernel, failed = {}, []
-    with open(KERNEL_LOCK, "w") as lock:
-        say("real ksmd: waiting for the kernel tests' lock")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    say("real ksmd: waiting for any other driver of the real KSM (tests, ksmtui kernel)")
+    with machine_lock():
         for w in workloads:
             say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
             try:

@@ -15,6 +15,8 @@ its defaults (run=2, wait until nothing is merged, run=0, default knobs) and kil
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import itertools
 import json
@@ -338,6 +340,30 @@ def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str
     return None
 
 
+# One driver of the real KSM at a time on this machine (tests, `ksmtui bench`, `ksmtui kernel`):
+# its counters and knobs are global. Re-entrant within a process, so a test holding it can start
+# a KernelRun (flock would deadlock on a second open of the same file).
+KERNEL_LOCK = Path("/tmp/ksmtui-kernel.lock")
+_lock_depth = 0
+_lock_file = None
+
+
+@contextlib.contextmanager
+def machine_lock():
+    global _lock_depth, _lock_file
+    if _lock_depth == 0:
+        _lock_file = open(KERNEL_LOCK, "w")
+        fcntl.flock(_lock_file, fcntl.LOCK_EX)
+    _lock_depth += 1
+    try:
+        yield
+    finally:
+        _lock_depth -= 1
+        if _lock_depth == 0:
+            _lock_file.close()  # closing releases the flock
+            _lock_file = None
+
+
 class KernelRun:
     """One scenario realised on the real KSM. Use as a context manager: leaving it, however,
     kills every child and restores the kernel's defaults."""
@@ -372,6 +398,8 @@ class KernelRun:
     # ------------------------------------------------------------ set up / tear down --
 
     def __enter__(self) -> "KernelRun":
+        self._lock = machine_lock()
+        self._lock.__enter__()
         try:
             self._setup()
         except BaseException:
@@ -380,7 +408,10 @@ class KernelRun:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._teardown()
+        try:
+            self._teardown()
+        finally:
+            self._lock.__exit__(None, None, None)
 
     def _setup(self) -> None:
         # nothing merged and ksmd stopped before the knobs that need it (merge_across_nodes,

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
-
 import pytest
-
-# One lock for the whole machine: two pytest processes (or xdist workers) must never drive the
-# real KSM at the same time, since its counters and knobs are global.
-KERNEL_LOCK = "/tmp/ksmtui-kernel.lock"
 
 
 @pytest.fixture
@@ -20,8 +14,7 @@ def kernel():
     reason = real.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with open(KERNEL_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with real.machine_lock():
         real.restore_defaults()
         try:
             yield real

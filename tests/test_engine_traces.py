@@ -255,7 +255,9 @@ def test_fork_then_cow_unshares_only_what_was_written(flow):
                               fill=Fill("random"))])
     c = scans(sim, 6)
     # pages still shared by fork are the same physical page: the unstable walk never merges them
+    # ("don't substitute a ksm page for a forked page") and does not insert the second mapping
     assert c["pages_shared"] == 0 and sim.data_check() == (40, 0)
+    assert sim.ksm.outcomes["anon_page"]["unstable_aborted"] > 0
 
 
 @pytest.mark.parametrize("flow", FLOWS)

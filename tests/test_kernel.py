@@ -197,3 +197,23 @@ def test_not_root_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(kernel, "KSM_DIR", tmp_path)
     monkeypatch.setattr(kernel.os, "geteuid", lambda: 1000)
     assert kernel.unavailable_reason() == f"{tmp_path}/run is not writable (the real KSM needs root)"
+
+
+def test_machine_lock_is_reentrant_here_and_exclusive_across_processes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(kernel, "KERNEL_LOCK", tmp_path / "lock")
+    probe = ("import fcntl, sys; f = open(sys.argv[1], 'w')\n"
+             "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+             "except BlockingIOError:\n    print('held')\n")
+
+    def other_process_sees():
+        return subprocess.run([sys.executable, "-c", probe, str(tmp_path / "lock")],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    with kernel.machine_lock():
+        with kernel.machine_lock():  # a test holding it may start a KernelRun
+            assert other_process_sees() == "held"
+        assert other_process_sees() == "held"
+    assert other_process_sees() == "free"
