@@ -189,6 +189,8 @@ def peak_rss() -> int:
 def memory_probe(name: str, pages: int, flow: str | None) -> dict:
     """In a fresh process: peak RSS growth from building the machine and scanning it to its
     steady state, per simulated page, beside the distinct contents it holds."""
+    import engine.sim  # noqa: F401  (imports are not the machine's memory)
+
     base = peak_rss()
     scenario = workload(name, pages)
     sim = simulation(scenario, flow)
