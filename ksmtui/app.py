@@ -66,6 +66,7 @@ class KsmApp(App[int]):
     def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
         super().__init__()
         self.view: EngineView | None = None
+        self._trees_shown = False
         self.runner = Runner(
             scenario,
             self.post_message,
@@ -142,7 +143,6 @@ class KsmApp(App[int]):
                 panel.update_from(view)
             if isinstance(self.screen, KnobsScreen):
                 self.screen.update_from(view)
-        self.call_after_refresh(self.runner.drawn)
 
     def on_engine_error(self, message: EngineError) -> None:
         if message.knob and isinstance(self.screen, KnobsScreen):
@@ -219,6 +219,10 @@ class KsmApp(App[int]):
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        trees = event.pane.id == "trees"
+        if trees != self._trees_shown:  # snapshots carry the tree excerpt only while it is shown
+            self._trees_shown = trees
+            self.send("trees", trees)
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
