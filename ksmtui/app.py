@@ -40,6 +40,9 @@ class KsmApp(App[int]):
     TITLE = "ksmtui"
 
     BINDINGS = [
+        # First, so that a small terminal's footer still says how to reach the panels below the fold.
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up"),
         Binding("space", "toggle_pause", "Pause/run", id="pause"),
         Binding("s", "step_page", "Step page", id="step_page"),
         Binding("b", "step_batch", "Step batch", id="step_batch"),
@@ -214,6 +217,14 @@ class KsmApp(App[int]):
 
         if not isinstance(self.screen, OpenScreen):
             self.push_screen(OpenScreen(), opened)
+
+    def action_scroll_tab(self, direction: int) -> None:
+        pane = self.query_one(TabbedContent).active_pane
+        for scroll in pane.query(VerticalScroll) if pane is not None else ():
+            if direction > 0:
+                scroll.scroll_page_down(animate=False)
+            else:
+                scroll.scroll_page_up(animate=False)
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
