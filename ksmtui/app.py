@@ -162,7 +162,7 @@ class KsmApp(App[int]):
         screen = self.screen_stack[0] if self.screen_stack else self.screen
         screen.set_class(small, "-too-small")
         screen.set_class(width >= 120, "-wide")
-        screen.set_class(width >= 160 and height >= 50, "-large")
+        screen.set_class(width >= 120 and height >= 40, "-large")
         if small:
             self.query_one("#too-small", Static).update(
                 f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
