@@ -40,6 +40,9 @@ class KsmApp(App[int]):
     TITLE = "ksmtui"
 
     BINDINGS = [
+        # First, so that a small terminal's footer still says how to reach the panels below the fold.
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up"),
         Binding("space", "toggle_pause", "Pause/run", id="pause"),
         Binding("s", "step_page", "Step page", id="step_page"),
         Binding("b", "step_batch", "Step batch", id="step_batch"),
@@ -66,6 +69,7 @@ class KsmApp(App[int]):
     def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
         super().__init__()
         self.view: EngineView | None = None
+        self._trees_shown = False
         self.runner = Runner(
             scenario,
             self.post_message,
@@ -142,7 +146,6 @@ class KsmApp(App[int]):
                 panel.update_from(view)
             if isinstance(self.screen, KnobsScreen):
                 self.screen.update_from(view)
-        self.call_after_refresh(self.runner.drawn)
 
     def on_engine_error(self, message: EngineError) -> None:
         if message.knob and isinstance(self.screen, KnobsScreen):
@@ -159,7 +162,7 @@ class KsmApp(App[int]):
         screen = self.screen_stack[0] if self.screen_stack else self.screen
         screen.set_class(small, "-too-small")
         screen.set_class(width >= 120, "-wide")
-        screen.set_class(width >= 160 and height >= 50, "-large")
+        screen.set_class(width >= 120 and height >= 40, "-large")
         if small:
             self.query_one("#too-small", Static).update(
                 f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
@@ -215,10 +218,22 @@ class KsmApp(App[int]):
         if not isinstance(self.screen, OpenScreen):
             self.push_screen(OpenScreen(), opened)
 
+    def action_scroll_tab(self, direction: int) -> None:
+        pane = self.query_one(TabbedContent).active_pane
+        for scroll in pane.query(VerticalScroll) if pane is not None else ():
+            if direction > 0:
+                scroll.scroll_page_down(animate=False)
+            else:
+                scroll.scroll_page_up(animate=False)
+
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        trees = event.pane.id == "trees"
+        if trees != self._trees_shown:  # snapshots carry the tree excerpt only while it is shown
+            self._trees_shown = trees
+            self.send("trees", trees)
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)

@@ -165,10 +165,23 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
                          bound_label(s.p50), bound_label(s.p90), bound_label(s.p99),
                          f"~{s.mean:,.0f}" if s.calls else "-"])
     lines += table(rows, left=2)
-    lines += ["", "work done (calls, whole run; saved = Before - After, negative where After did more):"]
-    rows = [["", "Before", "After", "saved"]]
-    for name in before.work:
-        b, a = before.work[name], after.work.get(name, 0)
-        rows.append([name, b, a, f"{b - a:,}" if b >= a else f"-{a - b:,}"])
-    lines += table(rows)
+    lines += ["", "work done (operations, whole run, by the path of the call that did them; "
+              "saved = Before - After, negative where After did more):"]
+    lines += work_lines(before, after)
     return "\n".join(lines) + "\n"
+
+
+def work_lines(before: Snapshot, after: Snapshot) -> list[str]:
+    """The operations each flow did, per path that saw calls, then over all paths: the checksums
+    not computed and the stable-tree searches not done, read per path."""
+    rows: list[list[object]] = [["path", "", "Before", "After", "saved"]]
+
+    def add(title: str, b: Mapping[str, int], a: Mapping[str, int]) -> None:
+        for i, op in enumerate(b):
+            rows.append([title if i == 0 else "", op, b[op], a[op], f"{b[op] - a[op]:,}"])
+
+    for path in PATHS:
+        if any(sum(s.latency[path]) for s in (before, after)):  # the paths that saw calls
+            add(PATH_TITLES[path], before.work_by_path[path], after.work_by_path[path])
+    add("all paths", before.work, after.work)
+    return table(rows, left=2)

@@ -4,8 +4,12 @@ what the panels need to the UI about ten times a second.
 The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
 `EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest
 instead of working through a backlog, and the worker never waits for the UI (call_from_thread
-would block it once per call). Work runs in slices of at most SLICE_S of wall time, between which
-updates go out; a command waits at most for the ksmd wake-up in progress.
+would block it once per call). Work runs in slices of at most SLICE_PAGES pages and SLICE_S of wall
+time, between which commands are taken and updates go out: a command never waits for a whole ksmd
+wake-up (1,000 pages or more on a large machine).
+
+A snapshot excerpts the trees only while the UI shows them (`trees` command): the excerpt is the
+costly part of a snapshot, and ten a second of it would take the engine's time for nothing.
 
 Paced speeds run the simulated clock at a multiple of the wall clock; "max" runs flat out. The
 wall clock decides only how much runs between two updates, never what a run computes.
@@ -29,8 +33,9 @@ from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
+SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
 PUBLISH_S = 0.1  # updates to the UI while running: about 10 Hz
-DRAW_WAIT_S = 0.05  # longest wait for the UI to draw an update before the engine goes on
+TREE_LIMIT = 100  # tree nodes per snapshot while the trees are shown
 BEHIND_S = 1.0  # a paced run this far behind the wall clock gives up catching up
 SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)  # None: flat out
 HISTORY = 120  # updates kept for the sparklines and the rates
@@ -140,7 +145,6 @@ class Runner:
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._wake = threading.Event()  # the UI drew the last update, or a command came
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
         self._scenario = scenario
@@ -150,6 +154,7 @@ class Runner:
         self._paused = paused
         self._speed: int | None = None
         self._compare = False
+        self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
         self._primary = 0
         self._samples = _Samples()
@@ -166,13 +171,9 @@ class Runner:
     def send(self, command: str, value: object = None) -> None:
         """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1),
         knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
-        flow_cycle, restart, load (a Scenario), compare (on/off), sync (an Event)."""
+        flow_cycle, restart, load (a Scenario), compare (on/off), trees (shown: bool),
+        sync (an Event)."""
         self._queue.put((command, value))
-        self._wake.set()
-
-    def drawn(self) -> None:
-        """The UI has drawn the last update (called from the UI thread)."""
-        self._wake.set()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every command sent before has run and its update was posted (tests)."""
@@ -229,8 +230,7 @@ class Runner:
         elif command == "step_page":
             self._paused = True
             for sim in self._sims:
-                if sim.step_page() is None:
-                    self._note = NO_PROGRESS
+                sim.step_page()
             self._check_stop()
         elif command == "step_batch":
             self._paused = True
@@ -260,6 +260,8 @@ class Runner:
             self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
+        elif command == "trees":
+            self._tree_limit = TREE_LIMIT if value else 0
         elif command == "restart":
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
@@ -322,10 +324,7 @@ class Runner:
             if self._speed is not None and self._clock() > self._target_ns():
                 break
             # Compared runs advance together: the one behind on the simulated clock goes next.
-            sim = min(self._sims, key=lambda s: s.now_ns)
-            sim.step_batch()
-            if sim.stuck:
-                self._stop_by_itself(NO_PROGRESS)
+            min(self._sims, key=lambda s: s.now_ns).step_pages(SLICE_PAGES)
             self._check_stop()
         if self._speed is not None:
             behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9
@@ -337,27 +336,18 @@ class Runner:
         self._note = note
 
     def _check_stop(self) -> None:
-        """The scenario's [stop] pauses the run the first time every simulation reaches it.
-
-        Simulation.run() applies [stop] for headless runs; a live run only pauses there."""
-        if self._finished:
-            return
-        stop = self._scenario.stop
-        reasons = []
-        for sim in self._sims:
-            if stop.full_scans is not None and sim.full_scans >= stop.full_scans:
-                reasons.append(f"full_scans reached {stop.full_scans}")
-            elif stop.after_ms is not None and sim.now_ns >= stop.after_ms * 1_000_000:
-                reasons.append(f"after_ms reached {stop.after_ms}")
-            else:
-                return
-        self._finished = True
-        self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
+        """Pause where a headless run would end (Simulation.stop_reached: the scenario's [stop],
+        else 10 full scans), the first time every simulation gets there; and whenever one can make
+        no more progress."""
+        if any(sim.stuck for sim in self._sims):
+            self._stop_by_itself(NO_PROGRESS)
+        elif not self._finished and all(reasons := [sim.stop_reached() for sim in self._sims]):
+            self._finished = True
+            self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 
     def _publish(self) -> None:
-        snaps = tuple(sim.snapshot() for sim in self._sims)
+        snaps = tuple(sim.snapshot(tree_limit=self._tree_limit) for sim in self._sims)
         self._samples.add(snaps[self._primary])
-        self._wake.clear()
         self._post(
             EngineUpdate(
                 EngineView(
@@ -372,8 +362,4 @@ class Runner:
                 )
             )
         )
-        if not self._paused:
-            # Let the UI draw this update without competing for the GIL: a frame drawn while the
-            # engine computes takes several times as long, and keys wait behind it.
-            self._wake.wait(DRAW_WAIT_S)
         self._last_publish = time.monotonic()

@@ -21,7 +21,10 @@ def hist(**buckets):
     return tuple(counts)
 
 
-def make_snapshot(flow="optimized", latency=None, outcomes=None, work=None, processes=(), **counters):
+WORK = ("calc_checksum", "stable_tree_search", "unstable_tree_search_insert", "memcmp_pages")
+
+
+def make_snapshot(flow="optimized", latency=None, outcomes=None, work_by_path=None, processes=(), **counters):
     knobs = {k: v.default for k, v in ALL_KNOBS.items()}
     knobs["flow"] = flow
     outs = {p: {o: 0 for o in OUTCOMES} for p in PATHS}
@@ -29,6 +32,9 @@ def make_snapshot(flow="optimized", latency=None, outcomes=None, work=None, proc
         outs[path].update(by_outcome)
     lat = {p: hist() for p in PATHS}
     lat.update(latency or {})
+    by_path = {p: dict.fromkeys(WORK, 0) for p in PATHS}
+    for path, ops in (work_by_path or {}).items():
+        by_path[path].update(ops)
     return Snapshot(
         scenario="demo", description="", flow=flow, seed=7, page_size=4096, sim_ns=1_234_000_000,
         finished=True, stop_reason="10 full scans",
@@ -36,8 +42,8 @@ def make_snapshot(flow="optimized", latency=None, outcomes=None, work=None, proc
         cursor=Cursor(None, None, 0, 10, 0, 0),
         outcomes=frozen({p: frozen(o) for p, o in outs.items()}), latency=frozen(lat),
         latency_recent=frozen(lat),
-        work=frozen(work or {"calc_checksum": 0, "stable_tree_search": 0,
-                             "unstable_tree_search_insert": 0, "memcmp_pages": 0}),
+        work=frozen({op: sum(w[op] for w in by_path.values()) for op in WORK}),
+        work_by_path=frozen({p: frozen(w) for p, w in by_path.items()}),
         sharers_per_page=frozen({}), dups_per_chain=frozen({}), stable_tree=(), stable_tree_size=0,
         unstable_tree=(), unstable_tree_size=0, migrate_nodes=0, processes=tuple(processes),
         last_step=None, events_done=0, events_pending=0,
@@ -129,12 +135,15 @@ def test_latency_stats_from_buckets():
 
 
 def test_compare_report_follows_the_cover_letter_layout():
-    work_b = {"calc_checksum": 500, "stable_tree_search": 400, "unstable_tree_search_insert": 100, "memcmp_pages": 9}
-    work_a = {"calc_checksum": 300, "stable_tree_search": 100, "unstable_tree_search_insert": 100, "memcmp_pages": 12}
+    work_b = {"ksm_page": {"stable_tree_search": 4},
+              "anon_page": {"calc_checksum": 500, "stable_tree_search": 400, "unstable_tree_search_insert": 100,
+                            "memcmp_pages": 9}}
+    work_a = {"anon_page": {"calc_checksum": 300, "stable_tree_search": 100, "unstable_tree_search_insert": 100,
+                            "memcmp_pages": 12}}
     before = make_snapshot("legacy", latency={"ksm_page": hist(b9=4), "anon_page": hist(b12=2, b13=2)},
-                           work=work_b, full_scans=3, pages_scanned=8)
+                           work_by_path=work_b, full_scans=3, pages_scanned=8)
     after = make_snapshot("optimized", latency={"ksm_page": hist(b9=4), "anon_page": hist(b12=4)},
-                          work=work_a, full_scans=3, pages_scanned=8)
+                          work_by_path=work_a, full_scans=3, pages_scanned=8)
     lines = compare_report(before, after).splitlines()
     at = lines.index("Before:")
     assert lines[at:at + 12] == [
@@ -154,5 +163,18 @@ def test_compare_report_follows_the_cover_letter_layout():
     assert lines[1].startswith("Before = legacy (v6.10): 3 full scans")
     assert "anon page  Before      4    [2K, 4K)    [4K, 8K)    [4K, 8K)  ~4,608" in lines
     assert "           After       4    [2K, 4K)    [2K, 4K)    [2K, 4K)  ~3,072" in lines
-    assert "calc_checksum                   500    300    200" in lines
-    assert "memcmp_pages                      9     12     -3" in lines
+    at = lines.index("path                                    Before  After  saved")
+    assert lines[at + 1:] == [  # per path that saw calls (no zero page here), then all paths
+        "ksm page   calc_checksum                     0      0      0",
+        "           stable_tree_search                4      0      4",
+        "           unstable_tree_search_insert       0      0      0",
+        "           memcmp_pages                      0      0      0",
+        "anon page  calc_checksum                   500    300    200",
+        "           stable_tree_search              400    100    300",
+        "           unstable_tree_search_insert     100    100      0",
+        "           memcmp_pages                      9     12     -3",
+        "all paths  calc_checksum                   500    300    200",
+        "           stable_tree_search              404    100    304",
+        "           unstable_tree_search_insert     100    100      0",
+        "           memcmp_pages                      9     12     -3",
+    ]

@@ -281,6 +281,20 @@ def test_number_keys_switch_tabs():
     run(test)
 
 
+def test_pgdn_and_pgup_reach_the_panels_below_the_fold_of_a_small_terminal():
+    async def test(pilot):
+        await batches(pilot, 3)
+        grid = pilot.app.query_one("#overview-grid")
+        outcomes = pilot.app.query_one("#outcomes")
+        assert not grid.region.contains_region(outcomes.region)  # below the fold at 80x24
+        await press(pilot, "pagedown")
+        assert grid.scroll_y > 0 and grid.region.overlaps(outcomes.region)
+        await press(pilot, "pageup")
+        assert grid.scroll_y == 0
+
+    run(test, size=(80, 24))
+
+
 def test_q_quits_and_stops_the_engine_thread():
     async def test(pilot):
         await pilot.press("q")

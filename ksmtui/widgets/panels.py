@@ -24,9 +24,11 @@ from ksmtui.render import (
     sparkline,
     step_line,
 )
+from ksmtui.report import table, work_lines
 from ksmtui.runner import COMPARE_FLOWS, EngineView, speed_label
 
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
+COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")
 SPARK_COUNTERS = (
     "pages_shared",
     "pages_sharing",
@@ -299,11 +301,9 @@ class ComparePanel(Panel):
                     self.query_one(f"#cmp-{flow}-{path}", TextView).show("")
             return
         before, after = view.snapshots
-        rows = [f"{'':<28}{'Before (legacy)':>18}{'After (optimized)':>20}"]
-        for name in ("full_scans", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit"):
-            rows.append(f"{name:<28}{before.counters[name]:>18,}{after.counters[name]:>20,}")
-        work = sorted(set(before.work) | set(after.work))
-        rows += [f"{name:<28}{before.work.get(name, 0):>18,}{after.work.get(name, 0):>20,}" for name in work]
+        rows = table([["", "Before (legacy)", "After (optimized)"],
+                      *([name, before.counters[name], after.counters[name]] for name in COMPARE_COUNTERS)])
+        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after)]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
         for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
