@@ -9,7 +9,7 @@ from __future__ import annotations
 from engine.ksm import (
     MIGRATE_NODES, SEQNR_MASK, STABLE_FLAG, STABLE_NODE_DUP_HEAD, UNSTABLE_FLAG, is_stable_node_chain,
 )
-from engine.machine import ZERO_PFN
+from engine.machine import NO_PFN, ZERO_PFN
 
 
 def check_invariants(sim) -> None:
@@ -121,3 +121,14 @@ def check_invariants(sim) -> None:
     assert zeros_total == ksm.ksm_zero_pages, f"ksm_zero_pages {ksm.ksm_zero_pages} != {zeros_total}"
     for pfn in range(1, len(machine.content)):
         assert machine.mapcount[pfn] == mapcount.get(pfn, 0), f"frame {pfn}: mapcount"
+
+    # state the hot paths keep instead of recomputing it
+    for mm in machine.mms:
+        mapped = sum(len(v.pte) - v.pte.count(NO_PFN) for v in mm.vmas)
+        assert mm.mapped_pages == mapped, f"{mm.name}: mapped_pages {mm.mapped_pages} != {mapped}"
+    for pfn in mapcount:
+        assert machine.frame_prefix[pfn] == int.from_bytes(machine.content[pfn][:8], "big"), f"frame {pfn}: prefix"
+    for item in items:
+        if item.mm.alive:
+            vma = item.vma
+            assert vma in item.mm.vmas and vma.vm_start <= item.address < vma.vm_end, "rmap_item's cached VMA"
