@@ -116,8 +116,6 @@ class Machine:
     def is_ksm_page(self, pfn: int) -> bool:
         return pfn in self.ksm_mapping
 
-    def frames_in_use(self) -> int:
-        return len(self.content) - len(self.free_frames)
 
     # -- processes ------------------------------------------------------------------------
 

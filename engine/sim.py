@@ -213,14 +213,6 @@ class Simulation:
         while self.full_scans < target and not self.stuck:
             self.step_batch()
 
-    def advance_ns(self, ns: int) -> None:
-        target = self.now_ns + ns
-        while self.now_ns < target:
-            if self.stuck:
-                self.now_ns = target
-                break
-            self.step_batch()
-
     def stop_reached(self, full_scans: int | None = None, after_ms: int | None = None) -> str | None:
         """Why the run should end now, or None. Arguments override the scenario's [stop]."""
         if full_scans is None and after_ms is None:
