@@ -33,15 +33,16 @@ def bucket_label(index: int) -> str:
     return f"[{size_label(low)}, {size_label(high)})"
 
 
-def hist_lines(counts: Sequence[int], width: int = 52) -> list[str]:
+def hist_lines(counts: Sequence[int], width: int = 52, span: Sequence[int] | None = None) -> list[str]:
     """A histogram as bpftrace's hist() prints it: label in 16, count in 8, a bar of `@` in `width`.
 
-    Rows run from the first to the last non-zero bucket, zero buckets between included.
+    Rows run from the first to the last non-zero bucket, zero buckets between included; or of
+    `span`'s (a histogram covering this one), so that a rolling histogram keeps its rows.
     """
-    nonzero = [i for i, c in enumerate(counts) if c]
+    nonzero = [i for i, c in enumerate(span or counts) if c]
     if not nonzero:
         return []
-    top = max(counts)
+    top = max(counts) or 1
     lines = []
     for i in range(nonzero[0], nonzero[-1] + 1):
         bar = "@" * (counts[i] * width // top)

@@ -33,3 +33,15 @@ def test_percentile_is_the_upper_bound_of_the_bucket_holding_the_rank():
     assert percentile(counts, 50) == 4096
     assert percentile(counts, 95) == 8192
     assert percentile([0] * 40, 50) == 0
+
+
+def test_a_rolling_histogram_keeps_the_rows_of_the_whole_run():
+    since_start = [0] * 40
+    since_start[3], since_start[9] = 50, 7
+    rolling = [0] * 40
+    rolling[5] = 2
+    rows = hist_lines(rolling, span=since_start)
+    assert [r[:16].strip() for r in rows] == [bucket_label(i) for i in range(3, 10)]
+    assert rows[2] == f"{'[16, 32)':<16}{2:>8} |" + "@" * 52 + "|"
+    quiet = hist_lines([0] * 40, span=since_start)  # nothing in the window: the rows stay, empty
+    assert len(quiet) == 7 and all(r.endswith("0 |" + " " * 52 + "|") for r in quiet)

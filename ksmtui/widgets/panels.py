@@ -228,8 +228,8 @@ class LatencySummary(Panel):
         self.query_one("#latency-summary-text", TextView).show("\n".join(lines))
 
 
-def _hist_text(path: str, counts, width: int) -> str:
-    return "\n".join([latency_title(path, counts), *hist_lines(counts, width)])
+def _hist_text(path: str, counts, width: int, span) -> str:
+    return "\n".join([latency_title(path, counts), *hist_lines(counts, width, span)])
 
 
 class LatencyPanel(Panel):
@@ -249,10 +249,14 @@ class LatencyPanel(Panel):
         return (self.since_start, tuple(self.counts(view)[p] for p in PATHS))
 
     def draw(self, view: EngineView) -> None:
-        self.border_title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
+        title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
+        if self.border_title != title:
+            self.border_title = title
         for path in PATHS:
             hist = self.query_one(f"#hist-{path}", TextView)
-            hist.show(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED)))
+            # Rows of the buckets seen since the start: the panel keeps its height as the window rolls.
+            span = view.snapshot.latency[path]
+            hist.show(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED), span))
 
 
 class ChainsPanel(Panel):
