@@ -6,6 +6,7 @@ turns keys into commands.
 
 from __future__ import annotations
 
+import time
 from argparse import Namespace
 from typing import Iterable
 
@@ -13,10 +14,11 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.scenario import Scenario
-from ksmtui.runner import EngineError, EngineUpdate, EngineView, Runner
+from ksmtui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
 from ksmtui.widgets.panels import (
     ChainsPanel,
     ComparePanel,
@@ -33,6 +35,11 @@ from ksmtui.widgets.screens import KnobsScreen, OpenScreen
 from ksmtui.widgets.trees import TreesPanel
 
 MIN_WIDTH, MIN_HEIGHT = 60, 18
+# While the engine runs flat out it shares the interpreter (the GIL) with the UI, and sends no view
+# by itself: the UI asks for the next one when its thread has used at most UI_BUDGET of the time
+# since the last (all its work: drawing, keys, messages), but at least every MAX_VIEW_S.
+UI_BUDGET = 0.08
+MAX_VIEW_S = 1.0
 
 
 class KsmApp(App[int]):
@@ -69,6 +76,9 @@ class KsmApp(App[int]):
     def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
         super().__init__()
         self.view: EngineView | None = None
+        self._drawn_cpu = 0.0  # the UI thread's CPU time at the last view drawn
+        self._view_timer: Timer | None = None
+        self.draws = 0  # views drawn (the bench counts them)
         self._trees_shown = False
         self.runner = Runner(
             scenario,
@@ -139,6 +149,19 @@ class KsmApp(App[int]):
         self.view = view = message.view
         if not self._status.is_attached:  # an update that arrived while the app closes
             return
+        cpu, self._drawn_cpu = self._drawn_cpu, time.thread_time()
+        self._draw(view)
+        if view.flat_out and self._view_timer is None:
+            # What the UI's thread used from the last view to this one, at UI_BUDGET of the time.
+            wait = max(PUBLISH_S, min(MAX_VIEW_S, (self._drawn_cpu - cpu) / UI_BUDGET))
+            self._view_timer = self.set_timer(wait, self._ask_for_view)
+
+    def _ask_for_view(self) -> None:
+        self._view_timer = None
+        self.send("view")
+
+    def _draw(self, view: EngineView) -> None:
+        self.draws += 1
         with self.batch_update():
             self._status.update_from(view)
             self._description.update_from(view)

@@ -1,5 +1,7 @@
 """The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
-what the panels need to the UI about ten times a second.
+what the panels need to the UI: after every command, about ten times a second while paused or
+paced, and while flat out only when the UI asks ("view"), so that drawing, which needs the same
+GIL, takes no more of the engine's time than the UI allows itself (ksmtui.app.UI_BUDGET).
 
 The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
 `EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest
@@ -34,7 +36,7 @@ from engine.snapshot import COUNTERS, PATHS, Snapshot
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
-PUBLISH_S = 0.1  # updates to the UI while running: about 10 Hz
+PUBLISH_S = 0.1  # updates to the UI while paced, and samples of the history: about 10 Hz
 TREE_LIMIT = 100  # tree nodes per snapshot while the trees are shown
 BEHIND_S = 1.0  # a paced run this far behind the wall clock gives up catching up
 SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)  # None: flat out
@@ -69,6 +71,10 @@ class EngineView:
     compare: bool
     finished: bool = False  # the scenario's [stop] condition was reached (running on is allowed)
     note: str = ""  # why the runner paused by itself (the stop condition, no progress possible)
+
+    @property
+    def flat_out(self) -> bool:
+        return not self.paused and self.speed is None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -169,7 +175,7 @@ class Runner:
         self._thread.start()
 
     def send(self, command: str, value: object = None) -> None:
-        """Queue a command: pause, resume, toggle, step_page, step_batch, speed (+1/-1),
+        """Queue a command: view, pause, resume, toggle, step_page, step_batch, speed (+1/-1),
         knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
         flow_cycle, restart, load (a Scenario), compare (on/off), trees (shown: bool),
         sync (an Event)."""
@@ -199,8 +205,12 @@ class Runner:
                         self._run_slice()
                     else:
                         self._do(command, value)
-                    if command != "run" or self._paused or time.monotonic() - self._last_publish >= PUBLISH_S:
+                    if command != "run" or self._paused:
                         self._publish()
+                    elif time.monotonic() - self._last_publish >= PUBLISH_S:
+                        # Flat out, the UI asks for a view ("view") when it has the time to draw
+                        # one; the history for the sparklines and rates keeps this pace all the same.
+                        self._publish(post=self._speed is not None)
                 except KnobError as err:
                     self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
                     self._publish()
@@ -260,6 +270,8 @@ class Runner:
             self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
+        elif command == "view":  # the UI's request for a view (published below, as after any command)
+            pass
         elif command == "trees":
             self._tree_limit = TREE_LIMIT if value else 0
         elif command == "restart":
@@ -345,9 +357,12 @@ class Runner:
             self._finished = True
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 
-    def _publish(self) -> None:
+    def _publish(self, post: bool = True) -> None:
         snaps = tuple(sim.snapshot(tree_limit=self._tree_limit) for sim in self._sims)
         self._samples.add(snaps[self._primary])
+        self._last_publish = time.monotonic()
+        if not post:
+            return
         self._post(
             EngineUpdate(
                 EngineView(
@@ -362,4 +377,3 @@ class Runner:
                 )
             )
         )
-        self._last_publish = time.monotonic()

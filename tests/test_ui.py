@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from argparse import Namespace
+from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Static, TabbedContent
 
+from engine.scenario import parse_scenario
 from ksmtui.app import KsmApp
 from ksmtui.runner import SPEEDS
 from ksmtui.widgets.panels import LatencyPanel
 from ksmtui.widgets.screens import KnobsScreen, OpenScreen
-from ui_helpers import batches, make_app, press, settle
+from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +23,9 @@ def no_cursor_blink(monkeypatch):
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
 
 
-def run(test, size=(120, 40), flow=None) -> KsmApp:
+def run(test, size=(120, 40), flow=None, app: KsmApp | None = None) -> KsmApp:
     """Run `test(pilot)` against a fresh app whose engine waits for commands."""
-    app = make_app(flow)
+    app = app or make_app(flow)
 
     async def main():
         async with app.run_test(size=size) as pilot:
@@ -48,6 +51,29 @@ def test_space_resumes_and_pauses_the_engine():
         assert pilot.app.view.paused
 
     run(test)
+
+
+def test_flat_out_the_engine_sends_only_the_views_the_ui_asks_for():
+    async def test(pilot):
+        app = pilot.app
+        posted, asked = [], []
+        post, send = app.runner._post, app.runner.send
+        app.runner._post = lambda message: (posted.append(message), post(message))
+        app.runner.send = lambda command, value=None: (asked.append(command), send(command, value))
+        draws = app.draws
+        app.send("resume")  # far from the [stop] below
+        # Not pilot.pause(): it waits for the CPU to go idle, which it does not while flat out.
+        await asyncio.sleep(3)
+        app.send("pause")
+        assert await asyncio.to_thread(app.runner.wait_idle)
+        views = asked.count("view")
+        assert views >= 2  # the UI keeps asking...
+        assert len(posted) <= views + 2  # ...and the engine sends nothing else but the answers to resume and pause
+        # Each request follows the drawing of a view: the answer to resume, then at least one view.
+        assert all(m.view.flat_out for m in posted[:-1]) and app.draws >= draws + 2
+
+    scenario = parse_scenario(SCENARIO.replace("full_scans = 30", "full_scans = 1000000"), "far.toml", Path("."))
+    run(test, app=KsmApp(scenario, Namespace(flow=None, seed=None, overrides={}), paused=True))
 
 
 def test_s_steps_one_page_and_shows_its_path_and_outcome():
