@@ -71,10 +71,6 @@ async def settle(pilot) -> None:
     """Wait until the engine has run every command sent so far and the UI has drawn the result."""
     assert await asyncio.to_thread(pilot.app.runner.wait_idle), "engine did not answer"
     await pilot.pause()
-    # Lay the screen out once more: a scrollbar can otherwise keep the virtual height of the layout
-    # before last, when the machine is slow (its thumb is then a line longer than the content says).
-    pilot.app.screen.refresh(layout=True)
-    await pilot.pause()
     await pilot.pause()
 
 
