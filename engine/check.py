@@ -7,7 +7,12 @@ every KSM page must be reachable from its stable node, and mapcounts must match 
 from __future__ import annotations
 
 from engine.ksm import (
-    MIGRATE_NODES, SEQNR_MASK, STABLE_FLAG, STABLE_NODE_DUP_HEAD, UNSTABLE_FLAG, is_stable_node_chain,
+    MIGRATE_NODES,
+    SEQNR_MASK,
+    STABLE_FLAG,
+    STABLE_NODE_DUP_HEAD,
+    UNSTABLE_FLAG,
+    is_stable_node_chain,
 )
 from engine.machine import NO_PFN, ZERO_PFN
 

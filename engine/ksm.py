@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from engine.cost import CALL, GET_FOLIO, KSM_EARLY, MEMCMP_DIFFER, MERGEABLE_PAGE, SCAN_STEP, TREE_STEP, CostModel
+from engine.cost import (
+    CALL,
+    GET_FOLIO,
+    KSM_EARLY,
+    MEMCMP_DIFFER,
+    MERGEABLE_PAGE,
+    SCAN_STEP,
+    TREE_STEP,
+    CostModel,
+)
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
 from engine.tree import RbNode, RbRoot

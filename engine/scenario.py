@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib.resources
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,7 +109,9 @@ class Scenario:
 # the first problem found raises ScenarioError naming the file, the table (`process[2].region[0]`),
 # the key, what was wrong and what was expected.
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+# Package data of the top-level `scenarios` package: found the same way from a checkout, an editable
+# install or a wheel.
+BUILTIN_DIR = Path(str(importlib.resources.files("scenarios")))
 
 # A scenario must fit in this machine: the model keeps every mapped page and every pool page.
 MAX_PAGES = 4_194_304  # 16 GiB of 4 KiB pages

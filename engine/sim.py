@@ -8,8 +8,8 @@ time or full-scan mark has come, in file order at equal moments.
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import heapq
+import itertools
 from collections import deque
 
 from engine import contents
@@ -19,8 +19,18 @@ from engine.ksm import Ksm, calc_checksum, is_stable_node_chain, work_totals
 from engine.machine import MM, Machine
 from engine.scenario import Event, Scenario
 from engine.snapshot import (
-    N_BUCKETS, OUTCOMES, PATHS, Cursor, ProcessStats, Sharer, Snapshot, StableNodeView, StepInfo,
-    UnstableItemView, bucket_bounds, frozen,
+    N_BUCKETS,
+    OUTCOMES,
+    PATHS,
+    Cursor,
+    ProcessStats,
+    Sharer,
+    Snapshot,
+    StableNodeView,
+    StepInfo,
+    UnstableItemView,
+    bucket_bounds,
+    frozen,
 )
 
 RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups

@@ -267,7 +267,7 @@ def ui_overhead(pages: int, seconds: float, flow: str | None, repeat: int = 3) -
 async def _ui_stretch(scenario: Scenario, seconds: float, flow: str | None) -> tuple[int, int, float, int, float]:
     """pages_scanned at two views the UI got `seconds` apart (a second after it started), the wall time
     between them, the drawings in between and the CPU time of the UI's thread (this one)."""
-    from ksmtui.app import KsmApp
+    from ksmtui.ui.app import KsmApp
 
     app = KsmApp(scenario, argparse.Namespace(flow=flow, seed=None, overrides={}))
 
@@ -399,9 +399,9 @@ def main(argv: list[str]) -> int:
                   f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
     if opts.ui_seconds:
         try:
-            import ksmtui.app  # noqa: F401
+            import ksmtui.ui.app  # noqa: F401
         except ImportError:
-            print("\nUI overhead: not measured (this build has no ksmtui.app)")
+            print("\nUI overhead: not measured (this build has no ksmtui.ui.app)")
         else:
             say(f"UI overhead: the fleet, {opts.ui_seconds:g} s under the UI, the same pages headless, 3 times")
             pairs = ui_overhead(opts.pages, opts.ui_seconds, opts.flow)
@@ -435,12 +435,18 @@ def main(argv: list[str]) -> int:
 
 
 def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
-    """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel, and a note
+    """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel.run, and a note
     on what could not be measured."""
     try:
-        from ksmtui.kernel import KernelError, KernelUnavailable, KernelUnsupported, machine_lock, measure_ksmd
+        from ksmtui.kernel.run import (
+            KernelError,
+            KernelUnavailable,
+            KernelUnsupported,
+            machine_lock,
+            measure_ksmd,
+        )
     except ImportError:
-        return None, "real ksmd: not measured (this build has no ksmtui.kernel.measure_ksmd)"
+        return None, "real ksmd: not measured (this build has no ksmtui.kernel.run.measure_ksmd)"
     kernel, failed = {}, []
     say("real ksmd: waiting for any other driver of the real KSM (tests, ksmtui kernel)")
     with machine_lock():

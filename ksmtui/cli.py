@@ -5,7 +5,7 @@
     ksmtui compare SCENARIO           legacy vs optimized on the same workload, as the cover letter
     ksmtui check SCENARIO             validate only
     ksmtui list                       the built-in scenarios
-    ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel)
+    ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
@@ -280,15 +280,15 @@ def dispatch(opts: argparse.Namespace) -> int:
         return cmd_list(opts)
     scenario = load(opts)
     if opts.command is None:
-        from ksmtui.app import run_app
+        from ksmtui.ui.app import run_app
 
         return run_app(scenario, opts)
     if opts.command == "kernel":
-        from ksmtui.kernel import cmd_kernel
+        from ksmtui.kernel.run import cmd_kernel
 
         return cmd_kernel(scenario, opts)
     if opts.command == "parity":
-        from ksmtui.kernel import cmd_parity
+        from ksmtui.kernel.run import cmd_parity
 
         return cmd_parity(scenario, opts)
     return {"run": cmd_run, "compare": cmd_compare, "check": cmd_check}[opts.command](scenario, opts)

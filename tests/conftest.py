@@ -9,7 +9,7 @@ import pytest
 def kernel():
     """The real /sys/kernel/mm/ksm, for one test at a time, back at its defaults afterwards (also
     when the test fails). Skips, saying why, where it is not writable."""
-    from ksmtui import kernel as real
+    from ksmtui.kernel import run as real
 
     reason = real.unavailable_reason()
     if reason:

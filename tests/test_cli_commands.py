@@ -273,10 +273,10 @@ def test_compare_on_hackbench_moves_the_anon_distribution_left(capsys):
 
 
 @pytest.mark.parametrize("argv,module,function", [
-    ([], "ksmtui.app", "run_app"),
-    (["fleet", "--flow", "legacy", "--set", "pages_to_scan=300"], "ksmtui.app", "run_app"),
-    (["kernel", "fleet", "--json", "--trace", "--full-scans", "2"], "ksmtui.kernel", "cmd_kernel"),
-    (["parity", "fleet", "--seed", "3"], "ksmtui.kernel", "cmd_parity"),
+    ([], "ksmtui.ui.app", "run_app"),
+    (["fleet", "--flow", "legacy", "--set", "pages_to_scan=300"], "ksmtui.ui.app", "run_app"),
+    (["kernel", "fleet", "--json", "--trace", "--full-scans", "2"], "ksmtui.kernel.run", "cmd_kernel"),
+    (["parity", "fleet", "--seed", "3"], "ksmtui.kernel.run", "cmd_parity"),
 ])
 def test_ui_kernel_and_parity_get_the_loaded_scenario_and_the_options(monkeypatch, argv, module, function):
     """Stand-ins for the UI and the kernel runner: this test must never touch the real KSM."""

@@ -1,7 +1,16 @@
 """Golden-string tests of the text reports (ksmtui/report.py) over hand-built snapshots."""
 
 from engine.knobs import ALL_KNOBS
-from engine.snapshot import COUNTERS, N_BUCKETS, OUTCOMES, PATHS, Cursor, ProcessStats, Snapshot, frozen
+from engine.snapshot import (
+    COUNTERS,
+    N_BUCKETS,
+    OUTCOMES,
+    PATHS,
+    Cursor,
+    ProcessStats,
+    Snapshot,
+    frozen,
+)
 from ksmtui.report import (
     bound_label,
     compare_report,

@@ -11,9 +11,10 @@ import pytest
 
 from engine.knobs import KERNEL_DEFAULTS
 from engine.sim import Simulation
-from ksmtui import kernel
-from ksmtui.kernel import Contents, KsmTrace, _ordered_knobs
-from ksmtui.kernel_parity import parity_report
+from ksmtui.kernel import run as kernel
+from ksmtui.kernel import sysfs
+from ksmtui.kernel.parity import parity_report
+from ksmtui.kernel.run import Contents, KsmTrace, _ordered_knobs
 from tests.engine_helpers import proc, region, scenario
 
 
@@ -135,13 +136,13 @@ class TestParsers:
     def test_ksm_stat(self, monkeypatch, tmp_path):
         text = ("ksm_rmap_items 10\nksm_zero_pages 0\nksm_merging_pages 10\nksm_process_profit 40320\n"
                 "ksm_merge_any: no\nksm_mergeable: yes\n")
-        real = kernel.Path
+        real = sysfs.Path
 
         def fake(p, *rest):
             return (tmp_path / "ksm_stat") if str(p) == "/proc/42/ksm_stat" else real(p, *rest)
         (tmp_path / "ksm_stat").write_text(text)
-        monkeypatch.setattr(kernel, "Path", fake)
-        assert kernel.read_ksm_stat(42) == {
+        monkeypatch.setattr(sysfs, "Path", fake)
+        assert sysfs.read_ksm_stat(42) == {
             "pid": 42, "ksm_rmap_items": 10, "ksm_zero_pages": 0, "ksm_merging_pages": 10,
             "ksm_process_profit": 40320, "ksm_merge_any": "no", "ksm_mergeable": "yes"}
 
@@ -171,13 +172,13 @@ def test_unsupported_page_size_is_named():
 
 def test_unsupported_numa_is_named():
     s = scenario(proc("a", region("r", 4), node=1), numa_nodes=2)
-    if kernel.numa_nodes() >= 2:
+    if sysfs.numa_nodes() >= 2:
         pytest.skip("this machine has NUMA nodes")
     assert "NUMA" in kernel.unsupported_reason(s)
 
 
 def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(kernel, "KSM_DIR", tmp_path / "no-ksm")
+    monkeypatch.setattr(sysfs, "KSM_DIR", tmp_path / "no-ksm")
 
     class Opts:
         flow = seed = full_scans = after_ms = None
@@ -194,16 +195,16 @@ def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp
 
 def test_not_root_is_named(monkeypatch, tmp_path):
     (tmp_path / "run").write_text("0\n")
-    monkeypatch.setattr(kernel, "KSM_DIR", tmp_path)
-    monkeypatch.setattr(kernel.os, "geteuid", lambda: 1000)
-    assert kernel.unavailable_reason() == f"{tmp_path}/run is not writable (the real KSM needs root)"
+    monkeypatch.setattr(sysfs, "KSM_DIR", tmp_path)
+    monkeypatch.setattr(sysfs.os, "geteuid", lambda: 1000)
+    assert sysfs.unavailable_reason() == f"{tmp_path}/run is not writable (the real KSM needs root)"
 
 
 def test_machine_lock_is_reentrant_here_and_exclusive_across_processes(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    monkeypatch.setattr(kernel, "KERNEL_LOCK", tmp_path / "lock")
+    monkeypatch.setattr(sysfs, "KERNEL_LOCK", tmp_path / "lock")
     probe = ("import fcntl, sys; f = open(sys.argv[1], 'w')\n"
              "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
              "except BlockingIOError:\n    print('held')\n")
@@ -212,8 +213,8 @@ def test_machine_lock_is_reentrant_here_and_exclusive_across_processes(tmp_path,
         return subprocess.run([sys.executable, "-c", probe, str(tmp_path / "lock")],
                               capture_output=True, text=True, check=True).stdout.strip()
 
-    with kernel.machine_lock():
-        with kernel.machine_lock():  # a test holding it may start a KernelRun
+    with sysfs.machine_lock():
+        with sysfs.machine_lock():  # a test holding it may start a KernelRun
             assert other_process_sees() == "held"
         assert other_process_sees() == "held"
     assert other_process_sees() == "free"

@@ -14,7 +14,8 @@ import pytest
 
 from engine.scenario import Fill, Stop
 from engine.sim import Simulation
-from ksmtui.kernel_parity import parity_report
+from ksmtui.kernel import sysfs
+from ksmtui.kernel.parity import parity_report
 from tests.engine_helpers import proc, region, scenario
 
 # One batch per pass; the 20 ms ksmd sleeps between passes leave the controller ample time to
@@ -148,12 +149,12 @@ def test_worked_trace_matches_the_kernel_after_every_pass(kernel, name):
         for k in range(1, passes + 1):
             sim.step_full_scan()
             run.run(full_scans=k)
-            got = kernel.read_counters()
+            got = sysfs.read_counters()
             got["pages_scanned"] -= run.scanned0
             got["pages_skipped"] -= run.skipped0
             want = sim.ksm.counters()
             assert {c: got[c] for c in _EVERY_PASS} == {c: want[c] for c in _EVERY_PASS}, f"after pass {k}"
-            stat = kernel.read_ksm_stat(run.procs["a"].pid)
+            stat = sysfs.read_ksm_stat(run.procs["a"].pid)
             mm = sim.machine.mms[0]
             assert (stat["ksm_rmap_items"], stat["ksm_merging_pages"], stat["ksm_zero_pages"]) == \
                 (mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages), f"after pass {k}"
@@ -183,9 +184,9 @@ def test_a_run_that_fails_midway_leaves_the_kernel_at_its_defaults(kernel, monke
     else:
         with pytest.raises(RuntimeError):
             kernel.run_on_kernel(s)
-    assert kernel.merged_pages() == 0
-    assert kernel.read_knobs() == {k: v for k, v in kernel.KERNEL_DEFAULTS.items()
-                                   if (kernel.KSM_DIR / k).exists()}
+    assert sysfs.merged_pages() == 0
+    assert sysfs.read_knobs() == {k: v for k, v in sysfs.KERNEL_DEFAULTS.items()
+                                   if (sysfs.KSM_DIR / k).exists()}
 
 
 @pytest.mark.kernel
@@ -194,7 +195,7 @@ def test_measure_ksmd_reports_the_cost_per_scanned_page(kernel):
     got = kernel.measure_ksmd(s, warmup_full_scans=2, window_full_scans=2, min_window_s=0.05)
     assert got["pages_scanned"] >= 2 * 64  # two passes over the settled KSM pages at least
     assert got["cpu_ns"] > 0 and got["ns_per_page"] == pytest.approx(got["cpu_ns"] / got["pages_scanned"], rel=0.01)
-    assert kernel.merged_pages() == 0
+    assert sysfs.merged_pages() == 0
 
 
 def _builtin_ids():
@@ -206,7 +207,7 @@ def _builtin_ids():
 @pytest.mark.parametrize("name", _builtin_ids())
 def test_builtin_scenario_matches_the_kernel(kernel, name):
     from engine.scenario import load_scenario
-    from ksmtui.kernel_parity import timing_caveat
+    from ksmtui.kernel.parity import timing_caveat
 
     s = load_scenario(name)
     why_not = kernel.unsupported_reason(s) or timing_caveat(s)

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import (
-    BUILTIN_DIR,
     Fill,
     Region,
     Scenario,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Static, TabbedContent
+from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
-from ksmtui.app import KsmApp
-from ksmtui.runner import SPEEDS
-from ksmtui.widgets.panels import LatencyPanel
-from ksmtui.widgets.screens import KnobsScreen, OpenScreen
-from ui_helpers import SCENARIO, batches, make_app, press, settle
+from ksmtui.ui.app import KsmApp
+from ksmtui.ui.runner import SPEEDS
+from ksmtui.ui.widgets.panels import LatencyPanel
+from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Input
-
 from ui_helpers import batches, make_app, press, settle
 
 

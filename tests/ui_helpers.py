@@ -10,7 +10,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from engine.scenario import parse_scenario
-from ksmtui.app import KsmApp
+from ksmtui.ui.app import KsmApp
 
 # Four guests built from one image (so there is merging, and with max_page_sharing 4 there are
 # stable_node chains), a few zero pages, private pages, and one guest that keeps writing.

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
-from ksmtui.runner import EngineView
+from ksmtui.ui.runner import EngineView
 
 LIVE_KNOBS = (
     "pages_to_scan",

@@ -1,7 +1,7 @@
 """The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
 what the panels need to the UI: after every command, about ten times a second while paused or
 paced, and while flat out only when the UI asks ("view"), so that drawing, which needs the same
-GIL, takes no more of the engine's time than the UI allows itself (ksmtui.app.UI_BUDGET).
+GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.app.UI_BUDGET).
 
 The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
 `EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest

@@ -8,8 +8,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widget import Widget
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Static
 
 from engine.snapshot import PATHS
@@ -25,7 +25,7 @@ from ksmtui.render import (
     step_line,
 )
 from ksmtui.report import table, work_lines
-from ksmtui.runner import COMPARE_FLOWS, EngineView, speed_label
+from ksmtui.ui.runner import COMPARE_FLOWS, EngineView, speed_label
 
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
 COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")

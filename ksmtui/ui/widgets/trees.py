@@ -11,8 +11,8 @@ from textual.widgets.tree import TreeNode
 
 from engine.snapshot import Sharer, StableNodeView, UnstableItemView
 from ksmtui.render import node_detail, sharer_label, stable_node_label, unstable_label
-from ksmtui.runner import EngineView
-from ksmtui.widgets.panels import Panel, TextView
+from ksmtui.ui.runner import EngineView
+from ksmtui.ui.widgets.panels import Panel, TextView
 
 
 class NodeTree(Tree):

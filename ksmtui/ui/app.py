@@ -1,6 +1,6 @@
 """The live terminal UI: panels that draw the engine's snapshots, keys that send it commands.
 
-The engine runs in one worker thread (ksmtui.runner); this module only displays EngineViews and
+The engine runs in one worker thread (ksmtui.ui.runner); this module only displays EngineViews and
 turns keys into commands.
 """
 
@@ -18,8 +18,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.scenario import Scenario
-from ksmtui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
-from ksmtui.widgets.panels import (
+from ksmtui.ui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
+from ksmtui.ui.widgets.panels import (
     ChainsPanel,
     ComparePanel,
     CountersPanel,
@@ -31,8 +31,8 @@ from ksmtui.widgets.panels import (
     ScanPanel,
     StatusBar,
 )
-from ksmtui.widgets.screens import KnobsScreen, OpenScreen
-from ksmtui.widgets.trees import TreesPanel
+from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
+from ksmtui.ui.widgets.trees import TreesPanel
 
 MIN_WIDTH, MIN_HEIGHT = 60, 18
 # While the engine runs flat out it shares the interpreter (the GIL) with the UI, and sends no view

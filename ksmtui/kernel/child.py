@@ -1,6 +1,6 @@
 """One scenario process on the real kernel: a forked child that owns its regions and obeys commands.
 
-The controller (ksmtui.kernel) forks one child per scenario process. A child maps one private
+The controller (ksmtui.kernel.run) forks one child per scenario process. A child maps one private
 anonymous area and carves its regions out of it in declaration order, so they lie at ascending
 addresses as the scenario format promises. It takes commands over a Unix socket: write pages,
 register with ksmd (prctl and madvise), madvise, fork, exit, check its data. It remembers an

@@ -1,7 +1,7 @@
 """A scenario on the host's real KSM: real processes, the kernel's own counters, the same JSON.
 
 `ksmtui kernel SCENARIO` realises a scenario with one forked process per scenario process
-(ksmtui.kernel_child), sets the scenario's knobs in /sys/kernel/mm/ksm, lets the real ksmd scan,
+(ksmtui.kernel.child), sets the scenario's knobs in /sys/kernel/mm/ksm, lets the real ksmd scan,
 performs the events at the same full-scan marks (or wall-clock times) and reports the kernel's
 counters and each process's /proc/PID/ksm_stat in the headless JSON of scenario-format.md.
 `ksmtui parity SCENARIO` sets that beside the model's run of the same scenario.
@@ -15,271 +15,50 @@ its defaults (run=2, wait until nothing is merged, run=0, default knobs) and kil
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import fnmatch
 import itertools
 import json
 import os
-import re
 import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 from engine import contents
-from engine.knobs import ENGINE_KNOBS, KERNEL_DEFAULTS, KSM_KNOBS, KnobError
+from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Scenario
-from engine.snapshot import COUNTERS
-from ksmtui import kernel_child
-from ksmtui.kernel_child import recv_msg, send_msg
+from ksmtui.kernel import child as kernel_child
+from ksmtui.kernel.child import recv_msg, send_msg
+from ksmtui.kernel.sysfs import (
+    _STAT_FLAGS,
+    KSM_DIR,
+    KernelError,
+    KernelUnavailable,
+    KernelUnsupported,
+    _ordered_knobs,
+    ksm_read,
+    ksm_write,
+    ksmd_cpu_ns,
+    ksmd_pid,
+    machine_lock,
+    numa_nodes,
+    read_counters,
+    read_knobs,
+    read_ksm_stat,
+    restore_defaults,
+    unavailable_reason,
+    unmerge_all,
+)
+from ksmtui.kernel.trace import KsmTrace
 
-KSM_DIR = Path("/sys/kernel/mm/ksm")
-TRACEFS = Path("/sys/kernel/tracing")
 DEFAULT_FULL_SCANS = 10
 CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
 LATE_MS = 50  # at_ms events later than this are reported
 STALL_S = 120.0  # ksmd made no progress for this long while it should run: give up
 
-# Writing these while anything is merged is refused with EBUSY: set them first
-_EARLY_KNOBS = ("merge_across_nodes", "max_page_sharing")
-# pages_to_scan is refused while the advisor is on, and choosing the advisor overwrites it
-_ADVISOR_KNOBS = ("advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
-                  "advisor_target_scan_time")
-# per-process ksm_stat fields as scenario-format.md names them
-_STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
-_STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 
-
-class KernelUnavailable(Exception):
-    """The real KSM cannot be used here (not root, no writable /sys/kernel/mm/ksm)."""
-
-
-class KernelUnsupported(Exception):
-    """The scenario cannot be realised on this machine (page size, NUMA nodes)."""
-
-
-class KernelError(Exception):
-    """The run failed on the way (a child reported an error, ksmd stalled)."""
-
-
-# ------------------------------------------------------------------------ sysfs --
-
-def ksm_read(name: str) -> str:
-    return (KSM_DIR / name).read_text().strip()
-
-
-def ksm_write(name: str, value) -> None:
-    with open(KSM_DIR / name, "w") as f:
-        f.write(str(value))
-
-
-def unavailable_reason() -> str | None:
-    """Why the real KSM cannot be used here, or None if it can."""
-    run = KSM_DIR / "run"
-    if not run.exists():
-        return f"{run} does not exist (kernel without CONFIG_KSM?)"
-    if os.geteuid() != 0 or not os.access(run, os.W_OK):
-        return f"{run} is not writable (the real KSM needs root)"
-    return None
-
-
-def read_counters() -> dict[str, int]:
-    return {name: int(ksm_read(name)) for name in COUNTERS}
-
-
-def _knob_value(name: str) -> int | str:
-    text = ksm_read(name)
-    if name == "advisor_mode":  # "[none] scan-time"
-        return re.search(r"\[(.*?)\]", text).group(1)
-    return int(text)
-
-
-def read_knobs() -> dict[str, int | str]:
-    return {name: _knob_value(name) for name in KSM_KNOBS if (KSM_DIR / name).exists()}
-
-
-def merged_pages() -> int:
-    return sum(int(ksm_read(n)) for n in ("pages_shared", "pages_sharing", "ksm_zero_pages"))
-
-
-def unmerge_all(timeout_s: float = 60.0) -> None:
-    """run=2 then run=0: every KSM page broken, every rmap_item freed, full_scans back to 0."""
-    ksm_write("run", 2)
-    deadline = time.monotonic() + timeout_s
-    while merged_pages():
-        if time.monotonic() > deadline:
-            raise KernelError("KSM pages still merged a minute after run=2")
-        time.sleep(0.01)
-    ksm_write("run", 0)
-
-
-def restore_defaults() -> None:
-    """Put KSM back as it boots: nothing merged, ksmd stopped, every knob at its default."""
-    unmerge_all()
-    for name, value in _ordered_knobs(KERNEL_DEFAULTS):
-        if name != "run" and (KSM_DIR / name).exists():
-            ksm_write(name, value)
-
-
-def _ordered_knobs(knobs: dict) -> list[tuple[str, int | str]]:
-    """The order the kernel accepts them in, from a state with nothing merged and the advisor off."""
-    first = [k for k in _EARLY_KNOBS + _ADVISOR_KNOBS if k in knobs]
-    rest = [k for k in knobs if k not in first and k not in ("advisor_mode", "pages_to_scan", "run")]
-    order = list(first)
-    if knobs.get("advisor_mode", "none") == "none":
-        order += ["advisor_mode", "pages_to_scan"]
-    else:
-        order += ["pages_to_scan", "advisor_mode"]  # scan-time sets pages_to_scan itself
-    return [(k, knobs[k]) for k in order + rest if k in knobs]
-
-
-def read_ksm_stat(pid: int) -> dict:
-    """/proc/PID/ksm_stat as the contract's per-process object (ints, and "yes"/"no" flags)."""
-    out: dict = {"pid": pid}
-    for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines():
-        key, _, value = line.replace(":", " ").partition(" ")
-        value = value.strip()
-        if key in _STAT_INTS:
-            out[key] = int(value)
-        elif key in _STAT_FLAGS:
-            out[key] = value
-    return out
-
-
-def ksmd_pid() -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "ksmd":
-                    return int(entry.name)
-            except OSError:
-                continue
-    raise KernelUnavailable("no ksmd thread found")
-
-
-def ksmd_cpu_ns(pid: int) -> int:
-    """Time ksmd has spent on a CPU, in ns (schedstat: exact, unlike utime+stime ticks)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-
-
-def numa_nodes() -> int:
-    return len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
-
-
-# ------------------------------------------------------------------ tracepoints --
-
-class KsmTrace:
-    """Counts the ksm tracepoints during a run, in a tracefs instance of our own.
-
-    A two-page merge shows as two ksm_merge_with_ksm_page events: the first half (no KSM page yet,
-    pfn of the scanned page) and right after it the second half, into that same pfn. Any other
-    event with a KSM page is a merge into an existing KSM page (or a fork's rmap_item joining its
-    own page, which the tracepoint cannot tell apart).
-    """
-
-    _LINE = re.compile(r":\s+(ksm_\w+):\s+(.*)$")
-    _MERGE = re.compile(r"^(ksm )?pfn (\d+) .* error (-?\d+)")
-
-    def __init__(self):
-        self.counts: dict[str, int] = {}
-        self.merge = {"first_half": 0, "second_half": 0, "into_ksm_page": 0, "failed": 0}
-        self.zero = {"merged": 0, "failed": 0}
-        self._first_half_pfn: str | None = None
-        self.lost = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.dir = TRACEFS / "instances" / f"ksmtui-{os.getpid()}"
-
-    @staticmethod
-    def available() -> bool:
-        if not (TRACEFS / "events").exists():
-            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True)
-        return (TRACEFS / "events" / "ksm").exists()
-
-    def start(self) -> None:
-        self.dir.mkdir()
-        (self.dir / "buffer_size_kb").write_text("8192")
-        (self.dir / "events" / "ksm" / "enable").write_text("1")
-        fd = os.open(self.dir / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
-        self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
-        self._thread.start()
-
-    def _read(self, fd: int) -> None:
-        pending = b""
-        try:
-            while True:
-                ready, _, _ = select.select([fd], [], [], 0.05)
-                chunk = b""
-                if ready:
-                    try:
-                        chunk = os.read(fd, 1 << 16)
-                    except BlockingIOError:
-                        pass
-                if not chunk and self._stop.is_set():
-                    break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    self._count(line.decode(errors="replace"))
-        finally:
-            os.close(fd)
-
-    def _count(self, line: str) -> None:
-        m = self._LINE.search(line)
-        if not m:
-            return
-        event, rest = m.groups()
-        self.counts[event] = self.counts.get(event, 0) + 1
-        if event == "ksm_merge_with_ksm_page":
-            mm = self._MERGE.match(rest)
-            if not mm:
-                return
-            ksm, pfn, err = mm.groups()
-            if err != "0":
-                self.merge["failed"] += 1
-            elif not ksm:
-                self.merge["first_half"] += 1
-            elif pfn == self._first_half_pfn:
-                self.merge["second_half"] += 1
-            else:
-                self.merge["into_ksm_page"] += 1
-            self._first_half_pfn = pfn if not ksm and err == "0" else None
-        elif event == "ksm_merge_one_page":
-            self.zero["merged" if rest.rstrip().endswith("error 0") else "failed"] += 1
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        try:
-            (self.dir / "events" / "ksm" / "enable").write_text("0")
-        finally:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-            self.lost = self._overruns()
-            self.dir.rmdir()
-
-    def _overruns(self) -> int:
-        lost = 0
-        for stats in (self.dir / "per_cpu").glob("cpu*/stats"):
-            m = re.search(r"^overrun: (\d+)", stats.read_text(), re.M)
-            lost += int(m.group(1)) if m else 0
-        return lost
-
-    def result(self) -> dict:
-        return {"events": dict(sorted(self.counts.items())), "ksm_merge_with_ksm_page": dict(self.merge),
-                "ksm_merge_one_page": dict(self.zero), "lost_events": self.lost}
-
-    def outcomes(self) -> dict:
-        """The outcomes a tracepoint identifies without doubt (scenario-format.md's names)."""
-        return {"anon_page": {"unstable_merged": self.merge["second_half"]},
-                "zero_page": {"zero_merged": self.zero["merged"]}}
 
 
 # --------------------------------------------------------------------- contents --
@@ -338,30 +117,6 @@ def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str
             any(ev.action == "migrate" and ev.to_node >= have for ev in scenario.events):
         return f"the scenario needs {nodes} NUMA nodes, this machine has {have}"
     return None
-
-
-# One driver of the real KSM at a time on this machine (tests, `ksmtui bench`, `ksmtui kernel`):
-# its counters and knobs are global. Re-entrant within a process, so a test holding it can start
-# a KernelRun (flock would deadlock on a second open of the same file).
-KERNEL_LOCK = Path("/tmp/ksmtui-kernel.lock")
-_lock_depth = 0
-_lock_file = None
-
-
-@contextlib.contextmanager
-def machine_lock():
-    global _lock_depth, _lock_file
-    if _lock_depth == 0:
-        _lock_file = open(KERNEL_LOCK, "w")
-        fcntl.flock(_lock_file, fcntl.LOCK_EX)
-    _lock_depth += 1
-    try:
-        yield
-    finally:
-        _lock_depth -= 1
-        if _lock_depth == 0:
-            _lock_file.close()  # closing releases the flock
-            _lock_file = None
 
 
 class KernelRun:
@@ -767,8 +522,7 @@ def cmd_kernel(scenario: Scenario, opts) -> int:
 def cmd_parity(scenario: Scenario, opts) -> int:
     """`ksmtui parity SCENARIO`: model and kernel side by side; 1 if a settled counter differs."""
     from engine.sim import Simulation
-
-    from ksmtui.kernel_parity import parity_report, timing_caveat
+    from ksmtui.kernel.parity import parity_report, timing_caveat
 
     def body() -> int:
         reason = unavailable_reason() or unsupported_reason(scenario, getattr(opts, "overrides", None))
@@ -789,3 +543,4 @@ def cmd_parity(scenario: Scenario, opts) -> int:
             print(text + (f"\ncaveat: {caveat}" if caveat else ""))
         return 0 if ok else 1
     return _guarded(body)
+
