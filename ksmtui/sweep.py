@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KnobError
+from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 from engine.snapshot import PATHS
 from ksmtui.cli import Parser, UsageError, _positive
