@@ -53,11 +53,12 @@ def _integer(text: str, what: str) -> int:
         raise GridError(f"{what}: expected an integer, got {text.strip()!r}") from None
 
 
-def _range(item: str, what: str) -> list[int]:
-    """One item of an integer list: N, A-B, A-B:S or A-B*F, at most MAX_RUNS values."""
+def _range(item: str, what: str) -> list[int] | None:
+    """An item A-B, A-B:S or A-B*F of an integer list as its values (at most MAX_RUNS); None for
+    an item that is not a range."""
     head, _, tail = item.partition("-")
     if not tail:
-        return [_integer(item, what)]
+        return None
     low = _integer(head, what)
     step, factor = 1, 1
     if ":" in tail:
@@ -95,8 +96,8 @@ def parse_values(option: str, knob: str, text: str) -> list[int | str]:
         raise GridError(f"{what}: empty value in {text!r}; expected {GRID_HELP}")
     values: list[int | str] = []
     for item in items:
-        raw = [item.strip()] if isinstance(spec.default, str) else _range(item, what)
-        for value in raw:
+        expanded = None if isinstance(spec.default, str) else _range(item, what)
+        for value in [item.strip()] if expanded is None else expanded:
             try:
                 parsed = spec.parse(value)
             except KnobError as e:
@@ -110,7 +111,8 @@ def parse_values(option: str, knob: str, text: str) -> list[int | str]:
 def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for item in text.split(","):
-        for seed in _range(item, "--seeds"):
+        expanded = _range(item, "--seeds")
+        for seed in [_integer(item, "--seeds")] if expanded is None else expanded:
             if not 0 <= seed < 2**64:
                 raise GridError(f"--seeds: expected integers 0..18446744073709551615, got {seed}")
             if seed in seeds:
@@ -193,7 +195,7 @@ def scenario_files(scenario: Scenario) -> dict[str, bytes]:
     for fill in fills:
         if fill.kind == "file" and str(fill.path) not in out:
             try:
-                out[str(fill.path)] = Path(fill.path).read_bytes()
+                out[str(fill.path)] = Path(str(fill.path)).read_bytes()
             except OSError as e:
                 raise ScenarioError(str(fill.path), "", "", f"cannot read: {e.strerror or e}") from None
     return out
