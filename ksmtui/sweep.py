@@ -44,6 +44,10 @@ class GridError(UsageError):
     """A bad grid: one line naming the option, the knob and what was expected."""
 
 
+class RunFailed(Exception):
+    """A run that raised, or whose worker died every time it ran it: one line, exit status 1."""
+
+
 # ----------------------------------------------------------------------------------- the grid --
 
 def _integer(text: str, what: str) -> int:
@@ -180,10 +184,13 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
         try:
             apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
         except ScenarioError as e:
-            shown = " ".join(f"{k}={v}" for k, v in knobs)
-            raise GridError(f"combination {shown or '(none)'} flow={flow}: {e.message}") from None
+            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: {e.message}") from None
         tasks.append(Task(index, knobs, flow, seed))
     return tasks
+
+
+def describe(task: Task, seed: bool = True) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}", *([f"seed={task.seed}"] * seed)])
 
 
 # ------------------------------------------------------------------------------------ one run --
@@ -368,45 +375,42 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     task rerun elsewhere by the scheduler; Ctrl-C cancels what is left and shuts the cluster down."""
     from dask.distributed import Client, as_completed
 
-    cluster = local_cluster(workers) if scheduler is None else None
     results: dict[int, dict] = {}
     interrupted = False
-    bar = None
+    cluster = client = bar = None
+    futures: list = []
     try:
-        client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
+        cluster = local_cluster(workers) if scheduler is None else None
         try:
-            payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
-            futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{task.index}-{os.getpid()}",
-                                     retries=1) for task in tasks]
-            bar = Bar(len(tasks), progress)
+            client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
+        except OSError as e:
+            raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+        payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
+        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{task.index}-{os.getpid()}")
+                   for task in tasks]
+        bar = Bar(len(tasks), progress)
+        for future in as_completed(futures, loop=client.loop):
             try:
-                for future in as_completed(futures, loop=client.loop):
-                    result = future.result()
-                    results[result["index"]] = result
-                    bar.step()
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
-                try:
-                    client.cancel(futures)
-                finally:
-                    signal.signal(signal.SIGINT, previous)
-        finally:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                client.close()
-            finally:
-                signal.signal(signal.SIGINT, previous)
+                result = future.result()
+            except Exception as e:  # an engine bug, or a run that killed its worker every time it ran
+                task = tasks[futures.index(future)]
+                raise RunFailed(f"run {task.index} ({describe(task)}) failed: {type(e).__name__}: {e}") from None
+            results[result["index"]] = result
+            bar.step()
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        if bar is not None:
-            bar.close()
-        if cluster is not None:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
+        try:
+            if bar is not None:
+                bar.close()
+            if client is not None:
+                client.cancel(futures)
+                client.close()
+            if cluster is not None:
                 cluster.close()
-            finally:
-                signal.signal(signal.SIGINT, previous)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return results, interrupted
 
 
@@ -472,7 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    opts = build_parser().parse_args(argv)
+    try:
+        return sweep(build_parser().parse_args(argv))
+    except RunFailed as e:
+        print(f"ksmtui sweep: internal error: {e}", file=sys.stderr)
+        return 1
+
+
+def sweep(opts: argparse.Namespace) -> int:
     scenario = load_scenario(opts.scenario)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
     stop = Stop(opts.full_scans, opts.until_settled)
