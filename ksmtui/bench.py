@@ -32,7 +32,8 @@ from dataclasses import dataclass, replace
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Pool, Process, Region, Scenario, Stop
 from engine.snapshot import OUTCOMES, PATHS
-from ksmtui.cli import Parser, _flow
+from ksmtui.options import Parser, RunConfig
+from ksmtui.options import flow as flow_arg
 
 WORKLOADS = {
     "settled": "(a) settled, all merged",
@@ -269,7 +270,7 @@ async def _ui_stretch(scenario: Scenario, seconds: float, flow: str | None) -> t
     between them, the drawings in between and the CPU time of the UI's thread (this one)."""
     from ksmtui.ui.app import KsmApp
 
-    app = KsmApp(scenario, argparse.Namespace(flow=flow, seed=None, overrides={}))
+    app = KsmApp(scenario, RunConfig(flow=flow))
 
     async def next_view(after: object):  # the next view the UI gets, and when (to 5 ms)
         while app.view is after:
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"simulated pages per workload (default 20,000; at most {MAX_PAGES:,})")
     p.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
                    help="comma-separated subset of: " + ", ".join(WORKLOADS))
-    p.add_argument("--flow", type=_flow, help="the engine's flow (default optimized)")
+    p.add_argument("--flow", type=flow_arg, help="the engine's flow (default optimized)")
     p.add_argument("--min-time", type=_seconds, default=1.0, metavar="S",
                    help="time whole full scans for at least S CPU seconds per workload (default 1)")
     p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",

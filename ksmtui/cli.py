@@ -14,140 +14,20 @@ Bad input (a scenario, an option) is one line on stderr and exit status 2, and n
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import json
 import os
 import shutil
 import sys
 import time
 
-from engine.knobs import ENGINE_KNOBS, KnobError
+from engine.knobs import KnobError
 from engine.scenario import Scenario, ScenarioError
 from engine.timeline import NO_PROGRESS, StopRule
-
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep")
-DEFAULT_SCENARIO = "default"
+from ksmtui.options import COMMANDS, TOOLS, Options, UsageError, parse_args
 
 
-class UsageError(Exception):
-    """A bad command line, said in one line (argparse's own words: "argument --seed: expected ...")."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print the usage too: we promise one line
-        raise UsageError(message)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"expected an integer 0..18446744073709551615, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _flow(text: str) -> str:
-    try:
-        return ENGINE_KNOBS["flow"].parse(text)
-    except KnobError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _knob_setting(text: str) -> tuple[str, int | str]:
-    """KNOB=VALUE, validated by the knob table the scenario files use (a ScenarioError names --set)."""
-    from engine.scenario import parse_set_option
-
-    return parse_set_option(text)
-
-
-def _add_run_options(p: argparse.ArgumentParser, flow: bool = True, json_: bool = False) -> None:
-    if flow:
-        p.add_argument("--flow", type=_flow, help="optimized (v6.11+, default), legacy (v6.10) or series-v1")
-    p.add_argument("--seed", type=_seed, help="seed every random choice (default: the scenario's)")
-    p.add_argument("--set", dest="settings", metavar="KNOB=VALUE", type=_knob_setting, action="append",
-                   default=[], help="set a [ksm] or [engine] knob before the run (repeatable)")
-    p.add_argument("--full-scans", type=_positive, metavar="N", help="stop after N full scans")
-    p.add_argument("--after-ms", type=_positive, metavar="N", help="stop after N simulated milliseconds")
-    if json_:
-        p.add_argument("--json", action="store_true", help="print one JSON object (scenario-format.md)")
-
-
-def _scenario_arg(p: argparse.ArgumentParser, optional: bool = False) -> None:
-    p.add_argument("scenario", nargs="?" if optional else None, default=DEFAULT_SCENARIO if optional else None,
-                   help="a scenario file, or the name of a built-in scenario (ksmtui list)")
-
-
-def build_parser(command: str | None) -> argparse.ArgumentParser:
-    """The parser of one command; None is the UI (`ksmtui [SCENARIO]`)."""
-    if command is None:
-        p = Parser(prog="ksmtui", description="A live model of Linux KSM (ksmd) in the terminal.",
-                   epilog="commands: " + ", ".join(COMMANDS) + " (ksmtui COMMAND --help)")
-        _scenario_arg(p, optional=True)
-        _add_run_options(p)
-        return p
-    p = Parser(prog=f"ksmtui {command}")
-    if command == "list":
-        p.description = "List the built-in scenarios."
-    elif command == "check":
-        p.description = "Validate a scenario (and the options) without running it."
-        _scenario_arg(p)
-        _add_run_options(p)
-    elif command == "run":
-        p.description = "Run a scenario headless to its stop condition and report."
-        _scenario_arg(p)
-        _add_run_options(p, json_=True)
-    elif command == "compare":
-        p.description = "Run the legacy and the optimized flow on the same workload and compare them."
-        _scenario_arg(p)
-        _add_run_options(p, flow=False)
-    elif command == "kernel":
-        p.description = "Realise the scenario with real processes on this machine's KSM and report."
-        _scenario_arg(p)
-        _add_run_options(p, flow=False, json_=True)
-    elif command == "parity":
-        p.description = "Run the scenario on the model and on the real kernel and set the counters side by side."
-        _scenario_arg(p)
-        _add_run_options(p, json_=True)
-    if command in ("kernel", "parity"):
-        p.add_argument("--trace", action="store_true", help="also count the ksm tracepoints (needs tracefs)")
-    return p
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """argv (without the program name) to options: .command .scenario .flow .seed .overrides
-    .full_scans .after_ms .json .trace, every attribute present whatever the command."""
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    opts = build_parser(command).parse_args(argv[1:] if command else argv)
-    opts.command = command
-    overrides = dict(opts.__dict__.pop("settings", []))
-    set_flow = overrides.pop("flow", None)
-    if set_flow and not hasattr(opts, "flow"):
-        raise ScenarioError("--set", "engine", "flow", f"{command} takes no flow")
-    if set_flow and getattr(opts, "flow", None) not in (None, set_flow):
-        raise ScenarioError("--set", "engine", "flow",
-                            f"expected the same flow as --flow {opts.flow}, got {set_flow!r}")
-    opts.flow = getattr(opts, "flow", None) or set_flow
-    opts.overrides = overrides
-    for name in ("scenario", "seed", "full_scans", "after_ms"):
-        setattr(opts, name, getattr(opts, name, None))
-    opts.json = getattr(opts, "json", False)
-    opts.trace = getattr(opts, "trace", False)
-    return opts
-
-
-def load(opts: argparse.Namespace) -> Scenario:
+def load(opts: Options) -> Scenario:
     """The scenario with --flow, --seed and --set applied: all of it valid, or a ScenarioError."""
     from engine.scenario import apply_overrides, load_scenario
 
@@ -189,17 +69,17 @@ class Progress:
             self.shown = False
 
 
-def stop_target(scenario: Scenario, opts: argparse.Namespace) -> str:
+def stop_target(scenario: Scenario, opts: Options) -> str:
     """Where the run will stop, in words: options replace [stop] (engine/timeline.py StopRule)."""
     return StopRule.of(scenario.stop, opts.full_scans, opts.after_ms).describe()
 
 
-def want_progress(opts: argparse.Namespace) -> bool:
+def want_progress(opts: Options) -> bool:
     # With --json into a pipe a script is reading: keep the terminal quiet as well.
     return sys.stderr.isatty() and not (opts.json and not sys.stdout.isatty())
 
 
-def run_to_stop(sim, scenario: Scenario, opts: argparse.Namespace, label: str) -> str:
+def run_to_stop(sim, scenario: Scenario, opts: Options, label: str) -> str:
     progress = Progress(label, stop_target(scenario, opts), want_progress(opts))
     try:
         reason = sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms, progress=progress)
@@ -211,7 +91,7 @@ def run_to_stop(sim, scenario: Scenario, opts: argparse.Namespace, label: str) -
     return reason
 
 
-def cmd_run(scenario: Scenario, opts: argparse.Namespace) -> int:
+def cmd_run(scenario: Scenario, opts: Options) -> int:
     from ksmtui.report import summary
 
     start = time.perf_counter()
@@ -235,7 +115,7 @@ def cmd_run(scenario: Scenario, opts: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
+def cmd_compare(scenario: Scenario, opts: Options) -> int:
     from ksmtui.report import compare_report
 
     snapshots = []
@@ -247,7 +127,7 @@ def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(scenario: Scenario, opts: argparse.Namespace) -> int:
+def cmd_check(scenario: Scenario, opts: Options) -> int:
     processes = sum(p.count for p in scenario.processes)
     pages = sum(p.count * sum(r.pages for r in p.regions) for p in scenario.processes)
     events = len(scenario.events)
@@ -257,7 +137,7 @@ def cmd_check(scenario: Scenario, opts: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(opts: argparse.Namespace) -> int:
+def cmd_list(opts: Options) -> int:
     from engine.scenario import builtin_scenarios, load_scenario
 
     builtins = builtin_scenarios()
@@ -269,7 +149,7 @@ def cmd_list(opts: argparse.Namespace) -> int:
     return 0
 
 
-def dispatch(opts: argparse.Namespace) -> int:
+def dispatch(opts: Options) -> int:
     if opts.command == "list":
         return cmd_list(opts)
     scenario = load(opts)
@@ -290,16 +170,10 @@ def dispatch(opts: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    prog = f"ksmtui {argv[0]}" if argv and argv[0] in COMMANDS else "ksmtui"
+    prog = f"ksmtui {argv[0]}" if argv and (argv[0] in COMMANDS or argv[0] in TOOLS) else "ksmtui"
     try:
-        if argv and argv[0] == "bench":
-            from ksmtui.bench import main as bench_main
-
-            return bench_main(argv[1:])
-        if argv and argv[0] == "sweep":
-            from ksmtui.sweep import main as sweep_main
-
-            return sweep_main(argv[1:])
+        if argv and argv[0] in TOOLS:
+            return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -32,7 +32,8 @@ from pathlib import Path
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 from engine.snapshot import PATHS
-from ksmtui.cli import Parser, UsageError, _positive
+from engine.timeline import StopRule
+from ksmtui.options import Parser, UsageError, positive
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
 SETTLE_LIMIT = 100  # --until-settled gives up after this many full scans (and says so per run)
@@ -155,9 +156,7 @@ class Stop:
             return f"until settled (at most {SETTLE_LIMIT} full scans)"
         if self.full_scans:
             return f"{self.full_scans} full scans"
-        from ksmtui.cli import stop_target
-
-        return stop_target(scenario, argparse.Namespace(full_scans=None, after_ms=None))
+        return StopRule.of(scenario.stop).describe()
 
 
 def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
@@ -461,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
     p.add_argument("--seeds", metavar="S1,S2|A-B", help="seeds to run (default: the scenario's)")
     stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--full-scans", type=_positive, metavar="N", help="stop each run after N full scans")
+    stop.add_argument("--full-scans", type=positive, metavar="N", help="stop each run after N full scans")
     stop.add_argument("--until-settled", action="store_true",
                       help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
                            f"and no event is pending (at most {SETTLE_LIMIT} full scans)")
@@ -469,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
-    where.add_argument("--workers", type=_positive, metavar="N",
+    where.add_argument("--workers", type=positive, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
     p.add_argument("--ui", action="store_true", help="show the results in the terminal: saving over time, the front")
     return p

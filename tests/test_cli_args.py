@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from ksmtui.cli import main, parse_args
+from ksmtui.cli import main
+from ksmtui.options import parse_args
 
 BAD_OPTIONS = [
     (["run"], "ksmtui run: error: the following arguments are required: scenario"),

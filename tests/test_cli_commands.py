@@ -12,6 +12,7 @@ from engine.scenario import builtin_scenarios
 from engine.snapshot import COUNTERS, OUTCOMES, PATHS
 from ksmtui import cli
 from ksmtui.cli import main
+from ksmtui.options import parse_args
 
 SMALL = """\
 name = "small"
@@ -192,7 +193,7 @@ def test_progress_goes_to_a_terminal_only(monkeypatch):
                                            (False, True, False, False)]:
         monkeypatch.setattr(sys, "stderr", Tty(err_tty))
         monkeypatch.setattr(sys, "stdout", Tty(out_tty))
-        opts = cli.parse_args(["run", "x", *(["--json"] if json_ else [])])
+        opts = parse_args(["run", "x", *(["--json"] if json_ else [])])
         assert cli.want_progress(opts) is shown
 
 
@@ -200,12 +201,12 @@ def test_progress_names_the_stop_the_engine_will_use(small):
     from engine.scenario import Stop, load_scenario
 
     scenario = load_scenario(small)
-    assert cli.stop_target(scenario, cli.parse_args(["run", small])) == "4 full scans"
-    assert cli.stop_target(scenario, cli.parse_args(["run", small, "--after-ms", "1500"])) == "1,500 ms"
-    assert cli.stop_target(scenario, cli.parse_args(["run", "fleet", "--full-scans", "2", "--after-ms", "9"])) == \
+    assert cli.stop_target(scenario, parse_args(["run", small])) == "4 full scans"
+    assert cli.stop_target(scenario, parse_args(["run", small, "--after-ms", "1500"])) == "1,500 ms"
+    assert cli.stop_target(scenario, parse_args(["run", "fleet", "--full-scans", "2", "--after-ms", "9"])) == \
         "2 full scans or 9 ms"
     no_stop = dataclasses.replace(scenario, stop=Stop())
-    assert cli.stop_target(no_stop, cli.parse_args(["run", small])) == "10 full scans"
+    assert cli.stop_target(no_stop, parse_args(["run", small])) == "10 full scans"
 
 
 def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):

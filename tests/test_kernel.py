@@ -15,6 +15,7 @@ from ksmtui.kernel import run as kernel
 from ksmtui.kernel import sysfs
 from ksmtui.kernel.parity import parity_report
 from ksmtui.kernel.run import Contents, KsmTrace, _ordered_knobs
+from ksmtui.options import Options
 from tests.engine_helpers import proc, region, scenario
 
 
@@ -180,13 +181,9 @@ def test_unsupported_numa_is_named():
 def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(sysfs, "KSM_DIR", tmp_path / "no-ksm")
 
-    class Opts:
-        flow = seed = full_scans = after_ms = None
-        overrides = {}
-        json = True
     s = scenario(proc("a", region("r", 4)))
-    assert kernel.cmd_kernel(s, Opts()) == 2
-    assert kernel.cmd_parity(s, Opts()) == 2
+    assert kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 2
+    assert kernel.cmd_parity(s, Options(command="parity", json=True)) == 2
     out = capsys.readouterr()
     assert out.out == ""
     lines = out.err.splitlines()

@@ -16,6 +16,7 @@ from engine.scenario import Fill, Stop
 from engine.sim import Simulation
 from ksmtui.kernel import sysfs
 from ksmtui.kernel.parity import parity_report
+from ksmtui.options import Options
 from tests.engine_helpers import proc, region, scenario
 
 # One batch per pass; the 20 ms ksmd sleeps between passes leave the controller ample time to
@@ -161,15 +162,6 @@ def test_worked_trace_matches_the_kernel_after_every_pass(kernel, name):
         assert not run.notes
 
 
-class _Opts:
-    flow = None
-    seed = None
-    overrides = {}
-    full_scans = None
-    after_ms = None
-    json = True
-
-
 @pytest.mark.kernel
 @pytest.mark.parametrize("error", [RuntimeError("a child died"), KeyboardInterrupt()])
 def test_a_run_that_fails_midway_leaves_the_kernel_at_its_defaults(kernel, monkeypatch, capsys, error):
@@ -179,7 +171,7 @@ def test_a_run_that_fails_midway_leaves_the_kernel_at_its_defaults(kernel, monke
         raise error
     monkeypatch.setattr(kernel.KernelRun, "_perform", fail)
     if isinstance(error, KeyboardInterrupt):
-        assert kernel.cmd_kernel(s, _Opts()) == 130
+        assert kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 130
         assert capsys.readouterr().err.count("\n") == 1
     else:
         with pytest.raises(RuntimeError):

@@ -14,7 +14,8 @@ from engine.cost import WAKEUP
 from engine.scenario import Stop
 from engine.sim import Simulation
 from engine.timeline import DEFAULT_FULL_SCANS, NO_PROGRESS, StopRule
-from ksmtui.cli import load, main, parse_args
+from ksmtui.cli import load, main
+from ksmtui.options import parse_args
 from ksmtui.ui.app import KsmApp
 from tests.engine_helpers import proc, region, scenario
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ from textual.widgets import Input, OptionList, Static, TabbedContent
 from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
+from engine.sim import Simulation
 from ksmtui.ui.app import KsmApp
-from ksmtui.ui.runner import SPEEDS
+from ksmtui.ui.runner import SPEEDS, ChangeSpeed, SetPaused, View
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 
@@ -39,7 +39,7 @@ def run(test, size=(120, 40), flow=None, app: KsmApp | None = None) -> KsmApp:
 def far_from_stop() -> KsmApp:
     """The test scenario with a [stop] no test reaches, however slow the machine."""
     scenario = parse_scenario(SCENARIO.replace("full_scans = 30", "full_scans = 1000000"), "far.toml", Path("."))
-    return KsmApp(scenario, Namespace(flow=None, seed=None, overrides={}), paused=True)
+    return KsmApp(scenario, paused=True)
 
 
 def text_of(app, selector: str) -> str:
@@ -49,7 +49,7 @@ def text_of(app, selector: str) -> str:
 def test_space_resumes_and_pauses_the_engine():
     async def test(pilot):
         assert pilot.app.view.paused and pilot.app.view.state == "paused"
-        pilot.app.send("speed", -len(SPEEDS))  # 1x: pilot waits for an idle CPU, which flat out never is
+        pilot.app.send(ChangeSpeed(-len(SPEEDS)))  # 1x: pilot waits for an idle CPU, which flat out never is
         await press(pilot, "space")
         assert not pilot.app.view.paused and pilot.app.view.state == "running"
         assert "running" in text_of(pilot.app, "#status")
@@ -65,14 +65,14 @@ def test_flat_out_the_engine_sends_only_the_views_the_ui_asks_for():
         posted, asked = [], []
         post, send = app.runner._post, app.runner.send
         app.runner._post = lambda message: (posted.append(message), post(message))
-        app.runner.send = lambda command, value=None: (asked.append(command), send(command, value))
+        app.runner.send = lambda command: (asked.append(command), send(command))
         draws = app.draws
-        app.send("resume")  # far from the [stop] below
+        app.send(SetPaused(False))  # far from the [stop] below
         # Not pilot.pause(): it waits for the CPU to go idle, which it does not while flat out.
         await asyncio.sleep(3)
-        app.send("pause")
+        app.send(SetPaused(True))
         assert await asyncio.to_thread(app.runner.wait_idle)
-        views = asked.count("view")
+        views = asked.count(View())
         assert views >= 2  # the UI keeps asking...
         assert len(posted) <= views + 2  # ...and the engine sends nothing else but the answers to resume and pause
         # Each request follows the drawing of a view: the answer to resume, then at least one view.
@@ -163,13 +163,17 @@ def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
     run(test)
 
 
-def test_an_engine_failure_is_shown_and_the_app_stays_usable():
+def test_an_engine_failure_is_shown_and_the_app_stays_usable(monkeypatch):
+    def broken(self):
+        raise RuntimeError("a bug in the engine")
+
     async def test(pilot):
-        pilot.app.send("no-such-command")
-        await settle(pilot)
+        with monkeypatch.context() as m:
+            m.setattr(Simulation, "step_batch", broken)
+            await press(pilot, "b")
         messages = [n.message for n in pilot.app._notifications]
-        assert any(m.startswith("engine error: ValueError: unknown command") for m in messages)
-        assert pilot.app.view.state == "paused"
+        assert "engine error: RuntimeError: a bug in the engine" in messages
+        assert pilot.app.view.state == "paused" and pilot.app.view.snapshot.counters["pages_scanned"] == 0
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 

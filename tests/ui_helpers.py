@@ -6,11 +6,12 @@ pressed and never on the wall clock (latency comes from the cost model)."""
 from __future__ import annotations
 
 import asyncio
-from argparse import Namespace
 from pathlib import Path
 
 from engine.scenario import parse_scenario
+from ksmtui.options import RunConfig
 from ksmtui.ui.app import KsmApp
+from ksmtui.ui.runner import StepBatch
 
 # Four guests built from one image (so there is merging, and with max_page_sharing 4 there are
 # stable_node chains), a few zero pages, private pages, and one guest that keeps writing.
@@ -64,7 +65,7 @@ def scenario():
 
 
 def make_app(flow: str | None = None) -> KsmApp:
-    return KsmApp(scenario(), Namespace(flow=flow, seed=None, overrides={}), paused=True)
+    return KsmApp(scenario(), RunConfig(flow=flow), paused=True)
 
 
 async def settle(pilot) -> None:
@@ -83,5 +84,5 @@ async def press(pilot, *keys: str) -> None:
 async def batches(pilot, n: int) -> None:
     """n ksmd wake-ups, sent as commands (like pressing b n times, without n redraws)."""
     for _ in range(n):
-        pilot.app.send("step_batch")
+        pilot.app.send(StepBatch())
     await settle(pilot)

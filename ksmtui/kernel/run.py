@@ -50,6 +50,7 @@ from ksmtui.kernel.sysfs import (
     unmerge_all,
 )
 from ksmtui.kernel.trace import KsmTrace
+from ksmtui.options import Options
 
 CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
@@ -466,10 +467,9 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _kernel_result(scenario: Scenario, opts) -> dict:
-    overrides = dict(getattr(opts, "overrides", None) or {})
-    return run_on_kernel(scenario, seed=opts.seed, overrides=overrides, full_scans=opts.full_scans,
-                         after_ms=opts.after_ms, trace=getattr(opts, "trace", False))
+def _kernel_result(scenario: Scenario, opts: Options) -> dict:
+    return run_on_kernel(scenario, seed=opts.seed, overrides=dict(opts.overrides), full_scans=opts.full_scans,
+                         after_ms=opts.after_ms, trace=opts.trace)
 
 
 def _guarded(body) -> int:
@@ -491,7 +491,7 @@ def _guarded(body) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def cmd_kernel(scenario: Scenario, opts) -> int:
+def cmd_kernel(scenario: Scenario, opts: Options) -> int:
     """`ksmtui kernel SCENARIO`: the scenario on the real KSM; JSON with --json."""
     def body() -> int:
         result = _kernel_result(scenario, opts)
@@ -502,17 +502,16 @@ def cmd_kernel(scenario: Scenario, opts) -> int:
     return _guarded(body)
 
 
-def cmd_parity(scenario: Scenario, opts) -> int:
+def cmd_parity(scenario: Scenario, opts: Options) -> int:
     """`ksmtui parity SCENARIO`: model and kernel side by side; 1 if a settled counter differs."""
     from engine.sim import Simulation
     from ksmtui.kernel.parity import parity_report, timing_caveat
 
     def body() -> int:
-        reason = unavailable_reason() or unsupported_reason(scenario, getattr(opts, "overrides", None))
+        reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
         if reason:
             raise KernelUnsupported(reason)
-        overrides = dict(getattr(opts, "overrides", None) or {})
-        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=overrides)
+        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides))
         t0 = time.monotonic()
         sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
         model = sim.result()

@@ -7,7 +7,6 @@ turns keys into commands.
 from __future__ import annotations
 
 import time
-from argparse import Namespace
 from typing import Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -18,7 +17,27 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 
 from engine.scenario import Scenario
-from ksmtui.ui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
+from ksmtui.options import RunConfig
+from ksmtui.ui.runner import (
+    PUBLISH_S,
+    ChangeSpeed,
+    Command,
+    CycleFlow,
+    EngineError,
+    EngineUpdate,
+    EngineView,
+    Load,
+    Restart,
+    Runner,
+    ScaleKnob,
+    SetPaused,
+    ShowTrees,
+    StepBatch,
+    StepPage,
+    ToggleCompare,
+    ToggleKnob,
+    View,
+)
 from ksmtui.ui.widgets.panels import (
     ChainsPanel,
     ComparePanel,
@@ -76,23 +95,14 @@ class KsmApp(App[int]):
         ),
     ]
 
-    def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
+    def __init__(self, scenario: Scenario, config: RunConfig = RunConfig(), paused: bool = False) -> None:
         super().__init__()
         self.view: EngineView | None = None
         self._drawn_cpu = 0.0  # the UI thread's CPU time at the last view drawn
         self._view_timer: Timer | None = None
         self.draws = 0  # views drawn (the bench counts them)
         self._trees_shown = False
-        self.runner = Runner(
-            scenario,
-            self.post_message,
-            flow=getattr(opts, "flow", None),
-            seed=getattr(opts, "seed", None),
-            overrides=getattr(opts, "overrides", None) or {},
-            paused=paused,
-            full_scans=getattr(opts, "full_scans", None),
-            after_ms=getattr(opts, "after_ms", None),
-        )
+        self.runner = Runner(scenario, self.post_message, config, paused=paused)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -148,8 +158,8 @@ class KsmApp(App[int]):
         self.runner.close()  # no more updates for a screen that is going away
         self.exit()
 
-    def send(self, command: str, value: object = None) -> None:
-        self.runner.send(command, value)
+    def send(self, command: Command) -> None:
+        self.runner.send(command)
 
     # --- what the engine sends ---
 
@@ -166,7 +176,7 @@ class KsmApp(App[int]):
 
     def _ask_for_view(self) -> None:
         self._view_timer = None
-        self.send("view")
+        self.send(View())
 
     def _draw(self, view: EngineView) -> None:
         self.draws += 1
@@ -202,32 +212,32 @@ class KsmApp(App[int]):
     # --- actions ---
 
     def action_toggle_pause(self) -> None:
-        self.send("toggle")
+        self.send(SetPaused(None))
 
     def action_step_page(self) -> None:
-        self.send("step_page")
+        self.send(StepPage())
 
     def action_step_batch(self) -> None:
-        self.send("step_batch")
+        self.send(StepBatch())
 
     def action_speed(self, step: int) -> None:
-        self.send("speed", step)
+        self.send(ChangeSpeed(step))
 
     def action_pages_to_scan(self, factor: int) -> None:
-        self.send("scale_knob", ("pages_to_scan", factor))
+        self.send(ScaleKnob("pages_to_scan", factor))
 
     def action_toggle_knob(self, name: str) -> None:
-        self.send("toggle_knob", name)
+        self.send(ToggleKnob(name))
 
     def action_flow_cycle(self) -> None:
-        self.send("flow_cycle")
+        self.send(CycleFlow())
 
     def action_knobs(self) -> None:
         if not isinstance(self.screen, KnobsScreen):
             self.push_screen(KnobsScreen(self.view))
 
     def action_compare(self) -> None:
-        self.send("compare")
+        self.send(ToggleCompare())
         if self.view is None or not self.view.compare:
             self.action_show_tab("compare")
 
@@ -239,12 +249,12 @@ class KsmApp(App[int]):
                 panel.update_from(self.view)
 
     def action_restart(self) -> None:
-        self.send("restart")
+        self.send(Restart())
 
     def action_open(self) -> None:
         def opened(scenario: Scenario | None) -> None:
             if scenario is not None:
-                self.send("load", scenario)
+                self.send(Load(scenario))
 
         if not isinstance(self.screen, OpenScreen):
             self.push_screen(OpenScreen(), opened)
@@ -273,7 +283,7 @@ class KsmApp(App[int]):
         trees = event.pane.id == "trees"
         if trees != self._trees_shown:  # snapshots carry the tree excerpt only while it is shown
             self._trees_shown = trees
-            self.send("trees", trees)
+            self.send(ShowTrees(trees))
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
@@ -290,8 +300,8 @@ class KsmApp(App[int]):
             )
 
 
-def run_app(scenario: Scenario, opts: Namespace) -> int:
-    """Run the UI on a loaded, validated scenario; opts carries flow, seed and overrides."""
-    app = KsmApp(scenario, opts)
+def run_app(scenario: Scenario, config: RunConfig) -> int:
+    """Run the UI on a loaded, validated scenario, with the command line's flow, seed, knobs and stop."""
+    app = KsmApp(scenario, config)
     app.run()
     return app.return_code or 0

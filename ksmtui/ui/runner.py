@@ -1,16 +1,17 @@
 """The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
 what the panels need to the UI: after every command, about ten times a second while paused or
-paced, and while flat out only when the UI asks ("view"), so that drawing, which needs the same
+paced, and while flat out only when the UI asks (View), so that drawing, which needs the same
 GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.app.UI_BUDGET).
 
-The UI never touches a Simulation. It sends commands (`Runner.send`) and reads the newest
+The UI never touches a Simulation. It sends commands (`Runner.send`: the small frozen dataclasses
+below) and reads the newest
 `EngineUpdate`; updates coalesce (`can_replace`), so a UI that falls behind skips to the latest
 instead of working through a backlog, and the worker never waits for the UI (call_from_thread
 would block it once per call). Work runs in slices of at most SLICE_PAGES pages and SLICE_S of wall
 time, between which commands are taken and updates go out: a command never waits for a whole ksmd
 wake-up (1,000 pages or more on a large machine).
 
-A snapshot excerpts the trees only while the UI shows them (`trees` command): the excerpt is the
+A snapshot excerpts the trees only while the UI shows them (ShowTrees): the excerpt is the
 costly part of a snapshot, and ten a second of it would take the engine's time for nothing.
 
 Paced speeds run the simulated clock at a multiple of the wall clock; "max" runs flat out. The
@@ -34,6 +35,7 @@ from engine.scenario import Scenario
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
 from engine.timeline import NO_PROGRESS, RUN_ON
+from ksmtui.options import RunConfig
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
@@ -44,6 +46,90 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 HISTORY = 120  # updates kept for the sparklines and the rates
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
+
+
+# --- commands: what the UI sends the engine thread (Runner.send) ---
+
+
+@dataclass(frozen=True)
+class SetPaused:
+    paused: bool | None  # None toggles
+
+
+@dataclass(frozen=True)
+class StepPage:
+    """One cmp_and_merge_page() call (pauses)."""
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One ksmd wake-up (pauses)."""
+
+
+@dataclass(frozen=True)
+class ChangeSpeed:
+    step: int  # through SPEEDS: +1 faster, -1 slower
+
+
+@dataclass(frozen=True)
+class SetKnob:
+    name: str
+    value: object  # parsed by the knob's own table
+
+
+@dataclass(frozen=True)
+class ToggleKnob:
+    name: str  # a 0/1 knob, flipped from the engine's value, not a possibly stale view's
+
+
+@dataclass(frozen=True)
+class ScaleKnob:
+    name: str
+    factor: int  # negative divides
+
+
+@dataclass(frozen=True)
+class CycleFlow:
+    pass
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The scenario again from time 0, with the knobs set since."""
+
+
+@dataclass(frozen=True)
+class Load:
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class ToggleCompare:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowTrees:
+    shown: bool
+
+
+@dataclass(frozen=True)
+class View:
+    """The UI's request for a view (flat out, the engine sends none by itself)."""
+
+
+@dataclass(frozen=True)
+class Sync:
+    done: threading.Event  # set once every command sent before has run and its view was posted
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+Command = (SetPaused | StepPage | StepBatch | ChangeSpeed | SetKnob | ToggleKnob | ScaleKnob | CycleFlow
+           | Restart | Load | ToggleCompare | ShowTrees | View | Sync | Quit)
 
 
 def speed_label(speed: int | None) -> str:
@@ -144,22 +230,17 @@ class Runner:
         self,
         scenario: Scenario,
         post: Callable[[Message], object],
-        flow: str | None = None,
-        seed: int | None = None,
-        overrides: Mapping[str, object] | None = None,
+        config: RunConfig = RunConfig(),
         paused: bool = False,
-        full_scans: int | None = None,
-        after_ms: int | None = None,
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
         self._scenario = scenario
-        self._flow = flow or scenario.engine["flow"]
-        self._seed = seed
-        self._overrides = dict(overrides or {})  # restart keeps the knobs set since
-        self._stop_options = (full_scans, after_ms)  # replace the scenario's [stop], as in `run`
+        self._config = config  # the command line's flow, seed, --set and stop, for this scenario
+        self._flow = config.flow or scenario.engine["flow"]
+        self._overrides = dict(config.overrides)  # restart keeps the knobs set since
         self._paused = paused
         self._speed: int | None = None
         self._compare = False
@@ -178,45 +259,42 @@ class Runner:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, command: str, value: object = None) -> None:
-        """Queue a command: view, pause, resume, toggle, step_page, step_batch, speed (+1/-1),
-        knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
-        flow_cycle, restart, load (a Scenario), compare (on/off), trees (shown: bool),
-        sync (an Event)."""
-        self._queue.put((command, value))
+    def send(self, command: Command) -> None:
+        self._queue.put(command)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every command sent before has run and its update was posted (tests)."""
         done = threading.Event()
-        self.send("sync", done)
+        self.send(Sync(done))
         return done.wait(timeout)
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self.send("quit")
+            self.send(Quit())
             self._thread.join(timeout=5)
 
     # --- engine thread ---
 
     def _main(self) -> None:
-        command, value = "restart", None  # the first command builds the run
-        while command != "quit":
-            if command == "sync":
-                value.set()
+        command: Command | None = Restart()  # the first command builds the run; None: run a slice
+        while not isinstance(command, Quit):
+            if isinstance(command, Sync):
+                command.done.set()
             else:
                 try:
-                    if command == "run":
+                    if command is None:
                         self._run_slice()
                     else:
-                        self._do(command, value)
-                    if command != "run" or self._paused:
+                        self._do(command)
+                    if command is not None or self._paused:
                         self._publish()
                     elif time.monotonic() - self._last_publish >= PUBLISH_S:
-                        # Flat out, the UI asks for a view ("view") when it has the time to draw
+                        # Flat out, the UI asks for a view (View) when it has the time to draw
                         # one; the history for the sparklines and rates keeps this pace all the same.
                         self._publish(post=self._speed is not None)
                 except KnobError as err:
-                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    knob = command.name if isinstance(command, (SetKnob, ToggleKnob, ScaleKnob)) else "flow"
+                    self._post(EngineError(str(err), knob=knob))
                     self._publish()
                 except Exception as err:  # an engine bug must not take the UI down: say it, pause
                     self._paused = True
@@ -225,77 +303,76 @@ class Runner:
                         self._publish()  # so the header shows the pause
                     except Exception:  # taking the snapshot is what fails: already said above
                         pass
-            command, value = self._next()
+            command = self._next()
 
-    def _next(self) -> tuple[str, object]:
-        """The next command, or ("run", None) when engine work is due first."""
+    def _next(self) -> Command | None:
+        """The next command, or None when engine work is due first."""
         try:
             if self._due():
                 return self._queue.get_nowait()
             return self._queue.get(timeout=self._idle_s())
         except queue.Empty:
-            return "run", None
+            return None
 
-    def _do(self, command: str, value) -> None:
-        if command in ("pause", "resume", "toggle"):
-            self._paused = {"pause": True, "resume": False, "toggle": not self._paused}[command]
-            self._note = ""
-            self._rebase()
-        elif command == "step_page":
-            self._paused = True
-            for sim in self._sims:
-                sim.step_page()
-            self._check_stop()
-        elif command == "step_batch":
-            self._paused = True
-            for sim in self._sims:
-                sim.step_batch()
-            self._check_stop()
-        elif command == "speed":
-            i = SPEEDS.index(self._speed) + value
-            self._speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i))]
-            self._rebase()
-        elif command == "knob":
-            name, raw = value
-            if name == "flow" and self._compare:
-                raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
-            parsed = ALL_KNOBS[name].parse(raw)
-            for sim in self._sims:
-                sim.set_knob(name, parsed)
-            if name == "flow":
-                self._flow = parsed
-            else:
-                self._overrides[name] = parsed
-        elif command == "toggle_knob":  # relative changes read the engine's value, not a stale view
-            self._do("knob", (value, 1 - int(self._knob(value))))
-        elif command == "scale_knob":
-            name, factor = value
-            now = int(self._knob(name))
-            self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
-        elif command == "flow_cycle":
-            self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
-        elif command == "view":  # the UI's request for a view (published below, as after any command)
-            pass
-        elif command == "trees":
-            self._tree_limit = TREE_LIMIT if value else 0
-        elif command == "restart":
-            self._build()  # the scenario again from time 0, with the knobs set since
-        elif command == "load":
-            # Another scenario runs as its file says: the command line's flow, seed, --set and
-            # stop were for the first one.
-            old = self._scenario, self._flow, self._seed, self._overrides, self._stop_options
-            self._scenario, self._flow, self._seed, self._overrides = value, value.engine["flow"], None, {}
-            self._stop_options = (None, None)
-            try:
+    def _do(self, command: Command) -> None:
+        match command:
+            case SetPaused(paused):
+                self._paused = not self._paused if paused is None else paused
+                self._note = ""
+                self._rebase()
+            case StepPage():
+                self._paused = True
+                for sim in self._sims:
+                    sim.step_page()
+                self._check_stop()
+            case StepBatch():
+                self._paused = True
+                for sim in self._sims:
+                    sim.step_batch()
+                self._check_stop()
+            case ChangeSpeed(step):
+                i = SPEEDS.index(self._speed) + step
+                self._speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i))]
+                self._rebase()
+            case SetKnob(name, raw):
+                if name == "flow" and self._compare:
+                    raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
+                value = ALL_KNOBS[name].parse(raw)
+                for sim in self._sims:
+                    sim.set_knob(name, value)
+                if name == "flow":
+                    self._flow = value
+                else:
+                    self._overrides[name] = value
+            case ToggleKnob(name):
+                self._do(SetKnob(name, 1 - int(self._knob(name))))
+            case ScaleKnob(name, factor):
+                now = int(self._knob(name))
+                self._do(SetKnob(name, now * factor if factor > 0 else max(1, now // -factor)))
+            case CycleFlow():
+                self._do(SetKnob("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
+            case View():
+                pass  # published by _main, as after any command
+            case ShowTrees(shown):
+                self._tree_limit = TREE_LIMIT if shown else 0
+            case Restart():
                 self._build()
-            except Exception:
-                self._scenario, self._flow, self._seed, self._overrides, self._stop_options = old
-                raise
-        elif command == "compare":  # on or off; either way the workload starts again
-            self._compare = not self._compare
-            self._build()
-        else:
-            raise ValueError(f"unknown command {command!r}")
+            case Load(scenario):
+                # Another scenario runs as its file says: the command line's flow, seed, --set and
+                # stop were for the first one.
+                old = self._scenario, self._config, self._flow, self._overrides
+                self._scenario, self._config = scenario, RunConfig()
+                self._flow, self._overrides = scenario.engine["flow"], {}
+                try:
+                    self._build()
+                except Exception:
+                    self._scenario, self._config, self._flow, self._overrides = old
+                    raise
+            case ToggleCompare():  # on or off; either way the workload starts again
+                self._compare = not self._compare
+                self._build()
+            case _:
+                raise ValueError(f"unknown command {command!r}")
 
     def _knob(self, name: str) -> int | str:
         return self._sims[self._primary].knobs()[name]
@@ -303,9 +380,10 @@ class Runner:
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
         flows = COMPARE_FLOWS if self._compare else (self._flow,)
-        sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
+        seed = self._config.seed
+        sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides) for f in flows]
         self._sims = sims
-        self._stop = sims[0].stop_rule(*self._stop_options)
+        self._stop = sims[0].stop_rule(self._config.full_scans, self._config.after_ms)
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
         self._samples = _Samples()
         self._note = ""

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
-from ksmtui.ui.runner import EngineView
+from ksmtui.ui.runner import EngineView, SetKnob
 
 LIVE_KNOBS = (
     "pages_to_scan",
@@ -71,7 +71,7 @@ class KnobsScreen(ModalScreen[None]):
             self.show_error(name, str(err))
             return
         self.show_error(name, "")
-        self.app.send("knob", (name, value))
+        self.app.send(SetKnob(name, value))
 
     def show_error(self, name: str, text: str) -> None:
         self.query_one(f"#knob-error-{name}", Label).update(text)
