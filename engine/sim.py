@@ -195,9 +195,12 @@ class Simulation:
                 if self.stuck:
                     return None
                 continue
-            if self._scan(1):
+            with self.ksm.traced() as trace:
+                scanned = self._scan(1)
+            if scanned:
                 mm, address, path, outcome, ns = self.ksm.last_call
-                self.last_step = StepInfo(mm.name, address, path, outcome, ns)
+                self.last_step = StepInfo(mm.name, address, path, outcome, ns, self.ksm.ksm_pages_scanned,
+                                          tuple(map(tuple, trace)))
                 return self.last_step
         return None
 

@@ -57,6 +57,7 @@ class Trend:
     counters: Mapping[str, tuple[int, ...]]  # COUNTERS -> values, oldest first
     path_rates: Mapping[str, float]  # cmp_and_merge_page calls per simulated second, by path
     scan_rate: float  # pages_scanned per simulated second
+    sim_ns: tuple[int, ...] = ()  # when each sample was taken, simulated
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,14 @@ class _Samples:
             rates = {p: (self.calls[last][j] - self.calls[base][j]) / dt for j, p in enumerate(PATHS)}
             k = COUNTERS.index("pages_scanned")
             scan_rate = (self.counters[last][k] - self.counters[base][k]) / dt
-        return Trend(series, MappingProxyType(rates), scan_rate)
+        return Trend(series, MappingProxyType(rates), scan_rate, tuple(self.sim_ns))
+
+
+def _knob_of(command: str, value) -> str:
+    """The knob a refused command was about."""
+    if command in ("knob", "scale_knob"):
+        return value[0]
+    return value if command == "toggle_knob" else "flow"
 
 
 class Runner:
@@ -148,6 +156,7 @@ class Runner:
         seed: int | None = None,
         overrides: Mapping[str, object] | None = None,
         paused: bool = False,
+        speed: int | None = None,
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -158,7 +167,7 @@ class Runner:
         self._seed = seed
         self._overrides = dict(overrides or {})  # restart keeps the knobs set since
         self._paused = paused
-        self._speed: int | None = None
+        self._speed = speed
         self._compare = False
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
@@ -212,7 +221,7 @@ class Runner:
                         # one; the history for the sparklines and rates keeps this pace all the same.
                         self._publish(post=self._speed is not None)
                 except KnobError as err:
-                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    self._post(EngineError(str(err), knob=_knob_of(command, value)))
                     self._publish()
                 except Exception as err:  # an engine bug must not take the UI down: say it, pause
                     self._paused = True
