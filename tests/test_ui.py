@@ -15,6 +15,7 @@ from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
 from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
+from ksmtui.render import sim_time
 from ksmtui.ui.runner import SPEEDS
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
@@ -278,10 +279,15 @@ def test_c_runs_legacy_and_optimized_side_by_side():
         await batches(pilot, 10)
         view = pilot.app.view
         assert all(s.counters["pages_scanned"] > 0 for s in view.snapshots)
-        assert "Before (legacy)" in text_of(pilot.app, "#cmp-legacy-anon_page")
-        assert "After (optimized)" in text_of(pilot.app, "#cmp-optimized-anon_page")
-        await press(pilot, "f")  # one flow per side: changing it is refused, not half-applied
-        assert [s.flow for s in pilot.app.view.snapshots] == ["legacy", "optimized"]
+        assert "Before (legacy)" in text_of(pilot.app, "#cmp-before-anon_page")
+        assert "After (optimized)" in text_of(pilot.app, "#cmp-after-anon_page")
+        await press(pilot, "f")  # the next pair of flows, from time 0
+        assert [s.flow for s in pilot.app.view.snapshots] == ["optimized", "series-v1"]
+        assert pilot.app.view.snapshot.sim_ns == 0
+        assert "Before (optimized)" in text_of(pilot.app, "#cmp-before-anon_page")
+        pilot.app.send("knob", ("flow", "legacy"))  # one flow per side: setting one is refused, not half-applied
+        await settle(pilot)
+        assert [s.flow for s in pilot.app.view.snapshots] == ["optimized", "series-v1"]
         await press(pilot, "c")
         assert not pilot.app.view.compare and len(pilot.app.view.snapshots) == 1
 
@@ -569,5 +575,19 @@ def test_the_screen_says_what_it_builds_until_the_first_view():
         starting = pilot.app.query_one("#starting")
         assert str(starting.render()) == "building ui-test: 4 processes, 288 pages…"
         assert not pilot.app.screen.has_class("-starting") and pilot.app.query_one("#tabs").display
+
+    run(test)
+
+
+def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears_it():
+    async def test(pilot):
+        await batches(pilot, 4)
+        at = pilot.app.view.snapshot.sim_ns
+        await press(pilot, "f", "h", "4")
+        note = f"; flow optimized → legacy at {sim_time(at)}"
+        assert pilot.app.query_one("#latency-panel").border_title == f"latency since start{note}"
+        assert pilot.app.query_one("#outcomes").border_subtitle == f"since start{note}"
+        await press(pilot, "r")
+        assert pilot.app.query_one("#latency-panel").border_title == "latency since start"
 
     run(test)

@@ -36,6 +36,7 @@ from ksmtui.ui.widgets.panels import (
     ProcessesPanel,
     ScanPanel,
     StatusBar,
+    switches_note,
 )
 from ksmtui.ui.widgets.processes import ProcessTable
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
@@ -118,6 +119,7 @@ class KsmApp(App[int]):
         self._trees_shown = False
         self._scenarios = {scenario.name: scenario}  # by name: which one a view is of (o loads others)
         self._events_of: str | None = None
+        self._switches: list[tuple[int, str, str]] = []  # (sim_ns, old, new) flow changes of this run
         self.runner = Runner(
             scenario,
             self.post_message,
@@ -169,7 +171,6 @@ class KsmApp(App[int]):
             "trees-panel": "trees",
             "chains-panel": "stable_node chains",
             "overview-chains": "stable_node chains",
-            "compare-panel": "compare: legacy (Before) vs optimized (After), same workload",
             "processes-panel": "processes (/proc/PID/ksm_stat)",
         }
         for panel_id, title in titles.items():
@@ -210,11 +211,23 @@ class KsmApp(App[int]):
     def _notify_knob_changes(self, old: EngineView, new: EngineView) -> None:
         """Every knob that changed (a key, the k screen, the scenario's `set` event) says so."""
         a, b = old.snapshot, new.snapshot
+        if a.scenario != b.scenario or b.sim_ns < a.sim_ns or old.compare != new.compare:  # a new run
+            self._show_switches([])
         if a.scenario != b.scenario:  # another scenario (o) brings its own knobs
             return
         for name, value in b.knobs.items():
             if a.knobs.get(name) != value:
                 self.notify(f"{a.knobs.get(name)} → {value}", title=name, markup=False)
+        if a.flow != b.flow and not new.compare and b.sim_ns > 0:
+            self._show_switches([*self._switches, (b.sim_ns, a.flow, b.flow)])
+
+    def _show_switches(self, switches: list[tuple[int, str, str]]) -> None:
+        """The outcomes and since-start histograms say where the run changed flow."""
+        if switches == self._switches:
+            return
+        self._switches = switches
+        for panel in (*self.query(LatencyPanel), self.query_one(OutcomesPanel)):
+            panel.switches = switches_note(switches)
 
     def _ask_for_view(self) -> None:
         self._view_timer = None

@@ -43,6 +43,8 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 HISTORY = 120  # updates kept for the sparklines and the rates
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
+# The pairs f steps through in compare mode, Before first: any two flows can be compared.
+COMPARE_PAIRS = (COMPARE_FLOWS, ("optimized", "series-v1"), ("legacy", "series-v1"))
 NO_PROGRESS = "no progress possible: nothing registered with ksmd and no event pending"
 
 
@@ -64,7 +66,7 @@ class Trend:
 class EngineView:
     """Everything the panels draw: the snapshot(s) and the runner's own state."""
 
-    snapshots: tuple[Snapshot, ...]  # one; in compare mode one per COMPARE_FLOWS
+    snapshots: tuple[Snapshot, ...]  # one; in compare mode Before's and After's (a pair of COMPARE_PAIRS)
     primary: int  # the snapshot the single-simulation panels show
     trend: Trend
     paused: bool
@@ -169,6 +171,7 @@ class Runner:
         self._paused = paused
         self._speed = speed
         self._compare = False
+        self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
         self._primary = 0
@@ -186,7 +189,7 @@ class Runner:
     def send(self, command: str, value: object = None) -> None:
         """Queue a command: view, pause, resume, toggle, step_page, step_batch, speed (+1/-1),
         knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
-        flow_cycle, restart, load (a Scenario), compare (on/off), trees (shown: bool),
+        flow_cycle (in compare mode: the next pair), restart, load (a Scenario), compare (on/off), trees (shown: bool),
         sync (an Event)."""
         self._queue.put((command, value))
 
@@ -263,7 +266,7 @@ class Runner:
         elif command == "knob":
             name, raw = value
             if name == "flow" and self._compare:
-                raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
+                raise KnobError("compare mode runs two flows: f picks the pair, c leaves it")
             parsed = ALL_KNOBS[name].parse(raw)
             for sim in self._sims:
                 sim.set_knob(name, parsed)
@@ -277,6 +280,9 @@ class Runner:
             name, factor = value
             now = int(self._knob(name))
             self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
+        elif command == "flow_cycle" and self._compare:  # the next pair of flows, from time 0
+            self._pair = COMPARE_PAIRS[(COMPARE_PAIRS.index(self._pair) + 1) % len(COMPARE_PAIRS)]
+            self._build()
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
         elif command == "view":  # the UI's request for a view (published below, as after any command)
@@ -306,7 +312,7 @@ class Runner:
 
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
-        flows = COMPARE_FLOWS if self._compare else (self._flow,)
+        flows = self._pair if self._compare else (self._flow,)
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1

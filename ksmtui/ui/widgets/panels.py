@@ -27,8 +27,8 @@ from ksmtui.render import (
     sparkline,
     step_line,
 )
-from ksmtui.report import table, work_lines
-from ksmtui.ui.runner import COMPARE_FLOWS, EngineView, speed_label
+from ksmtui.report import bound_label, latency_stats, table, work_lines
+from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
 ROLLING = f"last {RECENT_WAKEUPS} wake-ups"  # the window of the rolling histograms
@@ -121,7 +121,9 @@ class StatusBar(TextView):
 
     def update_from(self, view: EngineView) -> None:
         snap = view.snapshot
-        flow = " vs ".join(COMPARE_FLOWS) if view.compare else snap.flow
+        # In compare mode the other tabs show one of the two runs: say which.
+        flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \
+            else snap.flow
         key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
         if key == self._key:
             return
@@ -183,6 +185,11 @@ OVERVIEW_KNOBS = ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_z
 KNOB_KEYS = {"pages_to_scan": "[ ]", "use_zero_pages": "z", "smart_scan": "m", "merge_across_nodes": "n"}
 START_HINT = "paused at t=0: space starts the run"
 MIB = 1 << 20
+
+
+def switches_note(switches: list[tuple[int, str, str]]) -> str:
+    """Where a run changed flow (f): its since-start data mix the flows."""
+    return "".join(f"; flow {old} → {new} at {sim_time(ns)}" for ns, old, new in switches)
 
 
 def pack(items: list[str], width: int, sep: str = " · ") -> list[str]:
@@ -290,7 +297,7 @@ class CountersPanel(Panel):
         if any(ev.at_full_scans is not None or not ev.repeat_ms for ev in self.events):
             # A row of its own whenever the scenario has one-off events: the panel keeps its height.
             marks = event_marks(self.events, times, view.trend.counters["full_scans"][-width:])
-            parts += [f"{'events (one-off) ▲':<35}", (f"{marks:>{width}}", "$warning"), "\n"]
+            parts += [f"{'one-off events':<35}", (f"{marks:>{width}}", "$warning"), "\n"]
         span = f"sparklines: the last {time_span(times[-1] - times[0])} simulated" if len(times) > 1 else ""
         if self.border_subtitle != span:
             self.border_subtitle = span
@@ -306,10 +313,14 @@ class OutcomesPanel(Panel):
     def compose(self) -> ComposeResult:
         yield TextView(id="outcomes-text")
 
+    switches = ""  # flow changes of this run (f), which its since-start counts mix
+
     def key_of(self, view: EngineView) -> object:
-        return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()))
+        return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()),
+                self.switches)
 
     def draw(self, view: EngineView) -> None:
+        self.border_subtitle = f"since start{self.switches}" if self.switches else ""
         rows = outcome_table(view.snapshot.outcomes, view.trend.path_rates, PATHS)
         self.query_one("#outcomes-text", TextView).show("\n".join(rows))
 
@@ -333,13 +344,15 @@ def _titles(titles: list[str], width: int) -> list[str]:
     that the histograms under them start on the same row."""
     if all(len(t) <= width for t in titles):
         return titles
-    return [t.replace("  p50", "\np50", 1) if "  p50" in t else t + "\n" for t in titles]
+    return [t.replace("  p50", "\np50", 1) if "  p50" in t else t.replace("  no calls", "\nno calls", 1)
+            for t in titles]
 
 
 class LatencyPanel(Panel):
     """Log2 histograms of cmp_and_merge_page() latency per path, drawn as bpftrace's hist()."""
 
     since_start = False  # False: the rolling histogram (the last few wake-ups)
+    switches = ""  # flow changes of this run (f), which its since-start histograms mix
 
     def compose(self) -> ComposeResult:
         for path in PATHS:
@@ -350,10 +363,10 @@ class LatencyPanel(Panel):
         return s.latency if self.since_start else s.latency_recent
 
     def key_of(self, view: EngineView) -> object:
-        return (self.since_start, tuple(self.counts(view)[p] for p in PATHS))
+        return (self.since_start, tuple(self.counts(view)[p] for p in PATHS), self.switches)
 
     def draw(self, view: EngineView) -> None:
-        title = "latency since start" if self.since_start else f"latency, {ROLLING} (rolling)"
+        title = f"latency since start{self.switches}" if self.since_start else f"latency, {ROLLING} (rolling)"
         if self.border_title != title:
             self.border_title = title
         window = "since start" if self.since_start else ROLLING
@@ -396,37 +409,62 @@ class ChainsPanel(Panel):
         )
 
 
+def side_label(side: str, flow: str) -> str:
+    return f"{side} ({flow})"
+
+
+def latency_change_lines(before, after) -> list[str]:
+    """Per path that saw calls: calls, percentiles and mean under each flow, and the mean's change."""
+    rows: list[list[object]] = [["path", "", "calls", "p50", "p90", "p99", "mean", "change"]]
+    for path in PATHS:
+        b, a = latency_stats(before.latency[path]), latency_stats(after.latency[path])
+        if not (b.calls or a.calls):
+            continue
+        change = f"{(a.mean - b.mean) * 100 / b.mean:+,.0f}%" if b.calls and a.calls else "-"
+        for side, st in (("Before", b), ("After", a)):
+            rows.append([path if side == "Before" else "", side, st.calls, bound_label(st.p50), bound_label(st.p90),
+                         bound_label(st.p99), f"~{st.mean:,.0f}" if st.calls else "-",
+                         change if side == "After" else ""])
+    return table(rows, left=2)
+
+
 class ComparePanel(Panel):
-    """Compare mode: the same workload under both flows, histograms per path side by side."""
+    """Compare mode: the same workload under two flows, their counters, latency and work per path,
+    and the histograms side by side."""
 
     def compose(self) -> ComposeResult:
         yield TextView(id="compare-counters")
         for path in PATHS:
             with Horizontal(classes="compare-row"):
-                for flow in COMPARE_FLOWS:
-                    yield TextView(id=f"cmp-{flow}-{path}", classes="hist compare-hist")
+                for side in ("before", "after"):
+                    yield TextView(id=f"cmp-{side}-{path}", classes="hist compare-hist")
 
     def key_of(self, view: EngineView) -> object:
-        return (view.compare, tuple((s.latency, tuple(s.counters.items())) for s in view.snapshots))
+        return (view.compare, tuple((s.flow, s.latency, tuple(s.counters.items())) for s in view.snapshots))
 
     def draw(self, view: EngineView) -> None:
         if not view.compare:
-            self.query_one("#compare-counters", TextView).show("compare mode is off: press c to start it")
+            self.border_title = "compare"
+            self.query_one("#compare-counters", TextView).show(
+                "compare mode is off: c runs the workload under two flows side by side (f picks the pair)")
             for path in PATHS:
-                for flow in COMPARE_FLOWS:
-                    self.query_one(f"#cmp-{flow}-{path}", TextView).show("")
+                for side in ("before", "after"):
+                    self.query_one(f"#cmp-{side}-{path}", TextView).show("")
             return
         before, after = view.snapshots
-        rows = table([["", "Before (legacy)", "After (optimized)"],
-                      *([name, before.counters[name], after.counters[name]] for name in COMPARE_COUNTERS)])
-        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after)]
+        labels = side_label("Before", before.flow), side_label("After", after.flow)
+        self.border_title = f"compare: {labels[0]} vs {labels[1]}, same workload"
+        rows = table([["", *labels], *([name, before.counters[name], after.counters[name]]
+                                       for name in COMPARE_COUNTERS)])
+        rows += ["", "latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
+                 *latency_change_lines(before, after)]
+        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
-        for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
-            label = "Before (legacy)" if flow == "legacy" else "After (optimized)"
+        for side, label, snap in zip(("before", "after"), labels, view.snapshots):
             for path in PATHS:
                 counts = snap.latency[path]
-                hist = self.query_one(f"#cmp-{flow}-{path}", TextView)
+                hist = self.query_one(f"#cmp-{side}-{path}", TextView)
                 hist.show(
                     "\n".join([label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))])
                 )
