@@ -14,8 +14,8 @@ from textual.widgets._footer import FooterKey
 from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
-from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.render import sim_time
+from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.ui.runner import SPEEDS
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen

@@ -128,6 +128,8 @@ class KsmApp(App[int]):
             overrides=getattr(opts, "overrides", None) or {},
             paused=paused,
             speed=speed,
+            full_scans=getattr(opts, "full_scans", None),
+            after_ms=getattr(opts, "after_ms", None),
         )
 
     def compose(self) -> ComposeResult:

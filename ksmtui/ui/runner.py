@@ -33,6 +33,7 @@ from engine.knobs import ALL_KNOBS, FLOWS, KnobError
 from engine.scenario import Scenario
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
+from engine.timeline import NO_PROGRESS, RUN_ON
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
@@ -45,7 +46,6 @@ RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simula
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
 # The pairs f steps through in compare mode, Before first: any two flows can be compared.
 COMPARE_PAIRS = (COMPARE_FLOWS, ("optimized", "series-v1"), ("legacy", "series-v1"))
-NO_PROGRESS = "no progress possible: nothing registered with ksmd and no event pending"
 
 
 def speed_label(speed: int | None) -> str:
@@ -159,6 +159,8 @@ class Runner:
         overrides: Mapping[str, object] | None = None,
         paused: bool = False,
         speed: int | None = None,
+        full_scans: int | None = None,
+        after_ms: int | None = None,
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -168,12 +170,14 @@ class Runner:
         self._flow = flow or scenario.engine["flow"]
         self._seed = seed
         self._overrides = dict(overrides or {})  # restart keeps the knobs set since
+        self._stop_options = (full_scans, after_ms)  # replace the scenario's [stop], as in `run`
         self._paused = paused
         self._speed = speed
         self._compare = False
         self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
+        self._stop = RUN_ON  # the scenario's, once _build made the simulations
         self._primary = 0
         self._samples = _Samples()
         self._note = ""
@@ -292,14 +296,15 @@ class Runner:
         elif command == "restart":
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
-            # Another scenario runs as its file says: the command line's flow, seed and --set
-            # were for the first one.
-            old = self._scenario, self._flow, self._seed, self._overrides
+            # Another scenario runs as its file says: the command line's flow, seed, --set and
+            # stop were for the first one.
+            old = self._scenario, self._flow, self._seed, self._overrides, self._stop_options
             self._scenario, self._flow, self._seed, self._overrides = value, value.engine["flow"], None, {}
+            self._stop_options = (None, None)
             try:
                 self._build()
             except Exception:
-                self._scenario, self._flow, self._seed, self._overrides = old
+                self._scenario, self._flow, self._seed, self._overrides, self._stop_options = old
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
             self._compare = not self._compare
@@ -315,6 +320,7 @@ class Runner:
         flows = self._pair if self._compare else (self._flow,)
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
+        self._stop = sims[0].stop_rule(*self._stop_options)
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
         self._samples = _Samples()
         self._note = ""
@@ -324,8 +330,14 @@ class Runner:
     def _rebase(self) -> None:
         self._base = (time.monotonic(), self._clock())
 
+    def _active(self) -> list[Simulation]:
+        """The simulations still short of the stop: each stops where `ksmtui run` and `ksmtui
+        compare` stop it, and waits there for the other (once finished, all run on)."""
+        stop = RUN_ON if self._finished else self._stop
+        return [sim for sim in self._sims if stop.reached(sim.full_scans, sim.now_ns) is None] or self._sims
+
     def _clock(self) -> int:
-        return min(sim.now_ns for sim in self._sims)
+        return min(sim.now_ns for sim in self._active())
 
     def _target_ns(self) -> float:
         wall, sim_ns = self._base
@@ -350,8 +362,9 @@ class Runner:
         while not self._paused and time.monotonic() < deadline and self._queue.empty():
             if self._speed is not None and self._clock() > self._target_ns():
                 break
-            # Compared runs advance together: the one behind on the simulated clock goes next.
-            min(self._sims, key=lambda s: s.now_ns).step_pages(SLICE_PAGES)
+            # Compared runs advance together: the one behind on the simulated clock goes next. A
+            # slice ends with its wake-up, where a headless run looks at its stop.
+            min(self._active(), key=lambda s: s.now_ns).step_within_wakeup(SLICE_PAGES)
             self._check_stop()
         if self._speed is not None:
             behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9
@@ -363,12 +376,15 @@ class Runner:
         self._note = note
 
     def _check_stop(self) -> None:
-        """Pause where a headless run would end (Simulation.stop_reached: the scenario's [stop],
-        else 10 full scans), the first time every simulation gets there; and whenever one can make
-        no more progress."""
-        if any(sim.stuck for sim in self._sims):
-            self._stop_by_itself(NO_PROGRESS)
-        elif not self._finished and all(reasons := [sim.stop_reached() for sim in self._sims]):
+        """Pause where a headless run would end (engine/timeline.py: the stop, or no progress
+        possible), the first time every simulation gets there; and, past the stop too, whenever
+        one can make no more progress."""
+        stop = RUN_ON if self._finished else self._stop
+        reasons = [sim.check_stop(stop) for sim in self._sims]
+        stalled = [r for r in reasons if r is not None and r.startswith(NO_PROGRESS)]
+        if stalled:
+            self._stop_by_itself(stalled[0])
+        elif not self._finished and all(reasons):
             self._finished = True
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 
