@@ -64,8 +64,8 @@ def scenario():
     return parse_scenario(SCENARIO, "ui-test.toml", Path("."))
 
 
-def make_app(flow: str | None = None) -> KsmApp:
-    return KsmApp(scenario(), RunConfig(flow=flow), paused=True)
+def make_app(flow: str | None = None, speed: int | None = None) -> KsmApp:
+    return KsmApp(scenario(), RunConfig(flow=flow), paused=True, speed=speed)
 
 
 async def settle(pilot) -> None:

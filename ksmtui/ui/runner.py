@@ -46,6 +46,8 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 HISTORY = 120  # updates kept for the sparklines and the rates
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
+# The pairs f steps through in compare mode, Before first: any two flows can be compared.
+COMPARE_PAIRS = (COMPARE_FLOWS, ("optimized", "series-v1"), ("legacy", "series-v1"))
 
 
 # --- commands: what the UI sends the engine thread (Runner.send) ---
@@ -90,7 +92,7 @@ class ScaleKnob:
 
 @dataclass(frozen=True)
 class CycleFlow:
-    pass
+    """The next flow; in compare mode, the next pair of flows, from time 0."""
 
 
 @dataclass(frozen=True)
@@ -143,13 +145,14 @@ class Trend:
     counters: Mapping[str, tuple[int, ...]]  # COUNTERS -> values, oldest first
     path_rates: Mapping[str, float]  # cmp_and_merge_page calls per simulated second, by path
     scan_rate: float  # pages_scanned per simulated second
+    sim_ns: tuple[int, ...] = ()  # when each sample was taken, simulated
 
 
 @dataclass(frozen=True)
 class EngineView:
     """Everything the panels draw: the snapshot(s) and the runner's own state."""
 
-    snapshots: tuple[Snapshot, ...]  # one; in compare mode one per COMPARE_FLOWS
+    snapshots: tuple[Snapshot, ...]  # one; in compare mode Before's and After's (a pair of COMPARE_PAIRS)
     primary: int  # the snapshot the single-simulation panels show
     trend: Trend
     paused: bool
@@ -220,7 +223,7 @@ class _Samples:
             rates = {p: (self.calls[last][j] - self.calls[base][j]) / dt for j, p in enumerate(PATHS)}
             k = COUNTERS.index("pages_scanned")
             scan_rate = (self.counters[last][k] - self.counters[base][k]) / dt
-        return Trend(series, MappingProxyType(rates), scan_rate)
+        return Trend(series, MappingProxyType(rates), scan_rate, tuple(self.sim_ns))
 
 
 class Runner:
@@ -232,6 +235,7 @@ class Runner:
         post: Callable[[Message], object],
         config: RunConfig = RunConfig(),
         paused: bool = False,
+        speed: int | None = None,
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -242,8 +246,9 @@ class Runner:
         self._flow = config.flow or scenario.engine["flow"]
         self._overrides = dict(config.overrides)  # restart keeps the knobs set since
         self._paused = paused
-        self._speed: int | None = None
+        self._speed = speed
         self._compare = False
+        self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
         self._stop = RUN_ON  # the scenario's, once _build made the simulations
@@ -336,7 +341,7 @@ class Runner:
                 self._rebase()
             case SetKnob(name, raw):
                 if name == "flow" and self._compare:
-                    raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
+                    raise KnobError("compare mode runs two flows: f picks the pair, c leaves it")
                 value = ALL_KNOBS[name].parse(raw)
                 for sim in self._sims:
                     sim.set_knob(name, value)
@@ -349,6 +354,9 @@ class Runner:
             case ScaleKnob(name, factor):
                 now = int(self._knob(name))
                 self._do(SetKnob(name, now * factor if factor > 0 else max(1, now // -factor)))
+            case CycleFlow() if self._compare:  # the next pair of flows, from time 0
+                self._pair = COMPARE_PAIRS[(COMPARE_PAIRS.index(self._pair) + 1) % len(COMPARE_PAIRS)]
+                self._build()
             case CycleFlow():
                 self._do(SetKnob("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
             case View():
@@ -379,7 +387,7 @@ class Runner:
 
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
-        flows = COMPARE_FLOWS if self._compare else (self._flow,)
+        flows = self._pair if self._compare else (self._flow,)
         seed = self._config.seed
         sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides) for f in flows]
         self._sims = sims
@@ -393,8 +401,14 @@ class Runner:
     def _rebase(self) -> None:
         self._base = (time.monotonic(), self._clock())
 
+    def _active(self) -> list[Simulation]:
+        """The simulations still short of the stop: each stops where `ksmtui run` and `ksmtui
+        compare` stop it, and waits there for the other (once finished, all run on)."""
+        stop = RUN_ON if self._finished else self._stop
+        return [sim for sim in self._sims if stop.reached(sim.full_scans, sim.now_ns) is None] or self._sims
+
     def _clock(self) -> int:
-        return min(sim.now_ns for sim in self._sims)
+        return min(sim.now_ns for sim in self._active())
 
     def _target_ns(self) -> float:
         wall, sim_ns = self._base
@@ -419,8 +433,9 @@ class Runner:
         while not self._paused and time.monotonic() < deadline and self._queue.empty():
             if self._speed is not None and self._clock() > self._target_ns():
                 break
-            # Compared runs advance together: the one behind on the simulated clock goes next.
-            min(self._sims, key=lambda s: s.now_ns).step_pages(SLICE_PAGES)
+            # Compared runs advance together: the one behind on the simulated clock goes next. A
+            # slice ends with its wake-up, where a headless run looks at its stop.
+            min(self._active(), key=lambda s: s.now_ns).step_within_wakeup(SLICE_PAGES)
             self._check_stop()
         if self._speed is not None:
             behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9
