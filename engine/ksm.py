@@ -749,17 +749,24 @@ class Ksm:
         """Drop every stable node whose KSM page is gone; False (EBUSY) if one is still mapped."""
         ok = True
         for root in self.root_stable_tree:
-            for node in list(root):
-                if is_stable_node_chain(node):
-                    for dup in list(node.hlist):
-                        ok &= self._remove_stable_node(dup)
-                    if not node.hlist:
-                        self.free_stable_node_chain(node, root)
-                else:
-                    ok &= self._remove_stable_node(node)
+            # always the root entry, as the kernel takes it, and on to the next nid at a busy one
+            while root.rb_node is not None:
+                if self.stable_node_chain_remove(root.rb_node, root):
+                    ok = False
+                    break
         for node in list(self.migrate_nodes):
             ok &= self._remove_stable_node(node)
         return ok
+
+    def stable_node_chain_remove(self, node: StableNode, root: RbRoot) -> bool:
+        """True (busy) at the first node whose page is still mapped."""
+        if not is_stable_node_chain(node):
+            return not self._remove_stable_node(node)
+        for dup in list(node.hlist):
+            if not self._remove_stable_node(dup):
+                return True
+        self.free_stable_node_chain(node, root)
+        return False
 
     def _remove_stable_node(self, node: StableNode) -> bool:
         if self.machine.ksm_mapping.get(node.kpfn) is node:

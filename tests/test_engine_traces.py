@@ -3,6 +3,7 @@
 import pytest
 
 from engine.knobs import KnobError
+from engine.sim import Simulation
 from tests.engine_helpers import pick, proc, region, scans, sim_of
 
 FLOWS = ("optimized", "legacy", "series-v1")
@@ -412,3 +413,14 @@ def test_stop_reached_names_the_condition():
     assert sim.stop_reached(full_scans=1) is None
     assert sim.run(full_scans=1) == "full_scans reached 1" == sim.stop_reached(full_scans=1)
     assert sim.stop_reached(after_ms=1).startswith("after_ms reached")
+
+
+def test_later_walks_free_a_chain_its_process_emptied_by_exiting():
+    """Issue 10's case, the counts the kernel (6.18.44) gives: the walks of b's unique pages pass
+    the zero-content chain a left behind and free it, in the red-black tree's shape."""
+    from tests.test_kernel_parity import EMPTIED_CHAIN
+
+    sim = Simulation(EMPTIED_CHAIN)
+    sim.run()
+    c = sim.ksm.counters()
+    assert (c["stable_node_chains"], c["stable_node_dups"]) == (1, 5)

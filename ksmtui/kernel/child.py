@@ -198,6 +198,9 @@ def _fork(child: Child, sock: socket.socket, name: str) -> int:
         sock.close()
         child.name = name
         _child_setup()
+        # a scenario's parent may exit before its forked child: die with the controller (EOF on
+        # the socket), not with the parent
+        _libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
         send_msg(new, ("ok", os.getpid()))
         serve(child, new)
     new.close()
