@@ -135,19 +135,41 @@ def run_case(text: str, file: str) -> dict:
     return {"verdict": verdict, "report": report}
 
 
-def cmd_parity_random(opts) -> int:
-    """Exit status: 0 when every case agrees (or only the kernel disagrees with itself), 1 when the
-    model differs from the kernel, 2 on bad input."""
-    from ksmtui.kernel.run import KernelUnsupported, _guarded, unavailable_reason
+def build_parser():
+    from ksmtui.cli import Parser, _positive, _seed
 
-    n, seed = opts.random, opts.seed if opts.seed is not None else 0
-    keep = Path(opts.keep) if opts.keep else None
-    if keep is not None:
-        try:
-            keep.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            print(f"ksmtui parity: error: --keep: cannot create {keep}: {err.strerror}", file=sys.stderr)
-            return 2
+    p = Parser(prog="ksmtui parity", description=(
+        "Differential fuzzing: N random scenarios, each run in the model and on this machine's KSM; "
+        "every difference in the settled counters and ksm_stat is reported. Exit status 0 when all "
+        "agree, 1 when the model differs, 2 on bad input."))
+    p.add_argument("--random", type=_positive, metavar="N", required=True, help="the number of cases")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the cases (default 0)")
+    p.add_argument("--keep", metavar="DIR", help="save each case that differs (TOML and report) in DIR")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """`ksmtui parity --random N [--seed S] [--keep DIR]`."""
+    from ksmtui.cli import UsageError
+
+    try:
+        opts = build_parser().parse_args(argv)
+        keep = Path(opts.keep) if opts.keep else None
+        if keep is not None:
+            try:
+                keep.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UsageError(f"--keep: cannot create {keep}: {err.strerror}") from None
+    except UsageError as err:
+        print(f"ksmtui parity: error: {err}", file=sys.stderr)
+        return 2
+    return fuzz(opts.random, opts.seed, keep)
+
+
+def fuzz(n: int, seed: int, keep: Path | None) -> int:
+    """Exit status: 0 when every case agrees (or only the kernel disagrees with itself), 1 when the
+    model differs from the kernel."""
+    from ksmtui.kernel.run import KernelUnsupported, _guarded, unavailable_reason
 
     def body() -> int:
         reason = unavailable_reason()
