@@ -448,12 +448,9 @@ def _seconds(text: str) -> float:
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     flow = opts.flow or ENGINE_KNOBS["flow"].default
-    from engine import build_info
-
     sizes = ", ".join(f"{n:,}" for n in opts.pages)
     print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, {opts.repeat} repetition{'s' if opts.repeat > 1 else ''}")
-    print(f"engine: {build_info()}")
     print(f"pages_to_scan {STEADY['pages_to_scan']:,}, sleep_millisecs {STEADY['sleep_millisecs']} "
           f"({', '.join(w for w in WORKLOADS if w in TARGETS)}); pages_to_scan {PAGES_TO_SCAN}, "
           f"sleep_millisecs {SLEEP_MS} (the others)")
