@@ -382,6 +382,10 @@ def main(argv: list[str]) -> int:
         note = f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
     else:
         kernel, note = measure_kernel(opts.workloads, opts.pages)
+        if kernel:  # for `ksmtui estimate`: this machine's ksmd per path
+            from ksmtui import ksmd_costs
+
+            note = "; ".join(filter(None, [note, f"saved for ksmtui estimate in {ksmd_costs.save(kernel, opts.pages)}"]))
     say("")
     print()
     print("\n".join(rows(measures, kernel)))

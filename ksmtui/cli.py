@@ -7,6 +7,7 @@
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
+    ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -23,7 +24,7 @@ import time
 from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "capture", "estimate")
 DEFAULT_SCENARIO = "default"
 
 
@@ -302,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] in ("capture", "estimate"):  # their own modules and parsers
+            import importlib
+
+            return importlib.import_module(f"ksmtui.{argv[0]}").main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
