@@ -178,6 +178,12 @@ def load(path: str | Path) -> Capture:
     path = Path(path)
     where = str(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":
+            raise CaptureError(f"{where}: not a ksmtui capture (not an .npz file)")
+        if not zipfile.is_zipfile(path):
+            raise CaptureError(f"{where}: truncated or corrupt capture (its zip directory is missing)")
         with np.load(path, allow_pickle=False) as z:
             if "magic" not in z.files or str(z["magic"]) != MAGIC:
                 raise CaptureError(f"{where}: not a ksmtui capture (no {MAGIC!r} marker)")

@@ -70,8 +70,11 @@ def main(argv: list[str]) -> int:
     out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")  # numpy would add it anyway
-    if not out.parent.is_dir():
-        return _fail(f"{out}: no such directory {str(out.parent)!r}")
+    try:
+        if not out.parent.is_dir():
+            return _fail(f"{out}: no such directory {str(out.parent)!r}")
+    except OSError as e:
+        return _fail(f"{out}: cannot write there: {e.strerror or e}")
     if opts.pids:
         pids = list(dict.fromkeys(opts.pids))
     else:
