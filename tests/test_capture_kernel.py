@@ -19,7 +19,7 @@ import pytest
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import Fill, Stop
+from engine.scenario import Stop
 from engine.sim import Simulation
 from ksmtui.kernel import sysfs
 from ksmtui.kernel.capture import capture
