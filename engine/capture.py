@@ -332,7 +332,7 @@ def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool
         if zero:
             lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
     if not processes:
-        raise CaptureError(f"{capture.path}: no process has memory KSM may merge"
+        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
                            + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
     return "\n".join(lines) + "\n"
 

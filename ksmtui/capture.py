@@ -88,22 +88,22 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
         return 130
+    toml, text = out.with_suffix(".toml"), None
+    if opts.scenario:  # made before anything is written: a capture without its scenario is half done
+        try:
+            text = fmt.scenario_toml(cap, out.name, out.stem, opts.merge_any)
+        except fmt.CaptureError as e:
+            return _fail(f"--scenario: {e}")
     try:
         fmt.save(cap, out)
+        if text is not None:
+            toml.write_text(text)
     except OSError as e:
-        return _fail(f"{out}: cannot write: {e.strerror or e}")
+        return _fail(f"{e.filename or out}: cannot write: {e.strerror or e}")
     for note in dict.fromkeys(notes):
         print(f"{PROG}: note: {note}", file=sys.stderr)
     print(summary(cap, out))
-    if opts.scenario:
-        toml = out.with_suffix(".toml")
-        try:
-            text = fmt.scenario_toml(cap, out.name, out.stem, opts.merge_any)
-            toml.write_text(text)
-        except fmt.CaptureError as e:
-            return _fail(str(e))
-        except OSError as e:
-            return _fail(f"{toml}: cannot write: {e.strerror or e}")
+    if text is not None:
         print(f"wrote {toml}: ksmtui run {toml} / ksmtui kernel {toml}")
     return 0
 

@@ -7,6 +7,7 @@ real kernel by test_kernel_parity.py); test_capture_kernel.py holds them to the 
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -305,3 +306,52 @@ def test_capture_without_permission_is_one_line(secret_child):
     assert err.count("\n") == 1 and "permission denied" in err and "Traceback" not in err
     assert not out.exists()
     out.parent.rmdir()
+
+
+def test_capture_writes_a_scenario_that_runs(tmp_path, secret_child, capsys):
+    """The child's mmap is marked mergeable by no one: a scenario needs --merge-any, and says so."""
+    out = tmp_path / "w.npz"
+    assert cli(["capture", str(secret_child), "-o", str(out), "--scenario"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no process has memory KSM may merge (--merge-any" in err
+    assert not out.exists() and not out.with_suffix(".toml").exists()
+    assert cli(["capture", str(secret_child), "-o", str(out), "--scenario", "--merge-any"]) == 0
+    assert "wrote " + str(out.with_suffix(".toml")) in capsys.readouterr().out
+    assert cli(["check", str(out.with_suffix(".toml"))]) == 0
+    assert capsys.readouterr().out.startswith("ok: w (1 process, ")
+
+
+def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
+    """Killed between reading its pagemap and its memory: the capture keeps what it read."""
+    import os
+    import signal
+
+    from ksmtui.kernel import capture as live
+
+    real = live._read_run
+
+    def read_after_exit(mem, addr, n, page_size):
+        os.kill(secret_child, signal.SIGKILL)
+        os.waitpid(secret_child, 0)
+        return real(mem, addr, n, page_size)
+
+    monkeypatch.setattr(live, "_read_run", read_after_exit)
+    cap, notes = live.capture([secret_child], explicit=True, show_progress=False)
+    assert any(f"pid {secret_child} (python" in n and "exited during the capture" in n for n in notes)
+    assert cap.proc_pid.tolist() == [secret_child]
+
+
+def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, capsys):
+    from ksmtui import ksmd_costs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path)]) == 0
+    assert "the cost model's built-in calibration" in capsys.readouterr().out
+    saved = ksmd_costs.save({"settled": 450.0, "unique": 9000.0, "changing": 1300.0}, 20000)
+    assert saved == tmp_path / "cache" / "ksmtui" / "ksmd-costs.json"
+    assert cli(["estimate", str(path), "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["ns_per_page"]["unique"] == 9000 and cost["ns_per_page"]["first_visit"] == 1300
+    assert cost["costs"]["paths"]["zero_merge"] == "cost model"
+    assert "ksmtui bench on this machine" in cost["costs"]["measured"]

@@ -23,7 +23,7 @@ from engine.scenario import Stop
 from engine.sim import Simulation
 from ksmtui.kernel import sysfs
 from ksmtui.kernel.capture import capture
-from ksmtui.kernel.run import KernelRun
+from ksmtui.kernel.run import KernelRun, run_on_kernel
 from tests.engine_helpers import proc, region, scenario
 
 pytestmark = pytest.mark.kernel
@@ -144,3 +144,7 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
         assert _per_process(real_procs[pid]) == _per_process(est.processes[pid]), pid
     model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    # and the captured shape realised on the real KSM (`ksmtui kernel` on the scenario): the same
+    shaped = run_on_kernel(fmt.scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
+    assert {k: shaped["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    assert shaped["data_check"]["mismatches"] == 0

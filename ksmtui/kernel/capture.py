@@ -54,6 +54,7 @@ class Vma:
     end: int
     name: str
     flags: set[str] = field(default_factory=set)
+    anon_kb: int = -1  # smaps "Anonymous:" (KSM pages included); -1 if not shown
 
     @property
     def reason(self) -> int:
@@ -81,6 +82,8 @@ def read_vmas(pid: int) -> list[Vma]:
                 vmas.append(Vma(int(m.group(1), 16), int(m.group(2), 16), m.group(4).strip()))
             elif line.startswith("VmFlags:") and vmas:
                 vmas[-1].flags = set(line.split()[1:])
+            elif line.startswith("Anonymous:") and vmas:
+                vmas[-1].anon_kb = int(line.split()[1])
     return vmas
 
 
@@ -107,8 +110,12 @@ def _comm(pid: int) -> str:
 
 def mergeable_pids() -> list[int]:
     """Processes registered with KSM (madvised or merge-any), in pid order."""
-    return [pid for pid in all_pids() if "yes" in (_ksm_stat(pid).get("ksm_mergeable"), _ksm_stat(pid).get("ksm_merge_any"))
-            or _has_mergeable_vma(pid)]
+    pids = []
+    for pid in all_pids():
+        stat = _ksm_stat(pid)
+        if "yes" in (stat.get("ksm_mergeable"), stat.get("ksm_merge_any")) or _has_mergeable_vma(pid):
+            pids.append(pid)
+    return pids
 
 
 def _has_mergeable_vma(pid: int) -> bool:
@@ -219,7 +226,8 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
     zero_digest = fmt.zero_hash(page_size)
     try:
         for vma in vmas:
-            if vma.reason not in fmt.CAPTURED_REASONS:
+            if vma.reason not in fmt.CAPTURED_REASONS or vma.anon_kb == 0:
+                # no anonymous page to read: pagemap of a huge reservation is not walked for nothing
                 out.vmas.append((vma, np.empty(0, np.int64), b"", np.empty(0, bool)))
                 continue
             indexes, digests, kzero = [], bytearray(), []
@@ -234,6 +242,9 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
                         gone = True
                         break
                     raise
+                if not raw:  # the mm is gone: pagemap reads nothing
+                    gone = True
+                    break
                 entries = np.frombuffer(raw, dtype=np.uint64)
                 anon = np.flatnonzero((entries & np.uint64(PM_PRESENT | PM_FILE)) == np.uint64(PM_PRESENT))
                 for run in np.split(anon, np.flatnonzero(np.diff(anon) != 1) + 1):
@@ -278,13 +289,16 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
 
 
 def _read_run(mem: int, addr: int, n: int, page_size: int) -> list[bytes | None] | None:
-    """n pages from addr; None for a page that is no longer mapped, None for all if the process is gone."""
+    """n pages from addr; None for a page that is no longer mapped, None for all if the process is
+    gone (its mm released: /proc/PID/mem then reads nothing, where an unmapped page is EIO)."""
     try:
         data = os.pread(mem, n * page_size, addr)
     except OSError as e:
         if e.errno in (errno.ESRCH, errno.ENOENT):
             return None
-        data = b""
+        data = b"?"
+    if not data:
+        return None
     if len(data) == n * page_size:
         return [data[i * page_size:(i + 1) * page_size] for i in range(n)]
     pages: list[bytes | None] = []  # a short or failed read: one page at a time, to find which
@@ -294,7 +308,10 @@ def _read_run(mem: int, addr: int, n: int, page_size: int) -> list[bytes | None]
         except OSError as e:
             if e.errno in (errno.ESRCH, errno.ENOENT):
                 return None
-            page = b""
+            pages.append(None)  # EIO: unmapped since pagemap was read
+            continue
+        if not page:
+            return None
         pages.append(page if len(page) == page_size else None)
     return pages
 
