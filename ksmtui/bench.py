@@ -472,6 +472,14 @@ def main(argv: list[str]) -> int:
                 r.ksmd.append(ns)
                 if error:
                     failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
+    saved = ""
+    for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path (the last size given wins)
+        measured = {r.workload: statistics.median(ks) for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
+        if measured:
+            from ksmtui import ksmd_costs
+
+            saved = f"saved for ksmtui estimate in {ksmd_costs.save(measured, n)}"
+    note = "; ".join(filter(None, [note, saved]))
     say("")
     print()
     print("\n".join(rows(results, kernel)))

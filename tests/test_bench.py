@@ -107,3 +107,25 @@ def test_sizes_and_repetitions_give_one_row_each_with_the_spread(capsys):
     assert [line.split("  ")[0] for line in table[1:]] == [WORKLOADS["chains"], WORKLOADS["unique"]] * 2
     assert all(re.search(r"[\d,]+ \([\d,]+-[\d,]+\)$", line) for line in table[1:])  # ns/page: median (range)
     assert "2 repetitions" in out
+
+
+def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ksmtui import bench
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(bench, "kernel_writable", lambda: True)
+    ksmd = iter([100.0, 300.0])  # chains, the one that measures, twice
+    monkeypatch.setattr(bench, "measure_kernel",
+                        lambda w, n: (next(ksmd), "") if w == "chains" else (None, "EBUSY from the fake"))
+    assert main(["--pages", "128", "--workloads", "chains,unique", "--repeat", "2", "--min-time", "0",
+                 "--snapshot-pages", "128", "--ui-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    chains = next(line for line in out.splitlines() if line.startswith(WORKLOADS["chains"]))
+    assert re.search(r"  200 \(100-300\)  [\d.]+x \([\d.]+x-[\d.]+x\)  KSM page 5x$", chains)
+    unique = next(line for line in out.splitlines() if line.startswith(WORKLOADS["unique"]))
+    assert re.search(r"  -  +-  +anon 2x$", unique)
+    assert out.count("real ksmd not measured on (b) unique, smart_scan off at 128 pages: EBUSY from the fake") == 1
+    saved = json.loads((tmp_path / "ksmtui" / "ksmd-costs.json").read_text())["workloads"]
+    assert saved["chains"]["ns_per_page"] == 200.0 and saved["chains"]["pages"] == 128 and "unique" not in saved
