@@ -6,8 +6,10 @@
     ksmtui check SCENARIO             validate only
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
+    ksmtui parity --random N          differential fuzzing, model against kernel (ksmtui.kernel.fuzz)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
+    ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -179,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in TOOLS:
             return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+        if argv and argv[0] == "parity" and any(a == "--random" or a.startswith("--random=") for a in argv):
+            from ksmtui.kernel.fuzz import main as fuzz_main
+
+            return fuzz_main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
