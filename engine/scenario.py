@@ -1,6 +1,6 @@
 """Scenario files (TOML): the data model. The loader and its validation live below the model.
 
-The contract is ../shared/scenario-format.md. Every value here has been validated: the engine and
+The format is docs/scenarios.md. Every value here has been validated: the engine and
 the real-kernel runner take a Scenario as it is.
 """
 

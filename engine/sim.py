@@ -372,7 +372,7 @@ class Simulation:
         )
 
     def result(self) -> dict:
-        """The headless JSON object of scenario-format.md (the caller sets wall_s)."""
+        """The headless JSON object of docs/scenarios.md (the caller sets wall_s)."""
         ksm = self.ksm
         processes = {}
         for p in self.process_stats():

@@ -12,7 +12,7 @@ from typing import Mapping
 
 PATHS = ("ksm_page", "anon_page", "zero_page")
 
-# Outcomes of one cmp_and_merge_page() call (ksm-reference.md section 6.4).
+# Outcomes of one cmp_and_merge_page() call (docs/model.md, the outcomes table).
 OUTCOMES = (
     "already_merged",  # KSM page whose rmap_item is already on its node: early return
     "fork_appended",  # KSM page reached through a new rmap_item (fork): appended to its own node

@@ -11,7 +11,7 @@ earlier with a note when it can never get there: ksmd can do no work (nothing re
 not 1, or pages_to_scan is 0), every pending event has had its chance to change that since (the
 at_ms events still to fire are repeats that already fired while ksmd was idle; at_full_scans
 events wait for a full scan that will not come), and the clock cannot reach the stop's after_ms
-either. scenario-format.md's "nothing registered with ksmd and no event pending" is the simplest
+either. The format's "nothing registered with ksmd and no event pending" (docs/scenarios.md) is the simplest
 case; the rule extends it to a ksmd stopped by run or pages_to_scan, and to repeating events.
 """
 

@@ -84,7 +84,7 @@ def positive(text: str) -> int:
 
 def flow(text: str) -> str:
     try:
-        return ENGINE_KNOBS["flow"].parse(text)
+        return str(ENGINE_KNOBS["flow"].parse(text))
     except KnobError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -110,7 +110,7 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
     p.add_argument("--full-scans", type=positive, metavar="N", help="stop after N full scans")
     p.add_argument("--after-ms", type=positive, metavar="N", help="stop after N simulated milliseconds")
     if with_json:
-        p.add_argument("--json", action="store_true", help="print one JSON object (scenario-format.md)")
+        p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

@@ -126,7 +126,7 @@ def _w(at, reg, pages=None, kind="random", **fill):
             "fill": Fill(kind, **fill)}
 
 
-# ksm-reference.md section 16, T1-T8 (verified live there on 6.18.44), pass by pass
+# docs/model.md's worked traces T1-T8 (verified live there on 6.18.44), pass by pass
 WORKED_TRACES = {
     "T1_identical_pages": (focused(proc("a", region("x", 10, "byte", byte=0x2A))), 3),
     "T2_T3_late_copies_then_cow": (focused(

@@ -96,7 +96,7 @@ def test_an_idle_ksmd_with_an_after_ms_stop_runs_the_clock_to_it():
 
 @pytest.mark.parametrize("argv,why", HANGS)
 def test_a_run_that_cannot_reach_its_stop_ends_with_the_note(argv, why, capsys):
-    assert main(["run", *argv, "--json"]) == 0  # a completed run, as scenario-format.md says
+    assert main(["run", *argv, "--json"]) == 0  # a completed run, as docs/scenarios.md says
     out, err = capsys.readouterr()
     assert out.count("\n") == 1
     assert err.startswith(f"ksmtui run: note: {argv[0]}: stopped at ")

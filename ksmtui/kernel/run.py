@@ -3,7 +3,7 @@
 `ksmtui kernel SCENARIO` realises a scenario with one forked process per scenario process
 (ksmtui.kernel.child), sets the scenario's knobs in /sys/kernel/mm/ksm, lets the real ksmd scan,
 performs the events at the same full-scan marks (or wall-clock times) and reports the kernel's
-counters and each process's /proc/PID/ksm_stat in the headless JSON of scenario-format.md.
+counters and each process's /proc/PID/ksm_stat in the headless JSON of docs/scenarios.md.
 `ksmtui parity SCENARIO` sets that beside the model's run of the same scenario.
 
 Contents come from the generators the model uses, called in the model's order, so every page holds

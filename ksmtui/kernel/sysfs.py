@@ -20,7 +20,7 @@ _EARLY_KNOBS = ("merge_across_nodes", "max_page_sharing")
 # pages_to_scan is refused while the advisor is on, and choosing the advisor overwrites it
 _ADVISOR_KNOBS = ("advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
                   "advisor_target_scan_time")
-# per-process ksm_stat fields as scenario-format.md names them
+# per-process ksm_stat fields as docs/scenarios.md names them
 _STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 _STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 

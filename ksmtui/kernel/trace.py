@@ -114,7 +114,7 @@ class KsmTrace:
                 "ksm_merge_one_page": dict(self.zero), "lost_events": self.lost}
 
     def outcomes(self) -> dict:
-        """The outcomes a tracepoint identifies without doubt (scenario-format.md's names)."""
+        """The outcomes a tracepoint identifies without doubt (docs/scenarios.md's names)."""
         return {"anon_page": {"unstable_merged": self.merge["second_half"]},
                 "zero_page": {"zero_merged": self.zero["merged"]}}
 
