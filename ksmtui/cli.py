@@ -34,7 +34,9 @@ def load(opts: Options) -> Scenario:
     """The scenario with --flow, --seed and --set applied: all of it valid, or a ScenarioError."""
     from engine.scenario import apply_overrides, load_scenario
 
-    return apply_overrides(load_scenario(opts.scenario), flow=opts.flow, seed=opts.seed, overrides=opts.overrides)
+    assert opts.scenario is not None  # every command that loads one requires it
+    return apply_overrides(load_scenario(opts.scenario), flow=opts.flow, seed=opts.seed,
+                           overrides=dict(opts.overrides))
 
 
 def simulation(scenario: Scenario, flow: str | None = None):

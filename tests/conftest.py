@@ -20,3 +20,11 @@ def kernel():
             yield real
         finally:
             real.restore_defaults()
+
+
+@pytest.fixture
+def no_cursor_blink(monkeypatch):
+    """A text field's cursor stays drawn: its blinking on a timer would make screens differ."""
+    from textual.widgets import Input
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)

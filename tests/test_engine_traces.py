@@ -1,4 +1,4 @@
-"""The worked traces of ksm-reference.md section 16, verified live on 6.18, and the kernel's rules."""
+"""The worked traces of docs/model.md, verified live on 6.18, and the kernel's rules."""
 
 import pytest
 
@@ -332,11 +332,28 @@ def test_advisor_scan_time_sets_pages_to_scan_and_refuses_manual_changes():
     assert sim.ksm.knobs["pages_to_scan"] == 100
 
 
-def test_advisor_moves_pages_to_scan_toward_the_target_scan_time():
-    sim = sim_of(proc("p", region("a", 5000)), ksm={"advisor_mode": "scan-time", "advisor_target_scan_time": 1,
-                                                     "smart_scan": 0})
-    scans(sim, 3)
-    assert sim.ksm.knobs["pages_to_scan"] != 500
+@pytest.mark.parametrize("scan_s,last_s,cpu_percent,expected,change", [
+    # a pass of 400 s against a target of 200 s: pages = 1000 * 100 / factor 50 = 2000, capped at
+    # advisor_max_cpu: per_page_cost 1000 / 40 = 25, 25 * 70 = 1750
+    (400, 400, 40, 1750, 100),
+    # the same pass after one of 200 s: change 400 * 100 / 200 = 200, averaged with the last 100 as
+    # (70 * 100 + 30 * 200) / 100 = 130; pages = 2000 * 130 / 100 = 2600, under the cap 50 * 70
+    (400, 200, 20, 2600, 130),
+    # a pass of 100 s against 200 s: pages = 1000 * 100 / factor 200 = 500, just at the minimum CPU
+    # (per_page_cost 1000 / 20 = 50, 50 * KSM_ADVISOR_MIN_CPU 10 = 500)
+    (100, 100, 20, 500, 100),
+])
+def test_advisor_moves_pages_to_scan_toward_the_target_scan_time(scan_s, last_s, cpu_percent, expected, change):
+    """scan_time_advisor at the end of a pass: the kernel's arithmetic, worked by hand."""
+    sim = sim_of(proc("p", region("a", 4)), ksm={"advisor_mode": "scan-time", "advisor_target_scan_time": 200})
+    ksm = sim.ksm
+    ksm.knobs["pages_to_scan"] = 1000
+    ksm.advisor_ctx = {"start_scan": 0, "scan_time": last_s, "change": 100, "cpu_time": 0}
+    ksm.now_ns = scan_s * 1_000_000_000
+    ksm.ksmd_cpu_ns = scan_s * 1_000_000_000 * cpu_percent // 100
+    ksm.advisor_stop_scan()
+    assert ksm.knobs["pages_to_scan"] == expected
+    assert ksm.advisor_ctx == {"start_scan": 0, "scan_time": scan_s, "change": change, "cpu_time": ksm.ksmd_cpu_ns}
 
 
 @pytest.mark.parametrize("flow", FLOWS)
@@ -379,17 +396,21 @@ def test_series_v1_returns_the_migrated_ksm_page_itself():
 
 def test_same_seed_same_run():
     from engine.scenario import Fill
+    from engine.sim import Simulation
+    from tests.engine_helpers import scenario
+
+    workload = scenario(proc("p", region("a", 200, "pool", pool="x", order="shuffled"), region("b", 100), count=3),
+                        pools=[("x", 20)], events=[dict(action="write", at_ms=10, repeat_ms=40, region="b",
+                                                        fraction=0.3, fill=Fill("random"))])
 
     def run(seed):
-        sim = sim_of(proc("p", region("a", 200, "pool", pool="x", order="shuffled"), region("b", 100), count=3),
-                     pools=[("x", 20)], events=[dict(action="write", at_ms=10, repeat_ms=40, region="b",
-                                                     fraction=0.3, fill=Fill("random"))])
-        sim.seed = seed
+        sim = Simulation(workload, seed=seed)
         sim.run(full_scans=6)
         r = sim.result()
-        return r["ksm"], r["latency_ns"], r["outcomes"]
+        return r["seed"], r["ksm"], r["latency_ns"], r["outcomes"]
 
     assert run(0) == run(0)
+    assert run(0)[1:] != run(1)[1:]  # the seed does decide: the pool's order, the sampled writes
 
 
 def test_a_wake_up_takes_its_work_plus_one_sleep():

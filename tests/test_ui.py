@@ -20,10 +20,7 @@ from ksmtui.ui.runner import SPEEDS, ChangeSpeed, SetKnob, SetPaused, View
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 
-
-@pytest.fixture(autouse=True)
-def no_cursor_blink(monkeypatch):
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_cursor_blink")
 
 
 def run(test, size=(120, 40), flow=None, app: KsmApp | None = None) -> KsmApp:
@@ -71,12 +68,16 @@ def test_flat_out_the_engine_sends_only_the_views_the_ui_asks_for():
         app.runner.send = lambda command: (asked.append(command), send(command))
         draws = app.draws
         app.send(SetPaused(False))  # far from the [stop] below
-        # Not pilot.pause(): it waits for the CPU to go idle, which it does not while flat out.
-        await asyncio.sleep(3)
+        # Until the UI has asked three times (not pilot.pause(): it waits for the CPU to go idle,
+        # which it does not while flat out); a UI that stops asking fails here.
+        for _ in range(600):
+            if asked.count(View()) >= 3:
+                break
+            await asyncio.sleep(0.05)
         app.send(SetPaused(True))
         assert await asyncio.to_thread(app.runner.wait_idle)
         views = asked.count(View())
-        assert views >= 2  # the UI keeps asking...
+        assert views >= 3  # the UI keeps asking...
         assert len(posted) <= views + 2  # ...and the engine sends nothing else but the answers to resume and pause
         # Each request follows the drawing of a view: the answer to resume, then at least one view.
         assert all(m.view.flat_out for m in posted if not m.view.paused) and app.draws >= draws + 2
@@ -427,14 +428,18 @@ def test_a_tree_node_shows_its_frame_checksum_and_rmap_list():
         await press(pilot, "2")
         tree = pilot.app.query_one("#stable-tree")
         tree.focus()
-        await press(pilot, "down")
-        node = tree.cursor_node.data
-        detail = text_of(pilot.app, "#node-detail-text")
-        if node.kind == "chain":
-            assert f"dups       {node.rmap_hlist_len}" in detail
-        else:
-            assert f"kpfn       {node.kpfn:#x}" in detail and f"checksum   {node.checksum:#x}" in detail
-            assert f"{node.sharers[0].process}:{node.sharers[0].address:#x}" in detail
+        seen = set()
+        for _ in range(len(tree.root.children)):  # down the top level: chains and regular nodes
+            await press(pilot, "down")
+            node = tree.cursor_node.data
+            detail = text_of(pilot.app, "#node-detail-text")
+            if node.kind == "chain":
+                assert f"dups       {node.rmap_hlist_len}" in detail
+            else:
+                assert f"kpfn       {node.kpfn:#x}" in detail and f"checksum   {node.checksum:#x}" in detail
+                assert f"{node.sharers[0].process}:{node.sharers[0].address:#x}" in detail
+            seen.add(node.kind)
+        assert seen == {"chain", "regular"}  # max_page_sharing 4 over four VMs makes both
 
     run(test)
 
@@ -484,12 +489,28 @@ def test_below_the_minimum_size_a_message_replaces_the_panels():
     run(test)
 
 
-def test_every_action_is_in_the_command_palette_and_every_key_has_an_id():
+def test_every_action_is_in_the_command_palette_and_every_key_has_an_id(monkeypatch):
     async def test(pilot):
-        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
-        for binding in KsmApp.BINDINGS:
-            assert binding.id
-            assert any(t.startswith(binding.description) for t in titles), binding.description
+        app = pilot.app
+        assert all(binding.id for binding in KsmApp.BINDINGS)
+        ran = []
+        with monkeypatch.context() as m:
+            m.setattr(app, "run_action", ran.append)
+            for command in app.get_system_commands(app.screen):
+                if command.title.startswith(tuple(f"{b.description} (" for b in KsmApp.BINDINGS)):
+                    command.callback()
+        assert set(ran) == {b.action for b in KsmApp.BINDINGS} - {"quit"}  # Textual's own palette has quit
+        # and the palette runs them: ctrl+p, a few letters of a key's name, Enter
+        await pilot.press("ctrl+p")
+        await pilot.press(*"wake-up")
+        for _ in range(100):  # the palette searches asynchronously
+            await pilot.pause(0.02)
+            hits = pilot.app.screen.query("CommandList Option")
+            if hits and "Wake-up" in str(hits.first().prompt):
+                break
+        await pilot.press("enter")
+        await settle(pilot)
+        assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 
     run(test)
 

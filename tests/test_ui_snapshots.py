@@ -7,13 +7,9 @@ the new SVGs (snapshot_report.html shows the difference)."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
 from ui_helpers import batches, make_app, press, settle
 
-
-@pytest.fixture(autouse=True)
-def no_cursor_blink(monkeypatch):
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_cursor_blink")
 
 
 def after(*steps):

@@ -69,10 +69,10 @@ class Child:
     def write(self, region: str, indexes: list[int], pages: list[bytes] | bytes) -> None:
         first, _ = self.regions[region]
         ps = self.page_size
-        same = isinstance(pages, bytes)
-        d = digest(pages) if same else 0
+        same = isinstance(pages, bytes)  # one page standing for all of them (zero and byte fills)
+        d = digest(pages) if isinstance(pages, bytes) else 0
         for k, i in enumerate(indexes):
-            data = pages if same else pages[k]
+            data = pages if isinstance(pages, bytes) else pages[k]
             p = first + i
             self.area[p * ps:(p + 1) * ps] = data
             self.expected[p] = d if same else digest(data)
@@ -139,19 +139,16 @@ def serve(child: Child, conn: Connection) -> None:
             cmd, *args = conn.recv()
         except EOFError:
             os._exit(0)
+        reply: object = None
         try:
             if cmd == "write":
                 child.write(*args)
-                reply = None
             elif cmd == "register":
                 child.register(*args)
-                reply = None
             elif cmd == "madvise":
                 child.madvise(*args)
-                reply = None
             elif cmd == "migrate":
                 child.migrate(*args)
-                reply = None
             elif cmd == "fork":
                 reply = _fork(child, conn, *args)
             elif cmd == "exit":

@@ -411,6 +411,8 @@ class Runner:
         return min(sim.now_ns for sim in self._active())
 
     def _target_ns(self) -> float:
+        """Where the paced clock should be now (paced speeds only)."""
+        assert self._speed is not None
         wall, sim_ns = self._base
         return sim_ns + (time.monotonic() - wall) * self._speed * 1e9
 
@@ -422,8 +424,8 @@ class Runner:
 
     def _idle_s(self) -> float | None:
         """How long to wait for a command before the next piece of work is due."""
-        if self._paused:
-            return None
+        if self._paused or self._speed is None:
+            return None if self._paused else 0.0
         ahead = (self._clock() - self._target_ns()) / self._speed / 1e9
         left = PUBLISH_S - (time.monotonic() - self._last_publish)
         return max(0.0, min(ahead, left))
