@@ -252,6 +252,7 @@ class KsmApp(App[int]):
                 self.screen.update_from(view)
 
     def on_engine_error(self, message: EngineError) -> None:
+        self._status.refused(self.view)
         if message.knob and isinstance(self.screen, KnobsScreen):
             self.screen.show_error(message.knob, message.text)
         self.notify(message.text, title=message.knob or "engine", severity="error", markup=False)
@@ -301,6 +302,8 @@ class KsmApp(App[int]):
         self.send("toggle_knob", name)
 
     def action_flow_cycle(self) -> None:
+        if self.view is not None and self.view.compare:
+            self._status.building("building the next pair of flows", self.view)
         self.send("flow_cycle")
 
     def action_knobs(self) -> None:
@@ -308,6 +311,8 @@ class KsmApp(App[int]):
             self.push_screen(KnobsScreen(self.view))
 
     def action_compare(self) -> None:
+        on = self.view is not None and self.view.compare
+        self._status.building("leaving compare mode" if on else "building both runs of compare mode", self.view)
         self.send("compare")
         if self.view is None or not self.view.compare:
             self.action_show_tab("compare")
@@ -339,6 +344,7 @@ class KsmApp(App[int]):
         self._description.toggle(self.view)
 
     def action_restart(self) -> None:
+        self._status.building("restarting from t=0", self.view)
         self.send("restart")
 
     def action_open(self) -> None:
@@ -346,6 +352,7 @@ class KsmApp(App[int]):
             if scenario is not None:
                 self._scenarios[scenario.name] = scenario
                 self._events_of = None
+                self._status.building(f"building {scenario.name}", self.view)
                 self.send("load", scenario)
 
         if not isinstance(self.screen, OpenScreen):
