@@ -57,16 +57,37 @@ OPENING_SPEED = 1
 class KeysFooter(Footer):
     """The footer's keys in order, as many as fit whole (a key cut in two reads as another)."""
 
+    _width = 0
+
     def compose(self) -> ComposeResult:
-        room = self.size.width
+        # Composed again whenever the bindings change (focus moves): only the keys that fit are built.
+        self._width = room = self.size.width
         for widget in super().compose():
             if isinstance(widget, FooterKey):
                 room -= len(widget.key_display) + len(widget.description) + 2  # " " between, margin after
-                widget.display = room >= 0
+                if room < 0:
+                    return
             yield widget
 
     def on_resize(self) -> None:
-        self.refresh(recompose=True)
+        if self.size.width != self._width:
+            self.refresh(recompose=True)
+
+    _shown: tuple = ()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        # Focus moving between widgets changes the bindings, mostly not the keys shown: building
+        # the footer again costs a tab switch more than the tab itself.
+        room, shown = self.size.width, []
+        for _, b, enabled, _ in screen.active_bindings.values():
+            if b.show:
+                room -= len(self.app.get_key_display(b)) + len(b.description) + 2
+                if room < 0:
+                    break
+                shown.append((b.action, b.key, enabled))
+        if tuple(shown) != self._shown or not self._bindings_ready:
+            self._shown = tuple(shown)
+            super().bindings_changed(screen)
 
 
 class KsmApp(App[int]):
