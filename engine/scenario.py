@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib.resources
+import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +25,18 @@ class ScenarioError(Exception):
     def __init__(self, file: str, table: str, key: str, message: str):
         self.file, self.table, self.key, self.message = file, table, key, message
         where = ".".join(p for p in (table, key) if p)
-        super().__init__(f"{file}: {where}: {message}" if where else f"{file}: {message}")
+        # File names, keys and values come from the user: shown escaped, the line stays one line
+        # and cannot drive the terminal.
+        super().__init__(printable(f"{file}: {where}: {message}" if where else f"{file}: {message}"))
+
+
+# C0 and C1 controls and DEL: what a terminal would act on instead of showing.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """text with every control character but those in `keep` shown as its escape (\\x1b, \\n)."""
+    return _CONTROLS.sub(lambda m: m.group() if m.group() in keep else repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,7 @@ ACTION_KEYS = {
 }
 ALL_EVENT_KEYS = ("action", *TRIGGER_KEYS, *dict.fromkeys(k for keys in ACTION_KEYS.values() for k in keys))
 GLOB_CHARS = set("*?[]")
+MAX_SEED = 2**64 - 1  # the engine's generators take 64 bits: a larger seed would collide with one below
 
 _MISSING = object()
 
@@ -193,8 +208,16 @@ class _Table:
             raise self.error(key, f"expected {expected}, got {_show(value)}")
         return value
 
-    def name_(self, key: str = "name") -> str:
+    def shown_name(self, key: str = "name") -> str:
+        """A name the UI and the reports show: a control character in it would drive the terminal."""
         value = self.string(key)
+        if _CONTROLS.search(value):
+            raise self.error(key, f"expected a name without control characters, got {value!r}")
+        return value
+
+    def name_(self, key: str = "name") -> str:
+        """A name that globs match: none of * ? [ ] in it."""
+        value = self.shown_name(key)
         if not value or value.strip() != value or GLOB_CHARS & set(value):
             raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
         return value
@@ -222,10 +245,11 @@ class _Table:
             raise self.error(key, f"expected true or false, got {_show(value)}")
         return value
 
-    def tables(self, key: str) -> list:
+    def tables(self, key: str, header: str = "") -> list:
+        """The array of tables `[[header]]` (by default `[[key]]`)."""
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
+            raise self.error(key, f"expected an array of tables ([[{header or key}]]), got {_show(value)}")
         return value
 
 
@@ -290,14 +314,16 @@ class _Loader:
             return Fill("pool", pool=pool, order=order, offset=table.integer("offset", 0, low=0))
         if kind == "file":
             path = self.base_dir / table.string("path")
-            if not path.is_file():  # checked before open(): opening a FIFO would block
-                problem = "not a regular file" if path.exists() else "no such file"
-                raise table.error("path", f"cannot read {str(path)!r}: {problem}")
             try:
-                with path.open("rb"):
-                    pass
+                fd, _ = open_regular(path)
+                try:
+                    os.pread(fd, 1, 0)  # what run will do: /proc/self/mem opens, and fails here (EIO)
+                finally:
+                    os.close(fd)
             except OSError as e:
                 raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
+            except ValueError as e:
+                raise table.error("path", f"cannot read {str(path)!r}: {e}") from None
             return Fill("file", path=path.resolve())
         return Fill(kind)
 
@@ -305,11 +331,12 @@ class _Loader:
     def scenario(self, data: dict) -> Scenario:
         file = self.file
         top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process", "event", "stop"))
-        name = top.string("name")
+        name = top.shown_name("name")
         if not name.strip():
             raise top.error("name", "expected a non-empty string")
-        description = top.string("description", "")
-        seed = top.integer("seed", 0, low=0)
+        # Shown as written but for control characters, escaped: they would drive the terminal.
+        description = printable(top.string("description", ""), keep="\n\t")
+        seed = top.integer("seed", 0, low=0, high=MAX_SEED)
         page_size = top.integer("page_size", 4096, low=64, high=65536)
         if page_size & (page_size - 1):
             raise top.error("page_size", f"expected a power of two 64..65536, got {page_size}")
@@ -349,7 +376,7 @@ class _Loader:
             if node >= numa_nodes:
                 raise t.error("node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {node}")
             merge_any = t.boolean("merge_any", False)
-            raw_regions = t.tables("region")
+            raw_regions = t.tables("region", "process.region")
             if not raw_regions:
                 raise t.error("region", "missing; expected at least one [[process.region]]")
             regions = []
@@ -525,8 +552,63 @@ def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
         raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
 
 
+# What cannot be a scenario is refused before the TOML parser sees it: tomllib recurses once per
+# level of arrays and inline tables (RecursionError at ~1,000) and is quadratic in the depth of a
+# dotted key (a 60 KB key 30,000 deep takes GBs), and a file is read whole.
+MAX_FILE_BYTES = 4 << 20  # 30,000 regions take 1.2 MB
+MAX_DEPTH = 20  # tables, arrays, inline tables and dotted-key parts, nested; a scenario needs 4
+_TOKENS = re.compile(
+    r'"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}=,.\n]',
+    re.S,
+)
+
+
+def _nesting_error(text: str) -> str | None:
+    """Where the text nests deeper than MAX_DEPTH, or None. A lexer of just what nests: strings and
+    comments are skipped, dots count only in keys (a header's, or left of `=`)."""
+    stack: list[str] = []
+    in_key, header, dots, line = True, False, 0, 1
+    for m in _TOKENS.finditer(text):
+        token = m.group()
+        c = token[0]
+        if c == "\n":
+            line += 1
+            if not stack:
+                in_key, header, dots = True, False, 0
+            continue
+        if c in "\"'":
+            line += token.count("\n")
+            continue
+        if c == "#":
+            continue
+        if header:
+            if c == ".":
+                dots += 1
+            elif c == "]":
+                header = False
+        elif c == "." and in_key:
+            dots += 1
+        elif c == "=":
+            in_key, dots = False, 0
+        elif c == "[" and not stack and in_key:
+            header, in_key, dots = True, False, 0
+        elif c in "[{":
+            stack.append(c)
+            in_key, dots = c == "{", 0
+        elif c in "]}" and stack:
+            stack.pop()
+        elif c == "," and stack and stack[-1] == "{":
+            in_key, dots = True, 0
+        if len(stack) + dots + 1 > MAX_DEPTH:
+            return f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); expected a scenario (at most {MAX_DEPTH})"
+    return None
+
+
 def parse_scenario(text: str, file: str, base_dir: Path) -> Scenario:
     """A Scenario from TOML text; `file` names it in errors, `base_dir` resolves fill = "file" paths."""
+    problem = _nesting_error(text)
+    if problem:
+        raise ScenarioError(file, "", "", f"not a scenario: {problem}")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -539,21 +621,61 @@ def builtin_scenarios() -> list[tuple[str, Path]]:
     return sorted((p.stem, p) for p in BUILTIN_DIR.glob("*.toml"))
 
 
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def open_regular(path: Path, limit: int | None = None) -> tuple[int, int]:
+    """An open descriptor of a regular file and its size, or OSError / ValueError (the reason in
+    words). Opened without blocking, so that a FIFO is refused instead of waited on; a file whose
+    size its stat does not tell (/proc, /sys) is refused, as is one over `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{_file_kind(st.st_mode)}; expected a regular file")
+        if limit is not None and st.st_size > limit:
+            raise ValueError(f"{st.st_size:,} bytes; expected at most {limit:,}")
+        if st.st_size == 0 and os.pread(fd, 1, 0):
+            raise ValueError("its size is not known (a file of /proc or /sys?); expected a regular file")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_scenario_file(path: Path, file: str) -> str:
+    try:
+        fd, size = open_regular(path, MAX_FILE_BYTES)
+        try:
+            data = os.read(fd, size + 1)  # one byte more: a file that grew is refused below
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ScenarioError(file, "", "", f"cannot read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ScenarioError(file, "", "", f"cannot read: {e}") from None
+    if len(data) > size:
+        raise ScenarioError(file, "", "", "cannot read: the file changes while it is read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(file, "", "", f"not valid TOML: not UTF-8 text (byte {e.start})") from None
+
+
 def load_scenario(arg: str | Path) -> Scenario:
     """A scenario from a .toml path or a built-in name (a file stem in scenarios/)."""
     path, file = Path(arg), str(arg)
-    if isinstance(arg, str) and not path.is_file() and "/" not in arg and path.suffix != ".toml":
+    # os.path.isfile, not Path.is_file: it says False (not OSError) for a name over 255 bytes.
+    if isinstance(arg, str) and not os.path.isfile(arg) and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
             raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
         path = builtins[arg]
         file = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ScenarioError(file, "", "", f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(file, "", "", f"not valid TOML: not UTF-8 text (byte {e.start})") from None
+    text = _read_scenario_file(path, file)
     return replace(parse_scenario(text, file, path.parent), path=path.resolve())
 
 
@@ -583,8 +705,8 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
             engine["flow"] = ENGINE_KNOBS["flow"].parse(flow)
         except KnobError as e:
             raise ScenarioError("--flow", "", "", str(e)) from None
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ScenarioError("--seed", "", "", f"expected an integer >= 0, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ScenarioError("--seed", "", "", f"expected an integer 0..{MAX_SEED}, got {seed!r}")
     overrides = overrides or {}
     for knob, value in overrides.items():
         if knob not in ALL_KNOBS:
