@@ -295,6 +295,7 @@ def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
 class _Loader:
     def __init__(self, file: str, base_dir: Path):
         self.file, self.base_dir = file, base_dir
+        self.random_written = 0  # pages that random writes can give new contents
 
     # -- fills ------------------------------------------------------------------------------------
     def fill(self, table: _Table, pools: dict[str, Pool]) -> Fill:
@@ -507,7 +508,10 @@ class _Loader:
             if to_node >= numa_nodes:
                 raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
             return Event(**fields, to_node=to_node)
-        return Event(**fields, fill=self.fill(t, pools))
+        fill = self.fill(t, pools)
+        if fill.kind == "random":  # new contents, at most one per page of the regions it writes
+            self.random_written += sum(sizes)
+        return Event(**fields, fill=fill)
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
@@ -543,6 +547,40 @@ class _Loader:
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
             raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
+        random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind == "random")
+        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
+        have = available_memory()
+        if have is not None and need > have:
+            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} pages mapped, "
+                                f"page_size {page_size}), this machine has {have / 1e9:.1f} GB available")
+
+
+# What a simulation holds, calibrated on peak RSS of `ksmtui run --full-scans 2` (docs/limits.md):
+# every mapped page costs its page table entry, frame, rmap_item and tree node; every distinct
+# content its bytes; a fill file is read whole once more while it is cut into pages.
+MEMORY_BASE = 40_000_000  # the interpreter, numpy and the engine's code
+MEMORY_PER_MAPPED_PAGE = 420
+MEMORY_PER_CONTENT = 64  # besides page_size: the bytes object and its references
+
+
+def memory_needed(page_size: int, mapped: int, random: int, pool_pages: int, file_sizes: list[int]) -> int:
+    """Bytes a simulation of this shape needs at its peak: `random` pages of unique contents
+    (random fills and random writes), pool pages, fill files of these sizes."""
+    file_pages = sum(-(-size // page_size) for size in file_sizes)
+    contents = (random + pool_pages + file_pages) * (page_size + MEMORY_PER_CONTENT)
+    return MEMORY_BASE + mapped * MEMORY_PER_MAPPED_PAGE + contents + max(file_sizes, default=0)
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):

@@ -14,6 +14,7 @@ Bad input (a scenario, an option) is one line on stderr and exit status 2, and n
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -249,6 +250,8 @@ def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
         sim = simulation(scenario, flow)
         run_to_stop(sim, scenario, opts, f"{scenario.name} ({flow})")
         snapshots.append(sim.snapshot(tree_limit=0))
+        del sim
+        gc.collect()  # a simulation is a web of cycles: free the first before the second is built
     sys.stdout.write(compare_report(*snapshots))
     return 0
 

@@ -87,6 +87,7 @@ class KsmApp(App[int]):
             seed=getattr(opts, "seed", None),
             overrides=getattr(opts, "overrides", None) or {},
             paused=paused,
+            stop=(getattr(opts, "full_scans", None), getattr(opts, "after_ms", None)),
         )
 
     def compose(self) -> ComposeResult:

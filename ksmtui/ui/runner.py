@@ -19,6 +19,7 @@ wall clock decides only how much runs between two updates, never what a run comp
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -148,8 +149,10 @@ class Runner:
         seed: int | None = None,
         overrides: Mapping[str, object] | None = None,
         paused: bool = False,
+        stop: tuple[int | None, int | None] = (None, None),
     ) -> None:
         self._post = post
+        self._stop = stop  # --full-scans, --after-ms: where a headless run would end instead of [stop]
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
@@ -278,13 +281,15 @@ class Runner:
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
             # Another scenario runs as its file says: the command line's flow, seed and --set
-            # were for the first one.
-            old = self._scenario, self._flow, self._seed, self._overrides
+            # and its stop were for the first one.
+            old = self._scenario, self._flow, self._seed, self._overrides, self._stop
             self._scenario, self._flow, self._seed, self._overrides = value, value.engine["flow"], None, {}
+            self._stop = (None, None)
             try:
                 self._build()
-            except Exception:
-                self._scenario, self._flow, self._seed, self._overrides = old
+            except Exception:  # the old run is gone (released to make room): the old scenario again
+                self._scenario, self._flow, self._seed, self._overrides, self._stop = old
+                self._build()
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
             self._compare = not self._compare
@@ -298,6 +303,11 @@ class Runner:
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
         flows = COMPARE_FLOWS if self._compare else (self._flow,)
+        # A simulation is a web of cycles (rmap_items and stable nodes, mms and their VMAs) that
+        # only the cycle collector frees, and it rarely runs a full pass: release the old run
+        # before the new one is built, or every restart leaves one behind for a while.
+        self._sims = []
+        gc.collect()
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
@@ -353,7 +363,7 @@ class Runner:
         no more progress."""
         if any(sim.stuck for sim in self._sims):
             self._stop_by_itself(NO_PROGRESS)
-        elif not self._finished and all(reasons := [sim.stop_reached() for sim in self._sims]):
+        elif not self._finished and all(reasons := [sim.stop_reached(*self._stop) for sim in self._sims]):
             self._finished = True
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 

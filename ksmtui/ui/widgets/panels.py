@@ -116,15 +116,16 @@ class StatusBar(TextView):
     def update_from(self, view: EngineView) -> None:
         snap = view.snapshot
         flow = " vs ".join(COMPARE_FLOWS) if view.compare else snap.flow
-        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed)
+        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
         if key == self._key:
             return
         self._key = key
         self.set_classes(f"-{view.state}")
-        self.show(
-            f" ksmtui · {snap.scenario} · t={sim_time(snap.sim_ns)} · flow {flow}"
-            f" · {view.state} · speed {speed_label(view.speed)}"
-        )
+        status = f" · t={sim_time(snap.sim_ns)} · flow {flow} · {view.state} · speed {speed_label(view.speed)}"
+        # However long the scenario's name, the state stays on the line: the name gives way.
+        room = max(8, self.size.width - len(" ksmtui · ") - len(status))
+        name = snap.scenario if len(snap.scenario) <= room else snap.scenario[: room - 1] + "…"
+        self.show(f" ksmtui · {name}{status}")
 
 
 class DescriptionBar(Static):
