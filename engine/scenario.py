@@ -254,6 +254,9 @@ class _Table:
 
 
 def _glob(names, glob: str) -> list[str]:
+    """The names (a dict or set: looked up, not scanned, when the glob is a plain name) it matches."""
+    if not GLOB_CHARS & set(glob):
+        return [glob] if glob in names else []
     # Case-sensitive on every platform, as the engine matches them.
     return [n for n in names if fnmatch.fnmatchcase(n, glob)]
 
@@ -380,17 +383,17 @@ class _Loader:
             raw_regions = t.tables("region", "process.region")
             if not raw_regions:
                 raise t.error("region", "missing; expected at least one [[process.region]]")
-            regions = []
+            regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
                 r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
                 region = Region(r.name_(), r.integer("pages", low=1), r.boolean("mergeable", True), self.fill(r, pools))
-                if any(x.name == region.name for x in regions):
+                if region.name in regions:
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
-                regions.append(region)
-            mapped += count * sum(r.pages for r in regions)
+                regions[region.name] = region
+            mapped += count * sum(r.pages for r in regions.values())
             # Checked here, before count names are made: count = 10**12 must not exhaust memory.
             _check_pages(t, "count" if count > 1 else "region", mapped)
-            process = Process(pname, tuple(regions), count, node, merge_any)
+            process = Process(pname, tuple(regions.values()), count, node, merge_any)
             for instance in process.instance_names():
                 if instance in names:
                     raise t.error("name", f"duplicate process name {instance!r}")
@@ -432,14 +435,18 @@ class _Loader:
                 raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
             parent_of[child] = matched[0]
         for child, (t, _) in children.items():
-            seen, name = {child}, parent_of[child]
-            while name in parent_of:
-                if name in seen:
+            # Up the forks to a process whose regions are known (declared, or a child done before):
+            # each child is walked once, however long the chain of forks.
+            path, name = [child], parent_of[child]
+            while name not in regions:
+                if name in path:
                     raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a cycle of forks)")
-                seen.add(name)
+                path.append(name)
                 name = parent_of[name]
-            regions[child] = regions[name]
+            for c in path:
+                regions[c] = regions[name]
         self.regions = regions
+        self.region_index: dict[int, dict[str, Region]] = {}  # by id of a regions tuple: forks share it
 
         events = []
         for i, (t, action) in enumerate(tables):
@@ -493,11 +500,14 @@ class _Loader:
         region_name = t.string("region")
         sizes = []
         for name in matched:
-            found = [r for r in regions[name] if r.name == region_name]
-            if not found:
-                have = ", ".join(r.name for r in regions[name])
+            own = regions[name]
+            index = self.region_index.get(id(own))
+            if index is None:
+                index = self.region_index[id(own)] = {r.name: r for r in own}
+            if region_name not in index:
+                have = _names([r.name for r in own])
                 raise t.error("region", f"process {name!r} has no region {region_name!r} (it has {have})")
-            sizes.append(found[0].pages)
+            sizes.append(index[region_name].pages)
         fields["region"] = region_name
         if action == "madvise":
             return Event(**fields, advice=t.string("advice", choices=ADVICE))
