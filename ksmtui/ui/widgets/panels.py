@@ -113,7 +113,14 @@ class StatusBar(TextView):
 
     _key: object = None
 
+    _view: EngineView | None = None
+
+    def on_resize(self) -> None:  # the name's room changed; a paused engine sends no new view
+        if self._view is not None:
+            self.update_from(self._view)
+
     def update_from(self, view: EngineView) -> None:
+        self._view = view
         snap = view.snapshot
         flow = " vs ".join(COMPARE_FLOWS) if view.compare else snap.flow
         key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
