@@ -22,7 +22,7 @@ import sys
 import time
 
 from engine.knobs import ENGINE_KNOBS, KnobError
-from engine.scenario import Scenario, ScenarioError
+from engine.scenario import Scenario, ScenarioError, printable
 
 COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench")
 DEFAULT_SCENARIO = "default"
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             return bench_main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {printable(str(e))}", file=sys.stderr)  # arguments echoed: escaped
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ksmtui run x | head`: the reader left; say nothing more

@@ -93,3 +93,13 @@ def test_deep_but_legal_toml_stays_a_scenario(tmp_path):
         "[[event]]\nat_ms = 1\naction = 'write'\nregion = 'r'\nfraction = 0.5\n"
     )
     assert load_scenario(path).events[0].fraction == 0.5
+
+
+def test_escape_sequences_in_arguments_come_back_escaped(capsys):
+    from ksmtui.cli import main
+
+    for argv in (["run", "default", "--x\x1b]0;title\x07"], ["check", "\x1b[31m.toml"], ["\x9b2J"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and not any(c in err for c in "\x1b\x07\x9b"), err
+        assert "\\x1b" in err or "\\x9b" in err
