@@ -90,7 +90,8 @@ class KsmApp(App[int]):
             seed=getattr(opts, "seed", None),
             overrides=getattr(opts, "overrides", None) or {},
             paused=paused,
-            stop=(getattr(opts, "full_scans", None), getattr(opts, "after_ms", None)),
+            full_scans=getattr(opts, "full_scans", None),
+            after_ms=getattr(opts, "after_ms", None),
         )
 
     def compose(self) -> ComposeResult:
