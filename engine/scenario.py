@@ -116,6 +116,7 @@ class Scenario:
     events: tuple[Event, ...] = ()
     stop: Stop = field(default_factory=Stop)
     path: Path | None = None
+    memory: int = 0  # bytes one simulation of it needs at its peak (the loader's estimate)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -361,10 +362,10 @@ class _Loader:
         stop_t = _Table(file, "stop", data.get("stop", {}), ("full_scans", "after_ms"))
         stop = Stop(stop_t.integer("full_scans", None, low=1), stop_t.integer("after_ms", None, low=1))
 
-        self.check_size(top, processes, events, pools, page_size)
+        memory = self.check_size(top, processes, events, pools, page_size)
         return Scenario(
             name=name, processes=processes, description=description, seed=seed, page_size=page_size,
-            ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop,
+            ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop, memory=memory,
         )
 
     def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
@@ -548,7 +549,8 @@ class _Loader:
         return value, None
 
     # -- size ---------------------------------------------------------------------------------------
-    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int):
+    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int) -> int:
+        """The memory a simulation needs (ScenarioError when it exceeds a limit or this machine's memory)."""
         mapped = sum(sum(r.pages for r in regions) for regions in self.regions.values())
         pool_pages = sum(p.pages for p in pools.values())
         _check_pages(top, "process", mapped, pool_pages)
@@ -563,6 +565,7 @@ class _Loader:
         if have is not None and need > have:
             raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} pages mapped, "
                                 f"page_size {page_size}), this machine has {have / 1e9:.1f} GB available")
+        return need
 
 
 # What a simulation holds, calibrated on peak RSS of `ksmtui run --full-scans 2` (docs/limits.md):

@@ -75,3 +75,25 @@ def test_a_real_run_peaks_below_the_estimate(tmp_path):
     peak = int(result.stdout.splitlines()[-1])
     estimate = memory_needed(4096, 32768, 32768, 0, [])
     assert peak <= estimate, f"peak RSS {peak:,} bytes over the estimate {estimate:,}"
+
+
+def test_compare_mode_is_refused_when_two_runs_do_not_fit(monkeypatch):
+    from ui_helpers import scenario as ui_scenario
+
+    import ksmtui.ui.runner as runner_module
+    from ksmtui.ui.runner import EngineError, Runner
+
+    posted = []
+    runner = Runner(ui_scenario(), posted.append, paused=True)
+    memory = runner._scenario.memory
+    assert memory > 0
+    monkeypatch.setattr(runner_module, "available_memory", lambda: memory // 2)  # the one run's room, half again
+    runner.start()
+    try:
+        runner.send("compare")
+        assert runner.wait_idle()
+    finally:
+        runner.close()
+    errors = [m.text for m in posted if isinstance(m, EngineError)]
+    assert errors and errors[0].startswith("compare mode runs two simulations: about ")
+    assert not posted[-1].view.compare

@@ -31,7 +31,7 @@ from typing import Callable, Mapping
 from textual.message import Message
 
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
-from engine.scenario import Scenario
+from engine.scenario import Scenario, available_memory
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
 from engine.timeline import NO_PROGRESS, RUN_ON
@@ -217,7 +217,8 @@ class Runner:
                         # one; the history for the sparklines and rates keeps this pace all the same.
                         self._publish(post=self._speed is not None)
                 except KnobError as err:
-                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    knob = value[0] if command == "knob" else None if command == "compare" else "flow"
+                    self._post(EngineError(str(err), knob=knob))
                     self._publish()
                 except Exception as err:  # an engine bug must not take the UI down: say it, pause
                     self._paused = True
@@ -294,6 +295,10 @@ class Runner:
                 self._build()
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
+            need, have = 2 * self._scenario.memory, available_memory()
+            if not self._compare and have is not None and need > have + self._scenario.memory:  # + the run it frees
+                raise KnobError(f"compare mode runs two simulations: about {need / 1e9:.1f} GB, "
+                                f"this machine has {have / 1e9:.1f} GB available")
             self._compare = not self._compare
             self._build()
         else:
