@@ -6,8 +6,10 @@
     ksmtui check SCENARIO             validate only
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
+    ksmtui parity --random N          differential fuzzing, model against kernel (ksmtui.kernel.fuzz)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
+    ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -20,13 +22,14 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 import time
 
 from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, printable
 from engine.timeline import NO_PROGRESS, StopRule
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate")
 DEFAULT_SCENARIO = "default"
 
 
@@ -119,6 +122,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         _add_run_options(p, flow=False, json_=True)
     elif command == "parity":
         p.description = "Run the scenario on the model and on the real kernel and set the counters side by side."
+        p.epilog = "ksmtui parity --random N [--seed S] [--keep DIR]: random scenarios, model against kernel"
         _scenario_arg(p)
         _add_run_options(p, json_=True)
     if command in ("kernel", "parity"):
@@ -268,7 +272,11 @@ def cmd_list(opts: argparse.Namespace) -> int:
     room = max(40, shutil.get_terminal_size((120, 24)).columns - width - 2)
     for name, path in builtins:
         first = " ".join(load_scenario(path).description.split()).split(". ")[0].rstrip(".")
-        print(f"{name:<{width}}  {first if len(first) <= room else first[:room - 1] + '…'}")
+        # Wrapped, never cut: two scenarios may differ only at the end of their first sentence.
+        lines = textwrap.wrap(first, room) or [""]
+        print(f"{name:<{width}}  {lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<{width}}  {line}")
     return 0
 
 
@@ -299,10 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] == "parity" and any(a == "--random" or a.startswith("--random=") for a in argv):
+            from ksmtui.kernel.fuzz import main as fuzz_main
+
+            return fuzz_main(argv[1:])
         if argv and argv[0] == "sweep":
             from ksmtui.sweep import main as sweep_main
 
             return sweep_main(argv[1:])
+        if argv and argv[0] in ("capture", "estimate"):  # their own modules and parsers
+            import importlib
+
+            return importlib.import_module(f"ksmtui.{argv[0]}").main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {printable(str(e))}", file=sys.stderr)  # arguments echoed: escaped

@@ -264,8 +264,8 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
     times, savings, cpu = [0], [ksm.general_profit()], [0]
     settled_marks: list[int] = []  # pages_sharing + ksm_zero_pages at the end of each full scan
     settled = False
-    limit = SETTLE_LIMIT if stop.until_settled else stop.full_scans
-    while (reason := sim.stop_reached(full_scans=limit)) is None:
+    rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
+    while (reason := sim.check_stop(rule)) is None:
         scans = sim.full_scans
         sim.step_batch()
         times.append(sim.now_ns)
