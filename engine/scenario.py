@@ -604,7 +604,8 @@ class _Loader:
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
             raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
-        random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind == "random")
+        # Pages of their own contents: random fills, and captured ones (one content per hash at most).
+        random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind in ("random", "capture"))
         need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
         have = available_memory()
         if have is not None and need > have:
