@@ -7,6 +7,7 @@
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
+    ksmtui host | replay              this machine's own ksmd, live or recorded (ksmtui.hostcmd)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -23,7 +24,7 @@ import time
 from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "host", "replay")
 DEFAULT_SCENARIO = "default"
 
 
@@ -302,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] in ("host", "replay"):
+            from ksmtui import hostcmd
+
+            return (hostcmd.cmd_host if argv[0] == "host" else hostcmd.cmd_replay)(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

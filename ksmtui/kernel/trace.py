@@ -21,6 +21,7 @@ class KsmTrace:
     """
 
     _LINE = re.compile(r":\s+(ksm_\w+):\s+(.*)$")
+    BUFFER_KB = 8192  # per CPU: a run's bursts of merges must not overrun it
     _MERGE = re.compile(r"^(ksm )?pfn (\d+) .* error (-?\d+)")
 
     def __init__(self):
@@ -41,7 +42,7 @@ class KsmTrace:
 
     def start(self) -> None:
         self.dir.mkdir()
-        (self.dir / "buffer_size_kb").write_text("8192")
+        (self.dir / "buffer_size_kb").write_text(str(self.BUFFER_KB))
         (self.dir / "events" / "ksm" / "enable").write_text("1")
         fd = os.open(self.dir / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
