@@ -7,6 +7,7 @@ progress of the current pass, when the pages_sharing curve will settle) the text
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,6 +46,7 @@ class HostView:
     advisor: tuple[int, int, int] | None  # the last ksm_advisor decision
     samples: int  # samples seen
     source: str  # "live" or the recording's file name
+    kernel: str  # the kernel release sampled
     state: str = ""  # live: "sampling every 1 s"; replay: replaying, paused, finished
     speed: str = ""  # the replay speed
     position: str = ""  # the replay position, "i/N"
@@ -88,6 +90,8 @@ class HostView:
         scale = max(1, sharing[-1])
         if abs(d2) <= SETTLED * scale and abs(d1) <= SETTLED * scale:
             return "settled: pages_sharing moved < 1% in each of 2 passes"
+        if abs(d2) <= SETTLED * scale:
+            return f"settling: {d2:+,} last pass (< 1%); settled if the next pass moves < 1% too"
         if d1 and 0 <= d2 / d1 < 1:
             # The last two changes shrink geometrically: passes until one is under 1%.
             r, n, d = d2 / d1, 0, abs(d2)
@@ -110,8 +114,9 @@ def process_ratio(row: Mapping) -> float | None:
 class HostHistory:
     """Feeds on HostSamples in order and makes HostViews."""
 
-    def __init__(self, source: str = "live") -> None:
+    def __init__(self, source: str = "live", kernel: str | None = None) -> None:
         self.source = source
+        self.kernel = kernel or os.uname().release
         self._samples: deque[HostSample] = deque(maxlen=HISTORY)
         self._passes: deque[Pass] = deque(maxlen=PASSES)
         self._events: deque = deque(maxlen=EVENTS)
@@ -176,5 +181,6 @@ class HostHistory:
             advisor=self._advisor,
             samples=self.count,
             source=self.source,
+            kernel=self.kernel,
             **state,
         )

@@ -34,6 +34,7 @@ STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 MAX_EVENTS = 256  # tracepoint events kept per sample (the counts cover all of them)
 QUEUE = 64  # samples waiting for a slow consumer before the oldest are dropped
 INSTANCE_PREFIX = "ksmtui-host-"
+PROC = "/proc"
 # A process KSM has never heard of: no rmap_items, no merge-any, not registered with ksmd. Checked
 # on the raw bytes, so that the common case (most processes) costs no parsing.
 _UNKNOWN_HEAD = b"ksm_rmap_items 0\n"
@@ -102,7 +103,7 @@ def read_ksm_dir() -> tuple[dict[str, int], dict[str, int | str]]:
 
 def read_vmstat() -> dict[str, int]:
     out = {}
-    for line in Path("/proc/vmstat").read_text().splitlines():
+    for line in Path(f"{PROC}/vmstat").read_text().splitlines():
         name, _, value = line.partition(" ")
         if name in VMSTAT:
             out[name] = int(value)
@@ -126,11 +127,11 @@ def read_processes() -> dict[str, dict]:
     process whose ksm_stat could not be read (the row says why). One that exits while we read it
     is simply not there."""
     out: dict[str, dict] = {}
-    for pid in os.listdir("/proc"):
+    for pid in os.listdir(PROC):
         if not pid.isdigit():
             continue
         try:
-            raw = _read(f"/proc/{pid}/ksm_stat")
+            raw = _read(f"{PROC}/{pid}/ksm_stat")
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ESRCH):
                 continue
@@ -140,7 +141,7 @@ def read_processes() -> dict[str, dict]:
                 continue  # a kernel thread (no mm), or a process KSM does not know
             row = parse_ksm_stat(raw)
         try:
-            row = {"comm": _read(f"/proc/{pid}/comm").decode(errors="replace").rstrip("\n"), **row}
+            row = {"comm": _read(f"{PROC}/{pid}/comm").decode(errors="replace").rstrip("\n"), **row}
         except OSError:
             continue  # it exited
         out[pid] = row
@@ -386,7 +387,7 @@ _INCOMPATIBLE = {
 }
 NOT_MADVISED = "not madvised (MADV_MERGEABLE) and no merge-any"
 FILE_PAGES = "file pages in a mergeable mapping (KSM merges anonymous pages only)"
-NOT_RESIDENT = "not resident (KSM scans present pages only)"
+NOT_RESIDENT = "not resident, or merged into the zero page (no Rss)"
 CANDIDATES = "anonymous, mergeable: KSM's candidates"
 
 
@@ -402,7 +403,7 @@ def why_not_merging(pid: int | str) -> list[tuple[str, int, int]]:
         row[1] += kb
 
     vma: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+    for line in Path(f"{PROC}/{pid}/smaps").read_text().splitlines():
         key, _, rest = line.partition(":")
         if key == "VmFlags":
             flags = rest.split()
@@ -421,4 +422,4 @@ def why_not_merging(pid: int | str) -> list[tuple[str, int, int]]:
             vma = {}
         elif rest.strip().endswith(" kB"):
             vma[key] = int(rest.split()[0])
-    return sorted(((r, n, kb) for r, (n, kb) in by.items()), key=lambda row: -row[2])
+    return sorted(((r, n, kb) for r, (n, kb) in by.items()), key=lambda row: (-row[2], row[0]))

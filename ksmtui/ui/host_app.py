@@ -11,10 +11,10 @@ it was recorded with.
 from __future__ import annotations
 
 import errno
-from dataclasses import replace
+import os
 import queue
 import threading
-import time
+from dataclasses import replace
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -90,9 +90,10 @@ class ReplaySource:
 
     live = False
 
-    def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False) -> None:
+    def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
+                 kernel: str = "?") -> None:
         self.samples = samples
-        self.history = HostHistory(label)
+        self.history = HostHistory(label, kernel)
         self.speed = speed
         self.paused = paused
         self._next = 0
@@ -222,6 +223,8 @@ class HostApp(App[int]):
             self.query_one(f"#{panel_id}").border_title = title
         self._panels = list(self.query(Panel))
         self._table = self.query_one(ProcessesTable)
+        self._status = self.query_one(HostStatus)
+        self._note = self.query_one(HostNote)
         self.source.start(self.post_message)
         self._fit(self.size.width, self.size.height)
 
@@ -236,14 +239,14 @@ class HostApp(App[int]):
         if self.paused and self.view is not None:
             return
         self.view = view = message.view
-        if not self.query_one(HostStatus).is_attached:
+        if not self._status.is_attached:  # an update that arrived while the app closes
             return
         self._draw(view)
 
     def _draw(self, view: HostView) -> None:
         with self.batch_update():
-            self.query_one(HostStatus).update_from(view)
-            self.query_one(HostNote).update_from(view)
+            self._status.update_from(view)
+            self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
             self._table.show_rows(view.sample.processes)
@@ -268,7 +271,7 @@ class HostApp(App[int]):
         if self.source.live:
             self.paused = not self.paused
             if self.view is not None:
-                self.query_one(HostStatus).update_from(replace(self.view, state="held (space: follow)")
+                self._status.update_from(replace(self.view, state="held (space: follow)")
                                                        if self.paused else self.view)
         else:
             self.source.send("toggle")
@@ -394,7 +397,7 @@ class HostKnobsScreen(ModalScreen[None]):
         self._pending = (name, value)
         self.query_one("#knobs-confirm", Label).update(
             f"write {value!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
-        self.focus_next()  # off the field, so that y and n are keys, not text
+        self.set_focus(None)  # off the fields, so that y and n are keys, not text
 
     def action_confirm(self) -> None:
         if self._pending is None:
@@ -434,8 +437,8 @@ def run_host_app(sampler: HostSampler, recorder=None) -> int:
 
 
 def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
-    label = f"{path} (kernel {header['kernel']})" if isinstance(header.get("kernel"), str) else path
-    app = HostApp(ReplaySource(label, samples, speed))
+    kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
+    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel))
     app.run()
     return app.return_code or 0
 

@@ -30,24 +30,23 @@ def clock(t: float) -> str:
 
 def status_line(view: HostView) -> str:
     s = view.sample
-    where = "this machine" if view.source == "live" else f"replay {view.source}"
-    parts = [" ksmtui host", where, clock(s.time), view.state]
-    if view.position:
-        parts += [f"sample {view.position}", f"speed {view.speed}"]
-    else:
-        parts.append(f"sample {view.samples:,}")
-    return " · ".join(parts)
+    if view.source == "live":
+        return f" ksmtui host · this machine · {clock(s.time)} · {view.state} · #{view.samples:,}"
+    return f" ksmtui replay · {view.source} · {clock(s.time)} · {view.state} {view.position} · {view.speed}"
 
 
 def trace_line(view: HostView) -> str:
     s = view.sample
+    recorded = "" if view.source == "live" else f"recorded on kernel {view.kernel}; "
     if s.trace is None:
-        return f"tracepoints: none ({s.trace_note}); counters, processes and knobs are read all the same"
+        return f"{recorded}tracepoints: none ({s.trace_note}); counters, processes and knobs all the same"
+    if recorded:
+        return f"{recorded}the ksm tracepoints were counted"
     return "tracepoints: ksm events counted in a tracefs instance of ksmtui's own (removed on exit)"
 
 
 def _mib(n: float) -> str:
-    return f"{n:,.1f} MiB"
+    return f"{n:,.2f} MiB"
 
 
 def _seconds(s: float) -> str:
@@ -91,8 +90,9 @@ def scan_lines(view: HostView, width: int) -> list[str]:
         done = min(view.pass_done, view.pass_pages)
         tail = f" {done:,}/{view.pass_pages:,}"
         lines.append(f"pass {progress_bar(done, view.pass_pages, max(10, width - len('pass ') - len(tail)))}{tail}")
-        eta = view.eta_s
-        lines.append("  pages of the last pass" + (f"; ETA {_seconds(eta)}" if eta is not None else "; ksmd idle"))
+        eta = view.eta_s if knobs.get("run") == 1 else None
+        lines.append("  pages of the last pass" + (f"; ETA {_seconds(eta)}" if eta is not None else
+                                                    f"; ksmd not scanning (run {knobs.get('run')})"))
     else:
         lines.append("pass progress: - (after one whole pass is seen)")
     if view.passes:
@@ -124,7 +124,7 @@ def outcome_lines(view: HostView) -> list[str]:
                 "", NOT_EXPOSED_LATENCY]
     t = view.trace_totals
     m, counts = t["merges"], t["counts"]
-    rows = [["since ksmtui host started", "events", "last sample"],
+    rows = [["since the first sample", "events", "last sample"],
             ["stable-tree merges (into a KSM page)", m.get("stable", 0), s.trace["merges"].get("stable", 0)],
             ["unstable-tree pairings (new KSM page)", m.get("unstable_pairs", 0), s.trace["merges"].get("unstable_pairs", 0)],
             ["zero-page merges (ksm_merge_one_page)", m.get("zero_page", 0), s.trace["merges"].get("zero_page", 0)]]

@@ -30,7 +30,7 @@ class Column:
 
 
 def _field(name: str) -> Column:
-    return Column(name, name, lambda pid, r: f"{r[name]:,}" if name in r else "-",
+    return Column(name, name.removeprefix("ksm_"), lambda pid, r: f"{r[name]:,}" if name in r else "-",
                   lambda pid, r: r.get(name, -1))
 
 
@@ -60,7 +60,7 @@ KSM_STAT_COLUMNS: tuple[Column, ...] = (
     _field("ksm_merging_pages"),
     _field("ksm_zero_pages"),
     Column("ksm_process_profit", "profit MiB",
-           lambda pid, r: f"{r['ksm_process_profit'] / MIB:,.1f}" if "ksm_process_profit" in r else "-",
+           lambda pid, r: f"{r['ksm_process_profit'] / MIB:,.2f}" if "ksm_process_profit" in r else "-",
            lambda pid, r: r.get("ksm_process_profit", -(1 << 62))),
     Column("ratio", "rmap/merging", _ratio_cell, lambda pid, r: _ratio(r) or -1.0),
     Column("error", "note", lambda pid, r: r.get("error", ""), lambda pid, r: r.get("error", ""), right=False),
