@@ -16,10 +16,62 @@ stable tree, or find an identical page in the unstable tree and make both one ne
 insert the page into the unstable tree for later pages to find. Before Linux 6.11 ("legacy") it
 searched the stable tree first and computed the checksum after; since 6.11 ("optimized") KSM pages
 skip the checksum and anonymous pages checksum first, try the zero page, and only then search.
+Each version has its own complete body here, to be read beside the kernel's.
 
 Model simplifications, each said once here: there are no locks, so every trylock succeeds and
 -EBUSY never happens (the paths are kept); no THP (nothing to split); no swap; an anon_vma is a
 flag. Every counter keeps the kernel's name and update points.
+
+mm/ksm.c function                 where it is here
+--------------------------------  ----------------------------------------------------------------
+ksm_scan_thread                   engine/sim.py Simulation.ksm_scan_thread (one round of its loop)
+ksmd_should_run                   Ksm.ksmd_should_run
+ksm_do_scan                       Ksm.ksm_do_scan
+scan_get_next_rmap_item           Ksm.scan_get_next_rmap_item
+get_next_rmap_item                Ksm.get_next_rmap_item
+remove_trailing_rmap_items        Ksm.remove_trailing_rmap_items
+should_skip_rmap_item, skip_age   Ksm.should_skip_rmap_item, skip_age
+cmp_and_merge_page                Ksm.cmp_and_merge_page -> cmp_and_merge_page_v6_10 / _v6_11
+calc_checksum                     calc_checksum (the hash), Ksm.calc_checksum (counted, charged)
+memcmp_pages                      Ksm.memcmp_pages (inline in unstable_tree_search_insert)
+stable_tree_search                Ksm.stable_tree_search (+ _replace, _chain_append, _migrated_out)
+stable_tree_insert                Ksm.stable_tree_insert
+stable_tree_append                Ksm.stable_tree_append
+unstable_tree_search_insert       Ksm.unstable_tree_search_insert
+get_mergeable_page                Ksm.get_mergeable_page (inline in unstable_tree_search_insert)
+find_mergeable_vma                Ksm.find_mergeable_vma
+try_to_merge_one_page             Ksm.try_to_merge_one_page (write_protect_page + replace_page)
+try_to_merge_with_ksm_page        Ksm.try_to_merge_with_ksm_page
+try_to_merge_two_pages            Ksm.try_to_merge_two_pages
+try_to_merge_with_zero_page       Ksm.try_to_merge_with_zero_page
+break_cow, break_ksm              Ksm.break_cow, Ksm.break_ksm (the fault: engine/machine.py unshare)
+unmerge_ksm_pages                 Ksm.unmerge_ksm_pages
+unmerge_and_remove_all_rmap_items Ksm.unmerge_and_remove_all_rmap_items (run=2)
+remove_rmap_item_from_tree        Ksm.remove_rmap_item_from_tree
+remove_node_from_stable_tree      Ksm.remove_node_from_stable_tree
+remove_stable_node                Ksm._remove_stable_node
+remove_all_stable_nodes           Ksm.remove_all_stable_nodes
+ksm_get_folio                     Ksm.ksm_get_folio (inline in _walk_step)
+is_page_sharing_candidate         Ksm.is_page_sharing_candidate
+stable_node_dup_del               Ksm.stable_node_dup_del
+stable_node_chain_add_dup         Ksm.stable_node_chain_add_dup
+alloc_stable_node_chain           Ksm.alloc_stable_node_chain
+free_stable_node_chain            Ksm.free_stable_node_chain
+stable_node_dup                   Ksm.stable_node_dup
+__stable_node_chain (chain,       Ksm.stable_node_chain
+  chain_prune)
+stable_node_dup_any               Ksm.stable_node_dup_any
+get_kpfn_nid                      Ksm.get_kpfn_nid
+__ksm_enter, ksm_madvise          Ksm.ksm_enter (called by engine/machine.py madvise and prctl)
+ksm_fork, __ksm_exit              Ksm.ksm_fork, Ksm.ksm_exit
+ksm_might_unmap_zero_page         Ksm.ksm_might_unmap_zero_page
+advisor_start_scan                Ksm.advisor_start_scan
+advisor_stop_scan                 Ksm.advisor_stop_scan
+scan_time_advisor, ewma           Ksm.scan_time_advisor, ewma
+set_advisor_defaults              Ksm.set_knob (advisor_mode)
+run_store and the other *_store   Ksm.set_knob
+general_profit_show               Ksm.general_profit
+ksm_process_profit                Ksm.ksm_process_profit
 """
 
 from __future__ import annotations
@@ -48,6 +100,7 @@ if TYPE_CHECKING:
 
 STABLE_NODE_CHAIN = -1024
 SEQNR_MASK = 0x0FF
+U8_MAX = 0xFF  # rmap_item->age saturates here
 UNSTABLE_FLAG = 0x100
 STABLE_FLAG = 0x200
 SIZEOF_RMAP_ITEM = 64  # x86-64; the size general_profit charges per rmap_item
@@ -59,7 +112,16 @@ KSM_RUN_UNMERGE = 2
 STABLE_NODE_DUP_HEAD = "dup"
 MIGRATE_NODES = "migrate_nodes"
 
-BUSY = -16  # ERR_PTR(-EBUSY) from stable_tree_search
+EBUSY = 16
+EFAULT = 14
+BUSY = -EBUSY  # ERR_PTR(-EBUSY) from stable_tree_search
+
+# the scan-time advisor (scan_time_advisor)
+KSM_ADVISOR_MIN_CPU = 10  # percent of a CPU the advisor's pages_to_scan never goes below
+EWMA_WEIGHT = 30  # percent of the newest scan's change in the moving average
+
+NSEC_PER_MSEC = 1_000_000
+MSEC_PER_SEC = 1000
 
 
 WORK = ("calc_checksum", "stable_tree_search", "unstable_tree_search_insert", "memcmp_pages")
@@ -72,6 +134,21 @@ def work_totals(work_by_path: dict) -> dict[str, int]:
 def calc_checksum(data: bytes) -> int:
     """xxhash of the page, kept in a u32: the low 32 bits of XXH64(seed 0) on 64-bit kernels."""
     return xxhash.xxh64_intdigest(data) & 0xFFFFFFFF
+
+
+def skip_age(age: int) -> int:
+    """How many visits smart scan skips a page of this age (visits without a merge)."""
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
+
+
+def ewma(prev: int, curr: int) -> int:
+    return ((100 - EWMA_WEIGHT) * prev + EWMA_WEIGHT * curr) // 100
 
 
 class MmSlot:
@@ -150,10 +227,9 @@ class KsmScan:
 class Ksm:
     def __init__(self, machine: "Machine", knobs: dict, flow: str, latency: str = "model", seed: int = 0):
         self.machine = machine
-        machine.ksm = self
         self.page_size = machine.page_size
         self.page_shift = machine.page_size.bit_length() - 1
-        self.flow = flow  # also picks cmp_and_merge_page
+        self.flow = flow  # picks cmp_and_merge_page's body: legacy is 6.10's, the others 6.11's
         self.latency = latency
         self.knobs = dict(knobs)
         self.zero_checksum = calc_checksum(machine.zero_page)
@@ -195,19 +271,6 @@ class Ksm:
         self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
 
     # ------------------------------------------------------------------ knobs and counters --
-
-    @property
-    def flow(self) -> str:
-        return self._flow
-
-    @flow.setter
-    def flow(self, value: str) -> None:
-        self._flow = value
-        # picked here rather than at each call: the KSM-page early return is only a few steps long
-        if value == "legacy":
-            self.cmp_and_merge_page = self._cmp_and_merge_page_v610
-        else:
-            self.cmp_and_merge_page = self._cmp_and_merge_page_v611
 
     @property
     def merge_across_nodes(self) -> bool:
@@ -315,8 +378,9 @@ class Ksm:
         cursor.next.prev = slot
         cursor.next = slot
 
-    def ksm_unmap_zero_page(self, mm: "MM") -> None:
-        """ksm_might_unmap_zero_page: KSM zero pages are accounted eagerly, unlike KSM pages."""
+    def ksm_might_unmap_zero_page(self, mm: "MM") -> None:
+        """A KSM zero page's PTE is going (COW, unshare, zap); the caller saw it is one.
+        KSM zero pages are accounted eagerly, unlike KSM pages."""
         mm.ksm_zero_pages -= 1
         self.ksm_zero_pages -= 1
 
@@ -814,7 +878,18 @@ class Ksm:
     def break_cow(self, item: RmapItem) -> None:
         vma = self.find_mergeable_vma(item.mm, item.address)
         if vma is not None:
-            self.machine.unshare(vma, (item.address - vma.vm_start) >> self.page_shift)
+            self.break_ksm(vma, (item.address - vma.vm_start) >> self.page_shift)
+
+    def break_ksm(self, vma: "VMA", index: int) -> None:
+        """A write fault without the write (FAULT_FLAG_UNSHARE) on a KSM page or KSM zero page:
+        the address gets a private copy. One fault does it here: nothing can race it."""
+        self.machine.unshare(vma, index)
+
+    def unmerge_ksm_pages(self, vma: "VMA") -> None:
+        """break_ksm on every page of the VMA (MADV_UNMERGEABLE, prctl off, run=2). The
+        rmap_items are left alone: ksmd cleans them up lazily."""
+        for index in range(len(vma.pte)):
+            self.break_ksm(vma, index)
 
     def try_to_merge_with_zero_page(self, item: RmapItem, pfn: int) -> int:
         """0 when done with this page (merged, or its VMA went away); -EFAULT to carry on."""
@@ -825,30 +900,67 @@ class Ksm:
             index = (item.address - vma.vm_start) >> self.page_shift
             if self.try_to_merge_one_page(vma, index, pfn, 0):
                 return 0
-        return -14
+        return -EFAULT
 
-    def _checksum(self, pfn: int) -> int:
+    def calc_checksum(self, pfn: int) -> int:
+        """calc_checksum(page) as ksmd calls it: counted and charged (the hash: calc_checksum())."""
         self.work["calc_checksum"] += 1
         self.cost.charge_checksum()
         return calc_checksum(self.machine.content[pfn])
 
-    def stable_node_migrated(self, node: StableNode) -> None:
-        """A KSM page now on another NUMA node than its tree's: its node leaves the tree for
-        migrate_nodes, where the next stable tree search of the page finds it."""
-        if node.head != MIGRATE_NODES and self.machine.frame_nid[node.kpfn] != node.nid:
-            self.stable_node_dup_del(node)
-            node.head = MIGRATE_NODES
-            self.migrate_nodes[node] = None
+    def cmp_and_merge_page(self, pfn: int, item: RmapItem) -> str:
+        """mm/ksm.c's cmp_and_merge_page(): the body of the kernel version the flow models.
+        Returns the call's outcome (engine/snapshot.py OUTCOMES). ksm_do_scan() takes the body
+        from cmp_and_merge_page_body() once per wake-up rather than through here per page."""
+        return self.cmp_and_merge_page_body()(pfn, item)
 
-    def _merge_with_stable(self, item: RmapItem, pfn: int, kpfn: int, migrating: bool) -> str:
-        if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
-            return "stable_busy"
-        self.stable_tree_append(item, self.machine.ksm_mapping[kpfn])
-        if kpfn != pfn:
-            return "stable_merged"
-        return "migrated_returned" if migrating else "fork_appended"
+    def cmp_and_merge_page_body(self):
+        return self.cmp_and_merge_page_v6_10 if self.flow == "legacy" else self.cmp_and_merge_page_v6_11
 
-    def _unstable_path(self, item: RmapItem, pfn: int) -> str:
+    def cmp_and_merge_page_v6_11(self, pfn: int, item: RmapItem) -> str:
+        """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
+        first, try the zero page, and only then search the stable tree."""
+        machine = self.machine
+        stable_node = machine.ksm_mapping.get(pfn)
+        if stable_node is not None:
+            # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
+            if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
+                    and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
+                self.stable_node_dup_del(stable_node)
+                stable_node.head = MIGRATE_NODES
+                self.migrate_nodes[stable_node] = None
+            if stable_node.head != MIGRATE_NODES and item.head is stable_node:
+                return "already_merged"
+            # max_page_sharing_bypass only silences a warning in stable_tree_append: not modelled
+        else:
+            self.remove_rmap_item_from_tree(item)
+            # a page whose checksum changed since the last visit is volatile:
+            # don't waste time searching for it in either tree
+            checksum = self.calc_checksum(pfn)
+            if item.oldchecksum != checksum:
+                item.oldchecksum = checksum
+                return "checksum_changed"
+            if not self.try_to_merge_with_zero_page(item, pfn):
+                return "zero_merged"
+
+        # the outcome tells a migrated KSM page coming back from one merely forked
+        migrating = stable_node is not None and stable_node.head == MIGRATE_NODES
+        # start by searching for the page in the stable tree
+        kpfn = self.stable_tree_search(pfn)
+        if kpfn == pfn and stable_node is not None and item.head is stable_node:
+            return "migrated_returned" if migrating else "already_merged"
+
+        self.remove_rmap_item_from_tree(item)
+
+        if kpfn is not None:
+            if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
+                return "stable_busy"
+            self.stable_tree_append(item, machine.ksm_mapping[kpfn])
+            if kpfn != pfn:
+                return "stable_merged"
+            return "migrated_returned" if migrating else "fork_appended"
+
+        # a KSM page gets here only as a migrated node that is not a sharing candidate
         found = self.unstable_tree_search_insert(item, pfn)
         if found is None:
             return "unstable_inserted" if item.flags & UNSTABLE_FLAG else "unstable_aborted"
@@ -856,75 +968,70 @@ class Ksm:
         kpfn = self.try_to_merge_two_pages(item, pfn, tree_item, tree_pfn)
         if kpfn is None:
             return "unstable_merge_failed"
-        node = self.stable_tree_insert(kpfn)
-        self.stable_tree_append(tree_item, node)
-        self.stable_tree_append(item, node)
+        # the pages were merged: a new node in the stable tree, both rmap_items on it
+        # (stable_tree_insert cannot fail here, so there is no break_cow of both)
+        stable_node = self.stable_tree_insert(kpfn)
+        self.stable_tree_append(tree_item, stable_node)
+        self.stable_tree_append(item, stable_node)
         return "unstable_merged"
 
-    def _search_and_merge(self, pfn: int, item: RmapItem, node: StableNode | None) -> str:
-        """Steps shared by 6.11's KSM and anon paths once the checksum (if any) said go."""
-        migrating = node is not None and node.head == MIGRATE_NODES
-        kpfn = self.stable_tree_search(pfn)
-        if kpfn == pfn and node is not None and item.head is node:
-            return "migrated_returned" if migrating else "already_merged"
-        self.remove_rmap_item_from_tree(item)
-        if kpfn is not None:
-            return self._merge_with_stable(item, pfn, kpfn, migrating)
-        # a KSM page gets here only as a migrated node that is not a sharing candidate
-        return self._unstable_path(item, pfn)
-
-    def _cmp_and_merge_page_v611(self, pfn: int, item: RmapItem) -> str:
-        """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
-        first, try the zero page, and only then search the stable tree."""
-        node = self.machine.ksm_mapping.get(pfn)
-        if node is not None:
-            # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
-            if not self.knobs["merge_across_nodes"]:
-                self.stable_node_migrated(node)
-            if item.head is node and node.head != MIGRATE_NODES:
-                return "already_merged"
-        else:
-            self.remove_rmap_item_from_tree(item)
-            # a page whose checksum changed since the last visit is volatile:
-            # don't waste time searching for it in either tree
-            checksum = self._checksum(pfn)
-            if item.oldchecksum != checksum:
-                item.oldchecksum = checksum
-                return "checksum_changed"
-            if not self.try_to_merge_with_zero_page(item, pfn):
-                return "zero_merged"
-
-        return self._search_and_merge(pfn, item, node)
-
-    def _cmp_and_merge_page_v610(self, pfn: int, item: RmapItem) -> str:
+    def cmp_and_merge_page_v6_10(self, pfn: int, item: RmapItem) -> str:
         """cmp_and_merge_page() before 6.11: the stable tree first, the checksum after."""
-        node = self.machine.ksm_mapping.get(pfn)
-        if node is not None:
-            if not self.knobs["merge_across_nodes"]:
-                self.stable_node_migrated(node)
-            if item.head is node and node.head != MIGRATE_NODES:
+        machine = self.machine
+        stable_node = machine.ksm_mapping.get(pfn)
+        if stable_node is not None:
+            if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
+                    and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
+                self.stable_node_dup_del(stable_node)
+                stable_node.head = MIGRATE_NODES
+                self.migrate_nodes[stable_node] = None
+            if stable_node.head != MIGRATE_NODES and item.head is stable_node:
                 return "already_merged"
 
-        migrating = node is not None and node.head == MIGRATE_NODES
+        migrating = stable_node is not None and stable_node.head == MIGRATE_NODES
+        # we first start with searching the page inside the stable tree
         kpfn = self.stable_tree_search(pfn)
-        if kpfn == pfn and node is not None and item.head is node:
+        if kpfn == pfn and stable_node is not None and item.head is stable_node:
             return "migrated_returned" if migrating else "already_merged"
-        self.remove_rmap_item_from_tree(item)
-        if kpfn is not None:
-            return self._merge_with_stable(item, pfn, kpfn, migrating)
 
-        checksum = self._checksum(pfn)
+        self.remove_rmap_item_from_tree(item)
+
+        if kpfn is not None:
+            if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
+                return "stable_busy"
+            self.stable_tree_append(item, machine.ksm_mapping[kpfn])
+            if kpfn != pfn:
+                return "stable_merged"
+            return "migrated_returned" if migrating else "fork_appended"
+
+        # a page whose checksum changed since the last visit is volatile:
+        # don't insert it in the unstable tree, don't search for it there
+        checksum = self.calc_checksum(pfn)
         if item.oldchecksum != checksum:
             item.oldchecksum = checksum
             return "checksum_changed"
+
+        # same checksum as an empty page: merge it with the zero page if use_zero_pages says so
         if self.knobs["use_zero_pages"] and checksum == self.zero_checksum:
             vma = self.find_mergeable_vma(item.mm, item.address)
             if vma is None:
-                return "zero_merged"
+                return "zero_merged"  # the VMA is out of date: nothing more to do
             index = (item.address - vma.vm_start) >> self.page_shift
             if self.try_to_merge_one_page(vma, index, pfn, 0):
                 return "zero_merged"
-        return self._unstable_path(item, pfn)
+            # it failed: the page was not really empty, carry on
+
+        found = self.unstable_tree_search_insert(item, pfn)
+        if found is None:
+            return "unstable_inserted" if item.flags & UNSTABLE_FLAG else "unstable_aborted"
+        tree_item, tree_pfn = found
+        kpfn = self.try_to_merge_two_pages(item, pfn, tree_item, tree_pfn)
+        if kpfn is None:
+            return "unstable_merge_failed"
+        stable_node = self.stable_tree_insert(kpfn)
+        self.stable_tree_append(tree_item, stable_node)
+        self.stable_tree_append(item, stable_node)
+        return "unstable_merged"
 
     # --------------------------------------------------------------------- the scan --
 
@@ -966,12 +1073,13 @@ class Ksm:
         if pfn in self.machine.ksm_mapping:
             return False  # KSM pages are never aged nor skipped
         age = item.age
-        if age < 255:
+        if age != U8_MAX:
             item.age = age + 1
+        # younger pages are never skipped: they need a chance to go through the merge phases
         if age < 3:
             return False
         if item.remaining_skips == 0:
-            item.remaining_skips = 1 if age <= 3 else 2 if age <= 5 else 4 if age <= 8 else 8
+            item.remaining_skips = skip_age(age)
             return False
         self.ksm_pages_skipped += 1
         item.remaining_skips -= 1
@@ -1081,7 +1189,7 @@ class Ksm:
         outcomes = self.outcomes
         latency_hist = self.latency_hist
         work_by_path = self.work_by_path
-        cmp_and_merge_page = self.cmp_and_merge_page
+        cmp_and_merge_page = self.cmp_and_merge_page_body()
         wall = self.latency == "wall"
         done = 0
         while done < scan_npages:
@@ -1128,7 +1236,7 @@ class Ksm:
             if mm.alive:
                 for vma in mm.vmas:
                     if vma.vm_mergeable and vma.anon_vma:
-                        self.machine.unmerge_ksm_pages(vma)
+                        self.unmerge_ksm_pages(vma)
             self.remove_trailing_rmap_items(slot)
             nxt = slot.next
             if not mm.alive:
@@ -1148,22 +1256,29 @@ class Ksm:
             self.advisor_ctx["start_scan"] = self.now_ns
 
     def advisor_stop_scan(self) -> None:
-        if self.knobs["advisor_mode"] != "scan-time":
-            return
+        if self.knobs["advisor_mode"] == "scan-time":
+            self.scan_time_advisor()
+
+    def scan_time_advisor(self) -> None:
+        """At the end of a full scan: the next pages_to_scan, aiming for the target scan time
+        within the CPU bounds (ksmd's CPU time comes from the cost model)."""
         ctx = self.advisor_ctx
         k = self.knobs
-        scan_time = max((self.now_ns - ctx["start_scan"]) // 1_000_000_000, 1)
-        cpu_ms = (self.ksmd_cpu_ns - ctx["cpu_time"]) // 1_000_000
-        cpu_percent = max(cpu_ms * 100 // (scan_time * 1000), 1)
-        last = ctx["scan_time"] or scan_time
-        factor = max(k["advisor_target_scan_time"] * 100 // scan_time, 1)
-        change = max(scan_time * 100 // last, 1)
-        change = (70 * ctx["change"] + 30 * change) // 100
+        scan_time = (self.now_ns - ctx["start_scan"]) // NSEC_PER_MSEC // MSEC_PER_SEC or 1
+        cpu_time = self.ksmd_cpu_ns
+        cpu_time_diff_ms = (cpu_time - ctx["cpu_time"]) // NSEC_PER_MSEC
+        cpu_percent = cpu_time_diff_ms * 100 // (scan_time * 1000) or 1
+        last_scan_time = ctx["scan_time"] or scan_time  # prev_scan_time
+        # scan time as a percentage of the target scan time
+        factor = k["advisor_target_scan_time"] * 100 // scan_time or 1
+        # scan time as a percentage of the last scan time, smoothed
+        change = scan_time * 100 // last_scan_time or 1
+        change = ewma(ctx["change"], change)
         pages = k["pages_to_scan"] * 100 // factor
         pages = pages * change // 100
-        per_page_cost = max(k["pages_to_scan"] // cpu_percent, 1)
+        per_page_cost = k["pages_to_scan"] // cpu_percent or 1
         pages = min(pages, per_page_cost * k["advisor_max_cpu"])
-        pages = max(pages, per_page_cost * 10)  # KSM_ADVISOR_MIN_CPU
+        pages = max(pages, per_page_cost * KSM_ADVISOR_MIN_CPU)
         pages = min(pages, k["advisor_max_pages_to_scan"])
-        ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, self.ksmd_cpu_ns
+        ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, cpu_time
         k["pages_to_scan"] = pages

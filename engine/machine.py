@@ -6,20 +6,28 @@ no GUP pin, LRU cache or swap cache ever holds an extra reference, and write_pro
 "mapcount + 1 == refcount" check always passes.
 
 KSM hooks sit where the kernel has them: COW of a KSM page and of a KSM zero page
-(do_wp_page, ksm_might_unmap_zero_page), ksm_fork, ksm_exit, madvise and prctl.
+(do_wp_page, ksm_might_unmap_zero_page), ksm_fork, ksm_exit, madvise and prctl. The machine calls
+them through `hooks` (KsmHooks), set by whoever puts a ksmd on the machine (engine/sim.py).
 """
 
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from engine.ksm import Ksm
+from typing import Protocol
 
 ZERO_PFN = 0
 NO_PFN = -1
 VMA_BASE = 0x7F0000000000  # where a process's first region starts
+
+
+class KsmHooks(Protocol):
+    """mm/ksm.c's entry points from the rest of mm: what the machine calls when it changes."""
+
+    def ksm_enter(self, mm: "MM") -> None: ...  # __ksm_enter: madvise(MERGEABLE), prctl
+    def ksm_fork(self, child: "MM", parent: "MM") -> None: ...
+    def ksm_exit(self, mm: "MM") -> None: ...
+    def ksm_might_unmap_zero_page(self, mm: "MM") -> None: ...  # a KSM zero page's PTE goes
+    def unmerge_ksm_pages(self, vma: "VMA") -> None: ...  # madvise(UNMERGEABLE), prctl off
 
 
 class VMA:
@@ -87,7 +95,7 @@ class Machine:
         self.free_frames = array("q")  # 8 bytes a frame: merging frees most of a settled machine's
         self.mms: list[MM] = []
         self.next_pid = 1001
-        self.ksm: Ksm | None = None
+        self.hooks: KsmHooks  # set by the builder once the KSM that watches this machine exists
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -145,7 +153,7 @@ class Machine:
         vma.written[index] = data
         if pfn == ZERO_PFN:
             # wp_page_copy replacing a KSM zero page: ksm_might_unmap_zero_page
-            self.ksm.ksm_unmap_zero_page(vma.mm)
+            self.hooks.ksm_might_unmap_zero_page(vma.mm)
         elif self.mapcount[pfn] == 1 and pfn not in self.ksm_mapping:
             self.content[pfn] = data  # exclusive anon page: reused in place
             self.frame_prefix[pfn] = int.from_bytes(data[:8], "big")
@@ -158,10 +166,11 @@ class Machine:
         vma.pte[index] = new
 
     def unshare(self, vma: VMA, index: int) -> None:
-        """break_ksm at one address: FAULT_FLAG_UNSHARE swaps a KSM page for a private copy."""
+        """A fault with FAULT_FLAG_UNSHARE (break_ksm's): a KSM page or KSM zero page at this
+        address is swapped for a private copy; any other page stays."""
         pfn = vma.pte[index]
         if pfn == ZERO_PFN:
-            self.ksm.ksm_unmap_zero_page(vma.mm)
+            self.hooks.ksm_might_unmap_zero_page(vma.mm)
             data = self.zero_page
         elif pfn in self.ksm_mapping:
             data = self.content[pfn]
@@ -187,11 +196,11 @@ class Machine:
         child.mapped_pages = parent.mapped_pages
         # KSM zero pages are inherited as dirty zero PTEs; 6.18's ksm_fork counts them again globally
         child.ksm_zero_pages = parent.ksm_zero_pages
-        self.ksm.ksm_fork(child, parent)
+        self.hooks.ksm_fork(child, parent)
         return child
 
     def exit(self, mm: MM) -> None:
-        self.ksm.ksm_exit(mm)
+        self.hooks.ksm_exit(mm)
         for vma in mm.vmas:
             self._zap(vma)
         mm.vmas = []
@@ -200,7 +209,7 @@ class Machine:
     def _zap(self, vma: VMA) -> None:
         for i, pfn in enumerate(vma.pte):
             if pfn == ZERO_PFN:
-                self.ksm.ksm_unmap_zero_page(vma.mm)
+                self.hooks.ksm_might_unmap_zero_page(vma.mm)
             elif pfn > ZERO_PFN:
                 self.put_frame(pfn)
             else:
@@ -215,25 +224,20 @@ class Machine:
             if vma.vm_mergeable:
                 return
             if not mm.mmf_vm_mergeable:
-                self.ksm.ksm_enter(mm)
+                self.hooks.ksm_enter(mm)
             vma.vm_mergeable = True
         else:
             if not vma.vm_mergeable:
                 return
-            self.unmerge_ksm_pages(vma)
+            self.hooks.unmerge_ksm_pages(vma)
             vma.vm_mergeable = False
-
-    def unmerge_ksm_pages(self, vma: VMA) -> None:
-        # rmap_items are left alone: ksmd cleans them up lazily
-        for i in range(len(vma.pte)):
-            self.unshare(vma, i)
 
     def prctl_set_memory_merge(self, mm: MM, enable: bool) -> None:
         if enable:
             if mm.mmf_vm_merge_any:
                 return
             if not mm.mmf_vm_mergeable:
-                self.ksm.ksm_enter(mm)
+                self.hooks.ksm_enter(mm)
             mm.mmf_vm_merge_any = True
             for vma in mm.vmas:
                 vma.vm_mergeable = True
@@ -242,7 +246,7 @@ class Machine:
                 return
             for vma in mm.vmas:
                 if vma.vm_mergeable:
-                    self.unmerge_ksm_pages(vma)
+                    self.hooks.unmerge_ksm_pages(vma)
                     vma.vm_mergeable = False
             mm.mmf_vm_merge_any = False
 

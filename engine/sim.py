@@ -59,6 +59,7 @@ class Simulation:
 
         self.machine = Machine(scenario.page_size, engine["numa_nodes"])
         self.ksm = Ksm(self.machine, knobs, engine["flow"], engine["latency"], self.seed)
+        self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
         self.engine_knobs = engine
         self.now_ns = 0
         self.full_scans = 0  # completed passes since the start (run=2 resets seqnr, not this)

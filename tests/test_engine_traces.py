@@ -412,3 +412,15 @@ def test_stop_reached_names_the_condition():
     assert sim.stop_reached(full_scans=1) is None
     assert sim.run(full_scans=1) == "full_scans reached 1" == sim.stop_reached(full_scans=1)
     assert sim.stop_reached(after_ms=1).startswith("after_ms reached")
+
+
+@pytest.mark.parametrize("flow,searched", [("legacy", 1), ("optimized", 0), ("series-v1", 0)])
+def test_cmp_and_merge_page_runs_the_body_of_the_flows_kernel(flow, searched):
+    """6.10 searches the stable tree before the checksum; 6.11 leaves a new (volatile) page at
+    the checksum. Whatever the flow was at construction, the current one decides."""
+    sim = sim_of(proc("p", region("a", 1)), flow="legacy" if flow != "legacy" else "optimized")
+    sim.set_knob("flow", flow)
+    item, pfn = sim.ksm.scan_get_next_rmap_item()
+    assert sim.ksm.cmp_and_merge_page(pfn, item) == "checksum_changed"
+    work = sim.ksm.work_by_path["anon_page"]
+    assert (work["stable_tree_search"], work["calc_checksum"]) == (searched, 1)

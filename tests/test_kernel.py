@@ -40,13 +40,13 @@ class TestParityReport:
     def test_timing_counters_are_shown_not_judged(self):
         text, ok = parity_report(_result(), _result(pages_unshared=5, pages_scanned=9999, full_scans=5))
         assert ok
-        line = next(l for l in text.splitlines() if l.strip().startswith("pages_scanned"))
+        line = next(row for row in text.splitlines() if row.strip().startswith("pages_scanned"))
         assert "9999" in line and "(not judged)" in line
 
     def test_settled_difference_is_marked(self):
         text, ok = parity_report(_result(), _result(stable_node_dups=3))
         assert not ok
-        line = next(l for l in text.splitlines() if l.strip().startswith("stable_node_dups"))
+        line = next(row for row in text.splitlines() if row.strip().startswith("stable_node_dups"))
         assert line.split()[1:4] == ["2", "3", "<--"]
         assert text.splitlines()[-1] == "result: 1 difference in settled counters"
 
@@ -55,7 +55,7 @@ class TestParityReport:
         k["processes"]["a"]["ksm_merging_pages"] = 511
         text, ok = parity_report(_result(), k)
         assert not ok
-        assert "ksm_merging_pages" in next(l for l in text.splitlines() if "<--" in l)
+        assert "ksm_merging_pages" in next(row for row in text.splitlines() if "<--" in row)
 
     def test_process_alive_on_one_side_only(self):
         k = _result()
