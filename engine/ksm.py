@@ -24,7 +24,8 @@ flag. Every counter keeps the kernel's name and update points.
 
 mm/ksm.c function                 where it is here
 --------------------------------  ----------------------------------------------------------------
-ksm_scan_thread                   engine/sim.py Simulation.ksm_scan_thread (one round of its loop)
+ksm_scan_thread                   engine/sim.py: one round is Simulation._wake (ksmd_should_run),
+                                    _scan (ksm_do_scan), _end_batch (sleep_millisecs)
 ksmd_should_run                   Ksm.ksmd_should_run
 ksm_do_scan                       Ksm.ksm_do_scan
 scan_get_next_rmap_item           Ksm.scan_get_next_rmap_item

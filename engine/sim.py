@@ -8,7 +8,6 @@ time or full-scan mark has come, in file order at equal moments.
 from __future__ import annotations
 
 import fnmatch
-import heapq
 import itertools
 from collections import deque
 
@@ -32,9 +31,9 @@ from engine.snapshot import (
     bucket_bounds,
     frozen,
 )
+from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
 
 RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups
-DEFAULT_FULL_SCANS = 10
 _SHARERS_SHOWN = 32
 
 
@@ -81,15 +80,8 @@ class Simulation:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
 
-        self._timed: list[tuple[int, int, int, Event]] = []  # (ns, file index, repetition, event)
-        self._marked: list[tuple[int, int, Event]] = []  # (full scans, file index, event)
-        for ev in scenario.events:
-            if ev.at_ms is not None:
-                heapq.heappush(self._timed, (ev.at_ms * 1_000_000, ev.index, 0, ev))
-            else:
-                self._marked.append((ev.at_full_scans, ev.index, ev))
-        self._marked.sort(key=lambda t: (t[0], t[1]))
-        self.events_done = 0
+        self.timeline = Timeline(scenario.events)
+        self._idle_since: int | None = None  # the clock when ksmd was last seen becoming idle
 
         self._batch_left = 0
         self._in_batch = False
@@ -132,35 +124,47 @@ class Simulation:
                 raise ValueError(f"unknown action {ev.action!r}")
 
     def _run_due_events(self) -> None:
-        while self._timed and self._timed[0][0] <= self.now_ns:
-            at, index, rep, ev = heapq.heappop(self._timed)
+        for _, ev in self.timeline.due_timed(self.now_ns):
             self._perform(ev)
-            self.events_done += 1
-            if ev.repeat_ms:
-                nxt = at + ev.repeat_ms * 1_000_000
-                if ev.until_ms is None or nxt <= ev.until_ms * 1_000_000:
-                    heapq.heappush(self._timed, (nxt, index, rep + 1, ev))
-        while self._marked and self._marked[0][0] <= self.full_scans:
-            self._perform(self._marked.pop(0)[2])
-            self.events_done += 1
+        for ev in self.timeline.due_marked(self.full_scans):
+            self._perform(ev)
+
+    @property
+    def events_done(self) -> int:
+        return self.timeline.done
 
     @property
     def events_pending(self) -> int:
-        return len(self._timed) + len(self._marked)
+        return self.timeline.pending
 
     # ---------------------------------------------------------------- the clock --
 
+    def idle(self) -> str | None:
+        """Why ksmd can make no progress now (engine/timeline.py ksmd_idle), or None. Between
+        wake-ups only: it notes since when ksmd has been idle, for the stop rule."""
+        ksm = self.ksm
+        idle = None if self._in_batch else ksmd_idle(
+            ksm.knobs["run"], ksm.ksm_mm_head.next is not ksm.ksm_mm_head, ksm.knobs["pages_to_scan"])
+        if idle is None:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = self.now_ns
+        return idle
+
     @property
     def stuck(self) -> bool:
-        """ksmd cannot run and no timed event will change that."""
-        return not self._in_batch and not self.ksm.ksmd_should_run() and not self._timed
+        """ksmd can make no progress, and every pending event has had its chance to change that."""
+        return self.check_stop(RUN_ON) is not None
 
     def _wake(self) -> bool:
-        """ksmd wakes up: due events first; False if it has nothing to do."""
+        """ksm_scan_thread wakes up: due events first; False if ksmd has nothing to do. An idle
+        ksmd sleeps until the next at_ms event, so the clock moves there first."""
+        if not self.ksm.ksmd_should_run():
+            nxt = self.timeline.next_timed_ns
+            if nxt is not None and nxt > self.now_ns:
+                self.now_ns = nxt
         self._run_due_events()
         if not self.ksm.ksmd_should_run():
-            if self._timed:
-                self.now_ns = max(self.now_ns, self._timed[0][0])  # idle until the next event
             return False
         self._in_batch = True
         self._batch_left = self.ksm.knobs["pages_to_scan"]
@@ -172,7 +176,7 @@ class Simulation:
     def _end_batch(self) -> None:
         self._in_batch = False
         self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        self.now_ns += self.ksm.knobs["sleep_millisecs"] * 1_000_000
+        self.now_ns += self.ksm.knobs["sleep_millisecs"] * NSEC_PER_MSEC
         self._recent.append(self._hist_copy())
 
     def _scan(self, n: int) -> int:
@@ -203,14 +207,17 @@ class Simulation:
 
     def step_pages(self, n: int) -> int:
         """Up to n cmp_and_merge_page() calls, across wake-ups: a bounded slice of work for a
-        caller that must stay responsive. Returns how many calls were made."""
+        caller that must stay responsive. It returns early, after a wake-up that scanned nothing
+        (pages_to_scan 0, an idle ksmd waiting for an event), so that the caller can look at its
+        clock and its stop. Returns how many calls were made."""
         done = 0
         while done < n:
             if not self._in_batch and not self._wake():
-                if self.stuck:
-                    break
-                continue
-            done += self._scan(n - done)
+                break
+            scanned = self._scan(n - done)
+            if not scanned:
+                break
+            done += scanned
         return done
 
     def step_batch(self) -> None:
@@ -224,24 +231,27 @@ class Simulation:
         while self.full_scans < target and not self.stuck:
             self.step_batch()
 
-    def stop_reached(self, full_scans: int | None = None, after_ms: int | None = None) -> str | None:
-        """Why the run should end now, or None. Arguments override the scenario's [stop]."""
-        if full_scans is None and after_ms is None:
-            full_scans, after_ms = self.scenario.stop.full_scans, self.scenario.stop.after_ms
-            if full_scans is None and after_ms is None:
-                full_scans = DEFAULT_FULL_SCANS
-        if full_scans is not None and self.full_scans >= full_scans:
-            return f"full_scans reached {full_scans}"
-        if after_ms is not None and self.now_ns >= after_ms * 1_000_000:
-            return f"after_ms reached {after_ms}"
-        if self.stuck:
-            return "no progress possible: nothing registered with ksmd and no event pending"
-        return None
+    def stop_rule(self, full_scans: int | None = None, after_ms: int | None = None) -> StopRule:
+        """The scenario's [stop], or the arguments instead of it."""
+        return StopRule.of(self.scenario.stop, full_scans, after_ms)
+
+    def check_stop(self, stop: StopRule) -> str | None:
+        """Why the run should end now: its stop reached, or a stop it can never reach (the note
+        of engine/timeline.py); None to go on."""
+        reason = stop.reached(self.full_scans, self.now_ns)
+        if reason is None:
+            # without ksmd's work the clock still moves while ksmd wakes to scan nothing, or
+            # toward the next at_ms event
+            clock_moves = self.ksm.ksmd_should_run() or self.timeline.next_timed_ns is not None
+            idle = self.idle()
+            reason = stop.unreachable(idle, self._idle_since or 0, self.timeline, self.full_scans, clock_moves)
+        return reason
 
     def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
-        """Run to the stop condition: arguments override the scenario's [stop]."""
+        """Run to the stop (arguments replace the scenario's [stop]); returns why it ended."""
+        stop = self.stop_rule(full_scans, after_ms)
         batches = 0
-        while (reason := self.stop_reached(full_scans, after_ms)) is None:
+        while (reason := self.check_stop(stop)) is None:
             self.step_batch()
             batches += 1
             if progress is not None and batches % 50 == 0:

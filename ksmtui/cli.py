@@ -23,6 +23,7 @@ import time
 
 from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
+from engine.timeline import NO_PROGRESS, StopRule
 
 COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "host", "replay")
 DEFAULT_SCENARIO = "default"
@@ -189,16 +190,8 @@ class Progress:
 
 
 def stop_target(scenario: Scenario, opts: argparse.Namespace) -> str:
-    """Where the run will stop, in words, as Simulation.run decides it: options replace [stop]."""
-    from engine.sim import DEFAULT_FULL_SCANS
-
-    full_scans, after_ms = opts.full_scans, opts.after_ms
-    if not (full_scans or after_ms):
-        full_scans, after_ms = scenario.stop.full_scans, scenario.stop.after_ms
-    if not (full_scans or after_ms):
-        full_scans = DEFAULT_FULL_SCANS
-    parts = [f"{full_scans:,} full scans" if full_scans else "", f"{after_ms:,} ms" if after_ms else ""]
-    return " or ".join(p for p in parts if p)
+    """Where the run will stop, in words: options replace [stop] (engine/timeline.py StopRule)."""
+    return StopRule.of(scenario.stop, opts.full_scans, opts.after_ms).describe()
 
 
 def want_progress(opts: argparse.Namespace) -> bool:
@@ -212,9 +205,9 @@ def run_to_stop(sim, scenario: Scenario, opts: argparse.Namespace, label: str) -
         reason = sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms, progress=progress)
     finally:
         progress.done()
-    if sim.stuck:
+    if reason.startswith(NO_PROGRESS):
         print(f"ksmtui {opts.command}: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: "
-              f"nothing is registered with ksmd and no event is pending ({reason})", file=sys.stderr)
+              f"{reason}", file=sys.stderr)
     return reason
 
 

@@ -145,7 +145,8 @@ def test_a_stuck_run_ends_with_a_note(tmp_path, capsys):
     out, err = capsys.readouterr()
     r = json.loads(out)
     assert r["ksm"]["full_scans"] == 0 and r["sim_ms"] == 30 and r["data_check"]["mismatches"] == 0
-    assert err.startswith("ksmtui run: note: idle: stopped at 30 ms simulated: nothing is registered with ksmd")
+    assert err == ("ksmtui run: note: idle: stopped at 30 ms simulated: no progress possible: nothing is "
+                   "registered with ksmd and no pending event can change that\n")
     assert err.count("\n") == 1
 
 

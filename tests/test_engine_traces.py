@@ -407,11 +407,11 @@ def test_step_pages_is_bounded_and_crosses_wake_ups():
     assert sim.last_step is None  # only step_page shows a single step
 
 
-def test_stop_reached_names_the_condition():
+def test_check_stop_names_the_condition():
     sim = sim_of(proc("p", region("a", 5)))
-    assert sim.stop_reached(full_scans=1) is None
-    assert sim.run(full_scans=1) == "full_scans reached 1" == sim.stop_reached(full_scans=1)
-    assert sim.stop_reached(after_ms=1).startswith("after_ms reached")
+    assert sim.check_stop(sim.stop_rule(full_scans=1)) is None
+    assert sim.run(full_scans=1) == "full_scans reached 1" == sim.check_stop(sim.stop_rule(full_scans=1))
+    assert sim.check_stop(sim.stop_rule(after_ms=1)).startswith("after_ms reached")
 
 
 @pytest.mark.parametrize("flow,searched", [("legacy", 1), ("optimized", 0), ("series-v1", 0)])

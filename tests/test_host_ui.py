@@ -8,14 +8,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from textual.app import App, ComposeResult
 from textual.widgets import Input
 
 from ksmtui.recording import read_recording
-from ksmtui.ui.host_app import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen
+from ksmtui.ui.host_app import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
 from ksmtui.ui.widgets.host import HostStatus
 from ksmtui.ui.widgets.panels import TextView
-from ksmtui.ui.widgets.processes import KSM_STAT_COLUMNS, ProcessesTable
+from ksmtui.ui.widgets.processes import ProcessRow
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
 
@@ -137,37 +136,16 @@ async def test_knobs_screen_of_a_recording_cannot_write():
         assert all(field.disabled for field in app.screen.query(Input))
 
 
-class TableApp(App):
-    def compose(self) -> ComposeResult:
-        yield ProcessesTable(KSM_STAT_COLUMNS, sort="ksm_process_profit")
-
-
-def row(profit: int, rmap: int = 10, merging: int = 5) -> dict:
-    return {"comm": "p", "ksm_rmap_items": rmap, "ksm_merging_pages": merging, "ksm_zero_pages": 0,
-            "ksm_process_profit": profit, "ksm_merge_any": "no", "ksm_mergeable": "yes"}
-
-
-def order(table: ProcessesTable) -> list[str]:
-    return [r.key.value for r in table.ordered_rows]
-
-
-@asyncio_test
-async def test_processes_table_sorts_as_top_and_rows_come_and_go():
-    app = TableApp()
-    async with app.run_test(size=(140, 20)) as pilot:
-        table = app.query_one(ProcessesTable)
-        table.show_rows({"1": row(100), "2": row(300), "3": row(200)})
-        await pilot.pause()
-        assert order(table) == ["2", "3", "1"]  # largest profit first
-        table.show_rows({"1": row(100), "3": row(500), "4": row(50, rmap=6500, merging=100)})
-        await pilot.pause()
-        assert order(table) == ["3", "1", "4"]  # 2 exited, 4 started, 3 grew
-        assert table.get_cell("4", "ratio").plain == "65.0 !"  # > 64: costs more than it saves
-        table.focus()
-        await pilot.press("R")
-        assert order(table) == ["4", "1", "3"]
-        await pilot.press("less_than_sign")  # the column left of profit: ksm_zero_pages (all 0: by pid)
-        assert table.sort_key == "ksm_zero_pages" and order(table) == ["1", "3", "4"]
+def test_rows_of_a_sample_for_the_processes_table():
+    rows = process_rows({
+        "7": {"comm": "qemu", "ksm_rmap_items": 10, "ksm_merging_pages": 5, "ksm_process_profit": -4,
+              "ksm_merge_any": "yes", "ksm_mergeable": "yes"},  # a kernel without ksm_zero_pages
+        "9": {"comm": "sshd", "error": "ksm_stat: Permission denied"},
+    })
+    assert rows == [
+        ProcessRow(7, "qemu", True, True, 10, 5, None, -4),
+        ProcessRow(9, "sshd [ksm_stat: Permission denied]"),
+    ]
 
 
 @pytest.mark.kernel

@@ -305,9 +305,23 @@ def test_o_shows_a_bad_scenario_as_its_one_line(tmp_path):
 
 def test_number_keys_switch_tabs():
     async def test(pilot):
-        for key, tab in zip("23451", ("trees", "chains", "latency", "compare", "overview")):
+        for key, tab in zip("234561", ("trees", "chains", "latency", "compare", "processes", "overview")):
             await press(pilot, key)
             assert pilot.app.query_one(TabbedContent).active == tab
+
+    run(test)
+
+
+def test_a_focused_tree_does_not_pull_its_tab_back():
+    async def test(pilot):
+        await batches(pilot, 3)
+        await press(pilot, "2", "tab")
+        assert pilot.app.focused.id == "stable-tree"
+        for key, tab in zip("1345", ("overview", "chains", "latency", "compare")):
+            await press(pilot, "2", "tab", key)
+            assert pilot.app.query_one(TabbedContent).active == tab
+        await press(pilot, "2", "tab", "c")
+        assert pilot.app.query_one(TabbedContent).active == "compare" and pilot.app.view.compare
 
     run(test)
 

@@ -58,3 +58,6 @@ class TestViews:
 
     def test_chains_against_max_page_sharing(self, snap_compare):
         assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "3"))
+
+    def test_processes_sorted_by_profit(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(80, 24), run_before=after(20, "6"))

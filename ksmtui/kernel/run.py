@@ -28,6 +28,7 @@ import time
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Scenario
+from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
 from ksmtui.kernel import child as kernel_child
 from ksmtui.kernel.child import recv_msg, send_msg
 from ksmtui.kernel.sysfs import (
@@ -52,7 +53,6 @@ from ksmtui.kernel.sysfs import (
 )
 from ksmtui.kernel.trace import KsmTrace
 
-DEFAULT_FULL_SCANS = 10
 CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
 LATE_MS = 50  # at_ms events later than this are reported
@@ -147,8 +147,7 @@ class KernelRun:
         self.t0 = 0.0
         self.scanned0 = self.skipped0 = 0
         self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
-        self._timed: list[tuple[int, int, Event]] = []  # (ms, file index, event)
-        self._marked: list[tuple[int, int, Event]] = []
+        self.timeline = Timeline(scenario.events)
 
     # ------------------------------------------------------------ set up / tear down --
 
@@ -196,13 +195,6 @@ class KernelRun:
                 p = self.procs[name]
                 p.call("register", proc.merge_any, mergeable)
                 p.mergeable = list(mergeable)
-        for ev in self.scenario.events:
-            if ev.at_ms is not None:
-                self._timed.append((ev.at_ms, ev.index, ev))
-            else:
-                self._marked.append((ev.at_full_scans, ev.index, ev))
-        self._timed.sort(key=lambda t: (t[0], t[1]))
-        self._marked.sort(key=lambda t: (t[0], t[1]))
 
     def _teardown(self) -> None:
         # a second Ctrl-C must not leave the kernel half restored
@@ -255,51 +247,52 @@ class KernelRun:
     def _registered(self) -> bool:
         return any(p.merge_any or p.mergeable for p in self.procs.values())
 
-    @property
-    def stuck(self) -> bool:
-        return not (self.run_value == 1 and self._registered()) and not self._timed
+    def idle(self) -> str | None:
+        """Why the real ksmd can make no progress now (engine/timeline.py ksmd_idle), or None."""
+        registered = self._registered()
+        # read only when it decides: the advisor changes pages_to_scan under us
+        pages_to_scan = int(ksm_read("pages_to_scan")) if registered and self.run_value == 1 else 0
+        return ksmd_idle(self.run_value, registered, pages_to_scan)
 
     def run(self, full_scans: int | None = None, after_ms: int | None = None,
             until=None) -> str:
-        """Let ksmd scan and perform events until the stop condition (arguments override the
-        scenario's [stop]; default 10 full scans) or until(self) is true; ksmd is left paused."""
-        stop = self.scenario.stop
-        if full_scans is None and after_ms is None and until is None:
-            full_scans, after_ms = stop.full_scans, stop.after_ms
-            if full_scans is None and after_ms is None:
-                full_scans = DEFAULT_FULL_SCANS
+        """Let ksmd scan and perform events until the stop (engine/timeline.py: arguments replace
+        the scenario's [stop]) or until(self) is true; ksmd is left paused."""
+        if until is not None and full_scans is None and after_ms is None:
+            stop = RUN_ON
+        else:
+            stop = StopRule.of(self.scenario.stop, full_scans, after_ms)
+        timeline = self.timeline
         self._resume()
         progress = (-1, -1)
         last_progress = time.monotonic()
+        idle_since_ns: int | None = None  # the elapsed time when ksmd was seen becoming idle
         while True:
             self.full_scans = int(ksm_read("full_scans"))
-            if full_scans is not None and self.full_scans >= full_scans:
-                reason = f"full_scans reached {full_scans}"
-                break
-            if after_ms is not None and self.elapsed_ms() >= after_ms:
-                reason = f"after_ms reached {after_ms}"
+            reason = stop.reached(self.full_scans, int(self.elapsed_ms() * NSEC_PER_MSEC))
+            if reason is not None:
                 break
             if until is not None and until(self):
                 reason = "measured"
                 break
-            if self._marked and self._marked[0][0] <= self.full_scans:
+            if timeline.marked_due(self.full_scans):
                 self._pause()
                 self._check_boundary()
-                while self._marked and self._marked[0][0] <= self.full_scans:
-                    self._perform(self._marked.pop(0)[2])
+                for ev in timeline.due_marked(self.full_scans):
+                    self._perform(ev)
                 self._resume()
-            now_ms = self.elapsed_ms()  # only what is due now: a busy timeline must not starve the stop
-            while self._timed and self._timed[0][0] <= now_ms:
-                at, index, ev = self._timed.pop(0)
-                self.max_event_lag_ms = max(self.max_event_lag_ms, self.elapsed_ms() - at)
+            # only what is due now: a busy timeline must not starve the stop
+            for at_ns, ev in timeline.due_timed(int(self.elapsed_ms() * NSEC_PER_MSEC)):
+                self.max_event_lag_ms = max(self.max_event_lag_ms, self.elapsed_ms() - at_ns / NSEC_PER_MSEC)
                 self._perform(ev)
-                if ev.repeat_ms:
-                    nxt = at + ev.repeat_ms
-                    if ev.until_ms is None or nxt <= ev.until_ms:
-                        self._timed.append((nxt, index, ev))
-                        self._timed.sort(key=lambda t: (t[0], t[1]))
-            if self.stuck:
-                reason = "no progress possible: nothing registered with ksmd and no event pending"
+            idle = self.idle()
+            if idle is None:
+                idle_since_ns = None
+            elif idle_since_ns is None:
+                idle_since_ns = int(self.elapsed_ms() * NSEC_PER_MSEC)
+            # the wall clock always moves: only a stop without after_ms can be out of reach
+            reason = stop.unreachable(idle, idle_since_ns or 0, timeline, self.full_scans, clock_moves=True)
+            if reason is not None:
                 break
             now = (self.full_scans, int(ksm_read("pages_scanned")))
             if now != progress or self.run_value != 1:

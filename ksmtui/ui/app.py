@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 
 from engine.scenario import Scenario
 from ksmtui.ui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
@@ -28,13 +28,16 @@ from ksmtui.ui.widgets.panels import (
     LatencySummary,
     OutcomesPanel,
     Panel,
+    ProcessesPanel,
     ScanPanel,
     StatusBar,
 )
+from ksmtui.ui.widgets.processes import ProcessTable
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 from ksmtui.ui.widgets.trees import TreesPanel
 
 MIN_WIDTH, MIN_HEIGHT = 60, 18
+TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 # While the engine runs flat out it shares the interpreter (the GIL) with the UI, and sends no view
 # by itself: the UI asks for the next one when its thread has used at most UI_BUDGET of the time
 # since the last (all its work: drawing, keys, messages), but at least every MAX_VIEW_S.
@@ -69,7 +72,7 @@ class KsmApp(App[int]):
         Binding("q", "quit", "Quit", id="quit"),
         *(
             Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, id=f"tab.{tab}")
-            for i, tab in enumerate(("overview", "trees", "chains", "latency", "compare"), 1)
+            for i, tab in enumerate(TABS, 1)
         ),
     ]
 
@@ -87,6 +90,8 @@ class KsmApp(App[int]):
             seed=getattr(opts, "seed", None),
             overrides=getattr(opts, "overrides", None) or {},
             paused=paused,
+            full_scans=getattr(opts, "full_scans", None),
+            after_ms=getattr(opts, "after_ms", None),
         )
 
     def compose(self) -> ComposeResult:
@@ -111,6 +116,8 @@ class KsmApp(App[int]):
                 yield LatencyPanel(id="latency-panel")
             with TabPane("Compare", id="compare"), VerticalScroll():
                 yield ComparePanel(id="compare-panel")
+            with TabPane("Processes", id="processes"):
+                yield ProcessesPanel(id="processes-panel")
         yield Static(id="too-small", markup=False)
         yield Footer(compact=True)
 
@@ -124,6 +131,7 @@ class KsmApp(App[int]):
             "chains-panel": "stable_node chains",
             "overview-chains": "stable_node chains",
             "compare-panel": "compare: legacy (Before) vs optimized (After), same workload",
+            "processes-panel": "processes (/proc/PID/ksm_stat)",
         }
         for panel_id, title in titles.items():
             self.query_one(f"#{panel_id}").border_title = title
@@ -250,7 +258,16 @@ class KsmApp(App[int]):
                 scroll.scroll_page_up(animate=False)
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabbed = self.query_one(TabbedContent)
+        tabbed.active = tab
+        # Focus left on a widget of the pane now hidden would pull its tab back (a focused
+        # descendant activates its pane): it goes to the tab's table, else to the tab strip.
+        pane = tabbed.active_pane
+        table = next(iter(pane.query(ProcessTable)), None) if pane is not None else None
+        if table is not None:
+            table.focus()
+        elif self.focused is not None and pane not in self.focused.ancestors_with_self:
+            tabbed.query_one(Tabs).focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         trees = event.pane.id == "trees"

@@ -42,7 +42,7 @@ from ksmtui.ui.widgets.host import (
     SavingsPanel,
 )
 from ksmtui.ui.widgets.panels import Panel
-from ksmtui.ui.widgets.processes import KSM_STAT_COLUMNS, ProcessesTable
+from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
 
 class HostUpdate(Message):
@@ -198,9 +198,8 @@ class HostApp(App[int]):
                 yield HostCountersPanel(id="host-counters")
                 yield HostKnobsPanel(id="host-knobs")
             with TabPane("Processes", id="processes"), Vertical():
-                yield Static("Enter: why this process is not merging (/proc/PID/smaps) · < > sort column · "
-                             "R reverse", id="processes-hint")
-                yield ProcessesTable(KSM_STAT_COLUMNS, sort="ksm_process_profit", id="processes-table")
+                yield Static(id="processes-hint")
+                yield ProcessTable(os.sysconf("SC_PAGE_SIZE"), id="processes-table")
             with TabPane("Outcomes", id="outcomes"), VerticalScroll():
                 yield HostOutcomesPanel(id="host-outcomes")
                 yield HostEventsPanel(id="host-events")
@@ -222,7 +221,10 @@ class HostApp(App[int]):
         for panel_id, title in titles.items():
             self.query_one(f"#{panel_id}").border_title = title
         self._panels = list(self.query(Panel))
-        self._table = self.query_one(ProcessesTable)
+        self._table = self.query_one(ProcessTable)
+        self.query_one("#processes-hint", Static).update(Text(
+            "Enter: why not merging (/proc/PID/smaps) · < > sort column, R reverses · "
+            f"! above {self._table.ratio_limit} rmap_items per merging page: costs more than it saves"))
         self._status = self.query_one(HostStatus)
         self._note = self.query_one(HostNote)
         self.source.start(self.post_message)
@@ -249,7 +251,7 @@ class HostApp(App[int]):
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
-            self._table.show_rows(view.sample.processes)
+            self._table.show_rows(process_rows(view.sample.processes))
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
 
@@ -311,15 +313,27 @@ class HostApp(App[int]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "processes":
-            self._table.focus()
+            self._table.focus()  # the arrows, Enter and the sort keys go to the table
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
 
-    def on_processes_table_picked(self, message: ProcessesTable.Picked) -> None:
-        if self.view is not None:
-            self.push_screen(WhyNotScreen(message.pid, self.view.sample.processes.get(message.pid, {}),
-                                          live=self.source.live))
+    def on_data_table_row_selected(self, event: ProcessTable.RowSelected) -> None:
+        pid = event.row_key.value
+        if self.view is not None and pid is not None:
+            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live))
+
+
+def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
+    """A sample's processes as the Processes table's rows: a field ksm_stat lacks (older kernels) is
+    None ("n/a"); a process whose ksm_stat could not be read says why after its comm."""
+    rows = []
+    for pid, r in processes.items():
+        comm = f"{r['comm']} [{r['error']}]" if "error" in r else r["comm"]
+        flags = {k: r[k] == "yes" if k in r else None for k in ("ksm_merge_any", "ksm_mergeable")}
+        rows.append(ProcessRow(int(pid), comm, **flags, **{k: r.get(k) for k in (
+            "ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages", "ksm_process_profit")}))
+    return rows
 
 
 def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:

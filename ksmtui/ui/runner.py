@@ -33,6 +33,7 @@ from engine.knobs import ALL_KNOBS, FLOWS, KnobError
 from engine.scenario import Scenario
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
+from engine.timeline import NO_PROGRESS, RUN_ON
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
@@ -43,7 +44,6 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 HISTORY = 120  # updates kept for the sparklines and the rates
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
-NO_PROGRESS = "no progress possible: nothing registered with ksmd and no event pending"
 
 
 def speed_label(speed: int | None) -> str:
@@ -148,6 +148,8 @@ class Runner:
         seed: int | None = None,
         overrides: Mapping[str, object] | None = None,
         paused: bool = False,
+        full_scans: int | None = None,
+        after_ms: int | None = None,
     ) -> None:
         self._post = post
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -157,11 +159,13 @@ class Runner:
         self._flow = flow or scenario.engine["flow"]
         self._seed = seed
         self._overrides = dict(overrides or {})  # restart keeps the knobs set since
+        self._stop_options = (full_scans, after_ms)  # replace the scenario's [stop], as in `run`
         self._paused = paused
         self._speed: int | None = None
         self._compare = False
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
+        self._stop = RUN_ON  # the scenario's, once _build made the simulations
         self._primary = 0
         self._samples = _Samples()
         self._note = ""
@@ -277,14 +281,15 @@ class Runner:
         elif command == "restart":
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
-            # Another scenario runs as its file says: the command line's flow, seed and --set
-            # were for the first one.
-            old = self._scenario, self._flow, self._seed, self._overrides
+            # Another scenario runs as its file says: the command line's flow, seed, --set and
+            # stop were for the first one.
+            old = self._scenario, self._flow, self._seed, self._overrides, self._stop_options
             self._scenario, self._flow, self._seed, self._overrides = value, value.engine["flow"], None, {}
+            self._stop_options = (None, None)
             try:
                 self._build()
             except Exception:
-                self._scenario, self._flow, self._seed, self._overrides = old
+                self._scenario, self._flow, self._seed, self._overrides, self._stop_options = old
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
             self._compare = not self._compare
@@ -300,6 +305,7 @@ class Runner:
         flows = COMPARE_FLOWS if self._compare else (self._flow,)
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
+        self._stop = sims[0].stop_rule(*self._stop_options)
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
         self._samples = _Samples()
         self._note = ""
@@ -348,12 +354,15 @@ class Runner:
         self._note = note
 
     def _check_stop(self) -> None:
-        """Pause where a headless run would end (Simulation.stop_reached: the scenario's [stop],
-        else 10 full scans), the first time every simulation gets there; and whenever one can make
-        no more progress."""
-        if any(sim.stuck for sim in self._sims):
-            self._stop_by_itself(NO_PROGRESS)
-        elif not self._finished and all(reasons := [sim.stop_reached() for sim in self._sims]):
+        """Pause where a headless run would end (engine/timeline.py: the stop, or no progress
+        possible), the first time every simulation gets there; and, past the stop too, whenever
+        one can make no more progress."""
+        stop = RUN_ON if self._finished else self._stop
+        reasons = [sim.check_stop(stop) for sim in self._sims]
+        stalled = [r for r in reasons if r is not None and r.startswith(NO_PROGRESS)]
+        if stalled:
+            self._stop_by_itself(stalled[0])
+        elif not self._finished and all(reasons):
             self._finished = True
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 

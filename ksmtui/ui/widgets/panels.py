@@ -26,6 +26,7 @@ from ksmtui.render import (
 )
 from ksmtui.report import table, work_lines
 from ksmtui.ui.runner import COMPARE_FLOWS, EngineView, speed_label
+from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
 COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")
@@ -318,3 +319,24 @@ class ComparePanel(Panel):
                 hist.show(
                     "\n".join([label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))])
                 )
+
+
+class ProcessesPanel(Panel):
+    """Each live process's ksm_stat, as /proc/PID/ksm_stat would show it, in a top-like table."""
+
+    def compose(self) -> ComposeResult:
+        yield TextView(id="processes-legend")
+        yield ProcessTable(id="processes-table")
+
+    def key_of(self, view: EngineView) -> object:
+        return view.snapshot.processes
+
+    def draw(self, view: EngineView) -> None:
+        table = self.query_one(ProcessTable)
+        live = [p for p in view.snapshot.processes if p.alive]
+        table.show_rows(ProcessRow.of(p) for p in live)
+        mergeable = sum(p.ksm_mergeable for p in live)
+        self.query_one("#processes-legend", TextView).show(
+            f"{len(live)} processes ({mergeable} mergeable) · < > pick the sort column, R reverses it\n"
+            f"! above {table.ratio_limit} rmap_items per merging page: they cost more than merging saves"
+        )

@@ -1,162 +1,186 @@
-"""The Processes table, as in top: one row per process, keyed by pid, sortable by any column
-(< and > move the sort column, R reverses it, a click on a header sorts by it), scrollable, rows
-appearing and vanishing as processes start and exit. Rows are dicts keyed by /proc/PID/ksm_stat's
-field names (plus "comm"); the columns say how to show and how to order them.
+"""Processes: one row per process with its /proc/PID/ksm_stat, sortable as in top.
 
-    table = ProcessesTable(KSM_STAT_COLUMNS, sort="ksm_process_profit")
-    table.show_rows({"1234": {"comm": "qemu", "ksm_rmap_items": 10, ...}, ...})
-"""
+The table knows nothing of where its rows come from: the model's processes (`ProcessRow.of`) and
+host mode's real /proc/PID/ksm_stat readings fill the same `ProcessRow`s, where None is a field
+the kernel does not expose (ksm_stat grew field by field: ksm_rmap_items in 6.1, ksm_zero_pages
+in 6.10, ...) and shows as "n/a", never as a number of the model's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable
 
+from engine.snapshot import ProcessStats
+
 MIB = 1 << 20
+# sizeof(struct ksm_rmap_item) on x86-64, as general_profit and ksm_process_profit charge it.
+SIZEOF_RMAP_ITEM = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """One process's /proc/PID/ksm_stat; None: the kernel does not expose that field."""
+
+    pid: int
+    comm: str
+    ksm_merge_any: bool | None = None
+    ksm_mergeable: bool | None = None
+    ksm_rmap_items: int | None = None
+    ksm_merging_pages: int | None = None
+    ksm_zero_pages: int | None = None
+    ksm_process_profit: int | None = None  # bytes
+
+    @classmethod
+    def of(cls, p: ProcessStats) -> ProcessRow:
+        return cls(p.pid, p.name, p.ksm_merge_any, p.ksm_mergeable, p.ksm_rmap_items,
+                   p.ksm_merging_pages, p.ksm_zero_pages, p.ksm_process_profit)
+
+
+def rmap_ratio(row: ProcessRow) -> float | None:
+    """ksm_rmap_items per ksm_merging_page (inf: rmap_items and nothing merged)."""
+    if row.ksm_rmap_items is None or row.ksm_merging_pages is None:
+        return None
+    if row.ksm_merging_pages == 0:
+        return float("inf") if row.ksm_rmap_items else 0.0
+    return row.ksm_rmap_items / row.ksm_merging_pages
+
+
+def _count(v: int | None) -> Text:
+    return Text("n/a" if v is None else f"{v:,}", justify="right")
+
+
+def _flag(v: bool | None) -> Text:
+    return Text("n/a" if v is None else "yes" if v else "no")
+
+
+def _mib(v: int | None) -> Text:
+    return Text("n/a" if v is None else f"{v / MIB:,.1f}", justify="right", style="red" if v is not None and v < 0 else "")
 
 
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
-    cell: Callable[[str, Mapping], str | Text]  # (pid, row) -> what the cell shows
-    order: Callable[[str, Mapping], object]  # (pid, row) -> the sort key (numbers, then strings)
-    right: bool = True
+    value: Callable[[ProcessRow], object]  # what it sorts by (None sorts last)
+    cell: Callable[[ProcessRow], Text]
 
 
-def _field(name: str) -> Column:
-    return Column(name, name.removeprefix("ksm_"), lambda pid, r: f"{r[name]:,}" if name in r else "-",
-                  lambda pid, r: r.get(name, -1))
-
-
-def _flag(name: str, label: str) -> Column:
-    return Column(name, label, lambda pid, r: r.get(name, "-"), lambda pid, r: r.get(name, ""), right=False)
-
-
-def _ratio(row: Mapping) -> float | None:
-    merging = row.get("ksm_merging_pages")
-    return row.get("ksm_rmap_items", 0) / merging if merging else None
-
-
-def _ratio_cell(pid: str, row: Mapping) -> str | Text:
-    ratio = _ratio(row)
-    if ratio is None:
-        return "-"
-    # ksm.rst: above 64 rmap_items per merging page the process costs KSM more than it saves
-    return Text(f"{ratio:,.1f} !", style="bold red") if ratio > 64 else f"{ratio:,.1f}"
-
-
-KSM_STAT_COLUMNS: tuple[Column, ...] = (
-    Column("pid", "pid", lambda pid, r: pid, lambda pid, r: int(pid)),
-    Column("comm", "comm", lambda pid, r: r.get("comm", ""), lambda pid, r: r.get("comm", ""), right=False),
-    _flag("ksm_merge_any", "merge_any"),
-    _flag("ksm_mergeable", "mergeable"),
-    _field("ksm_rmap_items"),
-    _field("ksm_merging_pages"),
-    _field("ksm_zero_pages"),
-    Column("ksm_process_profit", "profit MiB",
-           lambda pid, r: f"{r['ksm_process_profit'] / MIB:,.2f}" if "ksm_process_profit" in r else "-",
-           lambda pid, r: r.get("ksm_process_profit", -(1 << 62))),
-    Column("ratio", "rmap/merging", _ratio_cell, lambda pid, r: _ratio(r) or -1.0),
-    Column("error", "note", lambda pid, r: r.get("error", ""), lambda pid, r: r.get("error", ""), right=False),
-)
-
-
-class ProcessesTable(DataTable):
-    """Rows of processes by pid; `show_rows` replaces them all (updates cells in place)."""
+class ProcessTable(DataTable):
+    """Rows keyed by pid. `<` and `>` pick the sort column, R reverses it (as in top); a click on
+    a header sorts by it. The cursor stays on its process across updates, whatever the order."""
 
     BINDINGS = [
-        Binding("less_than_sign", "sort_column(-1)", "Sort ◀", key_display="<"),
-        Binding("greater_than_sign", "sort_column(1)", "Sort ▶", key_display=">"),
-        Binding("R", "reverse", "Reverse", key_display="R"),
+        Binding("less_than_sign", "sort_column(-1)", "Sort ←", key_display="<", id="processes.sort_left"),
+        Binding("greater_than_sign", "sort_column(1)", "Sort →", key_display=">", id="processes.sort_right"),
+        Binding("R", "sort_reverse", "Reverse", id="processes.sort_reverse"),
     ]
 
-    class Picked(Message):
-        """Enter on a row: the user wants that process's details."""
-
-        def __init__(self, pid: str) -> None:
-            super().__init__()
-            self.pid = pid
-
-    def __init__(self, columns: Sequence[Column], sort: str, reverse: bool = True, **kwargs) -> None:
+    def __init__(self, page_size: int = 4096, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._columns = {c.key: c for c in columns}
-        self.sort_key = sort
-        self.reverse = reverse  # as top: largest first
-        self._rows: dict[str, Mapping] = {}
+        # Above page_size / sizeof(rmap_item) rmap_items per merging page, a process's rmap_items
+        # cost more memory than its merged pages save (ksm_process_profit turns negative).
+        self.ratio_limit = page_size // SIZEOF_RMAP_ITEM
+        self.columns_spec = (
+            Column("pid", "pid", lambda r: r.pid, lambda r: Text(str(r.pid), justify="right")),
+            Column("comm", "comm", lambda r: r.comm, lambda r: Text(r.comm)),
+            Column("ksm_rmap_items", "rmap_items", lambda r: r.ksm_rmap_items, lambda r: _count(r.ksm_rmap_items)),
+            Column("ksm_merging_pages", "merging_pages", lambda r: r.ksm_merging_pages,
+                   lambda r: _count(r.ksm_merging_pages)),
+            Column("ksm_zero_pages", "zero_pages", lambda r: r.ksm_zero_pages, lambda r: _count(r.ksm_zero_pages)),
+            Column("ksm_process_profit", "profit MiB", lambda r: r.ksm_process_profit,
+                   lambda r: _mib(r.ksm_process_profit)),
+            Column("ratio", "rmap/merging", rmap_ratio, self._ratio_cell),
+            # Last: the numbers come first on a narrow terminal.
+            Column("ksm_merge_any", "merge_any", lambda r: r.ksm_merge_any, lambda r: _flag(r.ksm_merge_any)),
+            Column("ksm_mergeable", "mergeable", lambda r: r.ksm_mergeable, lambda r: _flag(r.ksm_mergeable)),
+        )
+        self.sort_index = 5  # ksm_process_profit, biggest first
+        self.sort_reverse = True
+        self._rows: dict[int, ProcessRow] = {}
+        self._order: list[int] = []
 
     def on_mount(self) -> None:
-        for c in self._columns.values():
-            self.add_column(self._label(c), key=c.key)
+        for col in self.columns_spec:
+            self.add_column(self._header(col), key=col.key)
 
-    def _label(self, c: Column) -> Text:
-        mark = (" ▼" if self.reverse else " ▲") if c.key == self.sort_key else ""
-        return Text(c.label + mark, style="bold" if mark else "", justify="right" if c.right else "left")
+    def _ratio_cell(self, row: ProcessRow) -> Text:
+        ratio = rmap_ratio(row)
+        if ratio is None:
+            return Text("n/a", justify="right")
+        label = "∞" if ratio == float("inf") else f"{ratio:,.1f}"
+        if ratio > self.ratio_limit:
+            return Text(f"{label} !", justify="right", style="bold red")
+        return Text(label, justify="right")
 
-    def _cell(self, c: Column, pid: str, row: Mapping) -> Text:
-        value = c.cell(pid, row)
-        text = value if isinstance(value, Text) else Text(value)
-        text.justify = "right" if c.right else "left"
-        return text
+    def _header(self, col: Column) -> Text:
+        if self.columns_spec[self.sort_index] is col:
+            return Text(col.label + ("▼" if self.sort_reverse else "▲"), style="bold")
+        return Text(col.label)
+
+    # --- the data ---
+
+    def show_rows(self, rows: Iterable[ProcessRow]) -> None:
+        """Show these processes (any not among them has gone), sorted, the cursor on its pid."""
+        self._rows = {r.pid: r for r in rows}
+        self._refill()
+
+    def _sorted(self) -> list[int]:
+        value = self.columns_spec[self.sort_index].value
+        rows = sorted(self._rows.values(), key=lambda r: r.pid)
+        known = [r for r in rows if value(r) is not None]
+        # A stable sort (reverse too): equal rows stay in pid order from one update to the next.
+        known.sort(key=value, reverse=self.sort_reverse)
+        return [r.pid for r in known] + [r.pid for r in rows if value(r) is None]
+
+    def _refill(self, headers: bool = False) -> None:
+        if not self.columns:
+            return  # not mounted yet: on_mount adds the columns, the next update the rows
+        order = self._sorted()
+        if order == self._order and not headers:
+            for pid in order:  # same rows in the same order: only the cells that changed
+                row = self._rows[pid]
+                for col in self.columns_spec:
+                    cell = col.cell(row)
+                    if self.get_cell(str(pid), col.key) != cell:
+                        self.update_cell(str(pid), col.key, cell)
+            return
+        at = self._order[self.cursor_row] if self._order and 0 <= self.cursor_row < len(self._order) else None
+        row_index = self.cursor_row
+        scroll_y = self.scroll_y
+        self.clear(columns=headers)
+        if headers:
+            for col in self.columns_spec:
+                self.add_column(self._header(col), key=col.key)
+        for pid in order:
+            row = self._rows[pid]
+            self.add_row(*(col.cell(row) for col in self.columns_spec), key=str(pid))
+        self._order = order
+        if order:
+            self.scroll_y = scroll_y
+            self.move_cursor(row=order.index(at) if at in order else min(row_index, len(order) - 1), animate=False)
 
     @property
-    def selected_pid(self) -> str | None:
-        if not self.row_count:
-            return None
-        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+    def cursor_pid(self) -> int | None:
+        return self._order[self.cursor_row] if 0 <= self.cursor_row < len(self._order) else None
 
-    def show_rows(self, rows: Mapping[str, Mapping]) -> None:
-        selected = self.selected_pid
-        for pid in [p for p in self._rows if p not in rows]:
-            self.remove_row(pid)
-        for pid, row in rows.items():
-            if pid not in self._rows:
-                self.add_row(*(self._cell(c, pid, row) for c in self._columns.values()), key=pid)
-            elif row != self._rows[pid]:
-                for c in self._columns.values():
-                    self.update_cell(pid, c.key, self._cell(c, pid, row))
-        self._rows = dict(rows)
-        self._sort(selected)
-
-    def _sort(self, selected: str | None) -> None:
-        if not self._rows:
-            return
-        column = self._columns[self.sort_key]
-        order = {pid: column.order(pid, row) for pid, row in self._rows.items()}
-        # Ties in pid order, so the same rows always show in the same order.
-        ranked = sorted(self._rows, key=lambda pid: (order[pid], -int(pid) if self.reverse else int(pid)),
-                        reverse=self.reverse)
-        rank = {pid: i for i, pid in enumerate(ranked)}
-        self.sort("pid", key=lambda cell: rank[cell.plain])
-        if selected in self._rows:
-            self.move_cursor(row=self.get_row_index(selected), animate=False, scroll=False)
-
-    def sort_by(self, key: str, reverse: bool | None = None) -> None:
-        self.sort_key = key
-        if reverse is not None:
-            self.reverse = reverse
-        for c in self._columns.values():
-            self.columns[c.key].label = self._label(c)  # type: ignore[index]
-        self.refresh()
-        self._sort(self.selected_pid)
+    # --- sorting ---
 
     def action_sort_column(self, step: int) -> None:
-        keys = list(self._columns)
-        self.sort_by(keys[(keys.index(self.sort_key) + step) % len(keys)])
+        self.sort_index = (self.sort_index + step) % len(self.columns_spec)
+        self._refill(headers=True)
 
-    def action_reverse(self) -> None:
-        self.sort_by(self.sort_key, not self.reverse)
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._refill(headers=True)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        key = event.column_key.value
-        self.sort_by(key, not self.reverse if key == self.sort_key else True)
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        self.post_message(self.Picked(event.row_key.value))
+        index = [c.key for c in self.columns_spec].index(event.column_key.value)
+        if index == self.sort_index:
+            self.sort_reverse = not self.sort_reverse
+        self.sort_index = index
+        self._refill(headers=True)

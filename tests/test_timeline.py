@@ -1,0 +1,140 @@
+"""engine/timeline.py: the events' order and the stop rule, and the runs that can never reach
+their stop (pages_to_scan 0, run 0, the advisor at 0), which end with the note in every runner."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+import pytest
+from ui_helpers import settle
+
+from engine.cost import WAKEUP
+from engine.scenario import Stop
+from engine.sim import Simulation
+from engine.timeline import DEFAULT_FULL_SCANS, NO_PROGRESS, StopRule
+from ksmtui.cli import load, main, parse_args
+from ksmtui.ui.app import KsmApp
+from tests.engine_helpers import proc, region, scenario
+
+HANGS = [
+    (["fleet", "--set", "pages_to_scan=0"], "pages_to_scan is 0"),
+    (["default", "--set", "run=0", "--full-scans", "1"], "ksmd is not running (run=0)"),
+    (["default", "--set", "advisor_mode=scan-time", "--set", "advisor_min_pages_to_scan=0", "--full-scans", "1"],
+     "pages_to_scan is 0"),
+]
+
+
+def test_the_stop_rule_takes_the_options_over_stop_and_defaults_to_ten_full_scans():
+    assert StopRule.of(Stop(full_scans=4), after_ms=900) == StopRule(None, 900)
+    assert StopRule.of(Stop(after_ms=5)) == StopRule(None, 5)
+    assert StopRule.of(Stop()) == StopRule(DEFAULT_FULL_SCANS, None)
+    rule = StopRule(3, 2000)
+    assert rule.describe() == "3 full scans or 2,000 ms"
+    assert rule.reached(2, 1_999_999_999) is None
+    assert rule.reached(3, 0) == "full_scans reached 3"
+    assert rule.reached(0, 2_000_000_000) == "after_ms reached 2000"
+
+
+def test_events_fire_by_time_then_mark_in_file_order_and_repeat_until_their_end():
+    events = [
+        dict(action="write", at_ms=10, repeat_ms=10, until_ms=30, region="a"),
+        dict(action="exit", at_full_scans=1),
+        dict(action="write", at_ms=10, region="a", pages=1),
+    ]
+    sim = Simulation(scenario(proc("p", region("a", 4)), events=events))
+    timeline = sim.timeline
+    assert [(at, ev.index) for at, ev in timeline.due_timed(20_000_000)] == [
+        (10_000_000, 0), (10_000_000, 2), (20_000_000, 0)]
+    assert not timeline.marked_due(0) and timeline.pending == 2
+    assert [ev.index for _, ev in timeline.due_timed(10**12)] == [0]  # 30 ms was the last repeat
+    assert [ev.index for ev in timeline.due_marked(1)] == [1]
+    assert timeline.pending == 0 and timeline.done == 5
+
+
+def test_a_wake_up_that_scans_nothing_still_sleeps_sleep_millisecs():
+    sim = Simulation(scenario(proc("p", region("a", 4)), ksm={"pages_to_scan": 0, "sleep_millisecs": 7}))
+    sim.step_batch()
+    assert sim.now_ns == WAKEUP + 7_000_000 and sim.ksm.ksm_pages_scanned == 0
+    assert sim.step_pages(100) == 0 and sim.now_ns == 2 * (WAKEUP + 7_000_000)
+
+
+def test_an_idle_ksmd_runs_on_while_a_pending_event_can_give_it_work():
+    """pages_to_scan 0 until a set event at 100 ms; run 0 with a write repeating forever until a
+    set event at 200 ms: the events fire, and the run gets to its full scans."""
+    sim = Simulation(scenario(proc("p", region("a", 8)), ksm={"pages_to_scan": 0},
+                              events=[dict(action="set", at_ms=100, knob="pages_to_scan", value=100)]))
+    assert sim.run(full_scans=2) == "full_scans reached 2" and sim.now_ns > 100_000_000
+    sim = Simulation(scenario(proc("p", region("a", 8)), ksm={"run": 0}, events=[
+        dict(action="write", at_ms=0, repeat_ms=50, region="a", pages=1),
+        dict(action="set", at_ms=200, knob="run", value=1)]))
+    assert sim.run(full_scans=2) == "full_scans reached 2"
+    assert sim.events_done >= 6  # the writes at 0..200 ms and the set
+
+
+def test_an_idle_ksmd_ends_once_every_pending_event_has_had_its_chance():
+    """Each event fires once more while ksmd is idle (a one-shot write at 30 ms; a repeating
+    set that keeps run at 0, first at 40 ms): then nothing can change, and the run ends."""
+    sim = Simulation(scenario(proc("p", region("a", 8)), ksm={"run": 0}, events=[
+        dict(action="write", at_ms=30, region="a", pages=1),
+        dict(action="set", at_ms=40, repeat_ms=100, knob="run", value=0)]))
+    assert sim.run(full_scans=1) == f"{NO_PROGRESS}: ksmd is not running (run=0) and no pending event can change that"
+    assert sim.now_ns == 40_000_000 and sim.events_done == 2
+    sim = Simulation(scenario(proc("p", region("a", 8)), ksm={"run": 1}, events=[
+        dict(action="set", at_ms=10, knob="run", value=0),
+        dict(action="set", at_ms=40, repeat_ms=100, knob="pages_to_scan", value=5)]))
+    assert sim.run(full_scans=100).startswith(NO_PROGRESS)
+    assert sim.now_ns == 40_000_000  # ksmd went idle at its wake-up after 10 ms; the set fired since
+
+
+def test_an_idle_ksmd_with_an_after_ms_stop_runs_the_clock_to_it():
+    sim = Simulation(scenario(proc("p", region("a", 8)), ksm={"pages_to_scan": 0}))
+    assert sim.run(after_ms=500) == "after_ms reached 500"
+
+
+@pytest.mark.parametrize("argv,why", HANGS)
+def test_a_run_that_cannot_reach_its_stop_ends_with_the_note(argv, why, capsys):
+    assert main(["run", *argv, "--json"]) == 0  # a completed run, as scenario-format.md says
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1
+    assert err.startswith(f"ksmtui run: note: {argv[0]}: stopped at ")
+    assert err.endswith(f"ms simulated: {NO_PROGRESS}: {why} and no pending event can change that\n")
+
+
+@pytest.mark.parametrize("argv,why", HANGS)
+def test_the_ui_pauses_with_the_note_and_quits_at_once(argv, why):
+    opts = parse_args(argv)  # `ksmtui SCENARIO ...`: the UI
+    app = KsmApp(load(opts), opts, paused=True)
+
+    async def test(pilot):
+        await settle(pilot)
+        await pilot.press("space")
+        for _ in range(600):  # the engine thread pauses by itself after its first slice
+            if pilot.app.view.paused and pilot.app.view.note:
+                break
+            await pilot.pause(0.05)
+        view = pilot.app.view
+        assert view.state == "stuck" and view.note == f"{NO_PROGRESS}: {why} and no pending event can change that"
+        await pilot.press("q")
+        assert "ksm-engine" not in [t.name for t in threading.enumerate()]
+
+    async def main_():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await test(pilot)
+
+    asyncio.run(main_())
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("ksm,why", [
+    ({"pages_to_scan": 0}, "pages_to_scan is 0"),
+    ({"run": 0}, "ksmd is not running (run=0)"),
+    ({"advisor_mode": "scan-time", "advisor_min_pages_to_scan": 0}, "pages_to_scan is 0"),
+])
+def test_on_the_real_kernel_a_run_that_cannot_reach_its_stop_ends_with_the_note(kernel, ksm, why):
+    s = dataclasses.replace(scenario(proc("p", region("a", 8)), ksm={"sleep_millisecs": 20, **ksm}),
+                            stop=Stop(full_scans=1))
+    result = kernel.run_on_kernel(s)
+    assert result["stop_reason"] == f"{NO_PROGRESS}: {why} and no pending event can change that"
+    assert result["ksm"]["full_scans"] == 0

@@ -1,0 +1,101 @@
+"""The Processes table: rows keyed by pid, sorted as in top, the cursor kept on its process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import App, ComposeResult
+from ui_helpers import batches, make_app, press, settle
+
+from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield ProcessTable()
+
+
+def row(pid: int, comm: str, rmap: int | None, merging: int | None, profit: int | None = 0) -> ProcessRow:
+    return ProcessRow(pid, comm, False, True, rmap, merging, 0, profit)
+
+
+def run(test) -> None:
+    async def main():
+        app = TableApp()
+        async with app.run_test(size=(120, 20)) as pilot:
+            table = app.query_one(ProcessTable)
+            table.focus()
+            await pilot.pause()
+            await test(pilot, table)
+
+    asyncio.run(main())
+
+
+def cells(table: ProcessTable, column: int) -> list[str]:
+    return [str(table.get_row_at(r)[column]) for r in range(table.row_count)]
+
+
+def test_rows_sort_by_profit_first_and_the_keys_of_top_pick_and_reverse_the_column():
+    async def test(pilot, table):
+        table.show_rows([row(10, "a", 5, 1, 100), row(20, "b", 9, 9, 300), row(30, "c", 1, 1, 200)])
+        assert cells(table, 0) == ["20", "30", "10"]  # ksm_process_profit, biggest first
+        await pilot.press("less_than_sign")  # the column left of profit: zero_pages, all equal: pid order
+        assert table.columns_spec[table.sort_index].key == "ksm_zero_pages"
+        assert cells(table, 0) == ["10", "20", "30"]
+        await pilot.press("less_than_sign")  # merging_pages
+        assert cells(table, 0) == ["20", "10", "30"]
+        await pilot.press("R")
+        assert cells(table, 0) == ["10", "30", "20"]
+        assert "merging_pages▲" in str(table.ordered_columns[3].label)
+
+    run(test)
+
+
+def test_the_cursor_stays_on_its_process_as_rows_move_appear_and_vanish():
+    async def test(pilot, table):
+        table.show_rows([row(10, "a", 1, 1, 100), row(20, "b", 1, 1, 300), row(30, "c", 1, 1, 200)])
+        await pilot.press("down")
+        assert table.cursor_pid == 30
+        table.show_rows([row(10, "a", 1, 1, 900), row(20, "b", 1, 1, 300), row(30, "c", 1, 1, 200),
+                         row(40, "d", 1, 1, 250)])
+        assert cells(table, 0) == ["10", "20", "40", "30"] and table.cursor_pid == 30
+        table.show_rows([row(10, "a", 1, 1, 900), row(20, "b", 1, 1, 300)])  # 30 exits: the row below it
+        assert cells(table, 0) == ["10", "20"] and table.cursor_pid == 20
+
+    run(test)
+
+
+def test_what_the_kernel_does_not_expose_says_so_and_a_costly_ratio_is_flagged():
+    async def test(pilot, table):
+        table.show_rows([row(10, "old", None, None, None), row(20, "costly", 130, 2, -4096), row(30, "fine", 64, 1)])
+        by_pid = {cells(table, 0)[r]: [str(c) for c in table.get_row_at(r)] for r in range(table.row_count)}
+        assert by_pid["10"][2] == "n/a" and by_pid["10"][5] == "n/a" and by_pid["10"][6] == "n/a"
+        assert by_pid["20"][6] == "65.0 !"  # above 4096 / 64 rmap_items per merging page
+        assert by_pid["30"][6] == "64.0"
+        assert cells(table, 0)[-1] == "10"  # unknown sorts last
+
+    run(test)
+
+
+def test_the_processes_tab_shows_each_simulated_process_and_takes_the_sort_keys():
+    async def test(pilot):
+        await batches(pilot, 8)
+        await press(pilot, "6")
+        table = pilot.app.query_one(ProcessTable)
+        assert pilot.app.focused is table
+        procs = {p.pid: p for p in pilot.app.view.snapshot.processes}
+        assert sorted(table._order) == sorted(procs)
+        first = table.get_row_at(0)
+        p = procs[int(str(first[0]))]
+        assert str(first[1]) == p.name and str(first[2]) == f"{p.ksm_rmap_items:,}"
+        assert str(first[3]) == f"{p.ksm_merging_pages:,}"
+        await press(pilot, "greater_than_sign")  # from profit to the ratio
+        assert table.columns_spec[table.sort_index].key == "ratio"
+
+    async def main():
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await test(pilot)
+
+    asyncio.run(main())
