@@ -7,6 +7,7 @@
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
+    ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
     ksmtui host | replay              this machine's own ksmd, live or recorded (ksmtui.hostcmd)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
@@ -25,7 +26,7 @@ from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 from engine.timeline import NO_PROGRESS, StopRule
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "host", "replay")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "host", "replay")
 DEFAULT_SCENARIO = "default"
 
 
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] == "sweep":
+            from ksmtui.sweep import main as sweep_main
+
+            return sweep_main(argv[1:])
         if argv and argv[0] in ("host", "replay"):
             from ksmtui import hostcmd
 

@@ -1,0 +1,519 @@
+"""`ksmtui sweep`: many model runs over a grid of knobs, flows and seeds, compared; on Dask.
+
+    ksmtui sweep SCENARIO --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
+                 --flows legacy,optimized --seeds 1-8 [--full-scans N | --until-settled]
+                 [--json] [--csv FILE] [--scheduler tcp://HOST:PORT | --workers N] [--ui]
+
+Every combination is one task, a pure function of (scenario, knobs, flow, seed, stop): the same
+run as `ksmtui run` with the same options, so results do not depend on where or in what order the
+tasks ran. The grid is validated whole before anything starts. By default a LocalCluster of one
+single-threaded worker process per core runs them (started and stopped here); --scheduler uses an
+existing Dask cluster whose workers have ksmtui installed. docs/sweep.md says what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.knobs import ALL_KNOBS, KnobError
+from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
+from engine.snapshot import PATHS
+from ksmtui.cli import Parser, UsageError, _positive
+
+MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
+SETTLE_LIMIT = 100  # --until-settled gives up after this many full scans (and says so per run)
+SERIES_POINTS = 64  # saving-over-time points kept per run (for the plot and the JSON)
+GRID_HELP = "V1,V2,... where an integer item may be a range A-B (step 1), A-B:S (step S) or A-B*F (times F)"
+
+
+class GridError(UsageError):
+    """A bad grid: one line naming the option, the knob and what was expected."""
+
+
+class RunFailed(Exception):
+    """A run that raised, or whose worker died every time it ran it: one line, exit status 1."""
+
+
+# ----------------------------------------------------------------------------------- the grid --
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise GridError(f"{what}: expected an integer, got {text.strip()!r}") from None
+
+
+def _range(item: str, what: str) -> list[int] | None:
+    """An item A-B, A-B:S or A-B*F of an integer list as its values (at most MAX_RUNS); None for
+    an item that is not a range."""
+    head, _, tail = item.partition("-")
+    if not tail:
+        return None
+    low = _integer(head, what)
+    step, factor = 1, 1
+    if ":" in tail:
+        tail, step_text = tail.split(":", 1)
+        step = _integer(step_text, what)
+        if step < 1:
+            raise GridError(f"{what}: {item!r}: expected a step >= 1")
+    elif "*" in tail:
+        tail, factor_text = tail.split("*", 1)
+        factor = _integer(factor_text, what)
+        if factor < 2:
+            raise GridError(f"{what}: {item!r}: expected a factor >= 2")
+        if low < 1:
+            raise GridError(f"{what}: {item!r}: a geometric range starts at 1 or more")
+    high = _integer(tail, what)
+    if high < low:
+        raise GridError(f"{what}: {item!r}: empty range ({high} < {low})")
+    count = (high - low) // step + 1 if factor == 1 else int(math.log(high / low, factor) + 1e-9) + 1
+    if count > MAX_RUNS:
+        raise GridError(f"{what}: {item!r}: {count:,} values; expected at most {MAX_RUNS:,}")
+    if factor == 1:
+        return list(range(low, high + 1, step))
+    values = [low]
+    while values[-1] * factor <= high:
+        values.append(values[-1] * factor)
+    return values
+
+
+def parse_values(option: str, knob: str, text: str) -> list[int | str]:
+    """The values of one knob, each validated as the kernel would (KnobError's words), none twice."""
+    what = f"{option} {knob}"
+    spec = ALL_KNOBS[knob]
+    items = [item for item in text.split(",")]
+    if any(not item.strip() for item in items):
+        raise GridError(f"{what}: empty value in {text!r}; expected {GRID_HELP}")
+    values: list[int | str] = []
+    for item in items:
+        expanded = None if isinstance(spec.default, str) else _range(item, what)
+        for value in [item.strip()] if expanded is None else expanded:
+            try:
+                parsed = spec.parse(value)
+            except KnobError as e:
+                raise GridError(f"{what}: {e}") from None
+            if parsed in values:
+                raise GridError(f"{what}: {parsed!r} given twice")
+            values.append(parsed)
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for item in text.split(","):
+        expanded = _range(item, "--seeds")
+        for seed in [_integer(item, "--seeds")] if expanded is None else expanded:
+            if not 0 <= seed < 2**64:
+                raise GridError(f"--seeds: expected integers 0..18446744073709551615, got {seed}")
+            if seed in seeds:
+                raise GridError(f"--seeds: {seed} given twice")
+            seeds.append(seed)
+    return seeds
+
+
+def parse_set(text: str) -> tuple[str, str]:
+    knob, sep, values = text.partition("=")
+    knob = knob.strip()
+    if not sep or not knob:
+        raise GridError(f"--set: expected KNOB={GRID_HELP}, got {text!r}")
+    if knob not in ALL_KNOBS:
+        raise GridError(f"--set: {knob}: unknown knob; expected one of {', '.join(ALL_KNOBS)}")
+    if knob == "flow":
+        raise GridError("--set: flow: the flows are swept with --flows legacy,optimized,...")
+    return knob, values
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int  # its place in the grid: results are reported in this order
+    knobs: tuple[tuple[str, int | str], ...]  # the swept knobs, in --set order
+    flow: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    full_scans: int | None  # None: the scenario's [stop], as `ksmtui run`
+    until_settled: bool
+
+    def describe(self, scenario: Scenario) -> str:
+        if self.until_settled:
+            return f"until settled (at most {SETTLE_LIMIT} full scans)"
+        if self.full_scans:
+            return f"{self.full_scans} full scans"
+        from ksmtui.cli import stop_target
+
+        return stop_target(scenario, argparse.Namespace(full_scans=None, after_ms=None))
+
+
+def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
+         seeds_text: str | None) -> list[Task]:
+    """Every combination, each checked by apply_overrides as `ksmtui run` would check it: a grid
+    runs whole or not at all."""
+    grid: dict[str, list[int | str]] = {}
+    for knob, text in sets:
+        if knob in grid:
+            raise GridError(f"--set: {knob} given twice; list its values in one --set {knob}=V1,V2")
+        grid[knob] = parse_values("--set", knob, text)
+    if grid.get("latency", ["model"]) != ["model"]:
+        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
+    if 0 in grid.get("pages_to_scan", ()):
+        raise GridError("--set pages_to_scan: 0 never finishes a full scan; expected an integer 1..4294967295")
+    flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
+    seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
+    count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
+    if count > MAX_RUNS:
+        raise GridError(f"the grid has {count:,} runs; expected at most {MAX_RUNS:,}")
+    tasks = []
+    for index, (combo, flow, seed) in enumerate(itertools.product(itertools.product(*grid.values()), flows, seeds)):
+        knobs = tuple(zip(grid, combo))
+        try:
+            apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
+        except ScenarioError as e:
+            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: {e.message}") from None
+        tasks.append(Task(index, knobs, flow, seed))
+    return tasks
+
+
+def describe(task: Task, seed: bool = True) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}", *([f"seed={task.seed}"] * seed)])
+
+
+# ------------------------------------------------------------------------------------ one run --
+
+def scenario_files(scenario: Scenario) -> dict[str, bytes]:
+    """The bytes of every fill = "file" the scenario reads, so that workers need no files."""
+    fills = [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+    out = {}
+    for fill in fills:
+        if fill.kind == "file" and str(fill.path) not in out:
+            try:
+                out[str(fill.path)] = Path(str(fill.path)).read_bytes()
+            except OSError as e:
+                raise ScenarioError(str(fill.path), "", "", f"cannot read: {e.strerror or e}") from None
+    return out
+
+
+_local_copies: dict[str, Path] = {}  # per worker process: content hash -> its file here
+
+
+def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
+    """The scenario with its fill files replaced by copies written here from the shipped bytes."""
+    if not files:
+        return scenario
+    paths = {}
+    for name, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in _local_copies:
+            fd, tmp = tempfile.mkstemp(prefix=f"ksmtui-sweep-{digest[:12]}-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            _local_copies[digest] = Path(tmp)
+        paths[name] = _local_copies[digest]
+
+    def fill(f):
+        return replace(f, path=paths[str(f.path)]) if f.kind == "file" else f
+
+    processes = tuple(replace(p, regions=tuple(replace(r, fill=fill(r.fill)) for r in p.regions))
+                      for p in scenario.processes)
+    return replace(scenario, processes=processes, events=tuple(replace(e, fill=fill(e.fill)) for e in scenario.events))
+
+
+def _first_at_least(values: list[int], target: float) -> int | None:
+    return next((i for i, v in enumerate(values) if v >= target), None)
+
+
+def _series(times: list[int], values: list[int]) -> list[list[int]]:
+    """At most SERIES_POINTS [ms, saving] points: the saving at evenly spaced simulated times."""
+    end = times[-1]
+    if end == 0 or len(times) <= SERIES_POINTS:
+        return [[t // 1_000_000, v] for t, v in zip(times, values)]
+    out, i = [], 0
+    for k in range(SERIES_POINTS):
+        at = end * k // (SERIES_POINTS - 1)
+        while i + 1 < len(times) and times[i + 1] <= at:
+            i += 1
+        out.append([at // 1_000_000, values[i]])
+    return out
+
+
+def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) -> dict:
+    """One combination, run to the stop as `ksmtui run` runs it, recording the saving
+    (general_profit) and ksmd's CPU time (the cost model's) after every wake-up."""
+    from engine.sim import Simulation
+    from ksmtui.report import latency_stats
+
+    scenario, files = payload
+    scenario = apply_overrides(_relocated(scenario, files), flow=task.flow, seed=task.seed, overrides=dict(task.knobs))
+    sim = Simulation(scenario)
+    ksm = sim.ksm
+    times, savings, cpu = [0], [ksm.general_profit()], [0]
+    settled_marks: list[int] = []  # pages_sharing + ksm_zero_pages at the end of each full scan
+    settled = False
+    rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
+    while (reason := sim.check_stop(rule)) is None:
+        scans = sim.full_scans
+        sim.step_batch()
+        times.append(sim.now_ns)
+        savings.append(ksm.general_profit())
+        cpu.append(ksm.ksmd_cpu_ns)
+        if stop.until_settled and sim.full_scans != scans:
+            settled_marks.append(ksm.ksm_pages_sharing + ksm.ksm_zero_pages)
+            if len(settled_marks) >= 3 and len(set(settled_marks[-3:])) == 1 and sim.events_pending == 0:
+                n = sim.full_scans
+                reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
+                settled = True
+                break
+    sim.finished, sim.stop_reason = True, reason
+
+    final = savings[-1]
+    reached = {q: (_first_at_least(savings, q / 100 * final) if final > 0 else None) for q in (90, 100)}
+    at = reached[100] if reached[100] is not None else len(times) - 1
+    counters = ksm.counters()
+    lat = {}
+    for path in PATHS:
+        s = latency_stats(ksm.latency_hist[path])
+        lat[path] = {"calls": s.calls, "p50": s.p50, "p99": s.p99, "mean": round(s.mean, 1)}
+    return {
+        "index": task.index, "knobs": dict(task.knobs), "flow": task.flow, "seed": task.seed,
+        "ksm": counters, "sim_ms": sim.now_ns // 1_000_000, "full_scans": sim.full_scans,
+        "stop_reason": reason, "settled": settled if stop.until_settled else None,
+        "saving": final,
+        "time_to_90_ms": None if reached[90] is None else times[reached[90]] / 1e6,
+        "time_to_100_ms": None if reached[100] is None else times[reached[100]] / 1e6,
+        "ksmd_cpu_ms": cpu[at] / 1e6,
+        "ksmd_cpu_percent": round(100 * cpu[at] / times[at], 3) if times[at] else 0.0,
+        "latency_ns": lat,
+        "series": _series(times, savings),
+    }
+
+
+def mark_front(runs: list[dict]) -> None:
+    """Set "front" on every run no other run beats on both saving (more) and ksmd CPU (less)."""
+    best = best_cpu = None
+    for run in sorted(runs, key=lambda r: (r["ksmd_cpu_ms"], -r["saving"])):
+        if best is None or run["saving"] > best:
+            best, best_cpu = run["saving"], run["ksmd_cpu_ms"]
+            run["front"] = True
+        else:
+            run["front"] = run["saving"] == best and run["ksmd_cpu_ms"] == best_cpu
+
+
+# ----------------------------------------------------------------------------------- the cluster --
+
+def dask_setup(worker) -> None:
+    """Preloaded in every local worker process, restarted ones too: Ctrl-C in the terminal reaches
+    the whole process group, and it is the client's to handle (it cancels and shuts the cluster)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def local_cluster(workers: int):
+    from dask.distributed import LocalCluster
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers being spawned
+    try:
+        return LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.CRITICAL, memory_limit=0, preload=["ksmtui.sweep"],
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Bar:
+    """`sweep: [#####-----] 12/64 runs  0:42 elapsed  ETA 1:10` on stderr, only to a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.start = time.monotonic()
+        self.draw()
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        s = int(seconds)
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+    def draw(self) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        filled = self.done * 30 // self.total if self.total else 30
+        eta = f"ETA {self._clock(elapsed / self.done * (self.total - self.done))}" if self.done else "ETA -"
+        sys.stderr.write(f"\r\033[Ksweep: [{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} runs"
+                         f"  {self._clock(elapsed)} elapsed  {eta}")
+        sys.stderr.flush()
+
+    def step(self) -> None:
+        self.done += 1
+        self.draw()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | None, workers: int,
+            progress: bool) -> tuple[dict[int, dict], bool]:
+    """Run the tasks on Dask: (results by task index, interrupted). A worker lost mid-task has its
+    task rerun elsewhere by the scheduler; Ctrl-C cancels what is left and shuts the cluster down."""
+    from dask.distributed import Client, as_completed
+
+    results: dict[int, dict] = {}
+    interrupted = False
+    cluster = client = bar = None
+    futures: list = []
+    try:
+        cluster = local_cluster(workers) if scheduler is None else None
+        try:
+            client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
+        except OSError as e:
+            raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+        payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
+        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{task.index}-{os.getpid()}")
+                   for task in tasks]
+        bar = Bar(len(tasks), progress)
+        for future in as_completed(futures, loop=client.loop):
+            try:
+                result = future.result()
+            except Exception as e:  # an engine bug, or a run that killed its worker every time it ran
+                task = tasks[futures.index(future)]
+                raise RunFailed(f"run {task.index} ({describe(task)}) failed: {type(e).__name__}: {e}") from None
+            results[result["index"]] = result
+            bar.step()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
+        try:
+            if bar is not None:
+                bar.close()
+            if client is not None:
+                client.cancel(futures)
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return results, interrupted
+
+
+# ------------------------------------------------------------------------------------ reports --
+
+CSV_LATENCY = ("p50", "p99", "mean")
+
+
+def csv_rows(runs: list[dict], knobs: list[str]) -> list[list]:
+    head = [*knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
+            "ksmd_cpu_percent", "sim_ms", "full_scans", "settled", "pages_scanned", "pages_sharing",
+            "ksm_zero_pages", *(f"{p}_{s}_ns" for p in PATHS for s in CSV_LATENCY)]
+    rows: list[list] = [head]
+    for r in runs:
+        rows.append([*(r["knobs"][k] for k in knobs), r["flow"], r["seed"], int(r["front"]), r["saving"],
+                     r["time_to_90_ms"], r["time_to_100_ms"], r["ksmd_cpu_ms"], r["ksmd_cpu_percent"],
+                     r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"], r["ksm"]["pages_sharing"],
+                     r["ksm"]["ksm_zero_pages"], *(r["latency_ns"][p][s] for p in PATHS for s in CSV_LATENCY)])
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+    from ksmtui.report import table
+
+    rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
+                                 "scanned", "anon p50/p99 ns", "front"]]
+    for r in runs:
+        anon = r["latency_ns"]["anon_page"]
+        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
+                     _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]), f"{r['ksmd_cpu_ms']:,.1f}",
+                     f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], f"{anon['p50']}/{anon['p99']}",
+                     "*" if r["front"] else ""])
+    return table(rows, left=len(knobs) + 1)
+
+
+# ------------------------------------------------------------------------------------ the command --
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ksmtui sweep", description="Run a scenario over a grid of knobs, flows and seeds, on Dask, "
+               "and compare the saving, how fast it came, and what ksmd spent on it.")
+    p.add_argument("scenario", help="a scenario file, or the name of a built-in scenario (ksmtui list)")
+    p.add_argument("--set", dest="sets", metavar="KNOB=V1,V2", type=parse_set, action="append", default=[],
+                   help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
+    p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
+    p.add_argument("--seeds", metavar="S1,S2|A-B", help="seeds to run (default: the scenario's)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--full-scans", type=_positive, metavar="N", help="stop each run after N full scans")
+    stop.add_argument("--until-settled", action="store_true",
+                      help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
+                           f"and no event is pending (at most {SETTLE_LIMIT} full scans)")
+    p.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
+    p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
+    where.add_argument("--workers", type=_positive, metavar="N",
+                       help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--ui", action="store_true", help="show the results in the terminal: saving over time, the front")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return sweep(build_parser().parse_args(argv))
+    except RunFailed as e:
+        print(f"ksmtui sweep: internal error: {e}", file=sys.stderr)
+        return 1
+
+
+def sweep(opts: argparse.Namespace) -> int:
+    scenario = load_scenario(opts.scenario)
+    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
+    stop = Stop(opts.full_scans, opts.until_settled)
+    if opts.csv:
+        try:  # refused now, not after the runs
+            open(opts.csv, "a").close()
+        except OSError as e:
+            raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e}") from None
+    workers = opts.workers or len(os.sched_getaffinity(0))
+    progress = sys.stderr.isatty() and not opts.ui
+    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, progress)
+    runs = [results[t.index] for t in tasks if t.index in results]
+    for run in runs:
+        del run["index"]
+    mark_front(runs)
+    knobs = [k for k, _ in opts.sets]
+    if interrupted:
+        print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
+    if opts.csv:
+        with open(opts.csv, "w", newline="") as f:
+            csv.writer(f).writerows(csv_rows(runs, knobs))
+    document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
+                "knobs": knobs, "runs": runs}
+    if opts.json:
+        print(json.dumps(document))
+    elif opts.ui and runs:
+        from ksmtui.ui.sweep import run_sweep_app
+
+        run_sweep_app(document)
+    else:
+        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
+        print("\n".join(text_report(runs, knobs)))
+    return 130 if interrupted else 0

@@ -1,0 +1,237 @@
+"""`ksmtui sweep`: the grid, its refusals, one run's measures, and the Dask cluster (same results as
+sequential runs whatever the workers, a killed worker loses nothing, Ctrl-C reports and cleans up)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from engine.scenario import apply_overrides, load_scenario
+from engine.sim import Simulation
+from ksmtui import sweep
+from ksmtui.cli import main
+
+SMALL = """\
+name = "sweep-small"
+seed = 3
+
+[[pool]]
+name = "lib"
+pages = 40
+
+[[process]]
+name = "app"
+count = 3
+
+[[process.region]]
+name = "lib"
+pages = 40
+fill = "pool"
+pool = "lib"
+
+[[process.region]]
+name = "heap"
+pages = 24
+
+[[process.region]]
+name = "bss"
+pages = 16
+fill = "zero"
+
+[[process.region]]
+name = "fw"
+pages = 6
+fill = "file"
+path = "fw.bin"
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    (tmp_path / "fw.bin").write_bytes(bytes(range(256)) * 40)  # 2.5 pages: the last one zero-padded
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return str(path)
+
+
+def sequential(scenario_path, tasks, stop):
+    scenario = load_scenario(scenario_path)
+    payload = (scenario, sweep.scenario_files(scenario))
+    return {t.index: sweep.run_one(payload, t, stop) for t in tasks}
+
+
+# ------------------------------------------------------------------------------- the grid --
+
+def test_ranges_and_lists():
+    assert sweep.parse_values("--set", "pages_to_scan", "100-400:100,1000") == [100, 200, 300, 400, 1000]
+    assert sweep.parse_values("--set", "pages_to_scan", "100-1600*2") == [100, 200, 400, 800, 1600]
+    assert sweep.parse_values("--set", "sleep_millisecs", "5-7") == [5, 6, 7]
+    assert sweep.parse_values("--set", "advisor_mode", "none,scan-time") == ["none", "scan-time"]
+    assert sweep.parse_values("--set", "use_zero_pages", "off,on") == [0, 1]
+    assert sweep.parse_seeds("1-3,10") == [1, 2, 3, 10]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "pages_to_scn=100"], "--set: pages_to_scn: unknown knob"),
+    (["--set", "pages_to_scan=400-100"], "--set pages_to_scan: '400-100': empty range (100 < 400)"),
+    (["--set", "pages_to_scan=100,x"], "--set pages_to_scan: expected an integer 0..4294967295, got 'x'"),
+    (["--set", "pages_to_scan=100,,200"], "--set pages_to_scan: empty value in '100,,200'"),
+    (["--set", "pages_to_scan=100,100"], "--set pages_to_scan: 100 given twice"),
+    (["--set", "pages_to_scan=0,100"], "--set pages_to_scan: 0 never finishes a full scan"),
+    (["--set", "pages_to_scan=1-99999"], "--set pages_to_scan: '1-99999': 99,999 values; expected at most 10,000"),
+    (["--set", "max_page_sharing=1,2"], "--set max_page_sharing: expected an integer >= 2, got 1"),
+    (["--set", "use_zero_pages=2"], "--set use_zero_pages: expected 0 or 1, got 2"),
+    (["--set", "latency=wall"], '--set latency: expected "model"'),
+    (["--set", "flow=legacy"], "--set: flow: the flows are swept with --flows"),
+    (["--set", "run=1", "--set", "run=0"], "--set: run given twice"),
+    (["--set", "advisor_mode=none,scan-time", "--set", "pages_to_scan=100"],
+     "combination advisor_mode=scan-time pages_to_scan=100 flow=optimized: the kernel refuses pages_to_scan"),
+    (["--set", "numa_nodes=1-2", "--set", "merge_across_nodes=0"], None),
+    (["--flows", "legacy,fast"], "--flows flow: expected"),
+    (["--seeds", "4-2"], "--seeds: '4-2': empty range"),
+    (["--full-scans", "2", "--until-settled"], "not allowed with argument --full-scans"),
+    (["--workers", "0"], "argument --workers: expected an integer >= 1"),
+    (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_bad_grid_is_one_line_and_exit_2_before_anything_runs(small, capsys, monkeypatch, args, message):
+    def no_run(*a, **k):
+        raise AssertionError("a bad grid must not start a cluster")
+
+    monkeypatch.setattr(sweep, "execute", no_run)
+    if message is None:  # a valid grid for comparison: it gets as far as running
+        with pytest.raises(AssertionError, match="must not start"):
+            main(["sweep", small, *args])
+        return
+    assert main(["sweep", small, *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("ksmtui sweep: error: ")
+    assert message in err
+
+
+def test_a_bad_scenario_names_its_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[process]]\nname = "p"\n[[process.region]]\nname = "r"\npages = -1\n')
+    assert main(["sweep", str(bad), "--set", "pages_to_scan=10,20"]) == 2
+    assert capsys.readouterr().err.startswith(f"ksmtui sweep: error: {bad}: ")
+
+
+# ------------------------------------------------------------------------------- one run --
+
+def test_until_settled_stops_two_full_scans_after_the_last_change(small):
+    scenario = load_scenario(small)
+    task = sweep.plan(scenario, [("pages_to_scan", "37")], None, None)[0]
+    result = sweep.run_one((scenario, sweep.scenario_files(scenario)), task, sweep.Stop(None, True))
+    assert result["settled"] is True
+    # the same run by hand: the merged count after every full scan
+    sim = Simulation(apply_overrides(scenario, overrides={"pages_to_scan": 37}))
+    merged = []
+    while len(merged) < 3 or len(set(merged[-3:])) > 1:
+        sim.step_full_scan()
+        merged.append(sim.ksm.ksm_pages_sharing + sim.ksm.ksm_zero_pages)
+    assert result["full_scans"] == len(merged) == sim.full_scans
+    assert result["ksm"] == sim.ksm.counters()
+    assert result["saving"] == sim.ksm.general_profit() > 0
+    assert result["time_to_90_ms"] <= result["time_to_100_ms"] <= result["sim_ms"]
+    assert result["series"][-1][1] == result["saving"] and len(result["series"]) <= sweep.SERIES_POINTS
+
+
+def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path):
+    scenario = load_scenario(small)
+    payload = (scenario, sweep.scenario_files(scenario))
+    task = sweep.plan(scenario, [], None, None)[0]
+    before = sweep.run_one(payload, task, sweep.Stop(3, False))
+    (tmp_path / "fw.bin").unlink()
+    sweep._local_copies.clear()
+    assert sweep.run_one(payload, task, sweep.Stop(3, False)) == before
+
+
+def test_the_front_is_what_no_other_run_beats_on_both_saving_and_cpu():
+    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8, 6.0))]
+    sweep.mark_front(runs)
+    assert [r["front"] for r in runs] == [True, True, True, True, False, False]
+
+
+# ------------------------------------------------------------------------------ on Dask --
+
+def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small, capsys):
+    args = ["--set", "pages_to_scan=20,60", "--set", "use_zero_pages=0,1", "--flows", "legacy,optimized",
+            "--full-scans", "4"]
+    assert main(["sweep", small, *args, "--workers", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["complete"] and document["knobs"] == ["pages_to_scan", "use_zero_pages"]
+    scenario = load_scenario(small)
+    tasks = sweep.plan(scenario, [("pages_to_scan", "20,60"), ("use_zero_pages", "0,1")], "legacy,optimized", None)
+    expected = sequential(small, tasks, sweep.Stop(4, False))
+    for run, task in zip(document["runs"], tasks, strict=True):
+        run.pop("front")
+        assert run == {k: v for k, v in expected[task.index].items() if k != "index"}
+    assert any(r["knobs"]["use_zero_pages"] for r in document["runs"] if r["ksm"]["ksm_zero_pages"])
+    for run in document["runs"][1::5]:  # a couple of combinations, as `ksmtui run --json` prints them
+        sets = [a for k, v in run["knobs"].items() for a in ("--set", f"{k}={v}")]
+        assert main(["run", small, "--json", "--full-scans", "4", "--flow", run["flow"], "--seed", str(run["seed"]),
+                     *sets]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["ksm"] == run["ksm"] and printed["sim_ms"] == run["sim_ms"]
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(small):
+    scenario = load_scenario(small)
+    tasks = sweep.plan(scenario, [("pages_to_scan", "3-6")], None, "1-2")
+    stop = sweep.Stop(40, False)
+    cluster = sweep.local_cluster(2)
+    killed = []
+
+    def kill_one_worker_with_a_task():
+        while not killed:
+            for key, ts in list(cluster.scheduler.tasks.items()):
+                if ts.state == "processing" and str(key).startswith("ksmtui-sweep-"):
+                    for nanny in cluster.workers.values():
+                        if nanny.worker_address == ts.processing_on.address:
+                            os.kill(nanny.process.pid, signal.SIGKILL)
+                            killed.append(key)
+                            return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_worker_with_a_task, daemon=True)
+    killer.start()
+    try:
+        results, interrupted = sweep.execute(scenario, tasks, stop, cluster.scheduler_address, 0, False)
+    finally:
+        cluster.close()
+    killer.join(timeout=1)
+    assert killed and not interrupted
+    assert results == sequential(small, tasks, stop)
+
+
+def catches_sigint(pid):
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & 1 << (signal.SIGINT - 1))
+
+
+def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ksmtui.cli", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
+         "--full-scans", "400", "--workers", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    workers: list[psutil.Process] = []
+    # Wait for the cluster: its two workers exist and ksmtui catches SIGINT again (it ignores it while
+    # spawning them, so that they inherit SIG_IGN).
+    while proc.poll() is None and not (len(workers) == 2 and catches_sigint(proc.pid)):
+        workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.startswith("ksmtui sweep: interrupted: ") and err.count("\n") == 1, err
+    document = json.loads(out)
+    assert document["complete"] is False and len(document["runs"]) < 32
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
