@@ -160,6 +160,7 @@ def fake_proc(tmp_path: Path) -> Path:
     (proc / "13" / "ksm_stat").mkdir()  # unreadable as a file: the row says why
     (proc / "13" / "comm").write_text("p13\n")
     (proc / "14").mkdir()  # exited between listdir and the read: no ksm_stat, no row, no error
+    (proc / "vmstat").write_text("nr_free_pages 1\ncow_ksm 3\nksm_swpin_copy 0\n")
     return proc
 
 
@@ -273,3 +274,24 @@ def test_convergence():
         if i == 5:
             assert h.view().convergence() == "settling: +5 last pass (< 1%); settled if the next pass moves < 1% too"
     assert h.view().convergence() == "settled: pages_sharing moved < 1% in each of 2 passes"
+
+
+def test_a_sample_reads_known_and_new_pids_and_every_pid_every_full_every_samples(tmp_path, monkeypatch):
+    proc = fake_proc(tmp_path)
+    monkeypatch.setattr(host, "PROC", str(proc))
+    known = "ksm_rmap_items 1\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit -64\n" \
+            "ksm_merge_any: no\nksm_mergeable: yes\n"
+    with HostSampler(0.1, trace=False) as sampler:
+        assert set(sampler.sample().processes) == {"11", "13"}
+        (proc / "15").mkdir()
+        (proc / "15" / "ksm_stat").write_text(known)
+        (proc / "15" / "comm").write_text("new\n")
+        (proc / "10" / "ksm_stat").write_text(known)  # an old pid that registers with ksmd later
+        assert set(sampler.sample().processes) == {"11", "13", "15"}  # a new pid shows at once
+        for _ in range(2, host.FULL_EVERY):
+            assert "10" not in sampler.sample().processes
+        assert "10" in sampler.sample().processes  # the full look, every FULL_EVERY samples
+        (proc / "12" / "ksm_stat").write_text(known)
+        assert "12" in sampler._processes({"counts": {"ksm_enter": 1}})  # the tracepoint says: look now
+        (proc / "11" / "ksm_stat").unlink()
+        assert "11" not in sampler.sample().processes  # it exited

@@ -32,7 +32,11 @@ VMSTAT = ("cow_ksm", "ksm_swpin_copy")
 STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 MAX_EVENTS = 256  # tracepoint events kept per sample (the counts cover all of them)
-QUEUE = 64  # samples waiting for a slow consumer before the oldest are dropped
+# ksm_stat of every process costs ~10 us of kernel time each (11 ms a sample with 1,000): a sample
+# reads the processes KSM knows and the pids new since the last one, and all of them only every
+# FULL_EVERY samples or when ksm_enter says a process registered with ksmd (a known pid that
+# madvises later shows at once with the tracepoints, else within FULL_EVERY samples).
+FULL_EVERY = 10
 INSTANCE_PREFIX = "ksmtui-host-"
 PROC = "/proc"
 # A process KSM has never heard of: no rmap_items, no merge-any, not registered with ksmd. Checked
@@ -122,14 +126,16 @@ def parse_ksm_stat(raw: bytes) -> dict:
     return out
 
 
-def read_processes() -> dict[str, dict]:
-    """Every process KSM knows of (rmap_items, merge-any, or registered with ksmd), and every
-    process whose ksm_stat could not be read (the row says why). One that exits while we read it
-    is simply not there."""
+def list_pids() -> list[str]:
+    return [p for p in os.listdir(PROC) if p.isdigit()]
+
+
+def read_processes(pids: list[str] | None = None) -> dict[str, dict]:
+    """Of these pids (default: all), every process KSM knows of (rmap_items, merge-any, or
+    registered with ksmd), and every process whose ksm_stat could not be read (the row says
+    why). One that exits while we read it is simply not there."""
     out: dict[str, dict] = {}
-    for pid in os.listdir(PROC):
-        if not pid.isdigit():
-            continue
+    for pid in list_pids() if pids is None else pids:
         try:
             raw = _read(f"{PROC}/{pid}/ksm_stat")
         except OSError as err:
@@ -179,7 +185,8 @@ class HostTrace(KsmTrace):
     _ERR = re.compile(r"error (-?\d+)")
     _SEQ = re.compile(r"seq (\d+) rmap size (\d+)")
     _ADVISOR = re.compile(r"scan time (-?\d+) pages_to_scan (\d+) cpu percent (\d+)")
-    BUFFER_KB = 1024  # per CPU: the reader drains it every 50 ms
+    BUFFER_KB = 1024  # per CPU: the reader drains it as events come
+    POLL_S = 0.5  # an idle reader wakes twice a second (its cost counts against host mode's budget)
 
     def __init__(self) -> None:
         super().__init__()
@@ -330,8 +337,22 @@ class HostSampler:
                 self.trace_note = f"cannot trace: {err}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._taken = 0
+        self._seen: set[str] = set()  # the pids of the last sample
+        self._known: set[str] = set()  # the pids with a row in the last sample
+
+    def _processes(self, trace: dict | None) -> dict[str, dict]:
+        pids = list_pids()
+        read = pids
+        if self._taken % FULL_EVERY and not (trace and trace["counts"].get("ksm_enter")):
+            read = [p for p in pids if p in self._known or p not in self._seen]
+        self._taken += 1
+        rows = read_processes(read)
+        self._seen, self._known = set(pids), set(rows)
+        return rows
 
     def sample(self) -> HostSample:
+        trace = self._guard.trace.take() if self._guard else None
         counters, knobs = read_ksm_dir()
         ksmd = read_ksmd(self._ksmd)
         if self._ksmd is not None and not ksmd:
@@ -343,8 +364,8 @@ class HostSampler:
             knobs=knobs,
             vmstat=read_vmstat(),
             ksmd=ksmd,
-            processes=read_processes(),
-            trace=self._guard.trace.take() if self._guard else None,
+            processes=self._processes(trace),
+            trace=trace,
             trace_note=self.trace_note,
         )
 

@@ -22,6 +22,7 @@ class KsmTrace:
 
     _LINE = re.compile(r":\s+(ksm_\w+):\s+(.*)$")
     BUFFER_KB = 8192  # per CPU: a run's bursts of merges must not overrun it
+    POLL_S = 0.05  # how long the reader waits for events before it looks whether to stop
     _MERGE = re.compile(r"^(ksm )?pfn (\d+) .* error (-?\d+)")
 
     def __init__(self):
@@ -52,7 +53,7 @@ class KsmTrace:
         pending = b""
         try:
             while True:
-                ready, _, _ = select.select([fd], [], [], 0.05)
+                ready, _, _ = select.select([fd], [], [], self.POLL_S)
                 chunk = b""
                 if ready:
                     try:
