@@ -32,6 +32,7 @@ from pathlib import Path
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 from engine.snapshot import PATHS
+from engine.timeline import StopRule
 from ksmtui.cli import Parser, UsageError, _positive
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
@@ -153,11 +154,7 @@ class Stop:
     def describe(self, scenario: Scenario) -> str:
         if self.until_settled:
             return f"until settled (at most {SETTLE_LIMIT} full scans)"
-        if self.full_scans:
-            return f"{self.full_scans} full scans"
-        from ksmtui.cli import stop_target
-
-        return stop_target(scenario, argparse.Namespace(full_scans=None, after_ms=None))
+        return StopRule.of(scenario.stop, self.full_scans).describe()
 
 
 def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
@@ -171,8 +168,6 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
         grid[knob] = parse_values("--set", knob, text)
     if grid.get("latency", ["model"]) != ["model"]:
         raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
-    if 0 in grid.get("pages_to_scan", ()):
-        raise GridError("--set pages_to_scan: 0 never finishes a full scan; expected an integer 1..4294967295")
     flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
     seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
     count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
@@ -264,8 +259,8 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
     times, savings, cpu = [0], [ksm.general_profit()], [0]
     settled_marks: list[int] = []  # pages_sharing + ksm_zero_pages at the end of each full scan
     settled = False
-    limit = SETTLE_LIMIT if stop.until_settled else stop.full_scans
-    while (reason := sim.stop_reached(full_scans=limit)) is None:
+    rule = sim.stop_rule(SETTLE_LIMIT if stop.until_settled else stop.full_scans)
+    while (reason := sim.check_stop(rule)) is None:
         scans = sim.full_scans
         sim.step_batch()
         times.append(sim.now_ns)
