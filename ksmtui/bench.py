@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
+    p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
     return p
 
 
@@ -368,6 +369,11 @@ def _seconds(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
+    if opts.sweep:
+        from ksmtui.sweep import bench
+
+        print("\n".join(bench()))
+        return 0
     flow = opts.flow or ENGINE_KNOBS["flow"].default
     print(f"ksmtui bench: {opts.pages:,} pages per workload, flow {flow}, pages_to_scan {PAGES_TO_SCAN}, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")

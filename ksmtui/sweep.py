@@ -460,13 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--until-settled", action="store_true",
                       help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
                            f"and no event is pending (at most {SETTLE_LIMIT} full scans)")
-    p.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
+    show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")
     p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
     where.add_argument("--workers", type=_positive, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
-    p.add_argument("--ui", action="store_true", help="show the results in the terminal: saving over time, the front")
     return p
 
 
@@ -488,8 +489,7 @@ def sweep(opts: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e}") from None
     workers = opts.workers or len(os.sched_getaffinity(0))
-    progress = sys.stderr.isatty() and not opts.ui
-    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, progress)
+    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, sys.stderr.isatty())
     runs = [results[t.index] for t in tasks if t.index in results]
     for run in runs:
         del run["index"]
@@ -512,3 +512,35 @@ def sweep(opts: argparse.Namespace) -> int:
         print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
         print("\n".join(text_report(runs, knobs)))
     return 130 if interrupted else 0
+
+
+# ---------------------------------------------------------------------------------- the bench --
+
+BENCH_SCENARIO = "fleet"
+BENCH_GRID = [("pages_to_scan", "100-800*2"), ("sleep_millisecs", "10,20")]
+BENCH_FLOWS, BENCH_SEEDS, BENCH_FULL_SCANS = "legacy,optimized", "1-4", 4
+
+
+def bench(workers: tuple[int, ...] = (1, 2)) -> list[str]:
+    """`ksmtui bench --sweep`: the same 64 runs on each number of local workers (wall time, the
+    cluster's start included), the results checked identical, the speed-up over the first."""
+    scenario = load_scenario(BENCH_SCENARIO)
+    tasks = plan(scenario, BENCH_GRID, BENCH_FLOWS, BENCH_SEEDS)
+    stop = Stop(BENCH_FULL_SCANS, False)
+    grid = " ".join(f"{k}={v}" for k, v in BENCH_GRID)
+    lines = [f"sweep: {len(tasks)} runs of {BENCH_SCENARIO} ({grid}, flows {BENCH_FLOWS}, seeds {BENCH_SEEDS}, "
+             f"{BENCH_FULL_SCANS} full scans), {len(os.sched_getaffinity(0))} CPUs"]
+    first = None
+    for n in workers:
+        start = time.perf_counter()
+        results, interrupted = execute(scenario, tasks, stop, None, n, sys.stderr.isatty())
+        wall = time.perf_counter() - start
+        if interrupted:
+            raise KeyboardInterrupt
+        if first is None:
+            first = (results, wall)
+        elif results != first[0]:
+            raise RunFailed(f"{n} workers gave other results than {workers[0]}")
+        lines.append(f"  {n} worker{'s' * (n != 1)}: {wall:6.1f} s, {len(tasks) / wall:5.2f} runs/s, "
+                     f"speed-up {first[1] / wall:.2f}x")
+    return lines
