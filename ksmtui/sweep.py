@@ -36,7 +36,7 @@ from engine.timeline import StopRule
 from ksmtui.cli import Parser, UsageError, _positive
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
-SETTLE_LIMIT = 100  # --until-settled gives up after this many full scans (and says so per run)
+SETTLE_LIMIT = 1000  # --until-settled gives up after this many full scans (and says so per run)
 SERIES_POINTS = 64  # saving-over-time points kept per run (for the plot and the JSON)
 GRID_HELP = "V1,V2,... where an integer item may be a range A-B (step 1), A-B:S (step S) or A-B*F (times F)"
 
@@ -257,7 +257,7 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
     sim = Simulation(scenario)
     ksm = sim.ksm
     times, savings, cpu = [0], [ksm.general_profit()], [0]
-    settled_marks: list[int] = []  # pages_sharing + ksm_zero_pages at the end of each full scan
+    marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
     settled = False
     rule = sim.stop_rule(SETTLE_LIMIT if stop.until_settled else stop.full_scans)
     while (reason := sim.check_stop(rule)) is None:
@@ -267,8 +267,11 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
         savings.append(ksm.general_profit())
         cpu.append(ksm.ksmd_cpu_ns)
         if stop.until_settled and sim.full_scans != scans:
-            settled_marks.append(ksm.ksm_pages_sharing + ksm.ksm_zero_pages)
-            if len(settled_marks) >= 3 and len(set(settled_marks[-3:])) == 1 and sim.events_pending == 0:
+            marks.append((sim.now_ns, ksm.ksm_pages_sharing + ksm.ksm_zero_pages))
+            # unchanged over the last two full scans, and every event still pending is a repeat that
+            # fired during them (the engine's own test of "every pending event has had its chance")
+            if len(marks) >= 3 and len({m for _, m in marks[-3:]}) == 1 and \
+                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans):
                 n = sim.full_scans
                 reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
                 settled = True
@@ -459,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--full-scans", type=_positive, metavar="N", help="stop each run after N full scans")
     stop.add_argument("--until-settled", action="store_true",
                       help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
-                           f"and no event is pending (at most {SETTLE_LIMIT} full scans)")
+                           f"in which every pending event had its chance (at most {SETTLE_LIMIT:,} full scans)")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
     show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")

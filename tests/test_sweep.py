@@ -234,3 +234,27 @@ def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
     document = json.loads(out)
     assert document["complete"] is False and len(document["runs"]) < 32
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_run_settles_only_once_every_pending_event_has_had_its_chance(small, tmp_path):
+    # app-0 rewrites its heap all the time (a repeat: its pages stay volatile, nothing else moves);
+    # app-2 exits at 3 s, well after the merged count first stops changing
+    path = tmp_path / "events.toml"
+    path.write_text(open(small).read() + """
+[[event]]
+at_ms = 0
+repeat_ms = 50
+action = "write"
+process = "app-0"
+region = "heap"
+
+[[event]]
+at_ms = 3000
+action = "exit"
+process = "app-2"
+""")
+    scenario = load_scenario(str(path))
+    task = sweep.plan(scenario, [], None, None)[0]
+    result = sweep.run_one((scenario, sweep.scenario_files(scenario)), task, sweep.Stop(None, True))
+    assert result["settled"] is True and result["stop_reason"].startswith("settled: ")
+    assert result["sim_ms"] > 3000
