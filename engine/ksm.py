@@ -78,6 +78,7 @@ ksm_process_profit                Ksm.ksm_process_profit
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import xxhash
@@ -1283,3 +1284,44 @@ class Ksm:
         pages = min(pages, k["advisor_max_pages_to_scan"])
         ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, cpu_time
         k["pages_to_scan"] = pages
+
+    # ------------------------------------------------------------- a traced step --
+
+    @contextmanager
+    def traced(self):
+        """Record which of the deciding functions (TRACED) the calls made inside run, in order,
+        each with what it returned and the memcmp_pages done within it: (name, result, memcmps).
+        Instance attributes shadow the methods only while tracing: untraced runs execute nothing of it."""
+        trace: list[list] = []
+
+        def wrap(name: str, method):
+            def traced(*args):
+                entry = [name, "", 0]
+                trace.append(entry)
+                before = self.work["memcmp_pages"]
+                ret = method(*args)
+                entry[1], entry[2] = TRACED[name](ret), self.work["memcmp_pages"] - before
+                return ret
+            return traced
+
+        for name in TRACED:
+            setattr(self, name, wrap(name, getattr(self, name)))
+        try:
+            yield trace
+        finally:
+            for name in TRACED:
+                delattr(self, name)
+
+
+# The functions of cmp_and_merge_page() that decide a page's fate, and what their results mean.
+TRACED = {
+    "calc_checksum": lambda ret: f"checksum {ret:#x}",
+    "try_to_merge_with_zero_page": lambda ret: "merged with the zero page" if ret == 0 else "not merged",
+    "stable_tree_search": lambda ret: "miss" if ret is None else "busy" if ret == BUSY else f"found kpfn {ret:#x}",
+    "try_to_merge_with_ksm_page": lambda ret: "merged" if ret else "failed",
+    "unstable_tree_search_insert": lambda ret: "no match" if ret is None
+    else f"match {ret[0].mm.name}:{ret[0].address:#x}",
+    "try_to_merge_two_pages": lambda ret: "failed" if ret is None else f"new KSM page kpfn {ret:#x}",
+    "stable_tree_insert": lambda ret: "inserted" if ret is not None else "failed",
+    "stable_tree_append": lambda ret: "appended",
+}

@@ -199,9 +199,12 @@ class Simulation:
                 if self.stuck:
                     return None
                 continue
-            if self._scan(1):
+            with self.ksm.traced() as trace:
+                scanned = self._scan(1)
+            if scanned:
                 mm, address, path, outcome, ns = self.ksm.last_call
-                self.last_step = StepInfo(mm.name, address, path, outcome, ns)
+                self.last_step = StepInfo(mm.name, address, path, outcome, ns, self.ksm.ksm_pages_scanned,
+                                          tuple(map(tuple, trace)))
                 return self.last_step
         return None
 
@@ -219,6 +222,13 @@ class Simulation:
                 break
             done += scanned
         return done
+
+    def step_within_wakeup(self, n: int) -> int:
+        """Up to n calls, never into the next wake-up: a caller that checks its stop between
+        these stops where run() does, which checks between wake-ups (step_batch)."""
+        if not self._in_batch and not self._wake():
+            return 0
+        return self._scan(n)
 
     def step_batch(self) -> None:
         """One ksmd wake-up (or the rest of the current one)."""

@@ -122,6 +122,8 @@ class StepInfo:
     path: str  # one of PATHS
     outcome: str  # one of OUTCOMES
     latency_ns: int
+    pages_scanned: int = 0  # the counter right after the call: a later scan makes the step old news
+    trace: tuple[tuple[str, str, int], ...] = ()  # (function, what it decided, memcmp_pages inside), in order
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 import time
 
 from engine.knobs import ENGINE_KNOBS, KnobError
@@ -265,7 +266,11 @@ def cmd_list(opts: argparse.Namespace) -> int:
     room = max(40, shutil.get_terminal_size((120, 24)).columns - width - 2)
     for name, path in builtins:
         first = " ".join(load_scenario(path).description.split()).split(". ")[0].rstrip(".")
-        print(f"{name:<{width}}  {first if len(first) <= room else first[:room - 1] + '…'}")
+        # Wrapped, never cut: two scenarios may differ only at the end of their first sentence.
+        lines = textwrap.wrap(first, room) or [""]
+        print(f"{name:<{width}}  {lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<{width}}  {line}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from engine.scenario import Event
 from engine.snapshot import (
     Sharer,
     StableNodeView,
@@ -78,20 +79,22 @@ def progress_bar(done: int, total: int, width: int) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def latency_title(path: str, counts: Sequence[int]) -> str:
-    """A path's call count and percentiles (upper bounds of their buckets, as hist() rows read)."""
+def latency_title(path: str, counts: Sequence[int], window: str = "") -> str:
+    """A path's call count and percentiles (upper bounds of their buckets, as hist() rows read);
+    `window` names the span an empty histogram covers."""
     total = sum(counts)
     if not total:
-        return f"{path}  no calls"
+        return f"{path}  no calls" + (f" in the {window}" if window.startswith("last") else "")
     p = " ".join(f"p{q}<{size_label(percentile(counts, q))}" for q in (50, 90, 99))
-    return f"{path}  {total} calls  {p} ns"
+    return f"{path}  {total:,} calls  {p} ns"
 
 
-def rate_label(per_s: float) -> str:
-    """A rate per simulated second: 1,548/s, 12K/s."""
+def rate_label(per_s: float, unit: str = "") -> str:
+    """A rate per simulated second: 1,548/s, 12K/s, 12K pages/s."""
+    per = f" {unit}/s" if unit else "/s"
     if per_s >= 10_000:
-        return f"{per_s / 1000:,.0f}K/s"
-    return f"{per_s:,.0f}/s"
+        return f"{per_s / 1000:,.0f}K{per}"
+    return f"{per_s:,.0f}{per}"
 
 
 def outcome_table(
@@ -101,9 +104,9 @@ def outcome_table(
     rows = [f"{'outcome':<22}" + "".join(f"{p:>11}" for p in paths)]
     names = [o for o in _outcome_order(outcomes, paths) if any(outcomes[p].get(o, 0) for p in paths)]
     for name in names:
-        rows.append(f"{name:<22}" + "".join(f"{outcomes[p].get(name, 0):>11}" for p in paths))
-    rows.append(f"{'total':<22}" + "".join(f"{sum(outcomes[p].values()):>11}" for p in paths))
-    rows.append(f"{'calls per sim second':<22}" + "".join(f"{rate_label(rates.get(p, 0.0)):>11}" for p in paths))
+        rows.append(f"{name:<22}" + "".join(f"{outcomes[p].get(name, 0):>11,}" for p in paths))
+    rows.append(f"{'total':<22}" + "".join(f"{sum(outcomes[p].values()):>11,}" for p in paths))
+    rows.append(f"{'calls/s (simulated)':<22}" + "".join(f"{rate_label(rates.get(p, 0.0)):>11}" for p in paths))
     return rows
 
 
@@ -182,14 +185,19 @@ def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
     return lines
 
 
-def step_line(step: StepInfo | None) -> str:
-    """The last single step: where ksmd was, the path it took and how it ended."""
+def step_line(step: StepInfo | None, pages_scanned: int | None = None) -> str:
+    """The last single step: where ksmd was, the path it took and how it ended, then each function
+    that decided, in order, with what it decided. A step the run has gone past since is not shown
+    (pages_scanned: the counter now)."""
     if step is None:
         return "last step: none yet (press s)"
-    return (
-        f"last step: {step.process}:{step.address:#x}  {step.path} → {step.outcome}"
-        f"  ({step.latency_ns} ns)"
-    )
+    if pages_scanned is not None and step.pages_scanned and pages_scanned != step.pages_scanned:
+        return "last step: none since the run went on (press s)"
+    lines = [f"last step: {step.process}:{step.address:#x}  ({step.latency_ns:,} ns)"]
+    for name, decided, memcmps in step.trace:
+        lines.append(f"  {name} → {decided}" + (f" ({memcmps} memcmp_pages)" if memcmps else ""))
+    lines.append(f"  {step.path} → {step.outcome}")
+    return "\n".join(lines)
 
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
@@ -206,3 +214,51 @@ def sparkline(values: Sequence[int], width: int) -> str:
     if high == low:
         return _BLOCKS[0] * len(values)
     return "".join(_BLOCKS[(v - low) * (len(_BLOCKS) - 1) // (high - low)] for v in values)
+
+
+# --- the scenario's events on the time line ---
+
+
+def event_label(ev: Event) -> str:
+    """An event in a few words: fork web-0, write db/buffers, set use_zero_pages=1."""
+    if ev.action == "set":
+        return f"set {ev.knob}={ev.value}"
+    where = ev.process + (f"/{ev.region}" if ev.region else "")
+    return f"{ev.action} {where}"
+
+
+def _next_ns(ev: Event, now_ns: int) -> int | None:
+    """When a timed event fires next, at or after now (None: never again)."""
+    at = ev.at_ms * 1_000_000
+    if at >= now_ns or not ev.repeat_ms:
+        return at if at >= now_ns else None
+    step = ev.repeat_ms * 1_000_000
+    nxt = at + -(-(now_ns - at) // step) * step
+    return nxt if ev.until_ms is None or nxt <= ev.until_ms * 1_000_000 else None
+
+
+def next_events(events: Sequence[Event], now_ns: int, full_scans: int, n: int = 2) -> list[str]:
+    """The next n events to fire, each with when: one-off timed events soonest first, then
+    repeating ones, then those at a full-scan mark (their time is not known in advance)."""
+    # One-off events first: a repeating one would always be next.
+    timed = sorted((bool(ev.repeat_ms), t, ev.index, ev) for ev in events if ev.at_ms is not None
+                   and (t := _next_ns(ev, now_ns)) is not None)
+    marked = sorted((ev.at_full_scans, ev.index, ev) for ev in events
+                    if ev.at_full_scans is not None and ev.at_full_scans > full_scans)
+    out = [f"{event_label(ev)} at {sim_time(t)}" + (f" (every {ev.repeat_ms:,} ms)" if ev.repeat_ms else "")
+           for _, t, _, ev in timed]
+    out += [f"{event_label(ev)} at full scan {mark:,}" for mark, _, ev in marked]
+    return out[:n]
+
+
+def event_marks(events: Sequence[Event], sim_ns: Sequence[int], full_scans: Sequence[int]) -> str:
+    """One character per sample under a sparkline: ▲ where a one-off event fired between the
+    sample before and this one (repeating events would mark every column)."""
+    timed = [ev.at_ms * 1_000_000 for ev in events if ev.at_ms is not None and not ev.repeat_ms]
+    marks = [ev.at_full_scans for ev in events if ev.at_full_scans is not None]
+    out = [" "]
+    for i in range(1, len(sim_ns)):
+        fired = any(sim_ns[i - 1] < t <= sim_ns[i] for t in timed) or any(
+            full_scans[i - 1] < m <= full_scans[i] for m in marks)
+        out.append("▲" if fired else " ")
+    return "".join(out)

@@ -171,7 +171,7 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
-def work_lines(before: Snapshot, after: Snapshot) -> list[str]:
+def work_lines(before: Snapshot, after: Snapshot, titles: Mapping[str, str] = PATH_TITLES) -> list[str]:
     """The operations each flow did, per path that saw calls, then over all paths: the checksums
     not computed and the stable-tree searches not done, read per path."""
     rows: list[list[object]] = [["path", "", "Before", "After", "saved"]]
@@ -182,6 +182,6 @@ def work_lines(before: Snapshot, after: Snapshot) -> list[str]:
 
     for path in PATHS:
         if any(sum(s.latency[path]) for s in (before, after)):  # the paths that saw calls
-            add(PATH_TITLES[path], before.work_by_path[path], after.work_by_path[path])
+            add(titles[path], before.work_by_path[path], after.work_by_path[path])
     add("all paths", before.work, after.work)
     return table(rows, left=2)

@@ -259,7 +259,7 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
     times, savings, cpu = [0], [ksm.general_profit()], [0]
     marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
     settled = False
-    rule = sim.stop_rule(SETTLE_LIMIT if stop.until_settled else stop.full_scans)
+    rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
     while (reason := sim.check_stop(rule)) is None:
         scans = sim.full_scans
         sim.step_batch()

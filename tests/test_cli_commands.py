@@ -132,8 +132,10 @@ def test_check_and_list(small, capsys):
     assert capsys.readouterr().out == "ok: small (2 processes, 96 pages, 1 event)\n"
     assert main(["list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == [name for name, _ in builtin_scenarios()]
-    assert all(len(line.split(None, 1)) == 2 for line in out)  # every one has a description
+    firsts = [line for line in out if not line.startswith(" ")]  # the rest continue a description
+    assert [line.split()[0] for line in firsts] == [name for name, _ in builtin_scenarios()]
+    assert all(len(line.split(None, 1)) == 2 for line in firsts)  # every one has a description
+    assert "…" not in "".join(out)  # wrapped, never cut
 
 
 def test_a_stuck_run_ends_with_a_note(tmp_path, capsys):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from argparse import Namespace
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Static, TabbedContent
+from textual.widgets._footer import FooterKey
 from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
-from ksmtui.ui.app import KsmApp
+from ksmtui.render import sim_time
+from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.ui.runner import SPEEDS
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
@@ -145,6 +148,8 @@ def test_toggle_keys_flip_their_knob(key, knob):
         assert pilot.app.view.snapshot.knobs[knob] == 1 - before
         await press(pilot, key)
         assert pilot.app.view.snapshot.knobs[knob] == before
+        said = [(n.title, n.message) for n in pilot.app._notifications]
+        assert said == [(knob, f"{before} → {1 - before}"), (knob, f"{1 - before} → {before}")]
 
     run(test)
 
@@ -155,10 +160,52 @@ def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
         assert pilot.app.view.snapshot.counters["pages_shared"] > 0
         await press(pilot, "n")  # merge_across_nodes while KSM pages exist: EBUSY
         assert pilot.app.view.snapshot.knobs["merge_across_nodes"] == 1
-        messages = [n.message for n in pilot.app._notifications]
-        assert any(m.startswith("EBUSY: merge_across_nodes") for m in messages)
+        said = [(n.title, n.message) for n in pilot.app._notifications]
+        assert any(t == "merge_across_nodes" and m.startswith("EBUSY: merge_across_nodes") for t, m in said)
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
+
+    run(test)
+
+
+def test_the_knobs_screen_offers_every_knob_a_refusal_names():
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = pilot.app.screen
+        assert screen.query_one("#knob-run", Input).value == "1"
+        assert screen.query_one("#knob-advisor_mode", Input).value == "none"
+
+    run(test)
+
+
+def test_the_overview_shows_the_knobs_with_their_keys():
+    async def test(pilot):
+        await press(pilot, "z")
+        text = text_of(pilot.app, "#scan-text")
+        assert "use_zero_pages 1 (z)" in text and "pages_to_scan 64 ([ ])" in text and "max_page_sharing 4" in text
+
+    run(test)
+
+
+def test_x_runs_flat_out_and_back_to_the_paced_speed():
+    async def test(pilot):
+        assert pilot.app.view.speed == 1
+        await press(pilot, "plus", "x")
+        assert pilot.app.view.speed is None
+        await press(pilot, "x")
+        assert pilot.app.view.speed == 2
+
+    run(test, app=make_app(speed=OPENING_SPEED))
+
+
+def test_a_new_run_waiting_at_t0_says_that_space_starts_it():
+    async def test(pilot):
+        assert text_of(pilot.app, "#scan-note") == "paused at t=0: space starts the run"
+        await batches(pilot, 2)
+        assert not pilot.app.query_one("#scan-note").display
+        await press(pilot, "r")
+        assert pilot.app.query_one("#scan-note").display
+        assert text_of(pilot.app, "#scan-note") == "paused at t=0: space starts the run"
 
     run(test)
 
@@ -232,10 +279,15 @@ def test_c_runs_legacy_and_optimized_side_by_side():
         await batches(pilot, 10)
         view = pilot.app.view
         assert all(s.counters["pages_scanned"] > 0 for s in view.snapshots)
-        assert "Before (legacy)" in text_of(pilot.app, "#cmp-legacy-anon_page")
-        assert "After (optimized)" in text_of(pilot.app, "#cmp-optimized-anon_page")
-        await press(pilot, "f")  # one flow per side: changing it is refused, not half-applied
-        assert [s.flow for s in pilot.app.view.snapshots] == ["legacy", "optimized"]
+        assert "Before (legacy)" in text_of(pilot.app, "#cmp-before-anon_page")
+        assert "After (optimized)" in text_of(pilot.app, "#cmp-after-anon_page")
+        await press(pilot, "f")  # the next pair of flows, from time 0
+        assert [s.flow for s in pilot.app.view.snapshots] == ["optimized", "series-v1"]
+        assert pilot.app.view.snapshot.sim_ns == 0
+        assert "Before (optimized)" in text_of(pilot.app, "#cmp-before-anon_page")
+        pilot.app.send("knob", ("flow", "legacy"))  # one flow per side: setting one is refused, not half-applied
+        await settle(pilot)
+        assert [s.flow for s in pilot.app.view.snapshots] == ["optimized", "series-v1"]
         await press(pilot, "c")
         assert not pilot.app.view.compare and len(pilot.app.view.snapshots) == 1
 
@@ -434,5 +486,108 @@ def test_every_action_is_in_the_command_palette_and_every_key_has_an_id():
         for binding in KsmApp.BINDINGS:
             assert binding.id
             assert any(t.startswith(binding.description) for t in titles), binding.description
+
+    run(test)
+
+
+def test_a_single_step_shows_the_functions_it_ran_and_a_wakeup_clears_it():
+    async def test(pilot):
+        await batches(pilot, 6)  # the trees have pages: the searches compare
+        await press(pilot, "s")
+        step = pilot.app.view.snapshot.last_step
+        shown = text_of(pilot.app, "#scan-step").split("\n")
+        assert [line.split(" → ")[0].strip() for line in shown[1:-1]] == [name for name, _, _ in step.trace]
+        assert shown[-1] == f"  {step.path} → {step.outcome}"
+        assert step.trace[0][0] == "calc_checksum" or step.path == "ksm_page"  # optimized: checksum first
+        await press(pilot, "b")
+        assert text_of(pilot.app, "#scan-step") == "last step: none since the run went on (press s)"
+
+    run(test)
+
+
+def footer_keys(app) -> list[str]:
+    return [k.key for k in app.query(FooterKey) if k.display]
+
+
+def test_the_footer_shows_whole_keys_quit_first_and_restart_and_open_on_a_wider_terminal():
+    async def test(pilot):
+        keys = footer_keys(pilot.app)
+        assert "q" in keys and "space" in keys and "r" not in keys
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        keys = footer_keys(pilot.app)
+        assert {"q", "r", "o", "k", "c"} <= set(keys)
+        footer = pilot.app.query_one(KeysFooter)
+        assert all(k.region.right <= footer.region.right for k in pilot.app.query(FooterKey) if k.display)
+
+    run(test, size=(80, 24))
+
+
+def test_the_header_keeps_the_speed_at_60_columns_and_d_shows_the_whole_description():
+    long = SCENARIO.replace('description = "four small guests from one image"',
+                            'description = "' + "a description longer than any terminal is wide, " * 4 + 'the end"')
+    app = KsmApp(parse_scenario(long, "long.toml", Path(".")), Namespace(flow=None, seed=None, overrides={}),
+                 paused=True)
+
+    async def test(pilot):
+        assert "speed max" in text_of(pilot.app, "#status")
+        bar = text_of(pilot.app, "#description")
+        assert bar.endswith("… (d: all)") and len(bar) <= 60
+        await press(pilot, "d")
+        assert "the end" in text_of(pilot.app, "#description")
+        assert pilot.app.query_one("#description").region.height > 1
+
+    run(test, size=(60, 18), app=app)
+
+
+def test_at_60x18_the_open_path_and_the_knobs_flow_field_are_reachable():
+    async def test(pilot):
+        await press(pilot, "o")
+        field = pilot.app.screen.query_one("#open-path", Input)
+        assert pilot.app.screen.region.contains_region(field.region)
+        await press(pilot, "escape", "k")
+        flow = pilot.app.screen.query_one("#knob-flow", Input)
+        flow.focus()
+        await settle(pilot)
+        assert pilot.app.screen.region.contains_region(flow.region) and flow.region.height > 0
+
+    run(test, size=(60, 18))
+
+
+def test_w_saves_the_screen_and_the_snapshot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def test(pilot):
+        await batches(pilot, 3)
+        await press(pilot, "w")
+        ms = pilot.app.view.snapshot.sim_ms
+        svg, saved = tmp_path / f"ksmtui-ui-test-{ms}ms.svg", tmp_path / f"ksmtui-ui-test-{ms}ms.json"
+        assert svg.read_text().startswith("<svg")
+        data = json.loads(saved.read_text())
+        assert data["counters"] == dict(pilot.app.view.snapshot.counters) and data["scenario"] == "ui-test"
+        assert any(n.title == "saved" for n in pilot.app._notifications)
+
+    run(test)
+
+
+def test_the_screen_says_what_it_builds_until_the_first_view():
+    async def test(pilot):
+        starting = pilot.app.query_one("#starting")
+        assert str(starting.render()) == "building ui-test: 4 processes, 288 pages…"
+        assert not pilot.app.screen.has_class("-starting") and pilot.app.query_one("#tabs").display
+
+    run(test)
+
+
+def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears_it():
+    async def test(pilot):
+        await batches(pilot, 4)
+        at = pilot.app.view.snapshot.sim_ns
+        await press(pilot, "f", "h", "4")
+        note = f"; flow optimized → legacy at {sim_time(at)}"
+        assert pilot.app.query_one("#latency-panel").border_title == f"latency since start{note}"
+        assert pilot.app.query_one("#outcomes").border_subtitle == f"since start{note}"
+        await press(pilot, "r")
+        assert pilot.app.query_one("#latency-panel").border_title == "latency since start"
 
     run(test)

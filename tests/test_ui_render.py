@@ -5,7 +5,9 @@ from types import MappingProxyType
 from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView
 from ksmtui.render import (
     dist_lines,
+    event_marks,
     latency_title,
+    next_events,
     node_detail,
     outcome_table,
     progress_bar,
@@ -35,6 +37,9 @@ def test_latency_title_gives_calls_and_bucket_upper_bounds():
     counts[9], counts[10], counts[13] = 80, 15, 5  # [256, 512), [512, 1K), [4K, 8K)
     assert latency_title("ksm_page", counts) == "ksm_page  100 calls  p50<512 p90<1K p99<8K ns"
     assert latency_title("zero_page", [0] * 40) == "zero_page  no calls"
+    assert latency_title("zero_page", [0] * 40, "last 50 wake-ups") == "zero_page  no calls in the last 50 wake-ups"
+    counts[13] = 5000
+    assert latency_title("ksm_page", counts).startswith("ksm_page  5,095 calls")
 
 
 def test_outcome_table_lists_seen_outcomes_by_path_with_totals_and_rates():
@@ -50,7 +55,7 @@ def test_outcome_table_lists_seen_outcomes_by_path_with_totals_and_rates():
         "stable_merged                   0          3          0",
         "unstable_inserted               0         12          0",
         "total                           7         15          0",
-        "calls per sim second          4/s      12K/s        0/s",
+        "calls/s (simulated)           4/s      12K/s        0/s",
     ]
 
 
@@ -105,7 +110,20 @@ def test_node_detail_shows_frame_checksum_nid_and_rmap_list():
 def test_step_line_shows_path_and_outcome():
     assert step_line(None) == "last step: none yet (press s)"
     step = StepInfo("vm-0", 0x7F0000002000, "anon_page", "unstable_inserted", 1536)
-    assert step_line(step) == "last step: vm-0:0x7f0000002000  anon_page → unstable_inserted  (1536 ns)"
+    assert step_line(step) == "last step: vm-0:0x7f0000002000  (1,536 ns)\n  anon_page → unstable_inserted"
+
+
+def test_step_line_says_what_each_function_decided_and_drops_a_step_the_run_went_past():
+    trace = (("calc_checksum", "checksum 0x1a2b", 0), ("stable_tree_search", "miss", 3),
+             ("unstable_tree_search_insert", "no match", 5))
+    step = StepInfo("vm-0", 0x7F0000002000, "anon_page", "unstable_inserted", 1536, 40, trace)
+    assert step_line(step, 40).split("\n")[1:] == [
+        "  calc_checksum → checksum 0x1a2b",
+        "  stable_tree_search → miss (3 memcmp_pages)",
+        "  unstable_tree_search_insert → no match (5 memcmp_pages)",
+        "  anon_page → unstable_inserted",
+    ]
+    assert step_line(step, 104) == "last step: none since the run went on (press s)"
 
 
 def test_sparkline_scales_the_newest_values_from_zero_to_max():
@@ -115,3 +133,16 @@ def test_sparkline_scales_the_newest_values_from_zero_to_max():
     assert sparkline([-7, 0, 7], 5) == "▁▄█"
     assert sparkline([0, 0], 5) == "▁▁"
     assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
+
+
+def test_next_events_lists_one_off_events_first_and_event_marks_flag_where_they_fired():
+    from engine.scenario import Event
+
+    events = (Event(0, "write", at_ms=500, repeat_ms=200, process="db", region="buffers"),
+              Event(1, "fork", at_ms=4000, process="web-0", child="w"),
+              Event(2, "exit", at_full_scans=3, process="web-2"))
+    assert next_events(events, 3_900_000_000, 1) == ["fork web-0 at 4.000 s", "write db/buffers at 3.900 s (every 200 ms)"]
+    assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s (every 200 ms)",
+                                                        "exit web-2 at full scan 3"]
+    s = 1_000_000_000
+    assert event_marks(events, [0, 3 * s, 4 * s, 5 * s, 6 * s], [0, 1, 1, 3, 3]) == "  ▲▲ "

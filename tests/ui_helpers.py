@@ -63,8 +63,8 @@ def scenario():
     return parse_scenario(SCENARIO, "ui-test.toml", Path("."))
 
 
-def make_app(flow: str | None = None) -> KsmApp:
-    return KsmApp(scenario(), Namespace(flow=flow, seed=None, overrides={}), paused=True)
+def make_app(flow: str | None = None, speed: int | None = None) -> KsmApp:
+    return KsmApp(scenario(), Namespace(flow=flow, seed=None, overrides={}), paused=True, speed=speed)
 
 
 async def settle(pilot) -> None:

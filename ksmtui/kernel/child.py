@@ -2,7 +2,9 @@
 
 The controller (ksmtui.kernel.run) forks one child per scenario process. A child maps one private
 anonymous area and carves its regions out of it in declaration order, so they lie at ascending
-addresses as the scenario format promises. It takes commands over a Unix socket: write pages,
+addresses as the scenario format promises. It takes commands over a multiprocessing Connection
+(pickled messages over a Unix socket pair; a fork's new connection is passed as a file
+descriptor with multiprocessing.reduction): write pages,
 register with ksmd (prctl and madvise), madvise, fork, exit, check its data. It remembers an
 xxh64 digest of what it last wrote to each page, so it can tell whether every page still reads
 back that (KSM must never lose data).
@@ -13,11 +15,11 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import pickle
 import signal
-import socket
-import struct
 from array import array
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
 
 import xxhash
 
@@ -30,30 +32,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
-
-_LEN = struct.Struct("<Q")
-
-
-def send_msg(sock: socket.socket, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_LEN.pack(len(data)) + data)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise EOFError("peer closed the socket")
-        got += k
-    return bytes(buf)
-
-
-def recv_msg(sock: socket.socket):
-    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
-    return pickle.loads(_recv_exact(sock, n))
 
 
 def _check(rc: int, what: str) -> None:
@@ -154,11 +132,11 @@ class Child:
         return checked, mismatches
 
 
-def serve(child: Child, sock: socket.socket) -> None:
+def serve(child: Child, conn: Connection) -> None:
     """The command loop: one reply per command; never returns."""
     while True:
         try:
-            cmd, *args = recv_msg(sock)
+            cmd, *args = conn.recv()
         except EOFError:
             os._exit(0)
         try:
@@ -175,9 +153,9 @@ def serve(child: Child, sock: socket.socket) -> None:
                 child.migrate(*args)
                 reply = None
             elif cmd == "fork":
-                reply = _fork(child, sock, *args)
+                reply = _fork(child, conn, *args)
             elif cmd == "exit":
-                send_msg(sock, ("ok", None))
+                conn.send(("ok", None))
                 os._exit(0)
             elif cmd == "check":
                 reply = child.data_check()
@@ -185,20 +163,20 @@ def serve(child: Child, sock: socket.socket) -> None:
                 raise ValueError(f"unknown command {cmd!r}")
             if child.merge_any:
                 child.keep_interpreter_unmergeable()
-            send_msg(sock, ("ok", reply))
+            conn.send(("ok", reply))
         except Exception as err:  # reported to the controller, which stops the run
-            send_msg(sock, ("error", f"{child.name}: {cmd}: {err}"))
+            conn.send(("error", f"{child.name}: {cmd}: {err}"))
 
 
-def _fork(child: Child, sock: socket.socket, name: str) -> int:
-    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
-    new = socket.socket(fileno=fds[0])
+def _fork(child: Child, conn: Connection, name: str) -> int:
+    """fork(2) of this process; the child serves the connection whose end came with the command."""
+    new = Connection(recv_handle(conn))
     pid = os.fork()
     if pid == 0:
-        sock.close()
+        conn.close()
         child.name = name
         _child_setup()
-        send_msg(new, ("ok", os.getpid()))
+        new.send(("ok", os.getpid()))
         serve(child, new)
     new.close()
     return pid
@@ -211,21 +189,38 @@ def _child_setup() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def spawn(name: str, regions: list[tuple[str, int]], page_size: int) -> tuple[int, socket.socket]:
-    """Fork a child for one scenario process; returns its pid and the controller's socket."""
-    ours, theirs = socket.socketpair()
+def spawn(name: str, regions: list[tuple[str, int]], page_size: int) -> tuple[int, Connection]:
+    """Fork a child for one scenario process; returns its pid and the controller's connection."""
+    ours, theirs = Pipe()
     pid = os.fork()
     if pid == 0:
         try:
             ours.close()
             _child_setup()
             child = Child(name, regions, page_size)
-            send_msg(theirs, ("ok", os.getpid()))
+            theirs.send(("ok", os.getpid()))
             serve(child, theirs)
         finally:
             os._exit(1)
     theirs.close()
-    status, reply = recv_msg(ours)
+    status, reply = ours.recv()
+    if status != "ok":
+        raise RuntimeError(reply)
+    return pid, ours
+
+
+def fork(parent: Connection, parent_pid: int, name: str) -> tuple[int, Connection]:
+    """Have the child behind `parent` fork one named `name`; returns the new pid and connection."""
+    ours, theirs = Pipe()
+    try:
+        parent.send(("fork", name))
+        send_handle(parent, theirs.fileno(), parent_pid)
+    finally:
+        theirs.close()
+    status, pid = ours.recv()  # the new child's hello
+    if status != "ok":
+        raise RuntimeError(pid)
+    status, reply = parent.recv()
     if status != "ok":
         raise RuntimeError(reply)
     return pid, ours

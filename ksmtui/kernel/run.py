@@ -21,7 +21,6 @@ import json
 import os
 import select
 import signal
-import socket
 import sys
 import time
 
@@ -30,7 +29,6 @@ from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Scenario
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
 from ksmtui.kernel import child as kernel_child
-from ksmtui.kernel.child import recv_msg, send_msg
 from ksmtui.kernel.sysfs import (
     _STAT_FLAGS,
     KSM_DIR,
@@ -83,17 +81,17 @@ class Contents(contents.ScenarioContents):
 # ----------------------------------------------------------------------- the run --
 
 class _Proc:
-    __slots__ = ("name", "pid", "sock", "regions", "merge_any", "mergeable")
+    __slots__ = ("name", "pid", "conn", "regions", "merge_any", "mergeable")
 
-    def __init__(self, name, pid, sock, regions, merge_any, mergeable):
-        self.name, self.pid, self.sock = name, pid, sock
+    def __init__(self, name, pid, conn, regions, merge_any, mergeable):
+        self.name, self.pid, self.conn = name, pid, conn
         self.regions = regions  # name -> pages
         self.merge_any = merge_any
         self.mergeable = mergeable  # region names currently madvised mergeable
 
     def call(self, *cmd):
-        send_msg(self.sock, cmd)
-        status, reply = recv_msg(self.sock)
+        self.conn.send(cmd)
+        status, reply = self.conn.recv()
         if status != "ok":
             raise KernelError(reply)
         return reply
@@ -182,9 +180,9 @@ class KernelRun:
         for proc in self.scenario.processes:
             for name in proc.instance_names():
                 regions = [(r.name, r.pages) for r in proc.regions]
-                pid, sock = kernel_child.spawn(name, regions, self.scenario.page_size)
+                pid, conn = kernel_child.spawn(name, regions, self.scenario.page_size)
                 self.pidfds[pid] = os.pidfd_open(pid)
-                p = _Proc(name, pid, sock, dict(regions), proc.merge_any, [])
+                p = _Proc(name, pid, conn, dict(regions), proc.merge_any, [])
                 self.procs[name] = p
                 for region in proc.regions:
                     self._write(p, region.name, list(range(region.pages)), region.fill)
@@ -211,7 +209,7 @@ class KernelRun:
 
     def _kill_children(self) -> None:
         for p in self.procs.values():
-            p.sock.close()
+            p.conn.close()
         self.procs.clear()
         for pid, pidfd in reversed(self.pidfds.items()):  # forked children before their parents
             try:
@@ -368,27 +366,19 @@ class KernelRun:
             self.notes.append(f"event[{ev.index}] set {ev.knob}={ev.value}: {err.strerror}")
 
     def _fork(self, parent: _Proc, name: str) -> None:
-        ours, theirs = socket.socketpair()
         try:
-            send_msg(parent.sock, ("fork", name))
-            socket.send_fds(parent.sock, [b"F"], [theirs.fileno()])
-        finally:
-            theirs.close()
-        status, pid = recv_msg(ours)  # the child's hello
-        if status != "ok":
-            raise KernelError(pid)
-        status, reply = recv_msg(parent.sock)
-        if status != "ok":
-            raise KernelError(reply)
+            pid, conn = kernel_child.fork(parent.conn, parent.pid, name)
+        except RuntimeError as err:
+            raise KernelError(str(err)) from None
         self.pidfds[pid] = os.pidfd_open(pid)
-        self.procs[name] = _Proc(name, pid, ours, dict(parent.regions), parent.merge_any,
+        self.procs[name] = _Proc(name, pid, conn, dict(parent.regions), parent.merge_any,
                                  list(parent.mergeable))
 
     def _exit(self, p: _Proc) -> None:
         p.call("exit")
         # the event is done when the mm is gone: exit_mm runs before the process is a zombie
         select.select([self.pidfds[p.pid]], [], [], 30)
-        p.sock.close()
+        p.conn.close()
         del self.procs[p.name]
 
     # ---------------------------------------------------------------------- results --

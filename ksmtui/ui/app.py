@@ -6,9 +6,12 @@ turns keys into commands.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
 from argparse import Namespace
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -16,10 +19,12 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
+from textual.widgets._footer import FooterKey
 
 from engine.scenario import Scenario
-from ksmtui.ui.runner import PUBLISH_S, EngineError, EngineUpdate, EngineView, Runner
+from ksmtui.ui.runner import PUBLISH_S, SPEEDS, EngineError, EngineUpdate, EngineView, Runner
 from ksmtui.ui.widgets.panels import (
+    ROLLING,
     ChainsPanel,
     ComparePanel,
     CountersPanel,
@@ -31,6 +36,7 @@ from ksmtui.ui.widgets.panels import (
     ProcessesPanel,
     ScanPanel,
     StatusBar,
+    switches_note,
 )
 from ksmtui.ui.widgets.processes import ProcessTable
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
@@ -43,46 +49,77 @@ TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 # since the last (all its work: drawing, keys, messages), but at least every MAX_VIEW_S.
 UI_BUDGET = 0.08
 MAX_VIEW_S = 1.0
+# The UI opens at simulated real time: the default scenario's story (30 s) plays out in half a
+# minute, as its description tells it; x runs flat out.
+OPENING_SPEED = 1
+
+
+class KeysFooter(Footer):
+    """The footer's keys in order, as many as fit whole (a key cut in two reads as another)."""
+
+    def compose(self) -> ComposeResult:
+        room = self.size.width
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                room -= len(widget.key_display) + len(widget.description) + 2  # " " between, margin after
+                widget.display = room >= 0
+            yield widget
+
+    def on_resize(self) -> None:
+        self.refresh(recompose=True)
 
 
 class KsmApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "ksmtui"
 
+    # The footer shows the first ones that fit: quitting first, then running, then the rest; the
+    # knob keys are written beside their knobs on the Overview, and everything is in ctrl+p.
     BINDINGS = [
-        # First, so that a small terminal's footer still says how to reach the panels below the fold.
-        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down"),
-        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up"),
+        Binding("ctrl+p", "command_palette", "All keys", key_display="^p", id="palette"),
+        Binding("q", "quit", "Quit", id="quit"),
         Binding("space", "toggle_pause", "Pause/run", id="pause"),
-        Binding("s", "step_page", "Step page", id="step_page"),
-        Binding("b", "step_batch", "Step batch", id="step_batch"),
-        Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+", id="faster"),
-        Binding("minus", "speed(-1)", "Slower", key_display="-", id="slower"),
-        Binding("right_square_bracket", "pages_to_scan(2)", "pages_to_scan×2", key_display="]", id="scan_more"),
-        Binding("left_square_bracket", "pages_to_scan(-2)", "pages_to_scan÷2", key_display="[", id="scan_less"),
-        Binding("z", "toggle_knob('use_zero_pages')", "Zero pages", id="use_zero_pages"),
-        Binding("m", "toggle_knob('smart_scan')", "Smart scan", id="smart_scan"),
-        Binding("n", "toggle_knob('merge_across_nodes')", "Across nodes", id="merge_across_nodes"),
-        Binding("f", "flow_cycle", "Flow", id="flow"),
+        Binding("s", "step_page", "Step", id="step_page"),
+        Binding("b", "step_batch", "Wake-up", id="step_batch"),
+        Binding("x", "flat_out", "Flat out", id="flat_out"),
+        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+/-", id="faster"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, id="slower"),
         Binding("k", "knobs", "Knobs", id="knobs"),
-        Binding("c", "compare", "Compare", id="compare"),
-        Binding("h", "latency_mode", "Hist span", id="latency_mode"),
         Binding("r", "restart", "Restart", id="restart"),
         Binding("o", "open", "Open", id="open"),
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("c", "compare", "Compare", id="compare"),
+        Binding("f", "flow_cycle", "Flow", id="flow"),
+        Binding("h", "latency_mode", "Hist span", id="latency_mode"),
+        Binding("w", "save", "Save", id="save"),
+        Binding("d", "description", "Description", show=False, id="description"),
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up"),
+        Binding("right_square_bracket", "pages_to_scan(2)", "pages_to_scan×2", key_display="]", show=False,
+                id="scan_more"),
+        Binding("left_square_bracket", "pages_to_scan(-2)", "pages_to_scan÷2", key_display="[", show=False,
+                id="scan_less"),
+        Binding("z", "toggle_knob('use_zero_pages')", "use_zero_pages", show=False, id="use_zero_pages"),
+        Binding("m", "toggle_knob('smart_scan')", "smart_scan", show=False, id="smart_scan"),
+        Binding("n", "toggle_knob('merge_across_nodes')", "merge_across_nodes", show=False, id="merge_across_nodes"),
         *(
             Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, id=f"tab.{tab}")
             for i, tab in enumerate(TABS, 1)
         ),
     ]
 
-    def __init__(self, scenario: Scenario, opts: Namespace, paused: bool = False) -> None:
+    def __init__(
+        self, scenario: Scenario, opts: Namespace, paused: bool = False, speed: int | None = None
+    ) -> None:
         super().__init__()
         self.view: EngineView | None = None
+        self._paced = speed or OPENING_SPEED  # the paced speed x returns to
         self._drawn_cpu = 0.0  # the UI thread's CPU time at the last view drawn
         self._view_timer: Timer | None = None
         self.draws = 0  # views drawn (the bench counts them)
         self._trees_shown = False
+        self._scenarios = {scenario.name: scenario}  # by name: which one a view is of (o loads others)
+        self._events_of: str | None = None
+        self._switches: list[tuple[int, str, str]] = []  # (sim_ns, old, new) flow changes of this run
         self.runner = Runner(
             scenario,
             self.post_message,
@@ -90,6 +127,7 @@ class KsmApp(App[int]):
             seed=getattr(opts, "seed", None),
             overrides=getattr(opts, "overrides", None) or {},
             paused=paused,
+            speed=speed,
             full_scans=getattr(opts, "full_scans", None),
             after_ms=getattr(opts, "after_ms", None),
         )
@@ -97,6 +135,11 @@ class KsmApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield DescriptionBar(id="description")
+        scenario = next(iter(self._scenarios.values()))
+        pages = sum(p.count * sum(r.pages for r in p.regions) for p in scenario.processes)
+        processes = sum(p.count for p in scenario.processes)
+        # Until the first view: building a large machine takes a moment, say what is going on.
+        yield Static(f"building {scenario.name}: {processes:,} processes, {pages:,} pages…", id="starting")
         # Each tab scrolls when its panels are taller than the terminal (Tab focuses it, then
         # the arrow and page keys scroll).
         with TabbedContent(id="tabs"):
@@ -119,18 +162,17 @@ class KsmApp(App[int]):
             with TabPane("Processes", id="processes"):
                 yield ProcessesPanel(id="processes-panel")
         yield Static(id="too-small", markup=False)
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         titles = {
-            "scan": "scan progress",
+            "scan": "scan progress (simulated time)",
             "counters": "counters (/sys/kernel/mm/ksm)",
             "outcomes": "cmp_and_merge_page outcomes by path",
-            "latency-summary": "latency, last wake-ups (rolling)",
+            "latency-summary": f"latency, {ROLLING} (rolling)",
             "trees-panel": "trees",
             "chains-panel": "stable_node chains",
             "overview-chains": "stable_node chains",
-            "compare-panel": "compare: legacy (Before) vs optimized (After), same workload",
             "processes-panel": "processes (/proc/PID/ksm_stat)",
         }
         for panel_id, title in titles.items():
@@ -138,6 +180,7 @@ class KsmApp(App[int]):
         self._status = self.query_one(StatusBar)
         self._description = self.query_one(DescriptionBar)
         self._panels = list(self.query(Panel))
+        self.screen.add_class("-starting")
         self.runner.start()
         self._fit(self.size.width, self.size.height)
 
@@ -154,9 +197,12 @@ class KsmApp(App[int]):
     # --- what the engine sends ---
 
     def on_engine_update(self, message: EngineUpdate) -> None:
-        self.view = view = message.view
+        old, self.view = self.view, message.view
+        view = message.view
         if not self._status.is_attached:  # an update that arrived while the app closes
             return
+        if old is not None:
+            self._notify_knob_changes(old, view)
         cpu, self._drawn_cpu = self._drawn_cpu, time.thread_time()
         self._draw(view)
         if view.flat_out and self._view_timer is None:
@@ -164,12 +210,39 @@ class KsmApp(App[int]):
             wait = max(PUBLISH_S, min(MAX_VIEW_S, (self._drawn_cpu - cpu) / UI_BUDGET))
             self._view_timer = self.set_timer(wait, self._ask_for_view)
 
+    def _notify_knob_changes(self, old: EngineView, new: EngineView) -> None:
+        """Every knob that changed (a key, the k screen, the scenario's `set` event) says so."""
+        a, b = old.snapshot, new.snapshot
+        if a.scenario != b.scenario or b.sim_ns < a.sim_ns or old.compare != new.compare:  # a new run
+            self._show_switches([])
+        if a.scenario != b.scenario:  # another scenario (o) brings its own knobs
+            return
+        for name, value in b.knobs.items():
+            if a.knobs.get(name) != value:
+                self.notify(f"{a.knobs.get(name)} → {value}", title=name, markup=False)
+        if a.flow != b.flow and not new.compare and b.sim_ns > 0:
+            self._show_switches([*self._switches, (b.sim_ns, a.flow, b.flow)])
+
+    def _show_switches(self, switches: list[tuple[int, str, str]]) -> None:
+        """The outcomes and since-start histograms say where the run changed flow."""
+        if switches == self._switches:
+            return
+        self._switches = switches
+        for panel in (*self.query(LatencyPanel), self.query_one(OutcomesPanel)):
+            panel.switches = switches_note(switches)
+
     def _ask_for_view(self) -> None:
         self._view_timer = None
         self.send("view")
 
     def _draw(self, view: EngineView) -> None:
         self.draws += 1
+        if self._events_of != view.snapshot.scenario:
+            self._events_of = view.snapshot.scenario
+            scenario = self._scenarios.get(view.snapshot.scenario)
+            events = scenario.events if scenario is not None else ()
+            self.query_one(ScanPanel).events = self.query_one(CountersPanel).events = events
+            self.screen_stack[0].remove_class("-starting")
         with self.batch_update():
             self._status.update_from(view)
             self._description.update_from(view)
@@ -213,6 +286,14 @@ class KsmApp(App[int]):
     def action_speed(self, step: int) -> None:
         self.send("speed", step)
 
+    def action_flat_out(self) -> None:
+        """Flat out, or back to the paced speed it came from."""
+        now = self.view.speed if self.view is not None else None
+        if now is not None:
+            self._paced = now
+        target = self._paced if now is None else None
+        self.send("speed", SPEEDS.index(target) - SPEEDS.index(now))
+
     def action_pages_to_scan(self, factor: int) -> None:
         self.send("scale_knob", ("pages_to_scan", factor))
 
@@ -238,12 +319,33 @@ class KsmApp(App[int]):
             if self.view is not None:
                 panel.update_from(self.view)
 
+    def action_save(self) -> None:
+        """The screen as SVG and the snapshot(s) shown as JSON, in the current directory."""
+        if self.view is None:
+            return
+        snap = self.view.snapshot
+        base = f"ksmtui-{snap.scenario}-{snap.sim_ms}ms"
+        try:
+            svg = self.save_screenshot(f"{base}.svg", ".")
+            with open(f"{base}.json", "w") as out:
+                json.dump(snapshot_json(self.view), out, indent=1)
+                out.write("\n")
+        except OSError as err:
+            self.notify(str(err), title="save", severity="error", markup=False)
+            return
+        self.notify(f"{svg}\n{os.path.abspath(base)}.json", title="saved", markup=False)
+
+    def action_description(self) -> None:
+        self._description.toggle(self.view)
+
     def action_restart(self) -> None:
         self.send("restart")
 
     def action_open(self) -> None:
         def opened(scenario: Scenario | None) -> None:
             if scenario is not None:
+                self._scenarios[scenario.name] = scenario
+                self._events_of = None
                 self.send("load", scenario)
 
         if not isinstance(self.screen, OpenScreen):
@@ -290,8 +392,26 @@ class KsmApp(App[int]):
             )
 
 
+def _plain(value: object) -> object:
+    """A snapshot's value as JSON can hold it: dataclasses and mappings as objects, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def snapshot_json(view: EngineView) -> dict:
+    """What `w` saves: the snapshot shown (both, by flow, in compare mode)."""
+    if view.compare:
+        return {"compare": {s.flow: _plain(s) for s in view.snapshots}}
+    return _plain(view.snapshot)
+
+
 def run_app(scenario: Scenario, opts: Namespace) -> int:
     """Run the UI on a loaded, validated scenario; opts carries flow, seed and overrides."""
-    app = KsmApp(scenario, opts)
+    app = KsmApp(scenario, opts, speed=OPENING_SPEED)
     app.run()
     return app.return_code or 0

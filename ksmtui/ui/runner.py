@@ -44,6 +44,8 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 HISTORY = 120  # updates kept for the sparklines and the rates
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
+# The pairs f steps through in compare mode, Before first: any two flows can be compared.
+COMPARE_PAIRS = (COMPARE_FLOWS, ("optimized", "series-v1"), ("legacy", "series-v1"))
 
 
 def speed_label(speed: int | None) -> str:
@@ -57,13 +59,14 @@ class Trend:
     counters: Mapping[str, tuple[int, ...]]  # COUNTERS -> values, oldest first
     path_rates: Mapping[str, float]  # cmp_and_merge_page calls per simulated second, by path
     scan_rate: float  # pages_scanned per simulated second
+    sim_ns: tuple[int, ...] = ()  # when each sample was taken, simulated
 
 
 @dataclass(frozen=True)
 class EngineView:
     """Everything the panels draw: the snapshot(s) and the runner's own state."""
 
-    snapshots: tuple[Snapshot, ...]  # one; in compare mode one per COMPARE_FLOWS
+    snapshots: tuple[Snapshot, ...]  # one; in compare mode Before's and After's (a pair of COMPARE_PAIRS)
     primary: int  # the snapshot the single-simulation panels show
     trend: Trend
     paused: bool
@@ -134,7 +137,14 @@ class _Samples:
             rates = {p: (self.calls[last][j] - self.calls[base][j]) / dt for j, p in enumerate(PATHS)}
             k = COUNTERS.index("pages_scanned")
             scan_rate = (self.counters[last][k] - self.counters[base][k]) / dt
-        return Trend(series, MappingProxyType(rates), scan_rate)
+        return Trend(series, MappingProxyType(rates), scan_rate, tuple(self.sim_ns))
+
+
+def _knob_of(command: str, value) -> str:
+    """The knob a refused command was about."""
+    if command in ("knob", "scale_knob"):
+        return value[0]
+    return value if command == "toggle_knob" else "flow"
 
 
 class Runner:
@@ -148,6 +158,7 @@ class Runner:
         seed: int | None = None,
         overrides: Mapping[str, object] | None = None,
         paused: bool = False,
+        speed: int | None = None,
         full_scans: int | None = None,
         after_ms: int | None = None,
     ) -> None:
@@ -161,8 +172,9 @@ class Runner:
         self._overrides = dict(overrides or {})  # restart keeps the knobs set since
         self._stop_options = (full_scans, after_ms)  # replace the scenario's [stop], as in `run`
         self._paused = paused
-        self._speed: int | None = None
+        self._speed = speed
         self._compare = False
+        self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
         self._sims: list[Simulation] = []
         self._stop = RUN_ON  # the scenario's, once _build made the simulations
@@ -181,7 +193,7 @@ class Runner:
     def send(self, command: str, value: object = None) -> None:
         """Queue a command: view, pause, resume, toggle, step_page, step_batch, speed (+1/-1),
         knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
-        flow_cycle, restart, load (a Scenario), compare (on/off), trees (shown: bool),
+        flow_cycle (in compare mode: the next pair), restart, load (a Scenario), compare (on/off), trees (shown: bool),
         sync (an Event)."""
         self._queue.put((command, value))
 
@@ -216,7 +228,7 @@ class Runner:
                         # one; the history for the sparklines and rates keeps this pace all the same.
                         self._publish(post=self._speed is not None)
                 except KnobError as err:
-                    self._post(EngineError(str(err), knob=value[0] if command == "knob" else "flow"))
+                    self._post(EngineError(str(err), knob=_knob_of(command, value)))
                     self._publish()
                 except Exception as err:  # an engine bug must not take the UI down: say it, pause
                     self._paused = True
@@ -258,7 +270,7 @@ class Runner:
         elif command == "knob":
             name, raw = value
             if name == "flow" and self._compare:
-                raise KnobError("compare mode runs both flows; leave it (c) to change the flow")
+                raise KnobError("compare mode runs two flows: f picks the pair, c leaves it")
             parsed = ALL_KNOBS[name].parse(raw)
             for sim in self._sims:
                 sim.set_knob(name, parsed)
@@ -272,6 +284,9 @@ class Runner:
             name, factor = value
             now = int(self._knob(name))
             self._do("knob", (name, now * factor if factor > 0 else max(1, now // -factor)))
+        elif command == "flow_cycle" and self._compare:  # the next pair of flows, from time 0
+            self._pair = COMPARE_PAIRS[(COMPARE_PAIRS.index(self._pair) + 1) % len(COMPARE_PAIRS)]
+            self._build()
         elif command == "flow_cycle":
             self._do("knob", ("flow", FLOWS[(FLOWS.index(self._flow) + 1) % len(FLOWS)]))
         elif command == "view":  # the UI's request for a view (published below, as after any command)
@@ -302,7 +317,7 @@ class Runner:
 
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
-        flows = COMPARE_FLOWS if self._compare else (self._flow,)
+        flows = self._pair if self._compare else (self._flow,)
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
         self._stop = sims[0].stop_rule(*self._stop_options)
@@ -315,8 +330,14 @@ class Runner:
     def _rebase(self) -> None:
         self._base = (time.monotonic(), self._clock())
 
+    def _active(self) -> list[Simulation]:
+        """The simulations still short of the stop: each stops where `ksmtui run` and `ksmtui
+        compare` stop it, and waits there for the other (once finished, all run on)."""
+        stop = RUN_ON if self._finished else self._stop
+        return [sim for sim in self._sims if stop.reached(sim.full_scans, sim.now_ns) is None] or self._sims
+
     def _clock(self) -> int:
-        return min(sim.now_ns for sim in self._sims)
+        return min(sim.now_ns for sim in self._active())
 
     def _target_ns(self) -> float:
         wall, sim_ns = self._base
@@ -341,8 +362,9 @@ class Runner:
         while not self._paused and time.monotonic() < deadline and self._queue.empty():
             if self._speed is not None and self._clock() > self._target_ns():
                 break
-            # Compared runs advance together: the one behind on the simulated clock goes next.
-            min(self._sims, key=lambda s: s.now_ns).step_pages(SLICE_PAGES)
+            # Compared runs advance together: the one behind on the simulated clock goes next. A
+            # slice ends with its wake-up, where a headless run looks at its stop.
+            min(self._active(), key=lambda s: s.now_ns).step_within_wakeup(SLICE_PAGES)
             self._check_stop()
         if self._speed is not None:
             behind_s = (self._target_ns() - self._clock()) / self._speed / 1e9

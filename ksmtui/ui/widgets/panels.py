@@ -12,11 +12,14 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
+from engine.sim import RECENT_WAKEUPS
 from engine.snapshot import PATHS
 from ksmtui.render import (
     dist_lines,
+    event_marks,
     hist_lines,
     latency_title,
+    next_events,
     outcome_table,
     progress_bar,
     rate_label,
@@ -24,10 +27,11 @@ from ksmtui.render import (
     sparkline,
     step_line,
 )
-from ksmtui.report import table, work_lines
-from ksmtui.ui.runner import COMPARE_FLOWS, EngineView, speed_label
+from ksmtui.report import bound_label, latency_stats, table, work_lines
+from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
+ROLLING = f"last {RECENT_WAKEUPS} wake-ups"  # the window of the rolling histograms
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
 COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")
 SPARK_COUNTERS = (
@@ -110,38 +114,112 @@ class Panel(Vertical):
 
 
 class StatusBar(TextView):
-    """The header: scenario, simulated time, flow, state and speed, on one line."""
+    """The header: scenario, simulated time, state, speed and flow, on one line; on a narrow
+    terminal the words that least need saying go first."""
 
     _key: object = None
 
     def update_from(self, view: EngineView) -> None:
         snap = view.snapshot
-        flow = " vs ".join(COMPARE_FLOWS) if view.compare else snap.flow
-        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed)
+        # In compare mode the other tabs show one of the two runs: say which.
+        flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \
+            else snap.flow
+        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
         if key == self._key:
             return
         self._key = key
         self.set_classes(f"-{view.state}")
-        self.show(
-            f" ksmtui · {snap.scenario} · t={sim_time(snap.sim_ns)} · flow {flow}"
-            f" · {view.state} · speed {speed_label(view.speed)}"
-        )
+        speed = speed_label(view.speed)
+        for parts in (
+            ["ksmtui", snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
+            [snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
+            [snap.scenario, f"t={sim_time(snap.sim_ns)}", f"{view.state} {speed}", flow],
+        ):
+            line = " " + " · ".join(parts)
+            if len(line) <= self.size.width:
+                break
+        self.show(line)
+
+    def on_resize(self) -> None:
+        app_view = getattr(self.app, "view", None)
+        if app_view is not None:
+            self.update_from(app_view)
 
 
 class DescriptionBar(Static):
-    """The scenario's description, on one line under the header (cut with … when longer)."""
+    """The scenario's description: one line under the header, cut with a hint when longer; d
+    shows it all."""
 
+    expanded = False
     _key: object = None
 
     def update_from(self, view: EngineView) -> None:
         text = " ".join(view.snapshot.description.split())
-        if text != self._key:
-            self._key = text
-            self.update(Text(text, no_wrap=True, overflow="ellipsis"), layout=False)
+        key = (text, self.expanded, self.size.width)
+        if key == self._key:
+            return
+        self._key = key
+        room = self.size.width - 2  # the padding
+        if self.expanded or len(text) <= room:
+            shown = text + ("  (d: one line)" if self.expanded else "")
+        else:
+            hint = "… (d: all)"
+            shown = text[: max(0, room - len(hint))].rstrip() + hint
+        self.set_class(self.expanded, "-expanded")
+        self.update(Text(shown, no_wrap=not self.expanded, overflow="ellipsis"), layout=self.expanded)
+
+    def toggle(self, view: EngineView | None) -> None:
+        self.expanded = not self.expanded
+        if view is not None:
+            self.update_from(view)
+
+    def on_resize(self) -> None:
+        app_view = getattr(self.app, "view", None)
+        if app_view is not None:
+            self.update_from(app_view)
+
+
+# The knobs the Overview shows, as they read now, with the keys that change them (k: all of them).
+OVERVIEW_KNOBS = ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan",
+                  "merge_across_nodes")
+KNOB_KEYS = {"pages_to_scan": "[ ]", "use_zero_pages": "z", "smart_scan": "m", "merge_across_nodes": "n"}
+START_HINT = "paused at t=0: space starts the run"
+MIB = 1 << 20
+
+
+def switches_note(switches: list[tuple[int, str, str]]) -> str:
+    """Where a run changed flow (f): its since-start data mix the flows."""
+    return "".join(f"; flow {old} → {new} at {sim_time(ns)}" for ns, old, new in switches)
+
+
+def pack(items: list[str], width: int, sep: str = " · ") -> list[str]:
+    """Items on as few lines of `width` as they fit, in order, never one cut in two."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + len(sep) + len(item) <= width:
+            lines[-1] += sep + item
+        else:
+            lines.append(item)
+    return lines
+
+
+def mib(n: int) -> str:
+    return f"{n / MIB:,.{0 if abs(n) >= 100 * MIB else 1}f} MiB"
+
+
+def time_span(ns: int) -> str:
+    """A simulated span in its natural unit: 850 ms, 12.5 s, 3.2 min."""
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:,.0f} ms"
+    if ns < 120_000_000_000:
+        return f"{ns / 1e9:,.1f} s"
+    return f"{ns / 60e9:,.1f} min"
 
 
 class ScanPanel(Panel):
     """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
+
+    events: tuple = ()  # the scenario's (engine/scenario.py Event), set by the app
 
     def compose(self) -> ComposeResult:
         yield TextView(id="scan-text")
@@ -151,8 +229,9 @@ class ScanPanel(Panel):
 
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
-        return (s.cursor, s.counters["full_scans"], s.knobs["pages_to_scan"], s.knobs["sleep_millisecs"],
-                view.trend.scan_rate, s.last_step, view.note, s.events_done, s.events_pending)
+        return (s.cursor, s.counters["full_scans"], s.counters["pages_scanned"], tuple(s.knobs.items()),
+                view.trend.scan_rate, s.last_step,
+                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -162,25 +241,30 @@ class ScanPanel(Panel):
         else:  # the address ksmd looks at next: between two regions it is in neither
             where = f"{c.process}:{c.address:#x}" + (f" ({c.region})" if c.region else "")
         lines = [
-            f"full_scans {s.counters['full_scans']}   seqnr {c.seqnr}"
-            f"   scanning {rate_label(view.trend.scan_rate)} (simulated)",
+            f"full_scans {s.counters['full_scans']:,} · seqnr {c.seqnr:,}"
+            f" · scanning {rate_label(view.trend.scan_rate, 'pages')}",
             f"cursor {where}",
-            f"pages_to_scan {s.knobs['pages_to_scan']}   sleep_millisecs {s.knobs['sleep_millisecs']}",
+            *pack([f"{k} {s.knobs[k]}" + (f" ({KNOB_KEYS[k]})" if k in KNOB_KEYS else "") for k in OVERVIEW_KNOBS],
+                   self.content_region.width),
         ]
         if s.events_done or s.events_pending:
-            lines.append(f"scenario events: {s.events_done} done, {s.events_pending} pending")
+            coming = next_events(self.events, s.sim_ns, s.counters["full_scans"])
+            lines.append(f"events: {s.events_done:,} done" + (f", next {coming[0]}" if coming else ""))
+            lines += [f"        then {e}" for e in coming[1:]]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
-        count = f" {c.pass_done}/{c.pass_total}"
+        count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
         self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
-        self.query_one("#scan-step", TextView).show(step_line(s.last_step))
-        note = self.query_one("#scan-note", TextView)
-        note.display = bool(view.note)
-        note.show(view.note)
+        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"]))
+        note = view.note or (START_HINT if view.paused and s.sim_ns == 0 else "")
+        widget = self.query_one("#scan-note", TextView)
+        widget.display = bool(note)
+        widget.show(note)
 
 
 class CountersPanel(Panel):
-    """The sysfs counters, each with its recent history as a sparkline (newest on the right).
+    """The sysfs counters, each with its recent history as a sparkline (newest on the right), and
+    the scenario's one-off events marked under them where they fired.
 
     One widget draws all rows: these change on every update, and each widget drawn costs time the
     engine thread would otherwise have."""
@@ -188,17 +272,39 @@ class CountersPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Static(id="counters-text")
 
+    events: tuple = ()  # the scenario's, set by the app
+    _lines = 0
+
     def key_of(self, view: EngineView) -> object:
-        return tuple(view.trend.counters[c] for c in SPARK_COUNTERS)
+        return (tuple(view.trend.counters[c] for c in SPARK_COUNTERS), view.snapshot.cursor.pass_total,
+                view.trend.sim_ns[-1:])
 
     def draw(self, view: EngineView) -> None:
+        s = view.snapshot
         width = max(0, self.content_region.width - 20 - 14 - 1)
-        parts: list = []
+        profit = s.counters["general_profit"]
+        mergeable = s.cursor.pass_total * s.page_size
+        share = f" of {mib(mergeable)} mergeable ({profit * 100 // mergeable}%, net)" if mergeable > 0 else " (net)"
+        parts: list = [("KSM saves ", "bold"), (mib(profit), "bold $success"), f"{share}\n"]
         for name in SPARK_COUNTERS:
             series = view.trend.counters[name]
             value = f"{series[-1]:,}" if series else "0"
-            parts += [f"{name:<20}", (f"{value:>14} ", "bold"), (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
-        self.query_one("#counters-text", Static).update(Content.assemble(*parts[:-1]), layout=False)
+            extra = f" {mib(series[-1])}" if name == "general_profit" and series else ""
+            spark = max(0, width - len(extra))
+            parts += [f"{name:<20}", (f"{value:>14}", "bold"), (extra, "$text-muted"), " ",
+                      (f"{sparkline(series, spark):>{spark}}", "$accent"), "\n"]
+        times = view.trend.sim_ns[-width:] if width else ()
+        if any(ev.at_full_scans is not None or not ev.repeat_ms for ev in self.events):
+            # A row of its own whenever the scenario has one-off events: the panel keeps its height.
+            marks = event_marks(self.events, times, view.trend.counters["full_scans"][-width:])
+            parts += [f"{'one-off events':<35}", (f"{marks:>{width}}", "$warning"), "\n"]
+        span = f"sparklines: the last {time_span(times[-1] - times[0])} simulated" if len(times) > 1 else ""
+        if self.border_subtitle != span:
+            self.border_subtitle = span
+        text = self.query_one("#counters-text", Static)
+        lines = sum(1 for p in parts if p == "\n")
+        text.update(Content.assemble(*parts[:-1]), layout=lines != self._lines)
+        self._lines = lines
 
 
 class OutcomesPanel(Panel):
@@ -207,10 +313,14 @@ class OutcomesPanel(Panel):
     def compose(self) -> ComposeResult:
         yield TextView(id="outcomes-text")
 
+    switches = ""  # flow changes of this run (f), which its since-start counts mix
+
     def key_of(self, view: EngineView) -> object:
-        return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()))
+        return (tuple(tuple(view.snapshot.outcomes[p].items()) for p in PATHS), tuple(view.trend.path_rates.items()),
+                self.switches)
 
     def draw(self, view: EngineView) -> None:
+        self.border_subtitle = f"since start{self.switches}" if self.switches else ""
         rows = outcome_table(view.snapshot.outcomes, view.trend.path_rates, PATHS)
         self.query_one("#outcomes-text", TextView).show("\n".join(rows))
 
@@ -225,18 +335,24 @@ class LatencySummary(Panel):
         return tuple(view.snapshot.latency_recent[p] for p in PATHS)
 
     def draw(self, view: EngineView) -> None:
-        lines = [latency_title(p, view.snapshot.latency_recent[p]) for p in PATHS]
+        lines = [latency_title(p, view.snapshot.latency_recent[p], ROLLING) for p in PATHS]
         self.query_one("#latency-summary-text", TextView).show("\n".join(lines))
 
 
-def _hist_text(path: str, counts, width: int, span) -> str:
-    return "\n".join([latency_title(path, counts), *hist_lines(counts, width, span)])
+def _titles(titles: list[str], width: int) -> list[str]:
+    """Latency titles side by side: when one is too wide all break before the percentiles, so
+    that the histograms under them start on the same row."""
+    if all(len(t) <= width for t in titles):
+        return titles
+    return [t.replace("  p50", "\np50", 1) if "  p50" in t else t.replace("  no calls", "\nno calls", 1)
+            for t in titles]
 
 
 class LatencyPanel(Panel):
     """Log2 histograms of cmp_and_merge_page() latency per path, drawn as bpftrace's hist()."""
 
     since_start = False  # False: the rolling histogram (the last few wake-ups)
+    switches = ""  # flow changes of this run (f), which its since-start histograms mix
 
     def compose(self) -> ComposeResult:
         for path in PATHS:
@@ -247,17 +363,20 @@ class LatencyPanel(Panel):
         return s.latency if self.since_start else s.latency_recent
 
     def key_of(self, view: EngineView) -> object:
-        return (self.since_start, tuple(self.counts(view)[p] for p in PATHS))
+        return (self.since_start, tuple(self.counts(view)[p] for p in PATHS), self.switches)
 
     def draw(self, view: EngineView) -> None:
-        title = "latency since start" if self.since_start else "latency, last wake-ups (rolling)"
+        title = f"latency since start{self.switches}" if self.since_start else f"latency, {ROLLING} (rolling)"
         if self.border_title != title:
             self.border_title = title
-        for path in PATHS:
-            hist = self.query_one(f"#hist-{path}", TextView)
+        window = "since start" if self.since_start else ROLLING
+        hists = [self.query_one(f"#hist-{path}", TextView) for path in PATHS]
+        titles = _titles([latency_title(p, self.counts(view)[p], window) for p in PATHS],
+                         min(h.content_region.width for h in hists))
+        for path, hist, title in zip(PATHS, hists, titles):
             # Rows of the buckets seen since the start: the panel keeps its height as the window rolls.
             span = view.snapshot.latency[path]
-            hist.show(_hist_text(path, self.counts(view)[path], bar_width(hist, HIST_FIXED), span))
+            hist.show("\n".join([title, *hist_lines(self.counts(view)[path], bar_width(hist, HIST_FIXED), span)]))
 
 
 class ChainsPanel(Panel):
@@ -276,46 +395,76 @@ class ChainsPanel(Panel):
         mps = s.knobs["max_page_sharing"]
         width = bar_width(self, 16 + 8 + 3 + len(" ◀ max_page_sharing"))
         sharers = dist_lines(s.sharers_per_page, width, 12, mark=mps) or ["no KSM pages yet"]
+        if any(n > mps for n in s.sharers_per_page):
+            # fork() copies the parent's mappings of its KSM pages: ksmd never decides on those.
+            sharers.append(f"above {mps}: a fork's child maps its parent's KSM pages without ksmd,"
+                           " so a page can pass max_page_sharing")
         dups = dist_lines(s.dups_per_chain, width, 8) or ["no stable_node chains"]
         self.query_one("#chains-sharers", TextView).show(
             "\n".join([f"sharers per KSM page (max_page_sharing {mps})", *sharers])
         )
+        chains = s.counters["stable_node_chains"]
         self.query_one("#chains-dups", TextView).show(
-            "\n".join([f"dups per stable_node chain ({s.counters['stable_node_chains']} chains)", *dups])
+            "\n".join([f"dups per stable_node chain ({chains:,} chain{'s' * (chains != 1)})", *dups])
         )
 
 
+def side_label(side: str, flow: str) -> str:
+    return f"{side} ({flow})"
+
+
+def latency_change_lines(before, after) -> list[str]:
+    """Per path that saw calls: calls, percentiles and mean under each flow, and the mean's change."""
+    rows: list[list[object]] = [["path", "", "calls", "p50", "p90", "p99", "mean", "change"]]
+    for path in PATHS:
+        b, a = latency_stats(before.latency[path]), latency_stats(after.latency[path])
+        if not (b.calls or a.calls):
+            continue
+        change = f"{(a.mean - b.mean) * 100 / b.mean:+,.0f}%" if b.calls and a.calls else "-"
+        for side, st in (("Before", b), ("After", a)):
+            rows.append([path if side == "Before" else "", side, st.calls, bound_label(st.p50), bound_label(st.p90),
+                         bound_label(st.p99), f"~{st.mean:,.0f}" if st.calls else "-",
+                         change if side == "After" else ""])
+    return table(rows, left=2)
+
+
 class ComparePanel(Panel):
-    """Compare mode: the same workload under both flows, histograms per path side by side."""
+    """Compare mode: the same workload under two flows, their counters, latency and work per path,
+    and the histograms side by side."""
 
     def compose(self) -> ComposeResult:
         yield TextView(id="compare-counters")
         for path in PATHS:
             with Horizontal(classes="compare-row"):
-                for flow in COMPARE_FLOWS:
-                    yield TextView(id=f"cmp-{flow}-{path}", classes="hist compare-hist")
+                for side in ("before", "after"):
+                    yield TextView(id=f"cmp-{side}-{path}", classes="hist compare-hist")
 
     def key_of(self, view: EngineView) -> object:
-        return (view.compare, tuple((s.latency, tuple(s.counters.items())) for s in view.snapshots))
+        return (view.compare, tuple((s.flow, s.latency, tuple(s.counters.items())) for s in view.snapshots))
 
     def draw(self, view: EngineView) -> None:
         if not view.compare:
-            self.query_one("#compare-counters", TextView).show("compare mode is off: press c to start it")
+            self.border_title = "compare"
+            self.query_one("#compare-counters", TextView).show(
+                "compare mode is off: c runs the workload under two flows side by side (f picks the pair)")
             for path in PATHS:
-                for flow in COMPARE_FLOWS:
-                    self.query_one(f"#cmp-{flow}-{path}", TextView).show("")
+                for side in ("before", "after"):
+                    self.query_one(f"#cmp-{side}-{path}", TextView).show("")
             return
         before, after = view.snapshots
-        rows = table([["", "Before (legacy)", "After (optimized)"],
-                      *([name, before.counters[name], after.counters[name]] for name in COMPARE_COUNTERS)])
-        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after)]
+        labels = side_label("Before", before.flow), side_label("After", after.flow)
+        self.border_title = f"compare: {labels[0]} vs {labels[1]}, same workload"
+        rows = table([["", *labels], *([name, before.counters[name], after.counters[name]]
+                                       for name in COMPARE_COUNTERS)])
+        rows += ["", "latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
+                 *latency_change_lines(before, after)]
+        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
-        for flow, snap in zip(COMPARE_FLOWS, view.snapshots):
-            label = "Before (legacy)" if flow == "legacy" else "After (optimized)"
+        for side, label, snap in zip(("before", "after"), labels, view.snapshots):
             for path in PATHS:
                 counts = snap.latency[path]
-                hist = self.query_one(f"#cmp-{flow}-{path}", TextView)
+                hist = self.query_one(f"#cmp-{side}-{path}", TextView)
                 hist.show(
                     "\n".join([label, latency_title(path, counts), *hist_lines(counts, bar_width(hist, HIST_FIXED, 4))])
                 )

@@ -5,24 +5,17 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.knobs import ALL_KNOBS, KnobError
+from engine.knobs import ALL_KNOBS, KSM_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
 from ksmtui.ui.runner import EngineView
 
-LIVE_KNOBS = (
-    "pages_to_scan",
-    "sleep_millisecs",
-    "max_page_sharing",
-    "use_zero_pages",
-    "merge_across_nodes",
-    "smart_scan",
-    "flow",
-)
+# Every knob of /sys/kernel/mm/ksm (a refusal's advice names run and advisor_mode), and the flow.
+LIVE_KNOBS = (*KSM_KNOBS, "flow")
 
 
 class KnobsScreen(ModalScreen[None]):
@@ -39,8 +32,9 @@ class KnobsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="knobs-box"):
-            yield Static("knobs: type a value, Enter applies it, Esc closes", id="knobs-title")
-            with Grid(id="knobs-grid"):
+            yield Static("knobs: type a value, Enter applies it, Tab moves on, Esc closes", id="knobs-title")
+            # Scrolls on a small terminal; the field that takes the focus scrolls into view.
+            with VerticalScroll(id="knobs-scroll"), Grid(id="knobs-grid"):
                 for name in LIVE_KNOBS:
                     yield Label(name, classes="knob-name")
                     yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
@@ -84,10 +78,11 @@ class OpenScreen(ModalScreen[Scenario | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box"):
-            yield Static("open a scenario: pick a built-in, or type a path and press Enter", id="open-title")
-            yield OptionList(*[Option(Text(name), id=name) for name, _ in builtin_scenarios()], id="open-builtins")
+            yield Static("open a scenario: type a path and press Enter, or pick a built-in", id="open-title")
+            # The path first: the list below shrinks to what a small terminal leaves of it.
             yield Input(placeholder="path/to/scenario.toml", id="open-path")
             yield Label("", id="open-error", markup=False)
+            yield OptionList(*[Option(Text(name), id=name) for name, _ in builtin_scenarios()], id="open-builtins")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self._open(event.option.id)

@@ -1,0 +1,53 @@
+"""The UI's runs stop where the headless commands stop: compare mode is `ksmtui compare`."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+from ui_helpers import scenario
+
+from engine.sim import Simulation
+from ksmtui.ui.runner import EngineUpdate, Runner
+
+
+def run_to_finish(compare: bool, pair_steps: int = 0):
+    """Run the UI's runner flat out to its stop; the last view."""
+    views: queue.SimpleQueue = queue.SimpleQueue()
+    runner = Runner(scenario(), lambda m: views.put(m.view) if isinstance(m, EngineUpdate) else None, paused=True)
+    runner.start()
+    try:
+        if compare:
+            runner.send("compare")
+        for _ in range(pair_steps):
+            runner.send("flow_cycle")
+        runner.send("resume")
+        while True:  # flat out, the runner posts views only when asked: ask until it has finished
+            runner.send("view")
+            assert runner.wait_idle(), "engine did not answer"
+            view = None
+            while not views.empty():
+                view = views.get()
+            if view is not None and view.finished:
+                return view
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("pair_steps,flows", [(0, ("legacy", "optimized")), (1, ("optimized", "series-v1"))])
+def test_compare_mode_stops_both_runs_where_ksmtui_compare_does(pair_steps, flows):
+    view = run_to_finish(True, pair_steps)
+    assert tuple(s.flow for s in view.snapshots) == flows
+    for snap in view.snapshots:
+        sim = Simulation(scenario(), flow=snap.flow)
+        sim.run()  # what cmd_compare does for each flow
+        headless = sim.snapshot(tree_limit=0)
+        assert dict(snap.counters) == dict(headless.counters) and snap.sim_ns == headless.sim_ns
+        assert snap.latency == headless.latency and snap.work_by_path == headless.work_by_path
+
+
+def test_a_single_run_stops_where_ksmtui_run_does():
+    view = run_to_finish(False)
+    sim = Simulation(scenario())
+    sim.run()
+    assert dict(view.snapshot.counters) == dict(sim.snapshot(tree_limit=0).counters)
