@@ -258,3 +258,14 @@ process = "app-2"
     result = sweep.run_one((scenario, sweep.scenario_files(scenario)), task, sweep.Stop(None, True))
     assert result["settled"] is True and result["stop_reason"].startswith("settled: ")
     assert result["sim_ms"] > 3000
+
+
+def test_bench_runs_the_grid_on_each_number_of_workers(small, monkeypatch):
+    monkeypatch.setattr(sweep, "BENCH_SCENARIO", small)
+    monkeypatch.setattr(sweep, "BENCH_GRID", [("pages_to_scan", "20,40")])
+    monkeypatch.setattr(sweep, "BENCH_FLOWS", "legacy,optimized")
+    monkeypatch.setattr(sweep, "BENCH_SEEDS", "1")
+    header, one, two = sweep.bench((1, 2))
+    assert header.startswith(f"sweep: 4 runs of {small} (pages_to_scan=20,40, flows legacy,optimized, seeds 1, 4 full")
+    assert one.startswith("  1 worker: ") and one.endswith("speed-up 1.00x")
+    assert two.startswith("  2 workers: ") and "runs/s" in two
