@@ -320,6 +320,9 @@ def dask_setup(worker) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+QUIET = logging.CRITICAL + 1  # Dask's own logs, CRITICAL included: a sweep reports its problems itself
+
+
 def local_cluster(workers: int):
     from dask.distributed import LocalCluster
 
@@ -328,7 +331,7 @@ def local_cluster(workers: int):
         return LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-            silence_logs=logging.CRITICAL, memory_limit=0, preload=["ksmtui.sweep"],
+            silence_logs=QUIET, memory_limit=0, preload=["ksmtui.sweep"],
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -373,6 +376,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     task rerun elsewhere by the scheduler; Ctrl-C cancels what is left and shuts the cluster down."""
     from dask.distributed import Client, as_completed
 
+    logging.getLogger("distributed").setLevel(QUIET)  # the client's side too (a scheduler that goes away)
     results: dict[int, dict] = {}
     interrupted = False
     cluster = client = bar = None
