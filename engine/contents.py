@@ -113,6 +113,7 @@ class ScenarioContents:
         self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
         self._pool_pages: dict[str, list[bytes]] = {}
         self._files: dict[str, list[bytes]] = {}
+        self._captures: dict = {}  # path -> engine.capture.Capture
         self._salt = 0
 
     def _next_salt(self) -> int:
@@ -142,7 +143,19 @@ class ScenarioContents:
             if pages is None:
                 pages = self._files[key] = file_pages(fill.path, ps)
             return (pages[i % len(pages)] for i in range(n))
+        if fill.kind == "capture":
+            return iter(self._capture_pages(fill)[:n])
         raise ValueError(f"unknown fill {fill.kind!r}")
+
+    def _capture_pages(self, fill: "Fill") -> list[bytes]:
+        """The region's captured pages as synthetic contents: equal where the captured pages were
+        equal, zero where they were zero (engine.capture.synthetic_page)."""
+        from engine.capture import capture_pages, load
+
+        cap = self._captures.get(fill.capture)
+        if cap is None:
+            cap = self._captures[fill.capture] = load(fill.capture)
+        return capture_pages(cap, cap.vma_index(fill.pid, fill.vma))
 
     def indexes(self, ev: "Event", npages: int) -> list[int]:
         """Which pages of a region an event touches: a seeded sample, the first N, or a range."""

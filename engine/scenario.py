@@ -33,6 +33,9 @@ class Fill:
     order: str = "sequential"  # kind == "pool": "sequential" or "shuffled"
     offset: int = 0  # kind == "pool"
     path: Path | None = None  # kind == "file": resolved against the scenario's folder
+    capture: Path | None = None  # kind == "capture": the capture file, resolved like path
+    pid: int | None = None  # kind == "capture": the captured process
+    vma: int | None = None  # kind == "capture": the start address of its VMA
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,10 @@ BUILTIN_DIR = Path(str(importlib.resources.files("scenarios")))
 MAX_PAGES = 4_194_304  # 16 GiB of 4 KiB pages
 MAX_BYTES = 16 << 30
 
-FILLS = ("random", "zero", "byte", "pool", "file")
-FILL_KEYS = {"random": (), "zero": (), "byte": ("byte",), "pool": ("pool", "order", "offset"), "file": ("path",)}
-ALL_FILL_KEYS = ("fill", "byte", "pool", "order", "offset", "path")
+FILLS = ("random", "zero", "byte", "pool", "file", "capture")
+FILL_KEYS = {"random": (), "zero": (), "byte": ("byte",), "pool": ("pool", "order", "offset"), "file": ("path",),
+             "capture": ("capture", "pid", "vma")}
+ALL_FILL_KEYS = ("fill", "byte", "pool", "order", "offset", "path", "capture", "pid", "vma")
 ORDERS = ("sequential", "shuffled")
 ACTIONS = ("write", "fork", "exit", "madvise", "set", "migrate")
 ADVICE = ("mergeable", "unmergeable")
@@ -271,9 +275,12 @@ def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
 class _Loader:
     def __init__(self, file: str, base_dir: Path):
         self.file, self.base_dir = file, base_dir
+        self.captures: dict = {}  # path -> engine.capture.Capture, loaded once per file
+        self.page_size = 4096
 
     # -- fills ------------------------------------------------------------------------------------
-    def fill(self, table: _Table, pools: dict[str, Pool]) -> Fill:
+    def fill(self, table: _Table, pools: dict[str, Pool], region_pages: int | None = None) -> Fill:
+        """A region's fill (region_pages: its size) or a write event's (None)."""
         kind = table.string("fill", "random", FILLS)
         for key in ALL_FILL_KEYS[1:]:
             if table.has(key) and key not in FILL_KEYS[kind]:
@@ -299,7 +306,43 @@ class _Loader:
             except OSError as e:
                 raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
             return Fill("file", path=path.resolve())
+        if kind == "capture":
+            return self.capture_fill(table, region_pages)
         return Fill(kind)
+
+    def capture_fill(self, table: _Table, region_pages: int | None) -> Fill:
+        from engine.capture import CAPTURED_REASONS, CaptureError, load
+
+        if region_pages is None:
+            raise table.error("fill", 'fill = "capture" fills a region from a capture; a write cannot use it')
+        path = (self.base_dir / table.string("capture")).resolve()
+        if path not in self.captures:
+            try:
+                self.captures[path] = load(path)
+            except CaptureError as e:
+                raise table.error("capture", str(e)) from None
+        cap = self.captures[path]
+        pid = table.integer("pid", low=1)
+        text = table.string("vma")
+        try:
+            start = int(text, 16)
+        except ValueError:
+            raise table.error("vma", f"expected the VMA's start address in hex (\"0x7f...\"), got {text!r}") from None
+        if pid not in cap.proc_pid:
+            raise table.error("pid", f"{path.name} has no process {pid} (it has {_names([str(p) for p in cap.proc_pid.tolist()])})")
+        v = cap.vma_index(pid, start)
+        if v is None:
+            raise table.error("vma", f"process {pid} in {path.name} has no VMA starting at {start:#x}")
+        if cap.vma_reason[v] not in CAPTURED_REASONS:
+            raise table.error("vma", f"the VMA at {start:#x} of process {pid} holds no captured pages (KSM cannot merge it)")
+        have = len(cap.vma_contents(v))
+        if have != region_pages:
+            raise table.error("pages", f"the VMA at {start:#x} of process {pid} has {have:,} pages ksmd scans; "
+                                       f"expected pages = {have}, got {region_pages}")
+        page_size = int(cap.meta["page_size"])
+        if page_size != self.page_size:
+            raise table.error("capture", f"{path.name} has {page_size}-byte pages, the scenario's page_size is {self.page_size}")
+        return Fill("capture", capture=path, pid=pid, vma=start)
 
     # -- the whole file ---------------------------------------------------------------------------
     def scenario(self, data: dict) -> Scenario:
@@ -313,6 +356,7 @@ class _Loader:
         page_size = top.integer("page_size", 4096, low=64, high=65536)
         if page_size & (page_size - 1):
             raise top.error("page_size", f"expected a power of two 64..65536, got {page_size}")
+        self.page_size = page_size
         ksm = _read_knobs(file, "ksm", data.get("ksm", {}), KSM_KNOBS)
         engine = _read_knobs(file, "engine", data.get("engine", {}), ENGINE_KNOBS)
 
@@ -355,7 +399,8 @@ class _Loader:
             regions = []
             for j, raw_r in enumerate(raw_regions):
                 r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
-                region = Region(r.name_(), r.integer("pages", low=1), r.boolean("mergeable", True), self.fill(r, pools))
+                rname, rpages = r.name_(), r.integer("pages", low=1)
+                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
                 if any(x.name == region.name for x in regions):
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
                 regions.append(region)

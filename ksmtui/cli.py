@@ -8,6 +8,7 @@
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
+    ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -26,7 +27,7 @@ from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 from engine.timeline import NO_PROGRESS, StopRule
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate")
 DEFAULT_SCENARIO = "default"
 
 
@@ -305,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.sweep import main as sweep_main
 
             return sweep_main(argv[1:])
+        if argv and argv[0] in ("capture", "estimate"):  # their own modules and parsers
+            import importlib
+
+            return importlib.import_module(f"ksmtui.{argv[0]}").main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -1,0 +1,348 @@
+"""Capture files: real memory as content hashes, and the scenario a capture makes.
+
+A capture (written by `ksmtui capture`, read here) holds, per process, its VMAs with whether KSM may
+merge them (and if not, why), and per present page of each VMA KSM could scan a content id: an
+index into a table of distinct 128-bit hashes (xxh3_128). Page contents are never stored, only
+their hashes, so a capture can be shared. docs/capture.md is the format's contract.
+
+The engine reads captures (to estimate, and to fill scenario regions with `fill = "capture"`); the
+code that reads /proc to make one lives in ksmtui.kernel.capture.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xxhash
+
+MAGIC = "ksmtui-capture"
+FORMAT_VERSION = 1
+HASH = "xxh3_128"
+
+# content ids: >= 0 index `hashes` (0 is always the all-zero page); below 0, a present page that
+# KSM does not scan
+ZERO_ID = 0
+KERNEL_ZERO_PAGE = -1  # maps the kernel's shared zero page (read, never written): no rmap_item
+
+# why KSM may not merge a VMA (vma_reason); 0 and 1 are the VMAs whose pages are captured
+MERGEABLE = 0  # VM_MERGEABLE ("mg" in smaps VmFlags): ksmd scans it
+NOT_MADVISED = 1  # compatible, but neither madvise(MADV_MERGEABLE) nor prctl merge-any marked it
+SHARED = 2  # VM_SHARED / VM_MAYSHARE
+HUGETLB = 3  # VM_HUGETLB
+SPECIAL = 4  # VM_PFNMAP, VM_IO, VM_MIXEDMAP or VM_DONTEXPAND (VM_SPECIAL)
+DROPPABLE = 5  # VM_DROPPABLE (6.11+)
+REASONS = {
+    MERGEABLE: "mergeable",
+    NOT_MADVISED: "not madvised (no MADV_MERGEABLE, no merge-any)",
+    SHARED: "shared mapping",
+    HUGETLB: "hugetlb",
+    SPECIAL: "special mapping (pfnmap, io, mixedmap or dontexpand)",
+    DROPPABLE: "droppable",
+}
+CAPTURED_REASONS = (MERGEABLE, NOT_MADVISED)
+
+ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
+    "magic": ("U", 0), "format": ("i", 0), "meta": ("U", 0), "hashes": ("u", 2),
+    "proc_pid": ("i", 1), "proc_comm": ("U", 1), "proc_merge_any": ("b", 1), "proc_ksm_zero_pages": ("i", 1),
+    "vma_proc": ("i", 1), "vma_start": ("u", 1), "vma_end": ("u", 1), "vma_reason": ("u", 1),
+    "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
+    "page_index": ("i", 1), "page_content": ("i", 1),
+}
+
+
+class CaptureError(Exception):
+    """A capture file that cannot be used: one line naming the file and what is wrong."""
+
+
+def zero_hash(page_size: int) -> bytes:
+    return xxhash.xxh3_128_digest(bytes(page_size))
+
+
+@dataclass
+class Capture:
+    """A capture in memory. Pages are in scan order: processes as captured, VMAs by address, pages
+    by address; VMA v's pages are page_index/page_content[vma_first[v] : vma_first[v] + vma_count[v]]."""
+
+    meta: dict
+    hashes: np.ndarray  # uint8 (H, 16); row 0 is the all-zero page's hash
+    proc_pid: np.ndarray  # int64 (P,)
+    proc_comm: np.ndarray  # str (P,)
+    proc_merge_any: np.ndarray  # bool (P,): prctl(PR_SET_MEMORY_MERGE) set
+    proc_ksm_zero_pages: np.ndarray  # int64 (P,): KSM zero pages mapped at capture time (ksm_stat)
+    vma_proc: np.ndarray  # int32 (V,): index into proc_*
+    vma_start: np.ndarray  # uint64 (V,)
+    vma_end: np.ndarray  # uint64 (V,)
+    vma_reason: np.ndarray  # uint8 (V,): MERGEABLE, NOT_MADVISED, ...
+    vma_name: np.ndarray  # str (V,): the mapping's name in /proc/PID/maps ("" for anonymous)
+    vma_first: np.ndarray  # int64 (V,)
+    vma_count: np.ndarray  # int64 (V,): pages stored (present pages KSM could scan, kernel zero page included)
+    page_index: np.ndarray  # int64 (N,): page number within its VMA
+    page_content: np.ndarray  # int32 (N,): content id, or KERNEL_ZERO_PAGE
+    path: Path | None = None
+    _pages: dict = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
+
+    @property
+    def page_size(self) -> int:
+        return int(self.meta["page_size"])
+
+    def page_proc(self) -> np.ndarray:
+        """The process index of every stored page."""
+        return np.repeat(self.vma_proc, self.vma_count)
+
+    def page_reason(self) -> np.ndarray:
+        return np.repeat(self.vma_reason, self.vma_count)
+
+    def vma_index(self, pid: int, start: int) -> int | None:
+        procs = np.flatnonzero(self.proc_pid == pid)
+        if not len(procs):
+            return None
+        hits = np.flatnonzero((self.vma_proc == procs[0]) & (self.vma_start == np.uint64(start)))
+        return int(hits[0]) if len(hits) else None
+
+    def vma_contents(self, v: int) -> np.ndarray:
+        """The content ids of VMA v's pages that KSM scans (the kernel's zero page left out)."""
+        ids = self.page_content[self.vma_first[v]:self.vma_first[v] + self.vma_count[v]]
+        return ids[ids >= 0]
+
+
+# -------------------------------------------------------------------------------- writing --
+
+def save(capture: Capture, path: Path) -> None:
+    """Write atomically: a capture file is complete or absent."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    arrays = {
+        "magic": np.array(MAGIC), "format": np.array(FORMAT_VERSION, dtype=np.int64),
+        "meta": np.array(json.dumps(capture.meta, sort_keys=True)),
+        **{name: getattr(capture, name) for name in ARRAYS if name not in ("magic", "format", "meta")},
+    }
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(path)
+
+
+def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]], page_size: int = 4096,
+                  hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
+    """A capture built from content ids rather than live memory (tests, benchmarks, tools):
+    processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
+    address 0). Content k > 0 gets a made-up hash unless `hashes` is given."""
+    vma_proc, starts, ends, reasons, counts, index, content = [], [], [], [], [], [], []
+    top = 1
+    for p, (_, _, vmas) in enumerate(processes):
+        address = 0x10000000
+        for reason, ids in vmas:
+            ids = np.asarray(ids, np.int32)
+            size = max(len(ids), 1) * page_size
+            vma_proc.append(p)
+            starts.append(address)
+            ends.append(address + size)
+            reasons.append(reason)
+            counts.append(len(ids))
+            index.append(np.arange(len(ids), dtype=np.int64))
+            content.append(ids)
+            top = max(top, int(ids.max()) + 1 if len(ids) else 1)
+            address += size + page_size  # a hole between VMAs, as mmap leaves them
+    if hashes is None:
+        made = np.arange(top, dtype=">u8")
+        hashes = np.zeros((top, 16), np.uint8)
+        hashes[:, 8:] = np.frombuffer(made.tobytes(), np.uint8).reshape(-1, 8)
+        hashes[:, 0] = 0xA5
+        hashes[0] = np.frombuffer(zero_hash(page_size), np.uint8)
+    counts_a = np.array(counts, np.int64)
+    return Capture(
+        meta={"page_size": page_size, "kernel": "synthetic", "captured_at": "", "hash": HASH, "knobs": {},
+              "numa_nodes": 1, **(meta or {})},
+        hashes=hashes,
+        proc_pid=np.array([pid for pid, _, _ in processes], np.int64),
+        proc_comm=np.array([comm for _, comm, _ in processes], dtype=str),
+        proc_merge_any=np.zeros(len(processes), bool),
+        proc_ksm_zero_pages=np.zeros(len(processes), np.int64),
+        vma_proc=np.array(vma_proc, np.int32), vma_start=np.array(starts, np.uint64),
+        vma_end=np.array(ends, np.uint64), vma_reason=np.array(reasons, np.uint8),
+        vma_name=np.array([""] * len(vma_proc), dtype=str),
+        vma_first=(np.cumsum(counts_a) - counts_a).astype(np.int64), vma_count=counts_a,
+        page_index=np.concatenate(index) if index else np.empty(0, np.int64),
+        page_content=np.concatenate(content) if content else np.empty(0, np.int32),
+    )
+
+
+# -------------------------------------------------------------------------------- reading --
+
+def load(path: str | Path) -> Capture:
+    """A capture from a file, every array checked against the schema; CaptureError otherwise."""
+    path = Path(path)
+    where = str(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":
+            raise CaptureError(f"{where}: not a ksmtui capture (not an .npz file)")
+        if not zipfile.is_zipfile(path):
+            raise CaptureError(f"{where}: truncated or corrupt capture (its zip directory is missing)")
+        with np.load(path, allow_pickle=False) as z:
+            if "magic" not in z.files or str(z["magic"]) != MAGIC:
+                raise CaptureError(f"{where}: not a ksmtui capture (no {MAGIC!r} marker)")
+            version = int(z["format"]) if "format" in z.files else None
+            if version is None:
+                raise CaptureError(f"{where}: not a ksmtui capture (no format version)")
+            if version > FORMAT_VERSION:
+                raise CaptureError(f"{where}: format version {version} is newer than this ksmtui reads "
+                                   f"({FORMAT_VERSION}); upgrade ksmtui")
+            missing = [name for name in ARRAYS if name not in z.files]
+            if missing:
+                raise CaptureError(f"{where}: damaged capture: array {missing[0]!r} is missing")
+            arrays = {name: z[name] for name in ARRAYS}
+    except CaptureError:
+        raise
+    except FileNotFoundError:
+        raise CaptureError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(f"{where}: is a directory, expected a capture file") from None
+    except PermissionError:
+        raise CaptureError(f"{where}: permission denied") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise CaptureError(f"{where}: truncated or corrupt capture ({e})") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise CaptureError(f"{where}: not a readable ksmtui capture ({e})") from None
+    for name, (kind, ndim) in ARRAYS.items():
+        a = arrays[name]
+        if a.dtype.kind != kind and not (kind == "i" and a.dtype.kind == "u" and name == "format") or a.ndim != ndim:
+            raise CaptureError(f"{where}: damaged capture: array {name!r} is {a.dtype}, {a.ndim}-d; "
+                               f"expected kind {kind!r}, {ndim}-d")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        page_size = int(meta["page_size"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
+    cap = Capture(meta=meta, path=path.resolve(), **{k: arrays[k] for k in ARRAYS if k not in ("magic", "format", "meta")})
+    _check(cap, where, page_size)
+    return cap
+
+
+def _check(c: Capture, where: str, page_size: int) -> None:
+    def bad(what: str) -> CaptureError:
+        return CaptureError(f"{where}: damaged capture: {what}")
+
+    if page_size < 64 or page_size & (page_size - 1):
+        raise bad(f"meta.page_size {page_size} is not a power of two >= 64")
+    if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1 or c.hashes[0].tobytes() != zero_hash(page_size):
+        raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
+    p = len(c.proc_pid)
+    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == p):
+        raise bad("proc_* arrays differ in length")
+    v = len(c.vma_proc)
+    if not all(len(a) == v for a in (c.vma_start, c.vma_end, c.vma_reason, c.vma_name, c.vma_first, c.vma_count)):
+        raise bad("vma_* arrays differ in length")
+    if v and (c.vma_proc.min() < 0 or c.vma_proc.max() >= p or np.any(np.diff(c.vma_proc) < 0)):
+        raise bad("vma_proc: expected process indexes in capture order")
+    if np.any(c.vma_end <= c.vma_start) or np.any(c.vma_reason > max(REASONS)):
+        raise bad("vma_start/vma_end/vma_reason out of range")
+    n = len(c.page_index)
+    if len(c.page_content) != n or np.any(c.vma_count < 0):
+        raise bad("page arrays differ in length")
+    ends = np.cumsum(c.vma_count)
+    if (ends[-1] if v else 0) != n or np.any(c.vma_first != ends - c.vma_count):
+        raise bad("vma_first/vma_count do not tile the page arrays")
+    if n:
+        if c.page_content.min() < KERNEL_ZERO_PAGE or c.page_content.max() >= len(c.hashes):
+            raise bad("page_content: a content id outside the hash table")
+        vma_pages = ((c.vma_end - c.vma_start) // np.uint64(page_size)).astype(np.int64)
+        if c.page_index.min() < 0 or np.any(c.page_index >= np.repeat(vma_pages, c.vma_count)):
+            raise bad("page_index: a page outside its VMA")
+
+
+# ------------------------------------------------------------------------ from a capture --
+
+def synthetic_page(digest: bytes, page_size: int) -> bytes:
+    """A page standing for a captured content: equal digests give equal pages, different digests
+    different ones (the head is the digest), and the zero page's digest gives the zero page, so
+    the equality structure is the captured memory's while the bytes say nothing of it."""
+    if digest == zero_hash(page_size):
+        return bytes(page_size)
+    body = (digest * (page_size // 16 + 1))[: page_size - 16]
+    return digest + bytes(b ^ 0x5A for b in body)
+
+
+def capture_pages(capture: Capture, v: int) -> list[bytes]:
+    """The synthetic pages of VMA v, in address order: one bytes object per distinct content."""
+    ids = capture.vma_contents(v)
+    cache = capture._pages
+    ps = capture.page_size
+    out = []
+    for k in ids.tolist():
+        page = cache.get(k)
+        if page is None:
+            page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)
+        out.append(page)
+    return out
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def process_name(comm: str, pid: int) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "-_.:" else "_" for ch in comm).strip("_") or "proc"
+    return f"{clean}-{pid}"
+
+
+def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
+    """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
+    (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
+    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
+    (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
+    capture time. capture_ref is the capture's path as the scenario should name it."""
+    description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
+                   "the shape of real memory (which pages are equal, which are zero), not its bytes.")
+    lines = [
+        f"name = {_toml_str(name)}",
+        f"description = {_toml_str(description)}",
+        f"page_size = {capture.page_size}",
+        "",
+        "[ksm]",
+    ]
+    knobs = capture.meta.get("knobs", {})
+    for knob in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
+        if knob in knobs:
+            lines.append(f"{knob} = {int(knobs[knob])}")
+    wanted = CAPTURED_REASONS if merge_any else (MERGEABLE,)
+    processes = 0
+    for p, pid in enumerate(capture.proc_pid.tolist()):
+        regions = []
+        for v in np.flatnonzero(capture.vma_proc == p).tolist():
+            if capture.vma_reason[v] not in wanted:
+                continue
+            pages = len(capture.vma_contents(v))
+            if pages:
+                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
+        zero = int(capture.proc_ksm_zero_pages[p])
+        if not regions and not zero:
+            continue
+        processes += 1
+        lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
+        for rname, pages, start in regions:
+            lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
+                      'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
+                      f'vma = "0x{start:x}"']
+        if zero:
+            lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
+    if not processes:
+        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
+                           + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
+    return "\n".join(lines) + "\n"
+
+
+def scenario_from_capture(path: str | Path, merge_any: bool = False, name: str | None = None):
+    """The Scenario of a capture file (for `ksmtui sweep` and the like): the same scenario that
+    `ksmtui capture --scenario` writes, without writing it."""
+    from engine.scenario import parse_scenario
+
+    path = Path(path).resolve()
+    capture = load(path)
+    text = scenario_toml(capture, path.name, name or path.stem, merge_any)
+    return parse_scenario(text, str(path), path.parent)

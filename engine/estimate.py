@@ -1,0 +1,268 @@
+"""The state KSM settles to on captured memory, computed directly (numpy), and the cost of getting there.
+
+For memory that does not change, ksmd's end state depends only on which pages are equal, the
+knobs, and the order it visits the pages; not on timing. The rules, from mm/ksm.c:
+
+- ksmd scans every present anonymous page of every VM_MERGEABLE VMA (KSM pages included; not the
+  kernel's shared zero page); each such page has one rmap_item.
+- Pass 1 only stores each page's checksum (cmp_and_merge_page returns when the checksum changed,
+  and it starts at 0). Pass 2 merges: with use_zero_pages, an all-zero page is merged with the
+  zero page (ksm_zero_pages), and its rmap_item is freed when pass 3 finds no anonymous page
+  there. Every other content with n >= 2 copies ends in KSM pages: in scan order, the first
+  copy is inserted in the unstable tree, the second merges with it into a KSM page, later copies
+  merge into it through the stable tree until it has max_page_sharing (M) mappers; the next copy
+  starts the next KSM page (a dup of the content's stable_node chain) the same way. So copy k
+  (0-based, in scan order) lands in KSM page k // M, except when n mod M == 1 (n > 1): the last
+  copy is alone in the unstable tree and stays unmerged. A content with two or more KSM pages is
+  one chain (stable_node_chains) with that many dups (stable_node_dups); with one it is a plain
+  stable node.
+- pages_shared counts KSM pages, pages_sharing their other mappers; per mm, ksm_merging_pages
+  counts its rmap_items in stable nodes; general_profit = (pages_sharing + ksm_zero_pages) *
+  PAGE_SIZE - rmap_items * sizeof(rmap_item), ksm_process_profit the same with the mm's own
+  ksm_merging_pages.
+
+Scan order is the capture's: processes in the order captured (ksmd visits mms in the order they
+registered, which /proc does not show), VMAs and pages by address. It decides only which process
+keeps a leftover page and which processes share which dup, never a global counter.
+
+Pages already merged when captured are counted as the pages they map (a KSM page is read through
+each mapping): the estimate is the state KSM settles to on this memory, the same whether it starts
+merged or not. KSM zero pages mapped at capture time cannot be located (only the page table
+marks them) and are counted as zero pages at the end of their process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import cost as cm
+from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture
+from engine.ksm import SIZEOF_RMAP_ITEM
+
+COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+            "general_profit", "full_scans")
+
+# The kinds of cmp_and_merge_page() call on the way to the settled state, and the `ksmtui bench`
+# workload that measures each on the real ksmd (None: not measured, always the cost model's).
+PATHS = {
+    "first_visit": "changing",  # checksum computed, differs from the stored one: return
+    "unique": "unique",  # checksum, zero-page try, stable tree search, unstable walk, insert
+    "merge": "unique",  # the same searches ending in a merge; measured as the unique path
+    "zero_merge": None,  # use_zero_pages: merged with the zero page
+    "ksm_page": "settled",  # a KSM page: the early return
+}
+
+
+def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int) -> dict[str, float]:
+    """ns per call of each path from the cost model's constants (engine/cost.py), for trees of
+    these sizes."""
+    scale = page_size / 4096
+    checksum, memcmp_equal = cm.CHECKSUM_4K * scale, cm.MEMCMP_EQUAL_4K * scale
+    level = cm.TREE_STEP + cm.MEMCMP_DIFFER
+    walk = (math.log2(stable_nodes + 1) + math.log2(unstable_nodes + 1)) * level
+    unique = cm.SCAN_STEP + cm.CALL + checksum + cm.MERGEABLE_PAGE + walk + cm.INSERT
+    return {
+        "first_visit": cm.SCAN_STEP + cm.CALL + checksum,
+        "unique": unique,
+        "merge": unique - cm.INSERT + cm.MERGE + memcmp_equal,
+        "zero_merge": cm.SCAN_STEP + cm.CALL + checksum + cm.MERGE + memcmp_equal,
+        "ksm_page": cm.SCAN_STEP + cm.CALL + cm.KSM_EARLY,
+    }
+
+
+@dataclass
+class Estimate:
+    ksm: dict  # the settled counters by their sysfs names
+    processes: dict  # pid -> ksm_stat-like dict, with "comm" and "shares_with"
+    rmap_items: int
+    pages: int  # pages ksmd scans (rmap_items before zero-page merges)
+    cost: dict
+    notes: list[str]
+    page_size: int
+
+    def as_json(self) -> dict:
+        return {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
+                "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+
+
+def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(content id, process index) of every page ksmd scans, in scan order."""
+    reasons = np.asarray(CAPTURED_REASONS if merge_any else (MERGEABLE,), dtype=np.uint8)
+    keep_vma = np.isin(capture.vma_reason, reasons)
+    keep = np.repeat(keep_vma, capture.vma_count) & (capture.page_content >= 0)
+    ids = capture.page_content[keep]
+    procs = np.repeat(capture.vma_proc, capture.vma_count)[keep]
+    extra = capture.proc_ksm_zero_pages
+    if extra.any():  # KSM zero pages of capture time: zero pages at the end of their process
+        at = np.searchsorted(procs, np.arange(len(extra)), side="right")
+        ids = np.insert(ids, np.repeat(at, extra), ZERO_ID)
+        procs = np.insert(procs, np.repeat(at, extra), np.repeat(np.arange(len(extra), dtype=procs.dtype), extra))
+    return ids, procs
+
+
+def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
+             measured_source: str = "") -> Estimate:
+    """The settled state under `knobs` (sysfs names; max_page_sharing, use_zero_pages,
+    pages_to_scan, sleep_millisecs are used). merge_any: count the VMAs no one marked mergeable
+    too, as if every process had set prctl(PR_SET_MEMORY_MERGE). measured: ns per page by `ksmtui
+    bench` workload name, used where a path was measured."""
+    ps = capture.page_size
+    M = int(knobs["max_page_sharing"])
+    use_zero = bool(knobs["use_zero_pages"])
+    nprocs = len(capture.proc_pid)
+    ids, procs = _scanned_pages(capture, merge_any)
+    pages = len(ids)
+    notes: list[str] = []
+
+    is_zero = ids == ZERO_ID
+    zero_procs = procs[is_zero] if use_zero else procs[:0]
+    ksm_zero = len(zero_procs)
+    cand = ~is_zero if use_zero else np.ones(pages, bool)
+    cids, cprocs = ids[cand], procs[cand]
+
+    n = np.bincount(cids, minlength=len(capture.hashes)).astype(np.int64)
+    shared_per = np.where(n >= 2, n // M + (n % M >= 2), 0)
+    leftover_per = (n > 1) & (n % M == 1)
+    sharing_per = np.where(n >= 2, n - shared_per - leftover_per, 0)
+    pages_shared = int(shared_per.sum())
+    pages_sharing = int(sharing_per.sum())
+    chains = shared_per >= 2
+
+    # rank of each copy among its content's copies, in scan order
+    order = _stable_order(cids, len(n))
+    starts = np.cumsum(n) - n
+    rank = np.empty(len(cids), np.int64)
+    rank[order] = np.arange(len(cids), dtype=np.int64) - starts[cids[order]]
+    nc = n[cids]
+    merged = (nc >= 2) & ~((nc % M == 1) & (rank == nc - 1))
+
+    rmap_per_proc = np.bincount(procs, minlength=nprocs) - np.bincount(zero_procs, minlength=nprocs)
+    zero_per_proc = np.bincount(zero_procs, minlength=nprocs)
+    merging_per_proc = np.bincount(cprocs[merged], minlength=nprocs)
+    rmap_items = pages - ksm_zero
+    general_profit = (pages_sharing + ksm_zero) * ps - rmap_items * SIZEOF_RMAP_ITEM
+    matrix = _sharing_matrix(cids[merged], rank[merged] // M, cprocs[merged], nprocs)
+
+    processes = {}
+    for p, pid in enumerate(capture.proc_pid.tolist()):
+        shares = {int(capture.proc_pid[q]): int(matrix[p, q]) for q in np.flatnonzero(matrix[p]).tolist() if q != p}
+        processes[pid] = {
+            "comm": str(capture.proc_comm[p]),
+            "ksm_rmap_items": int(rmap_per_proc[p]),
+            "ksm_zero_pages": int(zero_per_proc[p]),
+            "ksm_merging_pages": int(merging_per_proc[p]),
+            "ksm_process_profit": int((merging_per_proc[p] + zero_per_proc[p]) * ps
+                                      - rmap_per_proc[p] * SIZEOF_RMAP_ITEM),
+            "ksm_pages": int(matrix[p, p]),
+            "shares_with": shares,
+        }
+
+    passes = 0 if pages == 0 else 3 if ksm_zero else 2
+    ksm = {
+        "pages_shared": pages_shared, "pages_sharing": pages_sharing, "ksm_zero_pages": ksm_zero,
+        "stable_node_chains": int(chains.sum()), "stable_node_dups": int(shared_per[chains].sum()),
+        "general_profit": int(general_profit), "full_scans": passes,
+    }
+    unstable = int((n == 1).sum() + leftover_per.sum())
+    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source)
+    per_pass = [{"first_visit": pages}] if pages else []
+    if pages:
+        per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": len(cids) - int(merged.sum())})
+    if ksm_zero:
+        per_pass.append({"ksm_page": int(merged.sum()), "unique": len(cids) - int(merged.sum())})
+    cost = _settle_cost(per_pass, costs, source, knobs, notes)
+    if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
+        notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
+                     "pages' nodes, so the estimate merges across nodes")
+    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps)
+
+
+def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:
+    costs = builtin_costs(ps, stable, unstable)
+    used = {path: "cost model" for path in costs}
+    for path, workload in PATHS.items():
+        if measured and workload and measured.get(workload):
+            costs[path] = float(measured[workload])
+            used[path] = f"measured ({workload})"
+    return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else ""}
+
+
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, notes: list[str]) -> dict:
+    pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
+    out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
+           "costs": source, "passes": []}
+    if knobs.get("advisor_mode", "none") != "none":
+        notes.append("advisor_mode=scan-time changes pages_to_scan as it goes; the times assume pages_to_scan "
+                     f"stays {pts}")
+    if pts == 0 and per_pass:
+        notes.append("pages_to_scan is 0: ksmd scans nothing and never gets there")
+        out.update(wall_s=None, ksmd_cpu_s=None)
+        return out
+    wall_ns = cpu_total = 0.0
+    for calls in per_pass:
+        pages = sum(calls.values())
+        batches = pages // pts + 1  # the batch that meets the end of the pass stops there
+        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * cm.WAKEUP
+        wall = cpu + batches * sleep_ms * 1e6
+        out["passes"].append({"pages": pages, "calls": calls, "batches": batches,
+                              "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
+        wall_ns += wall
+        cpu_total += cpu
+    out.update(wall_s=round(wall_ns / 1e9, 3), ksmd_cpu_s=round(cpu_total / 1e9, 3),
+               cpu_share=round(cpu_total / wall_ns, 4) if wall_ns else 0.0)
+    return out
+
+
+def _stable_order(keys: np.ndarray, top: int) -> np.ndarray:
+    """argsort(keys, kind="stable") for keys in [0, top): one sort of key * len + position when
+    that fits in 63 bits (numpy's vectorised sort of int64 is several times faster)."""
+    n = len(keys)
+    shift = max(n, 1).bit_length()
+    if max(top, 1).bit_length() + shift > 63:
+        return np.argsort(keys, kind="stable")
+    combined = (keys.astype(np.int64) << shift) | np.arange(n, dtype=np.int64)
+    combined.sort()
+    return combined & ((1 << shift) - 1)
+
+
+def _sharing_matrix(cids: np.ndarray, dup: np.ndarray, procs: np.ndarray, nprocs: int) -> np.ndarray:
+    """matrix[i, j]: KSM pages that processes i and j both map (the diagonal: KSM pages i maps)."""
+    matrix = np.zeros((nprocs, nprocs), np.int64)
+    if not len(cids):
+        return matrix
+    key = cids.astype(np.int64) * (int(dup.max()) + 1) + dup
+    if int(key.max()) < (1 << 62) // max(nprocs, 1):
+        kp = key * nprocs + procs
+        kp.sort()  # a sort and a diff: np.unique hashes, many times slower on 10^7 int64
+        kp = kp[np.r_[True, kp[1:] != kp[:-1]]]
+    else:
+        kp = np.unique(np.stack([key, procs.astype(np.int64)], axis=1), axis=0) @ np.array([nprocs, 1])
+    k, p = kp // nprocs, kp % nprocs  # distinct (KSM page, process) pairs, by KSM page
+    np.add.at(matrix, (p, p), 1)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sizes = np.diff(np.r_[starts, len(k)])
+    multi = sizes >= 2
+    if not multi.any():
+        return matrix
+    # KSM pages mapped by the same set of processes count once, weighted: a set's signature is the
+    # sum of random 64-bit tags of its processes (two tags, so that a collision is beyond reach)
+    rng = np.random.default_rng(0)
+    tags = rng.integers(0, 2**63, size=(2, nprocs), dtype=np.int64).astype(np.uint64)
+    sig_a = np.add.reduceat(tags[0][p], starts)[multi]
+    sig_b = np.add.reduceat(tags[1][p], starts)[multi]
+    sigs = np.stack([sig_a, sig_b], axis=1)
+    _, rep, weight = np.unique(sigs, axis=0, return_index=True, return_counts=True)
+    rep_starts, rep_sizes = starts[multi][rep], sizes[multi][rep]
+    sq = rep_sizes * rep_sizes
+    total = int(sq.sum())
+    g = np.repeat(np.arange(len(rep)), sq)
+    within = np.arange(total) - np.repeat(np.cumsum(sq) - sq, sq)
+    size_g = rep_sizes[g]
+    a = p[rep_starts[g] + within // size_g]
+    b = p[rep_starts[g] + within % size_g]
+    off = a != b
+    flat = np.bincount(a[off] * nprocs + b[off], weights=weight[g][off], minlength=nprocs * nprocs)
+    return matrix + flat.reshape(nprocs, nprocs).astype(np.int64)

@@ -1,0 +1,150 @@
+"""Captures of live processes, estimated, then settled by the real ksmd: the counters must agree.
+
+Each test holds the machine lock (the `kernel` fixture) and leaves KSM at its defaults. Two kinds
+of workload: the kernel runner's children with known contents (pools, zero pages, chains with a
+leftover page, a merge-any process), and real programs (python3 interpreters that set
+prctl(PR_SET_MEMORY_MERGE), so all of their anonymous memory is mergeable: heap, stacks, the
+copied-on-write pages of their libraries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine import capture as fmt
+from engine.estimate import estimate
+from engine.knobs import KSM_KNOBS
+from engine.scenario import Stop
+from engine.sim import Simulation
+from ksmtui.kernel import sysfs
+from ksmtui.kernel.capture import capture
+from ksmtui.kernel.run import KernelRun, run_on_kernel
+from tests.engine_helpers import proc, region, scenario
+
+pytestmark = pytest.mark.kernel
+
+SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit")
+PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
+FAST = {"pages_to_scan": 5000, "sleep_millisecs": 20}
+
+
+def _knobs(**ksm) -> dict:
+    return {**{k: v.default for k, v in KSM_KNOBS.items()}, **FAST, **ksm}
+
+
+def _model_of_capture(cap: fmt.Capture, tmp_path, knobs: dict, full_scans: int) -> dict:
+    path = tmp_path / "c.npz"
+    fmt.save(cap, path)
+    sim = Simulation(fmt.scenario_from_capture(path), overrides={k: knobs[k] for k in KSM_KNOBS})
+    sim.run(full_scans=full_scans)
+    return sim.result()
+
+
+def _per_process(stats: dict) -> dict:
+    return {k: stats[k] for k in PER_PROCESS}
+
+
+@pytest.mark.parametrize("use_zero_pages", [0, 1])
+def test_runner_children_estimate_equals_the_kernel(kernel, tmp_path, use_zero_pages):
+    ksm = {"max_page_sharing": 3, "use_zero_pages": use_zero_pages, **FAST}
+    s = dataclasses.replace(scenario(
+        proc("a", region("lib", 40, "pool", pool="lib"), region("z", 20, "zero"), region("x", 10, "byte", byte=0xCF),
+             region("own", 16)),
+        proc("b", region("lib", 40, "pool", pool="lib", order="shuffled"), region("x", 4, "byte", byte=0xCF),
+             region("hidden", 8, "byte", byte=0xCF, mergeable=False)),
+        proc("c", region("x", 12, "byte", byte=0x11, mergeable=False), region("z", 7, "zero", mergeable=False),
+             merge_any=True),
+        pools=[("lib", 40)], ksm=ksm), stop=Stop())
+    with KernelRun(s) as run:
+        pids = [p.pid for p in run.procs.values()]
+        cap, notes = capture(pids, explicit=True, show_progress=False)
+        assert notes == []
+        est = estimate(cap, _knobs(**ksm))
+        run.start()
+        run.run(full_scans=est.ksm["full_scans"])
+        real = sysfs.read_counters()
+        real_procs = {p.pid: sysfs.read_ksm_stat(p.pid) for p in run.procs.values()}
+        run.run(full_scans=est.ksm["full_scans"] + 2)
+        later = sysfs.read_counters()
+    expected = {k: est.ksm[k] for k in SETTLED}
+    assert {k: real[k] for k in SETTLED} == expected
+    assert {k: later[k] for k in SETTLED} == expected
+    for pid in pids:
+        assert _per_process(real_procs[pid]) == _per_process(est.processes[pid]), pid
+    # what the model settles to on the captured shape
+    model = _model_of_capture(cap, tmp_path, _knobs(**ksm), est.ksm["full_scans"])
+    assert {k: model["ksm"][k] for k in SETTLED} == expected
+    # the chains and the leftover: 0xCF: 10 + 4 copies (the 8 unmarked ones do not count) at 3 a page
+    assert est.ksm["stable_node_chains"] >= 1
+
+
+PYTHON = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(67, 1, 0, 0, 0) != 0:  # PR_SET_MEMORY_MERGE
+    sys.exit("prctl(PR_SET_MEMORY_MERGE): errno %d" % ctypes.get_errno())
+data = b"k" * (4 << 20)  # the same data in every interpreter (a big object: its own mmap)
+zeros = bytearray(bytes(1) * (2 << 20))  # written zeros: anonymous pages, not the zero page
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def _interpreters(n: int) -> list[subprocess.Popen]:
+    procs = []
+    try:
+        for _ in range(n):  # one at a time: their mm_slots are in this order, as the capture's
+            p = subprocess.Popen([sys.executable, "-I", "-c", PYTHON], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(p)
+            line = p.stdout.readline()
+            if line != b"ready\n":
+                pytest.skip(f"python3 with merge-any did not start: {p.stderr.read().decode().strip()}")
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise
+    return procs
+
+
+@pytest.mark.parametrize("max_page_sharing,use_zero_pages", [(256, 0), (4, 1)])
+def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, use_zero_pages):
+    """Three idle interpreters: their own memory, whatever it holds, estimated then settled."""
+    knobs = _knobs(max_page_sharing=max_page_sharing, use_zero_pages=use_zero_pages)
+    for name in ("max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs"):
+        sysfs.ksm_write(name, knobs[name])
+    procs = _interpreters(3)
+    try:
+        pids = [p.pid for p in procs]
+        time.sleep(0.2)  # let them settle into their read()
+        cap, notes = capture(pids, explicit=True, show_progress=False)
+        assert notes == []
+        est = estimate(cap, knobs)
+        assert est.pages > 3 * 1536 and est.ksm["pages_sharing"] + est.ksm["ksm_zero_pages"] > 3 * 1000
+        sysfs.ksm_write("run", 1)
+        deadline = time.monotonic() + 60
+        while int(sysfs.ksm_read("full_scans")) < est.ksm["full_scans"] + 1:
+            assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
+            time.sleep(0.01)
+        sysfs.ksm_write("run", 0)
+        real = sysfs.read_counters()
+        real_procs = {pid: sysfs.read_ksm_stat(pid) for pid in pids}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert {k: real[k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    for pid in pids:
+        assert _per_process(real_procs[pid]) == _per_process(est.processes[pid]), pid
+    model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
+    assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    # and the captured shape realised on the real KSM (`ksmtui kernel` on the scenario): the same
+    shaped = run_on_kernel(fmt.scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
+    assert {k: shaped["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    assert shaped["data_check"]["mismatches"] == 0
