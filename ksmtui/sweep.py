@@ -1,6 +1,6 @@
 """`ksmtui sweep`: many model runs over a grid of knobs, flows and seeds, compared; on Dask.
 
-    ksmtui sweep SCENARIO --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
+    ksmtui sweep SCENARIO|CAPTURE --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
                  --flows legacy,optimized --seeds 1-8 [--full-scans N | --until-settled]
                  [--json] [--csv FILE] [--scheduler tcp://HOST:PORT | --workers N] [--ui]
 
@@ -153,7 +153,7 @@ class Stop:
 
     def describe(self, scenario: Scenario) -> str:
         if self.until_settled:
-            return f"until settled (at most {SETTLE_LIMIT} full scans)"
+            return f"until settled (at most {SETTLE_LIMIT:,} full scans)"
         return StopRule.of(scenario.stop, self.full_scans).describe()
 
 
@@ -190,16 +190,30 @@ def describe(task: Task, seed: bool = True) -> str:
 
 # ------------------------------------------------------------------------------------ one run --
 
+def _data_files(fill) -> tuple[str, Path] | None:
+    """(attribute, path) of the file a fill reads its pages from, if it reads one."""
+    if fill.kind == "file":
+        return "path", Path(str(fill.path))
+    if fill.kind == "capture":
+        return "capture", Path(str(fill.capture))
+    return None
+
+
+def _fills(scenario: Scenario) -> list:
+    return [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+
+
 def scenario_files(scenario: Scenario) -> dict[str, bytes]:
-    """The bytes of every fill = "file" the scenario reads, so that workers need no files."""
-    fills = [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+    """The bytes of every file the scenario's fills read (fill = "file", fill = "capture"), so
+    that workers need no files."""
     out = {}
-    for fill in fills:
-        if fill.kind == "file" and str(fill.path) not in out:
+    for fill in _fills(scenario):
+        data = _data_files(fill)
+        if data and str(data[1]) not in out:
             try:
-                out[str(fill.path)] = Path(str(fill.path)).read_bytes()
+                out[str(data[1])] = data[1].read_bytes()
             except OSError as e:
-                raise ScenarioError(str(fill.path), "", "", f"cannot read: {e.strerror or e}") from None
+                raise ScenarioError(str(data[1]), "", "", f"cannot read: {e.strerror or e}") from None
     return out
 
 
@@ -207,7 +221,7 @@ _local_copies: dict[str, Path] = {}  # per worker process: content hash -> its f
 
 
 def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
-    """The scenario with its fill files replaced by copies written here from the shipped bytes."""
+    """The scenario with its fills' files replaced by copies written here from the shipped bytes."""
     if not files:
         return scenario
     paths = {}
@@ -221,11 +235,33 @@ def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
         paths[name] = _local_copies[digest]
 
     def fill(f):
-        return replace(f, path=paths[str(f.path)]) if f.kind == "file" else f
+        data = _data_files(f)
+        return replace(f, **{data[0]: paths[str(data[1])]}) if data else f
 
     processes = tuple(replace(p, regions=tuple(replace(r, fill=fill(r.fill)) for r in p.regions))
                       for p in scenario.processes)
     return replace(scenario, processes=processes, events=tuple(replace(e, fill=fill(e.fill)) for e in scenario.events))
+
+
+def load_workload(arg: str, merge_any: bool) -> Scenario:
+    """A scenario file or built-in name, or a capture (`ksmtui capture`'s .npz: a zip file) made
+    into the scenario `ksmtui capture --scenario` would write."""
+    path = Path(arg)
+    try:
+        with open(path, "rb") as f:
+            is_capture = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        is_capture = False
+    if not is_capture:
+        if merge_any:
+            raise UsageError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
+        return load_scenario(arg)
+    from engine.capture import CaptureError, scenario_from_capture
+
+    try:
+        return scenario_from_capture(path, merge_any=merge_any)
+    except CaptureError as e:
+        raise UsageError(str(e)) from None
 
 
 def _first_at_least(values: list[int], target: float) -> int | None:
@@ -457,7 +493,10 @@ def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ksmtui sweep", description="Run a scenario over a grid of knobs, flows and seeds, on Dask, "
                "and compare the saving, how fast it came, and what ksmd spent on it.")
-    p.add_argument("scenario", help="a scenario file, or the name of a built-in scenario (ksmtui list)")
+    p.add_argument("scenario", metavar="SCENARIO|CAPTURE",
+                   help="a scenario file, the name of a built-in scenario (ksmtui list), or a capture (ksmtui capture)")
+    p.add_argument("--merge-any", action="store_true",
+                   help="a capture's memory no one marked mergeable counts too (as ksmtui capture --merge-any)")
     p.add_argument("--set", dest="sets", metavar="KNOB=V1,V2", type=parse_set, action="append", default=[],
                    help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
     p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
@@ -487,7 +526,7 @@ def main(argv: list[str]) -> int:
 
 
 def sweep(opts: argparse.Namespace) -> int:
-    scenario = load_scenario(opts.scenario)
+    scenario = load_workload(opts.scenario, opts.merge_any)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
     stop = Stop(opts.full_scans, opts.until_settled)
     if opts.csv:

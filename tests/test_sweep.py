@@ -269,3 +269,34 @@ def test_bench_runs_the_grid_on_each_number_of_workers(small, monkeypatch):
     assert header.startswith(f"sweep: 4 runs of {small} (pages_to_scan=20,40, flows legacy,optimized, seeds 1, 4 full")
     assert one.startswith("  1 worker: ") and one.endswith("speed-up 1.00x")
     assert two.startswith("  2 workers: ") and "runs/s" in two
+
+
+# ------------------------------------------------------------------------------- captures --
+
+def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_path, capsys):
+    from engine import capture as fmt
+
+    cap = fmt.from_contents([(10, "vm", [(fmt.MERGEABLE, [1, 2, 3, 0, 0, 4] * 8)]),
+                             (11, "vm", [(fmt.MERGEABLE, [1, 2, 3, 5, 6, 0] * 8), (fmt.NOT_MADVISED, [1, 2] * 4)])])
+    path = tmp_path / "c.npz"
+    fmt.save(cap, path)
+    scenario = sweep.load_workload(str(path), merge_any=False)
+    assert scenario == fmt.scenario_from_capture(path)
+    wider = sweep.load_workload(str(path), merge_any=True)
+    assert sum(r.pages for p in wider.processes for r in p.regions) > sum(
+        r.pages for p in scenario.processes for r in p.regions)
+    tasks = sweep.plan(scenario, [("use_zero_pages", "0,1")], None, None)
+    payload = (scenario, sweep.scenario_files(scenario))
+    path.unlink()
+    sweep._local_copies.clear()
+    runs = [sweep.run_one(payload, t, sweep.Stop(3, False)) for t in tasks]
+    assert [r["ksm"]["ksm_zero_pages"] > 0 for r in runs] == [False, True]
+    assert runs[0]["ksm"]["pages_sharing"] > 0
+
+    (tmp_path / "not-a-capture.npz").write_bytes(b"PK\x03\x04 and then nothing")
+    assert main(["sweep", str(tmp_path / "not-a-capture.npz"), "--set", "pages_to_scan=1,2"]) == 2
+    assert main(["sweep", "default", "--merge-any"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"ksmtui sweep: error: {tmp_path / 'not-a-capture.npz'}: ")
+    assert err[1] == ("ksmtui sweep: error: --merge-any: default is a scenario, not a capture; "
+                      "its processes say what is mergeable")
