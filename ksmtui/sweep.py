@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -424,7 +425,8 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         except OSError as e:
             raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
         payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
-        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{task.index}-{os.getpid()}")
+        sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
+        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
                    for task in tasks]
         bar = Bar(len(tasks), progress)
         for future in as_completed(futures, loop=client.loop):
