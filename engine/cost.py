@@ -40,7 +40,7 @@ JITTER_BLOCK = 4096  # jitter factors made at a time
 class CostModel:
     """Accumulates ns as the engine works; `total_ns` only grows."""
 
-    __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "_factors")
+    __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "factors")
 
     def __init__(self, page_size: int, seed: int = 0):
         self.total_ns = 0
@@ -49,7 +49,9 @@ class CostModel:
         self._memcmp_equal_ns = int(MEMCMP_EQUAL_4K * scale)
         self._seq = 0  # jitter factors made so far
         self._seed = seed & 0xFFFFFFFF
-        self._factors: list[float] = []  # the next jitter factors, the next one last
+        # the next jitter factors, the next one last; refilled in place, so ksm_do_scan can pop
+        # from it directly (a call to jitter() per page costs a tenth of a KSM-page visit)
+        self.factors: list[float] = []
 
     def charge_checksum(self) -> None:
         self.total_ns += self._checksum_ns
@@ -69,9 +71,13 @@ class CostModel:
     def jitter(self, ns: int) -> int:
         """Spread one call's cost by a deterministic factor in [0.75, 1.5): caches, TLB and
         interrupts make equal work take unequal time, and histograms without it would be spikes."""
-        if not self._factors:
-            self._factors = self._next_factors()
-        return int(ns * self._factors.pop())
+        factors = self.factors
+        if not factors:
+            self.refill()
+        return int(ns * factors.pop())
+
+    def refill(self) -> None:
+        self.factors.extend(self._next_factors())
 
     def _next_factors(self) -> list[float]:
         """The factors of the next JITTER_BLOCK calls, made at once: per call, the 64-bit hash

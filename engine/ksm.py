@@ -1069,11 +1069,8 @@ class Ksm:
             item = nxt
 
     def should_skip_rmap_item(self, pfn: int, item: RmapItem) -> bool:
-        """Smart scan: pages that keep not merging are visited ever more rarely."""
-        if not self.knobs["smart_scan"]:
-            return False
-        if pfn in self.machine.ksm_mapping:
-            return False  # KSM pages are never aged nor skipped
+        """Smart scan: pages that keep not merging are visited ever more rarely. Its first two
+        tests (smart_scan on, not a KSM page) are at its one call, the scan's page loop."""
         age = item.age
         if age != U8_MAX:
             item.age = age + 1
@@ -1099,11 +1096,20 @@ class Ksm:
         return total
 
     def scan_get_next_rmap_item(self):
-        """The next (rmap_item, pfn) to look at, or None at the end of a full pass."""
+        """Yields each (rmap_item, pfn) to look at, in the kernel's order; ends with the full pass.
+
+        The kernel's function returns per page and finds its place again from ksm_scan at the
+        next call; here the cursor stays in its VMA between pages, because a Python call and the
+        VMA lookup cost more than the KSM-page early return they surround. ksm_scan is updated
+        before each yield exactly as the kernel's return leaves it, so a wake-up may stop taking
+        pages at any yield. Between two yields only cmp_and_merge_page() runs, and it changes
+        none of what the generator holds (the mm list, an mm's VMAs, their bounds and flags:
+        only scenario events do, between wake-ups); the rmap_list cursor is read back each time.
+        """
         ksm_scan = self.ksm_scan
         head = self.ksm_mm_head
         if head.next is head:
-            return None
+            return
         slot = ksm_scan.mm_slot
         if slot is head:
             self.advisor_start_scan()
@@ -1121,6 +1127,8 @@ class Ksm:
 
         ps = self.page_size
         shift = self.page_shift
+        smart_scan = self.knobs["smart_scan"]
+        ksm_mapping = self.machine.ksm_mapping
         while True:  # next_mm
             mm = slot.mm
             if mm.alive:
@@ -1146,11 +1154,14 @@ class Ksm:
                                 item = self.get_next_rmap_item(owner, vma, address)
                             ksm_scan.rmap_list = item
                             self.pass_done += 1
-                            if self.should_skip_rmap_item(pfn, item):
+                            # should_skip_rmap_item's guards: smart scan on; KSM pages are
+                            # never aged nor skipped
+                            if (smart_scan and pfn not in ksm_mapping
+                                    and self.should_skip_rmap_item(pfn, item)):
                                 address += ps
                                 continue
                             ksm_scan.address = address + ps
-                            return item, pfn
+                            yield item, pfn
                         address += ps
                 ksm_scan.address = address
             else:
@@ -1170,7 +1181,6 @@ class Ksm:
             ksm_scan.rmap_list = slot
         self.advisor_stop_scan()
         ksm_scan.seqnr += 1
-        return None
 
     def ksmd_should_run(self) -> bool:
         return bool(self.knobs["run"] & KSM_RUN_MERGE) and self.ksm_mm_head.next is not self.ksm_mm_head
@@ -1193,14 +1203,10 @@ class Ksm:
         work_by_path = self.work_by_path
         cmp_and_merge_page = self.cmp_and_merge_page_body()
         wall = self.latency == "wall"
+        factors = cost.factors
         done = 0
-        while done < scan_npages:
-            start = cost.total_ns
-            got = self.scan_get_next_rmap_item()
-            if got is None:
-                self.ksmd_cpu_ns += cost.total_ns - start
-                break
-            item, pfn = got
+        start = cost.total_ns
+        for item, pfn in self.scan_get_next_rmap_item() if scan_npages > 0 else ():
             call_start = cost.total_ns
             if ksm_mapping.get(pfn) is not None:
                 path = "ksm_page"
@@ -1215,12 +1221,19 @@ class Ksm:
                 ns = time.perf_counter_ns() - wall_call
             else:
                 outcome = cmp_and_merge_page(pfn, item)
-                ns = cost.jitter(cost.total_ns - call_start)
+                if not factors:
+                    cost.refill()
+                ns = int((cost.total_ns - call_start) * factors.pop())  # cost.jitter(), inline
             self.ksmd_cpu_ns += cost.total_ns - start
             outcomes[path][outcome] += 1
             bucket = ns.bit_length()  # bucket_of(ns), without a call per page
             latency_hist[path][bucket if bucket < N_BUCKETS else N_BUCKETS - 1] += 1
             done += 1
+            if done == scan_npages:
+                break
+            start = cost.total_ns
+        else:  # the pass ended: what scanning its tail cost is ksmd's too
+            self.ksmd_cpu_ns += cost.total_ns - start
         if done:
             self.ksm_pages_scanned += done
             self.last_call = (item.mm, item.address, path, outcome, ns)

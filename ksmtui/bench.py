@@ -1,17 +1,21 @@
 """`ksmtui bench`: how fast the engine scans, per workload and path, beside the real ksmd.
 
-Four workloads isolate the paths of cmp_and_merge_page():
+Five workloads isolate the paths of cmp_and_merge_page():
   (a) settled   every page already merged: the KSM-page fast path (early return)
   (b) unique    unique unchanging memory, smart_scan off: the anon path in full (checksum, zero
                 page, stable tree search, unstable tree insert)
   (c) changing  every page rewritten between two visits: the anon path's early return
   (d) fleet     VMs sharing an OS image, with private, zero and hot pages: all paths mixed
+  (e) chains    16 distinct contents, so max_page_sharing 256 makes stable_node chains of dups:
+                the KSM-page early return on a machine whose stable tree is chains
 
-Each is warmed up to its steady state, then timed over whole full scans: the process's CPU time
+Each runs in a fresh process: built (timed), its first full scan timed, warmed up to its steady
+state (peak RSS growth measured there), then timed over whole full scans: the process's CPU time
 over pages_scanned is the model's ns per page, as ksmd's CPU time over pages_scanned is the
-kernel's (CPU time, not wall time, so that other work on the machine does not count). Then the
-costs around the scan: building a machine, memory per simulated page (in a fresh process, from
-its peak RSS), a snapshot of a 100k-page machine, and the engine's throughput under the UI.
+kernel's (CPU time, not wall time, so that other work on the machine does not count). The real
+ksmd runs the same workload right after, in the same repetition, so each ratio compares two
+measurements taken moments apart. Then: a snapshot of a 100k-page machine, and the engine's
+throughput under the UI.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import io
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Pool, Process, Region, Scenario, Stop
@@ -39,16 +44,25 @@ WORKLOADS = {
     "unique": "(b) unique, smart_scan off",
     "changing": "(c) changing every scan",
     "fleet": "(d) mixed fleet",
+    "chains": "(e) settled, in chains",
 }
+# the path each workload's ratio to ksmd is held to, and the issue's target for that path
+TARGETS = {"settled": ("KSM page", 5.0), "chains": ("KSM page", 5.0), "unique": ("anon", 2.0)}
+FIRST_SCAN_TARGET_S = 30.0  # a 1M-page machine's first full scan
+CHAIN_CONTENTS = 16  # chains: at max_page_sharing 256, a content on N pages is N / 256 dups
 MAX_PAGES = 1 << 20
 PAGES_TO_SCAN = 1000  # big batches: the per-wake-up cost is not what is measured
 SLEEP_MS = 20
+# workloads without timed events scan in bigger batches without sleeping, as the real ksmd is
+# measured at scale (a 1M-page pass at 1000 pages every 20 ms would take 21 s of wall time)
+STEADY = {"pages_to_scan": 20_000, "sleep_millisecs": 0}
 SYSFS_RUN = "/sys/kernel/mm/ksm/run"
 
 
 def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
-    knobs.update(pages_to_scan=PAGES_TO_SCAN, sleep_millisecs=SLEEP_MS, **ksm)
+    batch = STEADY if name in TARGETS else {"pages_to_scan": PAGES_TO_SCAN, "sleep_millisecs": SLEEP_MS}
+    knobs.update(batch, **ksm)
     return Scenario(
         name=f"bench-{name}", description=WORKLOADS[name], processes=tuple(processes), seed=1,
         ksm=knobs, engine={k: v.default for k, v in ENGINE_KNOBS.items()}, pools=tuple(pools),
@@ -68,6 +82,11 @@ def workload(name: str, pages: int) -> Scenario:
         each = max(1, pages // 4)
         image = Region("image", each, fill=Fill("pool", pool="image"))
         return _scenario(name, [Process("guest", (image,), count=4)], pools=[Pool("image", each)])
+    if name == "chains":  # 4 processes, each page one of 16 contents
+        each = max(1, pages // 4)
+        image = Region("image", each, fill=Fill("pool", pool="contents"))
+        return _scenario(name, [Process("guest", (image,), count=4)], pools=[Pool("contents", CHAIN_CONTENTS)],
+                         max_page_sharing=256)
     if name == "unique":
         return _scenario(name, [Process("app", (Region("heap", pages),))], smart_scan=0)
     if name == "changing":
@@ -113,14 +132,14 @@ def simulation(scenario: Scenario, flow: str | None):
 
 def warm_up(sim, name: str) -> None:
     """Scan until the workload is in the steady state that is measured."""
-    if name == "settled":  # first visit records the checksum, the next merges, one more settles
+    if name in ("settled", "chains"):  # first visit records the checksum, the next merges, one more settles
         for _ in range(10):
             sim.step_full_scan()
             c = sim.snapshot(tree_limit=0).counters
             if c["full_scans"] >= 3 and not c["pages_volatile"] and not c["pages_unshared"]:
                 return
         raise RuntimeError("the settled workload did not settle in 10 full scans")
-    for _ in range(3 if name == "fleet" else 2):
+    while sim.full_scans < (3 if name == "fleet" else 2):  # the first full scan counts when timed apart
         sim.step_full_scan()
 
 
@@ -133,6 +152,9 @@ class Measure:
     cpu_s: float
     by_path: dict  # path -> calls in the measured window
     by_outcome: dict  # outcome -> calls in the measured window
+    first_scan_s: float = 0.0  # CPU time of the first full scan of the new machine
+    grown: int = 0  # peak RSS growth from building to the steady state (in a fresh process)
+    distinct: int = 0  # bytes of the distinct contents it started with
     profile: str = ""
 
     @property
@@ -155,12 +177,20 @@ def _delta(after: dict, before: dict) -> dict:
 
 
 def measure(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
-    """Build, warm up, then time whole full scans for at least min_time seconds (one at least)."""
+    """Build, scan once, warm up, then time whole full scans for at least min_time seconds (one at
+    least). `grown` means something only in a fresh process (see measure_fresh)."""
+    import engine.sim  # noqa: F401  (imports are not the machine's memory)
+
+    base = peak_rss()
     scenario = workload(name, pages)
     start = time.process_time()
     sim = simulation(scenario, flow)
     build_s = time.process_time() - start
+    start = time.process_time()
+    sim.step_full_scan()
+    first_scan_s = time.process_time() - start
     warm_up(sim, name)
+    grown = peak_rss() - base
     before = sim.snapshot(tree_limit=0)
     cpu = 0.0
     while cpu == 0.0 or cpu < min_time:
@@ -170,7 +200,7 @@ def measure(name: str, pages: int, flow: str | None, min_time: float, profile: b
     after = sim.snapshot(tree_limit=0)
     (paths0, outcomes0), (paths1, outcomes1) = _calls(before), _calls(after)
     m = Measure(name, pages, build_s, after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
-                _delta(paths1, paths0), _delta(outcomes1, outcomes0))
+                _delta(paths1, paths0), _delta(outcomes1, outcomes0), first_scan_s, grown, distinct_bytes(scenario))
     if profile:  # one more full scan, apart: the profiler's overhead must not count above
         m.profile = _profile(sim.step_full_scan, 15)
     return m
@@ -186,16 +216,14 @@ def peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def memory_probe(name: str, pages: int, flow: str | None) -> dict:
-    """In a fresh process: peak RSS growth from building the machine and scanning it to its
-    steady state, per simulated page, beside the distinct contents it holds."""
-    import engine.sim  # noqa: F401  (imports are not the machine's memory)
+def measure_fresh(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> Measure:
+    """measure() in a fresh process: its peak RSS is this machine's alone, and a 1M-page machine's
+    memory is given back before the real ksmd's processes take theirs."""
+    return Measure(**in_fresh_process("_measure_dict", name, pages, flow, min_time, profile))
 
-    base = peak_rss()
-    scenario = workload(name, pages)
-    sim = simulation(scenario, flow)
-    warm_up(sim, name)
-    return {"grown": peak_rss() - base, "distinct": distinct_bytes(scenario), "pages": pages}
+
+def _measure_dict(*args) -> dict:
+    return asdict(measure(*args))
 
 
 def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
@@ -251,7 +279,7 @@ def ui_overhead(pages: int, seconds: float, flow: str | None, repeat: int = 3) -
         first, last, ui_s, draws, ui_cpu = asyncio.run(_ui_stretch(scenario, seconds, flow))
         sim = simulation(scenario, flow)
 
-        def scanned() -> int:
+        def scanned(sim=sim) -> int:
             return sim.snapshot(tree_limit=0).counters["pages_scanned"]
 
         while scanned() < first:
@@ -301,36 +329,74 @@ def _share(counts: dict, top: int = 3) -> str:
     return " ".join(f"{k.removesuffix('_page')} {n * 100 / total:.0f}%" for n, k in largest)
 
 
-def rows(measures: list[Measure], kernel: dict | None) -> list[str]:
+@dataclass
+class Row:
+    """One workload at one size: a model measure and, where measured, the real ksmd's ns per page,
+    per repetition (the pair of a repetition measured moments apart)."""
+    workload: str
+    pages: int
+    model: list[Measure]
+    ksmd: list[float | None]
+
+    def ratios(self) -> list[float]:
+        return [m.ns_per_page / k for m, k in zip(self.model, self.ksmd) if k]
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """The median, and the range when there are several: "2.1x (1.9-2.4)"."""
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    median = fmt.format(statistics.median(ordered))
+    return median if len(ordered) == 1 else f"{median} ({fmt.format(ordered[0])}-{fmt.format(ordered[-1])})"
+
+
+def rows(results: list[Row], kernel: bool) -> list[str]:
     from ksmtui.report import table
 
-    head = ["workload", "calls by path", "outcomes", "pages scanned", "CPU s", "ns/page", "pages/s", "build s"]
-    if kernel is not None:
-        head += ["ksmd ns/page", "model/ksmd"]
+    head = ["workload", "pages", "calls by path", "outcomes", "build s", "first scan s", "ns/page"]
+    if kernel:
+        head += ["ksmd ns/page", "model/ksmd", "target"]
     out: list[list[object]] = [head]
-    for m in measures:
-        row = [WORKLOADS[m.workload], _share(m.by_path), _share(m.by_outcome, top=2), m.scanned,
-               f"{m.cpu_s:.2f}", f"{m.ns_per_page:,.0f}",
-               f"{m.pages_per_s:,.0f}", f"{m.build_s:.2f}"]
-        if kernel is not None:
-            k = kernel.get(m.workload)
-            row += [f"{k:,.0f}", f"{m.ns_per_page / k:.1f}x"] if k else ["-", "-"]
+    for r in results:
+        m = r.model[0]
+        row = [WORKLOADS[r.workload], r.pages, _share(m.by_path), _share(m.by_outcome, top=2),
+               _spread([x.build_s for x in r.model], "{:.2f}"), _spread([x.first_scan_s for x in r.model], "{:.2f}"),
+               _spread([x.ns_per_page for x in r.model], "{:,.0f}")]
+        if kernel:
+            path, target = TARGETS.get(r.workload, ("", 0.0))
+            row += [_spread([k for k in r.ksmd if k], "{:,.0f}"), _spread(r.ratios(), "{:.1f}x"),
+                    f"{path} {target:g}x" if target else ""]
         out.append(row)
-    return table(out, left=3)
+    return table(out, left=4)
+
+
+def memory_lines(results: list[Row]) -> list[str]:
+    out = [("memory (peak RSS growth in a fresh process, building and scanning to the steady state; "
+            "target 1.25 x the distinct contents + 100 B/page):")]
+    for r in results:
+        grown = max(m.grown for m in r.model)
+        m = r.model[0]
+        bound = 1.25 * m.distinct + 100 * m.pages
+        out.append(f"  {WORKLOADS[r.workload]:<28} {r.pages:>9,} pages {grown / m.pages:>7,.0f} B/page "
+                   f"({grown / 2**20:,.0f} MiB; target 1.25 x {m.distinct / 2**20:,.0f} MiB + 100 B/page "
+                   f"= {bound / 2**20:,.0f} MiB: {grown / bound:.2f} of it)")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ksmtui bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pages", type=_pages, default=20_000, metavar="N",
-                   help=f"simulated pages per workload (default 20,000; at most {MAX_PAGES:,})")
+    p.add_argument("--pages", type=_sizes, default=[20_000], metavar="N[,N...]",
+                   help=f"simulated pages per workload, one size or several (default 20,000; at most {MAX_PAGES:,})")
     p.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
                    help="comma-separated subset of: " + ", ".join(WORKLOADS))
     p.add_argument("--flow", type=_flow, help="the engine's flow (default optimized)")
     p.add_argument("--min-time", type=_seconds, default=1.0, metavar="S",
                    help="time whole full scans for at least S CPU seconds per workload (default 1)")
+    p.add_argument("--repeat", type=_repeat, default=1, metavar="N",
+                   help="measure every workload and size N times, the model then ksmd each time (default 1)")
     p.add_argument("--snapshot-pages", type=_pages, default=100_000, metavar="N",
                    help="machine size for the snapshot cost (default 100,000)")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory probes (one process each)")
     p.add_argument("--ui-seconds", type=_seconds, default=5.0, metavar="S",
                    help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
@@ -346,6 +412,19 @@ def _pages(text: str) -> int:
     if not 64 <= n <= MAX_PAGES:
         raise argparse.ArgumentTypeError(f"expected an integer 64..{MAX_PAGES}, got {text!r}")
     return n
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [_pages(size) for size in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected integers 64..{MAX_PAGES}, comma-separated, got {text!r}") from None
+
+
+def _repeat(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 20:
+        raise argparse.ArgumentTypeError(f"expected an integer 1..20, got {text!r}")
+    return int(text)
 
 
 def _workloads(text: str) -> list[str]:
@@ -369,38 +448,52 @@ def _seconds(text: str) -> float:
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     flow = opts.flow or ENGINE_KNOBS["flow"].default
-    print(f"ksmtui bench: {opts.pages:,} pages per workload, flow {flow}, pages_to_scan {PAGES_TO_SCAN}, "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    measures = []
-    for w in opts.workloads:
-        say(f"model: {WORKLOADS[w]}: building, warming up and timing {opts.pages:,} pages")
-        measures.append(measure(w, opts.pages, opts.flow, opts.min_time, opts.profile))
-    kernel, note = None, ""
+    sizes = ", ".join(f"{n:,}" for n in opts.pages)
+    print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs, {opts.repeat} repetition{'s' if opts.repeat > 1 else ''}")
+    print(f"pages_to_scan {STEADY['pages_to_scan']:,}, sleep_millisecs {STEADY['sleep_millisecs']} "
+          f"({', '.join(w for w in WORKLOADS if w in TARGETS)}); pages_to_scan {PAGES_TO_SCAN}, "
+          f"sleep_millisecs {SLEEP_MS} (the others)")
+    kernel, note = not opts.no_kernel, ""
     if opts.no_kernel:
         note = "real ksmd: not measured (--no-kernel)"
     elif not kernel_writable():
-        note = f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
-    else:
-        kernel, note = measure_kernel(opts.workloads, opts.pages)
-        if kernel:  # for `ksmtui estimate`: this machine's ksmd per path
+        kernel, note = False, f"real ksmd: not measured ({SYSFS_RUN} is not writable here)"
+    results = [Row(w, n, [], []) for n in opts.pages for w in opts.workloads]
+    failed: list[str] = []
+    for rep in range(opts.repeat):
+        for r in results:
+            run = f"[{rep + 1}/{opts.repeat}] {WORKLOADS[r.workload]}, {r.pages:,} pages"
+            say(f"model: {run}: building, scanning and timing in a fresh process")
+            r.model.append(measure_fresh(r.workload, r.pages, opts.flow, opts.min_time, opts.profile))
+            if kernel:
+                say(f"real ksmd: {run}: waiting for the machine lock, then in real processes")
+                ns, error = measure_kernel(r.workload, r.pages)
+                r.ksmd.append(ns)
+                if error:
+                    failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
+    saved = ""
+    for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path (the last size given wins)
+        measured = {r.workload: statistics.median(ks) for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
+        if measured:
             from ksmtui import ksmd_costs
 
-            note = "; ".join(filter(None, [note, f"saved for ksmtui estimate in {ksmd_costs.save(kernel, opts.pages)}"]))
+            saved = f"saved for ksmtui estimate in {ksmd_costs.save(measured, n)}"
+    note = "; ".join(filter(None, [note, saved]))
     say("")
     print()
-    print("\n".join(rows(measures, kernel)))
+    print("\n".join(rows(results, kernel)))
     if note:
         print(note)
-    if not opts.no_memory:
-        print("\nmemory (peak RSS growth in a fresh process, building and scanning to the steady state):")
-        for w in opts.workloads:
-            say(f"memory: {WORKLOADS[w]}")
-            mem = in_fresh_process("memory_probe", w, opts.pages, opts.flow)
-            say("")
-            bound = 1.25 * mem["distinct"] + 100 * mem["pages"]
-            print(f"  {WORKLOADS[w]:<28} {mem['grown'] / mem['pages']:>8,.0f} B/page "
-                  f"({mem['grown'] / 2**20:,.0f} MiB; target 1.25 x {mem['distinct'] / 2**20:,.0f} MiB distinct "
-                  f"+ 100 B/page = {bound / 2**20:,.0f} MiB: {mem['grown'] / bound:.2f} of it)")
+    for f in dict.fromkeys(failed):
+        print(f"real ksmd not measured on {f}")
+    big = [r for r in results if r.pages == MAX_PAGES]
+    if big:
+        print(f"first full scan of a {MAX_PAGES:,}-page machine (CPU s; target {FIRST_SCAN_TARGET_S:g} s): "
+              + ", ".join(f"{r.workload} {max(m.first_scan_s for m in r.model):.1f} s" for r in big))
+    print()
+    print("\n".join(memory_lines(results)))
+    small = min(opts.pages)
     if opts.ui_seconds:
         try:
             import ksmtui.ui.app  # noqa: F401
@@ -408,11 +501,11 @@ def main(argv: list[str]) -> int:
             print("\nUI overhead: not measured (this build has no ksmtui.ui.app)")
         else:
             say(f"UI overhead: the fleet, {opts.ui_seconds:g} s under the UI, the same pages headless, 3 times")
-            pairs = ui_overhead(opts.pages, opts.ui_seconds, opts.flow)
+            pairs = ui_overhead(small, opts.ui_seconds, opts.flow)
             say("")
             costs = sorted(1 - ui / headless for headless, ui, _, _ in pairs)
-            print(f"\nUI overhead (mixed fleet running flat out, {opts.ui_seconds:g} wall seconds under the UI at "
-                  f"160x50, then the same pages headless; median of {len(pairs)}): the UI costs "
+            print(f"\nUI overhead (mixed fleet of {small:,} pages running flat out, {opts.ui_seconds:g} wall seconds "
+                  f"under the UI at 160x50, then the same pages headless; median of {len(pairs)}): the UI costs "
                   f"{costs[len(costs) // 2] * 100:.0f}% (runs: {', '.join(f'{c * 100:.0f}%' for c in costs)})")
             for headless, ui, fps, share in pairs:
                 print(f"  headless {headless:,.0f} pages/s, under the UI {ui:,.0f} pages/s; the UI drew "
@@ -424,12 +517,13 @@ def main(argv: list[str]) -> int:
           f"{mean_ms:.2f} ms mean, {max_ms:.2f} ms worst of 20")
     if not opts.profile:
         return 0
-    for m in measures:
-        print(f"\nprofile of {WORKLOADS[m.workload]}, one more full scan (by own time):\n{m.profile}")
+    for r in results:
+        print(f"\nprofile of {WORKLOADS[r.workload]} at {r.pages:,} pages, one more full scan (by own time):\n"
+              f"{r.model[0].profile}")
     print(f"\nprofile of one snapshot of the {opts.snapshot_pages:,}-page machine:\n{snapshot_profile}")
     for w in opts.workloads:
-        mem = in_fresh_process("memory_sites", w, opts.pages, opts.flow)
-        print(f"\nmemory held by {WORKLOADS[w]} at its steady state (tracemalloc): "
+        mem = in_fresh_process("memory_sites", w, small, opts.flow)
+        print(f"\nmemory held by {WORKLOADS[w]} at its steady state (tracemalloc, {small:,} pages): "
               f"{mem['held'] / mem['pages']:,.0f} B/page, peak {mem['peak'] / mem['pages']:,.0f} B/page; "
               "largest sites:")
         for site, size, count in mem["sites"]:
@@ -437,10 +531,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-
-def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
-    """The real ksmd's ns per scanned page on each workload, realised by ksmtui.kernel.run, and a note
-    on what could not be measured."""
+def measure_kernel(name: str, pages: int) -> tuple[float | None, str]:
+    """The real ksmd's ns per scanned page on one workload, realised by ksmtui.kernel.run in real
+    processes under the machine lock (held for this one case), or None and why not."""
     try:
         from ksmtui.kernel.run import (
             KernelError,
@@ -450,18 +543,12 @@ def measure_kernel(workloads: list[str], pages: int) -> tuple[dict | None, str]:
             measure_ksmd,
         )
     except ImportError:
-        return None, "real ksmd: not measured (this build has no ksmtui.kernel.run.measure_ksmd)"
-    kernel, failed = {}, []
-    say("real ksmd: waiting for any other driver of the real KSM (tests, ksmtui kernel)")
+        return None, "this build has no ksmtui.kernel.run.measure_ksmd"
     with machine_lock():
-        for w in workloads:
-            say(f"real ksmd: {WORKLOADS[w]}: {pages:,} pages in real processes")
-            try:
-                kernel[w] = measure_ksmd(workload(w, pages))["ns_per_page"]
-            except (KernelError, KernelUnavailable, KernelUnsupported) as e:
-                failed.append(f"{WORKLOADS[w]}: {e}")
-    say("")
-    return kernel, "; ".join(f"real ksmd not measured on {f}" for f in failed)
+        try:
+            return measure_ksmd(workload(name, pages))["ns_per_page"], ""
+        except (KernelError, KernelUnavailable, KernelUnsupported) as e:
+            return None, str(e)
 
 
 def say(text: str) -> None:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ksmtui.bench import WORKLOADS, distinct_bytes, main, measure, workload
+from ksmtui.bench import PAGES_TO_SCAN, STEADY, TARGETS, WORKLOADS, distinct_bytes, main, measure, warm_up, workload
 from ksmtui.cli import main as cli_main
 
 
@@ -13,12 +13,16 @@ def test_workloads_have_the_pages_asked_for(name):
     s = workload(name, 4000)
     pages = sum(p.count * sum(r.pages for r in p.regions) for p in s.processes)
     assert pages == 4000
-    assert s.ksm["pages_to_scan"] == 1000 and s.ksm["run"] == 1
+    # the steady workloads scan as the real ksmd is measured at scale; the others' events are
+    # timed by the pass that 1000 pages every 20 ms make
+    want = STEADY["pages_to_scan"] if name in TARGETS else PAGES_TO_SCAN
+    assert s.ksm["pages_to_scan"] == want and s.ksm["run"] == 1
 
 
 def test_distinct_bytes_count_each_content_once():
     assert distinct_bytes(workload("settled", 4000)) == 1000 * 4096
     assert distinct_bytes(workload("unique", 4000)) == 4000 * 4096
+    assert distinct_bytes(workload("chains", 4000)) == 16 * 4096
     fleet = workload("fleet", 4000)  # 500 image pages shared, 4 x (250 private + 150 hot), one zero page
     assert distinct_bytes(fleet) == (500 + 4 * (250 + 150) + 1) * 4096
 
@@ -31,12 +35,23 @@ def test_changing_rewrites_every_page_within_one_full_scan():
 
 
 @pytest.mark.parametrize("name,outcome", [("settled", "already_merged"), ("unique", "unstable_inserted"),
-                                          ("changing", "checksum_changed")])
+                                          ("changing", "checksum_changed"), ("chains", "already_merged")])
 def test_each_workload_measures_the_path_it_claims(name, outcome):
     m = measure(name, 2000, None, 0, False)
     assert m.scanned == 2000  # one full scan, every page once
     assert m.by_outcome[outcome] == m.scanned
-    assert m.by_path["ksm_page" if name == "settled" else "anon_page"] == m.scanned
+    assert m.by_path["ksm_page" if name in ("settled", "chains") else "anon_page"] == m.scanned
+    assert m.first_scan_s > 0 and m.build_s > 0
+
+
+def test_chains_settle_into_a_chain_per_content():
+    from engine.sim import Simulation
+
+    sim = Simulation(workload("chains", 8192))  # 512 pages a content: two KSM pages of 256 sharers each
+    warm_up(sim, "chains")
+    c = sim.snapshot(tree_limit=0).counters
+    assert c["stable_node_chains"] == 16 and c["stable_node_dups"] == 32
+    assert c["pages_shared"] == 32 and c["pages_sharing"] == 8192 - 32
 
 
 def test_the_fleet_mixes_paths():
@@ -49,10 +64,10 @@ def test_tiny_run_prints_every_row(capsys):
     assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds", "0.3"]) == 0
     out = capsys.readouterr().out
     for title in WORKLOADS.values():
-        assert out.count(title) == 2  # the throughput table and the memory probe
+        assert out.count(title) == 2  # the throughput table and the memory lines
     assert "real ksmd: not measured (--no-kernel)" in out
     assert "snapshot of a 512-page machine" in out
-    assert re.search(r"^UI overhead \(mixed fleet running flat out, 0.3 wall seconds under the UI at 160x50, .*; "
+    assert re.search(r"^UI overhead \(mixed fleet of 256 pages running flat out, 0.3 wall seconds under the UI at 160x50, .*; "
                      r"median of 3\): the UI costs -?\d+% \(runs: .*\)$", out, re.M)
     runs = re.findall(r"^  headless [\d,]+ pages/s, under the UI [\d,]+ pages/s; the UI drew [\d.]+ times a second "
                       r"and its thread ran \d+% of the time$", out, re.M)
@@ -61,20 +76,56 @@ def test_tiny_run_prints_every_row(capsys):
 
 def test_profile_names_the_engine_functions(capsys):
     assert main(["--pages", "128", "--workloads", "unique", "--min-time", "0", "--snapshot-pages", "128",
-                 "--no-kernel", "--no-memory", "--ui-seconds", "0", "--profile"]) == 0
+                 "--no-kernel", "--ui-seconds", "0", "--profile"]) == 0
     out = capsys.readouterr().out
-    assert "profile of (b) unique, smart_scan off, one more full scan" in out and "cmp_and_merge_page" in out
+    assert "profile of (b) unique, smart_scan off at 128 pages, one more full scan" in out
+    assert "cmp_and_merge_page" in out
     assert "profile of one snapshot of the 128-page machine" in out
-    assert "memory held by (b) unique, smart_scan off at its steady state (tracemalloc)" in out
+    assert "memory held by (b) unique, smart_scan off at its steady state (tracemalloc, 128 pages)" in out
     assert "engine/contents.py" in out  # the page contents are what holds the memory
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["--pages", "10"], "argument --pages: expected an integer 64..1048576, got '10'"),
-    (["--workloads", "fast"], "argument --workloads: expected some of settled, unique, changing, fleet, got 'fast'"),
+    (["--pages", "10"], "argument --pages: expected integers 64..1048576, comma-separated, got '10'"),
+    (["--pages", "65536,2M"], "argument --pages: expected integers 64..1048576, comma-separated, got '65536,2M'"),
+    (["--workloads", "fast"],
+     "argument --workloads: expected some of settled, unique, changing, fleet, chains, got 'fast'"),
+    (["--repeat", "0"], "argument --repeat: expected an integer 1..20, got '0'"),
     (["--min-time", "-1"], "argument --min-time: expected seconds 0..3600, got '-1'"),
 ])
 def test_bad_bench_options_give_one_line_and_status_2(argv, expected, capsys):
     assert cli_main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and err.startswith("ksmtui bench: error:")
+
+
+def test_sizes_and_repetitions_give_one_row_each_with_the_spread(capsys):
+    assert main(["--pages", "128,256", "--workloads", "chains,unique", "--repeat", "2", "--min-time", "0",
+                 "--snapshot-pages", "128", "--no-kernel", "--ui-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("workload "):out.index("real ksmd: not measured")].splitlines()
+    assert [line.split("  ")[0] for line in table[1:]] == [WORKLOADS["chains"], WORKLOADS["unique"]] * 2
+    assert all(re.search(r"[\d,]+ \([\d,]+-[\d,]+\)$", line) for line in table[1:])  # ns/page: median (range)
+    assert "2 repetitions" in out
+
+
+def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ksmtui import bench
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(bench, "kernel_writable", lambda: True)
+    ksmd = iter([100.0, 300.0])  # chains, the one that measures, twice
+    monkeypatch.setattr(bench, "measure_kernel",
+                        lambda w, n: (next(ksmd), "") if w == "chains" else (None, "EBUSY from the fake"))
+    assert main(["--pages", "128", "--workloads", "chains,unique", "--repeat", "2", "--min-time", "0",
+                 "--snapshot-pages", "128", "--ui-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    chains = next(line for line in out.splitlines() if line.startswith(WORKLOADS["chains"]))
+    assert re.search(r"  200 \(100-300\)  [\d.]+x \([\d.]+x-[\d.]+x\)  KSM page 5x$", chains)
+    unique = next(line for line in out.splitlines() if line.startswith(WORKLOADS["unique"]))
+    assert re.search(r"  -  +-  +anon 2x$", unique)
+    assert out.count("real ksmd not measured on (b) unique, smart_scan off at 128 pages: EBUSY from the fake") == 1
+    saved = json.loads((tmp_path / "ksmtui" / "ksmd-costs.json").read_text())["workloads"]
+    assert saved["chains"]["ns_per_page"] == 200.0 and saved["chains"]["pages"] == 128 and "unique" not in saved
