@@ -52,6 +52,9 @@ remove_rmap_item_from_tree        Ksm.remove_rmap_item_from_tree
 remove_node_from_stable_tree      Ksm.remove_node_from_stable_tree
 remove_stable_node                Ksm._remove_stable_node
 remove_all_stable_nodes           Ksm.remove_all_stable_nodes
+stable_node_chain_remove          Ksm.stable_node_chain_remove
+rb_link_node + rb_insert_color,   engine/tree.py RbRoot.link, RbRoot.erase, RbRoot.replace
+  rb_erase, rb_replace_node         (lib/rbtree.c)
 ksm_get_folio                     Ksm.ksm_get_folio (inline in _walk_step)
 is_page_sharing_candidate         Ksm.is_page_sharing_candidate
 stable_node_dup_del               Ksm.stable_node_dup_del
@@ -815,17 +818,24 @@ class Ksm:
         """Drop every stable node whose KSM page is gone; False (EBUSY) if one is still mapped."""
         ok = True
         for root in self.root_stable_tree:
-            for node in list(root):
-                if is_stable_node_chain(node):
-                    for dup in list(node.hlist):
-                        ok &= self._remove_stable_node(dup)
-                    if not node.hlist:
-                        self.free_stable_node_chain(node, root)
-                else:
-                    ok &= self._remove_stable_node(node)
+            # always the root entry, as the kernel takes it, and on to the next nid at a busy one
+            while root.rb_node is not None:
+                if self.stable_node_chain_remove(root.rb_node, root):
+                    ok = False
+                    break
         for node in list(self.migrate_nodes):
             ok &= self._remove_stable_node(node)
         return ok
+
+    def stable_node_chain_remove(self, node: StableNode, root: RbRoot) -> bool:
+        """True (busy) at the first node whose page is still mapped."""
+        if not is_stable_node_chain(node):
+            return not self._remove_stable_node(node)
+        for dup in list(node.hlist):
+            if not self._remove_stable_node(dup):
+                return True
+        self.free_stable_node_chain(node, root)
+        return False
 
     def _remove_stable_node(self, node: StableNode) -> bool:
         if self.machine.ksm_mapping.get(node.kpfn) is node:

@@ -1,51 +1,71 @@
-"""The binary search trees behind root_stable_tree[] and root_unstable_tree[].
+"""The red-black trees behind root_stable_tree[] and root_unstable_tree[]: lib/rbtree.c, transcribed.
 
-The kernel uses red-black trees and walks them by hand (`new = &root->rb_node; while (*new)`),
-comparing live page contents at each step. ksm.c walks these trees the same way: it reads
-`root.rb_node`, follows `rb_left`/`rb_right`, and links a new entry where the walk fell off.
+The kernel walks these trees by hand (`new = &root->rb_node; while (*new)`), comparing live page
+contents at each step, then hangs the new entry where the walk fell off (rb_link_node) and
+rebalances (rb_insert_color). ksm.c does the same with `root.rb_node`, `rb_left` and `rb_right`,
+and calls link(), erase() and replace() where mm/ksm.c calls rb_link_node + rb_insert_color,
+rb_erase and rb_replace_node. Since the rebalancing is the kernel's, case for case, the same
+operations in the same order give the kernel's shape, so the walks meet (and prune) the same
+stale nodes in the same order.
 
-Model simplification: balancing is a treap (priority from a deterministic hash) instead of
-red-black colouring. Both keep the walk O(log n); the shape differs, so the order in which a walk
-meets stale stable nodes can differ from the kernel's, which changes no settled counter.
+The parent and colour the kernel packs into __rb_parent_color are two fields here.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-_GOLDEN = 0x9E3779B97F4A7C15
-_MASK = (1 << 64) - 1
+RB_RED = 0
+RB_BLACK = 1
 
 
 class RbNode:
     """struct rb_node, embedded: rmap_items and stable nodes are their own tree nodes, so
     rb_entry() is the node itself and a walk reaches the entry without another hop."""
 
-    __slots__ = ("rb_left", "rb_right", "rb_parent", "prio")
+    __slots__ = ("rb_left", "rb_right", "rb_parent", "rb_color")
 
     def __init__(self) -> None:
         self.rb_left: RbNode | None = None
         self.rb_right: RbNode | None = None
         self.rb_parent: RbNode | None = None
-        self.prio = 0
+        self.rb_color = RB_RED
+
+
+def rb_first(root: "RbRoot") -> RbNode | None:
+    node = root.rb_node
+    if node is None:
+        return None
+    while node.rb_left is not None:
+        node = node.rb_left
+    return node
+
+
+def rb_next(node: RbNode) -> RbNode | None:
+    if node.rb_right is not None:
+        node = node.rb_right
+        while node.rb_left is not None:
+            node = node.rb_left
+        return node
+    parent = node.rb_parent
+    while parent is not None and node is parent.rb_right:
+        node, parent = parent, parent.rb_parent
+    return parent
 
 
 class RbRoot:
-    __slots__ = ("rb_node", "count", "_seq")
+    """struct rb_root, plus the number of entries (the model's, for the counters and the UI)."""
+
+    __slots__ = ("rb_node", "count")
 
     def __init__(self) -> None:
         self.rb_node: RbNode | None = None
         self.count = 0
-        self._seq = 0
-
-    def _next_prio(self) -> int:
-        self._seq += 1
-        return (self._seq * _GOLDEN) & _MASK
 
     def link(self, node: RbNode, parent: RbNode | None, left: bool) -> None:
-        """rb_link_node + rb_insert_color: hang node where a walk fell off, then rebalance."""
-        node.prio = self._next_prio()
+        """rb_link_node(node, parent, rb_link) + rb_insert_color(node, root)."""
         node.rb_parent = parent
+        node.rb_color = RB_RED
         node.rb_left = node.rb_right = None
         if parent is None:
             self.rb_node = node
@@ -54,70 +74,246 @@ class RbRoot:
         else:
             parent.rb_right = node
         self.count += 1
-        while node.rb_parent is not None and node.rb_parent.prio < node.prio:
-            self._rotate_up(node)
+        self._insert_color(node)
+
+    def _insert_color(self, node: RbNode) -> None:
+        """__rb_insert without augmentation."""
+        parent = node.rb_parent
+        while True:
+            if parent is None:
+                node.rb_parent, node.rb_color = None, RB_BLACK
+                return
+            if parent.rb_color == RB_BLACK:
+                return
+            gparent = parent.rb_parent
+            tmp = gparent.rb_right
+            if parent is not tmp:  # parent == gparent->rb_left
+                if tmp is not None and tmp.rb_color == RB_RED:
+                    # Case 1 - color flips, then recurse at gparent
+                    tmp.rb_parent, tmp.rb_color = gparent, RB_BLACK
+                    parent.rb_parent, parent.rb_color = gparent, RB_BLACK
+                    node = gparent
+                    parent = node.rb_parent
+                    node.rb_color = RB_RED
+                    continue
+                tmp = parent.rb_right
+                if node is tmp:
+                    # Case 2 - left rotate at parent
+                    parent.rb_right = tmp = node.rb_left
+                    node.rb_left = parent
+                    if tmp is not None:
+                        tmp.rb_parent, tmp.rb_color = parent, RB_BLACK
+                    parent.rb_parent, parent.rb_color = node, RB_RED
+                    parent = node
+                    tmp = node.rb_right
+                # Case 3 - right rotate at gparent
+                gparent.rb_left = tmp
+                parent.rb_right = gparent
+                if tmp is not None:
+                    tmp.rb_parent, tmp.rb_color = gparent, RB_BLACK
+                self._rotate_set_parents(gparent, parent, RB_RED)
+                return
+            tmp = gparent.rb_left
+            if tmp is not None and tmp.rb_color == RB_RED:
+                # Case 1 - color flips
+                tmp.rb_parent, tmp.rb_color = gparent, RB_BLACK
+                parent.rb_parent, parent.rb_color = gparent, RB_BLACK
+                node = gparent
+                parent = node.rb_parent
+                node.rb_color = RB_RED
+                continue
+            tmp = parent.rb_left
+            if node is tmp:
+                # Case 2 - right rotate at parent
+                parent.rb_left = tmp = node.rb_right
+                node.rb_right = parent
+                if tmp is not None:
+                    tmp.rb_parent, tmp.rb_color = parent, RB_BLACK
+                parent.rb_parent, parent.rb_color = node, RB_RED
+                parent = node
+                tmp = node.rb_left
+            # Case 3 - left rotate at gparent
+            gparent.rb_right = tmp
+            parent.rb_left = gparent
+            if tmp is not None:
+                tmp.rb_parent, tmp.rb_color = gparent, RB_BLACK
+            self._rotate_set_parents(gparent, parent, RB_RED)
+            return
 
     def erase(self, node: RbNode) -> None:
-        """rb_erase: rotate the node down to a leaf, then cut it off."""
-        while node.rb_left is not None or node.rb_right is not None:
-            left, right = node.rb_left, node.rb_right
-            child = left if right is None or (left is not None and left.prio > right.prio) else right
-            self._rotate_up(child)
-        self._set_child(node.rb_parent, node, None)
-        node.rb_parent = None
-        self.count -= 1
-
-    def replace(self, old: RbNode, new: RbNode) -> None:
-        """rb_replace_node: new takes old's place, links and all (its priority too)."""
-        # a priority is drawn and not used, as when new had a node of its own: the trees keep
-        # the shapes, and the walks the simulated cost, they had then
-        self._next_prio()
-        new.rb_left, new.rb_right, new.rb_parent, new.prio = old.rb_left, old.rb_right, old.rb_parent, old.prio
-        for child in (new.rb_left, new.rb_right):
+        """rb_erase: __rb_erase_augmented without augmentation, then ____rb_erase_color."""
+        child, tmp = node.rb_right, node.rb_left
+        if tmp is None:
+            # Case 1: at most one child (the right one); a lone child is red and node black
+            parent, color = node.rb_parent, node.rb_color
+            self._change_child(node, child, parent)
             if child is not None:
-                child.rb_parent = new
-        self._set_child(old.rb_parent, old, new)
-        old.rb_left = old.rb_right = old.rb_parent = None
+                child.rb_parent, child.rb_color = parent, color
+                rebalance = None
+            else:
+                rebalance = parent if color == RB_BLACK else None
+        elif child is None:
+            # still case 1, the child is node->rb_left
+            parent = node.rb_parent
+            tmp.rb_parent, tmp.rb_color = parent, node.rb_color
+            self._change_child(node, tmp, parent)
+            rebalance = None
+        else:
+            successor = child
+            tmp = child.rb_left
+            if tmp is None:
+                # Case 2: node's successor is its right child
+                parent = successor
+                child2 = successor.rb_right
+            else:
+                # Case 3: node's successor is leftmost under node's right child subtree
+                while True:
+                    parent = successor
+                    successor = tmp
+                    tmp = tmp.rb_left
+                    if tmp is None:
+                        break
+                child2 = successor.rb_right
+                parent.rb_left = child2
+                successor.rb_right = child
+                child.rb_parent = successor
+            tmp = node.rb_left
+            successor.rb_left = tmp
+            tmp.rb_parent = successor
+            pparent, color = node.rb_parent, node.rb_color
+            self._change_child(node, successor, pparent)
+            if child2 is not None:
+                successor.rb_parent, successor.rb_color = pparent, color
+                child2.rb_parent, child2.rb_color = parent, RB_BLACK
+                rebalance = None
+            else:
+                was_black = successor.rb_color == RB_BLACK
+                successor.rb_parent, successor.rb_color = pparent, color
+                rebalance = parent if was_black else None
+        node.rb_left = node.rb_right = node.rb_parent = None
+        self.count -= 1
+        if rebalance is not None:
+            self._erase_color(rebalance)
+
+    def _erase_color(self, parent: RbNode) -> None:
+        """____rb_erase_color without augmentation."""
+        node = None
+        while True:
+            sibling = parent.rb_right
+            if node is not sibling:  # node == parent->rb_left
+                if sibling.rb_color == RB_RED:
+                    # Case 1 - left rotate at parent
+                    parent.rb_right = tmp1 = sibling.rb_left
+                    sibling.rb_left = parent
+                    tmp1.rb_parent, tmp1.rb_color = parent, RB_BLACK
+                    self._rotate_set_parents(parent, sibling, RB_RED)
+                    sibling = tmp1
+                tmp1 = sibling.rb_right
+                if tmp1 is None or tmp1.rb_color == RB_BLACK:
+                    tmp2 = sibling.rb_left
+                    if tmp2 is None or tmp2.rb_color == RB_BLACK:
+                        # Case 2 - sibling color flip
+                        sibling.rb_parent, sibling.rb_color = parent, RB_RED
+                        if parent.rb_color == RB_RED:
+                            parent.rb_color = RB_BLACK
+                        else:
+                            node = parent
+                            parent = node.rb_parent
+                            if parent is not None:
+                                continue
+                        return
+                    # Case 3 - right rotate at sibling
+                    sibling.rb_left = tmp1 = tmp2.rb_right
+                    tmp2.rb_right = sibling
+                    parent.rb_right = tmp2
+                    if tmp1 is not None:
+                        tmp1.rb_parent, tmp1.rb_color = sibling, RB_BLACK
+                    tmp1 = sibling
+                    sibling = tmp2
+                # Case 4 - left rotate at parent + color flips
+                parent.rb_right = tmp2 = sibling.rb_left
+                sibling.rb_left = parent
+                tmp1.rb_parent, tmp1.rb_color = sibling, RB_BLACK
+                if tmp2 is not None:
+                    tmp2.rb_parent = parent
+                self._rotate_set_parents(parent, sibling, RB_BLACK)
+                return
+            sibling = parent.rb_left
+            if sibling.rb_color == RB_RED:
+                # Case 1 - right rotate at parent
+                parent.rb_left = tmp1 = sibling.rb_right
+                sibling.rb_right = parent
+                tmp1.rb_parent, tmp1.rb_color = parent, RB_BLACK
+                self._rotate_set_parents(parent, sibling, RB_RED)
+                sibling = tmp1
+            tmp1 = sibling.rb_left
+            if tmp1 is None or tmp1.rb_color == RB_BLACK:
+                tmp2 = sibling.rb_right
+                if tmp2 is None or tmp2.rb_color == RB_BLACK:
+                    # Case 2 - sibling color flip
+                    sibling.rb_parent, sibling.rb_color = parent, RB_RED
+                    if parent.rb_color == RB_RED:
+                        parent.rb_color = RB_BLACK
+                    else:
+                        node = parent
+                        parent = node.rb_parent
+                        if parent is not None:
+                            continue
+                    return
+                # Case 3 - left rotate at sibling
+                sibling.rb_right = tmp1 = tmp2.rb_left
+                tmp2.rb_left = sibling
+                parent.rb_left = tmp2
+                if tmp1 is not None:
+                    tmp1.rb_parent, tmp1.rb_color = sibling, RB_BLACK
+                tmp1 = sibling
+                sibling = tmp2
+            # Case 4 - right rotate at parent + color flips
+            parent.rb_left = tmp2 = sibling.rb_right
+            sibling.rb_right = parent
+            tmp1.rb_parent, tmp1.rb_color = sibling, RB_BLACK
+            if tmp2 is not None:
+                tmp2.rb_parent = parent
+            self._rotate_set_parents(parent, sibling, RB_BLACK)
+            return
+
+    def replace(self, victim: RbNode, new: RbNode) -> None:
+        """rb_replace_node: new takes victim's place, links and colour, with no rebalancing."""
+        parent = victim.rb_parent
+        new.rb_left, new.rb_right, new.rb_parent, new.rb_color = (
+            victim.rb_left, victim.rb_right, parent, victim.rb_color)
+        if victim.rb_left is not None:
+            victim.rb_left.rb_parent = new
+        if victim.rb_right is not None:
+            victim.rb_right.rb_parent = new
+        self._change_child(victim, new, parent)
+        victim.rb_left = victim.rb_right = victim.rb_parent = None
 
     def reset(self) -> None:
-        """The unstable tree is simply forgotten at the start of each full scan."""
+        """root_unstable_tree[nid] = RB_ROOT: the unstable tree is forgotten at each full scan."""
         self.rb_node = None
         self.count = 0
 
     def __iter__(self) -> Iterator[RbNode]:
-        """Entries in tree order (in-order walk)."""
-        stack: list[RbNode] = []
-        node = self.rb_node
-        while stack or node is not None:
-            while node is not None:
-                stack.append(node)
-                node = node.rb_left
-            node = stack.pop()
+        """Entries in tree order, as rb_first() / rb_next() visit them."""
+        node = rb_first(self)
+        while node is not None:
+            nxt = rb_next(node)  # taken first: the caller may erase node
             yield node
-            node = node.rb_right
+            node = nxt
 
-    def _set_child(self, parent: RbNode | None, old: RbNode, new: RbNode | None) -> None:
+    def _change_child(self, old: RbNode, new: RbNode | None, parent: RbNode | None) -> None:
+        """__rb_change_child."""
         if parent is None:
             self.rb_node = new
         elif parent.rb_left is old:
             parent.rb_left = new
         else:
             parent.rb_right = new
-        if new is not None:
-            new.rb_parent = parent
 
-    def _rotate_up(self, node: RbNode) -> None:
-        parent = node.rb_parent
-        grand = parent.rb_parent
-        if parent.rb_left is node:
-            parent.rb_left = node.rb_right
-            if node.rb_right is not None:
-                node.rb_right.rb_parent = parent
-            node.rb_right = parent
-        else:
-            parent.rb_right = node.rb_left
-            if node.rb_left is not None:
-                node.rb_left.rb_parent = parent
-            node.rb_left = parent
-        parent.rb_parent = node
-        self._set_child(grand, parent, node)
+    def _rotate_set_parents(self, old: RbNode, new: RbNode, color: int) -> None:
+        """__rb_rotate_set_parents: new takes old's parent and colour; old hangs under new."""
+        parent = old.rb_parent
+        new.rb_parent, new.rb_color = parent, old.rb_color
+        old.rb_parent, old.rb_color = new, color
+        self._change_child(old, new, parent)

@@ -6,6 +6,7 @@
     ksmtui check SCENARIO             validate only
     ksmtui list                       the built-in scenarios
     ksmtui kernel | parity SCENARIO   the same scenario on the real kernel (ksmtui.kernel.run)
+    ksmtui parity --random N          differential fuzzing, model against kernel (ksmtui.kernel.fuzz)
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
     ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
@@ -120,6 +121,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         _add_run_options(p, flow=False, json_=True)
     elif command == "parity":
         p.description = "Run the scenario on the model and on the real kernel and set the counters side by side."
+        p.epilog = "ksmtui parity --random N [--seed S] [--keep DIR]: random scenarios, model against kernel"
         _scenario_arg(p)
         _add_run_options(p, json_=True)
     if command in ("kernel", "parity"):
@@ -302,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             from ksmtui.bench import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] == "parity" and any(a == "--random" or a.startswith("--random=") for a in argv):
+            from ksmtui.kernel.fuzz import main as fuzz_main
+
+            return fuzz_main(argv[1:])
         if argv and argv[0] == "sweep":
             from ksmtui.sweep import main as sweep_main
 

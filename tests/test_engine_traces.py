@@ -3,6 +3,7 @@
 import pytest
 
 from engine.knobs import KnobError
+from engine.sim import Simulation
 from tests.engine_helpers import pick, proc, region, scans, sim_of
 
 FLOWS = ("optimized", "legacy", "series-v1")
@@ -424,3 +425,14 @@ def test_cmp_and_merge_page_runs_the_body_of_the_flows_kernel(flow, searched):
     assert sim.ksm.cmp_and_merge_page(pfn, item) == "checksum_changed"
     work = sim.ksm.work_by_path["anon_page"]
     assert (work["stable_tree_search"], work["calc_checksum"]) == (searched, 1)
+
+
+def test_later_walks_free_a_chain_its_process_emptied_by_exiting():
+    """Issue 10's case, the counts the kernel (6.18.44) gives: the walks of b's unique pages pass
+    the zero-content chain a left behind and free it, in the red-black tree's shape."""
+    from tests.test_kernel_parity import EMPTIED_CHAIN
+
+    sim = Simulation(EMPTIED_CHAIN)
+    sim.run()
+    c = sim.ksm.counters()
+    assert (c["stable_node_chains"], c["stable_node_dups"]) == (1, 5)

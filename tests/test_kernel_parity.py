@@ -35,6 +35,13 @@ def write(at, process, region_name, pages=None, kind="random", **kw):
             "pages": pages, "fill": fill, **extra}
 
 
+EMPTIED_CHAIN = focused(
+    proc("a", region("z", 8, "zero"), region("x", 12, "byte", byte=0x11)),
+    proc("b", region("u", 13), region("x", 11, "byte", byte=0x11)),
+    ksm={"max_page_sharing": 2, "smart_scan": 0},
+    events=[{"action": "exit", "at_full_scans": 2, "process": "a"}],
+    full_scans=7)
+
 FOCUSED = {
     "duplicates_across_processes": focused(
         proc("a", region("lib", 48, "pool", pool="lib"), region("own", 16)),
@@ -92,6 +99,10 @@ FOCUSED = {
                 write(5, "a", "u", pages=4)],
         full_scans=9),
     "smart_scan_unique_pages": focused(proc("a", region("u", 30)), full_scans=12),
+    # issue 10: a's zero pages form a chain at max_page_sharing 2; a exits; the walks of b's
+    # unique pages pass the emptied chain and free it, in the kernel's tree shape (a treap's
+    # walks never passed it and kept 2 chains)
+    "emptied_chain_freed_by_later_walks": EMPTIED_CHAIN,
 }
 
 

@@ -176,6 +176,9 @@ def _fork(child: Child, conn: Connection, name: str) -> int:
         conn.close()
         child.name = name
         _child_setup()
+        # a scenario's parent may exit before its forked child: die with the controller (EOF on
+        # the connection), not with the parent
+        _libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
         new.send(("ok", os.getpid()))
         serve(child, new)
     new.close()
