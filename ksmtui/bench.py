@@ -403,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-seconds", type=_seconds, default=10.0, metavar="S",
                    help="time `ksmtui host` sampling at 1 Hz beside 1,000 sleeping processes for S s (0: skip)")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
+    p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
     return p
 
 
@@ -449,6 +450,11 @@ def _seconds(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
+    if opts.sweep:
+        from ksmtui.sweep import bench
+
+        print("\n".join(bench()))
+        return 0
     flow = opts.flow or ENGINE_KNOBS["flow"].default
     sizes = ", ".join(f"{n:,}" for n in opts.pages)
     print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
