@@ -10,12 +10,14 @@
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
     ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
+    ksmtui host | replay              this machine's own ksmd, live or recorded (docs/host.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -25,7 +27,7 @@ import textwrap
 import time
 
 from engine.knobs import KnobError
-from engine.scenario import Scenario, ScenarioError
+from engine.scenario import Scenario, ScenarioError, printable
 from engine.timeline import NO_PROGRESS, StopRule
 from ksmtui.options import COMMANDS, TOOLS, Options, UsageError, parse_args
 
@@ -128,6 +130,8 @@ def cmd_compare(scenario: Scenario, opts: Options) -> int:
         sim = simulation(scenario, flow)
         run_to_stop(sim, scenario, opts, f"{scenario.name} ({flow})")
         snapshots.append(sim.snapshot(tree_limit=0))
+        del sim
+        gc.collect()  # a simulation is a web of cycles: free the first before the second is built
     sys.stdout.write(compare_report(*snapshots))
     return 0
 
@@ -182,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"ksmtui {argv[0]}" if argv and (argv[0] in COMMANDS or argv[0] in TOOLS) else "ksmtui"
     try:
         if argv and argv[0] in TOOLS:
-            return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+            module, function = TOOLS[argv[0]].split(":")
+            return getattr(importlib.import_module(module), function)(argv[1:])
         if argv and argv[0] == "parity" and any(a == "--random" or a.startswith("--random=") for a in argv):
             from ksmtui.kernel.fuzz import main as fuzz_main
 
             return fuzz_main(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {printable(str(e))}", file=sys.stderr)  # arguments echoed: escaped
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ksmtui run x | head`: the reader left; say nothing more

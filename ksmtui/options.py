@@ -20,12 +20,15 @@ from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import ScenarioError, parse_set_option
 
 COMMANDS = ("run", "compare", "check", "list", "kernel", "parity")
-# subcommands in their own modules: name -> module with main(argv) -> exit status
+# subcommands in their own modules: name -> "module:function", the function taking argv after the
+# name and returning the exit status
 TOOLS = {
-    "bench": "ksmtui.bench",
-    "sweep": "ksmtui.sweep",
-    "capture": "ksmtui.capture",
-    "estimate": "ksmtui.estimate",
+    "bench": "ksmtui.bench:main",
+    "sweep": "ksmtui.sweep:main",
+    "capture": "ksmtui.capture:main",
+    "estimate": "ksmtui.estimate:main",
+    "host": "ksmtui.hostcmd:cmd_host",
+    "replay": "ksmtui.hostcmd:cmd_replay",
 }
 DEFAULT_SCENARIO = "default"
 
