@@ -133,6 +133,8 @@ def outcome_lines(view: HostView) -> list[str]:
         rows.append([name, counts.get(name, 0), s.trace["counts"].get(name, 0)])
     lines = table(rows)
     errors = t["errors"]
+    if view.lost:
+        lines.append(f"lost: {view.lost:,} events the kernel dropped (ring buffer full): the counts are short")
     lines.append("failures: " + (", ".join(f"{_err_label(k)} ×{n:,}" for k, n in errors.items()) if errors else "none"))
     lines += ["", NOT_EXPOSED_LATENCY]
     return lines
@@ -221,7 +223,8 @@ class HostOutcomesPanel(Panel):
         yield TextView(id="host-outcomes-text")
 
     def key_of(self, view: HostView) -> object:
-        return view.sample.trace_note, tuple(tuple(v.items()) for v in view.trace_totals.values()), view.sample.time
+        return (view.sample.trace_note, tuple(tuple(v.items()) for v in view.trace_totals.values()), view.lost,
+                view.sample.time)
 
     def draw(self, view: HostView) -> None:
         self.query_one("#host-outcomes-text", TextView).show("\n".join(outcome_lines(view)))
