@@ -9,6 +9,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.css.scalar import Scalar
 from textual.widgets import Static
 
 from ksmtui.hostview import MIB, HostView
@@ -202,8 +203,10 @@ class HostCountersPanel(Panel):
             parts += [f"{label[:20]:<20}", (f"{value:>14} ", "bold"),
                       (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
         widget = self.query_one("#host-counters-text", Static)
-        widget.styles.height = len(names)
-        widget.update(Content.assemble(*parts[:-1]))
+        layout = widget.styles.height != Scalar.parse(str(len(names)))  # a kernel with other files
+        if layout:
+            widget.styles.height = len(names)
+        widget.update(Content.assemble(*parts[:-1]), layout=layout)
 
 
 class HostKnobsPanel(Panel):
