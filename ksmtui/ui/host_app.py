@@ -314,9 +314,9 @@ class HostApp(App[int]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "processes":
-            self._table.focus()  # the arrows, Enter and the sort keys go to the table
             if self.view is not None:
                 self._table.show_rows(process_rows(self.view.sample.processes))
+            self._table.focus()  # the arrows, Enter and the sort keys go to the table
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
