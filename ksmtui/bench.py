@@ -240,9 +240,16 @@ def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
     return {"sites": sites, "held": sum(s.size for s in stats), "peak": peak, "pages": pages}
 
 
+class FreshProcessError(RuntimeError):
+    """A measurement in a fresh process failed (a 1M-page machine out of memory, say)."""
+
+
 def in_fresh_process(function: str, *args) -> dict:
     code = f"import json; from ksmtui.bench import {function}; print(json.dumps({function}{args!r}))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise FreshProcessError(f"{function}{args!r} failed in a fresh process: {last}")
     return json.loads(out.stdout)
 
 
@@ -451,6 +458,15 @@ def _seconds(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
+    try:
+        return run(opts)
+    except FreshProcessError as err:
+        say("")
+        print(f"ksmtui bench: {err}", file=sys.stderr)
+        return 1
+
+
+def run(opts: argparse.Namespace) -> int:
     if opts.sweep:
         from ksmtui.sweep import bench
 
