@@ -227,8 +227,8 @@ class TreesPanel(Panel):
         if isinstance(data, (StableNodeView, UnstableItemView)):
             lines = node_detail(data)
             if data.depth >= 0:
-                lines.append(f"in tree    depth {data.depth}, {'red' if data.red else 'black'}"
-                             + (f", {'left' if data.side == 'L' else 'right'} child" if data.side else ", root"))
+                side = {"L": "left", "R": "right"}.get(data.side, "root")
+                lines.append(f"rb_node    depth {data.depth}, {'red' if data.red else 'black'}, {side}")
             self.query_one("#node-detail-text", TextView).show("\n".join(lines))
 
     # --- the search box ---
