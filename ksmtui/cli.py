@@ -10,6 +10,7 @@
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
     ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
+    ksmtui host | replay              this machine's own ksmd, live or recorded (docs/host.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -28,7 +29,8 @@ from engine.knobs import ENGINE_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError
 from engine.timeline import NO_PROGRESS, StopRule
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate",
+            "host", "replay")
 DEFAULT_SCENARIO = "default"
 
 
@@ -316,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             return importlib.import_module(f"ksmtui.{argv[0]}").main(argv[1:])
+        if argv and argv[0] in ("host", "replay"):
+            from ksmtui import hostcmd
+
+            return (hostcmd.cmd_host if argv[0] == "host" else hostcmd.cmd_replay)(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

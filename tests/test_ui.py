@@ -591,3 +591,18 @@ def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears
         assert pilot.app.query_one("#latency-panel").border_title == "latency since start"
 
     run(test)
+
+
+def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
+    async def test(pilot):
+        await batches(pilot, 3)
+        pilot.app.action_restart()  # the header says so before the engine has answered
+        assert text_of(pilot.app, "#status").endswith("restarting from t=0…")
+        await settle(pilot)
+        assert "t=0.000 s" in text_of(pilot.app, "#status")
+        pilot.app.action_compare()
+        assert text_of(pilot.app, "#status").endswith("building both runs of compare mode…")
+        await settle(pilot)
+        assert "legacy vs optimized" in text_of(pilot.app, "#status")
+
+    run(test)

@@ -57,16 +57,37 @@ OPENING_SPEED = 1
 class KeysFooter(Footer):
     """The footer's keys in order, as many as fit whole (a key cut in two reads as another)."""
 
+    _width = 0
+
     def compose(self) -> ComposeResult:
-        room = self.size.width
+        # Composed again whenever the bindings change (focus moves): only the keys that fit are built.
+        self._width = room = self.size.width
         for widget in super().compose():
             if isinstance(widget, FooterKey):
                 room -= len(widget.key_display) + len(widget.description) + 2  # " " between, margin after
-                widget.display = room >= 0
+                if room < 0:
+                    return
             yield widget
 
     def on_resize(self) -> None:
-        self.refresh(recompose=True)
+        if self.size.width != self._width:
+            self.refresh(recompose=True)
+
+    _shown: tuple = ()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        # Focus moving between widgets changes the bindings, mostly not the keys shown: building
+        # the footer again costs a tab switch more than the tab itself.
+        room, shown = self.size.width, []
+        for _, b, enabled, _ in screen.active_bindings.values():
+            if b.show:
+                room -= len(self.app.get_key_display(b)) + len(b.description) + 2
+                if room < 0:
+                    break
+                shown.append((b.action, b.key, enabled))
+        if tuple(shown) != self._shown or not self._bindings_ready:
+            self._shown = tuple(shown)
+            super().bindings_changed(screen)
 
 
 class KsmApp(App[int]):
@@ -252,6 +273,7 @@ class KsmApp(App[int]):
                 self.screen.update_from(view)
 
     def on_engine_error(self, message: EngineError) -> None:
+        self._status.refused(self.view)
         if message.knob and isinstance(self.screen, KnobsScreen):
             self.screen.show_error(message.knob, message.text)
         self.notify(message.text, title=message.knob or "engine", severity="error", markup=False)
@@ -301,6 +323,8 @@ class KsmApp(App[int]):
         self.send("toggle_knob", name)
 
     def action_flow_cycle(self) -> None:
+        if self.view is not None and self.view.compare:
+            self._status.building("building the next pair of flows", self.view)
         self.send("flow_cycle")
 
     def action_knobs(self) -> None:
@@ -308,6 +332,8 @@ class KsmApp(App[int]):
             self.push_screen(KnobsScreen(self.view))
 
     def action_compare(self) -> None:
+        on = self.view is not None and self.view.compare
+        self._status.building("leaving compare mode" if on else "building both runs of compare mode", self.view)
         self.send("compare")
         if self.view is None or not self.view.compare:
             self.action_show_tab("compare")
@@ -339,6 +365,7 @@ class KsmApp(App[int]):
         self._description.toggle(self.view)
 
     def action_restart(self) -> None:
+        self._status.building("restarting from t=0", self.view)
         self.send("restart")
 
     def action_open(self) -> None:
@@ -346,6 +373,7 @@ class KsmApp(App[int]):
             if scenario is not None:
                 self._scenarios[scenario.name] = scenario
                 self._events_of = None
+                self._status.building(f"building {scenario.name}", self.view)
                 self.send("load", scenario)
 
         if not isinstance(self.screen, OpenScreen):

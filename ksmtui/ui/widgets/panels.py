@@ -118,8 +118,32 @@ class StatusBar(TextView):
     terminal the words that least need saying go first."""
 
     _key: object = None
+    _building: tuple[str, object, int] | None = None  # what is being built, of which run, at what time
+
+    @staticmethod
+    def _run_of(view: EngineView) -> object:
+        return view.snapshot.scenario, view.compare, tuple(s.flow for s in view.snapshots)
+
+    def building(self, what: str, view: EngineView | None) -> None:
+        """Say at once that a new run is being built (a large one takes a while), until it shows."""
+        if view is None:
+            return
+        self._building = (what, self._run_of(view), view.snapshot.sim_ns)
+        self._key = None
+        self.show(f" ksmtui · {view.snapshot.scenario} · {what}…")
+
+    def refused(self, view: EngineView | None) -> None:
+        """The engine refused the command (a bad file): the old run goes on."""
+        self._building, self._key = None, None
+        if view is not None:
+            self.update_from(view)
 
     def update_from(self, view: EngineView) -> None:
+        if self._building is not None:
+            _, run, sim_ns = self._building
+            if self._run_of(view) == run and sim_ns and view.snapshot.sim_ns >= sim_ns:
+                return  # still the old run: the new one is being built
+            self._building = None
         snap = view.snapshot
         # In compare mode the other tabs show one of the two runs: say which.
         flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \

@@ -73,10 +73,12 @@ class ProcessTable(DataTable):
     """Rows keyed by pid. `<` and `>` pick the sort column, R reverses it (as in top); a click on
     a header sorts by it. The cursor stays on its process across updates, whatever the order."""
 
+    # Not in the footer: the table's legend says them, and the footer keeps its keys as focus moves.
     BINDINGS = [
-        Binding("less_than_sign", "sort_column(-1)", "Sort ←", key_display="<", id="processes.sort_left"),
-        Binding("greater_than_sign", "sort_column(1)", "Sort →", key_display=">", id="processes.sort_right"),
-        Binding("R", "sort_reverse", "Reverse", id="processes.sort_reverse"),
+        Binding("less_than_sign", "sort_column(-1)", "Sort ←", key_display="<", show=False, id="processes.sort_left"),
+        Binding("greater_than_sign", "sort_column(1)", "Sort →", key_display=">", show=False,
+                id="processes.sort_right"),
+        Binding("R", "sort_reverse", "Reverse", show=False, id="processes.sort_reverse"),
     ]
 
     def __init__(self, page_size: int = 4096, **kwargs) -> None:
