@@ -606,3 +606,15 @@ def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
         assert "legacy vs optimized" in text_of(pilot.app, "#status")
 
     run(test)
+
+
+def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
+    async def test(pilot):
+        pilot.app.send("knob", ("advisor_mode", "scan-time"))
+        await settle(pilot)
+        await batches(pilot, 6)  # a full scan each: the advisor retunes pages_to_scan
+        said = [(n.title, n.message) for n in pilot.app._notifications]
+        assert said == [("pages_to_scan", "64 → 500"), ("advisor_mode", "none → scan-time")]
+        assert pilot.app.view.snapshot.knobs["pages_to_scan"] != 500  # retuned, silently
+
+    run(test)

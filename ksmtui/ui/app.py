@@ -238,8 +238,10 @@ class KsmApp(App[int]):
             self._show_switches([])
         if a.scenario != b.scenario:  # another scenario (o) brings its own knobs
             return
+        # The scan-time advisor retunes pages_to_scan at every full scan: that is ksmd's doing, not a write.
+        advised = a.knobs["advisor_mode"] == b.knobs["advisor_mode"] != "none"
         for name, value in b.knobs.items():
-            if a.knobs.get(name) != value:
+            if a.knobs.get(name) != value and not (advised and name == "pages_to_scan"):
                 self.notify(f"{a.knobs.get(name)} → {value}", title=name, markup=False)
         if a.flow != b.flow and not new.compare and b.sim_ns > 0:
             self._show_switches([*self._switches, (b.sim_ns, a.flow, b.flow)])
