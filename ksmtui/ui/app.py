@@ -413,7 +413,7 @@ class KsmApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
-            if binding.action in ("quit",):
+            if not isinstance(binding, Binding) or binding.action in ("quit",):
                 continue
             yield SystemCommand(
                 f"{binding.description} ({binding.key_display or binding.key})",
@@ -433,7 +433,7 @@ def _plain(value: object) -> object:
     return value
 
 
-def snapshot_json(view: EngineView) -> dict:
+def snapshot_json(view: EngineView) -> object:
     """What `w` saves: the snapshot shown (both, by flow, in compare mode)."""
     if view.compare:
         return {"compare": {s.flow: _plain(s) for s in view.snapshots}}
