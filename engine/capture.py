@@ -53,6 +53,7 @@ ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
     "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
     "page_index": ("i", 1), "page_content": ("i", 1),
 }
+OPTIONAL = {"page_frame": ("i", 1)}  # absent in files that predate it: all -1
 
 
 class CaptureError(Exception):
@@ -83,8 +84,16 @@ class Capture:
     vma_count: np.ndarray  # int64 (V,): pages stored (present pages KSM could scan, kernel zero page included)
     page_index: np.ndarray  # int64 (N,): page number within its VMA
     page_content: np.ndarray  # int32 (N,): content id, or KERNEL_ZERO_PAGE
+    # int32 (N,): -1, or the same id for pages that map one physical non-KSM page (shared since
+    # fork); all -1 where PFNs were not visible (not root)
+    page_frame: np.ndarray | None = None
     path: Path | None = None
     _pages: dict = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
+    _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.page_frame is None:
+            self.page_frame = np.full(len(self.page_content), -1, np.int32)
 
     @property
     def page_size(self) -> int:
@@ -104,10 +113,38 @@ class Capture:
         hits = np.flatnonzero((self.vma_proc == procs[0]) & (self.vma_start == np.uint64(start)))
         return int(hits[0]) if len(hits) else None
 
+    def fork_only(self) -> np.ndarray:
+        """Per stored page: its content is held by one physical page only, mapped several times."""
+        if self._fork_only is None:
+            scanned = self.page_content >= 0
+            self._fork_only = np.zeros(len(self.page_content), bool)
+            self._fork_only[scanned] = one_physical_page(self.page_content[scanned], self.page_frame[scanned],
+                                                         len(self.hashes))
+        return self._fork_only
+
     def vma_contents(self, v: int) -> np.ndarray:
         """The content ids of VMA v's pages that KSM scans (the kernel's zero page left out)."""
         ids = self.page_content[self.vma_first[v]:self.vma_first[v] + self.vma_count[v]]
         return ids[ids >= 0]
+
+
+def one_physical_page(ids: np.ndarray, frames: np.ndarray, top: int) -> np.ndarray:
+    """Pages whose content's every copy maps one physical non-KSM page (shared since fork). ksmd
+    never merges such a content: the unstable tree search meets the page itself and stops
+    (unstable_tree_search_insert: page == tree_page); a content also held by another physical
+    page merges as if every mapping were a copy of its own (the page is write-protected with all
+    its mappings and replaced under each in turn)."""
+    shared = frames >= 0
+    if not shared.any():
+        return np.zeros(len(ids), bool)
+    copies = np.bincount(ids, minlength=top)
+    in_frames = np.bincount(ids[shared], minlength=top)
+    lo = np.full(top, np.iinfo(np.int64).max)
+    hi = np.full(top, -1)
+    np.minimum.at(lo, ids[shared], frames[shared])
+    np.maximum.at(hi, ids[shared], frames[shared])
+    only = (copies >= 2) & (in_frames == copies) & (lo == hi)
+    return only[ids]
 
 
 # -------------------------------------------------------------------------------- writing --
@@ -119,7 +156,7 @@ def save(capture: Capture, path: Path) -> None:
     arrays = {
         "magic": np.array(MAGIC), "format": np.array(FORMAT_VERSION, dtype=np.int64),
         "meta": np.array(json.dumps(capture.meta, sort_keys=True)),
-        **{name: getattr(capture, name) for name in ARRAYS if name not in ("magic", "format", "meta")},
+        **{name: getattr(capture, name) for name in (*ARRAYS, *OPTIONAL) if name not in ("magic", "format", "meta")},
     }
     with open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
@@ -130,13 +167,14 @@ def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]]
                   hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
-    address 0). Content k > 0 gets a made-up hash unless `hashes` is given."""
-    vma_proc, starts, ends, reasons, counts, index, content = [], [], [], [], [], [], []
+    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given."""
+    vma_proc, starts, ends, reasons, counts, index, content, frames = [], [], [], [], [], [], [], []
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
         address = 0x10000000
-        for reason, ids in vmas:
+        for reason, ids, *frame in vmas:
             ids = np.asarray(ids, np.int32)
+            frames.append(np.asarray(frame[0], np.int32) if frame else np.full(len(ids), -1, np.int32))
             size = max(len(ids), 1) * page_size
             vma_proc.append(p)
             starts.append(address)
@@ -168,6 +206,7 @@ def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]]
         vma_first=(np.cumsum(counts_a) - counts_a).astype(np.int64), vma_count=counts_a,
         page_index=np.concatenate(index) if index else np.empty(0, np.int64),
         page_content=np.concatenate(content) if content else np.empty(0, np.int32),
+        page_frame=np.concatenate(frames) if frames else np.empty(0, np.int32),
     )
 
 
@@ -196,7 +235,7 @@ def load(path: str | Path) -> Capture:
             missing = [name for name in ARRAYS if name not in z.files]
             if missing:
                 raise CaptureError(f"{where}: damaged capture: array {missing[0]!r} is missing")
-            arrays = {name: z[name] for name in ARRAYS}
+            arrays = {name: z[name] for name in (*ARRAYS, *(k for k in OPTIONAL if k in z.files))}
     except CaptureError:
         raise
     except FileNotFoundError:
@@ -209,7 +248,9 @@ def load(path: str | Path) -> Capture:
         raise CaptureError(f"{where}: truncated or corrupt capture ({e})") from None
     except (OSError, ValueError, KeyError) as e:
         raise CaptureError(f"{where}: not a readable ksmtui capture ({e})") from None
-    for name, (kind, ndim) in ARRAYS.items():
+    for name, (kind, ndim) in (*ARRAYS.items(), *OPTIONAL.items()):
+        if name not in arrays:
+            continue
         a = arrays[name]
         if a.dtype.kind != kind and not (kind == "i" and a.dtype.kind == "u" and name == "format") or a.ndim != ndim:
             raise CaptureError(f"{where}: damaged capture: array {name!r} is {a.dtype}, {a.ndim}-d; "
@@ -219,7 +260,7 @@ def load(path: str | Path) -> Capture:
         page_size = int(meta["page_size"])
     except (ValueError, KeyError, TypeError) as e:
         raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
-    cap = Capture(meta=meta, path=path.resolve(), **{k: arrays[k] for k in ARRAYS if k not in ("magic", "format", "meta")})
+    cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
     _check(cap, where, page_size)
     return cap
 
@@ -243,12 +284,14 @@ def _check(c: Capture, where: str, page_size: int) -> None:
     if np.any(c.vma_end <= c.vma_start) or np.any(c.vma_reason > max(REASONS)):
         raise bad("vma_start/vma_end/vma_reason out of range")
     n = len(c.page_index)
-    if len(c.page_content) != n or np.any(c.vma_count < 0):
+    if len(c.page_content) != n or len(c.page_frame) != n or np.any(c.vma_count < 0):
         raise bad("page arrays differ in length")
     ends = np.cumsum(c.vma_count)
     if (ends[-1] if v else 0) != n or np.any(c.vma_first != ends - c.vma_count):
         raise bad("vma_first/vma_count do not tile the page arrays")
     if n:
+        if c.page_frame.min() < -1:
+            raise bad("page_frame: expected -1 or a frame id")
         if c.page_content.min() < KERNEL_ZERO_PAGE or c.page_content.max() >= len(c.hashes):
             raise bad("page_content: a content id outside the hash table")
         vma_pages = ((c.vma_end - c.vma_start) // np.uint64(page_size)).astype(np.int64)
@@ -269,12 +312,21 @@ def synthetic_page(digest: bytes, page_size: int) -> bytes:
 
 
 def capture_pages(capture: Capture, v: int) -> list[bytes]:
-    """The synthetic pages of VMA v, in address order: one bytes object per distinct content."""
-    ids = capture.vma_contents(v)
+    """The synthetic pages of VMA v, in address order: one bytes object per distinct content. A
+    page whose content KSM cannot merge because only one physical page holds it (shared since
+    fork, which a scenario cannot express) gets a content of its own: unmerged, as in the kernel."""
+    first, count = int(capture.vma_first[v]), int(capture.vma_count[v])
+    ids = capture.page_content[first:first + count]
+    alone = capture.fork_only()[first:first + count]
     cache = capture._pages
     ps = capture.page_size
     out = []
-    for k in ids.tolist():
+    for i, (k, own) in enumerate(zip(ids.tolist(), alone.tolist())):
+        if k < 0:
+            continue
+        if own:
+            out.append(synthetic_page(xxhash.xxh3_128_digest(f"fork-shared {v} {i}".encode()), ps))
+            continue
         page = cache.get(k)
         if page is None:
             page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import cost as cm
-from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture
+from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture, one_physical_page
 from engine.ksm import SIZEOF_RMAP_ITEM
 
 COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
@@ -88,19 +88,21 @@ class Estimate:
                 "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
 
 
-def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(content id, process index) of every page ksmd scans, in scan order."""
+def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(content id, process index, shared frame) of every page ksmd scans, in scan order."""
     reasons = np.asarray(CAPTURED_REASONS if merge_any else (MERGEABLE,), dtype=np.uint8)
     keep_vma = np.isin(capture.vma_reason, reasons)
     keep = np.repeat(keep_vma, capture.vma_count) & (capture.page_content >= 0)
     ids = capture.page_content[keep]
     procs = np.repeat(capture.vma_proc, capture.vma_count)[keep]
+    frames = capture.page_frame[keep]
     extra = capture.proc_ksm_zero_pages
     if extra.any():  # KSM zero pages of capture time: zero pages at the end of their process
-        at = np.searchsorted(procs, np.arange(len(extra)), side="right")
-        ids = np.insert(ids, np.repeat(at, extra), ZERO_ID)
-        procs = np.insert(procs, np.repeat(at, extra), np.repeat(np.arange(len(extra), dtype=procs.dtype), extra))
-    return ids, procs
+        at = np.repeat(np.searchsorted(procs, np.arange(len(extra)), side="right"), extra)
+        ids = np.insert(ids, at, ZERO_ID)
+        procs = np.insert(procs, at, np.repeat(np.arange(len(extra), dtype=procs.dtype), extra))
+        frames = np.insert(frames, at, -1)
+    return ids, procs, frames
 
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
@@ -113,7 +115,7 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     M = int(knobs["max_page_sharing"])
     use_zero = bool(knobs["use_zero_pages"])
     nprocs = len(capture.proc_pid)
-    ids, procs = _scanned_pages(capture, merge_any)
+    ids, procs, frames = _scanned_pages(capture, merge_any)
     pages = len(ids)
     notes: list[str] = []
 
@@ -121,6 +123,11 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     zero_procs = procs[is_zero] if use_zero else procs[:0]
     ksm_zero = len(zero_procs)
     cand = ~is_zero if use_zero else np.ones(pages, bool)
+    fork_only = one_physical_page(ids, frames, len(capture.hashes))
+    if fork_only.any():
+        notes.append(f"{int(fork_only.sum()):,} pages map a physical page shared since fork by several "
+                     "mappings and holding a content found nowhere else: KSM never merges those")
+        cand &= ~fork_only
     cids, cprocs = ids[cand], procs[cand]
 
     n = np.bincount(cids, minlength=len(capture.hashes)).astype(np.int64)
@@ -169,10 +176,11 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     unstable = int((n == 1).sum() + leftover_per.sum())
     costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source)
     per_pass = [{"first_visit": pages}] if pages else []
+    unmerged = pages - ksm_zero - int(merged.sum())
     if pages:
-        per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": len(cids) - int(merged.sum())})
+        per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged})
     if ksm_zero:
-        per_pass.append({"ksm_page": int(merged.sum()), "unique": len(cids) - int(merged.sum())})
+        per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
     cost = _settle_cost(per_pass, costs, source, knobs, notes)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "

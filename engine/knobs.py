@@ -24,6 +24,9 @@ class Knob:
     expected: str  # what the kernel accepts, in words, for error messages
     check: Callable[[object], bool]
     sysfs: bool = True  # False for [engine] knobs
+    # The largest value the kernel's parser reads (kstrtoint: INT_MAX); above it the write fails
+    # with ERANGE before the knob's own check (EINVAL) runs.
+    parse_max: int | None = None
 
     def parse(self, value: object) -> int | str:
         """Validate a TOML value or a command-line string; raise KnobError naming what was expected."""
@@ -44,6 +47,8 @@ class Knob:
                     raise KnobError(f"expected {self.expected}, got {value!r}") from None
         if isinstance(value, bool):
             value = int(value)
+        if isinstance(value, int) and self.parse_max is not None and value > self.parse_max:
+            raise KnobError(f"ERANGE: beyond the kernel's int ({self.parse_max}); expected {self.expected}, got {value!r}")
         if not isinstance(value, int) or not self.check(value):
             raise KnobError(f"expected {self.expected}, got {value!r}")
         return value
@@ -63,7 +68,7 @@ KSM_KNOBS: dict[str, Knob] = {
         Knob("run", 1, "0, 1 or 2", lambda v: v in (0, 1, 2)),
         Knob("pages_to_scan", 100, "an integer 0..4294967295", _uint()),
         Knob("sleep_millisecs", 20, "an integer 0..4294967295", _uint()),
-        Knob("max_page_sharing", 256, "an integer >= 2", lambda v: 2 <= v <= 2**31 - 1),
+        Knob("max_page_sharing", 256, "an integer >= 2", lambda v: 2 <= v, parse_max=2**31 - 1),
         Knob("use_zero_pages", 0, "0 or 1", lambda v: v in (0, 1)),
         Knob("merge_across_nodes", 1, "0 or 1", lambda v: v in (0, 1)),
         Knob("smart_scan", 1, "0 or 1", lambda v: v in (0, 1)),

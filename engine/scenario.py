@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib.resources
+import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +25,18 @@ class ScenarioError(Exception):
     def __init__(self, file: str, table: str, key: str, message: str):
         self.file, self.table, self.key, self.message = file, table, key, message
         where = ".".join(p for p in (table, key) if p)
-        super().__init__(f"{file}: {where}: {message}" if where else f"{file}: {message}")
+        # File names, keys and values come from the user: shown escaped, the line stays one line
+        # and cannot drive the terminal.
+        super().__init__(printable(f"{file}: {where}: {message}" if where else f"{file}: {message}"))
+
+
+# C0 and C1 controls and DEL: what a terminal would act on instead of showing.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """text with every control character but those in `keep` shown as its escape (\\x1b, \\n)."""
+    return _CONTROLS.sub(lambda m: m.group() if m.group() in keep else repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class Scenario:
     events: tuple[Event, ...] = ()
     stop: Stop = field(default_factory=Stop)
     path: Path | None = None
+    memory: int = 0  # bytes one simulation of it needs at its peak (the loader's estimate)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,6 +154,7 @@ ACTION_KEYS = {
 }
 ALL_EVENT_KEYS = ("action", *TRIGGER_KEYS, *dict.fromkeys(k for keys in ACTION_KEYS.values() for k in keys))
 GLOB_CHARS = set("*?[]")
+MAX_SEED = 2**64 - 1  # the engine's generators take 64 bits: a larger seed would collide with one below
 
 _MISSING = object()
 
@@ -197,8 +213,16 @@ class _Table:
             raise self.error(key, f"expected {expected}, got {_show(value)}")
         return value
 
-    def name_(self, key: str = "name") -> str:
+    def shown_name(self, key: str = "name") -> str:
+        """A name the UI and the reports show: a control character in it would drive the terminal."""
         value = self.string(key)
+        if _CONTROLS.search(value):
+            raise self.error(key, f"expected a name without control characters, got {value!r}")
+        return value
+
+    def name_(self, key: str = "name") -> str:
+        """A name that globs match: none of * ? [ ] in it."""
+        value = self.shown_name(key)
         if not value or value.strip() != value or GLOB_CHARS & set(value):
             raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
         return value
@@ -226,14 +250,18 @@ class _Table:
             raise self.error(key, f"expected true or false, got {_show(value)}")
         return value
 
-    def tables(self, key: str) -> list:
+    def tables(self, key: str, header: str = "") -> list:
+        """The array of tables `[[header]]` (by default `[[key]]`)."""
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
+            raise self.error(key, f"expected an array of tables ([[{header or key}]]), got {_show(value)}")
         return value
 
 
 def _glob(names, glob: str) -> list[str]:
+    """The names (a dict or set: looked up, not scanned, when the glob is a plain name) it matches."""
+    if not GLOB_CHARS & set(glob):
+        return [glob] if glob in names else []
     # Case-sensitive on every platform, as the engine matches them.
     return [n for n in names if fnmatch.fnmatchcase(n, glob)]
 
@@ -275,6 +303,7 @@ def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
 class _Loader:
     def __init__(self, file: str, base_dir: Path):
         self.file, self.base_dir = file, base_dir
+        self.random_written = 0  # pages that random writes can give new contents
         self.captures: dict = {}  # path -> engine.capture.Capture, loaded once per file
         self.page_size = 4096
 
@@ -297,14 +326,16 @@ class _Loader:
             return Fill("pool", pool=pool, order=order, offset=table.integer("offset", 0, low=0))
         if kind == "file":
             path = self.base_dir / table.string("path")
-            if not path.is_file():  # checked before open(): opening a FIFO would block
-                problem = "not a regular file" if path.exists() else "no such file"
-                raise table.error("path", f"cannot read {str(path)!r}: {problem}")
             try:
-                with path.open("rb"):
-                    pass
+                fd, _ = open_regular(path)
+                try:
+                    os.pread(fd, 1, 0)  # what run will do: /proc/self/mem opens, and fails here (EIO)
+                finally:
+                    os.close(fd)
             except OSError as e:
                 raise table.error("path", f"cannot read {str(path)!r}: {e.strerror or e}") from None
+            except ValueError as e:
+                raise table.error("path", f"cannot read {str(path)!r}: {e}") from None
             return Fill("file", path=path.resolve())
         if kind == "capture":
             return self.capture_fill(table, region_pages)
@@ -348,11 +379,12 @@ class _Loader:
     def scenario(self, data: dict) -> Scenario:
         file = self.file
         top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process", "event", "stop"))
-        name = top.string("name")
+        name = top.shown_name("name")
         if not name.strip():
             raise top.error("name", "expected a non-empty string")
-        description = top.string("description", "")
-        seed = top.integer("seed", 0, low=0)
+        # Shown as written but for control characters, escaped: they would drive the terminal.
+        description = printable(top.string("description", ""), keep="\n\t")
+        seed = top.integer("seed", 0, low=0, high=MAX_SEED)
         page_size = top.integer("page_size", 4096, low=64, high=65536)
         if page_size & (page_size - 1):
             raise top.error("page_size", f"expected a power of two 64..65536, got {page_size}")
@@ -374,10 +406,10 @@ class _Loader:
         stop_t = _Table(file, "stop", data.get("stop", {}), ("full_scans", "after_ms"))
         stop = Stop(stop_t.integer("full_scans", None, low=1), stop_t.integer("after_ms", None, low=1))
 
-        self.check_size(top, processes, events, pools, page_size)
+        memory = self.check_size(top, processes, events, pools, page_size)
         return Scenario(
             name=name, processes=processes, description=description, seed=seed, page_size=page_size,
-            ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop,
+            ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop, memory=memory,
         )
 
     def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
@@ -393,21 +425,21 @@ class _Loader:
             if node >= numa_nodes:
                 raise t.error("node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {node}")
             merge_any = t.boolean("merge_any", False)
-            raw_regions = t.tables("region")
+            raw_regions = t.tables("region", "process.region")
             if not raw_regions:
                 raise t.error("region", "missing; expected at least one [[process.region]]")
-            regions = []
+            regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
                 r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
                 rname, rpages = r.name_(), r.integer("pages", low=1)
                 region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
-                if any(x.name == region.name for x in regions):
+                if region.name in regions:
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
-                regions.append(region)
-            mapped += count * sum(r.pages for r in regions)
+                regions[region.name] = region
+            mapped += count * sum(r.pages for r in regions.values())
             # Checked here, before count names are made: count = 10**12 must not exhaust memory.
             _check_pages(t, "count" if count > 1 else "region", mapped)
-            process = Process(pname, tuple(regions), count, node, merge_any)
+            process = Process(pname, tuple(regions.values()), count, node, merge_any)
             for instance in process.instance_names():
                 if instance in names:
                     raise t.error("name", f"duplicate process name {instance!r}")
@@ -449,14 +481,18 @@ class _Loader:
                 raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
             parent_of[child] = matched[0]
         for child, (t, _) in children.items():
-            seen, name = {child}, parent_of[child]
-            while name in parent_of:
-                if name in seen:
+            # Up the forks to a process whose regions are known (declared, or a child done before):
+            # each child is walked once, however long the chain of forks.
+            path, name = [child], parent_of[child]
+            while name not in regions:
+                if name in path:
                     raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a cycle of forks)")
-                seen.add(name)
+                path.append(name)
                 name = parent_of[name]
-            regions[child] = regions[name]
+            for c in path:
+                regions[c] = regions[name]
         self.regions = regions
+        self.region_index: dict[int, dict[str, Region]] = {}  # by id of a regions tuple: forks share it
 
         events = []
         for i, (t, action) in enumerate(tables):
@@ -510,11 +546,14 @@ class _Loader:
         region_name = t.string("region")
         sizes = []
         for name in matched:
-            found = [r for r in regions[name] if r.name == region_name]
-            if not found:
-                have = ", ".join(r.name for r in regions[name])
+            own = regions[name]
+            index = self.region_index.get(id(own))
+            if index is None:
+                index = self.region_index[id(own)] = {r.name: r for r in own}
+            if region_name not in index:
+                have = _names([r.name for r in own])
                 raise t.error("region", f"process {name!r} has no region {region_name!r} (it has {have})")
-            sizes.append(found[0].pages)
+            sizes.append(index[region_name].pages)
         fields["region"] = region_name
         if action == "madvise":
             return Event(**fields, advice=t.string("advice", choices=ADVICE))
@@ -525,7 +564,10 @@ class _Loader:
             if to_node >= numa_nodes:
                 raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
             return Event(**fields, to_node=to_node)
-        return Event(**fields, fill=self.fill(t, pools))
+        fill = self.fill(t, pools)
+        if fill.kind == "random":  # new contents, at most one per page of the regions it writes
+            self.random_written += sum(sizes)
+        return Event(**fields, fill=fill)
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
@@ -552,7 +594,8 @@ class _Loader:
         return value, None
 
     # -- size ---------------------------------------------------------------------------------------
-    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int):
+    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int) -> int:
+        """The memory a simulation needs (ScenarioError when it exceeds a limit or this machine's memory)."""
         mapped = sum(sum(r.pages for r in regions) for regions in self.regions.values())
         pool_pages = sum(p.pages for p in pools.values())
         _check_pages(top, "process", mapped, pool_pages)
@@ -561,6 +604,42 @@ class _Loader:
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
             raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
+        # Pages of their own contents: random fills, and captured ones (one content per hash at most).
+        random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind in ("random", "capture"))
+        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
+        have = available_memory()
+        if have is not None and need > have:
+            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} pages mapped, "
+                                f"page_size {page_size}), this machine has {have / 1e9:.1f} GB available")
+        return need
+
+
+# What a simulation holds, calibrated on peak RSS of `ksmtui run --full-scans 2` (docs/limits.md):
+# every mapped page costs its page table entry, frame, rmap_item and tree node; every distinct
+# content its bytes; a fill file is read whole once more while it is cut into pages.
+MEMORY_BASE = 40_000_000  # the interpreter, numpy and the engine's code
+MEMORY_PER_MAPPED_PAGE = 420
+MEMORY_PER_CONTENT = 64  # besides page_size: the bytes object and its references
+
+
+def memory_needed(page_size: int, mapped: int, random: int, pool_pages: int, file_sizes: list[int]) -> int:
+    """Bytes a simulation of this shape needs at its peak: `random` pages of unique contents
+    (random fills and random writes), pool pages, fill files of these sizes."""
+    file_pages = sum(-(-size // page_size) for size in file_sizes)
+    contents = (random + pool_pages + file_pages) * (page_size + MEMORY_PER_CONTENT)
+    return MEMORY_BASE + mapped * MEMORY_PER_MAPPED_PAGE + contents + max(file_sizes, default=0)
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
@@ -570,8 +649,63 @@ def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
         raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
 
 
+# What cannot be a scenario is refused before the TOML parser sees it: tomllib recurses once per
+# level of arrays and inline tables (RecursionError at ~1,000) and is quadratic in the depth of a
+# dotted key (a 60 KB key 30,000 deep takes GBs), and a file is read whole.
+MAX_FILE_BYTES = 4 << 20  # 30,000 regions take 1.2 MB
+MAX_DEPTH = 20  # tables, arrays, inline tables and dotted-key parts, nested; a scenario needs 4
+_TOKENS = re.compile(
+    r'"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}=,.\n]',
+    re.S,
+)
+
+
+def _nesting_error(text: str) -> str | None:
+    """Where the text nests deeper than MAX_DEPTH, or None. A lexer of just what nests: strings and
+    comments are skipped, dots count only in keys (a header's, or left of `=`)."""
+    stack: list[str] = []
+    in_key, header, dots, line = True, False, 0, 1
+    for m in _TOKENS.finditer(text):
+        token = m.group()
+        c = token[0]
+        if c == "\n":
+            line += 1
+            if not stack:
+                in_key, header, dots = True, False, 0
+            continue
+        if c in "\"'":
+            line += token.count("\n")
+            continue
+        if c == "#":
+            continue
+        if header:
+            if c == ".":
+                dots += 1
+            elif c == "]":
+                header = False
+        elif c == "." and in_key:
+            dots += 1
+        elif c == "=":
+            in_key, dots = False, 0
+        elif c == "[" and not stack and in_key:
+            header, in_key, dots = True, False, 0
+        elif c in "[{":
+            stack.append(c)
+            in_key, dots = c == "{", 0
+        elif c in "]}" and stack:
+            stack.pop()
+        elif c == "," and stack and stack[-1] == "{":
+            in_key, dots = True, 0
+        if len(stack) + dots + 1 > MAX_DEPTH:
+            return f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); expected a scenario (at most {MAX_DEPTH})"
+    return None
+
+
 def parse_scenario(text: str, file: str, base_dir: Path) -> Scenario:
     """A Scenario from TOML text; `file` names it in errors, `base_dir` resolves fill = "file" paths."""
+    problem = _nesting_error(text)
+    if problem:
+        raise ScenarioError(file, "", "", f"not a scenario: {problem}")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -584,21 +718,61 @@ def builtin_scenarios() -> list[tuple[str, Path]]:
     return sorted((p.stem, p) for p in BUILTIN_DIR.glob("*.toml"))
 
 
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def open_regular(path: Path, limit: int | None = None) -> tuple[int, int]:
+    """An open descriptor of a regular file and its size, or OSError / ValueError (the reason in
+    words). Opened without blocking, so that a FIFO is refused instead of waited on; a file whose
+    size its stat does not tell (/proc, /sys) is refused, as is one over `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{_file_kind(st.st_mode)}; expected a regular file")
+        if limit is not None and st.st_size > limit:
+            raise ValueError(f"{st.st_size:,} bytes; expected at most {limit:,}")
+        if st.st_size == 0 and os.pread(fd, 1, 0):
+            raise ValueError("its size is not known (a file of /proc or /sys?); expected a regular file")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_scenario_file(path: Path, file: str) -> str:
+    try:
+        fd, size = open_regular(path, MAX_FILE_BYTES)
+        try:
+            data = os.read(fd, size + 1)  # one byte more: a file that grew is refused below
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ScenarioError(file, "", "", f"cannot read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ScenarioError(file, "", "", f"cannot read: {e}") from None
+    if len(data) > size:
+        raise ScenarioError(file, "", "", "cannot read: the file changes while it is read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(file, "", "", f"not valid TOML: not UTF-8 text (byte {e.start})") from None
+
+
 def load_scenario(arg: str | Path) -> Scenario:
     """A scenario from a .toml path or a built-in name (a file stem in scenarios/)."""
     path, file = Path(arg), str(arg)
-    if isinstance(arg, str) and not path.is_file() and "/" not in arg and path.suffix != ".toml":
+    # os.path.isfile, not Path.is_file: it says False (not OSError) for a name over 255 bytes.
+    if isinstance(arg, str) and not os.path.isfile(arg) and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
             raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
         path = builtins[arg]
         file = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ScenarioError(file, "", "", f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(file, "", "", f"not valid TOML: not UTF-8 text (byte {e.start})") from None
+    text = _read_scenario_file(path, file)
     return replace(parse_scenario(text, file, path.parent), path=path.resolve())
 
 
@@ -628,8 +802,8 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
             engine["flow"] = ENGINE_KNOBS["flow"].parse(flow)
         except KnobError as e:
             raise ScenarioError("--flow", "", "", str(e)) from None
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ScenarioError("--seed", "", "", f"expected an integer >= 0, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ScenarioError("--seed", "", "", f"expected an integer 0..{MAX_SEED}, got {seed!r}")
     overrides = overrides or {}
     for knob, value in overrides.items():
         if knob not in ALL_KNOBS:

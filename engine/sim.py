@@ -16,7 +16,7 @@ from engine.cost import WAKEUP
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
 from engine.ksm import Ksm, calc_checksum, is_stable_node_chain, work_totals
 from engine.machine import MM, Machine
-from engine.scenario import Event, Scenario
+from engine.scenario import GLOB_CHARS, Event, Scenario
 from engine.snapshot import (
     N_BUCKETS,
     OUTCOMES,
@@ -56,6 +56,7 @@ class Simulation:
         run = knobs.pop("run")
         knobs["run"] = 0
 
+        self._by_name: dict[str, MM] = {}  # every process made so far, by name (unique in a scenario)
         self.machine = Machine(scenario.page_size, engine["numa_nodes"])
         self.ksm = Ksm(self.machine, knobs, engine["flow"], engine["latency"], self.seed)
         self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
@@ -94,7 +95,13 @@ class Simulation:
     # ------------------------------------------------------------------- events --
 
     def _matching(self, glob: str) -> list[MM]:
-        return [mm for mm in self.machine.mms if mm.alive and fnmatch.fnmatchcase(mm.name, glob)]
+        mms = self.machine.mms
+        if not GLOB_CHARS & set(glob):  # a plain name: looked up, or 10,000 forks take 10,000² matches
+            for mm in mms[len(self._by_name):]:  # processes are only ever appended (fork)
+                self._by_name[mm.name] = mm
+            mm = self._by_name.get(glob)
+            return [mm] if mm is not None and mm.alive else []
+        return [mm for mm in mms if mm.alive and fnmatch.fnmatchcase(mm.name, glob)]
 
     def _perform(self, ev: Event) -> None:
         machine = self.machine

@@ -400,7 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-seconds", type=_seconds, default=5.0, metavar="S",
                    help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
+    p.add_argument("--host-seconds", type=_seconds, default=10.0, metavar="S",
+                   help="time `ksmtui host` sampling at 1 Hz beside 1,000 sleeping processes for S s (0: skip)")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
+    p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
     return p
 
 
@@ -447,6 +450,11 @@ def _seconds(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
+    if opts.sweep:
+        from ksmtui.sweep import bench
+
+        print("\n".join(bench()))
+        return 0
     flow = opts.flow or ENGINE_KNOBS["flow"].default
     sizes = ", ".join(f"{n:,}" for n in opts.pages)
     print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
@@ -510,6 +518,16 @@ def main(argv: list[str]) -> int:
             for headless, ui, fps, share in pairs:
                 print(f"  headless {headless:,.0f} pages/s, under the UI {ui:,.0f} pages/s; the UI drew "
                       f"{fps:.1f} times a second and its thread ran {share * 100:.0f}% of the time")
+    if opts.host_seconds and not opts.no_kernel and os.path.isdir("/sys/kernel/mm/ksm"):
+        from ksmtui.kernel.hostbench import host_cpu
+
+        say(f"host mode: sampling at 1 Hz for {opts.host_seconds:g} s beside 1,000 sleeping processes")
+        h = host_cpu(1000, merge_any_every=10 if os.geteuid() == 0 else 0, seconds=opts.host_seconds)
+        say("")
+        traced = "with the ksm tracepoints" if h["traced"] else f"without tracepoints ({h['trace_note']})"
+        print(f"\nhost mode (`ksmtui host` sampling at 1 Hz, {traced}; {h['processes']:,} sleeping processes, "
+              f"{h['merge_any']:,} merge-any, {h['known_to_ksm']:,} known to KSM): {h['share'] * 100:.2f}% of a core "
+              f"({h['cpu_s'] * 1000:,.0f} ms CPU in {h['wall_s']:.1f} s, {h['samples']} samples)")
     say(f"snapshot: {opts.snapshot_pages:,}-page machine")
     mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
     say("")

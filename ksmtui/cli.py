@@ -10,6 +10,7 @@
     ksmtui bench                      engine throughput, and the real ksmd's beside it (ksmtui.bench)
     ksmtui sweep SCENARIO --set K=V,V  many runs over a grid of knobs, flows and seeds, on Dask (ksmtui.sweep)
     ksmtui capture | estimate         real memory as hashes; what KSM settles to on it (docs/capture.md)
+    ksmtui host | replay              this machine's own ksmd, live or recorded (docs/host.md)
 
 Bad input (a scenario, an option) is one line on stderr and exit status 2, and nothing runs.
 """
@@ -17,6 +18,7 @@ Bad input (a scenario, an option) is one line on stderr and exit status 2, and n
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -25,10 +27,11 @@ import textwrap
 import time
 
 from engine.knobs import ENGINE_KNOBS, KnobError
-from engine.scenario import Scenario, ScenarioError
+from engine.scenario import Scenario, ScenarioError, printable
 from engine.timeline import NO_PROGRESS, StopRule
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate")
+COMMANDS = ("run", "compare", "check", "list", "kernel", "parity", "bench", "sweep", "capture", "estimate",
+            "host", "replay")
 DEFAULT_SCENARIO = "default"
 
 
@@ -247,6 +250,8 @@ def cmd_compare(scenario: Scenario, opts: argparse.Namespace) -> int:
         sim = simulation(scenario, flow)
         run_to_stop(sim, scenario, opts, f"{scenario.name} ({flow})")
         snapshots.append(sim.snapshot(tree_limit=0))
+        del sim
+        gc.collect()  # a simulation is a web of cycles: free the first before the second is built
     sys.stdout.write(compare_report(*snapshots))
     return 0
 
@@ -316,9 +321,13 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             return importlib.import_module(f"ksmtui.{argv[0]}").main(argv[1:])
+        if argv and argv[0] in ("host", "replay"):
+            from ksmtui import hostcmd
+
+            return (hostcmd.cmd_host if argv[0] == "host" else hostcmd.cmd_replay)(argv[1:])
         return dispatch(parse_args(argv))
     except (UsageError, ScenarioError, KnobError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {printable(str(e))}", file=sys.stderr)  # arguments echoed: escaped
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ksmtui run x | head`: the reader left; say nothing more

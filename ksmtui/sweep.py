@@ -1,6 +1,6 @@
 """`ksmtui sweep`: many model runs over a grid of knobs, flows and seeds, compared; on Dask.
 
-    ksmtui sweep SCENARIO --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
+    ksmtui sweep SCENARIO|CAPTURE --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
                  --flows legacy,optimized --seeds 1-8 [--full-scans N | --until-settled]
                  [--json] [--csv FILE] [--scheduler tcp://HOST:PORT | --workers N] [--ui]
 
@@ -26,16 +26,18 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 from engine.snapshot import PATHS
+from engine.timeline import StopRule
 from ksmtui.cli import Parser, UsageError, _positive
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
-SETTLE_LIMIT = 100  # --until-settled gives up after this many full scans (and says so per run)
+SETTLE_LIMIT = 1000  # --until-settled gives up after this many full scans (and says so per run)
 SERIES_POINTS = 64  # saving-over-time points kept per run (for the plot and the JSON)
 GRID_HELP = "V1,V2,... where an integer item may be a range A-B (step 1), A-B:S (step S) or A-B*F (times F)"
 
@@ -152,12 +154,8 @@ class Stop:
 
     def describe(self, scenario: Scenario) -> str:
         if self.until_settled:
-            return f"until settled (at most {SETTLE_LIMIT} full scans)"
-        if self.full_scans:
-            return f"{self.full_scans} full scans"
-        from ksmtui.cli import stop_target
-
-        return stop_target(scenario, argparse.Namespace(full_scans=None, after_ms=None))
+            return f"until settled (at most {SETTLE_LIMIT:,} full scans)"
+        return StopRule.of(scenario.stop, self.full_scans).describe()
 
 
 def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
@@ -171,8 +169,6 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
         grid[knob] = parse_values("--set", knob, text)
     if grid.get("latency", ["model"]) != ["model"]:
         raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
-    if 0 in grid.get("pages_to_scan", ()):
-        raise GridError("--set pages_to_scan: 0 never finishes a full scan; expected an integer 1..4294967295")
     flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
     seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
     count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
@@ -195,16 +191,30 @@ def describe(task: Task, seed: bool = True) -> str:
 
 # ------------------------------------------------------------------------------------ one run --
 
+def _data_files(fill) -> tuple[str, Path] | None:
+    """(attribute, path) of the file a fill reads its pages from, if it reads one."""
+    if fill.kind == "file":
+        return "path", Path(str(fill.path))
+    if fill.kind == "capture":
+        return "capture", Path(str(fill.capture))
+    return None
+
+
+def _fills(scenario: Scenario) -> list:
+    return [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+
+
 def scenario_files(scenario: Scenario) -> dict[str, bytes]:
-    """The bytes of every fill = "file" the scenario reads, so that workers need no files."""
-    fills = [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+    """The bytes of every file the scenario's fills read (fill = "file", fill = "capture"), so
+    that workers need no files."""
     out = {}
-    for fill in fills:
-        if fill.kind == "file" and str(fill.path) not in out:
+    for fill in _fills(scenario):
+        data = _data_files(fill)
+        if data and str(data[1]) not in out:
             try:
-                out[str(fill.path)] = Path(str(fill.path)).read_bytes()
+                out[str(data[1])] = data[1].read_bytes()
             except OSError as e:
-                raise ScenarioError(str(fill.path), "", "", f"cannot read: {e.strerror or e}") from None
+                raise ScenarioError(str(data[1]), "", "", f"cannot read: {e.strerror or e}") from None
     return out
 
 
@@ -212,7 +222,7 @@ _local_copies: dict[str, Path] = {}  # per worker process: content hash -> its f
 
 
 def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
-    """The scenario with its fill files replaced by copies written here from the shipped bytes."""
+    """The scenario with its fills' files replaced by copies written here from the shipped bytes."""
     if not files:
         return scenario
     paths = {}
@@ -226,11 +236,33 @@ def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
         paths[name] = _local_copies[digest]
 
     def fill(f):
-        return replace(f, path=paths[str(f.path)]) if f.kind == "file" else f
+        data = _data_files(f)
+        return replace(f, **{data[0]: paths[str(data[1])]}) if data else f
 
     processes = tuple(replace(p, regions=tuple(replace(r, fill=fill(r.fill)) for r in p.regions))
                       for p in scenario.processes)
     return replace(scenario, processes=processes, events=tuple(replace(e, fill=fill(e.fill)) for e in scenario.events))
+
+
+def load_workload(arg: str, merge_any: bool) -> Scenario:
+    """A scenario file or built-in name, or a capture (`ksmtui capture`'s .npz: a zip file) made
+    into the scenario `ksmtui capture --scenario` would write."""
+    path = Path(arg)
+    try:
+        with open(path, "rb") as f:
+            is_capture = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        is_capture = False
+    if not is_capture:
+        if merge_any:
+            raise UsageError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
+        return load_scenario(arg)
+    from engine.capture import CaptureError, scenario_from_capture
+
+    try:
+        return scenario_from_capture(path, merge_any=merge_any)
+    except CaptureError as e:
+        raise UsageError(str(e)) from None
 
 
 def _first_at_least(values: list[int], target: float) -> int | None:
@@ -262,7 +294,7 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
     sim = Simulation(scenario)
     ksm = sim.ksm
     times, savings, cpu = [0], [ksm.general_profit()], [0]
-    settled_marks: list[int] = []  # pages_sharing + ksm_zero_pages at the end of each full scan
+    marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
     settled = False
     rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
     while (reason := sim.check_stop(rule)) is None:
@@ -272,8 +304,11 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
         savings.append(ksm.general_profit())
         cpu.append(ksm.ksmd_cpu_ns)
         if stop.until_settled and sim.full_scans != scans:
-            settled_marks.append(ksm.ksm_pages_sharing + ksm.ksm_zero_pages)
-            if len(settled_marks) >= 3 and len(set(settled_marks[-3:])) == 1 and sim.events_pending == 0:
+            marks.append((sim.now_ns, ksm.ksm_pages_sharing + ksm.ksm_zero_pages))
+            # unchanged over the last two full scans, and every event still pending is a repeat that
+            # fired during them (the engine's own test of "every pending event has had its chance")
+            if len(marks) >= 3 and len({m for _, m in marks[-3:]}) == 1 and \
+                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans):
                 n = sim.full_scans
                 reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
                 settled = True
@@ -322,6 +357,9 @@ def dask_setup(worker) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+QUIET = logging.CRITICAL + 1  # Dask's own logs, CRITICAL included: a sweep reports its problems itself
+
+
 def local_cluster(workers: int):
     from dask.distributed import LocalCluster
 
@@ -330,7 +368,7 @@ def local_cluster(workers: int):
         return LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-            silence_logs=logging.CRITICAL, memory_limit=0, preload=["ksmtui.sweep"],
+            silence_logs=QUIET, memory_limit=0, preload=["ksmtui.sweep"],
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -375,6 +413,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     task rerun elsewhere by the scheduler; Ctrl-C cancels what is left and shuts the cluster down."""
     from dask.distributed import Client, as_completed
 
+    logging.getLogger("distributed").setLevel(QUIET)  # the client's side too (a scheduler that goes away)
     results: dict[int, dict] = {}
     interrupted = False
     cluster = client = bar = None
@@ -386,7 +425,8 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         except OSError as e:
             raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
         payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
-        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{task.index}-{os.getpid()}")
+        sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
+        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
                    for task in tasks]
         bar = Bar(len(tasks), progress)
         for future in as_completed(futures, loop=client.loop):
@@ -455,7 +495,10 @@ def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ksmtui sweep", description="Run a scenario over a grid of knobs, flows and seeds, on Dask, "
                "and compare the saving, how fast it came, and what ksmd spent on it.")
-    p.add_argument("scenario", help="a scenario file, or the name of a built-in scenario (ksmtui list)")
+    p.add_argument("scenario", metavar="SCENARIO|CAPTURE",
+                   help="a scenario file, the name of a built-in scenario (ksmtui list), or a capture (ksmtui capture)")
+    p.add_argument("--merge-any", action="store_true",
+                   help="a capture's memory no one marked mergeable counts too (as ksmtui capture --merge-any)")
     p.add_argument("--set", dest="sets", metavar="KNOB=V1,V2", type=parse_set, action="append", default=[],
                    help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
     p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
@@ -464,14 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--full-scans", type=_positive, metavar="N", help="stop each run after N full scans")
     stop.add_argument("--until-settled", action="store_true",
                       help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
-                           f"and no event is pending (at most {SETTLE_LIMIT} full scans)")
-    p.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
+                           f"in which every pending event had its chance (at most {SETTLE_LIMIT:,} full scans)")
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
+    show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")
     p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
     where.add_argument("--workers", type=_positive, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
-    p.add_argument("--ui", action="store_true", help="show the results in the terminal: saving over time, the front")
     return p
 
 
@@ -484,7 +528,7 @@ def main(argv: list[str]) -> int:
 
 
 def sweep(opts: argparse.Namespace) -> int:
-    scenario = load_scenario(opts.scenario)
+    scenario = load_workload(opts.scenario, opts.merge_any)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
     stop = Stop(opts.full_scans, opts.until_settled)
     if opts.csv:
@@ -493,8 +537,7 @@ def sweep(opts: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e}") from None
     workers = opts.workers or len(os.sched_getaffinity(0))
-    progress = sys.stderr.isatty() and not opts.ui
-    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, progress)
+    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, sys.stderr.isatty())
     runs = [results[t.index] for t in tasks if t.index in results]
     for run in runs:
         del run["index"]
@@ -517,3 +560,35 @@ def sweep(opts: argparse.Namespace) -> int:
         print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
         print("\n".join(text_report(runs, knobs)))
     return 130 if interrupted else 0
+
+
+# ---------------------------------------------------------------------------------- the bench --
+
+BENCH_SCENARIO = "fleet"
+BENCH_GRID = [("pages_to_scan", "100-800*2"), ("sleep_millisecs", "10,20")]
+BENCH_FLOWS, BENCH_SEEDS, BENCH_FULL_SCANS = "legacy,optimized", "1-4", 4
+
+
+def bench(workers: tuple[int, ...] = (1, 2)) -> list[str]:
+    """`ksmtui bench --sweep`: the same 64 runs on each number of local workers (wall time, the
+    cluster's start included), the results checked identical, the speed-up over the first."""
+    scenario = load_scenario(BENCH_SCENARIO)
+    tasks = plan(scenario, BENCH_GRID, BENCH_FLOWS, BENCH_SEEDS)
+    stop = Stop(BENCH_FULL_SCANS, False)
+    grid = " ".join(f"{k}={v}" for k, v in BENCH_GRID)
+    lines = [f"sweep: {len(tasks)} runs of {BENCH_SCENARIO} ({grid}, flows {BENCH_FLOWS}, seeds {BENCH_SEEDS}, "
+             f"{BENCH_FULL_SCANS} full scans), {len(os.sched_getaffinity(0))} CPUs"]
+    first = None
+    for n in workers:
+        start = time.perf_counter()
+        results, interrupted = execute(scenario, tasks, stop, None, n, sys.stderr.isatty())
+        wall = time.perf_counter() - start
+        if interrupted:
+            raise KeyboardInterrupt
+        if first is None:
+            first = (results, wall)
+        elif results != first[0]:
+            raise RunFailed(f"{n} workers gave other results than {workers[0]}")
+        lines.append(f"  {n} worker{'s' * (n != 1)}: {wall:6.1f} s, {len(tasks) / wall:5.2f} runs/s, "
+                     f"speed-up {first[1] / wall:.2f}x")
+    return lines

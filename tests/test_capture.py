@@ -355,3 +355,29 @@ def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, caps
     assert cost["ns_per_page"]["unique"] == 9000 and cost["ns_per_page"]["first_visit"] == 1300
     assert cost["costs"]["paths"]["zero_merge"] == "cost model"
     assert "ksmtui bench on this machine" in cost["costs"]["measured"]
+
+
+def test_a_content_held_by_one_physical_page_never_merges():
+    """Pages shared since fork (same frame id): alone they stay unmerged; with a copy elsewhere
+    they merge like separate copies."""
+    cap = fmt.from_contents([
+        (1, "parent", [(fmt.MERGEABLE, [3, 4], [0, 1])]),
+        (2, "child", [(fmt.MERGEABLE, [3, 4], [0, 1])]),
+        (3, "other", [(fmt.MERGEABLE, [4])]),
+    ])
+    e = estimate(cap, KNOBS)
+    assert (e.ksm["pages_shared"], e.ksm["pages_sharing"], e.rmap_items) == (1, 2, 5)
+    assert e.processes[1]["ksm_merging_pages"] == 1 and "shared since fork" in e.notes[0]
+
+
+def test_the_scenario_of_fork_shared_pages_settles_alike(tmp_path):
+    """A scenario cannot share a page by fork: such a content gets a page of its own per mapping,
+    which KSM leaves unmerged just the same."""
+    cap = fmt.from_contents([
+        (1, "parent", [(fmt.MERGEABLE, [3, 4, 5], [0, 1, -1])]),
+        (2, "child", [(fmt.MERGEABLE, [3, 4, 6], [0, 1, -1])]),
+        (3, "other", [(fmt.MERGEABLE, [4, 5])]),
+    ])
+    est = estimate(cap, KNOBS)
+    model = model_of(cap, tmp_path / "c.npz", {**KNOBS, "pages_to_scan": 1000}, est.ksm["full_scans"])
+    assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}

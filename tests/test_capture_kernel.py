@@ -10,6 +10,8 @@ copied-on-write pages of their libraries).
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -148,3 +150,61 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
     shaped = run_on_kernel(fmt.scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
     assert {k: shaped["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert shaped["data_check"]["mismatches"] == 0
+
+
+FORKED = """
+import mmap, os, sys
+m = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_NOHUGEPAGE)
+for i in range(64):  # 48 pages of this process's own, 16 of 4 contents every process has
+    m[i * 4096:(i + 1) * 4096] = os.urandom(4096) if i < 48 else (b"common %d" % (i % 4)).ljust(4096, b".")
+m.madvise(mmap.MADV_MERGEABLE)
+child = os.fork() if sys.argv[1] == "fork" else 0
+if child or sys.argv[1] != "fork":
+    print("ready", child, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_pages_shared_since_fork(kernel, tmp_path):
+    """A parent and its forked child map the same physical pages: a content held by one such page
+    only never merges (ksmd meets the page itself in the unstable tree); one also held elsewhere
+    merges as if every mapping were a copy."""
+    knobs = _knobs()
+    for name in ("pages_to_scan", "sleep_millisecs"):
+        sysfs.ksm_write(name, knobs[name])
+    procs, pids = [], []
+    try:
+        for mode in ("fork", "alone"):
+            p = subprocess.Popen([sys.executable, "-I", "-c", FORKED, mode], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+            procs.append(p)
+            _, child = p.stdout.readline().split()
+            pids += [p.pid] + ([int(child)] if int(child) else [])
+        cap, notes = capture(pids, explicit=True, show_progress=False)
+        assert notes == [] and cap.meta["pfns"]
+        est = estimate(cap, knobs)
+        assert any("shared since fork" in n for n in est.notes)
+        assert (est.ksm["pages_shared"], est.ksm["pages_sharing"]) == (4, 3 * 16 - 4)
+        sysfs.ksm_write("run", 1)
+        deadline = time.monotonic() + 60
+        while int(sysfs.ksm_read("full_scans")) < est.ksm["full_scans"] + 1:
+            assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
+            time.sleep(0.01)
+        sysfs.ksm_write("run", 0)
+        real = sysfs.read_counters()
+        real_procs = {pid: sysfs.read_ksm_stat(pid) for pid in pids}
+    finally:
+        for pid in pids[1:2]:  # the forked child is not ours to wait for
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert {k: real[k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+    for pid in pids:
+        assert _per_process(real_procs[pid]) == _per_process(est.processes[pid]), pid
+    model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
+    assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}

@@ -299,3 +299,23 @@ def test_ui_kernel_and_parity_get_the_loaded_scenario_and_the_options(monkeypatc
         assert opts.json and opts.trace and opts.full_scans == 2
     if "--seed" in argv:
         assert opts.seed == scenario.seed == 3
+
+
+def test_ctrl_c_while_the_modules_load_ends_quietly_with_130(monkeypatch, capsys):
+    """The entry point catches Ctrl-C from its first line: the import of the CLI takes ~50 ms."""
+    import builtins
+    import sys
+
+    from ksmtui.__main__ import main as entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "ksmtui.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "ksmtui.cli")
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert entry() == 130
+    assert capsys.readouterr() == ("", "")

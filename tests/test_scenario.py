@@ -253,7 +253,8 @@ def test_apply_overrides_replaces_without_touching_the_original():
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(flow="fast"), "--flow: expected"),
-    (dict(seed=-1), "--seed: expected an integer >= 0, got -1"),
+    (dict(seed=-1), "--seed: expected an integer 0..18446744073709551615, got -1"),
+    (dict(seed=2**64), "--seed: expected an integer 0..18446744073709551615, got 18446744073709551616"),
     (dict(overrides={"numa_nodes": 1}), "--set: engine.numa_nodes: process 'west' is on node 1; expected numa_nodes > 1"),
     (dict(overrides={"nope": 1}), "--set: nope: unknown knob"),
     (dict(overrides={"run": 5}), "--set: ksm.run: expected 0, 1 or 2, got 5"),

@@ -83,7 +83,6 @@ def test_ranges_and_lists():
     (["--set", "pages_to_scan=100,x"], "--set pages_to_scan: expected an integer 0..4294967295, got 'x'"),
     (["--set", "pages_to_scan=100,,200"], "--set pages_to_scan: empty value in '100,,200'"),
     (["--set", "pages_to_scan=100,100"], "--set pages_to_scan: 100 given twice"),
-    (["--set", "pages_to_scan=0,100"], "--set pages_to_scan: 0 never finishes a full scan"),
     (["--set", "pages_to_scan=1-99999"], "--set pages_to_scan: '1-99999': 99,999 values; expected at most 10,000"),
     (["--set", "max_page_sharing=1,2"], "--set max_page_sharing: expected an integer >= 2, got 1"),
     (["--set", "use_zero_pages=2"], "--set use_zero_pages: expected 0 or 1, got 2"),
@@ -235,3 +234,69 @@ def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
     document = json.loads(out)
     assert document["complete"] is False and len(document["runs"]) < 32
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_run_settles_only_once_every_pending_event_has_had_its_chance(small, tmp_path):
+    # app-0 rewrites its heap all the time (a repeat: its pages stay volatile, nothing else moves);
+    # app-2 exits at 3 s, well after the merged count first stops changing
+    path = tmp_path / "events.toml"
+    path.write_text(open(small).read() + """
+[[event]]
+at_ms = 0
+repeat_ms = 50
+action = "write"
+process = "app-0"
+region = "heap"
+
+[[event]]
+at_ms = 3000
+action = "exit"
+process = "app-2"
+""")
+    scenario = load_scenario(str(path))
+    task = sweep.plan(scenario, [], None, None)[0]
+    result = sweep.run_one((scenario, sweep.scenario_files(scenario)), task, sweep.Stop(None, True))
+    assert result["settled"] is True and result["stop_reason"].startswith("settled: ")
+    assert result["sim_ms"] > 3000
+
+
+def test_bench_runs_the_grid_on_each_number_of_workers(small, monkeypatch):
+    monkeypatch.setattr(sweep, "BENCH_SCENARIO", small)
+    monkeypatch.setattr(sweep, "BENCH_GRID", [("pages_to_scan", "20,40")])
+    monkeypatch.setattr(sweep, "BENCH_FLOWS", "legacy,optimized")
+    monkeypatch.setattr(sweep, "BENCH_SEEDS", "1")
+    header, one, two = sweep.bench((1, 2))
+    assert header.startswith(f"sweep: 4 runs of {small} (pages_to_scan=20,40, flows legacy,optimized, seeds 1, 4 full")
+    assert one.startswith("  1 worker: ") and one.endswith("speed-up 1.00x")
+    assert two.startswith("  2 workers: ") and "runs/s" in two
+
+
+# ------------------------------------------------------------------------------- captures --
+
+def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_path, capsys):
+    from engine import capture as fmt
+
+    cap = fmt.from_contents([(10, "vm", [(fmt.MERGEABLE, [1, 2, 3, 0, 0, 4] * 8)]),
+                             (11, "vm", [(fmt.MERGEABLE, [1, 2, 3, 5, 6, 0] * 8), (fmt.NOT_MADVISED, [1, 2] * 4)])])
+    path = tmp_path / "c.npz"
+    fmt.save(cap, path)
+    scenario = sweep.load_workload(str(path), merge_any=False)
+    assert scenario == fmt.scenario_from_capture(path)
+    wider = sweep.load_workload(str(path), merge_any=True)
+    assert sum(r.pages for p in wider.processes for r in p.regions) > sum(
+        r.pages for p in scenario.processes for r in p.regions)
+    tasks = sweep.plan(scenario, [("use_zero_pages", "0,1")], None, None)
+    payload = (scenario, sweep.scenario_files(scenario))
+    path.unlink()
+    sweep._local_copies.clear()
+    runs = [sweep.run_one(payload, t, sweep.Stop(3, False)) for t in tasks]
+    assert [r["ksm"]["ksm_zero_pages"] > 0 for r in runs] == [False, True]
+    assert runs[0]["ksm"]["pages_sharing"] > 0
+
+    (tmp_path / "not-a-capture.npz").write_bytes(b"PK\x03\x04 and then nothing")
+    assert main(["sweep", str(tmp_path / "not-a-capture.npz"), "--set", "pages_to_scan=1,2"]) == 2
+    assert main(["sweep", "default", "--merge-any"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"ksmtui sweep: error: {tmp_path / 'not-a-capture.npz'}: ")
+    assert err[1] == ("ksmtui sweep: error: --merge-any: default is a scenario, not a capture; "
+                      "its processes say what is mergeable")

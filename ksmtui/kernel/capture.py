@@ -32,6 +32,7 @@ PM_PRESENT = 1 << 63
 PM_FILE = 1 << 61  # file page or shared anonymous: not an anonymous page ksmd scans
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_PFN = (1 << 55) - 1
+KPF_KSM = 1 << 21
 KPF_ZERO_PAGE = 1 << 24
 
 PAGEMAP_CHUNK = 65536  # pagemap entries read at a time (512 KiB)
@@ -139,28 +140,36 @@ def all_pids() -> list[int]:
     return sorted(pids)
 
 
-class ZeroPage:
-    """Tells the kernel's shared zero page from an anonymous page that holds zeros."""
+class PageFlags:
+    """What pagemap alone does not say, from /proc/kpageflags (root): whether a page is the
+    kernel's zero page, and whether a page mapped more than once is a KSM page or one shared
+    since fork (before copy-on-write: the same physical page in several processes)."""
 
     def __init__(self):
-        self.known: set[int] = set()
-        self.not_zero: set[int] = set()
+        self.flags: dict[int, int] = {}
         try:
             self.kpageflags = os.open("/proc/kpageflags", os.O_RDONLY)
         except OSError:
             self.kpageflags = None
 
+    def _flags(self, pfn: int) -> int:
+        flags = self.flags.get(pfn)
+        if flags is None:
+            flags = self.flags[pfn] = int.from_bytes(os.pread(self.kpageflags, 8, pfn * 8), "little")
+        return flags
+
     def is_zero_page(self, entry: int) -> bool:
         pfn = entry & PM_PFN
         if not pfn or self.kpageflags is None:  # no PFNs for us: the zero page is never exclusive
             return not entry & PM_MMAP_EXCLUSIVE
-        if pfn in self.known:
-            return True
-        if pfn in self.not_zero:
-            return False
-        flags = int.from_bytes(os.pread(self.kpageflags, 8, pfn * 8), "little")
-        (self.known if flags & KPF_ZERO_PAGE else self.not_zero).add(pfn)
-        return bool(flags & KPF_ZERO_PAGE)
+        return bool(self._flags(pfn) & KPF_ZERO_PAGE)
+
+    def shared_frame(self, entry: int) -> int:
+        """The pfn of a non-KSM page mapped more than once, else -1 (also when PFNs are hidden)."""
+        pfn = entry & PM_PFN
+        if entry & PM_MMAP_EXCLUSIVE or not pfn or self.kpageflags is None or self._flags(pfn) & KPF_KSM:
+            return -1
+        return pfn
 
     def close(self):
         if self.kpageflags is not None:
@@ -173,7 +182,7 @@ class ProcCapture:
     comm: str
     merge_any: bool
     ksm_zero_pages: int
-    vmas: list[tuple[Vma, np.ndarray, bytes, np.ndarray]]  # (vma, page indexes, digests, kernel zero page?)
+    vmas: list[tuple[Vma, np.ndarray, bytes, np.ndarray, np.ndarray]]  # vma, page indexes, digests, zero page?, frame
     pages: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -206,7 +215,7 @@ def _open(pid: int, what: str, comm: str) -> int:
         raise NoSuchProcess(f"pid {pid} ({comm}): exited before it could be read") from None
 
 
-def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress, label: str) -> ProcCapture:
+def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Progress, label: str) -> ProcCapture:
     comm = _comm(pid)
     stat = _ksm_stat(pid)
     try:
@@ -228,9 +237,9 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
         for vma in vmas:
             if vma.reason not in fmt.CAPTURED_REASONS or vma.anon_kb == 0:
                 # no anonymous page to read: pagemap of a huge reservation is not walked for nothing
-                out.vmas.append((vma, np.empty(0, np.int64), b"", np.empty(0, bool)))
+                out.vmas.append((vma, np.empty(0, np.int64), b"", np.empty(0, bool), np.empty(0, np.int64)))
                 continue
-            indexes, digests, kzero = [], bytearray(), []
+            indexes, digests, kzero, frames = [], bytearray(), [], []
             npages = (vma.end - vma.start) // page_size
             gone = False
             for first in range(0, npages, PAGEMAP_CHUNK):
@@ -263,7 +272,9 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
                             i = int(part[k])
                             indexes.append(first + i)
                             digests += d
-                            kzero.append(d == zero_digest and zero.is_zero_page(int(entries[i])))
+                            entry = int(entries[i])
+                            kzero.append(d == zero_digest and pageflags.is_zero_page(entry))
+                            frames.append(pageflags.shared_frame(entry))
                         if len(got) != len(part) or None in got:
                             out.notes.append(f"pid {pid} ({comm}): memory at {vma.start:#x} changed during the capture")
                     if gone:
@@ -272,7 +283,8 @@ def capture_process(pid: int, zero: ZeroPage, page_size: int, progress: Progress
                     progress(f"{label}: {out.pages:,} pages")
                 if gone:
                     break
-            out.vmas.append((vma, np.array(indexes, np.int64), bytes(digests), np.array(kzero, bool)))
+            out.vmas.append((vma, np.array(indexes, np.int64), bytes(digests), np.array(kzero, bool),
+                             np.array(frames, np.int64)))
             if gone:
                 out.notes.append(f"pid {pid} ({comm}) exited during the capture; kept what was read before")
                 break
@@ -345,7 +357,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
     from ksmtui.kernel.sysfs import numa_nodes, read_knobs
 
     page_size = os.sysconf("SC_PAGE_SIZE")
-    zero = ZeroPage()
+    pageflags = PageFlags()
     progress = Progress(show_progress)
     procs: list[ProcCapture] = []
     notes: list[str] = []
@@ -354,7 +366,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         for k, pid in enumerate(pids):
             label = f"capture: [{k + 1}/{len(pids)}] pid {pid}"
             try:
-                pc = capture_process(pid, zero, page_size, progress, label)
+                pc = capture_process(pid, pageflags, page_size, progress, label)
             except NoSuchProcess as e:
                 if explicit:
                     raise
@@ -369,16 +381,20 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
             notes += pc.notes
     finally:
         progress.done()
-        zero.close()
+        pageflags.close()
     if denied:
         notes.append(f"{denied} process{'es' * (denied != 1)} skipped: no permission to read their memory")
     if not procs:
         raise CaptureDenied("no process could be captured" + (f" ({notes[-1]})" if notes else ""))
-    rows = [(p, vma, idx, dig, kz) for p, pc in enumerate(procs) for vma, idx, dig, kz in pc.vmas]
+    rows = [(p, *v) for p, pc in enumerate(procs) for v in pc.vmas]
     hashes, ids = content_ids(b"".join(r[3] for r in rows), page_size)
     counts = np.array([len(r[2]) for r in rows], np.int64)
     kzero = np.concatenate([r[4] for r in rows]) if rows else np.empty(0, bool)
     ids[kzero] = fmt.KERNEL_ZERO_PAGE
+    pfns = np.concatenate([r[5] for r in rows]) if rows else np.empty(0, np.int64)
+    frames = np.full(len(pfns), -1, np.int32)  # pfns become small ids: a capture says no address
+    shared = pfns >= 0
+    frames[shared] = np.unique(pfns[shared], return_inverse=True)[1]
     knobs = {}
     try:
         knobs = read_knobs()
@@ -387,7 +403,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
     meta = {
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH,
-        "knobs": knobs, "numa_nodes": numa_nodes(), "pfns": zero.kpageflags is not None, "notes": notes,
+        "knobs": knobs, "numa_nodes": numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,
@@ -404,5 +420,6 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         vma_count=counts,
         page_index=np.concatenate([r[2] for r in rows]) if rows else np.empty(0, np.int64),
         page_content=ids,
+        page_frame=frames,
     )
     return cap, notes

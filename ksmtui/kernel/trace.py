@@ -21,6 +21,8 @@ class KsmTrace:
     """
 
     _LINE = re.compile(r":\s+(ksm_\w+):\s+(.*)$")
+    BUFFER_KB = 8192  # per CPU: a run's bursts of merges must not overrun it
+    POLL_S = 0.05  # how long the reader waits for events before it looks whether to stop
     _MERGE = re.compile(r"^(ksm )?pfn (\d+) .* error (-?\d+)")
 
     def __init__(self):
@@ -41,7 +43,7 @@ class KsmTrace:
 
     def start(self) -> None:
         self.dir.mkdir()
-        (self.dir / "buffer_size_kb").write_text("8192")
+        (self.dir / "buffer_size_kb").write_text(str(self.BUFFER_KB))
         (self.dir / "events" / "ksm" / "enable").write_text("1")
         fd = os.open(self.dir / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
@@ -51,7 +53,7 @@ class KsmTrace:
         pending = b""
         try:
             while True:
-                ready, _, _ = select.select([fd], [], [], 0.05)
+                ready, _, _ = select.select([fd], [], [], self.POLL_S)
                 chunk = b""
                 if ready:
                     try:

@@ -19,6 +19,7 @@ wall clock decides only how much runs between two updates, never what a run comp
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Callable, Mapping
 from textual.message import Message
 
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
-from engine.scenario import Scenario
+from engine.scenario import Scenario, available_memory
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot
 from engine.timeline import NO_PROGRESS, RUN_ON
@@ -303,10 +304,15 @@ class Runner:
             self._stop_options = (None, None)
             try:
                 self._build()
-            except Exception:
+            except Exception:  # the old run is gone (released to make room): the old scenario again
                 self._scenario, self._flow, self._seed, self._overrides, self._stop_options = old
+                self._build()
                 raise
         elif command == "compare":  # on or off; either way the workload starts again
+            need, have = 2 * self._scenario.memory, available_memory()
+            if not self._compare and have is not None and need > have + self._scenario.memory:  # + the run it frees
+                raise KnobError(f"compare mode runs two simulations: about {need / 1e9:.1f} GB, "
+                                f"this machine has {have / 1e9:.1f} GB available")
             self._compare = not self._compare
             self._build()
         else:
@@ -318,6 +324,11 @@ class Runner:
     def _build(self) -> None:
         """(Re)start the run from time 0: one simulation, or one per compared flow."""
         flows = self._pair if self._compare else (self._flow,)
+        # A simulation is a web of cycles (rmap_items and stable nodes, mms and their VMAs) that
+        # only the cycle collector frees, and it rarely runs a full pass: release the old run
+        # before the new one is built, or every restart leaves one behind for a while.
+        self._sims = []
+        gc.collect()
         sims = [Simulation(self._scenario, flow=f, seed=self._seed, overrides=self._overrides) for f in flows]
         self._sims = sims
         self._stop = sims[0].stop_rule(*self._stop_options)

@@ -164,6 +164,9 @@ class StatusBar(TextView):
             line = " " + " · ".join(parts)
             if len(line) <= self.size.width:
                 break
+        else:  # however long the scenario's name, the state stays on the line: the name gives way
+            room = max(8, self.size.width - len(line) + len(snap.scenario))
+            line = " " + " · ".join([snap.scenario[: room - 1] + "…", *parts[1:]])
         self.show(line)
 
     def on_resize(self) -> None:

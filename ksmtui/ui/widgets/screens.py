@@ -90,10 +90,17 @@ class OpenScreen(ModalScreen[Scenario | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._open(event.value.strip())
 
+    _chosen = False
+
     def _open(self, arg: str) -> None:
+        # Two Enters in one read of the terminal both reach this screen before it has gone:
+        # the first one chooses; a second dismiss would pop the main screen.
+        if self._chosen:
+            return
         try:
             scenario = load_scenario(arg)
         except ScenarioError as err:
             self.query_one("#open-error", Label).update(str(err))
             return
+        self._chosen = True
         self.dismiss(scenario)

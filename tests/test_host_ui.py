@@ -1,0 +1,186 @@
+"""Host mode's UI, fed from a recording of real processes merging (tests/data/host-merge.jsonl,
+made by `python tests/host_helpers.py tests/data/host-merge.jsonl` as root): replay starts paused
+and moves only by keys, so each screen depends on the keys pressed and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from ksmtui.recording import read_recording
+from ksmtui.ui.host_app import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
+from ksmtui.ui.widgets.host import HostStatus
+from ksmtui.ui.widgets.panels import TextView
+from ksmtui.ui.widgets.processes import ProcessRow
+
+RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch):
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+def make_app() -> HostApp:
+    header, samples = read_recording(str(RECORDING))
+    return HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"]))
+
+
+async def settle(pilot) -> None:
+    assert pilot.app.source.wait_idle()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def after(*keys):
+    async def run_before(pilot):
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+def asyncio_test(body):
+    def test():
+        asyncio.run(body())
+
+    test.__name__ = body.__name__
+    return test
+
+
+STEPS = ["s"] * 11  # to the last of the 12 samples
+
+
+class TestSnapshots:
+    def test_overview_at_the_end(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(*STEPS))
+
+    def test_overview_small_terminal(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(80, 24), run_before=after(*STEPS[:6]))
+
+    def test_processes(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(*STEPS, "2"))
+
+    def test_outcomes_from_the_tracepoints(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(*STEPS, "3"))
+
+    def test_what_the_host_does_not_show(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(80, 24), run_before=after("4"))
+
+    def test_knobs_of_a_recording_are_read_only(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after("k"))
+
+
+def texts(app: HostApp) -> dict[str, str | None]:
+    return {w.id: w._text for w in app.query(TextView)}
+
+
+@asyncio_test
+async def test_replay_steps_pauses_and_changes_speed():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        status = app.query_one(HostStatus)
+        assert "paused 1/12 · 1x" in status._text
+        for key in ("s", "s", "plus", "plus"):
+            await pilot.press(key)
+            await settle(pilot)
+        assert "paused 3/12 · 5x" in status._text
+        await pilot.press("minus")
+        await settle(pilot)
+        assert "paused 3/12 · 2x" in status._text
+
+
+@asyncio_test
+async def test_the_same_steps_give_the_same_screens():
+    """Deterministic: stepping to the end shows what running through the whole recording shows."""
+    stepped = make_app()
+    async with stepped.run_test(size=(120, 40)) as pilot:
+        await after(*STEPS)(pilot)
+        first = texts(stepped)
+    played = make_app()
+    played.source.speed = 50.0
+    async with played.run_test(size=(120, 40)) as pilot:
+        await pilot.press("space")  # play: the replay pauses by itself at the end
+        for _ in range(200):
+            await settle(pilot)
+            if "finished" in played.query_one(HostStatus)._text:
+                break
+        assert "finished 12/12" in played.query_one(HostStatus)._text
+        again = texts(played)
+        assert again.pop("status").replace("50x", "1x") == first.pop("status")
+        assert again == first
+
+
+@asyncio_test
+async def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await after(*STEPS, "2", "enter")(pilot)
+        assert isinstance(app.screen, WhyNotScreen)
+        assert "a recording does not hold it" in str(app.screen.query_one("#why-text").render())
+
+
+@asyncio_test
+async def test_knobs_screen_of_a_recording_cannot_write():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await after("k")(pilot)
+        assert isinstance(app.screen, HostKnobsScreen)
+        assert all(field.disabled for field in app.screen.query(Input))
+
+
+def test_rows_of_a_sample_for_the_processes_table():
+    rows = process_rows({
+        "7": {"comm": "qemu", "ksm_rmap_items": 10, "ksm_merging_pages": 5, "ksm_process_profit": -4,
+              "ksm_merge_any": "yes", "ksm_mergeable": "yes"},  # a kernel without ksm_zero_pages
+        "9": {"comm": "sshd", "error": "ksm_stat: Permission denied"},
+    })
+    assert rows == [
+        ProcessRow(7, "qemu", True, True, 10, 5, None, -4),
+        ProcessRow(9, "sshd [ksm_stat: Permission denied]"),
+    ]
+
+
+@pytest.mark.kernel
+def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_refusal(kernel):
+    from textual.widgets import Label
+
+    from ksmtui.kernel import sysfs
+    from ksmtui.kernel.host import HostSampler
+    from ksmtui.ui.host_app import LiveSource
+
+    async def body():
+        sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
+        app = HostApp(LiveSource(HostSampler(0.1, trace=False)))
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.view is None:
+                await pilot.pause(0.05)
+            await pilot.press("k")
+            screen = app.screen
+            assert isinstance(screen, HostKnobsScreen)
+
+            async def write(name: str, value: str) -> str:
+                field = screen.query_one(f"#knob-{name}", Input)
+                field.focus()
+                await pilot.pause()  # focused: the samples no longer refresh the field
+                field.value = value
+                await pilot.press("enter")
+                assert "? y / n" in str(screen.query_one("#knobs-confirm", Label).render())
+                await pilot.press("y")
+                while "waiting" in str(screen.query_one("#knobs-confirm", Label).render()):
+                    await pilot.pause(0.05)
+                return str(screen.query_one(f"#knob-error-{name}", Label).render())
+
+            assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
+            assert sysfs.ksm_read("pages_to_scan") != "700"
+            assert await write("advisor_mode", "none") == ""
+            assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
+
+    asyncio.run(body())
