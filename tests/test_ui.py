@@ -546,10 +546,16 @@ def test_at_60x18_the_open_path_and_the_knobs_flow_field_are_reachable():
         field = pilot.app.screen.query_one("#open-path", Input)
         assert pilot.app.screen.region.contains_region(field.region)
         await press(pilot, "escape", "k")
-        flow = pilot.app.screen.query_one("#knob-flow", Input)
-        flow.focus()
+        screen = pilot.app.screen
+        fields = list(screen.query(".knob-input"))
+        for _ in fields[1:]:  # Tab from the first field to the last, the flow
+            await pilot.press("tab")
         await settle(pilot)
-        assert pilot.app.screen.region.contains_region(flow.region) and flow.region.height > 0
+        flow = screen.query_one("#knob-flow", Input)
+        assert pilot.app.focused is flow
+        # In view: inside the scrolled area, and that area inside the box's borders.
+        assert screen.query_one("#knobs-scroll").region.contains_region(flow.region)
+        assert screen.query_one("#knobs-box").content_region.contains_region(screen.query_one("#knobs-scroll").region)
 
     run(test, size=(60, 18))
 
