@@ -34,7 +34,7 @@ from textual.message import Message
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
 from engine.scenario import Scenario, available_memory
 from engine.sim import Simulation
-from engine.snapshot import COUNTERS, PATHS, Snapshot
+from engine.snapshot import COUNTERS, PATHS, Snapshot, TreeFound
 from engine.timeline import NO_PROGRESS, RUN_ON
 from ksmtui.options import RunConfig
 
@@ -117,6 +117,41 @@ class ShowTrees:
 
 
 @dataclass(frozen=True)
+class TreePage:
+    tree: str  # "stable" or "unstable"
+    pages: int  # the tree's window moves by whole pages of TREE_LIMIT entries
+
+
+@dataclass(frozen=True)
+class TreeQuery:
+    """A tree search as typed (text) and parsed: a kpfn, or a process and an address."""
+
+    text: str
+    kpfn: int | None = None
+    process: str | None = None
+    address: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "TreeQuery":
+        """KPFN (0x... or decimal) or PROCESS:ADDRESS; ValueError saying what was expected."""
+        text = text.strip()
+        process, colon, address = text.rpartition(":")
+        try:
+            if colon:
+                if not process:
+                    raise ValueError
+                return cls(text, process=process, address=int(address, 0))
+            return cls(text, kpfn=int(text, 0))
+        except ValueError:
+            raise ValueError(f"expected a kpfn (0x1a2b or 6699) or process:address, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class TreeFind:
+    query: TreeQuery  # the window moves to the entry found
+
+
+@dataclass(frozen=True)
 class View:
     """The UI's request for a view (flat out, the engine sends none by itself)."""
 
@@ -132,7 +167,7 @@ class Quit:
 
 
 Command = (SetPaused | StepPage | StepBatch | ChangeSpeed | SetKnob | ToggleKnob | ScaleKnob | CycleFlow
-           | Restart | Load | ToggleCompare | ShowTrees | View | Sync | Quit)
+           | Restart | Load | ToggleCompare | ShowTrees | TreePage | TreeFind | View | Sync | Quit)
 
 
 def speed_label(speed: int | None) -> str:
@@ -251,6 +286,8 @@ class Runner:
         self._compare = False
         self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
+        self._tree_offsets = {"stable": 0, "unstable": 0}  # the trees' windows: first rank shown
+        self._tree_found: TreeFound | None = None
         self._sims: list[Simulation] = []
         self._stop = RUN_ON  # the scenario's, once _build made the simulations
         self._primary = 0
@@ -364,6 +401,13 @@ class Runner:
                 pass  # published by _main, as after any command
             case ShowTrees(shown):
                 self._tree_limit = TREE_LIMIT if shown else 0
+            case TreePage(tree, pages):
+                self._tree_offsets[tree] = max(0, self._tree_offsets[tree] + pages * TREE_LIMIT)
+            case TreeFind(query):
+                found = self._sims[self._primary].tree_find(query.text, query.kpfn, query.process, query.address)
+                if found.tree is not None:
+                    self._tree_offsets[found.tree] = found.rank // TREE_LIMIT * TREE_LIMIT
+                self._tree_found = found
             case Restart():
                 self._build()
             case Load(scenario):
@@ -473,7 +517,13 @@ class Runner:
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 
     def _publish(self, post: bool = True) -> None:
-        snaps = tuple(sim.snapshot(tree_limit=self._tree_limit) for sim in self._sims)
+        offsets = self._tree_offsets
+        snaps = tuple(sim.snapshot(tree_limit=self._tree_limit, stable_offset=offsets["stable"],
+                                   unstable_offset=offsets["unstable"], tree_found=self._tree_found)
+                      for sim in self._sims)
+        if self._tree_limit:  # past the end, a window shows the last page: go back from there
+            primary = snaps[self._primary]
+            offsets.update(stable=primary.stable_offset, unstable=primary.unstable_offset)
         self._samples.add(snaps[self._primary])
         self._last_publish = time.monotonic()
         if not post:
