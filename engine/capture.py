@@ -252,7 +252,7 @@ def load(path: str | Path) -> Capture:
         if name not in arrays:
             continue
         a = arrays[name]
-        if a.dtype.kind != kind and not (kind == "i" and a.dtype.kind == "u" and name == "format") or a.ndim != ndim:
+        if a.dtype.kind != kind or a.ndim != ndim:
             raise CaptureError(f"{where}: damaged capture: array {name!r} is {a.dtype}, {a.ndim}-d; "
                                f"expected kind {kind!r}, {ndim}-d")
     try:

@@ -116,7 +116,8 @@ def summary(cap: fmt.Capture, path: Path) -> str:
     distinct = len(np.unique(cap.page_content[scanned])) if scanned.any() else 0
     zero = int((cap.page_content == fmt.ZERO_ID).sum())
     size = path.stat().st_size
-    return (f"wrote {path} ({size / 2**20:,.1f} MiB, hashes only): {len(cap.proc_pid):,} processes, "
+    n = len(cap.proc_pid)
+    return (f"wrote {path} ({size / 2**20:,.1f} MiB, hashes only): {n:,} process{'es' * (n != 1)}, "
             f"{merge:,} pages in VMAs KSM may merge, {could:,} more in VMAs no one marked mergeable; "
             f"{distinct:,} distinct contents, {zero:,} zero pages")
 

@@ -375,34 +375,48 @@ def local_cluster(workers: int):
 
 
 class Bar:
-    """`sweep: [#####-----] 12/64 runs  0:42 elapsed  ETA 1:10` on stderr, only to a terminal."""
+    """`sweep: [#####-----] 12/64 runs  0:42 elapsed  ETA 1:10` on stderr, only to a terminal,
+    redrawn on each finished run and every second between them."""
 
     def __init__(self, total: int, enabled: bool):
         self.total, self.enabled, self.done = total, enabled, 0
         self.start = time.monotonic()
-        self.draw()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if enabled:
+            self.draw()
+            threading.Thread(target=self._tick, name="sweep-progress", daemon=True).start()
 
     @staticmethod
     def _clock(seconds: float) -> str:
         s = int(seconds)
         return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.draw()
+
     def draw(self) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.monotonic() - self.start
-        filled = self.done * 30 // self.total if self.total else 30
-        eta = f"ETA {self._clock(elapsed / self.done * (self.total - self.done))}" if self.done else "ETA -"
-        sys.stderr.write(f"\r\033[Ksweep: [{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} runs"
-                         f"  {self._clock(elapsed)} elapsed  {eta}")
-        sys.stderr.flush()
+        with self._lock:
+            if self._stop.is_set():
+                return
+            elapsed = time.monotonic() - self.start
+            filled = self.done * 30 // self.total if self.total else 30
+            eta = f"ETA {self._clock(max(elapsed / self.done * self.total - elapsed, 0))}" if self.done else "ETA -"
+            sys.stderr.write(f"\r\033[Ksweep: [{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} runs"
+                             f"  {self._clock(elapsed)} elapsed  {eta}")
+            sys.stderr.flush()
 
     def step(self) -> None:
         self.done += 1
-        self.draw()
+        if self.enabled:
+            self.draw()
 
     def close(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._stop.set()
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
 

@@ -24,7 +24,7 @@ from engine.knobs import KSM_KNOBS
 from engine.scenario import Stop
 from engine.sim import Simulation
 from ksmtui.kernel import sysfs
-from ksmtui.kernel.capture import capture
+from ksmtui.kernel.capture import capture, mergeable_pids
 from ksmtui.kernel.run import KernelRun, run_on_kernel
 from tests.engine_helpers import proc, region, scenario
 
@@ -64,6 +64,7 @@ def test_runner_children_estimate_equals_the_kernel(kernel, tmp_path, use_zero_p
         pools=[("lib", 40)], ksm=ksm), stop=Stop())
     with KernelRun(s) as run:
         pids = [p.pid for p in run.procs.values()]
+        assert set(pids) <= set(mergeable_pids())  # `ksmtui capture --mergeable` finds them
         cap, notes = capture(pids, explicit=True, show_progress=False)
         assert notes == []
         est = estimate(cap, _knobs(**ksm))

@@ -182,7 +182,7 @@ class ProcCapture:
     comm: str
     merge_any: bool
     ksm_zero_pages: int
-    vmas: list[tuple[Vma, np.ndarray, bytes, np.ndarray, np.ndarray]]  # vma, page indexes, digests, zero page?, frame
+    vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # vma, page indexes, digests, zero page?, frame
     pages: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -237,9 +237,9 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
         for vma in vmas:
             if vma.reason not in fmt.CAPTURED_REASONS or vma.anon_kb == 0:
                 # no anonymous page to read: pagemap of a huge reservation is not walked for nothing
-                out.vmas.append((vma, np.empty(0, np.int64), b"", np.empty(0, bool), np.empty(0, np.int64)))
+                out.vmas.append((vma, *_concat([])))
                 continue
-            indexes, digests, kzero, frames = [], bytearray(), [], []
+            parts: list[tuple] = []  # (page indexes, digests, kernel zero page?, shared frame) per run
             npages = (vma.end - vma.start) // page_size
             gone = False
             for first in range(0, npages, PAGEMAP_CHUNK):
@@ -265,17 +265,8 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
                         if got is None:
                             gone = True
                             break
-                        for k, page in enumerate(got):
-                            if page is None:
-                                continue  # unmapped since pagemap was read
-                            d = xxhash.xxh3_128_digest(page)
-                            i = int(part[k])
-                            indexes.append(first + i)
-                            digests += d
-                            entry = int(entries[i])
-                            kzero.append(d == zero_digest and pageflags.is_zero_page(entry))
-                            frames.append(pageflags.shared_frame(entry))
-                        if len(got) != len(part) or None in got:
+                        parts.append(_hash_run(got, first + part, entries[part], pageflags, zero_digest))
+                        if None in got:
                             out.notes.append(f"pid {pid} ({comm}): memory at {vma.start:#x} changed during the capture")
                     if gone:
                         break
@@ -283,8 +274,7 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
                     progress(f"{label}: {out.pages:,} pages")
                 if gone:
                     break
-            out.vmas.append((vma, np.array(indexes, np.int64), bytes(digests), np.array(kzero, bool),
-                             np.array(frames, np.int64)))
+            out.vmas.append((vma, *_concat(parts)))
             if gone:
                 out.notes.append(f"pid {pid} ({comm}) exited during the capture; kept what was read before")
                 break
@@ -298,6 +288,29 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
         os.close(pagemap)
         os.close(mem)
     return out
+
+
+def _concat(parts: list[tuple]) -> tuple:
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, bool), np.empty(0, np.int64)
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarray, pageflags: PageFlags,
+              zero_digest: bytes) -> tuple:
+    """The pages read in one run as arrays (33 bytes a page, not Python objects): page indexes,
+    xxh3_128 digests, whether each maps the kernel's zero page, its shared frame (or -1)."""
+    ok = [k for k, page in enumerate(pages) if page is not None]
+    digests = [xxhash.xxh3_128_digest(pages[k]) for k in ok]
+    entries = entries[ok]
+    kzero = np.zeros(len(ok), bool)
+    for j, d in enumerate(digests):
+        if d == zero_digest:
+            kzero[j] = pageflags.is_zero_page(int(entries[j]))
+    frames = np.full(len(ok), -1, np.int64)
+    for j in np.flatnonzero((entries & np.uint64(PM_MMAP_EXCLUSIVE)) == 0).tolist():
+        frames[j] = pageflags.shared_frame(int(entries[j]))
+    return indexes[ok], np.frombuffer(b"".join(digests), "V16"), kzero, frames
 
 
 def _read_run(mem: int, addr: int, n: int, page_size: int) -> list[bytes | None] | None:
@@ -387,7 +400,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
     if not procs:
         raise CaptureDenied("no process could be captured" + (f" ({notes[-1]})" if notes else ""))
     rows = [(p, *v) for p, pc in enumerate(procs) for v in pc.vmas]
-    hashes, ids = content_ids(b"".join(r[3] for r in rows), page_size)
+    hashes, ids = content_ids(b"".join(r[3].tobytes() for r in rows), page_size)
     counts = np.array([len(r[2]) for r in rows], np.int64)
     kzero = np.concatenate([r[4] for r in rows]) if rows else np.empty(0, bool)
     ids[kzero] = fmt.KERNEL_ZERO_PAGE

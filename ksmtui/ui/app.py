@@ -154,9 +154,9 @@ class KsmApp(App[int]):
         )
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
-        yield DescriptionBar(id="description")
         scenario = next(iter(self._scenarios.values()))
+        yield StatusBar(f" ksmtui · {scenario.name} · building…", id="status")
+        yield DescriptionBar(id="description")
         pages = sum(p.count * sum(r.pages for r in p.regions) for p in scenario.processes)
         processes = sum(p.count for p in scenario.processes)
         # Until the first view: building a large machine takes a moment, say what is going on.
