@@ -240,9 +240,16 @@ def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
     return {"sites": sites, "held": sum(s.size for s in stats), "peak": peak, "pages": pages}
 
 
+class FreshProcessError(RuntimeError):
+    """A measurement in a fresh process failed (a 1M-page machine out of memory, say)."""
+
+
 def in_fresh_process(function: str, *args) -> dict:
     code = f"import json; from ksmtui.bench import {function}; print(json.dumps({function}{args!r}))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise FreshProcessError(f"{function}{args!r} failed in a fresh process: {last}")
     return json.loads(out.stdout)
 
 
@@ -401,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
     p.add_argument("--host-seconds", type=_seconds, default=10.0, metavar="S",
-                   help="time `ksmtui host` sampling at 1 Hz beside 1,000 sleeping processes for S s (0: skip)")
+                   help="time `ksmtui host` at 1 Hz beside 1,000 sleeping processes, sampling only and with the UI, "
+                   "S s each (default 10; 0 skips)")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
     p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
     return p
@@ -450,6 +458,15 @@ def _seconds(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
+    try:
+        return run(opts)
+    except FreshProcessError as err:
+        say("")
+        print(f"ksmtui bench: {err}", file=sys.stderr)
+        return 1
+
+
+def run(opts: argparse.Namespace) -> int:
     if opts.sweep:
         from ksmtui.sweep import bench
 
@@ -521,13 +538,18 @@ def main(argv: list[str]) -> int:
     if opts.host_seconds and not opts.no_kernel and os.path.isdir("/sys/kernel/mm/ksm"):
         from ksmtui.kernel.hostbench import host_cpu
 
-        say(f"host mode: sampling at 1 Hz for {opts.host_seconds:g} s beside 1,000 sleeping processes")
-        h = host_cpu(1000, merge_any_every=10 if os.geteuid() == 0 else 0, seconds=opts.host_seconds)
-        say("")
-        traced = "with the ksm tracepoints" if h["traced"] else f"without tracepoints ({h['trace_note']})"
-        print(f"\nhost mode (`ksmtui host` sampling at 1 Hz, {traced}; {h['processes']:,} sleeping processes, "
-              f"{h['merge_any']:,} merge-any, {h['known_to_ksm']:,} known to KSM): {h['share'] * 100:.2f}% of a core "
-              f"({h['cpu_s'] * 1000:,.0f} ms CPU in {h['wall_s']:.1f} s, {h['samples']} samples)")
+        every = 10 if os.geteuid() == 0 else 0
+        for ui in (False, True):
+            what = "the UI on the Overview, 120x40, headless" if ui else "sampling only, as --json"
+            say(f"host mode: {what}, 1 Hz for {opts.host_seconds:g} s beside 1,000 sleeping processes")
+            h = host_cpu(1000, merge_any_every=every, seconds=opts.host_seconds, ui=ui)
+            say("")
+            if not ui:
+                traced = "with the ksm tracepoints" if h["traced"] else f"without tracepoints ({h['trace_note']})"
+                print(f"\nhost mode at 1 Hz, {traced}, beside {h['processes']:,} sleeping processes "
+                      f"({h['merge_any']:,} merge-any, {h['known_to_ksm']:,} known to KSM):")
+            print(f"  {what}: {h['share'] * 100:.2f}% of a core ({h['cpu_s'] * 1000:,.0f} ms CPU in "
+                  f"{h['wall_s']:.1f} s, {h['samples']} samples)")
     say(f"snapshot: {opts.snapshot_pages:,}-page machine")
     mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
     say("")

@@ -42,6 +42,7 @@ class HostView:
     pass_pages: int | None  # pages_scanned in the last full pass (None: no full pass seen yet)
     pass_done: int  # pages_scanned since the last full pass ended
     trace_totals: Mapping[str, Mapping[str, int]]  # counts, merges, errors since the first sample
+    lost: int  # tracepoint events the kernel dropped since the first sample (ring-buffer overruns)
     events: tuple[tuple, ...]  # the last EVENTS tracepoint events, oldest first
     advisor: tuple[int, int, int] | None  # the last ksm_advisor decision
     samples: int  # samples seen
@@ -122,6 +123,7 @@ class HostHistory:
         self._events: deque = deque(maxlen=EVENTS)
         self._totals: dict[str, dict[str, int]] = {"counts": {}, "merges": {}, "errors": {}}
         self._advisor: tuple[int, int, int] | None = None
+        self._lost = 0
         self._pass_end: tuple[float, int, int] | None = None  # (time, full_scans, pages_scanned) at the last boundary
         self._pass_pages: int | None = None
         self.count = 0
@@ -136,6 +138,7 @@ class HostHistory:
                 for name, n in s.trace.get(key, {}).items():
                     total[name] = total.get(name, 0) + n
             self._events.extend(tuple(e) for e in s.trace.get("events", ()))
+            self._lost += s.trace.get("lost", 0)
             for seq, seconds, _rmap in s.trace.get("passes", ()):
                 self._passes.append(Pass(seq, seconds, True, s.ksm.get("pages_sharing", 0)))
             if s.trace.get("advisor"):
@@ -177,6 +180,7 @@ class HostHistory:
             pass_pages=self._pass_pages,
             pass_done=pass_done,
             trace_totals=MappingProxyType({k: dict(v) for k, v in self._totals.items()}),
+            lost=self._lost,
             events=tuple(self._events),
             advisor=self._advisor,
             samples=self.count,

@@ -83,6 +83,9 @@ def sample_from_json(obj, path: str, line: int) -> HostSample:
         _expect(isinstance(trace, dict), path, line, '"trace": expected an object or null')
         for key in ("counts", "merges", "errors"):
             _int_map(trace.get(key, {}), path, line, f"trace.{key}")
+        lost = trace.get("lost", 0)
+        _expect(isinstance(lost, int) and not isinstance(lost, bool) and lost >= 0, path, line,
+                f'"trace.lost": expected a count, got {lost!r}')
         for key in ("passes", "advisor", "events"):
             _expect(isinstance(trace.get(key, []), list) and all(isinstance(x, list) for x in trace.get(key, [])),
                     path, line, f'"trace.{key}": expected a list of lists')

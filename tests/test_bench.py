@@ -129,3 +129,16 @@ def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(t
     assert out.count("real ksmd not measured on (b) unique, smart_scan off at 128 pages: EBUSY from the fake") == 1
     saved = json.loads((tmp_path / "ksmtui" / "ksmd-costs.json").read_text())["workloads"]
     assert saved["chains"]["128"]["ns_per_page"] == 200.0 and "unique" not in saved  # by workload, then size
+
+
+def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeypatch, capsys):
+    from ksmtui import bench
+
+    def fail(*args):
+        return bench.in_fresh_process("no_such_function")
+
+    monkeypatch.setattr(bench, "measure_fresh", fail)
+    assert main(["--pages", "128", "--workloads", "chains", "--no-kernel", "--ui-seconds", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("ksmtui bench: no_such_function() failed in a fresh process: ImportError: cannot import")

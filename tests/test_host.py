@@ -295,3 +295,14 @@ def test_a_sample_reads_known_and_new_pids_and_every_pid_every_full_every_sample
         assert "12" in sampler._processes({"counts": {"ksm_enter": 1}})  # the tracepoint says: look now
         (proc / "11" / "ksm_stat").unlink()
         assert "11" not in sampler.sample().processes  # it exited
+
+
+def test_events_the_kernel_dropped_are_said():
+    h = HostHistory()
+    trace = {"counts": {"ksm_merge_with_ksm_page": 5}, "merges": {"stable": 5}, "errors": {}, "passes": [],
+             "advisor": [], "events": [], "lost": 7}
+    for t in (100.0, 101.0):
+        h.add(HostSample(time=t, ksm={"pages_shared": 1}, knobs={}, vmstat={}, ksmd={}, processes={}, trace=trace))
+    lines = outcome_lines(h.view())
+    assert "lost: 14 events the kernel dropped (ring buffer full): the counts are short" in lines
+    assert lines[1].split()[-2:] == ["10", "5"]  # stable-tree merges: since the first sample, last sample

@@ -300,3 +300,10 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
     assert err[0].startswith(f"ksmtui sweep: error: {tmp_path / 'not-a-capture.npz'}: ")
     assert err[1] == ("ksmtui sweep: error: --merge-any: default is a scenario, not a capture; "
                       "its processes say what is mergeable")
+
+
+def test_only_the_sweep_imports_dask():
+    code = ("import sys\nfrom ksmtui.cli import main\nmain(['check', 'default'])\nmain(['run', 'default', '--full-scans', '1'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "[]"

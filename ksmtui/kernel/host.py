@@ -193,6 +193,7 @@ class HostTrace(KsmTrace):
         self.dir = sysfs.TRACEFS / "instances" / f"{INSTANCE_PREFIX}{os.getpid()}"
         self._lock = threading.Lock()
         self._starts: dict[int, float] = {}  # seq -> trace time of its ksm_start_scan
+        self._lost = 0  # ring-buffer overruns counted by the previous take
         self._reset()
 
     def _reset(self) -> None:
@@ -254,8 +255,11 @@ class HostTrace(KsmTrace):
     def take(self) -> dict:
         """What the tracepoints said since the last take: event counts, merges by path, failures by
         event and err, the passes that ended (seq, seconds, rmap_items), advisor decisions
-        (scan_time, pages_to_scan, cpu_percent), and the last MAX_EVENTS events as
-        [trace time in s, event, its fields]."""
+        (scan_time, pages_to_scan, cpu_percent), the last MAX_EVENTS events as
+        [trace time in s, event, its fields], and events the kernel dropped (ring-buffer overruns:
+        the counts above are short by that many)."""
+        total = self._overruns()
+        lost, self._lost = total - self._lost, total
         with self._lock:
             out = {
                 "counts": dict(sorted(self.counts.items())),
@@ -265,6 +269,7 @@ class HostTrace(KsmTrace):
                 "passes": self._passes,
                 "advisor": self._advisor,
                 "events": list(self._events),
+                "lost": lost,
             }
             self._reset()
         return out

@@ -5,12 +5,13 @@ that ksm_stat is read and parsed as on a busy host. Used by `ksmtui bench`."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 
 from ksmtui.kernel import sysfs
-from ksmtui.kernel.host import HostSampler
+from ksmtui.kernel.host import HostSample, HostSampler
 
 # One small Python process forks the sleepers (so that they are copies of it, not of the caller),
 # prints their pids, and kills them when its stdin closes.
@@ -39,11 +40,42 @@ for pid in pids:
 """
 
 
+def _sampling(seconds: float, interval: float) -> tuple[float, float, int, HostSample | None, str | None]:
+    with HostSampler(interval) as sampler:
+        samples: list = []
+        sampler.sample()  # the first look (finding ksmd) is not the steady state
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        sampler.start(samples.append)
+        time.sleep(seconds)
+        sampler.close()
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        return cpu, wall, len(samples), samples[-1] if samples else None, sampler.trace_note
+
+
+async def _drawing(seconds: float, interval: float,
+                   size: tuple[int, int]) -> tuple[float, float, int, HostSample | None, str | None]:
+    """The UI on the Overview under Textual's headless driver (no terminal to write to)."""
+    from ksmtui.ui.host_app import HostApp, LiveSource
+
+    sampler = HostSampler(interval)
+    app = HostApp(LiveSource(sampler))
+    async with app.run_test(size=size) as pilot:
+        while app.view is None or app.view.samples < 3:  # past the first drawings, which lay it all out
+            await pilot.pause(0.1)
+        first = app.view.samples
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        view = app.view
+    return cpu, wall, view.samples - first, view.sample, sampler.trace_note
+
+
 def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 10.0,
-             interval: float = 1.0) -> dict:
+             interval: float = 1.0, ui: bool = False) -> dict:
     """Sample at `interval` for `seconds` beside `processes` sleepers (every `merge_any_every`-th
-    merge-any); the share of one core the sampling used. Merge-any registers the sleepers with
-    ksmd, a change of KSM's state: done under the machine lock, with ksmd's run left as it was."""
+    merge-any); the share of one core the sampling used (with `ui`, the UI drawing the Overview
+    too, 120x40). Merge-any registers the sleepers with ksmd, a change of KSM's state: done under
+    the machine lock, with ksmd's run left as it was."""
     with sysfs.machine_lock():
         helper = subprocess.Popen([sys.executable, "-c", _SLEEPERS, str(processes), str(merge_any_every)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -51,18 +83,13 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
             pids = helper.stdout.readline().split()
             if len(pids) != processes:
                 raise RuntimeError(f"{len(pids)} of {processes} sleeping processes started")
-            with HostSampler(interval) as sampler:
-                samples = []
-                sampler.sample()  # the first look (finding ksmd) is not the steady state
-                cpu0, wall0 = time.process_time(), time.monotonic()
-                sampler.start(samples.append)
-                time.sleep(seconds)
-                sampler.close()
-                cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-            known = len(samples[-1].processes) if samples else 0
+            if ui:
+                cpu, wall, count, last, note = asyncio.run(_drawing(seconds, interval, (120, 40)))
+            else:
+                cpu, wall, count, last, note = _sampling(seconds, interval)
         finally:
             helper.stdin.close()
             helper.wait(timeout=60)
     return {"processes": processes, "merge_any": len(range(0, processes, merge_any_every)) if merge_any_every else 0,
-            "known_to_ksm": known, "samples": len(samples), "cpu_s": cpu, "wall_s": wall, "share": cpu / wall,
-            "traced": not sampler.trace_note, "trace_note": sampler.trace_note}
+            "known_to_ksm": len(last.processes) if last else 0, "samples": count, "cpu_s": cpu, "wall_s": wall, "share": cpu / wall,
+            "traced": not note, "trace_note": note}

@@ -41,7 +41,7 @@ from ksmtui.ui.widgets.host import (
     NotExposedPanel,
     SavingsPanel,
 )
-from ksmtui.ui.widgets.panels import Panel
+from ksmtui.ui.widgets.panels import Panel, shown
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
 
@@ -251,7 +251,8 @@ class HostApp(App[int]):
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
-            self._table.show_rows(process_rows(view.sample.processes))
+            if shown(self._table):  # a hidden DataTable would still measure every cell
+                self._table.show_rows(process_rows(view.sample.processes))
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
 
@@ -313,6 +314,8 @@ class HostApp(App[int]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "processes":
+            if self.view is not None:
+                self._table.show_rows(process_rows(self.view.sample.processes))
             self._table.focus()  # the arrows, Enter and the sort keys go to the table
         if self.view is not None:
             for panel in event.pane.query(Panel):

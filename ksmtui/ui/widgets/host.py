@@ -9,6 +9,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.css.scalar import Scalar
 from textual.widgets import Static
 
 from ksmtui.hostview import MIB, HostView
@@ -133,6 +134,8 @@ def outcome_lines(view: HostView) -> list[str]:
         rows.append([name, counts.get(name, 0), s.trace["counts"].get(name, 0)])
     lines = table(rows)
     errors = t["errors"]
+    if view.lost:
+        lines.append(f"lost: {view.lost:,} events the kernel dropped (ring buffer full): the counts are short")
     lines.append("failures: " + (", ".join(f"{_err_label(k)} ×{n:,}" for k, n in errors.items()) if errors else "none"))
     lines += ["", NOT_EXPOSED_LATENCY]
     return lines
@@ -200,8 +203,10 @@ class HostCountersPanel(Panel):
             parts += [f"{label[:20]:<20}", (f"{value:>14} ", "bold"),
                       (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
         widget = self.query_one("#host-counters-text", Static)
-        widget.styles.height = len(names)
-        widget.update(Content.assemble(*parts[:-1]))
+        layout = widget.styles.height != Scalar.parse(str(len(names)))  # a kernel with other files
+        if layout:
+            widget.styles.height = len(names)
+        widget.update(Content.assemble(*parts[:-1]), layout=layout)
 
 
 class HostKnobsPanel(Panel):
@@ -221,7 +226,8 @@ class HostOutcomesPanel(Panel):
         yield TextView(id="host-outcomes-text")
 
     def key_of(self, view: HostView) -> object:
-        return view.sample.trace_note, tuple(tuple(v.items()) for v in view.trace_totals.values()), view.sample.time
+        return (view.sample.trace_note, tuple(tuple(v.items()) for v in view.trace_totals.values()), view.lost,
+                view.sample.time)
 
     def draw(self, view: HostView) -> None:
         self.query_one("#host-outcomes-text", TextView).show("\n".join(outcome_lines(view)))
