@@ -229,6 +229,7 @@ def event_label(ev: Event) -> str:
 
 def _next_ns(ev: Event, now_ns: int) -> int | None:
     """When a timed event fires next, at or after now (None: never again)."""
+    assert ev.at_ms is not None
     at = ev.at_ms * 1_000_000
     if at >= now_ns or not ev.repeat_ms:
         return at if at >= now_ns else None

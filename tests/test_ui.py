@@ -546,10 +546,16 @@ def test_at_60x18_the_open_path_and_the_knobs_flow_field_are_reachable():
         field = pilot.app.screen.query_one("#open-path", Input)
         assert pilot.app.screen.region.contains_region(field.region)
         await press(pilot, "escape", "k")
-        flow = pilot.app.screen.query_one("#knob-flow", Input)
-        flow.focus()
+        screen = pilot.app.screen
+        fields = list(screen.query(".knob-input"))
+        for _ in fields[1:]:  # Tab from the first field to the last, the flow
+            await pilot.press("tab")
         await settle(pilot)
-        assert pilot.app.screen.region.contains_region(flow.region) and flow.region.height > 0
+        flow = screen.query_one("#knob-flow", Input)
+        assert pilot.app.focused is flow
+        # In view: inside the scrolled area, and that area inside the box's borders.
+        assert screen.query_one("#knobs-scroll").region.contains_region(flow.region)
+        assert screen.query_one("#knobs-box").content_region.contains_region(screen.query_one("#knobs-scroll").region)
 
     run(test, size=(60, 18))
 
@@ -604,5 +610,17 @@ def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
         assert text_of(pilot.app, "#status").endswith("building both runs of compare mode…")
         await settle(pilot)
         assert "legacy vs optimized" in text_of(pilot.app, "#status")
+
+    run(test)
+
+
+def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
+    async def test(pilot):
+        pilot.app.send("knob", ("advisor_mode", "scan-time"))
+        await settle(pilot)
+        await batches(pilot, 6)  # a full scan each: the advisor retunes pages_to_scan
+        said = [(n.title, n.message) for n in pilot.app._notifications]
+        assert said == [("pages_to_scan", "64 → 500"), ("advisor_mode", "none → scan-time")]
+        assert pilot.app.view.snapshot.knobs["pages_to_scan"] != 500  # retuned, silently
 
     run(test)

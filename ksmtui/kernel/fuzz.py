@@ -176,6 +176,7 @@ def fuzz(n: int, seed: int, keep: Path | None) -> int:
         if reason:
             raise KernelUnsupported(reason)
         counts = {"agree": 0, "differs": 0, "kernel-unstable": 0}
+        progress = sys.stderr.isatty()
         t0 = time.monotonic()
         for case in range(n):
             text = random_scenario(seed, case)
@@ -187,11 +188,19 @@ def fuzz(n: int, seed: int, keep: Path | None) -> int:
                       file=sys.stderr)
                 return 1
             counts[got["verdict"]] += 1
+            if progress:  # the kernel runs wait their turn for the machine lock: say where it is
+                sys.stderr.write(f"\r\033[Kcase {case + 1}/{n}: {counts['agree']} agree, {counts['differs']} differ, "
+                                 f"{counts['kernel-unstable']} not reproduced by the kernel")
+                sys.stderr.flush()
             if got["verdict"] != "agree":
-                print(f"case {case}: {got['verdict']}\n{got['report']}\n")
+                if progress:
+                    sys.stderr.write("\r\033[K")
+                print(f"case {case}: {got['verdict']}\n{got['report']}\n", flush=True)
                 if keep is not None:
                     (keep / name).write_text(text)
                     (keep / name).with_suffix(".txt").write_text(got["report"] + "\n")
+        if progress:
+            sys.stderr.write("\r\033[K")
         print(f"parity --random {n} --seed {seed}: {counts['agree']} agree, {counts['differs']} differ, "
               f"{counts['kernel-unstable']} not reproduced by the kernel itself "
               f"({time.monotonic() - t0:.0f} s)")

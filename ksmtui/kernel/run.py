@@ -243,7 +243,11 @@ class KernelRun:
         return (time.monotonic() - self.t0) * 1000
 
     def _registered(self) -> bool:
-        return any(p.merge_any or p.mergeable for p in self.procs.values())
+        """Whether ksmd has an mm to scan: a process opted in, or one that opted out and still has
+        rmap_items; ksmd's next pass frees them and drops the mm from its list (as the model does)."""
+        if any(p.merge_any or p.mergeable for p in self.procs.values()):
+            return True
+        return any(read_ksm_stat(p.pid)["ksm_rmap_items"] for p in self.procs.values())
 
     def idle(self) -> str | None:
         """Why the real ksmd can make no progress now (engine/timeline.py ksmd_idle), or None."""

@@ -238,8 +238,10 @@ class KsmApp(App[int]):
             self._show_switches([])
         if a.scenario != b.scenario:  # another scenario (o) brings its own knobs
             return
+        # The scan-time advisor retunes pages_to_scan at every full scan: that is ksmd's doing, not a write.
+        advised = a.knobs["advisor_mode"] == b.knobs["advisor_mode"] != "none"
         for name, value in b.knobs.items():
-            if a.knobs.get(name) != value:
+            if a.knobs.get(name) != value and not (advised and name == "pages_to_scan"):
                 self.notify(f"{a.knobs.get(name)} → {value}", title=name, markup=False)
         if a.flow != b.flow and not new.compare and b.sim_ns > 0:
             self._show_switches([*self._switches, (b.sim_ns, a.flow, b.flow)])
@@ -411,7 +413,7 @@ class KsmApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
-            if binding.action in ("quit",):
+            if not isinstance(binding, Binding) or binding.action in ("quit",):
                 continue
             yield SystemCommand(
                 f"{binding.description} ({binding.key_display or binding.key})",
@@ -431,7 +433,7 @@ def _plain(value: object) -> object:
     return value
 
 
-def snapshot_json(view: EngineView) -> dict:
+def snapshot_json(view: EngineView) -> object:
     """What `w` saves: the snapshot shown (both, by flow, in compare mode)."""
     if view.compare:
         return {"compare": {s.flow: _plain(s) for s in view.snapshots}}

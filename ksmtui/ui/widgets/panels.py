@@ -5,6 +5,8 @@ labels such as `[2, 4)` would read as markup tags)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -69,7 +71,7 @@ class TextView(Static):
 
 def shown(widget: Widget) -> bool:
     """Is the widget displayed: neither it nor an ancestor (an inactive tab pane) is display: none."""
-    node: Widget | None = widget
+    node: object = widget
     while isinstance(node, Widget):
         if not node.display:
             return False
@@ -385,7 +387,7 @@ class LatencyPanel(Panel):
         for path in PATHS:
             yield TextView(id=f"hist-{path}", classes="hist")
 
-    def counts(self, view: EngineView) -> dict:
+    def counts(self, view: EngineView) -> Mapping[str, tuple[int, ...]]:
         s = view.snapshot
         return s.latency if self.since_start else s.latency_recent
 
@@ -419,7 +421,7 @@ class ChainsPanel(Panel):
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
-        mps = s.knobs["max_page_sharing"]
+        mps = int(s.knobs["max_page_sharing"])
         width = bar_width(self, 16 + 8 + 3 + len(" ◀ max_page_sharing"))
         sharers = dist_lines(s.sharers_per_page, width, 12, mark=mps) or ["no KSM pages yet"]
         if any(n > mps for n in s.sharers_per_page):

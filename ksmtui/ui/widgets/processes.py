@@ -8,7 +8,7 @@ in 6.10, ...) and shows as "n/a", never as a number of the model's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from rich.text import Text
 from textual.binding import Binding
@@ -65,7 +65,7 @@ def _mib(v: int | None) -> Text:
 class Column:
     key: str
     label: str
-    value: Callable[[ProcessRow], object]  # what it sorts by (None sorts last)
+    value: Callable[[ProcessRow], Any]  # what it sorts by (None sorts last)
     cell: Callable[[ProcessRow], Text]
 
 
@@ -181,7 +181,7 @@ class ProcessTable(DataTable):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        index = [c.key for c in self.columns_spec].index(event.column_key.value)
+        index = [c.key for c in self.columns_spec].index(str(event.column_key.value))
         if index == self.sort_index:
             self.sort_reverse = not self.sort_reverse
         self.sort_index = index

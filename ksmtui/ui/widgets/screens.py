@@ -32,9 +32,10 @@ class KnobsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="knobs-box"):
-            yield Static("knobs: type a value, Enter applies it, Tab moves on, Esc closes", id="knobs-title")
-            # Scrolls on a small terminal; the field that takes the focus scrolls into view.
-            with VerticalScroll(id="knobs-scroll"), Grid(id="knobs-grid"):
+            yield Static("knobs: Enter applies, Tab moves on, Esc closes", id="knobs-title")
+            # Scrolls on a small terminal; the field that takes the focus scrolls into view (the
+            # scroll itself takes none: Tab goes from field to field).
+            with VerticalScroll(id="knobs-scroll", can_focus=False), Grid(id="knobs-grid"):
                 for name in LIVE_KNOBS:
                     yield Label(name, classes="knob-name")
                     yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
