@@ -112,6 +112,12 @@ FOCUSED = {
         events=[{"action": "madvise", "at_full_scans": 1, "process": "a", "region": r, "advice": "unmergeable"}
                 for r in ("z", "x")],
         full_scans=4),
+    # found by `parity --random` too: the last registered process exits while ksmd holds its
+    # rmap_items; ksmd's next pass frees them
+    "last_registered_process_exits": focused(
+        proc("a", region("x", 16)), proc("b", region("y", 8, mergeable=False)),
+        events=[{"action": "exit", "at_full_scans": 2, "process": "a"}],
+        full_scans=5),
 }
 
 
