@@ -122,6 +122,19 @@ class Capture:
                                                          len(self.hashes))
         return self._fork_only
 
+    def by_reason(self) -> dict[str, dict]:
+        """Memory by why KSM may or may not merge it: VMAs, bytes mapped, and (for the VMAs whose
+        pages are captured) present pages ksmd would scan."""
+        scanned = np.bincount(np.repeat(np.arange(len(self.vma_count)), self.vma_count)[self.page_content >= 0],
+                              minlength=len(self.vma_count))
+        out = {}
+        for reason, name in REASONS.items():
+            sel = self.vma_reason == reason
+            if sel.any():
+                out[name] = {"vmas": int(sel.sum()), "mapped_bytes": int((self.vma_end[sel] - self.vma_start[sel]).sum()),
+                             "pages": int(scanned[sel].sum()) if reason in CAPTURED_REASONS else None}
+        return out
+
     def vma_contents(self, v: int) -> np.ndarray:
         """The content ids of VMA v's pages that KSM scans (the kernel's zero page left out)."""
         ids = self.page_content[self.vma_first[v]:self.vma_first[v] + self.vma_count[v]]

@@ -98,7 +98,7 @@ from engine.cost import (
 )
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
-from engine.tree import RbNode, RbRoot
+from engine.tree import RB_RED, RbNode, RbRoot
 
 if TYPE_CHECKING:
     from engine.machine import MM, VMA, Machine
@@ -274,6 +274,9 @@ class Ksm:
         self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in ("ksm_page", "anon_page", "zero_page")}
         self.work = self.work_by_path["anon_page"]
         self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
+        # set to a list while the UI single-steps: (walk, depth, red, ret, node) of every node the
+        # tree walks met, and the stale nodes pruned; None otherwise, so the walks pay nothing
+        self.walk_trace: list | None = None
 
     # ------------------------------------------------------------------ knobs and counters --
 
@@ -411,6 +414,8 @@ class Ksm:
         return None
 
     def remove_node_from_stable_tree(self, node: StableNode) -> None:
+        if self.walk_trace is not None:
+            self.walk_trace.append(("pruned", -1, node.rb_color == RB_RED, None, node))
         items = node.hlist
         n = len(items)
         for i, item in enumerate(items):
@@ -458,6 +463,8 @@ class Ksm:
         return chain
 
     def free_stable_node_chain(self, chain: StableNode, root: RbRoot) -> None:
+        if self.walk_trace is not None:
+            self.walk_trace.append(("pruned", -1, chain.rb_color == RB_RED, None, chain))
         root.erase(chain)
         self.ksm_stable_node_chains -= 1
         del self.chains[chain]
@@ -591,6 +598,8 @@ class Ksm:
                 elif ret > 0:
                     rb, left = rb.rb_right, False
                 else:
+                    if self.walk_trace is not None:
+                        self.trace_walk("stable_tree_search", rb, 0)
                     if page_node is not None and machine.mapcount[pfn] > 1:
                         return self._chain_append(page_node, dup, node, root, nid, pfn)
                     if dup is None or not self.is_page_sharing_candidate(dup):
@@ -608,6 +617,8 @@ class Ksm:
                 continue
             break
 
+        if self.walk_trace is not None and parent is not None:
+            self.trace_walk("stable_tree_search", parent, -1 if left else 1)
         if page_node is None:
             return None
         del self.migrate_nodes[page_node]
@@ -684,6 +695,8 @@ class Ksm:
                     break
             if not restart:
                 break
+        if self.walk_trace is not None and parent is not None:
+            self.trace_walk("stable_tree_insert", parent, 0 if need_chain else -1 if left else 1)
         new = StableNode(kpfn, nid)
         self._hlist_len_changed(None, 0)
         self.machine.ksm_mapping[kpfn] = new
@@ -755,17 +768,33 @@ class Ksm:
                     found = tree_item, tree_pfn
                 break
         else:
+            if self.walk_trace is not None and parent is not None:
+                self.trace_walk("unstable_tree_search_insert", parent, -1 if left else 1)
             item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
             item.nid = nid
             root.link(item, parent, left)
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
+        if self.walk_trace is not None and tree_item is not None:  # it stopped at tree_item
+            self.trace_walk("unstable_tree_search_insert", tree_item, 0 if equal else None)
         work["memcmp_pages"] += compared
         self.cost.total_ns += ((compared + uncompared) * (TREE_STEP + MERGEABLE_PAGE)
                                + (compared - equal) * MEMCMP_DIFFER)
         if equal:
             self.cost.charge_memcmp_equal()
         return found
+
+    def trace_walk(self, walk: str, last: RbNode, ret: int | None) -> None:
+        """Record the walk that ended at `last` with `ret`: a walk from the root is the path of
+        last's ancestors, and at each of them memcmp_pages() said which child came next."""
+        path = [last]
+        while path[-1].rb_parent is not None:
+            path.append(path[-1].rb_parent)
+        path.reverse()
+        trace = self.walk_trace
+        for depth, (node, below) in enumerate(zip(path, path[1:])):
+            trace.append((walk, depth, node.rb_color == RB_RED, -1 if node.rb_left is below else 1, node))
+        trace.append((walk, len(path) - 1, last.rb_color == RB_RED, ret, last))
 
     def _hlist_len_changed(self, old: int | None, new: int | None) -> None:
         lens = self.hlist_lens
@@ -1143,7 +1172,9 @@ class Ksm:
             mm = slot.mm
             if mm.alive:
                 address = ksm_scan.address
-                for vma in mm.vmas:
+                vmas = mm.vmas
+                for i in range(mm.first_vma(address), len(vmas)):  # for_each_vma from vma_iter_init
+                    vma = vmas[i]
                     if vma.vm_end <= address or not vma.vm_mergeable:
                         continue
                     if address < vma.vm_start:

@@ -14,7 +14,7 @@ from collections import deque
 from engine import contents
 from engine.cost import WAKEUP
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
-from engine.ksm import Ksm, calc_checksum, is_stable_node_chain, work_totals
+from engine.ksm import Ksm, RmapItem, calc_checksum, is_stable_node_chain, is_stable_node_dup, work_totals
 from engine.machine import MM, Machine
 from engine.scenario import GLOB_CHARS, Event, Scenario
 from engine.snapshot import (
@@ -27,14 +27,22 @@ from engine.snapshot import (
     Snapshot,
     StableNodeView,
     StepInfo,
+    TreeFound,
     UnstableItemView,
+    WalkStep,
     bucket_bounds,
     frozen,
 )
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
+from engine.tree import RB_RED, rb_first, rb_next
 
 RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups
 _SHARERS_SHOWN = 32
+
+
+def _page_start(offset: int, total: int, limit: int) -> int:
+    """offset, or the last page's first rank when it is past the end."""
+    return min(offset, max(total - 1, 0) // limit * limit) if limit else 0
 
 
 class Simulation:
@@ -65,6 +73,8 @@ class Simulation:
         self.full_scans = 0  # completed passes since the start (run=2 resets seqnr, not this)
         self.notes: list[str] = []  # refusals of `set` events, as echo would print them
         self.last_step: StepInfo | None = None
+        self.last_walk: tuple[WalkStep, ...] = ()
+        self._found_seq = 0
 
         self.contents = contents.ScenarioContents(scenario, self.seed)
 
@@ -190,6 +200,7 @@ class Simulation:
         """Up to n ksm_do_scan iterations inside the current wake-up, ending it when its
         pages_to_scan are done or the pass ends. Returns how many pages were scanned."""
         want = min(n, self._batch_left)
+        self.last_walk = ()  # it was the last single step's
         seqnr = self.ksm.ksm_scan.seqnr
         done = self.ksm.ksm_do_scan(want) if want > 0 else 0
         self._batch_left -= done
@@ -206,12 +217,18 @@ class Simulation:
                 if self.stuck:
                     return None
                 continue
-            with self.ksm.traced() as trace:
-                scanned = self._scan(1)
+            self.ksm.walk_trace = walks = []
+            try:
+                with self.ksm.traced() as trace:
+                    scanned = self._scan(1)
+            finally:
+                self.ksm.walk_trace = None
             if scanned:
                 mm, address, path, outcome, ns = self.ksm.last_call
                 self.last_step = StepInfo(mm.name, address, path, outcome, ns, self.ksm.ksm_pages_scanned,
                                           tuple(map(tuple, trace)))
+                self.last_walk = tuple(WalkStep(walk, depth, red, ret, self._entry_view(node))
+                                       for walk, depth, red, ret, node in walks)
                 return self.last_step
         return None
 
@@ -318,36 +335,103 @@ class Simulation:
             ))
         return out
 
-    def _node_view(self, node, kind: str) -> StableNodeView:
+    def _node_view(self, node, kind: str, depth: int = -1, side: str = "", red: bool = False) -> StableNodeView:
         content = self.machine.content
         if is_stable_node_chain(node):
             dups = tuple(self._node_view(d, "dup") for d in node.hlist)
-            return StableNodeView("chain", -1, node.nid, dups[0].checksum if dups else 0, len(dups), (), dups)
+            return StableNodeView("chain", -1, node.nid, dups[0].checksum if dups else 0, len(dups), (), dups,
+                                  depth, side, red)
         alive = self.machine.ksm_mapping.get(node.kpfn) is node
         sharers = tuple(Sharer(i.mm.name, i.address) for i in itertools.islice(reversed(node.hlist), _SHARERS_SHOWN))
         return StableNodeView(kind, node.kpfn, node.nid, calc_checksum(content[node.kpfn]) if alive else 0,
-                              node.rmap_hlist_len, sharers)
+                              node.rmap_hlist_len, sharers, (), depth, side, red)
 
-    def snapshot(self, tree_limit: int = 100) -> Snapshot:
+    def _unstable_view(self, item, depth: int = -1, side: str = "", red: bool = False) -> UnstableItemView:
+        pfn = self.ksm.get_mergeable_page(item)
+        return UnstableItemView(item.mm.name, item.address, -1 if pfn is None else pfn, item.nid,
+                                item.oldchecksum, depth, side, red)
+
+    def _entry_view(self, node) -> StableNodeView | UnstableItemView:
+        """A tree entry a walk met, as it is now."""
+        if isinstance(node, RmapItem):
+            return self._unstable_view(node)
+        return self._node_view(node, "dup" if is_stable_node_dup(node) else "regular")
+
+    @staticmethod
+    def _window(roots, offset: int, limit: int, view) -> list:
+        """The entries of rank offset .. offset + limit - 1 across roots, each with where it hangs
+        (depth, side, colour). The walk to the window is rb_first() then rb_next(): it costs the
+        offset, not the tree."""
+        rows: list = []
+        skip = offset
+        for root in roots:
+            if skip >= root.count:
+                skip -= root.count
+                continue
+            node = rb_first(root)
+            for _ in range(skip):
+                node = rb_next(node)
+            skip = 0
+            while node is not None and len(rows) < limit:
+                parent, depth = node.rb_parent, 0
+                side = "" if parent is None else "L" if parent.rb_left is node else "R"
+                while parent is not None:
+                    depth += 1
+                    parent = parent.rb_parent
+                rows.append(view(node, depth, side, node.rb_color == RB_RED))
+                node = rb_next(node)
+        return rows
+
+    def tree_find(self, query: str, kpfn: int | None = None, process: str | None = None,
+                  address: int | None = None) -> TreeFound:
+        """The first entry, stable tree first, for a kpfn (a KSM page's, or the page an unstable
+        item maps now) or for process:address (a sharer, or an unstable item). A full walk: it
+        runs on demand, never for a snapshot."""
         ksm = self.ksm
-        stable_views: list[StableNodeView] = []
+        self._found_seq += 1
+
+        def rmap_matches(items) -> bool:
+            return any(i.mm.name == process and i.address == address for i in items)
+        rank = 0
         for root in ksm.root_stable_tree:
-            for node in itertools.islice(root, tree_limit - len(stable_views)):
-                stable_views.append(self._node_view(node, "regular"))
-        for node in itertools.islice(ksm.migrate_nodes, max(tree_limit - len(stable_views), 0)):
-            stable_views.append(self._node_view(node, "migrating"))
+            for node in root:
+                nodes = node.hlist if is_stable_node_chain(node) else (node,)
+                if any(n.kpfn == kpfn if kpfn is not None else rmap_matches(n.hlist) for n in nodes):
+                    return TreeFound(self._found_seq, query, "stable", rank)
+                rank += 1
+        for node in ksm.migrate_nodes:
+            if node.kpfn == kpfn if kpfn is not None else rmap_matches(node.hlist):
+                return TreeFound(self._found_seq, query, "stable", rank)
+            rank += 1
+        rank = 0
+        for root in ksm.root_unstable_tree:
+            for item in root:
+                if (ksm.get_mergeable_page(item) == kpfn if kpfn is not None
+                        else item.mm.name == process and item.address == address):
+                    return TreeFound(self._found_seq, query, "unstable", rank)
+                rank += 1
+        return TreeFound(self._found_seq, query, None, -1)
+
+    def snapshot(self, tree_limit: int = 100, stable_offset: int = 0, unstable_offset: int = 0,
+                 tree_found: TreeFound | None = None) -> Snapshot:
+        ksm = self.ksm
+        migrating = len(ksm.migrate_nodes)
+        in_trees = sum(root.count for root in ksm.root_stable_tree)
+        stable_offset = _page_start(stable_offset, in_trees + migrating, tree_limit)
+        stable_views = self._window(
+            ksm.root_stable_tree, stable_offset, tree_limit,
+            lambda node, depth, side, red: self._node_view(node, "regular", depth, side, red))
+        if tree_limit and migrating and len(stable_views) < tree_limit:  # the window reaches them
+            first = max(stable_offset - in_trees, 0)
+            for node in itertools.islice(ksm.migrate_nodes, first, first + tree_limit - len(stable_views)):
+                stable_views.append(self._node_view(node, "migrating"))
         dups_per_chain: dict[int, int] = {}
         for chain in ksm.chains:
             dups_per_chain[len(chain.hlist)] = dups_per_chain.get(len(chain.hlist), 0) + 1
 
-        unstable_views: list[UnstableItemView] = []
-        unstable_size = 0
-        for root in ksm.root_unstable_tree:
-            unstable_size += root.count
-            for item in itertools.islice(root, tree_limit - len(unstable_views)):
-                pfn = ksm.get_mergeable_page(item)
-                unstable_views.append(UnstableItemView(item.mm.name, item.address, -1 if pfn is None else pfn,
-                                                       item.nid, item.oldchecksum))
+        unstable_size = sum(root.count for root in ksm.root_unstable_tree)
+        unstable_offset = _page_start(unstable_offset, unstable_size, tree_limit)
+        unstable_views = self._window(ksm.root_unstable_tree, unstable_offset, tree_limit, self._unstable_view)
 
         scan = ksm.ksm_scan
         slot = scan.mm_slot
@@ -376,6 +460,8 @@ class Simulation:
             unstable_tree_size=unstable_size, migrate_nodes=len(ksm.migrate_nodes),
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
+            stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
+            tree_found=tree_found,
         )
 
     def result(self) -> dict:

@@ -75,6 +75,11 @@ class StableNodeView:
     rmap_hlist_len: int  # sharers; for a chain, its number of dups
     sharers: tuple[Sharer, ...]  # at most a few dozen, in hlist order
     dups: tuple["StableNodeView", ...] = ()  # for a chain, its dups in list order
+    # where it hangs in its red-black tree: depth (0 the root; -1 for a dup or a migrating node,
+    # which are in no tree), which child of its parent ("L", "R", "" for the root) and its colour
+    depth: int = -1
+    side: str = ""
+    red: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,32 @@ class UnstableItemView:
     kpfn: int
     nid: int
     checksum: int  # oldchecksum of the rmap_item
+    depth: int = 0  # in the unstable tree, as for StableNodeView
+    side: str = ""
+    red: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WalkStep:
+    """One node a tree walk of the last single step met, or one stale node that step pruned."""
+
+    walk: str  # "stable_tree_search", "stable_tree_insert", "unstable_tree_search_insert" or "pruned"
+    depth: int  # the node's level in that walk (-1 for a pruned node)
+    red: bool  # its colour when the walk met it
+    # memcmp_pages(page, the node's page): < 0 the walk went left, > 0 right, 0 equal; None when
+    # it was not compared (a pruned node; an unstable item whose page was gone, or the page itself)
+    ret: int | None
+    node: "StableNodeView | UnstableItemView"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeFound:
+    """The answer to a tree search: which tree holds the entry and its in-order rank there."""
+
+    seq: int  # one more per search, so a view tells a new answer from the last one
+    query: str
+    tree: str | None  # "stable" or "unstable"; None: not found
+    rank: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +176,7 @@ class Snapshot:
     work: Mapping[str, int]  # calc_checksum, stable_tree_search, unstable_tree_search_insert, memcmp_pages: all paths
     sharers_per_page: Mapping[int, int]  # rmap_hlist_len -> number of KSM pages (regular and dup)
     dups_per_chain: Mapping[int, int]  # dups -> number of chains
-    stable_tree: tuple[StableNodeView, ...]  # in tree order, bounded excerpt
+    stable_tree: tuple[StableNodeView, ...]  # in tree order, a window from stable_offset on
     stable_tree_size: int  # entries linked in the stable trees (regular nodes + chains)
     unstable_tree: tuple[UnstableItemView, ...]  # in tree order, bounded excerpt
     unstable_tree_size: int
@@ -155,6 +186,10 @@ class Snapshot:
     events_done: int
     events_pending: int
     work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))  # path -> work as above
+    stable_offset: int = 0  # in-order rank of stable_tree[0] (the migrating nodes come last)
+    unstable_offset: int = 0
+    last_walk: tuple[WalkStep, ...] = ()  # the tree walks of the last single step (s)
+    tree_found: TreeFound | None = None  # the last tree search's answer
 
     @property
     def sim_ms(self) -> int:

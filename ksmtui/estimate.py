@@ -63,12 +63,12 @@ def main(argv: list[str]) -> int:
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
     knobs.update({k: v for k, v in cap.meta.get("knobs", {}).items() if k in KSM_KNOBS})
     knobs.update(settings)
-    measured, source = ksmd_costs.load()
+    measured, source = ksmd_costs.load(int((cap.page_content >= 0).sum()))
     result = estimate(cap, knobs, merge_any=opts.merge_any, measured=measured, measured_source=source)
     if opts.json:
-        print(json.dumps({"capture": str(opts.capture), "knobs": knobs, **result.as_json()}))
+        print(json.dumps({"capture": str(opts.capture), "knobs": knobs, "memory": cap.by_reason(), **result.as_json()}))
     else:
-        sys.stdout.write(report(result, opts.capture, knobs, opts.merge_any))
+        sys.stdout.write(report(result, opts.capture, knobs, opts.merge_any) + memory_report(cap, opts.merge_any))
     for note in result.notes:
         print(f"{PROG}: note: {note}", file=sys.stderr)
     return 0
@@ -120,3 +120,14 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
                  "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this machine's)")
     return "\n".join(lines) + "\n"
 
+
+
+def memory_report(cap, merge_any: bool) -> str:
+    """What the capture saw, by why KSM may or may not merge it."""
+    lines = ["", "memory by what KSM may do with it (VMAs, mapped, pages ksmd would scan):"]
+    for name, m in cap.by_reason().items():
+        pages = "" if m["pages"] is None else f", {m['pages']:,} pages"
+        hint = " (counted: --merge-any)" if name.startswith("not madvised") and merge_any else \
+            " (--merge-any counts them)" if name.startswith("not madvised") and m["pages"] else ""
+        lines.append(f"  {name}: {m['vmas']:,} VMAs, {m['mapped_bytes'] / 2**20:,.1f} MiB mapped{pages}{hint}")
+    return "\n".join(lines) + "\n"

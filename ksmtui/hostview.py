@@ -95,7 +95,7 @@ class HostView:
             return f"settling: {d2:+,} last pass (< 1%); settled if the next pass moves < 1% too"
         if d1 and 0 <= d2 / d1 < 1:
             # The last two changes shrink geometrically: passes until one is under 1%.
-            r, n, d = d2 / d1, 0, abs(d2)
+            r, n, d = d2 / d1, 0, float(abs(d2))
             while d > SETTLED * scale and n < 100:
                 d *= r
                 n += 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import itertools
 import json
 import logging
@@ -218,22 +217,12 @@ def scenario_files(scenario: Scenario) -> dict[str, bytes]:
     return out
 
 
-_local_copies: dict[str, Path] = {}  # per worker process: content hash -> its file here
-
-
-def _relocated(scenario: Scenario, files: dict[str, bytes]) -> Scenario:
-    """The scenario with its fills' files replaced by copies written here from the shipped bytes."""
-    if not files:
-        return scenario
+def _relocated(scenario: Scenario, files: dict[str, bytes], here: Path) -> Scenario:
+    """The scenario with its fills' files replaced by copies written in `here` from the shipped bytes."""
     paths = {}
-    for name, data in files.items():
-        digest = hashlib.sha256(data).hexdigest()
-        if digest not in _local_copies:
-            fd, tmp = tempfile.mkstemp(prefix=f"ksmtui-sweep-{digest[:12]}-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            _local_copies[digest] = Path(tmp)
-        paths[name] = _local_copies[digest]
+    for k, (name, data) in enumerate(files.items()):
+        paths[name] = here / f"{k}-{Path(name).name}"
+        paths[name].write_bytes(data)
 
     def fill(f):
         data = _data_files(f)
@@ -286,11 +275,16 @@ def _series(times: list[int], values: list[int]) -> list[list[int]]:
 def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) -> dict:
     """One combination, run to the stop as `ksmtui run` runs it, recording the saving
     (general_profit) and ksmd's CPU time (the cost model's) after every wake-up."""
+    scenario, files = payload
+    with tempfile.TemporaryDirectory(prefix="ksmtui-sweep-") as here:  # fills read their files as the run goes
+        scenario = _relocated(scenario, files, Path(here))
+        return _run(apply_overrides(scenario, flow=task.flow, seed=task.seed, overrides=dict(task.knobs)), task, stop)
+
+
+def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     from engine.sim import Simulation
     from ksmtui.report import latency_stats
 
-    scenario, files = payload
-    scenario = apply_overrides(_relocated(scenario, files), flow=task.flow, seed=task.seed, overrides=dict(task.knobs))
     sim = Simulation(scenario)
     ksm = sim.ksm
     times, savings, cpu = [0], [ksm.general_profit()], [0]

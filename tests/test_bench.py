@@ -128,7 +128,7 @@ def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(t
     assert re.search(r"  -  +-  +anon 2x$", unique)
     assert out.count("real ksmd not measured on (b) unique, smart_scan off at 128 pages: EBUSY from the fake") == 1
     saved = json.loads((tmp_path / "ksmtui" / "ksmd-costs.json").read_text())["workloads"]
-    assert saved["chains"]["ns_per_page"] == 200.0 and saved["chains"]["pages"] == 128 and "unique" not in saved
+    assert saved["chains"]["128"]["ns_per_page"] == 200.0 and "unique" not in saved  # by workload, then size
 
 
 def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeypatch, capsys):

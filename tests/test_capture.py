@@ -350,11 +350,13 @@ def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, caps
     assert "the cost model's built-in calibration" in capsys.readouterr().out
     saved = ksmd_costs.save({"settled": 450.0, "unique": 9000.0, "changing": 1300.0}, 20000)
     assert saved == tmp_path / "cache" / "ksmtui" / "ksmd-costs.json"
+    ksmd_costs.save({"unique": 15000.0}, 1 << 20)  # a bigger machine's trees: kept beside
     assert cli(["estimate", str(path), "--json"]) == 0
     cost = json.loads(capsys.readouterr().out)["cost"]
     assert cost["ns_per_page"]["unique"] == 9000 and cost["ns_per_page"]["first_visit"] == 1300
     assert cost["costs"]["paths"]["zero_merge"] == "cost model"
-    assert "ksmtui bench on this machine" in cost["costs"]["measured"]
+    assert "ksmtui bench on this machine: changing at 20,000 pages" in cost["costs"]["measured"]
+    assert ksmd_costs.load(1 << 21)[0]["unique"] == 15000.0
 
 
 def test_a_content_held_by_one_physical_page_never_merges():

@@ -50,11 +50,29 @@ def test_verdicts_and_kept_cases(monkeypatch, tmp_path, capsys, answers, verdict
     out = capsys.readouterr().out
     kept = sorted(p.name for p in tmp_path.iterdir())
     if verdict == "agree":
-        assert kept == [] and "1 agree, 0 differ, 0 not reproduced" in out
+        assert kept == [] and "1 agree, 0 differ, 0 not reproduced by the kernel itself, 0 kernel" in out
     else:
         assert kept == ["fuzz-5-0.toml", "fuzz-5-0.txt"] and f"case 0: {verdict}" in out
         assert (tmp_path / "fuzz-5-0.toml").read_text() == fuzz.random_scenario(5, 0)
         assert "stable_node_chains" in (tmp_path / "fuzz-5-0.txt").read_text()
+
+
+def test_a_failed_kernel_run_is_reported_and_the_next_case_runs(monkeypatch, tmp_path, capsys):
+    _fake_kernel(monkeypatch, [0])
+    fake = kernel_run.run_on_kernel
+    calls = []
+
+    def failing_first(scenario):
+        calls.append(scenario.name)
+        if len(calls) == 1:
+            raise kernel_run.KernelError("echo 3 > /sys/kernel/mm/ksm/max_page_sharing: Device or resource busy")
+        return fake(scenario)
+    monkeypatch.setattr(kernel_run, "run_on_kernel", failing_first)
+    assert fuzz.fuzz(2, 5, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "case 0: kernel-error" in out and "Device or resource busy" in out
+    assert "1 agree, 0 differ, 0 not reproduced by the kernel itself, 1 kernel runs failed" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fuzz-5-0.toml", "fuzz-5-0.txt"]
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -103,6 +103,20 @@ FOCUSED = {
     # unique pages pass the emptied chain and free it, in the kernel's tree shape (a treap's
     # walks never passed it and kept 2 chains)
     "emptied_chain_freed_by_later_walks": EMPTIED_CHAIN,
+    # found by `parity --random`: with no mergeable region left, ksmd's next pass frees the
+    # process's rmap_items and lets go of its mm; the run waits for that pass
+    "every_region_unmergeable": focused(
+        proc("a", region("z", 12, "zero"), region("x", 10, "pool", pool="p")), pools=[("p", 10)],
+        ksm={"use_zero_pages": 1},
+        events=[{"action": "madvise", "at_full_scans": 1, "process": "a", "region": r, "advice": "unmergeable"}
+                for r in ("z", "x")],
+        full_scans=4),
+    # found by `parity --random` too: the last registered process exits while ksmd holds its
+    # rmap_items; ksmd's next pass frees them
+    "last_registered_process_exits": focused(
+        proc("a", region("x", 16)), proc("b", region("y", 8, mergeable=False)),
+        events=[{"action": "exit", "at_full_scans": 2, "process": "a"}],
+        full_scans=5),
 }
 
 

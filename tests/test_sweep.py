@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -141,14 +142,17 @@ def test_until_settled_stops_two_full_scans_after_the_last_change(small):
     assert result["series"][-1][1] == result["saving"] and len(result["series"]) <= sweep.SERIES_POINTS
 
 
-def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path):
+def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path, monkeypatch):
+    workers_tmp = tmp_path / "worker-tmp"
+    workers_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(workers_tmp))
     scenario = load_scenario(small)
     payload = (scenario, sweep.scenario_files(scenario))
     task = sweep.plan(scenario, [], None, None)[0]
     before = sweep.run_one(payload, task, sweep.Stop(3, False))
     (tmp_path / "fw.bin").unlink()
-    sweep._local_copies.clear()
     assert sweep.run_one(payload, task, sweep.Stop(3, False)) == before
+    assert not list(workers_tmp.iterdir())  # the file's copy went with the run
 
 
 def test_the_front_is_what_no_other_run_beats_on_both_saving_and_cpu():
@@ -288,7 +292,6 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
     tasks = sweep.plan(scenario, [("use_zero_pages", "0,1")], None, None)
     payload = (scenario, sweep.scenario_files(scenario))
     path.unlink()
-    sweep._local_copies.clear()
     runs = [sweep.run_one(payload, t, sweep.Stop(3, False)) for t in tasks]
     assert [r["ksm"]["ksm_zero_pages"] > 0 for r in runs] == [False, True]
     assert runs[0]["ksm"]["pages_sharing"] > 0

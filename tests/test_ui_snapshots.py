@@ -56,6 +56,14 @@ class TestViews:
     def test_tree_detail_view(self, snap_compare):
         assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "2", "tab", "down", "down", "enter"))
 
+    def test_trees_after_a_single_step_show_its_walks(self, snap_compare):
+        # the 12th step of the tenth pass walks the unstable tree four levels deep
+        steps = ["s"] * 12
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(9, "2", *steps))
+
+    def test_trees_on_a_small_terminal(self, snap_compare):
+        assert snap_compare(make_app(), terminal_size=(80, 24), run_before=after(9, "2", "tab", "down", "down"))
+
     def test_chains_against_max_page_sharing(self, snap_compare):
         assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "3"))
 

@@ -117,13 +117,16 @@ def settled(result: dict) -> dict:
 
 def run_case(text: str, file: str) -> dict:
     """One case: the model, the kernel, and the kernel again if they differ."""
-    from ksmtui.kernel.run import run_on_kernel
+    from ksmtui.kernel.run import KernelError, run_on_kernel
 
     scenario = parse_scenario(text, file, Path("."))
     sim = Simulation(scenario)
     sim.run()
     model = sim.result()
-    kernel = run_on_kernel(scenario)
+    try:
+        kernel = run_on_kernel(scenario)
+    except KernelError as err:  # the kernel refused a step (another user's KSM pages: EBUSY)
+        return {"verdict": "kernel-error", "report": f"the kernel run failed: {err}"}
     report, ok = parity_report(model, kernel)
     verdict = "agree"
     if not ok:
@@ -168,14 +171,15 @@ def main(argv: list[str]) -> int:
 
 def fuzz(n: int, seed: int, keep: Path | None) -> int:
     """Exit status: 0 when every case agrees (or only the kernel disagrees with itself), 1 when the
-    model differs from the kernel."""
+    model differs from the kernel or a kernel run failed (the case goes on to the next)."""
     from ksmtui.kernel.run import KernelUnsupported, _guarded, unavailable_reason
 
     def body() -> int:
         reason = unavailable_reason()
         if reason:
             raise KernelUnsupported(reason)
-        counts = {"agree": 0, "differs": 0, "kernel-unstable": 0}
+        counts = {"agree": 0, "differs": 0, "kernel-unstable": 0, "kernel-error": 0}
+        progress = sys.stderr.isatty()
         t0 = time.monotonic()
         for case in range(n):
             text = random_scenario(seed, case)
@@ -187,13 +191,22 @@ def fuzz(n: int, seed: int, keep: Path | None) -> int:
                       file=sys.stderr)
                 return 1
             counts[got["verdict"]] += 1
+            if progress:  # the kernel runs wait their turn for the machine lock: say where it is
+                sys.stderr.write(f"\r\033[Kcase {case + 1}/{n}: {counts['agree']} agree, {counts['differs']} differ, "
+                                 f"{counts['kernel-unstable']} not reproduced by the kernel")
+                sys.stderr.flush()
             if got["verdict"] != "agree":
-                print(f"case {case}: {got['verdict']}\n{got['report']}\n")
+                if progress:
+                    sys.stderr.write("\r\033[K")
+                print(f"case {case}: {got['verdict']}\n{got['report']}\n", flush=True)
                 if keep is not None:
                     (keep / name).write_text(text)
                     (keep / name).with_suffix(".txt").write_text(got["report"] + "\n")
+        if progress:
+            sys.stderr.write("\r\033[K")
         print(f"parity --random {n} --seed {seed}: {counts['agree']} agree, {counts['differs']} differ, "
-              f"{counts['kernel-unstable']} not reproduced by the kernel itself "
-              f"({time.monotonic() - t0:.0f} s)")
-        return 1 if counts["differs"] else 0
+              f"{counts['kernel-unstable']} not reproduced by the kernel itself, "
+              f"{counts['kernel-error']} kernel runs failed ({time.monotonic() - t0:.0f} s)")
+        # a case whose kernel run failed was not judged: it is no agreement either
+        return 1 if counts["differs"] or counts["kernel-error"] else 0
     return _guarded(body)

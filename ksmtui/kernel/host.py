@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from engine.knobs import KSM_KNOBS
 from ksmtui.kernel import sysfs
@@ -141,7 +141,7 @@ def read_processes(pids: list[str] | None = None) -> dict[str, dict]:
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ESRCH):
                 continue
-            row: dict = {"error": f"ksm_stat: {os.strerror(err.errno)}"}
+            row: dict = {"error": f"ksm_stat: {os.strerror(err.errno or 0)}"}
         else:
             if not raw or (raw.startswith(_UNKNOWN_HEAD) and raw.endswith(_UNKNOWN_TAIL)):
                 continue  # a kernel thread (no mm), or a process KSM does not know
@@ -293,7 +293,7 @@ class TraceGuard:
 
     def __init__(self, trace: HostTrace) -> None:
         self.trace = trace
-        self._old: dict[int, object] = {}
+        self._old: dict[signal.Signals, Any] = {}
         self._stopped = False
 
     def start(self) -> None:
@@ -330,7 +330,7 @@ class HostSampler:
         check_ksm()
         self.interval = interval
         self._ksmd = find_ksmd()
-        self.trace_note = HostTrace.unavailable_reason() if trace else "tracing off (--no-trace)"
+        self.trace_note = (HostTrace.unavailable_reason() or "") if trace else "tracing off (--no-trace)"
         self._guard: TraceGuard | None = None
         if not self.trace_note:
             self._guard = TraceGuard(HostTrace())

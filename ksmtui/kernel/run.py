@@ -243,7 +243,12 @@ class KernelRun:
         return (time.monotonic() - self.t0) * 1000
 
     def _registered(self) -> bool:
-        return any(p.merge_any or p.mergeable for p in self.procs.values())
+        """Whether ksmd has an mm to scan: a process opted in, or rmap_items are left (of a process
+        that opted out, or exited while ksmd held its items): ksmd's next pass frees them and drops
+        the mm from its list, as the model does. Every rmap_item counts in one of these four."""
+        if any(p.merge_any or p.mergeable for p in self.procs.values()):
+            return True
+        return any(int(ksm_read(c)) for c in ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile"))
 
     def idle(self) -> str | None:
         """Why the real ksmd can make no progress now (engine/timeline.py ksmd_idle), or None."""

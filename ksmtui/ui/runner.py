@@ -33,7 +33,7 @@ from textual.message import Message
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
 from engine.scenario import Scenario, available_memory
 from engine.sim import Simulation
-from engine.snapshot import COUNTERS, PATHS, Snapshot
+from engine.snapshot import COUNTERS, PATHS, Snapshot, TreeFound
 from engine.timeline import NO_PROGRESS, RUN_ON
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
@@ -61,6 +61,30 @@ class Trend:
     path_rates: Mapping[str, float]  # cmp_and_merge_page calls per simulated second, by path
     scan_rate: float  # pages_scanned per simulated second
     sim_ns: tuple[int, ...] = ()  # when each sample was taken, simulated
+
+
+@dataclass(frozen=True)
+class TreeQuery:
+    """A tree search as typed (text) and parsed: a kpfn, or a process and an address."""
+
+    text: str
+    kpfn: int | None = None
+    process: str | None = None
+    address: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "TreeQuery":
+        """KPFN (0x... or decimal) or PROCESS:ADDRESS; ValueError saying what was expected."""
+        text = text.strip()
+        process, colon, address = text.rpartition(":")
+        try:
+            if colon:
+                if not process:
+                    raise ValueError
+                return cls(text, process=process, address=int(address, 0))
+            return cls(text, kpfn=int(text, 0))
+        except ValueError:
+            raise ValueError(f"expected a kpfn (0x1a2b or 6699) or process:address, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,8 @@ class Runner:
         self._compare = False
         self._pair = COMPARE_FLOWS  # the flows compare mode runs
         self._tree_limit = 0  # no tree excerpt until the UI shows the trees
+        self._tree_offsets = {"stable": 0, "unstable": 0}  # the trees' windows: first rank shown
+        self._tree_found: TreeFound | None = None
         self._sims: list[Simulation] = []
         self._stop = RUN_ON  # the scenario's, once _build made the simulations
         self._primary = 0
@@ -196,6 +222,7 @@ class Runner:
         """Queue a command: view, pause, resume, toggle, step_page, step_batch, speed (+1/-1),
         knob ((name, value)), toggle_knob (name), scale_knob ((name, factor; negative divides)),
         flow_cycle (in compare mode: the next pair), restart, load (a Scenario), compare (on/off), trees (shown: bool),
+        tree_page ((tree, pages)), tree_find (a TreeQuery),
         sync (an Event)."""
         self._queue.put((command, value))
 
@@ -300,6 +327,14 @@ class Runner:
             pass
         elif command == "trees":
             self._tree_limit = TREE_LIMIT if value else 0
+        elif command == "tree_page":  # (tree, pages): the window moves by whole pages
+            tree, pages = value
+            self._tree_offsets[tree] = max(0, self._tree_offsets[tree] + pages * TREE_LIMIT)
+        elif command == "tree_find":  # a TreeQuery: the window moves to the entry found
+            found = self._sims[self._primary].tree_find(value.text, value.kpfn, value.process, value.address)
+            if found.tree is not None:
+                self._tree_offsets[found.tree] = found.rank // TREE_LIMIT * TREE_LIMIT
+            self._tree_found = found
         elif command == "restart":
             self._build()  # the scenario again from time 0, with the knobs set since
         elif command == "load":
@@ -409,7 +444,13 @@ class Runner:
             self._stop_by_itself(f"finished: {reasons[0]}; space runs on")
 
     def _publish(self, post: bool = True) -> None:
-        snaps = tuple(sim.snapshot(tree_limit=self._tree_limit) for sim in self._sims)
+        offsets = self._tree_offsets
+        snaps = tuple(sim.snapshot(tree_limit=self._tree_limit, stable_offset=offsets["stable"],
+                                   unstable_offset=offsets["unstable"], tree_found=self._tree_found)
+                      for sim in self._sims)
+        if self._tree_limit:  # past the end, a window shows the last page: go back from there
+            primary = snaps[self._primary]
+            offsets.update(stable=primary.stable_offset, unstable=primary.unstable_offset)
         self._samples.add(snaps[self._primary])
         self._last_publish = time.monotonic()
         if not post:

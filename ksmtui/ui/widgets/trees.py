@@ -1,4 +1,12 @@
-"""The stable and unstable trees, browsable, with a detail view of the highlighted node."""
+"""The stable and unstable trees as the red-black trees they are, a page of a hundred entries at a
+time, with search, the last single step's walks, and a detail view of the highlighted node.
+
+Each row is one tree entry in tree order (in-order), indented by its depth, with the side it hangs
+on ("L"/"R" of its parent) and its colour, so the page reads as the tree turned on its side: the
+left subtree above a node, the right one below. After a single step (s) the entries that step's
+walks met are marked with what memcmp_pages() said there, and the walk view lists the walks and
+the stale nodes they pruned.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,33 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Tree
+from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
-from engine.snapshot import Sharer, StableNodeView, UnstableItemView
+from engine.snapshot import Sharer, StableNodeView, UnstableItemView, WalkStep
 from ksmtui.render import node_detail, sharer_label, stable_node_label, unstable_label
-from ksmtui.ui.runner import EngineView
+from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeQuery
 from ksmtui.ui.widgets.panels import Panel, TextView
+
+_TREES = {"stable-tree": "stable", "unstable-tree": "unstable"}
 
 
 class NodeTree(Tree):
     # Space stays pause/resume everywhere; enter expands and collapses a node.
-    BINDINGS = [Binding("space", "app.toggle_pause", "Pause/run", id="pause")]
+    BINDINGS = [
+        Binding("space", "app.toggle_pause", "Pause/run", id="pause"),
+        Binding("greater_than_sign", "page(1)", "Next 100", key_display=">"),
+        Binding("less_than_sign", "page(-1)", "Previous 100", key_display="<"),
+        Binding("slash", "search", "Search", key_display="/"),
+    ]
+
+    def action_page(self, pages: int) -> None:
+        self.app.send("tree_page", (_TREES[self.id], pages))
+
+    def action_search(self) -> None:
+        search = self.screen.query_one("#tree-search", Input)
+        search.display = True
+        search.focus()
 
 
 def _key(data: object) -> object:
@@ -31,46 +54,133 @@ def _key(data: object) -> object:
     return data
 
 
+def compared(ret: int | None) -> str:
+    """What memcmp_pages() said at a node, and where the walk went from there."""
+    if ret is None:
+        return "not compared"
+    return "< left" if ret < 0 else "> right" if ret > 0 else "= equal"
+
+
+def _short(node: StableNodeView | UnstableItemView) -> str:
+    if isinstance(node, UnstableItemView):
+        return f"{node.process}:{node.address:#x}"
+    return f"chain of {node.rmap_hlist_len}" if node.kind == "chain" else f"kpfn {node.kpfn:#x}"
+
+
+def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None) -> Text:
+    """A tree row: indentation by depth, side, colour, the entry, and the last walk's mark."""
+    text = Text(" " * max(node.depth, 0))
+    text.append(node.side or "·", "dim")
+    if node.depth >= 0:
+        text.append(" R " if node.red else " B ", "bold red" if node.red else "bold")
+    else:
+        text.append("   ")
+    text.append(unstable_label(node) if isinstance(node, UnstableItemView) else stable_node_label(node))
+    if walked is not None:
+        text.append(f"  ◀ memcmp {compared(walked.ret)}", "bold reverse yellow")
+    return text
+
+
+def walk_lines(steps: tuple[WalkStep, ...]) -> list[str]:
+    """The walk view: each walk of the last single step, level by level, then what it pruned."""
+    if not steps:
+        return ["single-step (s) to see the walks of one cmp_and_merge_page() call"]
+    lines: list[str] = []
+    walk = None
+    for step in steps:
+        if step.walk != walk:
+            walk = step.walk
+            lines.append(f"{walk}" if walk != "pruned" else "pruned (stale)")
+        if step.walk == "pruned":
+            lines.append(f"      {_short(step.node)}")
+        else:
+            lines.append(f"  {step.depth:>2} {'R' if step.red else 'B'} {_short(step.node)} {compared(step.ret)}")
+    return lines
+
+
 class TreesPanel(Panel):
     """Stable tree (chains expanded into their dups, each with its sharers) and unstable tree."""
 
+    DEFAULT_CSS = """
+    TreesPanel #trees-right { width: 1fr; min-width: 36; }
+    TreesPanel #node-detail { height: 1fr; }
+    TreesPanel #tree-walk {
+        height: 1fr; border: solid $panel-lighten-1; border-title-color: $text-muted; padding: 0 1;
+    }
+    """
+
     _detail_tree: NodeTree | None = None  # the tree whose highlighted node the detail view shows
+    _found_seq = 0  # the last search answer acted on
 
     def compose(self) -> ComposeResult:
         with Vertical(id="trees-left"):
+            yield Input(placeholder="kpfn (0x1a2b) or process:address, Enter to find, Esc to close",
+                        id="tree-search")
             yield NodeTree("stable tree", id="stable-tree")
             yield NodeTree("unstable tree", id="unstable-tree")
-        with VerticalScroll(id="node-detail"):
-            yield TextView("move the cursor onto a node to see it here", id="node-detail-text")
+        with Vertical(id="trees-right"):
+            with VerticalScroll(id="node-detail"):
+                yield TextView("move the cursor onto a node to see it here", id="node-detail-text")
+            with VerticalScroll(id="tree-walk"):
+                yield TextView(walk_lines(())[0], id="tree-walk-text")
 
     def on_mount(self) -> None:
         for tree in self.query(NodeTree):
             tree.show_root = False
             tree.guide_depth = 2
+        self.query_one("#tree-search", Input).display = False
+        self.query_one("#node-detail").border_title = "node"
+        self.query_one("#tree-walk").border_title = "last step's walks"
 
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
-        return (s.stable_tree, s.stable_tree_size, s.unstable_tree, s.unstable_tree_size)
+        return (s.stable_tree, s.stable_tree_size, s.stable_offset, s.unstable_tree, s.unstable_tree_size,
+                s.unstable_offset, s.last_walk, s.tree_found)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
+        if (s.stable_tree_size + s.migrate_nodes and not s.stable_tree) or (s.unstable_tree_size and not s.unstable_tree):
+            return  # a view taken while the tab was hidden carries no excerpt: keep the rows until one comes
+        walked = {_key(step.node): step for step in s.last_walk if step.walk != "pruned"}
         stable = self.query_one("#stable-tree", NodeTree)
-        stable.border_title = f"stable tree: {s.stable_tree_size} nodes ({len(s.stable_tree)} shown)"
-        self._rebuild(stable, lambda root: [self._add_stable(root, n) for n in s.stable_tree])
+        stable.border_title = self._title("stable tree", "nodes", s.stable_offset, len(s.stable_tree),
+                                          s.stable_tree_size + s.migrate_nodes)
+        self._rebuild(stable, lambda root: [self._add_stable(root, n, walked.get(_key(n))) for n in s.stable_tree])
         unstable = self.query_one("#unstable-tree", NodeTree)
-        unstable.border_title = f"unstable tree: {s.unstable_tree_size} items ({len(s.unstable_tree)} shown)"
-        self._rebuild(
-            unstable,
-            lambda root: [root.add_leaf(Text(unstable_label(item)), data=item) for item in s.unstable_tree],
-        )
+        unstable.border_title = self._title("unstable tree", "items", s.unstable_offset, len(s.unstable_tree),
+                                            s.unstable_tree_size)
+        self._rebuild(unstable, lambda root: [root.add_leaf(row_label(item, walked.get(_key(item))), data=item)
+                                              for item in s.unstable_tree])
+        self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk)))
+        found = s.tree_found
+        if found is not None and found.seq != self._found_seq:
+            self._found_seq = found.seq
+            self._go_to(found.tree, found.rank - (s.stable_offset if found.tree == "stable" else s.unstable_offset),
+                        found.query)
         tree = self._detail_tree or stable
         if tree.cursor_node is not None:
             self._show(tree.cursor_node)
 
-    def _add_stable(self, parent: TreeNode, node: StableNodeView) -> None:
+    @staticmethod
+    def _title(name: str, what: str, offset: int, shown: int, total: int) -> str:
+        if not shown:
+            return f"{name}: {total} {what}"
+        more = "  < > pages" if total > TREE_LIMIT else ""
+        return f"{name}: {offset + 1}-{offset + shown} of {total} {what}{more}  / search"
+
+    def _go_to(self, tree_name: str | None, row: int, query: str) -> None:
+        if tree_name is None:
+            self.app.notify(f"not in the trees: {query}", severity="warning")
+            return
+        tree = self.query_one(f"#{tree_name}-tree", NodeTree)
+        tree.last_line  # noqa: B018 - lays the rows out, so that the cursor can be put on one
+        tree.move_cursor_to_line(row)
+        tree.focus()
+
+    def _add_stable(self, parent: TreeNode, node: StableNodeView, walked: WalkStep | None) -> None:
         # Children (dups, sharers) are added when the node is expanded: a tree of a hundred
         # collapsed nodes is cheap to rebuild ten times a second, one with thousands of sharers not.
-        parent.add(Text(stable_node_label(node)), data=node, allow_expand=bool(node.dups or node.sharers))
+        parent.add(row_label(node, walked), data=node, allow_expand=bool(node.dups or node.sharers))
 
     @staticmethod
     def _fill_children(branch: TreeNode) -> None:
@@ -88,14 +198,23 @@ class TreesPanel(Panel):
     def _rebuild(self, tree: NodeTree, fill) -> None:
         expanded = {_key(n.data) for n in _walk(tree.root) if n.is_expanded}
         cursor = _key(tree.cursor_node.data) if tree.cursor_node is not None else None
+        line, scroll = tree.cursor_line, tree.scroll_y
         tree.clear()
         fill(tree.root)
         for node in _walk(tree.root):  # children added by expanding are walked too
             if _key(node.data) in expanded:
                 self._fill_children(node)
                 node.expand()
-            if cursor is not None and _key(node.data) == cursor:
-                tree.move_cursor(node)
+        # the rows' lines exist once laid out: only then can the cursor go back on its node
+        last = tree.last_line
+        target = next((n for n in _walk(tree.root) if cursor is not None and _key(n.data) == cursor), None)
+        if target is not None:
+            tree.cursor_line = target.line
+        elif line >= 0:
+            tree.cursor_line = min(line, last)  # its node left the window: the same row
+        tree.scroll_to(y=scroll, animate=False)
+        if target is not None:
+            tree.scroll_to_node(target, animate=False)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         self._detail_tree = event.control
@@ -106,7 +225,30 @@ class TreesPanel(Panel):
         if isinstance(data, Sharer):  # a sharer shows the KSM page it maps
             data = node.parent.data if node.parent is not None else None
         if isinstance(data, (StableNodeView, UnstableItemView)):
-            self.query_one("#node-detail-text", TextView).show("\n".join(node_detail(data)))
+            lines = node_detail(data)
+            if data.depth >= 0:
+                side = {"L": "left", "R": "right"}.get(data.side, "root")
+                lines.append(f"rb_node    depth {data.depth}, {'red' if data.red else 'black'}, {side}")
+            self.query_one("#node-detail-text", TextView).show("\n".join(lines))
+
+    # --- the search box ---
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        try:
+            query = TreeQuery.parse(event.value)
+        except ValueError as err:
+            self.app.notify(str(err), severity="error")
+            return
+        event.input.display = False
+        self.app.send("tree_find", query)
+
+    def on_key(self, event) -> None:
+        search = self.query_one("#tree-search", Input)
+        if event.key == "escape" and search.has_focus:
+            event.stop()
+            search.display = False
+            self.query_one("#stable-tree", NodeTree).focus()
 
 
 def _walk(node: TreeNode):

@@ -1,0 +1,176 @@
+"""Pilot tests of the Trees tab: the trees as trees, paging, search, the last step's walks, and a
+cursor that stays on its node through redraws and tab switches."""
+
+from __future__ import annotations
+
+import asyncio
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Static
+from ui_helpers import SCENARIO, batches, press, settle
+
+from engine.scenario import parse_scenario
+from ksmtui.ui.app import KsmApp
+
+# more private pages, so that the unstable tree holds more than a page of entries
+BIG = SCENARIO.replace("pages = 16", "pages = 40").replace("full_scans = 30", "full_scans = 1000")
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch):
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+def run(test, size=(120, 40)) -> None:
+    app = KsmApp(parse_scenario(BIG, "big.toml", Path(".")), Namespace(flow=None, seed=None, overrides={}),
+                 paused=True)
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await test(pilot)
+
+    asyncio.run(main())
+
+
+def rows(pilot, tree_id: str):
+    return [n for n in pilot.app.query_one(f"#{tree_id}").root.children]
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def test_rows_show_depth_side_and_colour_as_the_tree_has_them():
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        stable = rows(pilot, "stable-tree")
+        roots = [n for n in stable if n.data.depth == 0]
+        assert len(roots) == 1 and not roots[0].data.red and roots[0].data.side == ""
+        for node in stable:
+            label = str(node.label)
+            view = node.data
+            assert label.startswith(" " * view.depth + (view.side or "·") + (" R " if view.red else " B "))
+        # in-order rows of a binary tree: a left child sits above its parent, one level deeper
+        for above, below in zip(stable, stable[1:]):
+            if above.data.side == "L" and above.data.depth == below.data.depth + 1:
+                break
+        else:
+            pytest.fail("no left child right above its parent")
+
+    run(test)
+
+
+def test_paging_moves_the_window_a_hundred_entries_at_a_time():
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        snap = pilot.app.view.snapshot
+        assert snap.unstable_tree_size > 100
+        tree = pilot.app.query_one("#unstable-tree")
+        tree.focus()
+        first = [n.data for n in rows(pilot, "unstable-tree")]
+        await press(pilot, "greater_than_sign")
+        assert pilot.app.view.snapshot.unstable_offset == 100
+        second = [n.data for n in rows(pilot, "unstable-tree")]
+        assert len(first) == 100 and second and not set(first) & set(second)
+        assert tree.border_title.startswith(f"unstable tree: 101-{100 + len(second)} of")
+        await press(pilot, "greater_than_sign", "greater_than_sign")  # past the end: the last page
+        assert pilot.app.view.snapshot.unstable_offset == (snap.unstable_tree_size - 1) // 100 * 100
+        await press(pilot, "less_than_sign", "less_than_sign", "less_than_sign")
+        assert pilot.app.view.snapshot.unstable_offset == 0
+
+    run(test)
+
+
+def test_search_by_process_address_and_by_kpfn_puts_the_cursor_on_the_entry():
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        pilot.app.send("tree_page", ("unstable", 1))
+        await settle(pilot)
+        wanted = rows(pilot, "unstable-tree")[5].data
+        pilot.app.send("tree_page", ("unstable", -1))
+        await settle(pilot)
+        pilot.app.query_one("#stable-tree").focus()
+        await press(pilot, "slash")
+        search = pilot.app.query_one("#tree-search", Input)
+        assert search.display and search.has_focus
+        await pilot.press(*f"{wanted.process}:{wanted.address:#x}")
+        await press(pilot, "enter")
+        tree = pilot.app.query_one("#unstable-tree")
+        assert not search.display and tree.has_focus and pilot.app.view.snapshot.unstable_offset == 100
+        assert tree.cursor_node.data == wanted
+        assert f"rmap       {wanted.process}:{wanted.address:#x}" in text_of(pilot.app, "#node-detail-text")
+        node = [n.data for n in rows(pilot, "stable-tree") if n.data.kind == "regular"][3]
+        await press(pilot, "slash")
+        await pilot.press(*f"{node.kpfn:#x}")
+        await press(pilot, "enter")
+        stable = pilot.app.query_one("#stable-tree")
+        assert stable.has_focus and stable.cursor_node.data == node
+
+    run(test)
+
+
+def test_a_bad_or_missing_search_says_so_and_escape_closes_the_box():
+    async def test(pilot):
+        await batches(pilot, 4)
+        await press(pilot, "2")
+        pilot.app.query_one("#stable-tree").focus()
+        await press(pilot, "slash")
+        await pilot.press(*"vm-0:zz")
+        await press(pilot, "enter")
+        assert pilot.app.query_one("#tree-search", Input).display  # still open to be corrected
+        await press(pilot, "escape")
+        assert not pilot.app.query_one("#tree-search", Input).display
+        await press(pilot, "slash")
+        await pilot.press(*"nobody:0x1000")
+        await press(pilot, "enter")
+        notes = [n.message for n in pilot.app._notifications]
+        assert any("expected a kpfn (0x1a2b or 6699) or process:address, got 'vm-0:zz'" in m for m in notes)
+        assert any("not in the trees: nobody:0x1000" in m for m in notes)
+
+    run(test)
+
+
+def test_a_single_step_marks_its_walks_with_what_memcmp_said():
+    async def test(pilot):
+        await batches(pilot, 9)
+        await press(pilot, "2")
+        for _ in range(200):  # until a step walks the unstable tree more than one level deep
+            await press(pilot, "s")
+            walk = pilot.app.view.snapshot.last_walk
+            if sum(w.walk == "unstable_tree_search_insert" for w in walk) > 1:
+                break
+        else:
+            pytest.fail("no step walked the unstable tree")
+        shown = text_of(pilot.app, "#tree-walk-text")
+        assert "unstable_tree_search_insert" in shown and ("< left" in shown or "> right" in shown)
+        marked = [str(n.label) for n in rows(pilot, "unstable-tree") if "◀ memcmp" in str(n.label)]
+        assert marked  # the root at least is in the first page
+        await press(pilot, "b")  # running on: the marks were the single step's
+        assert "single-step (s)" in text_of(pilot.app, "#tree-walk-text")
+
+    run(test)
+
+
+def test_the_cursor_and_the_expanded_nodes_survive_redraws_and_tab_switches():
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        tree = pilot.app.query_one("#stable-tree")
+        tree.focus()
+        await press(pilot, "down", "down", "down", "down", "down")
+        chosen = tree.cursor_node.data
+        tree.cursor_node.expand()
+        await pilot.pause()
+        await batches(pilot, 2)  # redraws (the sharers' checksums and counts move on)
+        assert tree.cursor_node.data.kpfn == chosen.kpfn and tree.cursor_node.is_expanded
+        await press(pilot, "1", "3", "2")
+        tree = pilot.app.query_one("#stable-tree")
+        assert tree.cursor_node.data.kpfn == chosen.kpfn and tree.cursor_node.is_expanded
+
+    run(test)
