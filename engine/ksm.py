@@ -1172,7 +1172,9 @@ class Ksm:
             mm = slot.mm
             if mm.alive:
                 address = ksm_scan.address
-                for vma in mm.vmas:
+                vmas = mm.vmas
+                for i in range(mm.first_vma(address), len(vmas)):  # for_each_vma from vma_iter_init
+                    vma = vmas[i]
                     if vma.vm_end <= address or not vma.vm_mergeable:
                         continue
                     if address < vma.vm_start:

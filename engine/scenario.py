@@ -617,8 +617,8 @@ class _Loader:
 # What a simulation holds, calibrated on peak RSS of `ksmtui run --full-scans 2` (docs/limits.md):
 # every mapped page costs its page table entry, frame, rmap_item and tree node; every distinct
 # content its bytes; a fill file is read whole once more while it is cut into pages.
-MEMORY_BASE = 40_000_000  # the interpreter, numpy and the engine's code
-MEMORY_PER_MAPPED_PAGE = 420
+MEMORY_BASE = 50_000_000  # the interpreter, numpy and the engine's code (measured: 30-36 MB)
+MEMORY_PER_MAPPED_PAGE = 500  # measured: 330-400 B; the margin is for other builds of Python and numpy
 MEMORY_PER_CONTENT = 64  # besides page_size: the bytes object and its references
 
 

@@ -40,3 +40,18 @@ def test_a_glob_still_matches_every_process_it_names():
     sim = Simulation(parse_scenario(text, "forks.toml", Path(".")))
     sim.run(after_ms=20)
     assert [mm.name for mm in sim.machine.mms if mm.alive] == ["p"]
+
+
+def test_find_vma_is_a_lookup_that_knows_the_gaps():
+    text = 'name = "vmas"\n[[process]]\nname = "p"\n' + "".join(
+        f'[[process.region]]\nname = "r{i}"\npages = {1 + i % 3}\n' for i in range(500))
+    sim = Simulation(parse_scenario(text, "vmas.toml", Path(".")))
+    mm, ps = sim.machine.mms[0], sim.machine.page_size
+    for i, vma in enumerate(mm.vmas):
+        assert mm.find_vma(vma.vm_start) is vma and mm.find_vma(vma.vm_end - 1) is vma
+        assert mm.find_vma(vma.vm_end) is None  # the guard page between two regions
+        assert mm.first_vma(vma.vm_start) == i and mm.first_vma(vma.vm_end) == i + 1
+    assert mm.find_vma(mm.vmas[0].vm_start - ps) is None and mm.find_vma(mm.vmas[-1].vm_end + ps) is None
+    sim.step_full_scan()
+    sim.step_full_scan()
+    assert sim.ksm.counters()["pages_scanned"] >= 2 * sum(1 + i % 3 for i in range(500))

@@ -25,13 +25,13 @@ def machine_of(monkeypatch):
 
 def test_a_scenario_over_the_available_memory_is_refused_saying_need_and_have(tmp_path, machine_of):
     path = tmp_path / "big.toml"
-    path.write_text(RANDOM.format(count=4, pages=65536))  # 262,144 unique pages: about 1.2 GB
+    path.write_text(RANDOM.format(count=4, pages=65536))  # 262,144 unique pages: about 1.3 GB
     machine_of(1_000_000_000)
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
-    assert str(info.value) == (f"{path}: needs about 1.2 GB of memory to run (262,144 pages mapped, page_size 4096), "
+    assert str(info.value) == (f"{path}: needs about 1.3 GB of memory to run (262,144 pages mapped, page_size 4096), "
                                "this machine has 1.0 GB available")
-    machine_of(2_000_000_000)
+    machine_of(1_300_000_000)
     assert load_scenario(path).processes[0].count == 4
 
 
@@ -43,7 +43,7 @@ def test_check_and_run_say_it_in_one_line_exit_2(tmp_path, machine_of, capsys, c
     assert main([command, str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith(f"ksmtui {command}: error: {path}: needs about 0.3 GB of memory to run")
+    assert err.startswith(f"ksmtui {command}: error: {path}: needs about 0.4 GB of memory to run")
 
 
 def test_writes_of_new_contents_and_pool_and_file_pages_count(tmp_path, machine_of):
@@ -60,7 +60,7 @@ def test_writes_of_new_contents_and_pool_and_file_pages_count(tmp_path, machine_
         with pytest.raises(ScenarioError) as info:
             load_scenario(path)
         needs[name] = str(info.value).split("needs about ")[1].split(" GB")[0]
-    assert needs == {"zero": "0.1", "written": "0.3", "pool": "0.1", "file": "0.1"}
+    assert needs == {"zero": "0.1", "written": "0.4", "pool": "0.1", "file": "0.1"}
     assert memory_needed(4096, 65536, 0, 1000, []) - memory_needed(4096, 65536, 0, 0, []) == 1000 * (4096 + 64)
     assert memory_needed(4096, 65536, 0, 0, [1 << 20]) - memory_needed(4096, 65536, 0, 0, []) == 256 * 4160 + (1 << 20)
 
