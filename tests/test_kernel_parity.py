@@ -118,6 +118,11 @@ FOCUSED = {
         proc("a", region("x", 16)), proc("b", region("y", 8, mergeable=False)),
         events=[{"action": "exit", "at_full_scans": 2, "process": "a"}],
         full_scans=5),
+    # and: a merge-any process whose only region is madvised unmergeable has nothing left to scan
+    "merge_any_region_madvised_unmergeable": focused(
+        proc("a", region("x", 11, "byte", byte=0x5A), merge_any=True),
+        events=[{"action": "madvise", "at_full_scans": 2, "process": "a", "region": "x", "advice": "unmergeable"}],
+        full_scans=5),
 }
 
 

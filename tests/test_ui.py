@@ -628,10 +628,12 @@ def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
         await batches(pilot, 3)
         pilot.app.action_restart()  # the header says so before the engine has answered
         assert text_of(pilot.app, "#status").endswith("restarting from t=0…")
+        await pilot.pause()  # the command goes once the header is drawn
         await settle(pilot)
         assert "t=0.000 s" in text_of(pilot.app, "#status")
         pilot.app.action_compare()
         assert text_of(pilot.app, "#status").endswith("building both runs of compare mode…")
+        await pilot.pause()
         await settle(pilot)
         assert "legacy vs optimized" in text_of(pilot.app, "#status")
 

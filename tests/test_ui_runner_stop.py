@@ -8,7 +8,7 @@ import pytest
 from ui_helpers import scenario
 
 from engine.sim import Simulation
-from ksmtui.ui.runner import CycleFlow, EngineUpdate, Runner, SetPaused, ToggleCompare, View
+from ksmtui.ui.runner import CycleFlow, EngineUpdate, Runner, SetPaused, StepPage, ToggleCompare, View
 
 
 def run_to_finish(compare: bool, pair_steps: int = 0):
@@ -51,3 +51,31 @@ def test_a_single_run_stops_where_ksmtui_run_does():
     sim = Simulation(scenario())
     sim.run()
     assert dict(view.snapshot.counters) == dict(sim.snapshot(tree_limit=0).counters)
+
+
+def test_a_hold_stops_the_engine_work_but_not_the_commands():
+    views: queue.SimpleQueue = queue.SimpleQueue()
+    runner = Runner(scenario(), lambda m: views.put(m.view) if isinstance(m, EngineUpdate) else None, paused=True)
+    runner.start()
+    try:
+        runner.hold(3600)  # far longer than this test
+        runner.send(SetPaused(False))
+        runner.send(StepPage())  # a command runs: one page, and it pauses
+        runner.send(SetPaused(False))
+        for _ in range(20):
+            runner.send(View())
+            assert runner.wait_idle()
+        while views.qsize() > 1:
+            views.get()
+        view = views.get()
+        assert not view.paused and view.snapshot.counters["pages_scanned"] == 1  # running, yet held
+        runner.hold(0)
+        while True:
+            runner.send(View())
+            assert runner.wait_idle()
+            while not views.empty():
+                view = views.get()
+            if view.snapshot.counters["pages_scanned"] > 1:
+                break
+    finally:
+        runner.close()

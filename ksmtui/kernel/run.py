@@ -88,7 +88,7 @@ class _Proc:
         self.name, self.pid, self.conn = name, pid, conn
         self.regions = regions  # name -> pages
         self.merge_any = merge_any
-        self.mergeable = mergeable  # region names currently madvised mergeable
+        self.mergeable = mergeable  # region names currently mergeable (madvised, or by merge-any)
 
     def call(self, *cmd):
         self.conn.send(cmd)
@@ -193,7 +193,8 @@ class KernelRun:
             for name in proc.instance_names():
                 p = self.procs[name]
                 p.call("register", proc.merge_any, mergeable)
-                p.mergeable = list(mergeable)
+                # under prctl merge-any every region is mergeable until madvised otherwise
+                p.mergeable = [r.name for r in proc.regions] if proc.merge_any else list(mergeable)
 
     def _teardown(self) -> None:
         # a second Ctrl-C must not leave the kernel half restored
@@ -247,7 +248,7 @@ class KernelRun:
         """Whether ksmd has an mm to scan: a process opted in, or rmap_items are left (of a process
         that opted out, or exited while ksmd held its items): ksmd's next pass frees them and drops
         the mm from its list, as the model does. Every rmap_item counts in one of these four."""
-        if any(p.merge_any or p.mergeable for p in self.procs.values()):
+        if any(p.mergeable for p in self.procs.values()):
             return True
         return any(int(ksm_read(c)) for c in ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile"))
 

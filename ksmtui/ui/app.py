@@ -12,6 +12,7 @@ import os
 import time
 from typing import Iterable, Mapping
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -69,6 +70,9 @@ TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 # since the last (all its work: drawing, keys, messages), but at least every MAX_VIEW_S.
 UI_BUDGET = 0.08
 MAX_VIEW_S = 1.0
+# After a key the engine waits this long (at most) so that the UI, which shares the GIL with it,
+# answers at full pace: a tab switch is 30-50 ms of the UI thread's time on large.
+KEY_HOLD_S = 0.1
 # The UI opens at simulated real time: the default scenario's story (30 s) plays out in half a
 # minute, as its description tells it; x runs flat out.
 OPENING_SPEED = 1
@@ -218,6 +222,11 @@ class KsmApp(App[int]):
     def on_unmount(self) -> None:
         self.runner.close()
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.runner.hold(KEY_HOLD_S)  # the key's answer first, then the engine again
+        await super().on_event(event)
+
     async def action_quit(self) -> None:
         self.runner.close()  # no more updates for a screen that is going away
         self.exit()
@@ -334,10 +343,17 @@ class KsmApp(App[int]):
     def action_toggle_knob(self, name: str) -> None:
         self.send(ToggleKnob(name))
 
+    def _rebuild(self, what: str, command: Command) -> None:
+        """Say in the header that a new run is being built, then ask for it once that is drawn:
+        building a large run holds the engine thread, and the GIL, for half a second."""
+        self._status.building(what, self.view)
+        self.call_after_refresh(self.send, command)
+
     def action_flow_cycle(self) -> None:
         if self.view is not None and self.view.compare:
-            self._status.building("building the next pair of flows", self.view)
-        self.send(CycleFlow())
+            self._rebuild("building the next pair of flows", CycleFlow())
+        else:
+            self.send(CycleFlow())
 
     def action_knobs(self) -> None:
         if not isinstance(self.screen, KnobsScreen):
@@ -345,8 +361,7 @@ class KsmApp(App[int]):
 
     def action_compare(self) -> None:
         on = self.view is not None and self.view.compare
-        self._status.building("leaving compare mode" if on else "building both runs of compare mode", self.view)
-        self.send(ToggleCompare())
+        self._rebuild("leaving compare mode" if on else "building both runs of compare mode", ToggleCompare())
         if self.view is None or not self.view.compare:
             self.action_show_tab("compare")
 
@@ -377,16 +392,14 @@ class KsmApp(App[int]):
         self._description.toggle(self.view)
 
     def action_restart(self) -> None:
-        self._status.building("restarting from t=0", self.view)
-        self.send(Restart())
+        self._rebuild("restarting from t=0", Restart())
 
     def action_open(self) -> None:
         def opened(scenario: Scenario | None) -> None:
             if scenario is not None:
                 self._scenarios[scenario.name] = scenario
                 self._events_of = None
-                self._status.building(f"building {scenario.name}", self.view)
-                self.send(Load(scenario))
+                self._rebuild(f"building {scenario.name}", Load(scenario))
 
         if not isinstance(self.screen, OpenScreen):
             self.push_screen(OpenScreen(), opened)

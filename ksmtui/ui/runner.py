@@ -296,6 +296,7 @@ class Runner:
         self._finished = False  # the stop condition pauses the run once; resuming runs on
         self._base = (0.0, 0)  # (wall, sim_ns) where the paced clock was last set
         self._last_publish = 0.0
+        self._hold_until = 0.0  # set by hold() from the UI thread: one float, written whole
 
     # --- UI side ---
 
@@ -304,6 +305,11 @@ class Runner:
 
     def send(self, command: Command) -> None:
         self._queue.put(command)
+
+    def hold(self, seconds: float) -> None:
+        """No engine work for this long (commands still run): the UI answers a key meanwhile.
+        In one process the two share the GIL, and flat out the engine would halve the UI's pace."""
+        self._hold_until = time.monotonic() + seconds
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every command sent before has run and its update was posted (tests)."""
@@ -473,21 +479,26 @@ class Runner:
 
     def _due(self) -> bool:
         """Is there engine work to do now?"""
-        if self._paused:
+        if self._paused or time.monotonic() < self._hold_until:
             return False
         return self._speed is None or self._clock() <= self._target_ns()
 
     def _idle_s(self) -> float | None:
         """How long to wait for a command before the next piece of work is due."""
-        if self._paused or self._speed is None:
-            return None if self._paused else 0.0
+        if self._paused:
+            return None
+        held = self._hold_until - time.monotonic()
+        if held > 0:
+            return held
+        if self._speed is None:
+            return 0.0
         ahead = (self._clock() - self._target_ns()) / self._speed / 1e9
         left = PUBLISH_S - (time.monotonic() - self._last_publish)
         return max(0.0, min(ahead, left))
 
     def _run_slice(self) -> None:
         deadline = time.monotonic() + SLICE_S
-        while not self._paused and time.monotonic() < deadline and self._queue.empty():
+        while not self._paused and self._hold_until <= time.monotonic() < deadline and self._queue.empty():
             if self._speed is not None and self._clock() > self._target_ns():
                 break
             # Compared runs advance together: the one behind on the simulated clock goes next. A
