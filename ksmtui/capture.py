@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from engine import capture as fmt
+from ksmtui.options import Parser, UsageError
 
 PROG = "ksmtui capture"
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise SystemExit(_fail(message))
 
 
 def _fail(message: str) -> int:
@@ -63,8 +59,10 @@ def main(argv: list[str]) -> int:
 
     try:
         opts = build_parser().parse_args(argv)
-    except SystemExit as e:
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except UsageError as e:
+        return _fail(str(e))
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
         return _fail("expected PID..., --mergeable or --all (one of them)")
     out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))

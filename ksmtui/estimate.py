@@ -17,13 +17,9 @@ from engine.estimate import Estimate, estimate
 from engine.knobs import KSM_KNOBS
 from engine.scenario import ScenarioError, parse_set_option
 from ksmtui.kernel.sysfs import KSM_DIR
+from ksmtui.options import Parser, UsageError
 
 PROG = "ksmtui estimate"
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise SystemExit(_fail(message))
 
 
 def _fail(message: str) -> int:
@@ -56,8 +52,10 @@ def main(argv: list[str]) -> int:
         opts = build_parser().parse_args(argv)
         settings = dict(_setting(s) for s in opts.settings)
         cap = load(opts.capture)
-    except SystemExit as e:
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except UsageError as e:
+        return _fail(str(e))
     except (ScenarioError, CaptureError) as e:
         return _fail(str(e))
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
