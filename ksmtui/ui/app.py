@@ -64,6 +64,20 @@ from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 from ksmtui.ui.widgets.trees import TreesPanel
 
 MIN_WIDTH, MIN_HEIGHT = 60, 18
+
+
+def fit_screen(app: App, width: int, height: int) -> Screen:
+    """Mark the base screen for the terminal's size (-too-small, -wide), shared by the model's and
+    the host's app; returns the screen for classes of the app's own."""
+    small = width < MIN_WIDTH or height < MIN_HEIGHT
+    screen = app.screen_stack[0] if app.screen_stack else app.screen
+    screen.set_class(small, "-too-small")
+    screen.set_class(width >= 120, "-wide")
+    if small:
+        app.query_one("#too-small", Static).update(
+            f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
+        )
+    return screen
 TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 # While the engine runs flat out it shares the interpreter (the GIL) with the UI, and sends no view
 # by itself: the UI asks for the next one when its thread has used at most UI_BUDGET of the time
@@ -305,15 +319,7 @@ class KsmApp(App[int]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        small = width < MIN_WIDTH or height < MIN_HEIGHT
-        screen = self.screen_stack[0] if self.screen_stack else self.screen
-        screen.set_class(small, "-too-small")
-        screen.set_class(width >= 120, "-wide")
-        screen.set_class(width >= 120 and height >= 40, "-large")
-        if small:
-            self.query_one("#too-small", Static).update(
-                f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
-            )
+        fit_screen(self, width, height).set_class(width >= 120 and height >= 40, "-large")
 
     # --- actions ---
 

@@ -29,7 +29,7 @@ from ksmtui.hostcmd import REPLAY_SPEEDS
 from ksmtui.hostview import HostHistory, HostView
 from ksmtui.kernel import sysfs
 from ksmtui.kernel.host import HostSample, HostSampler, why_not_merging
-from ksmtui.ui.app import MIN_HEIGHT, MIN_WIDTH
+from ksmtui.ui.app import fit_screen
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
     HostEventsPanel,
@@ -260,13 +260,7 @@ class HostApp(App[int]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        small = width < MIN_WIDTH or height < MIN_HEIGHT
-        screen = self.screen_stack[0] if self.screen_stack else self.screen
-        screen.set_class(small, "-too-small")
-        screen.set_class(width >= 120, "-wide")
-        if small:
-            self.query_one("#too-small", Static).update(
-                f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}.")
+        fit_screen(self, width, height)
 
     # --- actions ---
 
