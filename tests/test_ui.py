@@ -256,6 +256,13 @@ def test_k_opens_the_knobs_which_refuse_bad_values_inline_and_apply_good_ones():
         assert str(screen.query_one("#knob-error-max_page_sharing").render()) == ""
         await press(pilot, "escape")
         assert not isinstance(pilot.app.screen, KnobsScreen)
+        # Shown again (the same screen, built once): the values as they are now, no old error.
+        field.value = "1"
+        screen.show_error("max_page_sharing", "stale")
+        await press(pilot, "z", "k")
+        assert pilot.app.screen is screen
+        assert field.value == "16" and screen.query_one("#knob-use_zero_pages", Input).value == "1"
+        assert str(screen.query_one("#knob-error-max_page_sharing").render()) == ""
 
     run(test)
 

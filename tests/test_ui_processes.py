@@ -11,8 +11,14 @@ from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
 
 class TableApp(App[None]):
+    selected: list[int]
+
     def compose(self) -> ComposeResult:
+        self.selected = []
         yield ProcessTable()
+
+    def on_process_table_selected(self, event: ProcessTable.Selected) -> None:
+        self.selected.append(event.pid)
 
 
 def row(pid: int, comm: str, rmap: int | None, merging: int | None, profit: int | None = 0) -> ProcessRow:
@@ -32,7 +38,7 @@ def run(test) -> None:
 
 
 def cells(table: ProcessTable, column: int) -> list[str]:
-    return [str(table.get_row_at(r)[column]) for r in range(table.row_count)]
+    return [table.row_cells(r)[column] for r in range(table.row_count)]
 
 
 def test_rows_sort_by_profit_first_and_the_keys_of_top_pick_and_reverse_the_column():
@@ -46,7 +52,7 @@ def test_rows_sort_by_profit_first_and_the_keys_of_top_pick_and_reverse_the_colu
         assert cells(table, 0) == ["20", "10", "30"]
         await pilot.press("R")
         assert cells(table, 0) == ["10", "30", "20"]
-        assert "merging_pages▲" in str(table.ordered_columns[3].label)
+        assert table.header()[3] == "merging_pages▲"
 
     run(test)
 
@@ -68,7 +74,7 @@ def test_the_cursor_stays_on_its_process_as_rows_move_appear_and_vanish():
 def test_what_the_kernel_does_not_expose_says_so_and_a_costly_ratio_is_flagged():
     async def test(pilot, table):
         table.show_rows([row(10, "old", None, None, None), row(20, "costly", 130, 2, -4096), row(30, "fine", 64, 1)])
-        by_pid = {cells(table, 0)[r]: [str(c) for c in table.get_row_at(r)] for r in range(table.row_count)}
+        by_pid = {cells(table, 0)[r]: table.row_cells(r) for r in range(table.row_count)}
         assert by_pid["10"][2] == "n/a" and by_pid["10"][5] == "n/a" and by_pid["10"][6] == "n/a"
         assert by_pid["20"][6] == "65.0 !"  # above 4096 / 64 rmap_items per merging page
         assert by_pid["30"][6] == "64.0"
@@ -85,7 +91,7 @@ def test_the_processes_tab_shows_each_simulated_process_and_takes_the_sort_keys(
         assert pilot.app.focused is table
         procs = {p.pid: p for p in pilot.app.view.snapshot.processes}
         assert sorted(table._order) == sorted(procs)
-        first = table.get_row_at(0)
+        first = table.row_cells(0)
         p = procs[int(str(first[0]))]
         assert str(first[1]) == p.name and str(first[2]) == f"{p.ksm_rmap_items:,}"
         assert str(first[3]) == f"{p.ksm_merging_pages:,}"
@@ -99,3 +105,20 @@ def test_the_processes_tab_shows_each_simulated_process_and_takes_the_sort_keys(
             await test(pilot)
 
     asyncio.run(main())
+
+
+def test_the_cursor_scrolls_into_view_a_click_on_a_header_sorts_and_enter_selects():
+    async def test(pilot, table):
+        table.show_rows([row(pid, f"p{pid}", 1, 1, pid) for pid in range(1, 101)])
+        assert table.cursor_pid == 100 and table.scroll_y == 0  # profit, biggest first
+        await pilot.press("end")
+        assert table.cursor_pid == 1 and table.scroll_y == 100 + 1 - 20  # the last row at the bottom
+        await pilot.press("enter")
+        assert pilot.app.selected == [1]
+        await pilot.click(ProcessTable, offset=(2, 0))  # the pid column's header
+        assert table.columns_spec[table.sort_index].key == "pid" and table.header()[0] == "pid▼"
+        assert cells(table, 0)[:2] == ["100", "99"] and table.cursor_pid == 1
+        await pilot.click(ProcessTable, offset=(2, 0))  # again: the other way
+        assert cells(table, 0)[:2] == ["1", "2"] and table.cursor_pid == 1 and table.scroll_y == 0
+
+    run(test)

@@ -79,3 +79,28 @@ def test_a_hold_stops_the_engine_work_but_not_the_commands():
                 break
     finally:
         runner.close()
+
+
+def test_a_run_is_frozen_out_of_the_collectors_walks_after_a_full_scan_and_released_by_a_restart():
+    """What lives through a full scan is frozen, so that a full collection (the GIL held, a key
+    waiting) walks only what is new; a restart unfreezes it, so that the old run is freed."""
+    import gc
+
+    from ksmtui.ui.runner import Restart, StepBatch
+
+    gc.unfreeze()
+    runner = Runner(scenario(), lambda m: None, paused=True)
+    runner.start()
+    try:
+        assert runner.wait_idle()
+        assert gc.get_freeze_count() == 0
+        for _ in range(5):  # 288 pages at pages_to_scan 64: the first full scan ends in the fifth
+            runner.send(StepBatch())
+        assert runner.wait_idle()
+        assert gc.get_freeze_count() > 4 * 72  # the rmap_items of the four guests' 72 pages, and more
+        runner.send(Restart())
+        assert runner.wait_idle()
+        assert gc.get_freeze_count() == 0
+    finally:
+        runner.close()
+        gc.unfreeze()

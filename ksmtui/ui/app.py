@@ -87,6 +87,7 @@ MAX_VIEW_S = 1.0
 # After a key the engine waits this long (at most) so that the UI, which shares the GIL with it,
 # answers at full pace: a tab switch is 30-50 ms of the UI thread's time on large.
 KEY_HOLD_S = 0.1
+WRITE_S = 0.05
 # The UI opens at simulated real time: the default scenario's story (30 s) plays out in half a
 # minute, as its description tells it; x runs flat out.
 OPENING_SPEED = 1
@@ -170,6 +171,8 @@ class KsmApp(App[int]):
         self, scenario: Scenario, config: RunConfig = RunConfig(), paused: bool = False, speed: int | None = None
     ) -> None:
         super().__init__()
+        # The tabs' underline slides over ten frames, each a repaint the engine waits for: it jumps.
+        self.animation_level = "none"
         self.view: EngineView | None = None
         self._paced = speed or OPENING_SPEED  # the paced speed x returns to
         self._drawn_cpu = 0.0  # the UI thread's CPU time at the last view drawn
@@ -229,6 +232,7 @@ class KsmApp(App[int]):
         self._status = self.query_one(StatusBar)
         self._description = self.query_one(DescriptionBar)
         self._panels = list(self.query(Panel))
+        self.install_screen(KnobsScreen(), "knobs")
         self.screen.add_class("-starting")
         self.runner.start()
         self._fit(self.size.width, self.size.height)
@@ -350,10 +354,11 @@ class KsmApp(App[int]):
         self.send(ToggleKnob(name))
 
     def _rebuild(self, what: str, command: Command) -> None:
-        """Say in the header that a new run is being built, then ask for it once that is drawn:
-        building a large run holds the engine thread, and the GIL, for half a second."""
+        """Say in the header that a new run is being built, then ask for it once that is on screen:
+        building a large run (and collecting the old one) holds the GIL for a third of a second,
+        and Textual's own thread writes the drawn frame to the terminal, WRITE_S after."""
         self._status.building(what, self.view)
-        self.call_after_refresh(self.send, command)
+        self.call_after_refresh(self.set_timer, WRITE_S, lambda: self.send(command))
 
     def action_flow_cycle(self) -> None:
         if self.view is not None and self.view.compare:
@@ -363,7 +368,7 @@ class KsmApp(App[int]):
 
     def action_knobs(self) -> None:
         if not isinstance(self.screen, KnobsScreen):
-            self.push_screen(KnobsScreen(self.view))
+            self.push_screen("knobs")
 
     def action_compare(self) -> None:
         on = self.view is not None and self.view.compare

@@ -184,6 +184,7 @@ class HostApp(App[int]):
 
     def __init__(self, source: LiveSource | ReplaySource) -> None:
         super().__init__()
+        self.animation_level = "none"  # as the model's app: a tab's underline jumps, no frames to draw
         self.source = source
         self.view: HostView | None = None
         self.paused = False  # live: the display holds still while sampling goes on
@@ -251,7 +252,7 @@ class HostApp(App[int]):
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
-            if shown(self._table):  # a hidden DataTable would still measure every cell
+            if shown(self._table):  # a hidden table would still format every changed row
                 self._table.show_rows(process_rows(view.sample.processes))
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
@@ -315,9 +316,9 @@ class HostApp(App[int]):
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
 
-    def on_data_table_row_selected(self, event: ProcessTable.RowSelected) -> None:
-        pid = event.row_key.value
-        if self.view is not None and pid is not None:
+    def on_process_table_selected(self, event: ProcessTable.Selected) -> None:
+        pid = str(event.pid)  # a sample's processes are keyed as /proc names them
+        if self.view is not None:
             self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live))
 
 

@@ -22,13 +22,12 @@ class KnobsScreen(ModalScreen[None]):
     """Write a knob as `echo VALUE > /sys/kernel/mm/ksm/KNOB` would: Enter applies the field.
 
     A value the knob table refuses shows at once; a refusal that depends on the engine's state
-    (EBUSY) comes back from the engine thread and shows in the same place."""
+    (EBUSY) comes back from the engine thread and shows in the same place.
+
+    The app installs one and shows it again at each k: building its 45 widgets took longer than
+    a key may (about 60 ms of the UI thread's time)."""
 
     BINDINGS = [Binding("escape", "dismiss", "Close", id="knobs.close")]
-
-    def __init__(self, view: EngineView | None) -> None:
-        super().__init__()
-        self._view = view
 
     def compose(self) -> ComposeResult:
         with Vertical(id="knobs-box"):
@@ -41,10 +40,13 @@ class KnobsScreen(ModalScreen[None]):
                     yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
                     yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
 
-    def on_mount(self) -> None:
-        if self._view is not None:
-            for name in LIVE_KNOBS:
-                self.query_one(f"#knob-{name}", Input).value = str(self._knob(self._view, name))
+    def on_screen_resume(self) -> None:
+        """Shown (again): every field as the engine has it, no error from an earlier visit."""
+        view = getattr(self.app, "view", None)
+        for name in LIVE_KNOBS:
+            if view is not None:
+                self.query_one(f"#knob-{name}", Input).value = str(self._knob(view, name))
+            self.show_error(name, "")
 
     @staticmethod
     def _knob(view: EngineView, name: str) -> object:
@@ -52,7 +54,6 @@ class KnobsScreen(ModalScreen[None]):
 
     def update_from(self, view: EngineView) -> None:
         """Fields the user is not editing follow the engine (a `set` event, another key)."""
-        self._view = view
         for name in LIVE_KNOBS:
             field = self.query_one(f"#knob-{name}", Input)
             if not field.has_focus:
