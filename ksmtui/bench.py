@@ -540,8 +540,8 @@ def run(opts: argparse.Namespace) -> int:
         from ksmtui.kernel.hostbench import host_cpu
 
         every = 10 if os.geteuid() == 0 else 0
-        for ui in (False, True):
-            what = "the UI on the Overview, 120x40, headless" if ui else "sampling only, as --json"
+        for ui in (None, "overview", "processes"):
+            what = f"the UI on the {ui.capitalize()} tab, 120x40, headless" if ui else "sampling only, as --json"
             say(f"host mode: {what}, 1 Hz for {opts.host_seconds:g} s beside 1,000 sleeping processes")
             h = host_cpu(1000, merge_any_every=every, seconds=opts.host_seconds, ui=ui)
             say("")

@@ -65,3 +65,8 @@ class TestViews:
 
     def test_processes_sorted_by_profit(self, snap_compare):
         assert snap_compare(make_app(), terminal_size=(80, 24), run_before=after(20, "6"))
+
+    def test_knobs_with_a_refusal_under_its_field(self, snap_compare):
+        # the longest name whole, the refusal on a row of its own (the grid had wrapped both)
+        steps = ["k", "tab", "tab", "tab", "backspace", "backspace", "1", "enter"]
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(4, *steps))

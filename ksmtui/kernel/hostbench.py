@@ -52,9 +52,9 @@ def _sampling(seconds: float, interval: float) -> tuple[float, float, int, HostS
         return cpu, wall, len(samples), samples[-1] if samples else None, sampler.trace_note
 
 
-async def _drawing(seconds: float, interval: float,
-                   size: tuple[int, int]) -> tuple[float, float, int, HostSample | None, str | None]:
-    """The UI on the Overview under Textual's headless driver (no terminal to write to)."""
+async def _drawing(seconds: float, interval: float, size: tuple[int, int],
+                   tab: str) -> tuple[float, float, int, HostSample | None, str | None]:
+    """The UI on a tab under Textual's headless driver (no terminal to write to)."""
     from ksmtui.ui.host_app import HostApp, LiveSource
 
     sampler = HostSampler(interval)
@@ -62,6 +62,8 @@ async def _drawing(seconds: float, interval: float,
     async with app.run_test(size=size) as pilot:
         while app.view is None or app.view.samples < 3:  # past the first drawings, which lay it all out
             await pilot.pause(0.1)
+        app.action_show_tab(tab)
+        await pilot.pause(0.1)
         first = app.view.samples
         cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.sleep(seconds)
@@ -71,10 +73,10 @@ async def _drawing(seconds: float, interval: float,
 
 
 def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 10.0,
-             interval: float = 1.0, ui: bool = False) -> dict:
+             interval: float = 1.0, ui: str | None = None) -> dict:
     """Sample at `interval` for `seconds` beside `processes` sleepers (every `merge_any_every`-th
-    merge-any); the share of one core the sampling used (with `ui`, the UI drawing the Overview
-    too, 120x40). Merge-any registers the sleepers with ksmd, a change of KSM's state: done under
+    merge-any); the share of one core the sampling used (with `ui`, the UI drawing that tab too,
+    120x40). Merge-any registers the sleepers with ksmd, a change of KSM's state: done under
     the machine lock, with ksmd's run left as it was."""
     with sysfs.machine_lock():
         helper = subprocess.Popen([sys.executable, "-c", _SLEEPERS, str(processes), str(merge_any_every)],
@@ -84,7 +86,7 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
             if len(pids) != processes:
                 raise RuntimeError(f"{len(pids)} of {processes} sleeping processes started")
             if ui:
-                cpu, wall, count, last, note = asyncio.run(_drawing(seconds, interval, (120, 40)))
+                cpu, wall, count, last, note = asyncio.run(_drawing(seconds, interval, (120, 40), ui))
             else:
                 cpu, wall, count, last, note = _sampling(seconds, interval)
         finally:

@@ -233,6 +233,8 @@ def pack(items: list[str], width: int, sep: str = " · ") -> list[str]:
 
 
 def mib(n: int) -> str:
+    if abs(n) < MIB // 10:  # before merging pays for the rmap_items: KiB, not "-0.0 MiB"
+        return f"{n / 1024:,.0f} KiB"
     return f"{n / MIB:,.{0 if abs(n) >= 100 * MIB else 1}f} MiB"
 
 
@@ -313,7 +315,7 @@ class CountersPanel(Panel):
         width = max(0, self.content_region.width - 20 - 14 - 1)
         profit = s.counters["general_profit"]
         mergeable = s.cursor.pass_total * s.page_size
-        share = f" of {mib(mergeable)} mergeable ({profit * 100 // mergeable}%, net)" if mergeable > 0 else " (net)"
+        share = f" of {mib(mergeable)} mergeable ({profit * 100 / mergeable:.0f}%, net)" if mergeable > 0 else " (net)"
         parts: list = [("KSM saves ", "bold"), (mib(profit), "bold $success"), f"{share}\n"]
         for name in SPARK_COUNTERS:
             series = view.trend.counters[name]

@@ -70,7 +70,9 @@ class KnobsScreen(ModalScreen[None]):
         self.app.send(SetKnob(name, value))
 
     def show_error(self, name: str, text: str) -> None:
-        self.query_one(f"#knob-error-{name}", Label).update(text)
+        label = self.query_one(f"#knob-error-{name}", Label)
+        label.update(text)
+        label.display = bool(text)
 
 
 class OpenScreen(ModalScreen[Scenario | None]):
