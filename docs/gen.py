@@ -103,8 +103,17 @@ def bench() -> str:
     return stamp("sudo python docs/gen.py bench") + f"```\n$ ksmtui {' '.join(BENCH[0:])}\n" + out.rstrip() + "\n```\n"
 
 
+KEYS = ("bench", "--keys", "8")
+
+
+def keys() -> str:
+    """Each key's answer on the terminal, `large` flat out (best on an idle machine)."""
+    out = ksmtui(*KEYS)
+    return stamp("python docs/gen.py keys") + f"```\n$ ksmtui {' '.join(KEYS)}\n" + out.rstrip() + "\n```\n"
+
+
 SECTIONS = {"builtins": builtins, "run": run_fleet, "compare": compare_hackbench, "bench": bench,
-            "fidelity": fidelity}
+            "fidelity": fidelity, "keys": keys}
 NEEDS_KERNEL = ("fidelity", "bench")  # bench measures the real ksmd beside the model where it can
 
 

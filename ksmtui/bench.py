@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "S s each (default 10; 0 skips)")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
     p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
+    p.add_argument("--keys", type=_repeat, metavar="N",
+                   help="only the UI's answer to keys: N rounds, in a terminal of 120x40, on large flat out")
     return p
 
 
@@ -472,6 +474,16 @@ def run(opts: argparse.Namespace) -> int:
         from ksmtui.sweep import bench
 
         print("\n".join(bench()))
+        return 0
+    if opts.keys:
+        from ksmtui.keybench import key_latency, latency_lines
+
+        say(f"keys: {opts.keys} rounds on large flat out, from writing the key to the terminal to reading its answer")
+        times = key_latency(opts.keys)
+        say("")
+        print(f"keys on large (98,304 pages) flat out, at 120x40, {os.cpu_count()} CPUs: from the key written "
+              "to the app's terminal to the answer read back from it")
+        print("\n".join(latency_lines(times)))
         return 0
     flow = opts.flow or ENGINE_KNOBS["flow"].default
     sizes = ", ".join(f"{n:,}" for n in opts.pages)

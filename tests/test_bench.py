@@ -142,3 +142,14 @@ def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeyp
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("ksmtui bench: no_such_function() failed in a fresh process: ImportError: cannot import")
+
+
+def test_keys_are_timed_in_a_terminal_from_the_key_to_its_answer_on_screen():
+    """Every key the bench presses finds its answer in what the app writes (no timings asserted):
+    the texts it looks for are the ones the app draws."""
+    from ksmtui.keybench import KNOBS_KEY, PAUSE_KEYS, RESTART_KEY, TAB_KEYS, key_latency
+
+    times = key_latency(1, scenario="fleet")
+    want = {name for name, _, _ in (*TAB_KEYS, *PAUSE_KEYS, KNOBS_KEY, RESTART_KEY)}
+    assert set(times) == want
+    assert len(times["1 Overview"]) == 2 and all(len(ms) == 1 for name, ms in times.items() if name != "1 Overview")
