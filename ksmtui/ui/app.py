@@ -85,8 +85,10 @@ TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 UI_BUDGET = 0.08
 MAX_VIEW_S = 1.0
 # After a key the engine waits this long (at most) so that the UI, which shares the GIL with it,
-# answers at full pace: a tab switch is 30-50 ms of the UI thread's time on large.
+# answers at full pace: a tab switch is 20-30 ms of the UI thread's time on large.
 KEY_HOLD_S = 0.1
+# r, o, c: from drawing the header that says a new run is being built to asking the engine for it,
+# whose build holds the GIL that Textual's output thread needs to write that header.
 WRITE_S = 0.05
 # The UI opens at simulated real time: the default scenario's story (30 s) plays out in half a
 # minute, as its description tells it; x runs flat out.

@@ -475,7 +475,8 @@ class Runner:
             return
         scans, at = self._frozen
         now_scans = self._sims[self._primary].full_scans
-        if now_scans != scans and time.monotonic() - at >= FREEZE_S or scans == 0 < now_scans:
+        first = scans == 0 < now_scans  # the run's rmap_items exist once it has scanned every page
+        if first or (now_scans != scans and time.monotonic() - at >= FREEZE_S):
             gc.collect()
             gc.freeze()
             self._frozen = (now_scans, time.monotonic())

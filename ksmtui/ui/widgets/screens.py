@@ -27,7 +27,9 @@ class KnobsScreen(ModalScreen[None]):
     The app installs one and shows it again at each k: building its 45 widgets took longer than
     a key may (about 60 ms of the UI thread's time)."""
 
-    BINDINGS = [Binding("escape", "dismiss", "Close", id="knobs.close")]
+    BINDINGS = [Binding("escape", "close", "Close", id="knobs.close")]
+
+    _afresh = True  # closed since it was last shown: the next showing starts afresh
 
     def compose(self) -> ComposeResult:
         with Vertical(id="knobs-box"):
@@ -40,8 +42,16 @@ class KnobsScreen(ModalScreen[None]):
                     yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
                     yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
 
+    def action_close(self) -> None:
+        self._afresh = True
+        self.dismiss()
+
     def on_screen_resume(self) -> None:
-        """Shown (again): every field as the engine has it, no error from an earlier visit."""
+        """Shown again (not back from a screen above, such as ^p's): every field as the engine
+        has it, no error from the last time."""
+        if not self._afresh:
+            return
+        self._afresh = False
         view = getattr(self.app, "view", None)
         for name in LIVE_KNOBS:
             if view is not None:
