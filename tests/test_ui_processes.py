@@ -43,6 +43,7 @@ def cells(table: ProcessTable, column: int) -> list[str]:
 
 def test_rows_sort_by_profit_first_and_the_keys_of_top_pick_and_reverse_the_column():
     async def test(pilot, table):
+        assert table.row_count == 0 and table.render_line(0).text.split() == " ".join(table.header()).split()  # no rows
         table.show_rows([row(10, "a", 5, 1, 100), row(20, "b", 9, 9, 300), row(30, "c", 1, 1, 200)])
         assert cells(table, 0) == ["20", "30", "10"]  # ksm_process_profit, biggest first
         await pilot.press("less_than_sign")  # the column left of profit: zero_pages, all equal: pid order

@@ -159,6 +159,9 @@ class ProcessTable(ScrollView, can_focus=True):
         self._order: list[int] = []
         self._widths: list[int] = []
 
+    def on_mount(self) -> None:
+        self._refill()  # the header, before (or without) any row
+
     def _ratio_cell(self, row: ProcessRow) -> Cell:
         ratio = rmap_ratio(row)
         if ratio is None:
