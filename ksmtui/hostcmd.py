@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from ksmtui.options import Parser
+from ksmtui.options import Parser, positive
 
 REPLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0)
 
@@ -27,16 +27,6 @@ def _interval(text: str) -> float:
         value = 0.0
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"expected seconds between 0.05 and 3600, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -55,7 +45,7 @@ def host_parser() -> argparse.ArgumentParser:
                "/proc/PID/ksm_stat, the ksm tracepoints as root).")
     p.add_argument("--json", action="store_true", help="print one JSON object per sample (JSON Lines), no UI")
     p.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="seconds between samples (default 1)")
-    p.add_argument("--count", type=_count, metavar="N", help="with --json: stop after N samples")
+    p.add_argument("--count", type=positive, metavar="N", help="with --json: stop after N samples")
     p.add_argument("--record", metavar="FILE", help="also write every sample to FILE, for ksmtui replay")
     p.add_argument("--no-trace", action="store_true", help="do not enable the ksm tracepoints")
     return p

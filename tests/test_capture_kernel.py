@@ -47,6 +47,18 @@ def _model_of_capture(cap: fmt.Capture, tmp_path, knobs: dict, full_scans: int) 
     return sim.result()
 
 
+def _run_ksmd(full_scans: int, pids: list[int]) -> tuple[dict, dict]:
+    """Run ksmd until full_scans reads this much, then stop it: sysfs's counters and each
+    process's ksm_stat."""
+    sysfs.ksm_write("run", 1)
+    deadline = time.monotonic() + 60
+    while int(sysfs.ksm_read("full_scans")) < full_scans:
+        assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
+        time.sleep(0.01)
+    sysfs.ksm_write("run", 0)
+    return sysfs.read_counters(), {pid: sysfs.read_ksm_stat(pid) for pid in pids}
+
+
 def _per_process(stats: dict) -> dict:
     return {k: stats[k] for k in PER_PROCESS}
 
@@ -130,14 +142,7 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
         assert notes == []
         est = estimate(cap, knobs)
         assert est.pages > 3 * 1536 and est.ksm["pages_sharing"] + est.ksm["ksm_zero_pages"] > 3 * 1000
-        sysfs.ksm_write("run", 1)
-        deadline = time.monotonic() + 60
-        while int(sysfs.ksm_read("full_scans")) < est.ksm["full_scans"] + 1:
-            assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
-            time.sleep(0.01)
-        sysfs.ksm_write("run", 0)
-        real = sysfs.read_counters()
-        real_procs = {pid: sysfs.read_ksm_stat(pid) for pid in pids}
+        real, real_procs = _run_ksmd(est.ksm["full_scans"] + 1, pids)
     finally:
         for p in procs:
             p.kill()
@@ -187,14 +192,7 @@ def test_pages_shared_since_fork(kernel, tmp_path):
         est = estimate(cap, knobs)
         assert any("shared since fork" in n for n in est.notes)
         assert (est.ksm["pages_shared"], est.ksm["pages_sharing"]) == (4, 3 * 16 - 4)
-        sysfs.ksm_write("run", 1)
-        deadline = time.monotonic() + 60
-        while int(sysfs.ksm_read("full_scans")) < est.ksm["full_scans"] + 1:
-            assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
-            time.sleep(0.01)
-        sysfs.ksm_write("run", 0)
-        real = sysfs.read_counters()
-        real_procs = {pid: sysfs.read_ksm_stat(pid) for pid in pids}
+        real, real_procs = _run_ksmd(est.ksm["full_scans"] + 1, pids)
     finally:
         for pid in pids[1:2]:  # the forked child is not ours to wait for
             try:
