@@ -6,7 +6,7 @@ index into a table of distinct 128-bit hashes (xxh3_128). Page contents are neve
 their hashes, so a capture can be shared. docs/capture.md is the format's contract.
 
 The engine reads captures (to estimate, and to fill scenario regions with `fill = "capture"`); the
-code that reads /proc to make one lives in ksmtui.kernel.capture.
+code that reads /proc to make one lives in ksmtui.host.procmem.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -792,6 +793,17 @@ def parse_set_option(option: str) -> tuple[str, int | str]:
 
 def _knob_table(knob: str) -> str:
     return "ksm" if knob in KSM_KNOBS else "engine"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What the command line puts over a scenario file: its flow, seed, knobs and stop."""
+
+    flow: str | None = None
+    seed: int | None = None
+    overrides: Mapping[str, int | str] = field(default_factory=dict)  # --set KNOB=VALUE, parsed
+    full_scans: int | None = None
+    after_ms: int | None = None
 
 
 def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None, overrides: dict | None = None) -> Scenario:

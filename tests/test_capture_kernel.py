@@ -23,8 +23,8 @@ from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
 from engine.scenario import Stop
 from engine.sim import Simulation
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.capture import capture, mergeable_pids
+from ksmtui.host import sysfs
+from ksmtui.host.procmem import capture, mergeable_pids
 from ksmtui.kernel.run import KernelRun, run_on_kernel
 from tests.engine_helpers import proc, region, scenario
 

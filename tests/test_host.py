@@ -15,15 +15,16 @@ import pytest
 from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
-from ksmtui.hostview import HostHistory
-from ksmtui.kernel import host, sysfs
-from ksmtui.kernel.host import HostSample, HostSampler, HostTrace
-from ksmtui.recording import Recorder, read_recording
+from ksmtui.host import sampler as host
+from ksmtui.host import sysfs
+from ksmtui.host.recording import Recorder, read_recording
+from ksmtui.host.sampler import HostSample, HostSampler, HostTrace
+from ksmtui.host.view import HostHistory
 from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
 
 ROOT = os.geteuid() == 0
 TRACE = ROOT and HostTrace.unavailable_reason() is None
-KSMTUI = [sys.executable, "-m", "ksmtui.cli"]
+KSMTUI = [sys.executable, "-m", "ksmtui"]
 
 
 def instances() -> set[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from ksmtui.recording import read_recording
-from ksmtui.ui.host_app import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
+from ksmtui.host.recording import read_recording
+from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
 from ksmtui.ui.widgets.host import HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
@@ -152,9 +152,9 @@ def test_rows_of_a_sample_for_the_processes_table():
 def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_refusal(kernel):
     from textual.widgets import Label
 
-    from ksmtui.kernel import sysfs
-    from ksmtui.kernel.host import HostSampler
-    from ksmtui.ui.host_app import LiveSource
+    from ksmtui.host import sysfs
+    from ksmtui.host.sampler import HostSampler
+    from ksmtui.ui.apps.host import LiveSource
 
     async def body():
         sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)

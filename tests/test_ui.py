@@ -14,8 +14,8 @@ from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
-from ksmtui.render import sim_time
-from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
+from ksmtui.text.render import sim_time
+from ksmtui.ui.apps.model import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.ui.runner import SPEEDS, ChangeSpeed, SetKnob, SetPaused, View
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen

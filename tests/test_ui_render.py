@@ -3,7 +3,7 @@
 from types import MappingProxyType
 
 from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView
-from ksmtui.render import (
+from ksmtui.text.render import (
     dist_lines,
     event_marks,
     latency_title,

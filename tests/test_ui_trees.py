@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 from ui_helpers import SCENARIO, batches, press, settle
 
 from engine.scenario import parse_scenario
-from ksmtui.ui.app import KsmApp
+from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import TreePage
 
 # more private pages, so that the unstable tree holds more than a page of entries

@@ -1,7 +1,7 @@
 """The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
 what the panels need to the UI: after every command, about ten times a second while paused or
 paced, and while flat out only when the UI asks (View), so that drawing, which needs the same
-GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.app.UI_BUDGET).
+GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.apps.model.UI_BUDGET).
 
 The UI never touches a Simulation. It sends commands (`Runner.send`: the small frozen dataclasses
 below) and reads the newest
@@ -32,11 +32,10 @@ from typing import Callable, Mapping
 from textual.message import Message
 
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
-from engine.scenario import Scenario, available_memory
+from engine.scenario import RunConfig, Scenario, available_memory
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot, TreeFound
 from engine.timeline import NO_PROGRESS, RUN_ON
-from ksmtui.options import RunConfig
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path

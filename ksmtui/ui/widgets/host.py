@@ -1,4 +1,4 @@
-"""Host mode's panels: each draws a HostView (ksmtui.hostview) through Panel's update_from, and
+"""Host mode's panels: each draws a HostView (ksmtui.host.view) through Panel's update_from, and
 says what the kernel does not expose instead of showing the model's numbers."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from textual.content import Content
 from textual.css.scalar import Scalar
 from textual.widgets import Static
 
-from ksmtui.hostview import MIB, HostView
-from ksmtui.render import progress_bar, sparkline
-from ksmtui.report import table
+from ksmtui.host.view import HostView
+from ksmtui.text.render import progress_bar, sparkline
+from ksmtui.text.report import table
+from ksmtui.text.units import MIB
 from ksmtui.ui.widgets.panels import Panel, TextView
 
 NOT_EXPOSED_LATENCY = ("per-call latency: not exposed by this kernel (cmp_and_merge_page() is inlined into "

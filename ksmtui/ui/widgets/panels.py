@@ -1,6 +1,6 @@
 """The live panels. Each draws an EngineView through one `update_from(view)` entry that returns
 early when the panel is hidden (another tab) or when what it shows has not changed. The text comes
-from the pure renderers in ksmtui.render; it is handed over as Text, never parsed as markup (hist()
+from the pure renderers in ksmtui.text.render; it is handed over as Text, never parsed as markup (hist()
 labels such as `[2, 4)` would read as markup tags)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from engine.sim import RECENT_WAKEUPS
 from engine.snapshot import PATHS
-from ksmtui.render import (
+from ksmtui.text.render import (
     dist_lines,
     event_marks,
     hist_lines,
@@ -29,7 +29,8 @@ from ksmtui.render import (
     sparkline,
     step_line,
 )
-from ksmtui.report import bound_label, latency_stats, table, work_lines
+from ksmtui.text.report import bound_label, latency_stats, table, work_lines
+from ksmtui.text.units import MIB
 from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
@@ -213,7 +214,6 @@ OVERVIEW_KNOBS = ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_z
                   "merge_across_nodes")
 KNOB_KEYS = {"pages_to_scan": "[ ]", "use_zero_pages": "z", "smart_scan": "m", "merge_across_nodes": "n"}
 START_HINT = "paused at t=0: space starts the run"
-MIB = 1 << 20
 
 
 def switches_note(switches: list[tuple[int, str, str]]) -> str:

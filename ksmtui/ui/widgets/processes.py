@@ -21,8 +21,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine.snapshot import ProcessStats
+from ksmtui.text.units import MIB
 
-MIB = 1 << 20
 # sizeof(struct ksm_rmap_item) on x86-64, as general_profit and ksm_process_profit charge it.
 SIZEOF_RMAP_ITEM = 64
 

@@ -18,7 +18,7 @@ from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
 from engine.snapshot import Sharer, StableNodeView, UnstableItemView, WalkStep
-from ksmtui.render import node_detail, sharer_label, stable_node_label, unstable_label
+from ksmtui.text.render import node_detail, sharer_label, stable_node_label, unstable_label
 from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery
 from ksmtui.ui.widgets.panels import Panel, TextView
 

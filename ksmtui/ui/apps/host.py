@@ -3,7 +3,7 @@
 The seam with the model's UI is the stream of views: the model's app draws the EngineViews its
 Runner posts; this app draws the HostViews a source posts (HostUpdate), with the same Panel and
 TextView widgets, layout rules and keys where they mean the same thing. A source owns a thread:
-the live one samples (ksmtui.kernel.host.HostSampler), the replay one plays samples at their
+the live one samples (ksmtui.host.sampler.HostSampler), the replay one plays samples at their
 recorded pace times the speed. Either feeds a HostHistory, so a recording replays to the views
 it was recorded with.
 """
@@ -17,7 +17,7 @@ import threading
 from dataclasses import replace
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
@@ -25,11 +25,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 
 from engine.knobs import KSM_KNOBS, KnobError
-from ksmtui.hostcmd import REPLAY_SPEEDS
-from ksmtui.hostview import HostHistory, HostView
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.host import HostSample, HostSampler, why_not_merging
-from ksmtui.ui.app import fit_screen
+from ksmtui.host import sysfs
+from ksmtui.host.recording import REPLAY_SPEEDS
+from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
+from ksmtui.host.view import HostHistory, HostView
+from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
     HostEventsPanel,
@@ -165,8 +165,8 @@ class ReplaySource:
         return done.wait(timeout)
 
 
-class HostApp(App[int]):
-    CSS_PATH = ["app.tcss", "host.tcss"]
+class HostApp(BaseApp):
+    CSS_PATH = ["../styles/app.tcss", "../styles/host.tcss"]
     TITLE = "ksmtui host"
 
     BINDINGS = [
@@ -261,7 +261,7 @@ class HostApp(App[int]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        fit_screen(self, width, height)
+        self.fit_screen(width, height)
 
     # --- actions ---
 
@@ -298,14 +298,6 @@ class HostApp(App[int]):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-
-    def action_scroll_tab(self, direction: int) -> None:
-        pane = self.query_one(TabbedContent).active_pane
-        for scroll in pane.query(VerticalScroll) if pane is not None else ():
-            if direction > 0:
-                scroll.scroll_page_down(animate=False)
-            else:
-                scroll.scroll_page_up(animate=False)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "processes":

@@ -27,6 +27,7 @@ import numpy as np
 import xxhash
 
 from engine import capture as fmt
+from ksmtui.host import sysfs
 
 PM_PRESENT = 1 << 63
 PM_FILE = 1 << 61  # file page or shared anonymous: not an anonymous page ksmd scans
@@ -88,16 +89,11 @@ def read_vmas(pid: int) -> list[Vma]:
     return vmas
 
 
-def _ksm_stat(pid: int) -> dict[str, str]:
+def _ksm_stat(pid: int) -> dict[str, int | str]:
     try:
-        text = Path(f"/proc/{pid}/ksm_stat").read_text()
+        return sysfs.parse_ksm_stat(Path(f"/proc/{pid}/ksm_stat").read_text())
     except OSError:
         return {}
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.replace(":", " ").partition(" ")
-        out[key] = value.strip()
-    return out
 
 
 def _comm(pid: int) -> str:
@@ -231,7 +227,7 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
     except BaseException:
         os.close(pagemap)
         raise
-    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0) or 0), [])
+    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0)), [])
     zero_digest = fmt.zero_hash(page_size)
     try:
         for vma in vmas:
@@ -367,8 +363,6 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
     """Capture the processes (in the order given: the order ksmd will be taken to visit them).
     explicit: the pids were named by the user, so a missing one or a refusal is an error;
     otherwise (--all, --mergeable) such processes are skipped with a note."""
-    from ksmtui.kernel.sysfs import numa_nodes, read_knobs
-
     page_size = os.sysconf("SC_PAGE_SIZE")
     pageflags = PageFlags()
     progress = Progress(show_progress)
@@ -410,13 +404,13 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
     frames[shared] = np.unique(pfns[shared], return_inverse=True)[1]
     knobs = {}
     try:
-        knobs = read_knobs()
+        knobs = sysfs.read_knobs()
     except OSError:
         pass
     meta = {
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH,
-        "knobs": knobs, "numa_nodes": numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
+        "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,

@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 # ------------------------------------------------------------------ tracepoints --
-from ksmtui.kernel.sysfs import TRACEFS
+from ksmtui.host.sysfs import TRACEFS
 
 
 class KsmTrace:

@@ -13,10 +13,7 @@ existing Dask cluster whose workers have ksmtui installed. docs/sweep.md says wh
 
 from __future__ import annotations
 
-import argparse
-import csv
 import itertools
-import json
 import logging
 import math
 import os
@@ -33,7 +30,6 @@ from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 from engine.snapshot import PATHS
 from engine.timeline import StopRule
-from ksmtui.options import Parser, UsageError, positive
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
 SETTLE_LIMIT = 1000  # --until-settled gives up after this many full scans (and says so per run)
@@ -41,7 +37,11 @@ SERIES_POINTS = 64  # saving-over-time points kept per run (for the plot and the
 GRID_HELP = "V1,V2,... where an integer item may be a range A-B (step 1), A-B:S (step S) or A-B*F (times F)"
 
 
-class GridError(UsageError):
+class SweepError(Exception):
+    """A bad grid, workload or scheduler: one line naming the option and what was expected."""
+
+
+class GridError(SweepError):
     """A bad grid: one line naming the option, the knob and what was expected."""
 
 
@@ -244,14 +244,14 @@ def load_workload(arg: str, merge_any: bool) -> Scenario:
         is_capture = False
     if not is_capture:
         if merge_any:
-            raise UsageError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
+            raise SweepError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
         return load_scenario(arg)
     from engine.capture import CaptureError, scenario_from_capture
 
     try:
         return scenario_from_capture(path, merge_any=merge_any)
     except CaptureError as e:
-        raise UsageError(str(e)) from None
+        raise SweepError(str(e)) from None
 
 
 def _first_at_least(values: list[int], target: float) -> int | None:
@@ -283,7 +283,7 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
 
 def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     from engine.sim import Simulation
-    from ksmtui.report import latency_stats
+    from ksmtui.text.report import latency_stats
 
     sim = Simulation(scenario)
     ksm = sim.ksm
@@ -362,7 +362,7 @@ def local_cluster(workers: int):
         return LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-            silence_logs=QUIET, memory_limit=0, preload=["ksmtui.sweep"],
+            silence_logs=QUIET, memory_limit=0, preload=["ksmtui.sweep.run"],
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -431,7 +431,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         try:
             client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
         except OSError as e:
-            raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
         payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
         sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
         futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
@@ -485,7 +485,7 @@ def _ms(value: float | None) -> str:
 
 
 def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
-    from ksmtui.report import table
+    from ksmtui.text.report import table
 
     rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
                                  "scanned", "anon p50/p99 ns", "front"]]
@@ -499,76 +499,6 @@ def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ the command --
-
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="ksmtui sweep", description="Run a scenario over a grid of knobs, flows and seeds, on Dask, "
-               "and compare the saving, how fast it came, and what ksmd spent on it.")
-    p.add_argument("scenario", metavar="SCENARIO|CAPTURE",
-                   help="a scenario file, the name of a built-in scenario (ksmtui list), or a capture (ksmtui capture)")
-    p.add_argument("--merge-any", action="store_true",
-                   help="a capture's memory no one marked mergeable counts too (as ksmtui capture --merge-any)")
-    p.add_argument("--set", dest="sets", metavar="KNOB=V1,V2", type=parse_set, action="append", default=[],
-                   help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
-    p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
-    p.add_argument("--seeds", metavar="S1,S2|A-B", help="seeds to run (default: the scenario's)")
-    stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--full-scans", type=positive, metavar="N", help="stop each run after N full scans")
-    stop.add_argument("--until-settled", action="store_true",
-                      help="stop each run when pages_sharing + ksm_zero_pages is unchanged over two full scans "
-                           f"in which every pending event had its chance (at most {SETTLE_LIMIT:,} full scans)")
-    show = p.add_mutually_exclusive_group()
-    show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
-    show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")
-    p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
-    where.add_argument("--workers", type=positive, metavar="N",
-                       help="worker processes of the local cluster (default: one per core)")
-    return p
-
-
-def main(argv: list[str]) -> int:
-    try:
-        return sweep(build_parser().parse_args(argv))
-    except RunFailed as e:
-        print(f"ksmtui sweep: internal error: {e}", file=sys.stderr)
-        return 1
-
-
-def sweep(opts: argparse.Namespace) -> int:
-    scenario = load_workload(opts.scenario, opts.merge_any)
-    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
-    stop = Stop(opts.full_scans, opts.until_settled)
-    if opts.csv:
-        try:  # refused now, not after the runs
-            open(opts.csv, "a").close()
-        except OSError as e:
-            raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e}") from None
-    workers = opts.workers or len(os.sched_getaffinity(0))
-    results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, sys.stderr.isatty())
-    runs = [results[t.index] for t in tasks if t.index in results]
-    for run in runs:
-        del run["index"]
-    mark_front(runs)
-    knobs = [k for k, _ in opts.sets]
-    if interrupted:
-        print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
-    if opts.csv:
-        with open(opts.csv, "w", newline="") as f:
-            csv.writer(f).writerows(csv_rows(runs, knobs))
-    document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "knobs": knobs, "runs": runs}
-    if opts.json:
-        print(json.dumps(document))
-    elif opts.ui and runs:
-        from ksmtui.ui.sweep import run_sweep_app
-
-        run_sweep_app(document)
-    else:
-        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
-        print("\n".join(text_report(runs, knobs)))
-    return 130 if interrupted else 0
-
 
 # ---------------------------------------------------------------------------------- the bench --
 

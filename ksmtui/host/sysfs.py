@@ -21,8 +21,8 @@ _EARLY_KNOBS = ("merge_across_nodes", "max_page_sharing")
 _ADVISOR_KNOBS = ("advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
                   "advisor_target_scan_time")
 # per-process ksm_stat fields as docs/scenarios.md names them
-_STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
-_STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
+STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
+STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 
 class KernelUnavailable(Exception):
     """The real KSM cannot be used here (not root, no writable /sys/kernel/mm/ksm)."""
@@ -107,17 +107,23 @@ def _ordered_knobs(knobs: dict) -> list[tuple[str, int | str]]:
     return [(k, knobs[k]) for k in order + rest if k in knobs]
 
 
-def read_ksm_stat(pid: int) -> dict:
-    """/proc/PID/ksm_stat as the contract's per-process object (ints, and "yes"/"no" flags)."""
-    out: dict = {"pid": pid}
-    for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines():
+def parse_ksm_stat(text: str) -> dict[str, int | str]:
+    """/proc/PID/ksm_stat's lines ("ksm_rmap_items 12", "ksm_merge_any: no") as ints and
+    "yes"/"no" flags; lines of a newer kernel that we do not know are left out."""
+    out: dict[str, int | str] = {}
+    for line in text.splitlines():
         key, _, value = line.replace(":", " ").partition(" ")
         value = value.strip()
-        if key in _STAT_INTS:
+        if key in STAT_INTS:
             out[key] = int(value)
-        elif key in _STAT_FLAGS:
+        elif key in STAT_FLAGS:
             out[key] = value
     return out
+
+
+def read_ksm_stat(pid: int) -> dict[str, int | str]:
+    """/proc/PID/ksm_stat as the contract's per-process object (ints, and "yes"/"no" flags)."""
+    return {"pid": pid, **parse_ksm_stat(Path(f"/proc/{pid}/ksm_stat").read_text())}
 
 
 def ksmd_pid() -> int:

@@ -1,11 +1,9 @@
-"""`ksmtui host` (this machine's own ksmd: the UI, or JSON Lines) and `ksmtui replay` (a recording
-of it, in the same UI).
+"""`ksmtui host`: this machine's own ksmd, in the UI or as JSON Lines (docs/host.md).
 
     ksmtui host [--interval S] [--record FILE] [--no-trace]      the live UI
     ksmtui host --json [--interval S] [--count N] [--record FILE]  one JSON object per sample
-    ksmtui replay FILE [--speed X]                               a recording, in the UI
 
-No /sys/kernel/mm/ksm, a bad option, or a truncated or corrupt recording: one line, exit status 2.
+No /sys/kernel/mm/ksm or a bad option: one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,9 +13,7 @@ import json
 import sys
 import time
 
-from ksmtui.options import Parser, positive
-
-REPLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0)
+from ksmtui.cli.options import Parser, UsageError, positive
 
 
 def _interval(text: str) -> float:
@@ -27,16 +23,6 @@ def _interval(text: str) -> float:
         value = 0.0
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"expected seconds between 0.05 and 3600, got {text!r}")
-    return value
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value not in REPLAY_SPEEDS:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(f'{s:g}' for s in REPLAY_SPEEDS)}, got {text!r}")
     return value
 
 
@@ -51,16 +37,8 @@ def host_parser() -> argparse.ArgumentParser:
     return p
 
 
-def replay_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="ksmtui replay", description="Play a recording made by ksmtui host --record in the UI.")
-    p.add_argument("file", help="a recording (ksmtui host --record FILE)")
-    p.add_argument("--speed", type=_speed, default=1.0, help="samples per recorded second, as + and - set it")
-    return p
-
-
-def cmd_host(argv: list[str]) -> int:
-    from ksmtui.kernel.host import HostSampler, NoKsm
-    from ksmtui.options import UsageError
+def main(argv: list[str]) -> int:
+    from ksmtui.host.sampler import HostSampler, NoKsm
 
     opts = host_parser().parse_args(argv)
     if opts.count and not opts.json:
@@ -68,12 +46,11 @@ def cmd_host(argv: list[str]) -> int:
     try:
         sampler = HostSampler(opts.interval, trace=not opts.no_trace)
     except NoKsm as err:
-        print(f"ksmtui host: error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     recorder = None
     try:
         if opts.record:
-            from ksmtui.recording import Recorder
+            from ksmtui.host.recording import Recorder
 
             try:
                 recorder = Recorder(opts.record, opts.interval)
@@ -81,7 +58,7 @@ def cmd_host(argv: list[str]) -> int:
                 raise UsageError(f"--record: {opts.record}: {err.strerror}") from None
         if opts.json:
             return _json_lines(sampler, opts.interval, opts.count, recorder)
-        from ksmtui.ui.host_app import run_host_app
+        from ksmtui.ui.apps.host import run_host_app
 
         return run_host_app(sampler, recorder)
     finally:
@@ -106,17 +83,3 @@ def _json_lines(sampler, interval: float, count: int | None, recorder) -> int:
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
     return 0
-
-
-def cmd_replay(argv: list[str]) -> int:
-    from ksmtui.recording import RecordingError, read_recording
-
-    opts = replay_parser().parse_args(argv)
-    try:
-        header, samples = read_recording(opts.file)
-    except RecordingError as err:
-        print(f"ksmtui replay: error: {err}", file=sys.stderr)
-        return 2
-    from ksmtui.ui.host_app import run_replay_app
-
-    return run_replay_app(opts.file, header, samples, opts.speed)

@@ -1,10 +1,9 @@
 """The command line, parsed: every `ksmtui` command's options, and the pieces a subcommand's own
 parser is made of.
 
-The built-in commands (the UI, run, compare, check, list, kernel, parity) are parsed here into one
-typed `Options`. A subcommand that lives in its own module (bench, sweep, ...) is listed in TOOLS
-and builds its parser from `Parser` and the value types below: its errors are then one line and
-exit status 2 like everyone's.
+The model's commands (the UI, run, compare, check, list, kernel, parity) are parsed here into one
+typed `Options`; the others (bench, sweep, capture, ...) build their parsers in their own modules
+from `Parser` and the value types below, so that every error is one line and exit status 2.
 
 Bad input is a UsageError (argparse's own words: "argument --seed: expected ...") or, for a knob,
 a ScenarioError naming --set; the CLI prints it in one line.
@@ -13,44 +12,22 @@ a ScenarioError naming --set; the CLI prints it in one line.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine.knobs import ENGINE_KNOBS, KnobError
-from engine.scenario import ScenarioError, parse_set_option
+from engine.scenario import RunConfig, ScenarioError, parse_set_option
 
-COMMANDS = ("run", "compare", "check", "list", "kernel", "parity")
-# subcommands in their own modules: name -> "module:function", the function taking argv after the
-# name and returning the exit status
-TOOLS = {
-    "bench": "ksmtui.bench:main",
-    "sweep": "ksmtui.sweep:main",
-    "capture": "ksmtui.capture:main",
-    "estimate": "ksmtui.estimate:main",
-    "host": "ksmtui.hostcmd:cmd_host",
-    "replay": "ksmtui.hostcmd:cmd_replay",
-}
+MODEL_COMMANDS = ("run", "compare", "check", "list", "kernel", "parity")
 DEFAULT_SCENARIO = "default"
 
 
 class UsageError(Exception):
-    """A bad command line, said in one line."""
+    """Bad input (the command line, or a file it names), said in one line: exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the usage too: we promise one line
         raise UsageError(message)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What the command line puts over a scenario file: its flow, seed, knobs and stop."""
-
-    flow: str | None = None
-    seed: int | None = None
-    overrides: Mapping[str, int | str] = field(default_factory=dict)  # --set KNOB=VALUE, parsed
-    full_scans: int | None = None
-    after_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +96,10 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser of one built-in command; None is the UI (`ksmtui [SCENARIO]`)."""
     if command is None:
+        from ksmtui.cli import COMMANDS
+
         p = Parser(prog="ksmtui", description="A live model of Linux KSM (ksmd) in the terminal.",
-                   epilog="commands: " + ", ".join((*COMMANDS, *TOOLS)) + " (ksmtui COMMAND --help)")
+                   epilog="commands: " + ", ".join(COMMANDS) + " (ksmtui COMMAND --help)")
         add_scenario(p, optional=True)
         add_run_options(p)
         return p
@@ -153,10 +132,9 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str]) -> Options:
-    """argv (without the program name) of a built-in command, or of the UI, to Options."""
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    ns = vars(build_parser(command).parse_args(argv[1:] if command else argv))
+def parse_args(command: str | None, argv: list[str]) -> Options:
+    """A model command's arguments (after its name), or the UI's (command None), to Options."""
+    ns = vars(build_parser(command).parse_args(argv))
     overrides = dict(ns.pop("settings", []))
     set_flow = overrides.pop("flow", None)
     if set_flow and "flow" not in ns:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from ksmtui.kernel.host import HostSample
+from ksmtui.host.sampler import HostSample
+from ksmtui.text.units import MIB
 
 HISTORY = 120  # samples kept for the sparklines
 PASSES = 8  # full passes kept for their durations and pages_sharing
@@ -21,7 +22,6 @@ EVENTS = 40  # tracepoint events kept for the event log
 RATE_WINDOW_S = 1.0  # rates are taken over at least this much time (or all there is)
 SETTLED = 0.01  # pages_sharing changing less than this fraction per pass: settled
 TOO_MANY_RMAP_ITEMS = 64  # ksm.rst: above this rmap_items per merging page, KSM costs more than it saves
-MIB = 1 << 20
 
 
 @dataclass(frozen=True)

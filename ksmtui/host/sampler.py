@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.knobs import KSM_KNOBS
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.trace import KsmTrace
+from ksmtui.host import sysfs
+from ksmtui.host.trace import KsmTrace
 
 VMSTAT = ("cow_ksm", "ksm_swpin_copy")
-STAT_INTS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
-STAT_FLAGS = ("ksm_merge_any", "ksm_mergeable")
 MAX_EVENTS = 256  # tracepoint events kept per sample (the counts cover all of them)
 # ksm_stat of every process costs ~10 us of kernel time each (11 ms a sample with 1,000): a sample
 # reads the processes KSM knows and the pids new since the last one, and all of them only every
@@ -114,18 +112,6 @@ def read_vmstat() -> dict[str, int]:
     return out
 
 
-def parse_ksm_stat(raw: bytes) -> dict:
-    out: dict = {}
-    for line in raw.decode().splitlines():
-        key, _, value = line.replace(":", " ").partition(" ")
-        value = value.strip()
-        if key in STAT_INTS:
-            out[key] = int(value)
-        elif key in STAT_FLAGS:
-            out[key] = value
-    return out
-
-
 def list_pids() -> list[str]:
     return [p for p in os.listdir(PROC) if p.isdigit()]
 
@@ -145,7 +131,7 @@ def read_processes(pids: list[str] | None = None) -> dict[str, dict]:
         else:
             if not raw or (raw.startswith(_UNKNOWN_HEAD) and raw.endswith(_UNKNOWN_TAIL)):
                 continue  # a kernel thread (no mm), or a process KSM does not know
-            row = parse_ksm_stat(raw)
+            row: dict = sysfs.parse_ksm_stat(raw.decode())
         try:
             row = {"comm": _read(f"{PROC}/{pid}/comm").decode(errors="replace").rstrip("\n"), **row}
         except OSError:

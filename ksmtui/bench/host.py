@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.host import HostSample, HostSampler
+from ksmtui.host import sysfs
+from ksmtui.host.sampler import HostSample, HostSampler
 
 # One small Python process forks the sleepers (so that they are copies of it, not of the caller),
 # prints their pids, and kills them when its stdin closes.
@@ -55,7 +55,7 @@ def _sampling(seconds: float, interval: float) -> tuple[float, float, int, HostS
 async def _drawing(seconds: float, interval: float, size: tuple[int, int],
                    tab: str) -> tuple[float, float, int, HostSample | None, str | None]:
     """The UI on a tab under Textual's headless driver (no terminal to write to)."""
-    from ksmtui.ui.host_app import HostApp, LiveSource
+    from ksmtui.ui.apps.host import HostApp, LiveSource
 
     sampler = HostSampler(interval)
     app = HostApp(LiveSource(sampler))

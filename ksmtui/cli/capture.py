@@ -14,14 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from engine import capture as fmt
-from ksmtui.options import Parser, UsageError
+from ksmtui.cli.options import Parser, UsageError
 
 PROG = "ksmtui capture"
 
-
-def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
 
 
 def _pid(text: str) -> int:
@@ -49,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ksmtui.kernel.capture import (
+    from ksmtui.host.procmem import (
         CaptureDenied,
         NoSuchProcess,
         all_pids,
@@ -57,32 +53,27 @@ def main(argv: list[str]) -> int:
         mergeable_pids,
     )
 
-    try:
-        opts = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return _fail(str(e))
+    opts = build_parser().parse_args(argv)
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
-        return _fail("expected PID..., --mergeable or --all (one of them)")
+        raise UsageError("expected PID..., --mergeable or --all (one of them)")
     out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")  # numpy would add it anyway
     try:
         if not out.parent.is_dir():
-            return _fail(f"{out}: no such directory {str(out.parent)!r}")
+            raise UsageError(f"{out}: no such directory {str(out.parent)!r}") from None
     except OSError as e:
-        return _fail(f"{out}: cannot write there: {e.strerror or e}")
+        raise UsageError(f"{out}: cannot write there: {e.strerror or e}") from None
     if opts.pids:
         pids = list(dict.fromkeys(opts.pids))
     else:
         pids = mergeable_pids() if opts.mergeable else all_pids()
         if not pids:
-            return _fail("no process is registered with KSM" if opts.mergeable else "no process to capture")
+            raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to capture") from None
     try:
         cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty())
     except (CaptureDenied, NoSuchProcess) as e:
-        return _fail(str(e))
+        raise UsageError(str(e)) from None
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
         return 130
@@ -91,13 +82,13 @@ def main(argv: list[str]) -> int:
         try:
             text = fmt.scenario_toml(cap, out.name, out.stem, opts.merge_any)
         except fmt.CaptureError as e:
-            return _fail(f"--scenario: {e}")
+            raise UsageError(f"--scenario: {e}") from None
     try:
         fmt.save(cap, out)
         if text is not None:
             toml.write_text(text)
     except OSError as e:
-        return _fail(f"{e.filename or out}: cannot write: {e.strerror or e}")
+        raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for note in dict.fromkeys(notes):
         print(f"{PROG}: note: {note}", file=sys.stderr)
     print(summary(cap, out))

@@ -13,7 +13,7 @@ import time
 from typing import Iterable, Mapping
 
 from textual import events
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -21,8 +21,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 from textual.widgets._footer import FooterKey
 
-from engine.scenario import Scenario
-from ksmtui.options import RunConfig
+from engine.scenario import RunConfig, Scenario
+from ksmtui.ui.base import BaseApp
 from ksmtui.ui.runner import (
     PUBLISH_S,
     SPEEDS,
@@ -63,21 +63,6 @@ from ksmtui.ui.widgets.processes import ProcessTable
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
 from ksmtui.ui.widgets.trees import TreesPanel
 
-MIN_WIDTH, MIN_HEIGHT = 60, 18
-
-
-def fit_screen(app: App, width: int, height: int) -> Screen:
-    """Mark the base screen for the terminal's size (-too-small, -wide), shared by the model's and
-    the host's app; returns the screen for classes of the app's own."""
-    small = width < MIN_WIDTH or height < MIN_HEIGHT
-    screen = app.screen_stack[0] if app.screen_stack else app.screen
-    screen.set_class(small, "-too-small")
-    screen.set_class(width >= 120, "-wide")
-    if small:
-        app.query_one("#too-small", Static).update(
-            f"ksmtui needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {width}x{height}."
-        )
-    return screen
 TABS = ("overview", "trees", "chains", "latency", "compare", "processes")
 # While the engine runs flat out it shares the interpreter (the GIL) with the UI, and sends no view
 # by itself: the UI asks for the next one when its thread has used at most UI_BUDGET of the time
@@ -131,8 +116,8 @@ class KeysFooter(Footer):
             super().bindings_changed(screen)
 
 
-class KsmApp(App[int]):
-    CSS_PATH = "app.tcss"
+class KsmApp(BaseApp):
+    CSS_PATH = "../styles/app.tcss"
     TITLE = "ksmtui"
 
     # The footer shows the first ones that fit: quitting first, then running, then the rest; the
@@ -325,7 +310,7 @@ class KsmApp(App[int]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        fit_screen(self, width, height).set_class(width >= 120 and height >= 40, "-large")
+        self.fit_screen(width, height).set_class(width >= 120 and height >= 40, "-large")
 
     # --- actions ---
 
@@ -416,14 +401,6 @@ class KsmApp(App[int]):
 
         if not isinstance(self.screen, OpenScreen):
             self.push_screen(OpenScreen(), opened)
-
-    def action_scroll_tab(self, direction: int) -> None:
-        pane = self.query_one(TabbedContent).active_pane
-        for scroll in pane.query(VerticalScroll) if pane is not None else ():
-            if direction > 0:
-                scroll.scroll_page_down(animate=False)
-            else:
-                scroll.scroll_page_up(animate=False)
 
     def action_show_tab(self, tab: str) -> None:
         tabbed = self.query_one(TabbedContent)

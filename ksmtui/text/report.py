@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.snapshot import OUTCOMES, PATHS, Snapshot, bucket_bounds, bucket_of
-from ksmtui.render import bucket_label, hist_lines, percentile
+from ksmtui.text.render import bucket_label, hist_lines, percentile
 
 SYSFS = "/sys/kernel/mm/ksm"
 PATH_TITLES = {"ksm_page": "ksm page", "anon_page": "anon page", "zero_page": "zero page"}

@@ -12,19 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-from engine.capture import CaptureError, load
+from engine.capture import load
 from engine.estimate import Estimate, estimate
 from engine.knobs import KSM_KNOBS
 from engine.scenario import ScenarioError, parse_set_option
-from ksmtui.kernel.sysfs import KSM_DIR
-from ksmtui.options import Parser, UsageError
+from ksmtui.cli.options import Parser
+from ksmtui.host.sysfs import KSM_DIR
+from ksmtui.text.report import table
 
 PROG = "ksmtui estimate"
 
-
-def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
 
 
 def _setting(text: str) -> tuple[str, int | str]:
@@ -46,18 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ksmtui import ksmd_costs
+    from ksmtui.bench import costs as ksmd_costs
 
-    try:
-        opts = build_parser().parse_args(argv)
-        settings = dict(_setting(s) for s in opts.settings)
-        cap = load(opts.capture)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return _fail(str(e))
-    except (ScenarioError, CaptureError) as e:
-        return _fail(str(e))
+    opts = build_parser().parse_args(argv)
+    settings = dict(_setting(s) for s in opts.settings)
+    cap = load(opts.capture)
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
     knobs.update({k: v for k, v in cap.meta.get("knobs", {}).items() if k in KSM_KNOBS})
     knobs.update(settings)
@@ -101,9 +91,7 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
         rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[-1])
+    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
     c = e.cost
     lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at pages_to_scan "
               f"{knobs['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU {_seconds(c.get('ksmd_cpu_s'))}"

@@ -123,7 +123,7 @@ def key_latency(rounds: int, scenario: str = "large", size: tuple[int, int] = (1
 
 
 def latency_lines(times: dict[str, list[float]]) -> list[str]:
-    from ksmtui.report import table
+    from ksmtui.text.report import table
 
     rows: list[list[object]] = [["key", "median ms", "worst ms", "n"]]
     for name, ms in times.items():

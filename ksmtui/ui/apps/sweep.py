@@ -3,7 +3,7 @@
 Above, the runs as points of saving (general_profit) against ksmd CPU, the Pareto front marked;
 below, one row per run with its saving over time, every row on the same time and saving scales so
 that rows compare at a glance. The highlighted row is the highlighted point. The renderers are pure
-functions of the sweep's JSON document (ksmtui/sweep.py); the app only lays them out.
+functions of the sweep's JSON document (ksmtui/sweep/run.py); the app only lays them out.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Static
 
+from ksmtui.text.units import MIB
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 POINT, FRONT, SELECTED = "·", "●", "◆"
 _RANK = {" ": 0, POINT: 1, FRONT: 2, SELECTED: 3}
 LABEL = 11  # width of the saving labels left of the plot
-MIB = 1 << 20
 
 
 def front_lines(points: Sequence[tuple[float, int, bool]], selected: int | None, width: int, height: int) -> list[str]:

@@ -17,7 +17,10 @@ import json
 import os
 from typing import IO, Iterator
 
-from ksmtui.kernel.host import HostSample
+from ksmtui.host.sampler import HostSample
+
+REPLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0)  # samples per recorded second
+
 
 FORMAT = "ksmtui-host-recording"
 VERSION = 1
