@@ -1,4 +1,4 @@
-"""Capture files: real memory as content hashes, and the scenario a capture makes.
+"""Capture files: real memory as content hashes.
 
 A capture (written by `ksmtui capture`, read here) holds, per process, its VMAs with whether KSM may
 merge them (and if not, why), and per present page of each VMA KSM could scan a content id: an
@@ -6,7 +6,9 @@ index into a table of distinct 128-bit hashes (xxh3_128). Page contents are neve
 their hashes, so a capture can be shared. docs/capture.md is the format's contract.
 
 The engine reads captures (to estimate, and to fill scenario regions with `fill = "capture"`); the
-code that reads /proc to make one lives in ksmtui.kernel.capture.
+code that reads /proc to make one lives in ksmtui.kernel.capture. The scenario a capture makes is
+engine.scenario's (scenario_toml, scenario_from_capture): this module is the file format alone and
+imports nothing of the engine.
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def _check(c: Capture, where: str, page_size: int) -> None:
             raise bad("page_index: a page outside its VMA")
 
 
-# ------------------------------------------------------------------------ from a capture --
+# ------------------------------------------------------------------- pages of a capture --
 
 def synthetic_page(digest: bytes, page_size: int) -> bytes:
     """A page standing for a captured content: equal digests give equal pages, different digests
@@ -345,69 +347,3 @@ def capture_pages(capture: Capture, v: int) -> list[bytes]:
             page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)
         out.append(page)
     return out
-
-
-def _toml_str(s: str) -> str:
-    return json.dumps(s)  # a JSON string is a valid TOML basic string
-
-
-def process_name(comm: str, pid: int) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "-_.:" else "_" for ch in comm).strip("_") or "proc"
-    return f"{clean}-{pid}"
-
-
-def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
-    """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
-    (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
-    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
-    (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
-    capture time. capture_ref is the capture's path as the scenario should name it."""
-    description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
-                   "the shape of real memory (which pages are equal, which are zero), not its bytes.")
-    lines = [
-        f"name = {_toml_str(name)}",
-        f"description = {_toml_str(description)}",
-        f"page_size = {capture.page_size}",
-        "",
-        "[ksm]",
-    ]
-    knobs = capture.meta.get("knobs", {})
-    for knob in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
-        if knob in knobs:
-            lines.append(f"{knob} = {int(knobs[knob])}")
-    wanted = CAPTURED_REASONS if merge_any else (MERGEABLE,)
-    processes = 0
-    for p, pid in enumerate(capture.proc_pid.tolist()):
-        regions = []
-        for v in np.flatnonzero(capture.vma_proc == p).tolist():
-            if capture.vma_reason[v] not in wanted:
-                continue
-            pages = len(capture.vma_contents(v))
-            if pages:
-                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
-        zero = int(capture.proc_ksm_zero_pages[p])
-        if not regions and not zero:
-            continue
-        processes += 1
-        lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
-        for rname, pages, start in regions:
-            lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
-                      'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
-                      f'vma = "0x{start:x}"']
-        if zero:
-            lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
-    if not processes:
-        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
-                           + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
-    return "\n".join(lines) + "\n"
-
-
-def scenario_from_capture(path: str | Path, merge_any: bool = False, name: str | None = None):
-    """The Scenario of a capture file (for `ksmtui sweep` and the like): the same scenario that
-    `ksmtui capture --scenario` writes, without writing it."""
-    from engine.scenario import parse_scenario
-
-    path = Path(path).resolve()
-    capture = load(path)
-    text = scenario_toml(capture, path.name, name or path.stem, merge_any)
-    return parse_scenario(text, str(path), path.parent)

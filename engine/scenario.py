@@ -1,7 +1,8 @@
 """Scenario files (TOML): the data model. The loader and its validation live below the model.
 
 The format is docs/scenarios.md. Every value here has been validated: the engine and
-the real-kernel runner take a Scenario as it is.
+the real-kernel runner take a Scenario as it is. Below the loader: the scenario a capture makes
+(docs/capture.md); this module reads capture files (engine.capture), never the other way round.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib.resources
+import json
 import os
 import re
 import stat
@@ -16,6 +18,10 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError
+from engine.capture import load as load_capture
 from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
 
 
@@ -304,7 +310,7 @@ class _Loader:
     def __init__(self, file: str, base_dir: Path):
         self.file, self.base_dir = file, base_dir
         self.random_written = 0  # pages that random writes can give new contents
-        self.captures: dict = {}  # path -> engine.capture.Capture, loaded once per file
+        self.captures: dict[Path, Capture] = {}  # loaded once per file
         self.page_size = 4096
 
     # -- fills ------------------------------------------------------------------------------------
@@ -342,14 +348,12 @@ class _Loader:
         return Fill(kind)
 
     def capture_fill(self, table: _Table, region_pages: int | None) -> Fill:
-        from engine.capture import CAPTURED_REASONS, CaptureError, load
-
         if region_pages is None:
             raise table.error("fill", 'fill = "capture" fills a region from a capture; a write cannot use it')
         path = (self.base_dir / table.string("capture")).resolve()
         if path not in self.captures:
             try:
-                self.captures[path] = load(path)
+                self.captures[path] = load_capture(path)
             except CaptureError as e:
                 raise table.error("capture", str(e)) from None
         cap = self.captures[path]
@@ -774,6 +778,73 @@ def load_scenario(arg: str | Path) -> Scenario:
         file = str(path)
     text = _read_scenario_file(path, file)
     return replace(parse_scenario(text, file, path.parent), path=path.resolve())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The scenario a capture makes: its text (`ksmtui capture --scenario` writes it) and its Scenario.
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def process_name(comm: str, pid: int) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "-_.:" else "_" for ch in comm).strip("_") or "proc"
+    return f"{clean}-{pid}"
+
+
+def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
+    """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
+    (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
+    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
+    (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
+    capture time. capture_ref is the capture's path as the scenario should name it."""
+    description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
+                   "the shape of real memory (which pages are equal, which are zero), not its bytes.")
+    lines = [
+        f"name = {_toml_str(name)}",
+        f"description = {_toml_str(description)}",
+        f"page_size = {capture.page_size}",
+        "",
+        "[ksm]",
+    ]
+    knobs = capture.meta.get("knobs", {})
+    for knob in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
+        if knob in knobs:
+            lines.append(f"{knob} = {int(knobs[knob])}")
+    wanted = CAPTURED_REASONS if merge_any else (MERGEABLE,)
+    processes = 0
+    for p, pid in enumerate(capture.proc_pid.tolist()):
+        regions = []
+        for v in np.flatnonzero(capture.vma_proc == p).tolist():
+            if capture.vma_reason[v] not in wanted:
+                continue
+            pages = len(capture.vma_contents(v))
+            if pages:
+                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
+        zero = int(capture.proc_ksm_zero_pages[p])
+        if not regions and not zero:
+            continue
+        processes += 1
+        lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
+        for rname, pages, start in regions:
+            lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
+                      'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
+                      f'vma = "0x{start:x}"']
+        if zero:
+            lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
+    if not processes:
+        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
+                           + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
+    return "\n".join(lines) + "\n"
+
+
+def scenario_from_capture(path: str | Path, merge_any: bool = False, name: str | None = None) -> Scenario:
+    """The Scenario of a capture file (for `ksmtui sweep` and the like): the same scenario that
+    `ksmtui capture --scenario` writes, without writing it."""
+    path = Path(path).resolve()
+    capture = load_capture(path)
+    text = scenario_toml(capture, path.name, name or path.stem, merge_any)
+    return parse_scenario(text, str(path), path.parent)
 
 
 def parse_set_option(option: str) -> tuple[str, int | str]:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import ScenarioError, parse_scenario
+from engine.scenario import ScenarioError, parse_scenario, process_name, scenario_from_capture, scenario_toml
 from engine.sim import Simulation
 from ksmtui.cli import main as cli
 
@@ -36,7 +36,7 @@ PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_pro
 def model_of(cap: fmt.Capture, path: Path, knobs: dict, full_scans: int) -> dict:
     """The model's run of the scenario a capture makes, `full_scans` passes."""
     fmt.save(cap, path)
-    text = fmt.scenario_toml(cap, path.name, "t")
+    text = scenario_toml(cap, path.name, "t")
     sim = Simulation(parse_scenario(text, str(path), path.parent), overrides=knobs)
     sim.run(full_scans=full_scans)
     return sim.result()
@@ -64,7 +64,7 @@ def test_the_estimate_is_what_the_model_settles_to(tmp_path, procs, max_page_sha
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert model["ksm"]["full_scans"] == est.ksm["full_scans"]
     for pid, p in est.processes.items():
-        name = fmt.process_name(p["comm"], pid)
+        name = process_name(p["comm"], pid)
         if name in model["processes"]:
             assert {k: model["processes"][name][k] for k in PER_PROCESS} == {k: p[k] for k in PER_PROCESS}
         else:  # no region: nothing to merge
@@ -204,7 +204,7 @@ def test_captured_contents_keep_equality_and_zero(tmp_path):
 
     cap = fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 2, 1, 0, fmt.KERNEL_ZERO_PAGE])])])
     fmt.save(cap, tmp_path / "c.npz")
-    s = fmt.scenario_from_capture(tmp_path / "c.npz")
+    s = scenario_from_capture(tmp_path / "c.npz")
     region = s.processes[0].regions[0]
     pages = list(ScenarioContents(s, 0).pages(region.fill, region.pages))
     assert len(pages) == 4 and pages[0] == pages[2] != pages[1] and pages[3] == bytes(4096) != pages[0]
