@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -865,7 +866,19 @@ def _knob_table(knob: str) -> str:
     return "ksm" if knob in KSM_KNOBS else "engine"
 
 
-def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None, overrides: dict | None = None) -> Scenario:
+@dataclass(frozen=True)
+class RunConfig:
+    """What the command line puts over a scenario file: its flow, seed, knobs and stop."""
+
+    flow: str | None = None
+    seed: int | None = None
+    overrides: Mapping[str, int | str] = field(default_factory=dict)  # --set KNOB=VALUE, parsed
+    full_scans: int | None = None
+    after_ms: int | None = None
+
+
+def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None,
+                    overrides: Mapping[str, int | str] | None = None) -> Scenario:
     """The scenario with command-line choices applied (--flow, --seed, --set), each validated."""
     ksm, engine = dict(scenario.ksm), dict(scenario.engine)
     if flow is not None:
