@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xxhash
+from numpy.typing import ArrayLike
 
 MAGIC = "ksmtui-capture"
 FORMAT_VERSION = 1
@@ -87,15 +89,11 @@ class Capture:
     page_index: np.ndarray  # int64 (N,): page number within its VMA
     page_content: np.ndarray  # int32 (N,): content id, or KERNEL_ZERO_PAGE
     # int32 (N,): -1, or the same id for pages that map one physical non-KSM page (shared since
-    # fork); all -1 where PFNs were not visible (not root)
-    page_frame: np.ndarray | None = None
+    # fork); all -1 where PFNs were not visible (not root), or in a file that predates it
+    page_frame: np.ndarray
     path: Path | None = None
-    _pages: dict = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
+    _pages: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
     _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self):
-        if self.page_frame is None:
-            self.page_frame = np.full(len(self.page_content), -1, np.int32)
 
     @property
     def page_size(self) -> int:
@@ -119,9 +117,9 @@ class Capture:
         """Per stored page: its content is held by one physical page only, mapped several times."""
         if self._fork_only is None:
             scanned = self.page_content >= 0
-            self._fork_only = np.zeros(len(self.page_content), bool)
-            self._fork_only[scanned] = one_physical_page(self.page_content[scanned], self.page_frame[scanned],
-                                                         len(self.hashes))
+            only = np.zeros(len(self.page_content), bool)
+            only[scanned] = one_physical_page(self.page_content[scanned], self.page_frame[scanned], len(self.hashes))
+            self._fork_only = only
         return self._fork_only
 
     def by_reason(self) -> dict[str, dict]:
@@ -178,7 +176,11 @@ def save(capture: Capture, path: Path) -> None:
     tmp.replace(path)
 
 
-def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]], page_size: int = 4096,
+# from_contents' VMA: (reason, content ids[, page_frame ids])
+VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike]
+
+
+def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], page_size: int = 4096,
                   hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
@@ -187,9 +189,9 @@ def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]]
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
         address = 0x10000000
-        for reason, ids, *frame in vmas:
-            ids = np.asarray(ids, np.int32)
-            frames.append(np.asarray(frame[0], np.int32) if frame else np.full(len(ids), -1, np.int32))
+        for vma in vmas:
+            reason, ids = vma[0], np.asarray(vma[1], np.int32)
+            frames.append(np.asarray(vma[2], np.int32) if len(vma) == 3 else np.full(len(ids), -1, np.int32))
             size = max(len(ids), 1) * page_size
             vma_proc.append(p)
             starts.append(address)
@@ -275,6 +277,8 @@ def load(path: str | Path) -> Capture:
         page_size = int(meta["page_size"])
     except (ValueError, KeyError, TypeError) as e:
         raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
+    if "page_frame" not in arrays:
+        arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
     cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
     _check(cap, where, page_size)
     return cap

@@ -136,11 +136,21 @@ def _capture_file(tmp_path) -> Path:
     return path
 
 
-def _rewrite(path: Path, **replace) -> None:
-    arrays = dict(np.load(path))
+def _rewrite(path: Path, drop: tuple[str, ...] = (), **replace) -> None:
+    arrays = {k: v for k, v in np.load(path).items() if k not in drop}
     arrays.update(replace)
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+def test_a_file_from_before_page_frame_loads_as_nothing_shared_since_fork(tmp_path):
+    path = tmp_path / "c.npz"
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5, 5, 6], [3, 3, -1])])]), path)
+    assert fmt.load(path).fork_only().tolist() == [True, True, False]
+    _rewrite(path, drop=("page_frame",))
+    old = fmt.load(path)
+    assert old.page_frame.tolist() == [-1, -1, -1] and old.page_frame.dtype == np.int32
+    assert old.fork_only().tolist() == [False, False, False]
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -208,6 +218,17 @@ def test_captured_contents_keep_equality_and_zero(tmp_path):
     region = s.processes[0].regions[0]
     pages = list(ScenarioContents(s, 0).pages(region.fill, region.pages))
     assert len(pages) == 4 and pages[0] == pages[2] != pages[1] and pages[3] == bytes(4096) != pages[0]
+
+
+def test_a_capture_replaced_after_loading_is_a_capture_error(tmp_path):
+    from engine.contents import ScenarioContents
+
+    path = _capture_file(tmp_path)
+    s = scenario_from_capture(path)
+    fmt.save(fmt.from_contents([(2, "b", [(fmt.MERGEABLE, [1, 2, 0])])]), path)
+    region = s.processes[0].regions[0]
+    with pytest.raises(fmt.CaptureError, match="c.npz: process 1 has no VMA starting at 0x10000000"):
+        ScenarioContents(s, 0).pages(region.fill, region.pages)
 
 
 # ------------------------------------------------------------------------- live capture --
