@@ -200,8 +200,9 @@ def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: s
 
 def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, notes: list[str]) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
+    passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
-           "costs": source, "passes": []}
+           "costs": source, "passes": passes}
     if knobs.get("advisor_mode", "none") != "none":
         notes.append("advisor_mode=scan-time changes pages_to_scan as it goes; the times assume pages_to_scan "
                      f"stays {pts}")
@@ -215,7 +216,7 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, n
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
         cpu = sum(costs[path] * k for path, k in calls.items()) + batches * cm.WAKEUP
         wall = cpu + batches * sleep_ms * 1e6
-        out["passes"].append({"pages": pages, "calls": calls, "batches": batches,
+        passes.append({"pages": pages, "calls": calls, "batches": batches,
                               "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
         wall_ns += wall
         cpu_total += cpu

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import ScenarioError, parse_scenario
+from engine.scenario import ScenarioError, parse_scenario, process_name, scenario_from_capture, scenario_toml
 from engine.sim import Simulation
 from ksmtui.cli import main as cli
 
@@ -36,7 +36,7 @@ PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_pro
 def model_of(cap: fmt.Capture, path: Path, knobs: dict, full_scans: int) -> dict:
     """The model's run of the scenario a capture makes, `full_scans` passes."""
     fmt.save(cap, path)
-    text = fmt.scenario_toml(cap, path.name, "t")
+    text = scenario_toml(cap, path.name, "t")
     sim = Simulation(parse_scenario(text, str(path), path.parent), overrides=knobs)
     sim.run(full_scans=full_scans)
     return sim.result()
@@ -64,7 +64,7 @@ def test_the_estimate_is_what_the_model_settles_to(tmp_path, procs, max_page_sha
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert model["ksm"]["full_scans"] == est.ksm["full_scans"]
     for pid, p in est.processes.items():
-        name = fmt.process_name(p["comm"], pid)
+        name = process_name(p["comm"], pid)
         if name in model["processes"]:
             assert {k: model["processes"][name][k] for k in PER_PROCESS} == {k: p[k] for k in PER_PROCESS}
         else:  # no region: nothing to merge
@@ -136,11 +136,21 @@ def _capture_file(tmp_path) -> Path:
     return path
 
 
-def _rewrite(path: Path, **replace) -> None:
-    arrays = dict(np.load(path))
+def _rewrite(path: Path, drop: tuple[str, ...] = (), **replace) -> None:
+    arrays = {k: v for k, v in np.load(path).items() if k not in drop}
     arrays.update(replace)
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+def test_a_file_from_before_page_frame_loads_as_nothing_shared_since_fork(tmp_path):
+    path = tmp_path / "c.npz"
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5, 5, 6], [3, 3, -1])])]), path)
+    assert fmt.load(path).fork_only().tolist() == [True, True, False]
+    _rewrite(path, drop=("page_frame",))
+    old = fmt.load(path)
+    assert old.page_frame.tolist() == [-1, -1, -1] and old.page_frame.dtype == np.int32
+    assert old.fork_only().tolist() == [False, False, False]
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -204,10 +214,21 @@ def test_captured_contents_keep_equality_and_zero(tmp_path):
 
     cap = fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 2, 1, 0, fmt.KERNEL_ZERO_PAGE])])])
     fmt.save(cap, tmp_path / "c.npz")
-    s = fmt.scenario_from_capture(tmp_path / "c.npz")
+    s = scenario_from_capture(tmp_path / "c.npz")
     region = s.processes[0].regions[0]
     pages = list(ScenarioContents(s, 0).pages(region.fill, region.pages))
     assert len(pages) == 4 and pages[0] == pages[2] != pages[1] and pages[3] == bytes(4096) != pages[0]
+
+
+def test_a_capture_replaced_after_loading_is_a_capture_error(tmp_path):
+    from engine.contents import ScenarioContents
+
+    path = _capture_file(tmp_path)
+    s = scenario_from_capture(path)
+    fmt.save(fmt.from_contents([(2, "b", [(fmt.MERGEABLE, [1, 2, 0])])]), path)
+    region = s.processes[0].regions[0]
+    with pytest.raises(fmt.CaptureError, match="c.npz: process 1 has no VMA starting at 0x10000000"):
+        ScenarioContents(s, 0).pages(region.fill, region.pages)
 
 
 # ------------------------------------------------------------------------- live capture --

@@ -21,7 +21,7 @@ import pytest
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import Stop
+from engine.scenario import Stop, scenario_from_capture
 from engine.sim import Simulation
 from ksmtui.host import sysfs
 from ksmtui.host.procmem import capture, mergeable_pids
@@ -42,7 +42,7 @@ def _knobs(**ksm) -> dict:
 def _model_of_capture(cap: fmt.Capture, tmp_path, knobs: dict, full_scans: int) -> dict:
     path = tmp_path / "c.npz"
     fmt.save(cap, path)
-    sim = Simulation(fmt.scenario_from_capture(path), overrides={k: knobs[k] for k in KSM_KNOBS})
+    sim = Simulation(scenario_from_capture(path), overrides={k: knobs[k] for k in KSM_KNOBS})
     sim.run(full_scans=full_scans)
     return sim.result()
 
@@ -153,7 +153,7 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
     model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     # and the captured shape realised on the real KSM (`ksmtui kernel` on the scenario): the same
-    shaped = run_on_kernel(fmt.scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
+    shaped = run_on_kernel(scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
     assert {k: shaped["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert shaped["data_check"]["mismatches"] == 0
 

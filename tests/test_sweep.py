@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from engine.scenario import apply_overrides, load_scenario
+from engine.scenario import apply_overrides, load_scenario, scenario_from_capture
 from engine.sim import Simulation
 from ksmtui.cli import main
 from ksmtui.cli import sweep as cli_sweep
@@ -286,7 +286,7 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
     path = tmp_path / "c.npz"
     fmt.save(cap, path)
     scenario = sweep.load_workload(str(path), merge_any=False)
-    assert scenario == fmt.scenario_from_capture(path)
+    assert scenario == scenario_from_capture(path)
     wider = sweep.load_workload(str(path), merge_any=True)
     assert sum(r.pages for p in wider.processes for r in p.regions) > sum(
         r.pages for p in scenario.processes for r in p.regions)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import capture as fmt
+from engine.scenario import scenario_toml
 from ksmtui.cli.options import Parser, UsageError
 
 PROG = "ksmtui capture"
@@ -80,7 +81,7 @@ def main(argv: list[str]) -> int:
     toml, text = out.with_suffix(".toml"), None
     if opts.scenario:  # made before anything is written: a capture without its scenario is half done
         try:
-            text = fmt.scenario_toml(cap, out.name, out.stem, opts.merge_any)
+            text = scenario_toml(cap, out.name, out.stem, opts.merge_any)
         except fmt.CaptureError as e:
             raise UsageError(f"--scenario: {e}") from None
     try:

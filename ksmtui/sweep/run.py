@@ -26,8 +26,9 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.capture import CaptureError
 from engine.knobs import ALL_KNOBS, KnobError
-from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
+from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario, scenario_from_capture
 from engine.snapshot import PATHS
 from engine.timeline import StopRule
 
@@ -246,8 +247,6 @@ def load_workload(arg: str, merge_any: bool) -> Scenario:
         if merge_any:
             raise SweepError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
         return load_scenario(arg)
-    from engine.capture import CaptureError, scenario_from_capture
-
     try:
         return scenario_from_capture(path, merge_any=merge_any)
     except CaptureError as e:
