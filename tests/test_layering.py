@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import engine
+import ksmtui.host
 import ksmtui.kernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,8 @@ def test_engine_imports_no_ui_library_and_nothing_of_ksmtui():
 
 
 def test_cli_report_and_the_kernel_code_import_no_textual():
-    modules = ["ksmtui.cli", "ksmtui.options", "ksmtui.report", "ksmtui.render", *submodules(ksmtui.kernel)]
+    modules = ["ksmtui.cli", "ksmtui.options", "ksmtui.report", "ksmtui.render", *submodules(ksmtui.kernel),
+               *submodules(ksmtui.host)]
     loaded = loaded_after_importing(modules)
     assert top_level(loaded, "textual") == []
     assert not [m for m in loaded if m.startswith("ksmtui.ui")]
