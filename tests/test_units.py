@@ -257,6 +257,9 @@ def test_identify_reads_the_cgroup_the_command_line_and_the_runtimes_files(tmp_p
     assert hybrid is not None and hybrid.cgroup == "/user.slice/user-1.slice/session-1.scope"
     assert (hybrid.unit, hybrid.container_id, hybrid.container_name) == ("session-1.scope", DOCKER_ID, "web")
     assert units.identify(13, str(proc), names) is None  # gone
+    long = b"qemu-system-x86_64\0" + b"-device\0virtio-blk,drive=d\0" * 3000 + b"-name\0guest=last\0"
+    fake_process(proc, 14, "0::/\n", long)
+    assert len(long) > 65536 and units.identify(14, str(proc), names).vm == "last"  # read to its end
 
 
 def test_to_json_and_back_and_an_old_row_without_it():
@@ -423,3 +426,4 @@ def test_real_processes_in_cgroups_shaped_like_a_container_a_service_and_guests(
     finally:
         for proc in procs.values():
             end(proc)
+
