@@ -301,6 +301,22 @@ def test_a_sample_reads_known_and_new_pids_and_every_pid_every_full_every_sample
         assert "11" not in sampler.sample().processes  # it exited
 
 
+def test_a_row_carries_its_unit_read_when_new_and_at_every_full_look(tmp_path, monkeypatch):
+    proc = fake_proc(tmp_path)
+    (proc / "11" / "cgroup").write_text("0::/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator\n")
+    (proc / "11" / "cmdline").write_bytes(b"qemu-system-x86_64\0-name\0guest=g1.lab,debug-threads=on\0")
+    monkeypatch.setattr(host, "PROC", str(proc))
+    with HostSampler(0.1, trace=False) as sampler:
+        rows = sampler.sample().processes
+        assert rows["11"]["unit"] == {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator",
+                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice", "vm": "g1.lab"}
+        assert "unit" not in rows["13"]  # no /proc/13/cgroup: gone as far as the unit goes
+        (proc / "11" / "cgroup").write_text("0::/system.slice/other.service\n")  # moved
+        for _ in range(1, host.FULL_EVERY):
+            assert sampler.sample().processes["11"]["unit"]["slice"] == "machine.slice"
+        assert sampler.sample().processes["11"]["unit"]["slice"] == "system.slice"  # the full look
+
+
 def test_events_the_kernel_dropped_are_said():
     h = HostHistory()
     trace = {"counts": {"ksm_merge_with_ksm_page": 5}, "merges": {"stable": 5}, "errors": {}, "passes": [],

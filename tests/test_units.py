@@ -427,3 +427,34 @@ def test_real_processes_in_cgroups_shaped_like_a_container_a_service_and_guests(
         for proc in procs.values():
             end(proc)
 
+
+MERGEABLE_CHILD = r"""
+import mmap, os, sys
+buf = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+buf[:] = os.urandom(mmap.PAGESIZE)  # a page that merges with nothing
+buf.madvise(mmap.MADV_MERGEABLE)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_host_json_rows_carry_the_unit_of_a_real_process_in_a_container_like_cgroup(cgroups, capsys):
+    from ksmtui.cli import main
+    from ksmtui.kernel import sysfs
+
+    if not sysfs.KSM_DIR.is_dir():
+        pytest.skip(f"{sysfs.KSM_DIR} does not exist: no KSM")
+    cid = os.urandom(32).hex()
+    path = cgroups.make(f"system.slice/docker-{cid}.scope")
+    with sysfs.machine_lock():  # madvise registers the child with ksmd: tests that count what ksmd has wait
+        proc = subprocess.Popen([sys.executable, "-c", MERGEABLE_CHILD], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            cgroups.move(proc.pid, path)
+            assert main(["host", "--json", "--count", "1", "--no-trace"]) == 0
+        finally:
+            end(proc)
+    row = json.loads(capsys.readouterr().out)["processes"][str(proc.pid)]
+    assert row["unit"] == {"cgroup": path, "unit": f"docker-{cid}.scope", "slice": "system.slice",
+                           "container_id": cid, "runtime": "docker"}
