@@ -3,6 +3,7 @@ the tracing state left as found, and the host UI fed from a recording."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
+from ksmtui.host.units import Unit
 from ksmtui.hostview import HostHistory
 from ksmtui.kernel import host, sysfs
 from ksmtui.kernel.host import HostSample, HostSampler, HostTrace
@@ -227,6 +229,16 @@ def test_a_recording_reads_back_as_it_was_written(tmp_path):
     assert back == samples
 
 
+def test_rows_with_their_units_read_back_and_rows_of_older_recordings_have_none(tmp_path):
+    rows = {"7": {"comm": "qemu", "ksm_rmap_items": 3, "unit": {"cgroup": "/qemu.slice/100.scope", "vmid": "100"}},
+            "8": {"comm": "old", "ksm_rmap_items": 1}}
+    write_recording(tmp_path / "r.jsonl", [dataclasses.replace(sample(100.0), processes=rows)])
+    back = read_recording(str(tmp_path / "r.jsonl"))[1][0].processes
+    assert back == rows
+    assert [Unit.from_json(int(p), r["comm"], r.get("unit")) for p, r in back.items()] == [
+        Unit(7, "qemu", "/qemu.slice/100.scope", vmid="100"), Unit(8, "old")]
+
+
 @pytest.mark.parametrize("damage,where", [
     (lambda text: text[:-10], "line 3: cut short (no end of line): the recording is truncated"),
     (lambda text: text.replace('"ksm":{', '"ksm":{"x":', 1), "line 2: not JSON"),
@@ -234,6 +246,8 @@ def test_a_recording_reads_back_as_it_was_written(tmp_path):
     (lambda text: '{"hello": 1}\n' + text, "line 1: expected the header"),
     (lambda text: text.replace('"processes":{}', '"processes":[]', 1), 'line 2: "processes": expected pids'),
     (lambda text: text.replace('"vmstat":', '"vmstats":', 1), "line 2: sample without 'vmstat'"),
+    (lambda text: text.replace('"processes":{}', '"processes":{"9":{"comm":"x","unit":{"vm":1}}}', 1),
+     'line 2: "processes.9.unit": expected an object of names to strings'),
     (lambda text: "", "line 1: empty file"),
     (lambda text: text.splitlines(keepends=True)[0], "line 2: no samples after the header"),
 ])
