@@ -16,6 +16,7 @@ import pytest
 from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
+from ksmtui.host import units
 from ksmtui.host.units import Unit
 from ksmtui.hostview import HostHistory
 from ksmtui.kernel import host, sysfs
@@ -60,7 +61,8 @@ def test_real_processes_merge_as_predicted_while_host_mode_samples(kernel, tmp_p
             row = last.processes[str(pid)]
             want = sysfs.read_ksm_stat(pid)
             del want["pid"]
-            assert {k: v for k, v in row.items() if k != "comm"} == want
+            assert {k: v for k, v in row.items() if k not in ("comm", "unit")} == want
+            assert row["unit"]["cgroup"] == units.identify(os.getpid()).cgroup  # the children are in ours
             assert row["ksm_zero_pages"] == ZEROS and row["ksm_mergeable"] == "yes"
         assert sum(last.processes[str(p)]["ksm_merging_pages"] for p in pids) == SHARED * CHILDREN
         # why not merging: the madvised pages are candidates, the interpreter's heap is not madvised
