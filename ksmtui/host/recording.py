@@ -81,6 +81,10 @@ def sample_from_json(obj, path: str, line: int) -> HostSample:
     _expect(isinstance(procs, dict) and all(k.isdigit() and isinstance(v, dict) and isinstance(v.get("comm"), str)
                                             for k, v in procs.items()),
             path, line, '"processes": expected pids (as strings) to objects with a "comm"')
+    for pid, row in procs.items():  # a row's unit (newer recordings; older ones have none)
+        unit = row.get("unit", {})
+        _expect(isinstance(unit, dict) and all(isinstance(v, str) for v in unit.values()), path, line,
+                f'"processes.{pid}.unit": expected an object of names to strings')
     trace = obj["trace"]
     if trace is not None:
         _expect(isinstance(trace, dict), path, line, '"trace": expected an object or null')

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.knobs import KSM_KNOBS
-from ksmtui.host import sysfs
+from ksmtui.host import sysfs, units
 from ksmtui.host.trace import KsmTrace
 
 VMSTAT = ("cow_ksm", "ksm_swpin_copy")
@@ -56,7 +56,9 @@ class HostSample:
     knobs: dict[str, int | str]  # every knob file of /sys/kernel/mm/ksm (advisor_mode as its choice)
     vmstat: dict[str, int]  # cow_ksm and ksm_swpin_copy from /proc/vmstat
     ksmd: dict  # {"pid": int, "cpu_ns": int} from /proc/PID/schedstat, or {} without ksmd
-    processes: dict[str, dict]  # pid (as a string) -> comm and the ksm_stat fields, or comm and "error"
+    # pid (as a string) -> comm and the ksm_stat fields, or comm and "error"; and "unit" (its cgroup,
+    # systemd unit, container, VM: ksmtui.host.units.Unit.to_json), absent in older recordings
+    processes: dict[str, dict]
     trace: dict | None  # tracepoints since the previous sample (see HostTrace.take), None if not traced
     trace_note: str = ""  # why there is no trace
     extra: dict = field(default_factory=dict)  # unknown keys of a newer recording, kept as they are
@@ -138,6 +140,13 @@ def read_processes(pids: list[str] | None = None) -> dict[str, dict]:
             continue  # it exited
         out[pid] = row
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def read_unit(pid: str) -> dict | None:
+    """A process row's "unit": its cgroup, systemd unit, container and VM where known (see
+    ksmtui.host.units); None if the process is gone."""
+    unit = units.identify(pid, PROC)
+    return unit.to_json() if unit is not None else None
 
 
 def find_ksmd() -> int | None:
@@ -331,15 +340,22 @@ class HostSampler:
         self._taken = 0
         self._seen: set[str] = set()  # the pids of the last sample
         self._known: set[str] = set()  # the pids with a row in the last sample
+        self._units: dict[str, dict | None] = {}  # the unit of each row of the last sample
 
     def _processes(self, trace: dict | None) -> dict[str, dict]:
         pids = list_pids()
-        read = pids
-        if self._taken % FULL_EVERY and not (trace and trace["counts"].get("ksm_enter")):
-            read = [p for p in pids if p in self._known or p not in self._seen]
+        full = not self._taken % FULL_EVERY or bool(trace and trace["counts"].get("ksm_enter"))
+        read = pids if full else [p for p in pids if p in self._known or p not in self._seen]
         self._taken += 1
         rows = read_processes(read)
         self._seen, self._known = set(pids), set(rows)
+        # A row's unit is read when its pid is new and at every full look: a process moved to another
+        # cgroup (or a pid reused within a sample) shows within FULL_EVERY samples.
+        old = {} if full else self._units
+        self._units = {pid: old[pid] if pid in old else read_unit(pid) for pid in rows}
+        for pid, row in rows.items():
+            if self._units[pid] is not None:
+                row["unit"] = self._units[pid]
         return rows
 
     def sample(self) -> HostSample:
