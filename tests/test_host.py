@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
 from ksmtui.host import sampler as host
@@ -23,6 +22,7 @@ from ksmtui.host.sampler import HostSample, HostSampler, HostTrace
 from ksmtui.host.units import Unit
 from ksmtui.host.view import HostHistory
 from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
+from tests.host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 ROOT = os.geteuid() == 0
 TRACE = ROOT and HostTrace.unavailable_reason() is None

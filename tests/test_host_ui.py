@@ -4,7 +4,6 @@ and moves only by keys, so each screen depends on the keys pressed and nothing e
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,43 +14,17 @@ from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotSc
 from ksmtui.ui.widgets.host import HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
+from tests.ui_helpers import after, drive, press, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def no_cursor_blink(monkeypatch):
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_cursor_blink")
 
 
 def make_app() -> HostApp:
     header, samples = read_recording(str(RECORDING))
     return HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"]))
-
-
-async def settle(pilot) -> None:
-    assert pilot.app.source.wait_idle()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def after(*keys):
-    async def run_before(pilot):
-        await settle(pilot)
-        for key in keys:
-            await pilot.press(key)
-            await settle(pilot)
-
-    return run_before
-
-
-def asyncio_test(body):
-    def test():
-        asyncio.run(body())
-
-    test.__name__ = body.__name__
-    return test
 
 
 STEPS = ["s"] * 11  # to the last of the 12 samples
@@ -81,59 +54,59 @@ def texts(app: HostApp) -> dict[str, str | None]:
     return {w.id: w._text for w in app.query(TextView)}
 
 
-@asyncio_test
-async def test_replay_steps_pauses_and_changes_speed():
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        status = app.query_one(HostStatus)
+def test_replay_steps_pauses_and_changes_speed():
+    async def test(pilot):
+        status = pilot.app.query_one(HostStatus)
         assert "paused 1/12 · 1x" in status._text
-        for key in ("s", "s", "plus", "plus"):
-            await pilot.press(key)
-            await settle(pilot)
+        await press(pilot, "s", "s", "plus", "plus")
         assert "paused 3/12 · 5x" in status._text
-        await pilot.press("minus")
-        await settle(pilot)
+        await press(pilot, "minus")
         assert "paused 3/12 · 2x" in status._text
 
+    drive(make_app(), test)
 
-@asyncio_test
-async def test_the_same_steps_give_the_same_screens():
+
+def test_the_same_steps_give_the_same_screens():
     """Deterministic: stepping to the end shows what running through the whole recording shows."""
-    stepped = make_app()
-    async with stepped.run_test(size=(120, 40)) as pilot:
-        await after(*STEPS)(pilot)
-        first = texts(stepped)
-    played = make_app()
-    played.source.speed = 50.0
-    async with played.run_test(size=(120, 40)) as pilot:
+    screens = []
+
+    async def stepped(pilot):
+        await press(pilot, *STEPS)
+        screens.append(texts(pilot.app))
+
+    async def played(pilot):
         await pilot.press("space")  # play: the replay pauses by itself at the end
-        for _ in range(200):
-            await settle(pilot)
-            if "finished" in played.query_one(HostStatus)._text:
-                break
-        assert "finished 12/12" in played.query_one(HostStatus)._text
-        again = texts(played)
-        assert again.pop("status").replace("50x", "1x") == first.pop("status")
-        assert again == first
+        status = pilot.app.query_one(HostStatus)
+        await wait_for(pilot, lambda: "finished" in status._text, "the replay finishing")
+        await settle(pilot)
+        assert "finished 12/12" in status._text
+        screens.append(texts(pilot.app))
+
+    drive(make_app(), stepped)
+    fast = make_app()
+    fast.source.speed = 50.0
+    drive(fast, played)
+    first, again = screens
+    assert again.pop("status").replace("50x", "1x") == first.pop("status")
+    assert again == first
 
 
-@asyncio_test
-async def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await after(*STEPS, "2", "enter")(pilot)
-        assert isinstance(app.screen, WhyNotScreen)
-        assert "a recording does not hold it" in str(app.screen.query_one("#why-text").render())
+def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
+    async def test(pilot):
+        await press(pilot, *STEPS, "2", "enter")
+        assert isinstance(pilot.app.screen, WhyNotScreen)
+        assert "a recording does not hold it" in str(pilot.app.screen.query_one("#why-text").render())
+
+    drive(make_app(), test)
 
 
-@asyncio_test
-async def test_knobs_screen_of_a_recording_cannot_write():
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await after("k")(pilot)
-        assert isinstance(app.screen, HostKnobsScreen)
-        assert all(field.disabled for field in app.screen.query(Input))
+def test_knobs_screen_of_a_recording_cannot_write():
+    async def test(pilot):
+        await press(pilot, "k")
+        assert isinstance(pilot.app.screen, HostKnobsScreen)
+        assert all(field.disabled for field in pilot.app.screen.query(Input))
+
+    drive(make_app(), test)
 
 
 def test_rows_of_a_sample_for_the_processes_table():
@@ -156,31 +129,29 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
     from ksmtui.host.sampler import HostSampler
     from ksmtui.ui.apps.host import LiveSource
 
-    async def body():
-        sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
-        app = HostApp(LiveSource(HostSampler(0.1, trace=False)))
-        async with app.run_test(size=(120, 40)) as pilot:
-            while app.view is None:
-                await pilot.pause(0.05)
-            await pilot.press("k")
-            screen = app.screen
-            assert isinstance(screen, HostKnobsScreen)
+    async def test(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: app.view is not None, "the first sample")
+        await pilot.press("k")
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
 
-            async def write(name: str, value: str) -> str:
-                field = screen.query_one(f"#knob-{name}", Input)
-                field.focus()
-                await pilot.pause()  # focused: the samples no longer refresh the field
-                field.value = value
-                await pilot.press("enter")
-                assert "? y / n" in str(screen.query_one("#knobs-confirm", Label).render())
-                await pilot.press("y")
-                while "waiting" in str(screen.query_one("#knobs-confirm", Label).render()):
-                    await pilot.pause(0.05)
-                return str(screen.query_one(f"#knob-error-{name}", Label).render())
+        async def write(name: str, value: str) -> str:
+            field = screen.query_one(f"#knob-{name}", Input)
+            field.focus()
+            await pilot.pause()  # focused: the samples no longer refresh the field
+            field.value = value
+            await pilot.press("enter")
+            assert "? y / n" in str(screen.query_one("#knobs-confirm", Label).render())
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "waiting" not in str(screen.query_one("#knobs-confirm", Label).render()),
+                           f"the write of {name}")
+            return str(screen.query_one(f"#knob-error-{name}", Label).render())
 
-            assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
-            assert sysfs.ksm_read("pages_to_scan") != "700"
-            assert await write("advisor_mode", "none") == ""
-            assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
+        assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
+        assert sysfs.ksm_read("pages_to_scan") != "700"
+        assert await write("advisor_mode", "none") == ""
+        assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
 
-    asyncio.run(body())
+    sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
+    drive(HostApp(LiveSource(HostSampler(0.1, trace=False))), test)

@@ -78,10 +78,9 @@ def test_a_real_run_peaks_below_the_estimate(tmp_path):
 
 
 def test_compare_mode_is_refused_when_two_runs_do_not_fit(monkeypatch):
-    from ui_helpers import scenario as ui_scenario
-
     import ksmtui.ui.runner as runner_module
     from ksmtui.ui.runner import EngineError, Runner, ToggleCompare
+    from tests.ui_helpers import scenario as ui_scenario
 
     posted = []
     runner = Runner(ui_scenario(), posted.append, paused=True)

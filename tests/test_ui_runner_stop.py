@@ -5,10 +5,10 @@ from __future__ import annotations
 import queue
 
 import pytest
-from ui_helpers import scenario
 
 from engine.sim import Simulation
 from ksmtui.ui.runner import CycleFlow, EngineUpdate, Runner, SetPaused, StepPage, ToggleCompare, View
+from tests.ui_helpers import scenario
 
 
 def run_to_finish(compare: bool, pair_steps: int = 0):

@@ -7,23 +7,10 @@ the new SVGs (snapshot_report.html shows the difference)."""
 from __future__ import annotations
 
 import pytest
-from ui_helpers import batches, make_app, press, settle
+
+from tests.ui_helpers import after, make_app
 
 pytestmark = pytest.mark.usefixtures("no_cursor_blink")
-
-
-def after(*steps):
-    """A run_before that waits for the engine, then runs each step: a key, or a number of batches."""
-
-    async def run_before(pilot):
-        await settle(pilot)
-        for step in steps:
-            if isinstance(step, int):
-                await batches(pilot, step)
-            else:
-                await press(pilot, step)
-
-    return run_before
 
 
 class TestMainScreen:
