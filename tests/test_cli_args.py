@@ -1,5 +1,6 @@
 """The command line's options and its one-line errors (no scenario has to run for these)."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -51,14 +52,26 @@ def test_options_are_parsed_into_the_namespace_the_commands_share():
     assert (opts.full_scans, opts.after_ms, opts.json) == (3, 500, True)
 
 
-def test_every_command_gets_every_attribute():
-    for command, argv in ((None, []), (None, ["fleet"]), ("check", ["x"]), ("compare", ["x"]), ("list", []),
-                          ("kernel", ["x"]), ("parity", ["x"])):
-        opts = parse_args(command, argv)
-        for name in ("command", "scenario", "flow", "seed", "overrides", "full_scans", "after_ms", "json", "trace"):
-            assert hasattr(opts, name), (argv, name)
-    ui = parse_args(None, [])
-    assert (ui.command, ui.scenario, ui.json, ui.overrides) == (None, "default", False, {})
+RUN = ["--seed", "5", "--set", "pages_to_scan=7", "--full-scans", "2", "--after-ms", "9"]
+NOTHING = {"flow": None, "seed": None, "overrides": {}, "full_scans": None, "after_ms": None, "json": False,
+           "trace": False}
+GIVEN = {**NOTHING, "seed": 5, "overrides": {"pages_to_scan": 7}, "full_scans": 2, "after_ms": 9}
+EVERY_COMMAND = [  # (command, argv, every attribute of its Options): what it takes is parsed, the rest is unset
+    (None, [], {**NOTHING, "scenario": "default"}),
+    (None, ["fleet", "--flow", "legacy", *RUN], {**GIVEN, "scenario": "fleet", "flow": "legacy"}),
+    ("run", ["x", "--flow", "legacy", *RUN, "--json"], {**GIVEN, "scenario": "x", "flow": "legacy", "json": True}),
+    ("check", ["x", "--set", "flow=series-v1", *RUN], {**GIVEN, "scenario": "x", "flow": "series-v1"}),
+    ("compare", ["x", *RUN], {**GIVEN, "scenario": "x"}),
+    ("list", [], {**NOTHING, "scenario": None}),
+    ("kernel", ["x", *RUN, "--json", "--trace"], {**GIVEN, "scenario": "x", "json": True, "trace": True}),
+    ("parity", ["x", "--flow", "legacy", *RUN, "--trace"], {**GIVEN, "scenario": "x", "flow": "legacy", "trace": True}),
+]
+
+
+@pytest.mark.parametrize("command,argv,expected", EVERY_COMMAND, ids=[f"{c} {' '.join(a)}" for c, a, _ in EVERY_COMMAND])
+def test_every_command_gets_every_attribute(command, argv, expected):
+    """The commands share one Options: each gets every attribute, set from its own options or unset."""
+    assert dataclasses.asdict(parse_args(command, argv)) == {"command": command, **expected}
 
 
 def test_kernel_and_parity_take_trace():

@@ -134,6 +134,7 @@ def test_until_settled_stops_two_full_scans_after_the_last_change(small):
     sim = Simulation(apply_overrides(scenario, overrides={"pages_to_scan": 37}))
     merged = []
     while len(merged) < 3 or len(set(merged[-3:])) > 1:
+        assert len(merged) < sweep.SETTLE_LIMIT, "the run by hand did not settle"
         sim.step_full_scan()
         merged.append(sim.ksm.ksm_pages_sharing + sim.ksm.ksm_zero_pages)
     assert result["full_scans"] == len(merged) == sim.full_scans
@@ -193,7 +194,8 @@ def test_a_worker_killed_mid_sweep_loses_nothing(small):
     killed = []
 
     def kill_one_worker_with_a_task():
-        while not killed:
+        deadline = time.monotonic() + 120  # the sweep takes far less: a killer left over ends with it
+        while not killed and time.monotonic() < deadline:
             for key, ts in list(cluster.scheduler.tasks.items()):
                 if ts.state == "processing" and str(key).startswith("ksmtui-sweep-"):
                     for nanny in cluster.workers.values():
@@ -220,24 +222,45 @@ def catches_sigint(pid):
     return bool(caught & 1 << (signal.SIGINT - 1))
 
 
-def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
+def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
+    # At pages_to_scan 0 a run ends at once (no progress is possible); at 100, a billion full scans
+    # take days: the sweep cannot finish before the signal, however busy the machine.
+    runs_dir = tmp_path / "tmp"
+    runs_dir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
-         "--full-scans", "400", "--workers", "2", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=0,100", "--seeds", "1-2",
+         "--full-scans", "1000000000", "--workers", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(runs_dir)})
     parent = psutil.Process(proc.pid)
     workers: list[psutil.Process] = []
-    # Wait for the cluster: its two workers exist and ksmtui catches SIGINT again (it ignores it while
-    # spawning them, so that they inherit SIG_IGN).
-    while proc.poll() is None and not (len(workers) == 2 and catches_sigint(proc.pid)):
+
+    def in_flight() -> bool:
+        """The cluster is up: its two workers exist and ksmtui catches SIGINT again (it ignores it
+        while spawning them, so that they inherit SIG_IGN); and a run is in flight: run_one works in
+        a ksmtui-sweep-* directory of TMPDIR while it runs."""
+        nonlocal workers
         workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
-    out, err = proc.communicate(timeout=120)
+        return len(workers) == 2 and catches_sigint(proc.pid) and any(runs_dir.glob("ksmtui-sweep-*"))
+
+    try:
+        deadline = time.monotonic() + 120
+        while not in_flight():
+            assert proc.poll() is None, f"the sweep ended before a run was in flight: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no sweep run in flight after 120 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, err
-    assert err.startswith("ksmtui sweep: interrupted: ") and err.count("\n") == 1, err
     document = json.loads(out)
-    assert document["complete"] is False and len(document["runs"]) < 32
+    done = len(document["runs"])
+    assert err == f"ksmtui sweep: interrupted: {done} of 4 runs done; reporting those\n"
+    assert document["complete"] is False and done <= 2
+    assert all(run["knobs"] == {"pages_to_scan": 0} for run in document["runs"])  # only the runs that ended
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
