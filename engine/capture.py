@@ -340,7 +340,7 @@ def capture_pages(capture: Capture, v: int) -> list[bytes]:
     cache = capture._pages
     ps = capture.page_size
     out = []
-    for i, (k, own) in enumerate(zip(ids.tolist(), alone.tolist())):
+    for i, (k, own) in enumerate(zip(ids.tolist(), alone.tolist(), strict=False)):
         if k < 0:
             continue
         if own:

@@ -792,7 +792,7 @@ class Ksm:
             path.append(path[-1].rb_parent)
         path.reverse()
         trace = self.walk_trace
-        for depth, (node, below) in enumerate(zip(path, path[1:])):
+        for depth, (node, below) in enumerate(zip(path, path[1:], strict=False)):
             trace.append((walk, depth, node.rb_color == RB_RED, -1 if node.rb_left is below else 1, node))
         trace.append((walk, len(path) - 1, last.rb_color == RB_RED, ret, last))
 

@@ -238,7 +238,8 @@ class _Table:
         """A name that globs match: none of * ? [ ] in it."""
         value = self.shown_name(key)
         if not value or value.strip() != value or GLOB_CHARS & set(value):
-            raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
+            raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got "
+                                  f"{value!r}")
         return value
 
     @overload
@@ -317,7 +318,8 @@ def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
         # The kernel refuses pages_to_scan while the advisor runs, and selecting scan-time starts
         # it at advisor_min_pages_to_scan.
         if table.has("pages_to_scan"):
-            raise table.error("pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL); leave it out')
+            raise table.error("pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" '
+                                               '(EINVAL); leave it out')
         values["pages_to_scan"] = values["advisor_min_pages_to_scan"]
     return values
 
@@ -380,19 +382,22 @@ class _Loader:
         except ValueError:
             raise table.error("vma", f"expected the VMA's start address in hex (\"0x7f...\"), got {text!r}") from None
         if pid not in cap.proc_pid:
-            raise table.error("pid", f"{path.name} has no process {pid} (it has {_names([str(p) for p in cap.proc_pid.tolist()])})")
+            raise table.error("pid", f"{path.name} has no process {pid} (it has "
+                                     f"{_names([str(p) for p in cap.proc_pid.tolist()])})")
         v = cap.vma_index(pid, start)
         if v is None:
             raise table.error("vma", f"process {pid} in {path.name} has no VMA starting at {start:#x}")
         if cap.vma_reason[v] not in CAPTURED_REASONS:
-            raise table.error("vma", f"the VMA at {start:#x} of process {pid} holds no captured pages (KSM cannot merge it)")
+            raise table.error("vma", f"the VMA at {start:#x} of process {pid} holds no captured pages (KSM cannot "
+                                     "merge it)")
         have = len(cap.vma_contents(v))
         if have != region_pages:
             raise table.error("pages", f"the VMA at {start:#x} of process {pid} has {have:,} pages ksmd scans; "
                                        f"expected pages = {have}, got {region_pages}")
         page_size = int(cap.meta["page_size"])
         if page_size != self.page_size:
-            raise table.error("capture", f"{path.name} has {page_size}-byte pages, the scenario's page_size is {self.page_size}")
+            raise table.error("capture", f"{path.name} has {page_size}-byte pages, the scenario's page_size is "
+                                         f"{self.page_size}")
         return Fill("capture", capture=path, pid=pid, vma=start)
 
     # -- the whole file ---------------------------------------------------------------------------
@@ -435,7 +440,8 @@ class _Loader:
     def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
         raw_list = top.tables("process")
         if not raw_list:
-            raise top.error("process", "missing; expected at least one [[process]] with at least one [[process.region]]")
+            raise top.error("process", "missing; expected at least one [[process]] with at least one "
+                                       "[[process.region]]")
         processes, names, mapped = [], set(), 0
         for i, raw in enumerate(raw_list):
             t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region"))
@@ -476,7 +482,8 @@ class _Loader:
             action = t.string("action", choices=ACTIONS)
             for key in t.data:
                 if key != "action" and key not in TRIGGER_KEYS and key not in ACTION_KEYS[action]:
-                    raise t.error(key, f'does not go with action = "{action}" (it takes {", ".join(ACTION_KEYS[action])})')
+                    raise t.error(key, f'does not go with action = "{action}" (it takes '
+                                       f'{", ".join(ACTION_KEYS[action])})')
             tables.append((t, action))
 
         # Every process that can ever exist, with its regions: the declared ones, then fork children,
@@ -498,7 +505,8 @@ class _Loader:
             matched = _glob(all_names, glob)
             if len(matched) != 1:
                 found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
-                raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
+                raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name "
+                                         "is unique")
             parent_of[child] = matched[0]
         for child, (t, _) in children.items():
             # Up the forks to a process whose regions are known (declared, or a child done before):
@@ -506,7 +514,8 @@ class _Loader:
             path, name = [child], parent_of[child]
             while name not in regions:
                 if name in path:
-                    raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a cycle of forks)")
+                    raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a "
+                                             "cycle of forks)")
                 path.append(name)
                 name = parent_of[name]
             for c in path:
@@ -546,7 +555,8 @@ class _Loader:
             if knob not in ALL_KNOBS:
                 raise t.error("knob", f"unknown knob {knob!r}; expected one of {', '.join(ALL_KNOBS)}")
             if knob == "numa_nodes":
-                raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in [engine]")
+                raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in "
+                                      "[engine]")
             if not t.has("value"):
                 raise t.error("value", f"missing; expected {ALL_KNOBS[knob].expected}")
             try:
@@ -605,7 +615,8 @@ class _Loader:
                 raise t.error("pages", f"expected [start, end) as two integers, got {value!r}")
             start, end = value
             if not 0 <= start < end <= pages:
-                raise t.error("pages", f"expected [start, end) with 0 <= start < end <= {pages} (the pages of region {region!r}), got {value!r}")
+                raise t.error("pages", f"expected [start, end) with 0 <= start < end <= {pages} (the pages of region "
+                                       f"{region!r}), got {value!r}")
             return (start, end), None
         if isinstance(value, bool) or not isinstance(value, int):
             raise t.error("pages", f"expected an integer N (the first N pages) or [start, end), got {_show(value)}")
@@ -624,13 +635,15 @@ class _Loader:
         files = {f.path: f.path.stat().st_size for f in fills if f.path is not None}  # fill = "file"
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
-            raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
+            raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size "
+                                         f"{page_size}; expected at most {MAX_BYTES >> 30} GiB")
         # Pages of their own contents: random fills, and captured ones (one content per hash at most).
         random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind in ("random", "capture"))
         need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
         have = available_memory()
         if have is not None and need > have:
-            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} pages mapped, "
+            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} "
+                                                   "pages mapped, "
                                 f"page_size {page_size}), this machine has {have / 1e9:.1f} GB available")
         return need
 
@@ -667,7 +680,8 @@ def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0) -> N
     if mapped + pool_pages > MAX_PAGES:
         parts = [f"{mapped:,} pages mapped by processes (forked children included)"] if mapped else []
         parts += [f"{pool_pages:,} pool pages"] if pool_pages else []
-        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
+        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 "
+                               "GiB of 4 KiB pages)")
 
 
 # What cannot be a scenario is refused before the TOML parser sees it: tomllib recurses once per
@@ -790,7 +804,8 @@ def load_scenario(arg: str | Path) -> Scenario:
     if isinstance(arg, str) and not os.path.isfile(arg) and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
-            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
+            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: "
+                                              f"{', '.join(builtins)})")
         path = builtins[arg]
         file = str(path)
     text = _read_scenario_file(path, file)
@@ -914,7 +929,8 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
             raise ScenarioError("--set", _knob_table(knob), knob, str(e)) from None
     if ksm["advisor_mode"] == "scan-time":
         if "pages_to_scan" in overrides:
-            raise ScenarioError("--set", "ksm", "pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL)')
+            raise ScenarioError("--set", "ksm", "pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode '
+                                                                 'is "scan-time" (EINVAL)')
         if scenario.ksm["advisor_mode"] != "scan-time":
             ksm["pages_to_scan"] = ksm["advisor_min_pages_to_scan"]
     elif scenario.ksm["advisor_mode"] == "scan-time" and "pages_to_scan" not in overrides:
@@ -922,8 +938,10 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
     nodes = engine["numa_nodes"]
     for p in scenario.processes:
         if p.node >= nodes:
-            raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected numa_nodes > {p.node}")
+            raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected "
+                                                                 f"numa_nodes > {p.node}")
     for ev in scenario.events:
         if ev.to_node is not None and ev.to_node >= nodes:
-            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{ev.index}] migrates to node {ev.to_node}; expected numa_nodes > {ev.to_node}")
+            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{ev.index}] migrates to node {ev.to_node}; "
+                                                                 f"expected numa_nodes > {ev.to_node}")
     return replace(scenario, ksm=ksm, engine=engine, seed=scenario.seed if seed is None else seed)

@@ -86,7 +86,7 @@ class Simulation:
                     self.machine.add_region(mm, region.name, pages)
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
-                for region, vma in zip(proc.regions, mm.vmas):
+                for region, vma in zip(proc.regions, mm.vmas, strict=False):
                     if region.mergeable:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
@@ -130,7 +130,7 @@ class Simulation:
             elif ev.action == "write":
                 vma = mm.region(ev.region)
                 indexes = self.contents.indexes(ev, len(vma.pte))
-                for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes))):
+                for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes)), strict=False):
                     machine.write(vma, i, data)
             elif ev.action == "madvise":
                 machine.madvise(mm.region(ev.region), ev.advice == "mergeable")
@@ -445,7 +445,7 @@ class Simulation:
         empty = (0,) * N_BUCKETS
         latency = {p: tuple(ksm.latency_hist.get(p, empty)) for p in PATHS}
         oldest = self._recent[0]
-        recent = {p: tuple(a - b for a, b in zip(latency[p], oldest.get(p, empty))) for p in PATHS}
+        recent = {p: tuple(a - b for a, b in zip(latency[p], oldest.get(p, empty), strict=False)) for p in PATHS}
         outcomes = {p: frozen({o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES}) for p in PATHS}
         return Snapshot(
             scenario=self.scenario.name, description=self.scenario.description, flow=ksm.flow,

@@ -193,10 +193,13 @@ def test_scenario_fill_capture_errors(tmp_path):
     base = f'name = "t"\n[[process]]\nname = "a"\n[[process.region]]\nname = "r"\nfill = "capture"\ncapture = "{path.name}"\n'
     for extra, message in [
         ('pages = 3\npid = 1\nvma = "0x10000000"\n', None),
-        ('pages = 2\npid = 1\nvma = "0x10000000"\n', "process[0].region[0].pages: the VMA at 0x10000000 of process 1 has 3 pages"),
+        ('pages = 2\npid = 1\nvma = "0x10000000"\n', "process[0].region[0].pages: the VMA at 0x10000000 of process 1 "
+                                                     "has 3 pages"),
         ('pages = 3\npid = 2\nvma = "0x10000000"\n', "process[0].region[0].pid: c.npz has no process 2"),
-        ('pages = 3\npid = 1\nvma = "0x20000000"\n', "process[0].region[0].vma: process 1 in c.npz has no VMA starting at 0x20000000"),
-        ('pages = 3\npid = 1\nvma = "near the top"\n', "process[0].region[0].vma: expected the VMA's start address in hex"),
+        ('pages = 3\npid = 1\nvma = "0x20000000"\n', "process[0].region[0].vma: process 1 in c.npz has no VMA "
+                                                     "starting at 0x20000000"),
+        ('pages = 3\npid = 1\nvma = "near the top"\n', "process[0].region[0].vma: expected the VMA's start address in "
+                                                       "hex"),
     ]:
         text = base + extra
         if message is None:
@@ -206,7 +209,8 @@ def test_scenario_fill_capture_errors(tmp_path):
             with pytest.raises(ScenarioError, match=re.escape(message)):
                 parse_scenario(text, "s.toml", tmp_path)
     with pytest.raises(ScenarioError, match="capture: .*missing.npz: no such file"):
-        parse_scenario(base.replace(path.name, "missing.npz") + 'pages = 3\npid = 1\nvma = "0x10000000"\n', "s.toml", tmp_path)
+        parse_scenario(base.replace(path.name, "missing.npz") + 'pages = 3\npid = 1\nvma = '
+                                                                '"0x10000000"\n', "s.toml", tmp_path)
 
 
 def test_captured_contents_keep_equality_and_zero(tmp_path):

@@ -13,12 +13,16 @@ BAD_OPTIONS = [
     (["run"], "ksmtui run: error: the following arguments are required: scenario"),
     (["run", "x", "--seed", "-1"], "argument --seed: expected an integer 0..18446744073709551615, got '-1'"),
     (["run", "x", "--seed", "one"], "argument --seed: expected an integer"),
-    (["run", "x", "--set", "bogus=1"], "ksmtui run: error: --set: bogus: unknown knob; expected one of run, pages_to_scan"),
-    (["run", "x", "--set", "pages_to_scan=abc"], "--set: ksm.pages_to_scan: expected an integer 0..4294967295, got 'abc'"),
+    (["run", "x", "--set", "bogus=1"], "ksmtui run: error: --set: bogus: unknown knob; expected one of run, "
+                                       "pages_to_scan"),
+    (["run", "x", "--set", "pages_to_scan=abc"], "--set: ksm.pages_to_scan: expected an integer 0..4294967295, got "
+                                                 "'abc'"),
     (["run", "x", "--set", "max_page_sharing=1"], "--set: ksm.max_page_sharing: expected an integer >= 2, got 1"),
     (["run", "x", "--set", "use_zero_pages"], "--set: expected KNOB=VALUE, got 'use_zero_pages'"),
-    (["run", "x", "--set", "flow=fast"], "--set: engine.flow: expected \"optimized\", \"legacy\" or \"series-v1\", got 'fast'"),
-    (["run", "x", "--flow", "fast"], "argument --flow: expected \"optimized\", \"legacy\" or \"series-v1\", got 'fast'"),
+    (["run", "x", "--set", "flow=fast"], "--set: engine.flow: expected \"optimized\", \"legacy\" or \"series-v1\", "
+                                         "got 'fast'"),
+    (["run", "x", "--flow", "fast"], "argument --flow: expected \"optimized\", \"legacy\" or \"series-v1\", got "
+                                     "'fast'"),
     (["run", "x", "--flow", "legacy", "--set", "flow=optimized"],
      "--set: engine.flow: expected the same flow as --flow legacy, got 'optimized'"),
     (["run", "x", "--full-scans", "0"], "argument --full-scans: expected an integer >= 1, got '0'"),

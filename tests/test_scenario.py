@@ -196,7 +196,8 @@ def test_which_pages_a_write_touches(keys, pages, fraction):
 
 def test_write_fill_keys_and_pools():
     s = with_tables('[[pool]]\nname = "lib"\npages = 3\n', (
-        '[[event]]\naction = "write"\nregion = "r"\nat_ms = 0\nfill = "pool"\npool = "lib"\norder = "shuffled"\noffset = 2\n'))
+        '[[event]]\naction = "write"\nregion = "r"\nat_ms = 0\nfill = "pool"\npool = "lib"\norder = '
+        '"shuffled"\noffset = 2\n'))
     assert s.events[0].fill == Fill("pool", pool="lib", order="shuffled", offset=2)
 
 
@@ -210,7 +211,8 @@ def test_set_event_value_is_parsed_for_its_knob(knob, value, parsed):
 
 
 def test_madvise_and_migrate():
-    s = with_tables('[engine]\nnuma_nodes = 3\n', '[[event]]\naction = "madvise"\nregion = "r"\nadvice = "unmergeable"\nat_ms = 3\n'
+    s = with_tables('[engine]\nnuma_nodes = 3\n', '[[event]]\naction = "madvise"\nregion = "r"\nadvice = '
+                                                  '"unmergeable"\nat_ms = 3\n'
                     '[[event]]\naction = "migrate"\nregion = "r"\nto_node = 2\nfraction = 0.5\nat_ms = 4\n')
     madvise, migrate = s.events
     assert (madvise.advice, madvise.process) == ("unmergeable", "*")
@@ -255,7 +257,8 @@ def test_apply_overrides_replaces_without_touching_the_original():
     (dict(flow="fast"), "--flow: expected"),
     (dict(seed=-1), "--seed: expected an integer 0..18446744073709551615, got -1"),
     (dict(seed=2**64), "--seed: expected an integer 0..18446744073709551615, got 18446744073709551616"),
-    (dict(overrides={"numa_nodes": 1}), "--set: engine.numa_nodes: process 'west' is on node 1; expected numa_nodes > 1"),
+    (dict(overrides={"numa_nodes": 1}), "--set: engine.numa_nodes: process 'west' is on node 1; expected numa_nodes > "
+                                        "1"),
     (dict(overrides={"nope": 1}), "--set: nope: unknown knob"),
     (dict(overrides={"run": 5}), "--set: ksm.run: expected 0, 1 or 2, got 5"),
 ])

@@ -330,7 +330,8 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
 
 
 def test_only_the_sweep_imports_dask():
-    code = ("import sys\nfrom ksmtui.cli import main\nmain(['check', 'default'])\nmain(['run', 'default', '--full-scans', '1'])\n"
+    code = ("import sys\nfrom ksmtui.cli import main\nmain(['check', 'default'])\nmain(['run', 'default', "
+            "'--full-scans', '1'])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "[]"

@@ -356,7 +356,7 @@ def test_o_shows_a_bad_scenario_as_its_one_line(tmp_path):
 
 def test_number_keys_switch_tabs():
     async def test(pilot):
-        for key, tab in zip("234561", ("trees", "chains", "latency", "compare", "processes", "overview")):
+        for key, tab in zip("234561", ("trees", "chains", "latency", "compare", "processes", "overview"), strict=True):
             await press(pilot, key)
             assert pilot.app.query_one(TabbedContent).active == tab
 
@@ -368,7 +368,7 @@ def test_a_focused_tree_does_not_pull_its_tab_back():
         await batches(pilot, 3)
         await press(pilot, "2", "tab")
         assert pilot.app.focused.id == "stable-tree"
-        for key, tab in zip("1345", ("overview", "chains", "latency", "compare")):
+        for key, tab in zip("1345", ("overview", "chains", "latency", "compare"), strict=True):
             await press(pilot, "2", "tab", key)
             assert pilot.app.query_one(TabbedContent).active == tab
         await press(pilot, "2", "tab", "c")

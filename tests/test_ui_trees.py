@@ -44,7 +44,7 @@ def test_rows_show_depth_side_and_colour_as_the_tree_has_them():
             view = node.data
             assert label.startswith(" " * view.depth + (view.side or "·") + (" R " if view.red else " B "))
         # in-order rows of a binary tree: a left child sits above its parent, one level deeper
-        for above, below in zip(stable, stable[1:]):
+        for above, below in zip(stable, stable[1:], strict=False):
             if above.data.side == "L" and above.data.depth == below.data.depth + 1:
                 break
         else:

@@ -34,12 +34,14 @@ def _pid(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description="Capture processes' memory as content hashes (never contents), "
                                       "for ksmtui estimate and for scenarios.")
-    p.add_argument("pids", nargs="*", type=_pid, metavar="PID", help="processes to capture, in the order ksmd visits them")
+    p.add_argument("pids", nargs="*", type=_pid, metavar="PID", help="processes to capture, in the order ksmd visits "
+                                                                     "them")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--mergeable", action="store_true", help="every process registered with KSM")
     which.add_argument("--all", action="store_true", help="every process (but this one)")
     p.add_argument("-o", "--output", type=Path, help="the capture file (default: capture-DATE-TIME.npz)")
-    p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, .toml)")
+    p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, "
+                                                           ".toml)")
     p.add_argument("--merge-any", action="store_true",
                    help="the scenario counts memory no one marked mergeable, as if every process set merge-any")
     return p
@@ -70,7 +72,8 @@ def main(argv: list[str]) -> int:
     else:
         pids = mergeable_pids() if opts.mergeable else all_pids()
         if not pids:
-            raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to capture") from None
+            raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to "
+                                                                                        "capture") from None
     try:
         cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty())
     except (CaptureDenied, NoSuchProcess) as e:

@@ -91,10 +91,12 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
         rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
-    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
+    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=False)]
     c = e.cost
-    lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at pages_to_scan "
-              f"{knobs['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU {_seconds(c.get('ksmd_cpu_s'))}"
+    lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at "
+                  "pages_to_scan "
+              f"{knobs['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU "
+              f"{_seconds(c.get('ksmd_cpu_s'))}"
               + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)" if c.get("cpu_share") is not None and c.get("wall_s") else "")]
     for i, p in enumerate(c["passes"]):
         calls = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in p["calls"].items() if v)
@@ -103,7 +105,8 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns ({src})" for k, src in c["costs"]["paths"].items())
     lines.append(f"  per call: {paths}")
     lines.append(f"  measured: {c['costs']['measured']}" if c["costs"]["measured"] else
-                 "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this machine's)")
+                 "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this "
+                 "machine's)")
     return "\n".join(lines) + "\n"
 
 

@@ -289,7 +289,7 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
 def _concat(parts: list[tuple]) -> tuple:
     if not parts:
         return np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, bool), np.empty(0, np.int64)
-    return tuple(np.concatenate(column) for column in zip(*parts))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=False))
 
 
 def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarray, pageflags: PageFlags,

@@ -211,7 +211,7 @@ class KernelRun:
         for p in self.procs.values():
             p.conn.close()
         self.procs.clear()
-        for pid, pidfd in reversed(self.pidfds.items()):  # forked children before their parents
+        for pidfd in reversed(self.pidfds.values()):  # forked children before their parents
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:

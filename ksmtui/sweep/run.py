@@ -168,7 +168,8 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
             raise GridError(f"--set: {knob} given twice; list its values in one --set {knob}=V1,V2")
         grid[knob] = parse_values("--set", knob, text)
     if grid.get("latency", ["model"]) != ["model"]:
-        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
+        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by '
+                        'run')
     flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
     seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
     count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
@@ -176,11 +177,12 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
         raise GridError(f"the grid has {count:,} runs; expected at most {MAX_RUNS:,}")
     tasks = []
     for index, (combo, flow, seed) in enumerate(itertools.product(itertools.product(*grid.values()), flows, seeds)):
-        knobs = tuple(zip(grid, combo))
+        knobs = tuple(zip(grid, combo, strict=True))
         try:
             apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
         except ScenarioError as e:
-            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: {e.message}") from None
+            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: "
+                            f"{e.message}") from None
         tasks.append(Task(index, knobs, flow, seed))
     return tasks
 
@@ -261,7 +263,7 @@ def _series(times: list[int], values: list[int]) -> list[list[int]]:
     """At most SERIES_POINTS [ms, saving] points: the saving at evenly spaced simulated times."""
     end = times[-1]
     if end == 0 or len(times) <= SERIES_POINTS:
-        return [[t // 1_000_000, v] for t, v in zip(times, values)]
+        return [[t // 1_000_000, v] for t, v in zip(times, values, strict=False)]
     out, i = [], 0
     for k in range(SERIES_POINTS):
         at = end * k // (SERIES_POINTS - 1)

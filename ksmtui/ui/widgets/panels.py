@@ -404,7 +404,7 @@ class LatencyPanel(Panel):
         hists = [self.query_one(f"#hist-{path}", TextView) for path in PATHS]
         titles = _titles([latency_title(p, self.counts(view)[p], window) for p in PATHS],
                          min(h.content_region.width for h in hists))
-        for path, hist, title in zip(PATHS, hists, titles):
+        for path, hist, title in zip(PATHS, hists, titles, strict=False):
             # Rows of the buckets seen since the start: the panel keeps its height as the window rolls.
             span = view.snapshot.latency[path]
             hist.show("\n".join([title, *hist_lines(self.counts(view)[path], bar_width(hist, HIST_FIXED), span)]))
@@ -492,7 +492,7 @@ class ComparePanel(Panel):
         rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
-        for side, label, snap in zip(("before", "after"), labels, view.snapshots):
+        for side, label, snap in zip(("before", "after"), labels, view.snapshots, strict=False):
             for path in PATHS:
                 counts = snap.latency[path]
                 hist = self.query_one(f"#cmp-{side}-{path}", TextView)
