@@ -131,7 +131,8 @@ class Capture:
         for reason, name in REASONS.items():
             sel = self.vma_reason == reason
             if sel.any():
-                out[name] = {"vmas": int(sel.sum()), "mapped_bytes": int((self.vma_end[sel] - self.vma_start[sel]).sum()),
+                out[name] = {"vmas": int(sel.sum()),
+                             "mapped_bytes": int((self.vma_end[sel] - self.vma_start[sel]).sum()),
                              "pages": int(scanned[sel].sum()) if reason in CAPTURED_REASONS else None}
         return out
 
@@ -279,7 +280,8 @@ def load(path: str | Path) -> Capture:
         raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
     if "page_frame" not in arrays:
         arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
-    cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
+    cap = Capture(meta=meta, path=path.resolve(),
+                  **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
     _check(cap, where, page_size)
     return cap
 

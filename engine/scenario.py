@@ -403,7 +403,8 @@ class _Loader:
     # -- the whole file ---------------------------------------------------------------------------
     def scenario(self, data: dict) -> Scenario:
         file = self.file
-        top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process", "event", "stop"))
+        top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process",
+                                      "event", "stop"))
         name = top.shown_name("name")
         if not name.strip():
             raise top.error("name", "expected a non-empty string")
@@ -456,7 +457,8 @@ class _Loader:
                 raise t.error("region", "missing; expected at least one [[process.region]]")
             regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
-                r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
+                r = _Table(self.file, f"process[{i}].region[{j}]", raw_r,
+                           ("name", "pages", "mergeable", *ALL_FILL_KEYS))
                 rname, rpages = r.name_(), r.integer("pages", low=1)
                 region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
                 if region.name in regions:
@@ -474,7 +476,8 @@ class _Loader:
         return tuple(processes)
 
     # -- events -----------------------------------------------------------------------------------
-    def events(self, top: _Table, processes: tuple[Process, ...], pools: dict[str, Pool], numa_nodes: int) -> tuple[Event, ...]:
+    def events(self, top: _Table, processes: tuple[Process, ...], pools: dict[str, Pool],
+               numa_nodes: int) -> tuple[Event, ...]:
         raw_list = top.tables("event")
         tables = []
         for i, raw in enumerate(raw_list):
@@ -548,7 +551,8 @@ class _Loader:
         if repeat_ms is not None and action in ("fork", "exit"):
             raise t.error("repeat_ms", f"a process can {action} only once; expected no repeat_ms on {action}")
 
-        event = partial(Event, index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans, repeat_ms=repeat_ms,
+        event = partial(Event, index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans,
+                        repeat_ms=repeat_ms,
                         until_ms=until_ms)
         if action == "set":
             knob = t.string("knob")
@@ -639,7 +643,8 @@ class _Loader:
                                          f"{page_size}; expected at most {MAX_BYTES >> 30} GiB")
         # Pages of their own contents: random fills, and captured ones (one content per hash at most).
         random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind in ("random", "capture"))
-        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
+        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages,
+                             list(files.values()))
         have = available_memory()
         if have is not None and need > have:
             raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} "

@@ -71,7 +71,8 @@ def test_the_fleet_mixes_paths():
 
 
 def test_tiny_run_prints_every_row(capsys):
-    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds", "0.3"]) == 0
+    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds",
+                 "0.3"]) == 0
     out = capsys.readouterr().out
     for title in WORKLOADS.values():
         assert out.count(title) == 2  # the throughput table and the memory lines

@@ -132,7 +132,8 @@ def test_numa_keeps_per_node_trees_then_chains_migrated_pages():
     sim.run(full_scans=4)
     snap = sim.snapshot(tree_limit=10_000)
     assert Counter(node.nid for node in snap.stable_tree) == {0: 256, 1: 256}
-    assert (snap.counters["pages_shared"], snap.counters["pages_sharing"], snap.counters["stable_node_chains"]) == (512, 512, 0)
+    assert (snap.counters["pages_shared"], snap.counters["pages_sharing"],
+            snap.counters["stable_node_chains"]) == (512, 512, 0)
     sim.run()
     snap = sim.snapshot(tree_limit=10_000)
     assert Counter((node.nid, node.kind) for node in snap.stable_tree) == {(0, "chain"): 256}

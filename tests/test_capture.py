@@ -29,7 +29,8 @@ from engine.sim import Simulation
 from ksmtui.cli import main as cli
 
 KNOBS = {k: v.default for k, v in KSM_KNOBS.items()}
-SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit")
+SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+           "general_profit")
 PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 
 

@@ -30,7 +30,8 @@ from tests.engine_helpers import proc, region, scenario
 
 pytestmark = pytest.mark.kernel
 
-SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit")
+SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+           "general_profit")
 PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 FAST = {"pages_to_scan": 5000, "sleep_millisecs": 20}
 

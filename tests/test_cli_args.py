@@ -72,7 +72,8 @@ EVERY_COMMAND = [  # (command, argv, every attribute of its Options): what it ta
 ]
 
 
-@pytest.mark.parametrize("command,argv,expected", EVERY_COMMAND, ids=[f"{c} {' '.join(a)}" for c, a, _ in EVERY_COMMAND])
+@pytest.mark.parametrize("command,argv,expected", EVERY_COMMAND, ids=[f"{c} {' '.join(a)}" for c, a,
+                                                                      _ in EVERY_COMMAND])
 def test_every_command_gets_every_attribute(command, argv, expected):
     """The commands share one Options: each gets every attribute, set from its own options or unset."""
     assert dataclasses.asdict(parse_args(command, argv)) == {"command": command, **expected}

@@ -218,7 +218,8 @@ def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
     clock = iter(range(0, 100, 1))
     monkeypatch.setattr(common.time, "monotonic", lambda: next(clock))
     written = []
-    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda s, t: written.append(t), "flush": lambda s: None})())
+    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda s, t: written.append(t),
+                                                      "flush": lambda s: None})())
     progress = common.Progress("small", "4 full scans", enabled=True)
     sim = Simulation(load_scenario(small))
     sim.step_full_scan()

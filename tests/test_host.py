@@ -325,7 +325,8 @@ def test_a_row_carries_its_unit_read_when_new_and_at_every_full_look(tmp_path, m
     with HostSampler(0.1, trace=False) as sampler:
         rows = sampler.sample().processes
         assert rows["11"]["unit"] == {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator",
-                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice", "vm": "g1.lab"}
+                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice",
+                                      "vm": "g1.lab"}
         assert "unit" not in rows["13"]  # no /proc/13/cgroup: gone as far as the unit goes
         (proc / "11" / "cgroup").write_text("0::/system.slice/other.service\n")  # moved
         for _ in range(1, host.FULL_EVERY):

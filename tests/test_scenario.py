@@ -312,17 +312,20 @@ names = st.text("abcdefghijklmnopqrstuvwxyz0123456789_.", min_size=1, max_size=8
 def scenarios(draw):
     pools = [{"name": f"pool{i}", "pages": draw(st.integers(1, 50))} for i in range(draw(st.integers(0, 2)))]
     numa = draw(st.integers(1, 3))
-    fills = [st.just({}), st.just({"fill": "zero"}), st.builds(lambda b: {"fill": "byte", "byte": b}, st.integers(0, 255))]
+    fills = [st.just({}), st.just({"fill": "zero"}), st.builds(lambda b: {"fill": "byte", "byte": b}, st.integers(0,
+                                                                                                                  255))]
     if pools:
         fills.append(st.builds(lambda p, o, off: {"fill": "pool", "pool": p, "order": o, "offset": off},
                                st.sampled_from([p["name"] for p in pools]), st.sampled_from(["sequential", "shuffled"]),
                                st.integers(0, 100)))
     processes = []
     for i, pname in enumerate(draw(st.lists(names, min_size=1, max_size=3, unique=True))):
-        regions = [{"name": r, "pages": draw(st.integers(1, 40)), "mergeable": draw(st.booleans()), **draw(st.one_of(fills))}
+        regions = [{"name": r, "pages": draw(st.integers(1, 40)), "mergeable": draw(st.booleans()),
+                    **draw(st.one_of(fills))}
                    for r in draw(st.lists(names, min_size=1, max_size=3, unique=True))]
         # Suffixes keep expanded NAME-i names apart from other processes' names.
-        processes.append({"name": f"{pname}_{i}", "count": draw(st.integers(1, 3)), "node": draw(st.integers(0, numa - 1)),
+        processes.append({"name": f"{pname}_{i}", "count": draw(st.integers(1, 3)), "node": draw(st.integers(0,
+                                                                                                             numa - 1)),
                           "merge_any": draw(st.booleans()), "region": regions})
     events = []
     for _ in range(draw(st.integers(0, 4))):
@@ -343,9 +346,11 @@ def scenarios(draw):
         elif action == "exit":
             event["process"] = glob
         elif action == "madvise":
-            event |= {"process": glob, "region": region["name"], "advice": draw(st.sampled_from(["mergeable", "unmergeable"]))}
+            event |= {"process": glob, "region": region["name"], "advice": draw(st.sampled_from(["mergeable",
+                                                                                                 "unmergeable"]))}
         elif action == "set":
-            event |= draw(st.sampled_from([{"knob": "pages_to_scan", "value": 50}, {"knob": "use_zero_pages", "value": 1},
+            event |= draw(st.sampled_from([{"knob": "pages_to_scan", "value": 50}, {"knob": "use_zero_pages",
+                                                                                    "value": 1},
                                            {"knob": "flow", "value": "legacy"}, {"knob": "run", "value": 2}]))
         else:
             event |= {"process": glob, "region": region["name"], "to_node": draw(st.integers(0, numa - 1))}

@@ -158,7 +158,8 @@ def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path, monkeypatch)
 
 
 def test_the_front_is_what_no_other_run_beats_on_both_saving_and_cpu():
-    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8, 6.0))]
+    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8,
+                                                                                                                6.0))]
     sweep.mark_front(runs)
     assert [r["front"] for r in runs] == [True, True, True, True, False, False]
 

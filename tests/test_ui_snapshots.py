@@ -37,7 +37,8 @@ class TestViews:
         assert snap_compare(make_app(), terminal_size=(160, 50), run_before=after("c", 30))
 
     def test_tree_detail_view(self, snap_compare):
-        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "2", "tab", "down", "down", "enter"))
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "2", "tab", "down", "down",
+                                                                                  "enter"))
 
     def test_trees_after_a_single_step_show_its_walks(self, snap_compare):
         # the 12th step of the tenth pass walks the unstable tree four levels deep

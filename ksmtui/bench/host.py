@@ -93,5 +93,6 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
             helper.stdin.close()
             helper.wait(timeout=60)
     return {"processes": processes, "merge_any": len(range(0, processes, merge_any_every)) if merge_any_every else 0,
-            "known_to_ksm": len(last.processes) if last else 0, "samples": count, "cpu_s": cpu, "wall_s": wall, "share": cpu / wall,
+            "known_to_ksm": len(last.processes) if last else 0, "samples": count, "cpu_s": cpu, "wall_s": wall,
+            "share": cpu / wall,
             "traced": not note, "trace_note": note}

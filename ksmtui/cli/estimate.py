@@ -75,7 +75,8 @@ def _seconds(s: float | None) -> str:
 
 
 def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
-    ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in ("max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs"))
+    ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in ("max_page_sharing", "use_zero_pages", "pages_to_scan",
+                                                     "sleep_millisecs"))
     scope = "every compatible VMA (as with merge-any)" if merge_any else "the VMAs KSM may merge now"
     lines = [f"{path}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", "",
              "settled state, as `grep . /sys/kernel/mm/ksm/*` would show it:"]
@@ -84,13 +85,15 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     lines.append(f"memory saved: {saved:,} pages ({saved * e.page_size / 2**20:,.1f} MiB), "
                  f"general_profit {e.ksm['general_profit'] / 2**20:,.1f} MiB after {e.rmap_items:,} rmap_items")
     lines += ["", "per process, as /proc/PID/ksm_stat would show it, and with whom it would share KSM pages:"]
-    head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages", "shares KSM pages with")
+    head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages",
+            "shares KSM pages with")
     rows = [head]
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
         rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
-                     f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
+                     f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}",
+                     shares or "-"))
     lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=False)]
     c = e.cost
     lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at "
@@ -102,7 +105,8 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
         calls = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in p["calls"].items() if v)
         lines.append(f"  pass {i + 1}: {p['pages']:,} pages in {p['batches']:,} batches ({calls}): "
                      f"{_seconds(p['wall_s'])}, ksmd CPU {_seconds(p['ksmd_cpu_s'])}")
-    paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns ({src})" for k, src in c["costs"]["paths"].items())
+    paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns ({src})"
+                      for k, src in c["costs"]["paths"].items())
     lines.append(f"  per call: {paths}")
     lines.append(f"  measured: {c['costs']['measured']}" if c["costs"]["measured"] else
                  "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this "

@@ -178,7 +178,8 @@ class ProcCapture:
     comm: str
     merge_any: bool
     ksm_zero_pages: int
-    vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # vma, page indexes, digests, zero page?, frame
+    # vma, page indexes, digests, zero page?, frame
+    vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     pages: int = 0
     notes: list[str] = field(default_factory=list)
 

@@ -50,7 +50,8 @@ def table(rows: Sequence[Sequence[object]], left: int = 1) -> list[str]:
     cells = [[c if isinstance(c, str) else f"{c:,}" for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     return [
-        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))).rstrip()
+        "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(row, widths, strict=False))).rstrip()
         for row in cells
     ]
 

@@ -379,7 +379,8 @@ class HostKnobsScreen(ModalScreen[None]):
             with Grid(id="knobs-grid"):
                 for name, value in self._view.sample.knobs.items():
                     yield Label(name, classes="knob-name")
-                    yield Input(str(value), id=f"knob-{name}", classes="knob-input", disabled=self._readonly is not None)
+                    yield Input(str(value), id=f"knob-{name}", classes="knob-input",
+                                disabled=self._readonly is not None)
                     yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
             yield Label("", id="knobs-confirm", markup=False)
 

@@ -98,7 +98,8 @@ class SweepApp(App):
                           Text(FRONT if r["front"] else "", justify="center"),
                           Text(saving_cells(r["series"], end, low, high, self.SPARK_WIDTH)),
                           Text(f"{r['saving'] / MIB:,.2f}", justify="right"),
-                          Text(_ms(r["time_to_90_ms"]), justify="right"), Text(_ms(r["time_to_100_ms"]), justify="right"),
+                          Text(_ms(r["time_to_90_ms"]), justify="right"),
+                          Text(_ms(r["time_to_100_ms"]), justify="right"),
                           Text(f"{r['ksmd_cpu_ms']:,.1f}", justify="right"),
                           Text(f"{r['ksmd_cpu_percent']:.1f}", justify="right"))
         self.draw_front()

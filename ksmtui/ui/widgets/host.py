@@ -128,7 +128,8 @@ def outcome_lines(view: HostView) -> list[str]:
     m, counts = t["merges"], t["counts"]
     rows = [["since the first sample", "events", "last sample"],
             ["stable-tree merges (into a KSM page)", m.get("stable", 0), s.trace["merges"].get("stable", 0)],
-            ["unstable-tree pairings (new KSM page)", m.get("unstable_pairs", 0), s.trace["merges"].get("unstable_pairs", 0)],
+            ["unstable-tree pairings (new KSM page)", m.get("unstable_pairs", 0),
+             s.trace["merges"].get("unstable_pairs", 0)],
             ["zero-page merges (ksm_merge_one_page)", m.get("zero_page", 0), s.trace["merges"].get("zero_page", 0)]]
     for name in ("ksm_remove_ksm_page", "ksm_remove_rmap_item", "ksm_enter", "ksm_exit", "ksm_start_scan",
                  "ksm_stop_scan", "ksm_advisor"):

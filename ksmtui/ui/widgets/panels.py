@@ -489,7 +489,8 @@ class ComparePanel(Panel):
                                        for name in COMPARE_COUNTERS)])
         rows += ["", "latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
                  *latency_change_lines(before, after)]
-        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
+        rows += ["", "work done, by the path of the call (saved = Before - After):",
+                 *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
         for side, label, snap in zip(("before", "after"), labels, view.snapshots, strict=False):
