@@ -472,7 +472,8 @@ class Ksm:
     def stable_node_dup(self, chain: StableNode, root: RbRoot, prune: bool):
         """Pick a dup of a chain. Returns (tree pfn, dup, node) where node may be the collapsed dup."""
         legacy = self.flow == "legacy"
-        if prune and self.now_ns >= chain.chain_prune_time + self.knobs["stable_node_chains_prune_millisecs"] * 1_000_000:
+        if prune and (self.now_ns >= chain.chain_prune_time
+                      + self.knobs["stable_node_chains_prune_millisecs"] * 1_000_000):
             chain.chain_prune_time = self.now_ns
         else:
             prune = False

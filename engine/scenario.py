@@ -737,7 +737,8 @@ def _nesting_error(text: str) -> str | None:
         elif c == "," and stack and stack[-1] == "{":
             in_key, dots = True, 0
         if len(stack) + dots + 1 > MAX_DEPTH:
-            return f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); expected a scenario (at most {MAX_DEPTH})"
+            return (f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); "
+                    f"expected a scenario (at most {MAX_DEPTH})")
     return None
 
 

@@ -185,7 +185,8 @@ class Snapshot:
     last_step: StepInfo | None
     events_done: int
     events_pending: int
-    work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))  # path -> work as above
+    # path -> work as above
+    work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     stable_offset: int = 0  # in-order rank of stable_tree[0] (the migrating nodes come last)
     unstable_offset: int = 0
     last_walk: tuple[WalkStep, ...] = ()  # the tree walks of the last single step (s)

@@ -191,7 +191,8 @@ def test_a_corrupt_member_is_one_line(tmp_path):
 
 def test_scenario_fill_capture_errors(tmp_path):
     path = _capture_file(tmp_path)
-    base = f'name = "t"\n[[process]]\nname = "a"\n[[process.region]]\nname = "r"\nfill = "capture"\ncapture = "{path.name}"\n'
+    base = (f'name = "t"\n[[process]]\nname = "a"\n[[process.region]]\nname = "r"\nfill = "capture"\n'
+            f'capture = "{path.name}"\n')
     for extra, message in [
         ('pages = 3\npid = 1\nvma = "0x10000000"\n', None),
         ('pages = 2\npid = 1\nvma = "0x10000000"\n', "process[0].region[0].pages: the VMA at 0x10000000 of process 1 "

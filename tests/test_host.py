@@ -185,7 +185,8 @@ def test_without_tracefs_the_panels_that_need_it_say_why(monkeypatch, tmp_path):
     monkeypatch.setattr(sysfs, "TRACEFS", tmp_path / "tracing")
     with HostSampler(0.1) as sampler:
         s = sampler.sample()
-    reason = "the ksm tracepoints need root (tracefs)" if not ROOT else f"tracefs is not mounted at {tmp_path / 'tracing'}"
+    reason = ("the ksm tracepoints need root (tracefs)" if not ROOT
+              else f"tracefs is not mounted at {tmp_path / 'tracing'}")
     assert s.trace is None and s.trace_note == reason
     history = HostHistory()
     history.add(s)
@@ -264,7 +265,8 @@ def test_a_bad_recording_is_one_line_naming_the_file_and_where(tmp_path, capsys,
 
 def test_replay_of_a_missing_file(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "none.jsonl")]) == 2
-    assert capsys.readouterr().err == f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: line 0: No such file or directory\n"
+    assert capsys.readouterr().err == (f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: line 0: "
+                                       "No such file or directory\n")
 
 
 # ---------------------------------------------------------------- what the view derives --

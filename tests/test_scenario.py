@@ -332,7 +332,8 @@ def scenarios(draw):
         p = draw(st.sampled_from(processes))
         glob = p["name"] + ("-*" if p["count"] > 1 else "")
         region = draw(st.sampled_from(p["region"]))
-        trigger = draw(st.sampled_from([{"at_ms": draw(st.integers(0, 10_000))}, {"at_full_scans": draw(st.integers(0, 20))}]))
+        trigger = draw(st.sampled_from([{"at_ms": draw(st.integers(0, 10_000))},
+                                        {"at_full_scans": draw(st.integers(0, 20))}]))
         action = draw(st.sampled_from(["write", "exit", "madvise", "set", "migrate", "fork"]))
         event = {"action": action, **trigger}
         if action == "fork":
@@ -342,7 +343,8 @@ def scenarios(draw):
             event |= {"process": glob, "region": region["name"], **draw(st.one_of(fills))}
             event |= draw(st.sampled_from([{}, {"pages": 1}, {"pages": [0, region["pages"]]}, {"fraction": 0.5}]))
             if "at_ms" in trigger and draw(st.booleans()):
-                event |= {"repeat_ms": draw(st.integers(1, 1000)), "until_ms": trigger["at_ms"] + draw(st.integers(0, 5000))}
+                event |= {"repeat_ms": draw(st.integers(1, 1000)),
+                          "until_ms": trigger["at_ms"] + draw(st.integers(0, 5000))}
         elif action == "exit":
             event["process"] = glob
         elif action == "madvise":
@@ -369,7 +371,9 @@ def scenarios(draw):
 def test_random_valid_scenarios_load(data):
     s = parse(to_toml(data))
     assert [p.name for p in s.processes] == [p["name"] for p in data["process"]]
-    assert [[r.pages for r in p.regions] for p in s.processes] == [[r["pages"] for r in p["region"]] for p in data["process"]]
+    assert [[r.pages for r in p.regions] for p in s.processes] == [[r["pages"] for r in p["region"]]
+                                                                  for p in data["process"]]
     assert [e.action for e in s.events] == [e["action"] for e in data["event"]]
-    assert [e.child for e in s.events if e.action == "fork"] == [e["child"] for e in data["event"] if e["action"] == "fork"]
+    assert [e.child for e in s.events if e.action == "fork"] == [e["child"] for e in data["event"]
+                                                                if e["action"] == "fork"]
     assert s.ksm["max_page_sharing"] == data["ksm"]["max_page_sharing"] and s.page_size == data["page_size"]

@@ -156,7 +156,8 @@ def run(opts: argparse.Namespace) -> int:
                     failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
     saved = ""
     for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path, each size kept
-        measured = {r.workload: statistics.median(ks) for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
+        measured = {r.workload: statistics.median(ks)
+                    for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
         if measured:
             from ksmtui.bench import costs as ksmd_costs
 

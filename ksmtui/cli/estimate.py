@@ -100,7 +100,8 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
                   "pages_to_scan "
               f"{knobs['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU "
               f"{_seconds(c.get('ksmd_cpu_s'))}"
-              + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)" if c.get("cpu_share") is not None and c.get("wall_s") else "")]
+              + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)"
+                 if c.get("cpu_share") is not None and c.get("wall_s") else "")]
     for i, p in enumerate(c["passes"]):
         calls = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in p["calls"].items() if v)
         lines.append(f"  pass {i + 1}: {p['pages']:,} pages in {p['batches']:,} batches ({calls}): "
