@@ -217,6 +217,13 @@ def test_a_worker_killed_mid_sweep_loses_nothing(small):
     assert results == sequential(small, tasks, stop)
 
 
+def cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.NoSuchProcess:  # a short-lived child (zombies too) that ended since it was listed
+        return ""
+
+
 def catches_sigint(pid):
     with open(f"/proc/{pid}/status") as f:
         caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
@@ -241,15 +248,15 @@ def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
         while spawning them, so that they inherit SIG_IGN); and a run is in flight: run_one works in
         a ksmtui-sweep-* directory of TMPDIR while it runs."""
         nonlocal workers
-        workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        workers = [p for p in parent.children(recursive=True) if "spawn_main" in cmdline(p)]
         return len(workers) == 2 and catches_sigint(proc.pid) and any(runs_dir.glob("ksmtui-sweep-*"))
 
     try:
         deadline = time.monotonic() + 120
-        while not in_flight():
-            assert proc.poll() is None, f"the sweep ended before a run was in flight: {proc.communicate()}"
+        while proc.poll() is None and not in_flight():
             assert time.monotonic() < deadline, "no sweep run in flight after 120 s"
             time.sleep(0.05)
+        assert proc.poll() is None, f"the sweep ended before a run was in flight: {proc.communicate()}"
         os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
         out, err = proc.communicate(timeout=120)
     finally:
