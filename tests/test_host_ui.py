@@ -184,3 +184,23 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
             assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
 
     asyncio.run(body())
+
+
+@asyncio_test
+async def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_after_y():
+    from textual.widgets import Label
+
+    app = make_app()
+    app._knobs_writable = lambda: None  # as if live and root: nothing is written without y
+    async with app.run_test(size=(120, 40)) as pilot:
+        await after("k")(pilot)
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
+        names = [str(label.render()) for label in screen.query(".knob-name")]
+        assert names[:3] == ["run", "pages_to_scan", "sleep_millisecs"]
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        await pilot.press("1", "enter")  # the value shown is selected: typing replaces it
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == \
+            "write '1' to /sys/kernel/mm/ksm/run on this machine? y / n"
+        await pilot.press("n")
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == "not written"

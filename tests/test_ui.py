@@ -657,3 +657,21 @@ def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
         assert pilot.app.view.snapshot.knobs["pages_to_scan"] != 500  # retuned, silently
 
     run(test)
+
+
+def test_the_knobs_screen_reopens_on_run_so_typing_never_lands_in_another_field():
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = pilot.app.screen
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        screen.query_one("#knob-advisor_max_pages_to_scan", Input).focus()
+        await press(pilot, "3")  # typed, never applied
+        await press(pilot, "escape", "k")
+        assert pilot.app.screen is screen
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        assert screen.query_one("#knob-advisor_max_pages_to_scan", Input).value == "30000"
+        await press(pilot, "0", "enter")  # the value shown is selected: typing replaces it
+        knobs = pilot.app.view.snapshot.knobs
+        assert knobs["run"] == 0 and knobs["advisor_max_pages_to_scan"] == 30000
+
+    run(test)

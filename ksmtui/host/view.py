@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.knobs import KSM_KNOBS
 from ksmtui.host.sampler import HostSample
 from ksmtui.text.units import MIB
 
@@ -102,6 +103,13 @@ class HostView:
             secs = n * (sum(p.seconds for p in self.passes[-3:]) / 3)
             return f"converging: {d2:+,} last pass; settles in ~{n} passes (~{secs:,.0f} s, est.)"
         return f"not settling yet: pages_sharing {d1:+,} then {d2:+,}"
+
+
+def knobs_in_order(knobs: Mapping[str, int | str]) -> list[tuple[str, int | str]]:
+    """The knobs in the model's order (run first, as engine.knobs lists them), then any file this
+    kernel has that the model does not know, by name: the host and the model list them alike."""
+    known = [(n, knobs[n]) for n in KSM_KNOBS if n in knobs]
+    return known + sorted((n, v) for n, v in knobs.items() if n not in KSM_KNOBS)
 
 
 def process_ratio(row: Mapping) -> float | None:

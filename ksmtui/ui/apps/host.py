@@ -28,7 +28,7 @@ from engine.knobs import KSM_KNOBS, KnobError
 from ksmtui.host import sysfs
 from ksmtui.host.recording import REPLAY_SPEEDS
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
-from ksmtui.host.view import HostHistory, HostView
+from ksmtui.host.view import HostHistory, HostView, knobs_in_order
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
@@ -377,11 +377,19 @@ class HostKnobsScreen(ModalScreen[None]):
         with Vertical(id="knobs-box"):
             yield Static(title, id="knobs-title", markup=False)
             with Grid(id="knobs-grid"):
-                for name, value in self._view.sample.knobs.items():
+                for name, value in knobs_in_order(self._view.sample.knobs):
                     yield Label(name, classes="knob-name")
                     yield Input(str(value), id=f"knob-{name}", classes="knob-input", disabled=self._readonly is not None)
                     yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
             yield Label("", id="knobs-confirm", markup=False)
+
+    def on_mount(self) -> None:
+        """The focus on the first field (run) with its value selected: what is typed replaces run's
+        value, never lands in another field, and is written only after y."""
+        fields = self.query(Input)
+        if fields and not self._readonly:
+            self.set_focus(fields.first())
+            fields.first().select_all()
 
     def update_from(self, view: HostView) -> None:
         for name, value in view.sample.knobs.items():

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.css.scalar import Scalar
 from textual.widgets import Static
 
-from ksmtui.host.view import HostView
+from ksmtui.host.view import HostView, knobs_in_order
 from ksmtui.text.render import progress_bar, sparkline
 from ksmtui.text.report import table
 from ksmtui.text.units import MIB
@@ -218,8 +218,8 @@ class HostKnobsPanel(Panel):
         return tuple(view.sample.knobs.items())
 
     def draw(self, view: HostView) -> None:
-        knobs = view.sample.knobs
-        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs.items()))
+        knobs = knobs_in_order(view.sample.knobs)
+        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs))
 
 
 class HostOutcomesPanel(Panel):
