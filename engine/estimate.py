@@ -181,7 +181,7 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged})
     if ksm_zero:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    cost = _settle_cost(per_pass, costs, source, knobs, notes)
+    cost = _settle_cost(per_pass, costs, source, knobs)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
@@ -198,17 +198,38 @@ def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: s
     return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else ""}
 
 
-def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, notes: list[str]) -> dict:
+def not_merging(knobs: dict) -> str | None:
+    """Why ksmd merges nothing under these knobs (None: it scans and merges)."""
+    run = int(knobs.get("run", 1))
+    if run == 0:
+        return "ksmd is not running (run 0): nothing is scanned and nothing merges"
+    if run == 2:
+        return "ksmd unmerges every KSM page and stops (run 2): nothing stays merged"
+    knob = "advisor_min_pages_to_scan" if knobs.get("advisor_mode", "none") != "none" else "pages_to_scan"
+    if int(knobs[knob]) == 0:
+        return f"ksmd wakes every sleep_millisecs but scans nothing ({knob} 0): nothing merges"
+    return None
+
+
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
     passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
            "costs": source, "passes": passes}
     if knobs.get("advisor_mode", "none") != "none":
-        notes.append("advisor_mode=scan-time changes pages_to_scan as it goes; the times assume pages_to_scan "
-                     f"stays {pts}")
-    if pts == 0 and per_pass:
-        notes.append("pages_to_scan is 0: ksmd scans nothing and never gets there")
-        out.update(wall_s=None, ksmd_cpu_s=None)
+        # The model does not run the advisor here: it times the passes at the pages_to_scan the
+        # advisor starts from (the kernel sets advisor_min_pages_to_scan when advisor_mode is
+        # written, as engine.sim does), which the advisor raises when a pass is too slow.
+        pts = int(knobs["advisor_min_pages_to_scan"])
+        out["advisor"] = (f"advisor_mode scan-time sets pages_to_scan as ksmd goes (between "
+                          f"advisor_min_pages_to_scan {pts:,} and advisor_max_pages_to_scan "
+                          f"{int(knobs['advisor_max_pages_to_scan']):,}, aiming at a full scan in "
+                          f"advisor_target_scan_time {knobs['advisor_target_scan_time']} s); these times "
+                          f"assume it stays at {pts:,}, where the advisor starts")
+    out["pages_to_scan"] = pts
+    reason = not_merging(knobs)
+    if reason is not None and per_pass:
+        out.update(wall_s=None, ksmd_cpu_s=None, not_merging=reason, full_scans=0)
         return out
     wall_ns = cpu_total = 0.0
     for calls in per_pass:

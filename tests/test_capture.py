@@ -404,3 +404,38 @@ def test_the_scenario_of_fork_shared_pages_settles_alike(tmp_path):
     est = estimate(cap, KNOBS)
     model = model_of(cap, tmp_path / "c.npz", {**KNOBS, "pages_to_scan": 1000}, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    (["run=0"], "ksmd is not running (run 0): nothing is scanned and nothing merges."),
+    (["run=2"], "ksmd unmerges every KSM page and stops (run 2): nothing stays merged."),
+    (["pages_to_scan=0"], "scans nothing (pages_to_scan 0): nothing merges."),
+])
+def test_estimate_says_nothing_merges_when_ksmd_does_not_scan(tmp_path, capsys, settings, says):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), *(a for s in settings for a in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert says in out and "KSM would settle to this state" in out
+    knob = settings[0].split("=")[0]
+    assert f"getting there: never ({knob} {settings[0].split('=')[1]})" in out
+    assert "full scans" not in out and "settled state," not in out
+    assert cli(["estimate", str(path), "--json", *(a for s in settings for a in ("--set", s))]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["wall_s"] is None and cost["full_scans"] == 0 and says.rstrip(".") in cost["not_merging"]
+
+
+def test_estimate_with_the_advisor_times_the_passes_where_it_starts_and_says_so(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "advisor_mode=scan-time", "--set", "pages_to_scan=100"]) == 0
+    out = capsys.readouterr().out
+    assert "at pages_to_scan 500 and" in out and "at pages_to_scan 100" not in out
+    assert "advisor_mode scan-time sets pages_to_scan as ksmd goes" in out and "assume it stays at 500" in out
+    cost = estimate(fmt.load(path), {**KNOBS, "advisor_mode": "scan-time", "advisor_min_pages_to_scan": 1}).cost
+    assert [p["batches"] for p in cost["passes"]] == [4, 4]  # 3 pages, one a batch, and the batch meeting the end
+
+
+def test_estimate_at_run_1_says_how_long_getting_there_takes(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "run=1"]) == 0
+    out = capsys.readouterr().out
+    assert "settled state, as" in out and "getting there: 2 full scans" in out and "nothing merges" not in out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -75,10 +76,20 @@ def _seconds(s: float | None) -> str:
 
 
 def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
-    ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in ("max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs"))
+    shown = ("run", "max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs")
+    ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in shown + (("advisor_mode",) if knobs["advisor_mode"] != "none" else ()))
     scope = "every compatible VMA (as with merge-any)" if merge_any else "the VMAs KSM may merge now"
-    lines = [f"{path}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", "",
-             "settled state, as `grep . /sys/kernel/mm/ksm/*` would show it:"]
+    c = e.cost
+    stopped = c.get("not_merging")
+    lines = [f"{path}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", ""]
+    if stopped:
+        named = re.search(r"\((\w+) \d\)", stopped)  # the knob engine.estimate.not_merging names
+        knob = named.group(1) if named else "run"
+        fix = "--set run=1" if knob == "run" else f"--set {knob}=N (N > 0)"
+        lines += [f"{stopped}.",
+                  f"With {fix}, KSM would settle to this state, as `grep . /sys/kernel/mm/ksm/*` would show it:"]
+    else:
+        lines.append("settled state, as `grep . /sys/kernel/mm/ksm/*` would show it:")
     lines += [f"{KSM_DIR}/{k}:{v}" for k, v in e.ksm.items()]
     saved = e.ksm["pages_sharing"] + e.ksm["ksm_zero_pages"]
     lines.append(f"memory saved: {saved:,} pages ({saved * e.page_size / 2**20:,.1f} MiB), "
@@ -92,16 +103,23 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
         rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
     lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
-    c = e.cost
-    lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at pages_to_scan "
-              f"{knobs['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU {_seconds(c.get('ksmd_cpu_s'))}"
-              + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)" if c.get("cpu_share") is not None and c.get("wall_s") else "")]
+    if stopped:
+        lines += ["", f"getting there: never ({knob} {knobs[knob]}); {fix} for the time and ksmd CPU it takes"]
+    else:
+        lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at pages_to_scan "
+                  f"{c['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU {_seconds(c.get('ksmd_cpu_s'))}"
+                  + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)" if c.get("cpu_share") is not None and c.get("wall_s") else "")]
+    if c.get("advisor"):
+        lines.append(f"  {c['advisor']}")
     for i, p in enumerate(c["passes"]):
         calls = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in p["calls"].items() if v)
         lines.append(f"  pass {i + 1}: {p['pages']:,} pages in {p['batches']:,} batches ({calls}): "
                      f"{_seconds(p['wall_s'])}, ksmd CPU {_seconds(p['ksmd_cpu_s'])}")
-    paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns ({src})" for k, src in c["costs"]["paths"].items())
-    lines.append(f"  per call: {paths}")
+    sources = set(c["costs"]["paths"].values())
+    one = sources.pop() if len(sources) == 1 else None  # said once, not after each path
+    paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns" + ("" if one else f" ({src})")
+                      for k, src in c["costs"]["paths"].items())
+    lines.append(f"  per call ({one}): {paths}" if one else f"  per call: {paths}")
     lines.append(f"  measured: {c['costs']['measured']}" if c["costs"]["measured"] else
                  "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this machine's)")
     return "\n".join(lines) + "\n"
