@@ -185,7 +185,13 @@ def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
     return lines
 
 
-def step_line(step: StepInfo | None, pages_scanned: int | None = None) -> str:
+def latency_kind(knobs: Mapping[str, object]) -> str:
+    """What a latency figure is: the cost model's (engine/cost.py, the default) or the wall time of
+    the model's own Python code (latency = "wall"); never a measurement of the kernel."""
+    return "modelled" if knobs.get("latency", "model") == "model" else "model wall-time"
+
+
+def step_line(step: StepInfo | None, pages_scanned: int | None = None, kind: str = "modelled") -> str:
     """The last single step: where ksmd was, the path it took and how it ended, then each function
     that decided, in order, with what it decided. A step the run has gone past since is not shown
     (pages_scanned: the counter now)."""
@@ -193,7 +199,7 @@ def step_line(step: StepInfo | None, pages_scanned: int | None = None) -> str:
         return "last step: none yet (press s)"
     if pages_scanned is not None and step.pages_scanned and pages_scanned != step.pages_scanned:
         return "last step: none since the run went on (press s)"
-    lines = [f"last step: {step.process}:{step.address:#x}  ({step.latency_ns:,} ns)"]
+    lines = [f"last step: {step.process}:{step.address:#x}  ({step.latency_ns:,} {kind} ns)"]
     for name, decided, memcmps in step.trace:
         lines.append(f"  {name} → {decided}" + (f" ({memcmps} memcmp_pages)" if memcmps else ""))
     lines.append(f"  {step.path} → {step.outcome}")
