@@ -693,3 +693,21 @@ def test_the_status_says_the_achieved_speed_when_the_model_runs_slower_than_aske
         assert "speed 1x ·" in text_of(pilot.app, "#status")
 
     run(test)
+
+
+def test_single_steps_keep_the_sparklines_span():
+    from ksmtui.ui.runner import StepPage
+
+    async def test(pilot):
+        await batches(pilot, 30)
+        before = pilot.app.view.trend.sim_ns
+        for _ in range(150):  # more single steps than the history holds samples
+            pilot.app.send(StepPage())
+        await settle(pilot)
+        after = pilot.app.view.trend.sim_ns
+        assert after[0] == before[0] and after[-1] > before[-1]
+        await press(pilot, "1")
+        subtitle = str(pilot.app.query_one("#counters").border_subtitle)
+        assert subtitle.startswith("sparklines: the last ") and subtitle != "sparklines: the last 0 ms simulated"
+
+    run(test)

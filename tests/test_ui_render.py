@@ -135,15 +135,18 @@ def test_sparkline_scales_the_newest_values_from_zero_to_max():
     assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
 
 
-def test_next_events_lists_one_off_events_first_and_event_marks_flag_where_they_fired():
+def test_next_events_lists_events_in_time_order_and_event_marks_flag_where_they_fired():
     from engine.scenario import Event
 
     events = (Event(0, "write", at_ms=500, repeat_ms=200, process="db", region="buffers"),
               Event(1, "fork", at_ms=4000, process="web-0", child="w"),
               Event(2, "exit", at_full_scans=3, process="web-2"))
-    assert next_events(events, 3_900_000_000, 1) == ["fork web-0 at 4.000 s", "write db/buffers at 3.900 s (every 200 ms)"]
-    assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s (every 200 ms)",
+    assert next_events(events, 3_900_000_000, 1) == ["write db/buffers at 3.900 s, every 200 ms", "fork web-0 at 4.000 s"]
+    assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s, every 200 ms",
                                                         "exit web-2 at full scan 3"]
+    # Two repeating events due sooner: the one-off keeps its place, the list stays in time order.
+    more = (*events, Event(3, "write", at_ms=50, repeat_ms=100, process="db", region="log"))
+    assert next_events(more, 3_750_000_000, 1) == ["write db/log at 3.750 s, every 100 ms", "fork web-0 at 4.000 s"]
     s = 1_000_000_000
     assert event_marks(events, [0, 3 * s, 4 * s, 5 * s, 6 * s], [0, 1, 1, 3, 3]) == "  ▲▲ "
 

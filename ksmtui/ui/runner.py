@@ -52,6 +52,7 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 # garbage (0 collected over 30 full scans of large and of fleet), so freezing it leaks nothing.
 FREEZE_S = 10.0
 HISTORY = 120  # updates kept for the sparklines and the rates
+MIN_SAMPLE_NS = 1_000_000  # simulated time between two samples of the history kept
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
 # The pairs f steps through in compare mode, Before first: any two flows can be compared.
@@ -277,6 +278,13 @@ class _Samples:
     calls: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def add(self, snap: Snapshot) -> None:
+        # A sample less than MIN_SAMPLE_NS after the one before it is replaced by the next: single
+        # steps and updates while paused would otherwise fill the history with samples a few µs
+        # apart, and the sparklines would span nothing.
+        if len(self.sim_ns) >= 2 and 0 <= snap.sim_ns - self.sim_ns[-1] and \
+                self.sim_ns[-1] - self.sim_ns[-2] < MIN_SAMPLE_NS:
+            for samples in (self.sim_ns, self.counters, self.calls):
+                samples.pop()
         self.sim_ns.append(snap.sim_ns)
         self.counters.append(tuple(snap.counters[c] for c in COUNTERS))
         self.calls.append(tuple(sum(snap.outcomes[p].values()) for p in PATHS))

@@ -281,8 +281,9 @@ class ScanPanel(Panel):
         ]
         if s.events_done or s.events_pending:
             coming = next_events(self.events, s.sim_ns, s.counters["full_scans"])
-            lines.append(f"events: {s.events_done:,} done" + (f", next {coming[0]}" if coming else ""))
-            lines += [f"        then {e}" for e in coming[1:]]
+            # One event a line, in time order: a line of two would be cut on a narrow panel.
+            lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
+            lines += [f"  {e}" for e in coming]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
