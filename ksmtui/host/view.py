@@ -37,6 +37,7 @@ class Pass:
 class HostView:
     sample: HostSample
     series: Mapping[str, tuple[int, ...]]  # counter or vmstat name -> values, oldest first
+    sample_times: tuple[float, ...]  # when each value of the series was sampled
     scan_rate: float  # pages_scanned per second
     ksmd_cpu: float | None  # share of one CPU ksmd used lately (None: no ksmd or too few samples)
     passes: tuple[Pass, ...]  # the last PASSES full passes, oldest first
@@ -85,6 +86,9 @@ class HostView:
 
     def convergence(self) -> str:
         """pages_sharing per pass, and whether (or when, at its recent decay) it settles."""
+        run = self.sample.knobs.get("run", 1)
+        if run != 1:  # the passes seen were of another run: what they say no longer holds
+            return f"convergence: - (ksmd is not scanning: run {run})"
         sharing = [p.pages_sharing for p in self.passes]
         if len(sharing) < 3:
             return f"convergence: - ({len(sharing)} of 3 passes seen)"
@@ -182,6 +186,7 @@ class HostHistory:
         return HostView(
             sample=last,
             series=MappingProxyType(series),
+            sample_times=tuple(s.time for s in samples),
             scan_rate=scan_rate,
             ksmd_cpu=cpu,
             passes=tuple(self._passes),

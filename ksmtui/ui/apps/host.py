@@ -29,6 +29,7 @@ from ksmtui.host import sysfs
 from ksmtui.host.recording import REPLAY_SPEEDS
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
 from ksmtui.host.view import HostHistory, HostView, knobs_in_order
+from ksmtui.text.units import MIB
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
@@ -214,9 +215,9 @@ class HostApp(BaseApp):
             "savings": "savings",
             "host-scan": "scan progress and convergence",
             "host-counters": "counters (/sys/kernel/mm/ksm, /proc/vmstat)",
-            "host-knobs": "knobs (/sys/kernel/mm/ksm; k to change)",
+            "host-knobs": "knobs (/sys/kernel/mm/ksm; k to change)" if self.source.live else "knobs, as recorded",
             "host-outcomes": "merge outcomes by path (ksm tracepoints)",
-            "host-events": "last ksm tracepoint events",
+            "host-events": "last ksm tracepoint events (time: seconds since boot, the trace clock)",
             "not-exposed": "what the host's kernel does not show",
         }
         for panel_id, title in titles.items():
@@ -264,6 +265,11 @@ class HostApp(BaseApp):
         self.fit_screen(width, height)
 
     # --- actions ---
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Live, the host runs at its own pace: step and speed are a replay's keys, and the footer
+        does not offer them."""
+        return not (self.source.live and action in ("step", "speed"))
 
     def action_toggle_pause(self) -> None:
         if self.source.live:
@@ -328,7 +334,9 @@ def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
 
 def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:
     lines = [f"{row.get('comm', '?')} (pid {pid})"]
-    lines += [f"  {k} {v}" for k, v in row.items() if k != "comm"]
+    # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
+    lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
+              else f"  {k} {v}" for k, v in row.items() if k != "comm"]
     lines.append("")
     if not live:
         return lines + ["/proc/PID/smaps is read live, for the process picked: a recording does not hold it."]
