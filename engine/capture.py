@@ -57,7 +57,8 @@ ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
     "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
     "page_index": ("i", 1), "page_content": ("i", 1),
 }
-OPTIONAL = {"page_frame": ("i", 1)}  # absent in files that predate it: all -1
+# absent in files that predate them: page_frame all -1, proc_unit all "{}" (every unit unknown)
+OPTIONAL = {"page_frame": ("i", 1), "proc_unit": ("U", 1)}
 
 
 class CaptureError(Exception):
@@ -91,6 +92,9 @@ class Capture:
     # int32 (N,): -1, or the same id for pages that map one physical non-KSM page (shared since
     # fork); all -1 where PFNs were not visible (not root), or in a file that predates it
     page_frame: np.ndarray
+    # str (P,): a JSON object per process, its operator unit (cgroup, systemd unit, container, VM:
+    # the fields of ksmtui.host.units.Unit.to_json, each only where known); "{}" where nothing is
+    proc_unit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
     path: Path | None = None
     _pages: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
     _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -98,6 +102,21 @@ class Capture:
     @property
     def page_size(self) -> int:
         return int(self.meta["page_size"])
+
+    def __post_init__(self) -> None:
+        if not len(self.proc_unit):  # not given (from_contents, files that predate it): unknown
+            self.proc_unit = np.full(len(self.proc_pid), "{}", dtype="<U2")
+
+    def units(self) -> list[dict]:
+        """Each process's unit as its JSON object ({} where unknown, or not an object)."""
+        out = []
+        for text in self.proc_unit.tolist():
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                obj = None
+            out.append(obj if isinstance(obj, dict) else {})
+        return out
 
     def page_proc(self) -> np.ndarray:
         """The process index of every stored page."""
@@ -181,10 +200,12 @@ VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike]
 
 
 def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], page_size: int = 4096,
-                  hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
+                  hashes: np.ndarray | None = None, meta: dict | None = None,
+                  units: Sequence[dict] | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
-    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given."""
+    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given;
+    units: each process's unit object (default: unknown)."""
     vma_proc, starts, ends, reasons, counts, index, content, frames = [], [], [], [], [], [], [], []
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
@@ -224,6 +245,7 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
         page_index=np.concatenate(index) if index else np.empty(0, np.int64),
         page_content=np.concatenate(content) if content else np.empty(0, np.int32),
         page_frame=np.concatenate(frames) if frames else np.empty(0, np.int32),
+        proc_unit=np.array([json.dumps(u, sort_keys=True) for u in units] if units is not None else [], dtype=str),
     )
 
 
@@ -279,6 +301,8 @@ def load(path: str | Path) -> Capture:
         raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
     if "page_frame" not in arrays:
         arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
+    if "proc_unit" not in arrays:
+        arrays["proc_unit"] = np.full(len(arrays["proc_pid"]), "{}")
     cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
     _check(cap, where, page_size)
     return cap
@@ -293,7 +317,7 @@ def _check(c: Capture, where: str, page_size: int) -> None:
     if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1 or c.hashes[0].tobytes() != zero_hash(page_size):
         raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
     p = len(c.proc_pid)
-    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == p):
+    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == len(c.proc_unit) == p):
         raise bad("proc_* arrays differ in length")
     v = len(c.vma_proc)
     if not all(len(a) == v for a in (c.vma_start, c.vma_end, c.vma_reason, c.vma_name, c.vma_first, c.vma_count)):

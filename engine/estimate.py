@@ -82,10 +82,21 @@ class Estimate:
     cost: dict
     notes: list[str]
     page_size: int
+    # with `groups`: name -> the group's processes (pids), the sums of their ksm_stat fields,
+    # "ksm_pages" (KSM pages its processes map) and "shares_with" (group: KSM pages both map)
+    groups: dict | None = None
 
     def as_json(self) -> dict:
-        return {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
-                "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+        out = {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
+               "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+        if self.groups is not None:
+            out["groups"] = self.groups
+        return out
+
+    @property
+    def saved_pages(self) -> int:
+        """Pages of memory KSM frees: pages_sharing + ksm_zero_pages."""
+        return int(self.ksm["pages_sharing"] + self.ksm["ksm_zero_pages"])
 
 
 def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,11 +117,18 @@ def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.nd
 
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
-             measured_source: str = "") -> Estimate:
+             measured_source: str = "", groups: tuple[list[str], np.ndarray] | None = None,
+             salt: np.ndarray | None = None, zero_only: bool = False) -> Estimate:
     """The settled state under `knobs` (sysfs names; max_page_sharing, use_zero_pages,
     pages_to_scan, sleep_millisecs are used). merge_any: count the VMAs no one marked mergeable
     too, as if every process had set prctl(PR_SET_MEMORY_MERGE). measured: ns per page by `ksmtui
-    bench` workload name, used where a path was measured."""
+    bench` workload name, used where a path was measured.
+
+    groups: (names, the group index of each process): the per-group sums and the sharing matrix
+    between groups (Estimate.groups). salt: a group index per process, pages shared only within
+    a group: as if each group's contents were salted, which is what ksmd settles to when it runs
+    on one group at a time, summed (the zero page of use_zero_pages stays everyone's). zero_only:
+    only zero-filled pages merge (every page still has its rmap_item: ksmd scans them all)."""
     ps = capture.page_size
     M = int(knobs["max_page_sharing"])
     use_zero = bool(knobs["use_zero_pages"])
@@ -123,14 +141,21 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     zero_procs = procs[is_zero] if use_zero else procs[:0]
     ksm_zero = len(zero_procs)
     cand = ~is_zero if use_zero else np.ones(pages, bool)
-    fork_only = one_physical_page(ids, frames, len(capture.hashes))
+    if zero_only:
+        cand &= is_zero
+    top = len(capture.hashes)
+    if salt is not None:  # a content per (content, group): equal pages of two groups never meet
+        salted = ids.astype(np.int64) * (int(np.max(salt, initial=0)) + 1) + np.asarray(salt, np.int64)[procs]
+        uniq, inverse = np.unique(salted, return_inverse=True)
+        ids, top = inverse.astype(np.int64).reshape(-1), max(len(uniq), 1)
+    fork_only = one_physical_page(ids, frames, top)
     if fork_only.any():
         notes.append(f"{int(fork_only.sum()):,} pages map a physical page shared since fork by several "
                      "mappings and holding a content found nowhere else: KSM never merges those")
         cand &= ~fork_only
     cids, cprocs = ids[cand], procs[cand]
 
-    n = np.bincount(cids, minlength=len(capture.hashes)).astype(np.int64)
+    n = np.bincount(cids, minlength=top).astype(np.int64)
     shared_per = np.where(n >= 2, n // M + (n % M >= 2), 0)
     leftover_per = (n > 1) & (n % M == 1)
     sharing_per = np.where(n >= 2, n - shared_per - leftover_per, 0)
@@ -167,6 +192,23 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
             "shares_with": shares,
         }
 
+    group_sums = None
+    if groups is not None:
+        names, of = groups[0], np.asarray(groups[1], np.int64)
+        gm = _sharing_matrix(cids[merged], rank[merged] // M, of[cprocs[merged]], len(names))
+        group_sums = {}
+        for g, name in enumerate(names):
+            members = np.flatnonzero(of == g)
+            rmap_g, zero_g = int(rmap_per_proc[members].sum()), int(zero_per_proc[members].sum())
+            merging_g = int(merging_per_proc[members].sum())
+            group_sums[name] = {
+                "processes": capture.proc_pid[members].tolist(),
+                "ksm_rmap_items": rmap_g, "ksm_zero_pages": zero_g, "ksm_merging_pages": merging_g,
+                "ksm_process_profit": (merging_g + zero_g) * ps - rmap_g * SIZEOF_RMAP_ITEM,
+                "ksm_pages": int(gm[g, g]),
+                "shares_with": {names[h]: int(gm[g, h]) for h in np.flatnonzero(gm[g]).tolist() if h != g},
+            }
+
     passes = 0 if pages == 0 else 3 if ksm_zero else 2
     ksm = {
         "pages_shared": pages_shared, "pages_sharing": pages_sharing, "ksm_zero_pages": ksm_zero,
@@ -185,7 +227,7 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
-    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps)
+    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps, group_sums)
 
 
 def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:

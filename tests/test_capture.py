@@ -153,6 +153,19 @@ def test_a_file_from_before_page_frame_loads_as_nothing_shared_since_fork(tmp_pa
     assert old.fork_only().tolist() == [False, False, False]
 
 
+def test_units_round_trip_and_an_old_file_has_every_unit_unknown(tmp_path):
+    path = tmp_path / "c.npz"
+    vm = {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dwin10.scope", "vm": "win10"}
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5])]), (2, "b", [(fmt.MERGEABLE, [5])])],
+                               units=[vm, {}]), path)
+    assert fmt.load(path).units() == [vm, {}]
+    _rewrite(path, drop=("proc_unit",))
+    assert fmt.load(path).units() == [{}, {}]
+    _rewrite(path, proc_unit=np.array(["{}"]))
+    with pytest.raises(fmt.CaptureError, match="proc_\\* arrays differ in length"):
+        fmt.load(path)
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupt capture"),
     (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(100)), "truncated or corrupt capture"),
@@ -278,6 +291,9 @@ def test_a_capture_holds_no_page_contents(tmp_path, secret_child, capsys):
     # and the pages are there: six equal ones and two zero ones in the mmap
     per_vma = [cap.vma_contents(v) for v in range(len(cap.vma_proc))]
     assert any(len(ids) >= 8 and np.bincount(ids).max() >= 6 and (ids == 0).sum() >= 2 for ids in per_vma)
+    # its unit is the child's own cgroup (the one we are in), as /proc says it
+    from ksmtui.host.units import identify
+    assert cap.units() == [identify(secret_child).to_json()] and "cgroup" in cap.units()[0]
 
 
 def test_capture_errors_are_one_line(tmp_path, capsys):

@@ -16,6 +16,7 @@ mapped is taken for it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 import xxhash
 
 from engine import capture as fmt
-from ksmtui.host import sysfs
+from ksmtui.host import sysfs, units
 
 PM_PRESENT = 1 << 63
 PM_FILE = 1 << 61  # file page or shared anonymous: not an anonymous page ksmd scans
@@ -179,6 +180,7 @@ class ProcCapture:
     merge_any: bool
     ksm_zero_pages: int
     vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # vma, page indexes, digests, zero page?, frame
+    unit: dict = field(default_factory=dict)  # units.Unit.to_json(): what is known of its cgroup, unit, container, VM
     pages: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -227,7 +229,9 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
     except BaseException:
         os.close(pagemap)
         raise
-    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0)), [])
+    unit = units.identify(pid)
+    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0)), [],
+                      unit.to_json() if unit is not None else {})
     zero_digest = fmt.zero_hash(page_size)
     try:
         for vma in vmas:
@@ -428,5 +432,6 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         page_index=np.concatenate([r[2] for r in rows]) if rows else np.empty(0, np.int64),
         page_content=ids,
         page_frame=frames,
+        proc_unit=np.array([json.dumps(p.unit, sort_keys=True) for p in procs], dtype=str),
     )
     return cap, notes
