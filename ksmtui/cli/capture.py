@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import capture as fmt
-from engine.scenario import scenario_toml
+from engine.scenario import printable, scenario_toml
 from ksmtui.cli.options import Parser, UsageError
 
 PROG = "ksmtui capture"
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for note in dict.fromkeys(notes):
-        print(f"{PROG}: note: {note}", file=sys.stderr)
+        print(f"{PROG}: note: {printable(note)}", file=sys.stderr)
     print(summary(cap, out))
     if text is not None:
         print(f"wrote {toml}: ksmtui run {toml} / ksmtui kernel {toml}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.capture import load
 from engine.estimate import Estimate, estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import ScenarioError, parse_set_option
+from engine.scenario import ScenarioError, parse_set_option, printable
 from ksmtui.cli.options import Parser
 from ksmtui.host.sysfs import KSM_DIR
 from ksmtui.text.report import table
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     else:
         sys.stdout.write(report(result, opts.capture, knobs, opts.merge_any) + memory_report(cap, opts.merge_any))
     for note in result.notes:
-        print(f"{PROG}: note: {note}", file=sys.stderr)
+        print(f"{PROG}: note: {printable(note)}", file=sys.stderr)
     return 0
 
 
@@ -77,7 +77,7 @@ def _seconds(s: float | None) -> str:
 def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in ("max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs"))
     scope = "every compatible VMA (as with merge-any)" if merge_any else "the VMAs KSM may merge now"
-    lines = [f"{path}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", "",
+    lines = [f"{printable(str(path))}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", "",
              "settled state, as `grep . /sys/kernel/mm/ksm/*` would show it:"]
     lines += [f"{KSM_DIR}/{k}:{v}" for k, v in e.ksm.items()]
     saved = e.ksm["pages_sharing"] + e.ksm["ksm_zero_pages"]
@@ -89,7 +89,7 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
-        rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
+        rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
     lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
     c = e.cost

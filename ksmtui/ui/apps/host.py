@@ -25,6 +25,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 
 from engine.knobs import KSM_KNOBS, KnobError
+from engine.scenario import printable
 from ksmtui.host import sysfs
 from ksmtui.host.recording import REPLAY_SPEEDS
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
@@ -377,20 +378,26 @@ class HostKnobsScreen(ModalScreen[None]):
         with Vertical(id="knobs-box"):
             yield Static(title, id="knobs-title", markup=False)
             with Grid(id="knobs-grid"):
-                for name, value in self._view.sample.knobs.items():
-                    yield Label(name, classes="knob-name")
-                    yield Input(str(value), id=f"knob-{name}", classes="knob-input", disabled=self._readonly is not None)
-                    yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
+                # widget ids by position: a knob's name is whatever the kernel or a recording said
+                for i, (name, value) in enumerate(self._view.sample.knobs.items()):
+                    yield Label(name, classes="knob-name", markup=False)
+                    yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input",
+                                disabled=self._readonly is not None)
+                    yield Label("", id=f"knob-error-{i}", classes="knob-error", markup=False)
             yield Label("", id="knobs-confirm", markup=False)
+
+    def _index(self, name: str) -> int | None:
+        return next((i for i, n in enumerate(self._view.sample.knobs) if n == name), None)
 
     def update_from(self, view: HostView) -> None:
         for name, value in view.sample.knobs.items():
-            fields = self.query(f"#knob-{name}")
+            i = self._index(name)
+            fields = self.query(f"#knob-{i}") if i is not None else None
             if fields and not fields.first(Input).has_focus and self._pending is None:
                 fields.first(Input).value = str(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        name = event.input.id.removeprefix("knob-")
+        name = event.input.name or ""
         value = event.value.strip()
         if name in KSM_KNOBS:
             try:
@@ -400,7 +407,7 @@ class HostKnobsScreen(ModalScreen[None]):
                 return
         self._pending = (name, value)
         self.query_one("#knobs-confirm", Label).update(
-            f"write {value!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
+            f"write {printable(value)!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
         self.set_focus(None)  # off the fields, so that y and n are keys, not text
 
     def action_confirm(self) -> None:
@@ -428,10 +435,12 @@ class HostKnobsScreen(ModalScreen[None]):
     def _written(self, name: str, value: str, error: str) -> None:
         self.show_error(name, error)
         self.query_one("#knobs-confirm", Label).update(
-            f"{name}: the kernel refused {value!r}" if error else f"{name} = {value} written")
+            f"{name}: the kernel refused {printable(value)!r}" if error else f"{name} = {value} written")
 
     def show_error(self, name: str, text: str) -> None:
-        self.query_one(f"#knob-error-{name}", Label).update(text)
+        i = self._index(name)
+        if i is not None:
+            self.query_one(f"#knob-error-{i}", Label).update(text)
 
 
 def run_host_app(sampler: HostSampler, recorder=None) -> int:
