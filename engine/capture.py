@@ -13,7 +13,9 @@ imports nothing of the engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -26,7 +28,14 @@ from numpy.typing import ArrayLike
 
 MAGIC = "ksmtui-capture"
 FORMAT_VERSION = 1
-HASH = "xxh3_128"
+HASH = "xxh3_128"  # files before keyed hashes: the plain digest, row 0 checkable as the zero page's
+# A keyed capture's table: blake2b-128 keyed with a secret of the capture's, over each distinct
+# xxh3_128 digest. Only the distinct digests are keyed (once each, at the end of a capture), so
+# the key costs nothing per page. The key is never written: a file holds `key_id` (a keyed digest
+# of a constant) so that captures made with one key (--key-file) are known to compare; without the
+# key, a guess at a page's contents (a PIN among zeros) cannot be checked against the file.
+HASH_KEYED = "blake2b-128-keyed(xxh3_128)"
+KEY_BYTES = 32
 
 # content ids: >= 0 index `hashes` (0 is always the all-zero page); below 0, a present page that
 # KSM does not scan
@@ -66,6 +75,28 @@ class CaptureError(Exception):
 
 def zero_hash(page_size: int) -> bytes:
     return xxhash.xxh3_128_digest(bytes(page_size))
+
+
+def keyed(hashes: np.ndarray, key: bytes) -> np.ndarray:
+    """The (H, 16) table of digests, each keyed (HASH_KEYED): equal stays equal, distinct distinct."""
+    raw = hashes.tobytes()
+    base = hashlib.blake2b(key=key, digest_size=16)  # the key block compressed once, copied per row
+    out = []
+    for i in range(0, len(raw), 16):
+        h = base.copy()
+        h.update(raw[i:i + 16])
+        out.append(h.digest())
+    return np.frombuffer(b"".join(out), np.uint8).reshape(-1, 16)
+
+
+def key_id(key: bytes) -> str:
+    """What a capture says of its key: enough to tell two keys apart, nothing to hash pages with."""
+    return hashlib.blake2b(b"ksmtui capture key id", key=key, digest_size=8).hexdigest()
+
+
+def comparable(a: Capture, b: Capture) -> bool:
+    """Whether two captures' hashes compare: both unkeyed (old files), or keyed with one key."""
+    return a.meta.get("key_id") == b.meta.get("key_id")
 
 
 @dataclass
@@ -290,8 +321,14 @@ def _check(c: Capture, where: str, page_size: int) -> None:
 
     if page_size < 64 or page_size & (page_size - 1):
         raise bad(f"meta.page_size {page_size} is not a power of two >= 64")
-    if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1 or c.hashes[0].tobytes() != zero_hash(page_size):
-        raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
+    if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1:
+        raise bad("hashes: expected (H, 16) bytes")
+    if c.meta.get("hash", HASH) == HASH:
+        if "key_id" in c.meta or c.hashes[0].tobytes() != zero_hash(page_size):
+            raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
+    elif c.meta["hash"] != HASH_KEYED or not (isinstance(c.meta.get("key_id"), str)
+                                                and re.fullmatch(r"[0-9a-f]{16}", c.meta["key_id"])):
+        raise bad(f"meta.hash: expected {HASH!r}, or {HASH_KEYED!r} with a 16-hex-digit key_id")
     p = len(c.proc_pid)
     if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == p):
         raise bad("proc_* arrays differ in length")
@@ -321,11 +358,9 @@ def _check(c: Capture, where: str, page_size: int) -> None:
 # ------------------------------------------------------------------- pages of a capture --
 
 def synthetic_page(digest: bytes, page_size: int) -> bytes:
-    """A page standing for a captured content: equal digests give equal pages, different digests
-    different ones (the head is the digest), and the zero page's digest gives the zero page, so
-    the equality structure is the captured memory's while the bytes say nothing of it."""
-    if digest == zero_hash(page_size):
-        return bytes(page_size)
+    """A page standing for a captured non-zero content: equal digests give equal pages, different
+    digests different ones (the head is the digest), so the equality structure is the captured
+    memory's while the bytes say nothing of it. Content id 0 is the zero page itself (capture_pages)."""
     body = (digest * (page_size // 16 + 1))[: page_size - 16]
     return digest + bytes(b ^ 0x5A for b in body)
 
@@ -348,6 +383,6 @@ def capture_pages(capture: Capture, v: int) -> list[bytes]:
             continue
         page = cache.get(k)
         if page is None:
-            page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)
+            page = cache[k] = bytes(ps) if k == ZERO_ID else synthetic_page(capture.hashes[k].tobytes(), ps)
         out.append(page)
     return out

@@ -7,6 +7,8 @@ with --scenario, writes the scenario that runs that workload's shape beside it.
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--mergeable", action="store_true", help="every process registered with KSM")
     which.add_argument("--all", action="store_true", help="every process (but this one)")
     p.add_argument("-o", "--output", type=Path, help="the capture file (default: capture-DATE-TIME.npz)")
+    p.add_argument("--key-file", type=Path, metavar="FILE",
+                   help="key the hashes with the secret in FILE (made if missing, mode 0600), so that captures "
+                        "made with it compare; default: a new secret per capture, never written")
     p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, .toml)")
     p.add_argument("--merge-any", action="store_true",
                    help="the scenario counts memory no one marked mergeable, as if every process set merge-any")
@@ -65,6 +70,7 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"{out}: no such directory {str(out.parent)!r}") from None
     except OSError as e:
         raise UsageError(f"{out}: cannot write there: {e.strerror or e}") from None
+    key = read_key(opts.key_file) if opts.key_file else os.urandom(fmt.KEY_BYTES)
     if opts.pids:
         pids = list(dict.fromkeys(opts.pids))
     else:
@@ -72,7 +78,7 @@ def main(argv: list[str]) -> int:
         if not pids:
             raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to capture") from None
     try:
-        cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty())
+        cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty(), key=key)
     except (CaptureDenied, NoSuchProcess) as e:
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:
@@ -96,6 +102,32 @@ def main(argv: list[str]) -> int:
     if text is not None:
         print(f"wrote {toml}: ksmtui run {toml} / ksmtui kernel {toml}")
     return 0
+
+
+def read_key(path: Path) -> bytes:
+    """The secret in a key file, made (random, mode 0600, never over anything) if there is none."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise UsageError(f"--key-file: {path}: cannot create it: {e.strerror or e}") from None
+    else:
+        try:
+            os.write(fd, os.urandom(fmt.KEY_BYTES))
+        finally:
+            os.close(fd)
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"--key-file: {path}: not a regular file")
+            key = f.read(fmt.KEY_BYTES + 1)
+    except OSError as e:
+        raise UsageError(f"--key-file: {path}: cannot read it: {e.strerror or e}") from None
+    if len(key) != fmt.KEY_BYTES:
+        raise UsageError(f"--key-file: {path}: expected {fmt.KEY_BYTES} bytes (a key ksmtui capture made), "
+                         f"got {'more' if len(key) > fmt.KEY_BYTES else len(key)}")
+    return key
 
 
 def summary(cap: fmt.Capture, path: Path) -> str:

@@ -359,10 +359,11 @@ def content_ids(digests: bytes, page_size: int) -> tuple[np.ndarray, np.ndarray]
     return hashes, ids[1:].astype(np.int32)
 
 
-def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.Capture, list[str]]:
+def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) -> tuple[fmt.Capture, list[str]]:
     """Capture the processes (in the order given: the order ksmd will be taken to visit them).
     explicit: the pids were named by the user, so a missing one or a refusal is an error;
-    otherwise (--all, --mergeable) such processes are skipped with a note."""
+    otherwise (--all, --mergeable) such processes are skipped with a note. key: the secret the
+    hash table is keyed with (engine.capture.HASH_KEYED), never written to the capture."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     pageflags = PageFlags()
     progress = Progress(show_progress)
@@ -395,6 +396,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         raise CaptureDenied("no process could be captured" + (f" ({notes[-1]})" if notes else ""))
     rows = [(p, *v) for p, pc in enumerate(procs) for v in pc.vmas]
     hashes, ids = content_ids(b"".join(r[3].tobytes() for r in rows), page_size)
+    hashes = fmt.keyed(hashes, key)
     counts = np.array([len(r[2]) for r in rows], np.int64)
     kzero = np.concatenate([r[4] for r in rows]) if rows else np.empty(0, bool)
     ids[kzero] = fmt.KERNEL_ZERO_PAGE
@@ -409,8 +411,8 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         pass
     meta = {
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
-        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH,
-        "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH_KEYED,
+        "key_id": fmt.key_id(key), "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,
