@@ -13,9 +13,13 @@ imports nothing of the engine.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import stat
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -194,17 +198,42 @@ def one_physical_page(ids: np.ndarray, frames: np.ndarray, top: int) -> np.ndarr
 # -------------------------------------------------------------------------------- writing --
 
 def save(capture: Capture, path: Path) -> None:
-    """Write atomically: a capture file is complete or absent."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write atomically: a capture file is complete or absent. The path is written as given (no
+    suffix added); the temporary is a new file of a random name beside it (O_EXCL: never a file or
+    link someone placed there), removed on any failure or exception (KeyboardInterrupt, and the
+    signals the command turns into one)."""
     arrays = {
         "magic": np.array(MAGIC), "format": np.array(FORMAT_VERSION, dtype=np.int64),
         "meta": np.array(json.dumps(capture.meta, sort_keys=True)),
         **{name: getattr(capture, name) for name in (*ARRAYS, *OPTIONAL) if name not in ("magic", "format", "meta")},
     }
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    tmp.replace(path)
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(f) into a new temporary beside path, then rename it over path. Refuses a path that
+    exists and is not a regular file (a directory, /dev/full): renaming over it would replace it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                                    "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file", str(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 # from_contents' VMA: (reason, content ids[, page_frame ids])

@@ -6,6 +6,7 @@ kept in the tree."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,55 @@ def test_an_unkeyed_capture_of_before_still_loads_and_a_bad_key_id_does_not(tmp_
     fmt.save(cap, path)
     with pytest.raises(fmt.CaptureError, match="16-hex-digit key_id"):
         fmt.load(path)
+
+
+# ------------------------------------------------------------------- temporaries --
+
+def test_a_symlink_at_the_old_temporary_name_is_not_followed(tmp_path, pin_child):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "out.npz.tmp").symlink_to(victim)
+    assert cli(["capture", str(pin_child), "-o", str(tmp_path / "out.npz")]) == 0
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "out.npz.tmp", "victim.txt"]
+
+
+def test_the_output_is_the_path_given(tmp_path, pin_child, capsys):
+    assert cli(["capture", str(pin_child), "-o", str(tmp_path / "plain")]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["plain"] and fmt.load(tmp_path / "plain")
+    (tmp_path / "d").mkdir()
+    assert cli(["capture", str(pin_child), "-o", str(tmp_path / "d")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert not (tmp_path / "d.npz").exists() and not list((tmp_path / "d").iterdir())
+    assert cli(["capture", str(pin_child), "-o", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err and not Path("/dev/full.npz").exists()
+
+
+SLOW_SAVE = """
+import sys, time
+import numpy as np
+from ksmtui.cli import main
+def slow(f, **arrays):
+    f.write(b"PK" + bytes(1 << 20))
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+np.savez_compressed = slow
+sys.exit(main(["capture", sys.argv[1], "-o", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_no_temporary_survives_a_signal(tmp_path, pin_child, sig):
+    child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(pin_child), str(tmp_path / "c.npz")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"writing\n"
+        assert [p.name for p in tmp_path.iterdir()][0].endswith(".tmp")  # there while it writes
+        child.send_signal(sig)
+        assert child.wait(10) == 130
+    finally:
+        child.kill()
+        child.wait()
+    assert not list(tmp_path.iterdir())

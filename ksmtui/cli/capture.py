@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import stat
 import sys
 import time
@@ -51,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """SIGTERM and SIGHUP are turned into KeyboardInterrupt, as SIGINT is: whatever the capture was
+    doing, it leaves nothing behind (no temporary survives any signal but SIGKILL)."""
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str]) -> int:
     from ksmtui.host.procmem import (
         CaptureDenied,
         NoSuchProcess,
@@ -62,14 +74,18 @@ def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
         raise UsageError("expected PID..., --mergeable or --all (one of them)")
-    out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # numpy would add it anyway
+    out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))  # written as given, no suffix added
     try:
         if not out.parent.is_dir():
             raise UsageError(f"{out}: no such directory {str(out.parent)!r}") from None
+        if out.is_dir():
+            raise UsageError(f"-o {out}: is a directory; expected the capture file's name")
+        if out.exists() and not out.is_file():
+            raise UsageError(f"-o {out}: not a regular file; a capture is written to a file (atomically)")
     except OSError as e:
         raise UsageError(f"{out}: cannot write there: {e.strerror or e}") from None
+    if opts.scenario and out.with_suffix(".toml") == out:
+        raise UsageError(f"-o {out}: the scenario (--scenario) would be written over the capture; name it .npz")
     key = read_key(opts.key_file) if opts.key_file else os.urandom(fmt.KEY_BYTES)
     if opts.pids:
         pids = list(dict.fromkeys(opts.pids))
@@ -93,7 +109,7 @@ def main(argv: list[str]) -> int:
     try:
         fmt.save(cap, out)
         if text is not None:
-            toml.write_text(text)
+            fmt.atomic_write(toml, lambda f: f.write(text.encode()))
     except OSError as e:
         raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for note in dict.fromkeys(notes):
