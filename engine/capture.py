@@ -16,8 +16,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
+import resource
 import stat
 import tempfile
 import zipfile
@@ -289,23 +291,42 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
 
 # -------------------------------------------------------------------------------- reading --
 
+# What loading and estimating a capture holds at its peak, per byte of its arrays (measured:
+# `ksmtui estimate` of 2 million pages, 48 MB of arrays, peaks 282 MB above the interpreter)
+MEMORY_PER_ARRAY_BYTE = 8
+MAX_PAGE_SIZE = 1 << 20  # no architecture has larger base pages (64 KiB is the largest in use)
+
+
 def load(path: str | Path) -> Capture:
-    """A capture from a file, every array checked against the schema; CaptureError otherwise."""
+    """A capture from a file, every array checked against the schema; CaptureError otherwise.
+    The arrays' shapes are read from their headers and held to the file and to the memory this
+    process may use before any is read: a few KB cannot claim terabytes."""
     path = Path(path)
     where = str(path)
+
+    def bad(what: str) -> CaptureError:
+        return CaptureError(f"{where}: damaged capture: {what}")
+
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CaptureError(f"{where}: not a regular file, expected a capture file")
             head = f.read(4)
         if head != b"PK\x03\x04":
             raise CaptureError(f"{where}: not a ksmtui capture (not an .npz file)")
         if not zipfile.is_zipfile(path):
             raise CaptureError(f"{where}: truncated or corrupt capture (its zip directory is missing)")
+        _check_sizes(path, where)
         with np.load(path, allow_pickle=False) as z:
             if "magic" not in z.files or str(z["magic"]) != MAGIC:
                 raise CaptureError(f"{where}: not a ksmtui capture (no {MAGIC!r} marker)")
-            version = int(z["format"]) if "format" in z.files else None
-            if version is None:
+            if "format" not in z.files:
                 raise CaptureError(f"{where}: not a ksmtui capture (no format version)")
+            fmt_a = z["format"]
+            if fmt_a.dtype.kind != "i" or fmt_a.ndim != 0 or int(fmt_a) < 1:
+                raise bad(f"format: expected a version number >= 1, got {fmt_a.dtype} {fmt_a.shape}"
+                          + (f" {int(fmt_a)}" if fmt_a.dtype.kind == "i" and fmt_a.ndim == 0 else ""))
+            version = int(fmt_a)
             if version > FORMAT_VERSION:
                 raise CaptureError(f"{where}: format version {version} is newer than this ksmtui reads "
                                    f"({FORMAT_VERSION}); upgrade ksmtui")
@@ -323,7 +344,9 @@ def load(path: str | Path) -> Capture:
         raise CaptureError(f"{where}: permission denied") from None
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise CaptureError(f"{where}: truncated or corrupt capture ({e})") from None
-    except (OSError, ValueError, KeyError) as e:
+    except MemoryError:
+        raise CaptureError(f"{where}: too large for the memory this process may use") from None
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as e:
         raise CaptureError(f"{where}: not a readable ksmtui capture ({e})") from None
     for name, (kind, ndim) in (*ARRAYS.items(), *OPTIONAL.items()):
         if name not in arrays:
@@ -332,24 +355,90 @@ def load(path: str | Path) -> Capture:
         if a.dtype.kind != kind or a.ndim != ndim:
             raise CaptureError(f"{where}: damaged capture: array {name!r} is {a.dtype}, {a.ndim}-d; "
                                f"expected kind {kind!r}, {ndim}-d")
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        page_size = int(meta["page_size"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
+    meta = _meta(str(arrays["meta"]), bad)
     if "page_frame" not in arrays:
         arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
     cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
-    _check(cap, where, page_size)
+    _check(cap, where, meta["page_size"])
     return cap
+
+
+def _check_sizes(path: Path, where: str) -> None:
+    """Each array's claimed shape against its member's size, and all of them against memory."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in ARRAYS and name not in OPTIONAL:
+                continue
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                except (ValueError, SyntaxError, TypeError) as e:
+                    raise CaptureError(f"{where}: damaged capture: array {name!r}: {e}") from None
+            if dtype.hasobject:
+                raise CaptureError(f"{where}: damaged capture: array {name!r} holds Python objects")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise CaptureError(f"{where}: damaged capture: array {name!r} claims shape {shape} "
+                                   f"({nbytes:,} bytes) in a {info.file_size:,}-byte member")
+            total += nbytes
+    room = memory_room()
+    if room is not None and total * MEMORY_PER_ARRAY_BYTE > room:
+        raise CaptureError(f"{where}: too large for this machine: its arrays hold {total / 2**30:,.2f} GiB "
+                           f"(about {total * MEMORY_PER_ARRAY_BYTE / 2**30:,.1f} GiB to load and estimate), "
+                           f"{room / 2**30:,.1f} GiB available")
+
+
+def memory_room() -> int | None:
+    """Bytes this process may still take: MemAvailable, or less under an address-space limit."""
+    room = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    room = int(line.split()[1]) * 1024
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status", "rb") as f:
+                used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(b"VmSize:"))
+            room = min(room if room is not None else limit, max(0, limit - used))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return room
+
+
+def _meta(text: str, bad) -> dict:
+    """The meta JSON, as the rest of the code reads it: each field of the type it is used as."""
+    try:
+        meta = json.loads(text)
+    except RecursionError:
+        raise bad("meta: nested too deeply") from None
+    except ValueError as e:
+        raise bad(f"meta: {e}") from None
+    if not isinstance(meta, dict):
+        raise bad("meta: expected a JSON object")
+    ps = meta.get("page_size")
+    if isinstance(ps, bool) or not isinstance(ps, int) or not 64 <= ps <= MAX_PAGE_SIZE or ps & (ps - 1):
+        raise bad(f"meta.page_size: expected a power of two 64..{MAX_PAGE_SIZE}, got {str(ps)[:40]}")
+    knobs = meta.get("knobs", {})
+    if not isinstance(knobs, dict) or not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in knobs.values()):
+        raise bad("meta.knobs: expected an object of knob names to integers or strings")
+    for key in ("kernel", "captured_at", "hash"):
+        if not isinstance(meta.get(key, ""), str):
+            raise bad(f"meta.{key}: expected a string")
+    nodes = meta.get("numa_nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 1 << 16:
+        raise bad("meta.numa_nodes: expected a count of NUMA nodes")
+    return meta
 
 
 def _check(c: Capture, where: str, page_size: int) -> None:
     def bad(what: str) -> CaptureError:
         return CaptureError(f"{where}: damaged capture: {what}")
 
-    if page_size < 64 or page_size & (page_size - 1):
-        raise bad(f"meta.page_size {page_size} is not a power of two >= 64")
     if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1:
         raise bad("hashes: expected (H, 16) bytes")
     if c.meta.get("hash", HASH) == HASH:

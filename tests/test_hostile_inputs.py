@@ -5,8 +5,12 @@ kept in the tree."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import signal
+import zipfile
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +176,111 @@ def test_no_temporary_survives_a_signal(tmp_path, pin_child, sig):
         child.kill()
         child.wait()
     assert not list(tmp_path.iterdir())
+
+
+# -------------------------------------------------------------- hostile captures --
+
+LIMIT = 2 << 30  # the address space the hostile-input runs get (RLIMIT_AS)
+LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from ksmtui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_limited(*args: str, timeout: float = 30, stdin=None) -> tuple[int, str, str]:
+    """`ksmtui ARGS` in a child under a 2 GB address-space limit: (status, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-c", LIMITED.format(limit=LIMIT), *args], capture_output=True,
+                       timeout=timeout, stdin=stdin)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def one_line(status: int, err: str, *words: str) -> bool:
+    return status == 2 and err.count("\n") == 1 and "Traceback" not in err and all(w in err for w in words)
+
+
+def npy_member(shape: tuple, dtype: str, data: bytes = b"") -> bytes:
+    """An .npy member whose header claims shape, followed by data (however little)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + data
+
+
+def hostile_capture(path: Path, **members) -> Path:
+    """A valid capture with members replaced: an array, or the raw bytes of an .npy member."""
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 2, 0])])]), path)
+    with zipfile.ZipFile(path) as z:
+        kept = {i.filename: z.read(i) for i in z.infolist()}
+    for name, value in members.items():
+        if isinstance(value, np.ndarray):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, value, allow_pickle=False)
+            value = buf.getvalue()
+        kept[f"{name}.npy"] = value
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in kept.items():
+            z.writestr(name, data)
+    return path
+
+
+def meta_with(**fields) -> np.ndarray:
+    meta = {"page_size": 4096, "kernel": "x", "captured_at": "", "hash": fmt.HASH, "knobs": {}, "numa_nodes": 1}
+    meta.update(fields)
+    return np.array(json.dumps(meta))
+
+
+HOSTILE_CAPTURES = {
+    "format-shape-2": ({"format": np.array([1, 1])}, "format: expected a version number"),
+    "format-inf": ({"format": np.array(np.inf)}, "format: expected a version number"),
+    "format-zero": ({"format": np.array(0)}, "format: expected a version number >= 1"),
+    "format-negative": ({"format": np.array(-3)}, "format: expected a version number >= 1"),
+    "meta-deep": ({"meta": np.array("[" * 100_000 + "]" * 100_000)}, "meta: nested too deeply"),
+    "meta-list": ({"meta": np.array("[1]")}, "meta: expected a JSON object"),
+    "page-size-1e400": ({"meta": np.array('{"page_size": 1e400}')}, "meta.page_size: expected a power of two"),
+    "page-size-2-33": ({"meta": meta_with(page_size=2**33)}, "meta.page_size: expected a power of two"),
+    "page-size-2-40": ({"meta": meta_with(page_size=2**40)}, "meta.page_size: expected a power of two"),
+    "knobs-lots": ({"meta": meta_with(knobs="lots")}, "meta.knobs: expected an object"),
+    "knobs-list": ({"meta": meta_with(knobs=["run", 1])}, "meta.knobs: expected an object"),
+    "kernel-number": ({"meta": meta_with(kernel=5)}, "meta.kernel: expected a string"),
+    "max-page-sharing-1": ({"meta": meta_with(knobs={"max_page_sharing": 1})}, "meta.knobs.max_page_sharing: expected an integer >= 2"),
+    "shape-1e15": ({"page_index": npy_member((10**15,), "<i8", bytes(64))}, "claims shape (1000000000000000,)"),
+    "shape-1e7-by-1e7": ({"hashes": npy_member((10**7, 10**7), "|u1", bytes(64))}, "claims shape (10000000, 10000000)"),
+    "header-garbage": ({"page_index": b"\x93NUMPY\x01\x00\x10\x00{'descr': oops}    \n"}, "array 'page_index'"),
+    "objects": ({"proc_comm": npy_member((1,), "|O", bytes(8))}, "holds Python objects"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_CAPTURES))
+def test_a_hostile_capture_is_one_line(tmp_path, name):
+    members, message = HOSTILE_CAPTURES[name]
+    path = hostile_capture(tmp_path / f"{name}.npz", **members)
+    status, out, err = run_limited("estimate", str(path))
+    assert one_line(status, err, str(path), message), err[-2000:]
+
+
+def test_a_capture_larger_than_memory_is_refused_before_it_is_read(tmp_path):
+    """400 MB of zeros in a 0.4 MB member: honest sizes, too large to estimate in 2 GB."""
+    path = hostile_capture(tmp_path / "bomb.npz")
+    with zipfile.ZipFile(path) as z:
+        kept = {i.filename: z.read(i) for i in z.infolist() if i.filename != "page_frame.npy"}
+    n = 100_000_000
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for member, data in kept.items():
+            z.writestr(member, data)
+        with z.open("page_frame.npy", "w", force_zip64=True) as f:
+            f.write(npy_member((n,), "<i4"))
+            chunk = bytes(1 << 22)
+            for _ in range(n * 4 // len(chunk)):
+                f.write(chunk)
+            f.write(bytes(n * 4 % len(chunk)))
+    assert path.stat().st_size < 2 << 20
+    status, out, err = run_limited("estimate", str(path))
+    assert one_line(status, err, str(path), "too large for this machine"), err[-2000:]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    status, out, err = run_limited("estimate", str(fifo), timeout=10)
+    assert one_line(status, err, "not a regular file")

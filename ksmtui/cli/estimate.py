@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.capture import load
 from engine.estimate import Estimate, estimate
-from engine.knobs import KSM_KNOBS
+from engine.knobs import KSM_KNOBS, KnobError
 from engine.scenario import ScenarioError, parse_set_option, printable
 from ksmtui.cli.options import Parser
 from ksmtui.host.sysfs import KSM_DIR
@@ -49,7 +49,12 @@ def main(argv: list[str]) -> int:
     settings = dict(_setting(s) for s in opts.settings)
     cap = load(opts.capture)
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
-    knobs.update({k: v for k, v in cap.meta.get("knobs", {}).items() if k in KSM_KNOBS})
+    for k, v in cap.meta.get("knobs", {}).items():
+        if k in KSM_KNOBS:
+            try:
+                knobs[k] = KSM_KNOBS[k].parse(v)
+            except KnobError as e:
+                raise KnobError(f"{opts.capture}: meta.knobs.{k}: {e}") from None
     knobs.update(settings)
     measured, source = ksmd_costs.load(int((cap.page_content >= 0).sum()))
     result = estimate(cap, knobs, merge_any=opts.merge_any, measured=measured, measured_source=source)
