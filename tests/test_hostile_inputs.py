@@ -10,9 +10,9 @@ import json
 import os
 import re
 import signal
-import zipfile
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
