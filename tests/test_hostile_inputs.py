@@ -284,3 +284,63 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     status, out, err = run_limited("estimate", str(fifo), timeout=10)
     assert one_line(status, err, "not a regular file")
+
+
+# ------------------------------------------------------------ hostile recordings --
+
+RECORDINGS = Path(__file__).parent / "hostile" / "recordings"
+RECORDING_ERRORS = {  # fixture: what the one line says
+    "counter-10e400": '"ksm": expected an object of names to integers (within 64 bits)',
+    "time-1e400": '"time": expected seconds since the epoch, got inf',
+    "time-infinity": '"time": expected seconds since the epoch, got inf',
+    "time-nan": '"time": expected seconds since the epoch, got nan',
+    "process-field-wrong-type": '"processes.7.ksm_rmap_items": expected an integer',
+    "pid-superscript": '"processes": expected pids (as strings of digits)',
+    "event-malformed": '"trace.events": expected [seconds, event, text] items',
+    "event-time-string": '"trace.events": expected [seconds, event, text] items',
+    "version-true": "expected a format version >= 1, got True",
+    "interval-negative": '"interval": expected seconds between samples (> 0), got -5',
+    "interval-string": '"interval": expected seconds between samples',
+    "interval-nan": '"interval": expected seconds between samples (> 0), got nan',
+    "kernel-number": '"kernel": expected a string',
+    "ksmd-float": '"ksmd": expected an object of names to integers',
+}
+
+
+def test_every_hostile_recording_fixture_has_its_message():
+    assert sorted(p.stem for p in RECORDINGS.glob("*.jsonl")) == sorted(RECORDING_ERRORS)
+
+
+@pytest.mark.parametrize("name", sorted(RECORDING_ERRORS))
+def test_a_hostile_recording_is_one_line(name):
+    path = RECORDINGS / f"{name}.jsonl"
+    status, out, err = run_limited("replay", str(path))
+    assert one_line(status, err, str(path), RECORDING_ERRORS[name]), err[-2000:]
+
+
+HEADER = '{"format":"ksmtui-host-recording","version":1,"kernel":"6.1","interval":1}\n'
+SAMPLE = '{"time":1,"ksm":{},"knobs":{},"vmstat":{},"ksmd":{},"processes":{},"trace":null}\n'
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"format":' + "[" * 100_000 + "]" * 100_000 + "}\n" + SAMPLE, "line 1: JSON nested too deeply"),
+    (HEADER + '{"time":1,"x":' + "[" * 100_000 + "]" * 100_000 + "}\n", "line 2: JSON nested too deeply"),
+    (HEADER + SAMPLE.replace('"ksm":{}', '"ksm":{"a":' + "7" * 5000 + "}"), "line 2: not JSON this reads"),
+], ids=["header-deep", "sample-deep", "int-5000-digits"])  # short ids: the test's id is in the child's environment
+def test_recordings_too_deep_or_too_long_to_parse_are_one_line(tmp_path, text, message):
+    path = tmp_path / "r.jsonl"
+    path.write_text(text)
+    status, out, err = run_limited("replay", str(path))
+    assert one_line(status, err, str(path), message), err[-2000:]
+
+
+def test_replay_of_a_device_a_fifo_or_a_huge_file_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.jsonl"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 40)  # sparse: a terabyte of nothing
+    for path, message in (("/dev/zero", "not a regular file"), (fifo, "not a regular file"),
+                          (huge, "too large for this machine")):
+        status, out, err = run_limited("replay", str(path), timeout=10)
+        assert one_line(status, err, str(path), message), err[-2000:]
