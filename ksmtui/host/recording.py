@@ -193,6 +193,7 @@ def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, lis
     assert isinstance(head, dict)
     version = head.get("version")
     _expect(_is_int(version) and 1 <= version, path, n, f"expected a format version >= 1, got {_show(version)}")
+    assert isinstance(version, int)
     _expect(version <= VERSION, path, n, f"format version {version} is newer than this ksmtui reads ({VERSION})")
     interval = head.get("interval", 1.0)
     _expect(_is_number(interval) and 0 < interval <= 86400, path, n,
