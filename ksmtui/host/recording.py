@@ -19,7 +19,7 @@ import math
 import os
 import re
 import stat
-from typing import IO, Iterator
+from typing import IO, Iterator, TypeGuard
 
 from engine.capture import memory_room
 from ksmtui.host.sampler import HostSample
@@ -72,7 +72,7 @@ INT_LOW, INT_HIGH = -(2**63), 2**64 - 1
 _PID = re.compile(r"[0-9]{1,10}")  # str.isdigit() takes "²" too
 
 
-def _is_int(v) -> bool:
+def _is_int(v) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and INT_LOW <= v <= INT_HIGH
 
 
@@ -192,7 +192,7 @@ def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, lis
             f'expected the header {{"format": "{FORMAT}", "version": {VERSION}, ...}}: not a ksmtui host recording')
     assert isinstance(head, dict)
     version = head.get("version")
-    _expect(_is_int(version) and 1 <= version, path, n, f"expected a format version >= 1, got {_show(version)}")
+    _expect(_is_int(version) and version >= 1, path, n, f"expected a format version >= 1, got {_show(version)}")
     assert isinstance(version, int)
     _expect(version <= VERSION, path, n, f"format version {version} is newer than this ksmtui reads ({VERSION})")
     interval = head.get("interval", 1.0)
