@@ -344,3 +344,43 @@ def test_replay_of_a_device_a_fifo_or_a_huge_file_is_refused_at_once(tmp_path):
                           (huge, "too large for this machine")):
         status, out, err = run_limited("replay", str(path), timeout=10)
         assert one_line(status, err, str(path), message), err[-2000:]
+
+
+# ------------------------------------------------------------------------- outputs --
+
+@pytest.mark.parametrize("args", [["list"], ["check", "default"], ["run", "default", "--full-scans", "1", "--json"],
+                                  ["estimate", "CAPTURE"]], ids=lambda a: a[0])
+def test_stdout_on_a_full_disk_is_one_line(tmp_path, args):
+    path = tmp_path / "c.npz"
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 1, 0])])]), path)
+    args = [str(path) if a == "CAPTURE" else a for a in args]
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "ksmtui", *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
+    err = p.stderr.decode()
+    assert one_line(p.returncode, err, "cannot write the output: No space left on device"), err
+
+
+FILLING = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, ({size}, {size}))
+from ksmtui.cli import main
+sys.exit(main(["host", "--json", "--count", "6", "--interval", "0.05", "--no-trace", "--record", sys.argv[1]]))
+"""
+
+
+def test_host_record_onto_a_filling_disk_stops_with_one_line_and_the_recording_replays(tmp_path):
+    if not Path("/sys/kernel/mm/ksm/run").exists():
+        pytest.skip("no /sys/kernel/mm/ksm")
+    from ksmtui.host.recording import read_recording
+
+    probe = tmp_path / "probe.jsonl"
+    assert cli(["host", "--json", "--count", "1", "--no-trace", "--record", str(probe)]) == 0
+    size = len(probe.read_bytes()) * 5 // 2  # the header, about two samples, and a third cut short
+    path = tmp_path / "r.jsonl"
+    p = subprocess.run([sys.executable, "-c", FILLING.format(size=size), str(path)], capture_output=True, timeout=60)
+    err = p.stderr.decode().removeprefix("ksmtui host: note: no tracepoints: tracing off (--no-trace)\n")
+    assert one_line(p.returncode, err, f"--record {path}: File too large; the recording holds the"), err
+    notes: list[str] = []
+    header, samples = read_recording(str(path), notes)
+    assert 1 <= len(samples) <= 3 and len(p.stdout.decode().splitlines()) >= len(samples)

@@ -43,22 +43,38 @@ def header(interval: float) -> dict:
 
 class Recorder:
     """Writes a recording as samples arrive; every line is flushed, so a recording cut short by a
-    crash reads back up to its last whole line (and says where it was cut)."""
+    crash reads back up to its last whole line (and says where it was cut). A write that fails
+    (a full disk) stops the recording, keeps what was written, and says why in `error`: sampling
+    goes on."""
 
     def __init__(self, path: str, interval: float) -> None:
         self.path = path
-        self._f: IO[str] = open(path, "w")
+        self.error: str | None = None
+        self._f: IO[str] | None = open(path, "w")
         self._write(header(interval))
+        if self.error is not None:
+            raise OSError(self.error)
 
     def _write(self, obj: dict) -> None:
-        self._f.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self._f.flush()
+        if self._f is None:
+            return
+        try:
+            self._f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as err:
+            self.error = err.strerror or str(err)
+            self.close()
 
     def add(self, sample: HostSample) -> None:
         self._write(sample.to_json())
 
     def close(self) -> None:
-        self._f.close()
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError as err:  # the last flush, on a full disk
+                self.error = self.error or err.strerror or str(err)
 
 
 def _expect(cond: bool, path: str, line: int, what: str) -> None:

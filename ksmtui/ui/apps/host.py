@@ -73,10 +73,13 @@ class LiveSource:
         self.sampler.start(self._add)
 
     def _add(self, sample: HostSample) -> None:
+        state = f"sampling every {self.sampler.interval:g} s"
         if self.recorder is not None:
             self.recorder.add(sample)
+            if self.recorder.error is not None:  # a full disk: the recording stops, sampling goes on
+                state += f" · not recording: {self.recorder.error}"
         self.history.add(sample)
-        self._post(HostUpdate(self.history.view(state=f"sampling every {self.sampler.interval:g} s")))
+        self._post(HostUpdate(self.history.view(state=state)))
 
     def send(self, command: str, value: object = None) -> None:
         pass  # nothing to steer: the host's ksmd runs on its own
