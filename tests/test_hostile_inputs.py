@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -384,3 +385,42 @@ def test_host_record_onto_a_filling_disk_stops_with_one_line_and_the_recording_r
     notes: list[str] = []
     header, samples = read_recording(str(path), notes)
     assert 1 <= len(samples) <= 3 and len(p.stdout.decode().splitlines()) >= len(samples)
+
+
+# ------------------------------------------------------------------- live capture --
+
+SPARSE_CHILD = """
+import mmap, sys
+NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python < 3.13 lacks the name (0x4000 on x86 and arm64)
+m = mmap.mmap(-1, 60 << 40, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | NORESERVE)
+m[0:5] = b"first"
+m[(60 << 40) - 4096:(60 << 40) - 4091] = b"last!"
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_60_tb_sparse_mapping_captures_in_seconds(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", SPARSE_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        line = child.stdout.readline()
+        if line != b"ready\n":
+            pytest.skip(f"no 60 TB mapping here: {child.stderr.read().decode()[-200:]}")
+        out = tmp_path / "c.npz"
+        start = time.monotonic()
+        assert cli(["capture", str(child.pid), "-o", str(out)]) == 0
+        took = time.monotonic() - start
+    finally:
+        child.kill()
+        child.wait()
+    cap = fmt.load(out)
+    big = next(v for v in range(len(cap.vma_proc)) if int(cap.vma_end[v] - cap.vma_start[v]) >= 60 << 40)
+    first = int(cap.vma_first[big])
+    assert cap.page_index[first:first + int(cap.vma_count[big])].tolist() == [0, (60 << 40) // 4096 - 1]
+    assert took < 2, f"{took:.1f} s"
+
+
+def test_a_kernel_thread_is_named_as_such(capsys):
+    assert cli(["capture", "2"]) == 2
+    assert capsys.readouterr().err == "ksmtui capture: error: pid 2 (kthreadd) is a kernel thread: it has no user memory to capture\n"
