@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +251,48 @@ def test_a_recording_with_escapes_everywhere_is_shown_escaped(tmp_path):
             assert "\\x1b]0;PWN\\x07" in shown  # the escapes are there, as text
             assert "my knob" in shown  # the knobs screen drew the odd name (no BadIdentifier)
     asyncio.run(body())
+
+
+@asyncio_test
+async def test_ctrl_c_quits_with_status_130():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 130
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
+    """On a real terminal (a pty): the app draws, the signal arrives, the app quits with 128 + sig."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ksmtui replay on the pty
+        os.execv(sys.executable, [sys.executable, "-m", "ksmtui", "replay", str(RECORDING)])
+    status = None
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"ksmtui replay" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                seen += os.read(fd, 65536)
+        assert b"ksmtui replay" in seen
+        os.kill(pid, sig)
+        while time.monotonic() < deadline:  # drain the pty until the child exits
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal, it is exiting
+                    status = os.waitpid(pid, 0)[1]
+                    break
+            done, waited = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = waited
+                break
+    finally:
+        if status is None:  # not reaped: still ours to kill
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None, "the replay did not quit"
+    assert os.waitstatus_to_exitcode(status) == 128 + sig

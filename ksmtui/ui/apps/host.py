@@ -10,9 +10,11 @@ it was recorded with.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import queue
+import signal
 import threading
 from dataclasses import replace
 
@@ -182,6 +184,7 @@ class HostApp(BaseApp):
         Binding("minus", "speed(-1)", "Slower", key_display="-"),
         Binding("k", "knobs", "Knobs"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "interrupt", show=False, priority=True),
         *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
           for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
     ]
@@ -241,6 +244,11 @@ class HostApp(BaseApp):
     async def action_quit(self) -> None:
         self.source.close()
         self.exit()
+
+    def action_interrupt(self, status: int = 130) -> None:
+        """Ctrl-C (and SIGINT, SIGTERM, SIGHUP: run_app) quits as an interrupted command does."""
+        self.source.close()
+        self.exit(return_code=status)
 
     def on_host_update(self, message: HostUpdate) -> None:
         if self.paused and self.view is not None:
@@ -446,15 +454,31 @@ class HostKnobsScreen(ModalScreen[None]):
             self.query_one(f"#knob-error-{i}", Label).update(text)
 
 
-def run_host_app(sampler: HostSampler, recorder=None) -> int:
-    app = HostApp(LiveSource(sampler, recorder))
-    app.run()
+def run_app(app: HostApp) -> int:
+    """Run the app; SIGINT, SIGTERM and SIGHUP quit it (the terminal restored, the tracefs
+    instance removed by the caller) with status 128 + the signal, as Ctrl-C gives 130."""
+    def on_signal(signum, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the app's loop runs, or after: as any command
+            raise KeyboardInterrupt from None
+        loop.call_soon_threadsafe(app.action_interrupt, 128 + signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    try:
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return app.return_code or 0
+
+
+def run_host_app(sampler: HostSampler, recorder=None) -> int:
+    return run_app(HostApp(LiveSource(sampler, recorder)))
 
 
 def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel))
-    app.run()
-    return app.return_code or 0
+    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel)))
 
