@@ -260,6 +260,16 @@ def test_a_hostile_capture_is_one_line(tmp_path, name):
     assert one_line(status, err, str(path), message), err[-2000:]
 
 
+def test_a_sound_capture_still_estimates_under_the_limit(tmp_path):
+    """The memory check refuses what cannot fit, not what can: 200,000 pages under 2 GB."""
+    path = tmp_path / "ok.npz"
+    ids = np.arange(200_000) % 5_000
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, ids)]), (2, "b", [(fmt.MERGEABLE, ids)])]), path)
+    status, out, err = run_limited("estimate", str(path), "--json")
+    assert status == 0, err
+    assert json.loads(out)["ksm"]["pages_shared"] == 5_000
+
+
 def test_a_capture_larger_than_memory_is_refused_before_it_is_read(tmp_path):
     """400 MB of zeros in a 0.4 MB member: honest sizes, too large to estimate in 2 GB."""
     path = hostile_capture(tmp_path / "bomb.npz")
