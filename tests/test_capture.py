@@ -373,7 +373,7 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
         return real(mem, addr, n, page_size)
 
     monkeypatch.setattr(live, "_read_run", read_after_exit)
-    cap, notes = live.capture([secret_child], explicit=True, show_progress=False)
+    cap, notes = live.capture([secret_child], explicit=True, show_progress=False, key=bytes(32))
     assert any(f"pid {secret_child} (python" in n and "exited during the capture" in n for n in notes)
     assert cap.proc_pid.tolist() == [secret_child]
 

@@ -5,6 +5,13 @@ and moves only by keys, so each screen depends on the keys pressed and nothing e
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,7 +174,7 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
             assert isinstance(screen, HostKnobsScreen)
 
             async def write(name: str, value: str) -> str:
-                field = screen.query_one(f"#knob-{name}", Input)
+                field = screen.query_one(f"#knob-{screen._index(name)}", Input)
                 field.focus()
                 await pilot.pause()  # focused: the samples no longer refresh the field
                 field.value = value
@@ -176,7 +183,7 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
                 await pilot.press("y")
                 while "waiting" in str(screen.query_one("#knobs-confirm", Label).render()):
                     await pilot.pause(0.05)
-                return str(screen.query_one(f"#knob-error-{name}", Label).render())
+                return str(screen.query_one(f"#knob-error-{screen._index(name)}", Label).render())
 
             assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
             assert sysfs.ksm_read("pages_to_scan") != "700"
@@ -198,7 +205,7 @@ async def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_aft
         assert isinstance(screen, HostKnobsScreen)
         names = [str(label.render()) for label in screen.query(".knob-name")]
         assert names[:3] == ["run", "pages_to_scan", "sleep_millisecs"]
-        assert screen.focused is screen.query_one("#knob-run", Input)
+        assert screen.focused is screen.query_one("#knob-0", Input)
         await pilot.press("1", "enter")  # the value shown is selected: typing replaces it
         assert str(screen.query_one("#knobs-confirm", Label).render()) == \
             "write '1' to /sys/kernel/mm/ksm/run on this machine? y / n"
@@ -250,3 +257,108 @@ def test_an_efault_among_the_failures_is_explained():
 
     assert _err_notes({"ksm_merge_one_page -14": 3})[0].startswith("  EFAULT: try_to_merge_one_page()'s catch-all")
     assert _err_notes({"ksm_merge_one_page -16": 1}) == []
+
+
+ESC = "\x1b]0;PWN\x07\x1b[2J\x9b"  # sets a terminal's title and clears its screen (C1 CSI too)
+
+
+def escape_recording(path) -> None:
+    """host-merge.jsonl with escapes in every string a recording holds: the header's kernel, knob
+    names and values, counter names, comms, a process's error and unit, trace events and notes."""
+    lines = RECORDING.read_text().splitlines()
+    head = json.loads(lines[0])
+    head["kernel"] = "6.1" + ESC
+    out = [json.dumps(head)]
+    for n, text in enumerate(lines[1:]):
+        s = json.loads(text)
+        s["knobs"]["my knob" + ESC] = "v" + ESC
+        s["knobs"]["advisor_mode"] = "none" + ESC
+        s["ksm"]["counter" + ESC] = 1
+        s["vmstat"]["vm" + ESC] = 1
+        for pid, row in s["processes"].items():
+            row["comm"] = "comm" + ESC
+            row["unit"] = {"unit": "u" + ESC + ".service", "cgroup": "/c" + ESC}
+        s["processes"]["4242"] = {"comm": "gone" + ESC, "error": "err" + ESC}
+        if n % 2:
+            s["trace"] = None
+            s["trace_note"] = "note" + ESC
+        else:
+            s["trace"] = {"counts": {"ksm_enter" + ESC: 1}, "merges": {}, "errors": {"e" + ESC: 1},
+                          "passes": [], "advisor": [], "events": [[1.0 + n, "ksm_enter" + ESC, "mm " + ESC]]}
+        out.append(json.dumps(s))
+    path.write_text("\n".join(out) + "\n")
+
+
+def screen_text(app) -> str:
+    """Every character the app's screen would send to the terminal (the composed lines)."""
+    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_full_update().strips)
+
+
+def no_control(text: str) -> bool:
+    return not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def test_a_recording_with_escapes_everywhere_is_shown_escaped(tmp_path):
+    path = tmp_path / "escapes.jsonl"
+    escape_recording(path)
+    header, samples = read_recording(str(path))
+
+    async def body():
+        app = HostApp(ReplaySource("escapes" + ESC + ".jsonl", samples, paused=True, kernel=header["kernel"]))
+        async with app.run_test(size=(160, 50)) as pilot:
+            seen = []
+            for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k")):
+                for key in keys:
+                    await pilot.press(key)
+                await settle(pilot)
+                seen.append(screen_text(app))
+            shown = "\n".join(seen)
+            assert no_control(shown), repr(next(c for c in shown if not no_control(c)))
+            assert "\\x1b]0;PWN\\x07" in shown  # the escapes are there, as text
+            assert "my knob" in shown  # the knobs screen drew the odd name (no BadIdentifier)
+    asyncio.run(body())
+
+
+@asyncio_test
+async def test_ctrl_c_quits_with_status_130():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 130
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
+    """On a real terminal (a pty): the app draws, the signal arrives, the app quits with 128 + sig."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ksmtui replay on the pty
+        os.execv(sys.executable, [sys.executable, "-m", "ksmtui", "replay", str(RECORDING)])
+    status = None
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"ksmtui replay" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                seen += os.read(fd, 65536)
+        assert b"ksmtui replay" in seen
+        os.kill(pid, sig)
+        while time.monotonic() < deadline:  # drain the pty until the child exits
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal, it is exiting
+                    status = os.waitpid(pid, 0)[1]
+                    break
+            done, waited = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = waited
+                break
+    finally:
+        if status is None:  # not reaped: still ours to kill
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None, "the replay did not quit"
+    assert os.waitstatus_to_exitcode(status) == 128 + sig

@@ -99,6 +99,11 @@ def test_ranges_and_lists():
     (["--full-scans", "2", "--until-settled"], "not allowed with argument --full-scans"),
     (["--workers", "0"], "argument --workers: expected an integer >= 1"),
     (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
+    (["--set", "pages_to_scan=-5-10"], "--set pages_to_scan: expected an integer 0..4294967295, got -5"),
+    (["--seeds", "-1"], "--seeds: expected integers 0..18446744073709551615, got -1"),
+    (["--seeds=-3--1"], "--seeds: expected integers 0..18446744073709551615, got -3"),
+    *((["--scheduler", bad], "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT")
+      for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0", "tcp://host:99999")),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_bad_grid_is_one_line_and_exit_2_before_anything_runs(small, capsys, monkeypatch, args, message):
     def no_run(*a, **k):
@@ -218,6 +223,41 @@ def catches_sigint(pid):
     with open(f"/proc/{pid}/status") as f:
         caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
     return bool(caught & 1 << (signal.SIGINT - 1))
+
+
+def test_workers_are_capped_at_the_runs_the_cores_and_the_memory(monkeypatch):
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(sweep, "available_memory", lambda: 10 * 2**30)
+    assert sweep.worker_count(None, 64, 2**20) == (2, None)
+    assert sweep.worker_count(1000, 64, 2**20) == (2, "--workers 1000: starting 2 (2 cores)")
+    assert sweep.worker_count(1000, 1, 2**20) == (1, "--workers 1000: starting 1 (1 run)")
+    assert sweep.worker_count(2, 64, 8 * 2**30) == (1, "--workers 2: starting 1 (memory for 1 run at once)")
+    assert sweep.worker_count(1, 64, 2**20) == (1, None)
+
+
+def test_a_csv_on_a_full_disk_is_one_line_after_the_report(small, capsys):
+    assert main(["sweep", small, "--seeds", "1-2", "--full-scans", "1", "--workers", "1", "--csv", "/dev/full"]) == 2
+    out, err = capsys.readouterr()
+    assert "2 runs" in out and err.count("\n") == 1 and "--csv /dev/full: cannot write: No space left on device" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_report_the_runs_so_far_as_ctrl_c_does(small, sig):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
+         "--full-scans", "400", "--workers", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    workers: list[psutil.Process] = []
+    while proc.poll() is None and not (len(workers) == 2 and catches_sigint(proc.pid)):
+        workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        time.sleep(0.1)
+    proc.send_signal(sig)  # the sweep's process alone: a service manager's stop, a closed terminal
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.startswith("ksmtui sweep: interrupted: ") and err.count("\n") == 1, err
+    assert json.loads(out)["complete"] is False
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):

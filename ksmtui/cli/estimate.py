@@ -17,8 +17,8 @@ import numpy as np
 
 from engine.capture import load
 from engine.estimate import Estimate, estimate
-from engine.knobs import KSM_KNOBS
-from engine.scenario import ScenarioError, parse_set_option
+from engine.knobs import KSM_KNOBS, KnobError
+from engine.scenario import ScenarioError, parse_set_option, printable
 from ksmtui.cli.options import Parser
 from ksmtui.host.sysfs import KSM_DIR
 from ksmtui.host.units import GROUPINGS, Unit, group_index, group_key
@@ -61,7 +61,12 @@ def main(argv: list[str]) -> int:
     settings = dict(_setting(s) for s in opts.settings)
     cap = load(opts.capture)
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
-    knobs.update({k: v for k, v in cap.meta.get("knobs", {}).items() if k in KSM_KNOBS})
+    for k, v in cap.meta.get("knobs", {}).items():
+        if k in KSM_KNOBS:
+            try:
+                knobs[k] = KSM_KNOBS[k].parse(v)
+            except KnobError as e:
+                raise KnobError(f"{opts.capture}: meta.knobs.{k}: {e}") from None
     knobs.update(settings)
     measured, source = ksmd_costs.load(int((cap.page_content >= 0).sum()))
     groups = _groups(cap, opts.group_by) if opts.group_by else None
@@ -74,7 +79,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(report(result, opts.capture, knobs, opts.merge_any) + memory_report(cap, opts.merge_any)
                          + "".join(text for _, text in extra.values()))
     for note in result.notes:
-        print(f"{PROG}: note: {note}", file=sys.stderr)
+        print(f"{PROG}: note: {printable(note)}", file=sys.stderr)
     return 0
 
 
@@ -96,7 +101,7 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     scope = "every compatible VMA (as with merge-any)" if merge_any else "the VMAs KSM may merge now"
     c = e.cost
     stopped = c.get("not_merging")
-    lines = [f"{path}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", ""]
+    lines = [f"{printable(str(path))}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", ""]
     if stopped:
         named = re.search(r"\((\w+) \d\)", stopped)  # the knob engine.estimate.not_merging names
         knob = named.group(1) if named else "run"
@@ -115,7 +120,7 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
-        rows.append((str(pid), p["comm"], f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
+        rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
     lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
     if stopped:

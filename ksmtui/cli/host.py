@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
             try:
                 recorder = Recorder(opts.record, opts.interval)
             except OSError as err:
-                raise UsageError(f"--record: {opts.record}: {err.strerror}") from None
+                raise UsageError(f"--record: {opts.record}: {err.strerror or err}") from None
         if opts.json:
             return _json_lines(sampler, opts.interval, opts.count, recorder, opts.group_by)
         from ksmtui.ui.apps.host import run_host_app
@@ -91,6 +91,9 @@ def _json_lines(sampler, interval: float, count: int | None, recorder, group_by:
         sample = sampler.sample()
         if recorder is not None:
             recorder.add(sample)
+            if recorder.error is not None:
+                raise UsageError(f"--record {recorder.path}: {recorder.error}; the recording holds the "
+                                 f"{n} sample{'s' * (n != 1)} before")
         sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
         sys.stdout.flush()
         n += 1

@@ -15,7 +15,9 @@ mapped is taken for it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import json
 import os
 import re
@@ -213,8 +215,22 @@ def _open(pid: int, what: str, comm: str) -> int:
         raise NoSuchProcess(f"pid {pid} ({comm}): exited before it could be read") from None
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the flags field of /proc/PID/stat
+
+
+def is_kernel_thread(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2:].split()  # after the comm, which may hold spaces and parentheses
+    return len(fields) > 6 and int(fields[6]) & PF_KTHREAD != 0
+
+
 def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Progress, label: str) -> ProcCapture:
     comm = _comm(pid)
+    if is_kernel_thread(pid):
+        raise NoSuchProcess(f"pid {pid} ({comm}) is a kernel thread: it has no user memory to capture")
     stat = _ksm_stat(pid)
     try:
         vmas = read_vmas(pid)
@@ -240,10 +256,8 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
                 out.vmas.append((vma, *_concat([])))
                 continue
             parts: list[tuple] = []  # (page indexes, digests, kernel zero page?, shared frame) per run
-            npages = (vma.end - vma.start) // page_size
             gone = False
-            for first in range(0, npages, PAGEMAP_CHUNK):
-                n = min(PAGEMAP_CHUNK, npages - first)
+            for first, n in _chunks(pagemap, vma, page_size):
                 try:
                     raw = os.pread(pagemap, 8 * n, 8 * (vma.start // page_size + first))
                 except OSError as e:
@@ -288,6 +302,49 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
         os.close(pagemap)
         os.close(mem)
     return out
+
+
+# PAGEMAP_SCAN (Linux 6.7+, include/uapi/linux/fs.h): the ranges of a VMA whose pages are present,
+# from a walk of the page tables that skips what they do not map (a 60 TB reservation with two
+# pages touched is two ranges, found at once, where reading its pagemap is 120 GB of entries).
+PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg): 12 u64 fields, 96 bytes
+PAGE_IS_PRESENT = 1 << 3
+SCAN_REGIONS = 512  # struct page_region {start, end, categories} per ioctl
+
+
+def present_ranges(pagemap: int, start: int, end: int) -> list[tuple[int, int]] | None:
+    """[start, end) address ranges of present pages within [start, end), or None where the kernel
+    has no PAGEMAP_SCAN (the caller reads the whole pagemap then)."""
+    vec = (ctypes.c_uint64 * (3 * SCAN_REGIONS))()
+    out: list[tuple[int, int]] = []
+    at = start
+    while at < end:
+        arg = (ctypes.c_uint64 * 12)(96, 0, at, end, 0, ctypes.addressof(vec), SCAN_REGIONS, 0, 0,
+                                     PAGE_IS_PRESENT, 0, PAGE_IS_PRESENT)
+        try:
+            n = fcntl.ioctl(pagemap, PAGEMAP_SCAN, arg)
+        except OSError as e:
+            if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return None
+            raise
+        out += [(vec[3 * i], vec[3 * i + 1]) for i in range(n)]
+        if arg[4] <= at:  # walk_end: no progress (cannot happen; never loop on it)
+            break
+        at = arg[4]
+    return out
+
+
+def _chunks(pagemap: int, vma: Vma, page_size: int):
+    """(first page index, pages) of the VMA whose pagemap entries to read: its present ranges
+    where PAGEMAP_SCAN says which they are, else all of it, PAGEMAP_CHUNK pages at a time."""
+    npages = (vma.end - vma.start) // page_size
+    ranges = present_ranges(pagemap, vma.start, vma.end) if npages > PAGEMAP_CHUNK else None
+    if ranges is None:
+        ranges = [(vma.start, vma.end)]
+    for lo, hi in ranges:
+        a, b = (lo - vma.start) // page_size, (hi - vma.start) // page_size
+        for first in range(a, b, PAGEMAP_CHUNK):
+            yield first, min(PAGEMAP_CHUNK, b - first)
 
 
 def _concat(parts: list[tuple]) -> tuple:
@@ -363,10 +420,11 @@ def content_ids(digests: bytes, page_size: int) -> tuple[np.ndarray, np.ndarray]
     return hashes, ids[1:].astype(np.int32)
 
 
-def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.Capture, list[str]]:
+def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) -> tuple[fmt.Capture, list[str]]:
     """Capture the processes (in the order given: the order ksmd will be taken to visit them).
     explicit: the pids were named by the user, so a missing one or a refusal is an error;
-    otherwise (--all, --mergeable) such processes are skipped with a note."""
+    otherwise (--all, --mergeable) such processes are skipped with a note. key: the secret the
+    hash table is keyed with (engine.capture.HASH_KEYED), never written to the capture."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     pageflags = PageFlags()
     progress = Progress(show_progress)
@@ -399,6 +457,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         raise CaptureDenied("no process could be captured" + (f" ({notes[-1]})" if notes else ""))
     rows = [(p, *v) for p, pc in enumerate(procs) for v in pc.vmas]
     hashes, ids = content_ids(b"".join(r[3].tobytes() for r in rows), page_size)
+    hashes = fmt.keyed(hashes, key)
     counts = np.array([len(r[2]) for r in rows], np.int64)
     kzero = np.concatenate([r[4] for r in rows]) if rows else np.empty(0, bool)
     ids[kzero] = fmt.KERNEL_ZERO_PAGE
@@ -413,8 +472,8 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         pass
     meta = {
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
-        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH,
-        "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH_KEYED,
+        "key_id": fmt.key_id(key), "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,

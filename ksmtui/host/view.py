@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from engine.knobs import KSM_KNOBS
+from engine.scenario import printable
 from ksmtui.host.sampler import HostSample
 from ksmtui.text.units import MIB
 
@@ -124,12 +125,31 @@ def process_ratio(row: Mapping) -> float | None:
     return row.get("ksm_rmap_items", 0) / merging
 
 
+def escaped(obj):
+    """obj with every string in it (keys too) passed through printable: what a process named itself,
+    what the kernel or a recording says, shown as text and never acted on by the terminal."""
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {printable(str(k)): escaped(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(escaped(v) for v in obj)
+    return obj
+
+
+def escaped_sample(s: HostSample) -> HostSample:
+    return HostSample(time=s.time, ksm=escaped(s.ksm), knobs=escaped(s.knobs), vmstat=escaped(s.vmstat),
+                      ksmd=escaped(s.ksmd), processes=escaped(s.processes), trace=escaped(s.trace),
+                      trace_note=printable(s.trace_note), extra=s.extra)
+
+
 class HostHistory:
-    """Feeds on HostSamples in order and makes HostViews."""
+    """Feeds on HostSamples in order and makes HostViews. Every string of a sample is escaped here,
+    on the way in: all that the views draw (tables, panels, dialogs) is printable."""
 
     def __init__(self, source: str = "live", kernel: str | None = None) -> None:
-        self.source = source
-        self.kernel = kernel or os.uname().release
+        self.source = printable(source)
+        self.kernel = printable(kernel or os.uname().release)
         self._samples: deque[HostSample] = deque(maxlen=HISTORY)
         self._passes: deque[Pass] = deque(maxlen=PASSES)
         self._events: deque = deque(maxlen=EVENTS)
@@ -141,6 +161,7 @@ class HostHistory:
         self.count = 0
 
     def add(self, s: HostSample) -> None:
+        s = escaped_sample(s)
         prev = self._samples[-1] if self._samples else None
         self._samples.append(s)
         self.count += 1
