@@ -98,7 +98,7 @@ def walk_lines(steps: tuple[WalkStep, ...]) -> list[str]:
     return lines
 
 
-class TreesPanel(Panel):
+class TreesPanel(Panel[EngineView]):
     """Stable tree (chains expanded into their dups, each with its sharers) and unstable tree."""
 
     DEFAULT_CSS = """
