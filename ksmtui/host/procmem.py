@@ -358,7 +358,7 @@ def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarra
     """The pages read in one run as arrays (33 bytes a page, not Python objects): page indexes,
     xxh3_128 digests, whether each maps the kernel's zero page, its shared frame (or -1)."""
     ok = [k for k, page in enumerate(pages) if page is not None]
-    digests = [xxhash.xxh3_128_digest(pages[k]) for k in ok]
+    digests = [xxhash.xxh3_128_digest(page) for page in pages if page is not None]
     entries = entries[ok]
     kzero = np.zeros(len(ok), bool)
     for j, d in enumerate(digests):

@@ -151,9 +151,9 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
     for title, snap in (("Before:", before), ("After:", after)):
         lines.append(title)
         for path in PATHS:
-            rows = hist_lines(snap.latency[path])
-            if rows:
-                lines += [f"- {PATH_TITLES[path]}", *rows]
+            hist = hist_lines(snap.latency[path])
+            if hist:
+                lines += [f"- {PATH_TITLES[path]}", *hist]
     lines += ["", "latency of cmp_and_merge_page() (ns; percentiles name the bucket they fall in):"]
     rows: list[list[object]] = [["path", "", "calls", "p50", "p90", "p99", "mean"]]
     for path in PATHS:

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from textual.message import Message
 
@@ -176,6 +176,20 @@ class Quit:
 
 Command = (SetPaused | StepPage | StepBatch | ChangeSpeed | SetKnob | ToggleKnob | ScaleKnob | CycleFlow
            | Restart | Load | ToggleCompare | ShowTrees | TreePage | TreeFind | View | Sync | Quit)
+
+
+@runtime_checkable
+class CommandSink(Protocol):
+    """What a widget of the model app sends its commands to: the app (KsmApp.send), which the
+    widgets cannot import (the app imports them)."""
+
+    def send(self, command: Command) -> None: ...
+
+
+def send_command(app: object, command: Command) -> None:
+    """A widget's `self.app`, typed by Textual as any App, is the model app here."""
+    assert isinstance(app, CommandSink), f"{type(app).__name__} takes no engine commands"
+    app.send(command)
 
 
 def speed_label(speed: int | None, achieved: float | None = None) -> str:

@@ -16,9 +16,11 @@ import os
 import queue
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -29,7 +31,7 @@ from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.scenario import printable
 from ksmtui.host import sysfs
-from ksmtui.host.recording import REPLAY_SPEEDS
+from ksmtui.host.recording import REPLAY_SPEEDS, Recorder
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
 from ksmtui.host.view import HostHistory, HostView, knobs_in_order
 from ksmtui.text.units import MIB
@@ -60,18 +62,25 @@ class HostUpdate(Message):
         return isinstance(message, HostUpdate)
 
 
+Post = Callable[[Message], object]  # App.post_message, which may be called from any thread
+
+
+def _not_started(message: Message) -> object:
+    raise RuntimeError("a source posts only once start() has given it the app's post_message")
+
+
 class LiveSource:
     """Samples on the sampler's thread; each sample is recorded (--record) and made a view there."""
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder=None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Recorder | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
         self.history = HostHistory("live")
-        self._post = None
+        self._post: Post = _not_started
 
-    def start(self, post) -> None:
+    def start(self, post: Post) -> None:
         self._post = post
         self.sampler.start(self._add)
 
@@ -106,9 +115,9 @@ class ReplaySource:
         self._next = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="ksm-replay", daemon=True)
-        self._post = None
+        self._post: Post = _not_started
 
-    def start(self, post) -> None:
+    def start(self, post: Post) -> None:
         self._post = post
         self._thread.start()
 
@@ -270,7 +279,7 @@ class HostApp(BaseApp):
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
 
-    def on_resize(self, event) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
@@ -490,7 +499,7 @@ def run_app(app: HostApp) -> int:
     return app.return_code or 0
 
 
-def run_host_app(sampler: HostSampler, recorder=None) -> int:
+def run_host_app(sampler: HostSampler, recorder: Recorder | None = None) -> int:
     return run_app(HostApp(LiveSource(sampler, recorder)))
 
 

@@ -174,7 +174,7 @@ class HostNote(Static):
         self.update(Text(trace_line(view), no_wrap=True, overflow="ellipsis"), layout=False)
 
 
-class SavingsPanel(Panel):
+class SavingsPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="savings-text")
 
@@ -185,7 +185,7 @@ class SavingsPanel(Panel):
         self.query_one("#savings-text", TextView).show("\n".join(savings_lines(view)))
 
 
-class HostScanPanel(Panel):
+class HostScanPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-scan-text")
 
@@ -197,7 +197,7 @@ class HostScanPanel(Panel):
         text.show("\n".join(scan_lines(view, text.content_region.width or 60)))
 
 
-class HostCountersPanel(Panel):
+class HostCountersPanel(Panel[HostView]):
     """Every counter file of /sys/kernel/mm/ksm and the two of /proc/vmstat, with sparklines."""
 
     def compose(self) -> ComposeResult:
@@ -228,7 +228,7 @@ class HostCountersPanel(Panel):
         widget.update(Content.assemble(*parts[:-1]), layout=layout)
 
 
-class HostKnobsPanel(Panel):
+class HostKnobsPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-knobs-text")
 
@@ -240,7 +240,7 @@ class HostKnobsPanel(Panel):
         self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs))
 
 
-class HostOutcomesPanel(Panel):
+class HostOutcomesPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-outcomes-text")
 
@@ -252,7 +252,7 @@ class HostOutcomesPanel(Panel):
         self.query_one("#host-outcomes-text", TextView).show("\n".join(outcome_lines(view)))
 
 
-class HostEventsPanel(Panel):
+class HostEventsPanel(Panel[HostView]):
     ROWS = 12
 
     def compose(self) -> ComposeResult:
@@ -265,7 +265,7 @@ class HostEventsPanel(Panel):
         self.query_one("#host-events-text", TextView).show("\n".join(event_lines(view, self.ROWS)))
 
 
-class NotExposedPanel(Panel):
+class NotExposedPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="not-exposed-text")
 

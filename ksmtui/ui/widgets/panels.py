@@ -6,6 +6,7 @@ labels such as `[2, 4)` would read as markup tags)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -35,6 +36,7 @@ from ksmtui.text.units import MIB
 from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
+V = TypeVar("V")  # what a panel draws: an EngineView (the model) or a HostView (host mode)
 ROLLING = f"last {RECENT_WAKEUPS} wake-ups"  # the window of the rolling histograms
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
 COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")
@@ -86,13 +88,13 @@ def bar_width(widget: Widget, fixed: int, least: int = 8) -> int:
     return max(least, min(52, widget.content_region.width - fixed))
 
 
-class Panel(Vertical):
+class Panel(Vertical, Generic[V]):
     """A bordered panel that redraws only when shown and when its key of the view changed."""
 
     _key: object = None
-    _view: EngineView | None = None
+    _view: V | None = None
 
-    def update_from(self, view: EngineView) -> None:
+    def update_from(self, view: V) -> None:
         self._view = view
         if not shown(self):
             return
@@ -110,10 +112,10 @@ class Panel(Vertical):
         if self._view is not None:
             self.update_from(self._view)
 
-    def key_of(self, view: EngineView) -> object:
+    def key_of(self, view: V) -> object:
         raise NotImplementedError
 
-    def draw(self, view: EngineView) -> None:
+    def draw(self, view: V) -> None:
         raise NotImplementedError
 
 
@@ -248,7 +250,7 @@ def time_span(ns: int) -> str:
     return f"{ns / 60e9:,.1f} min"
 
 
-class ScanPanel(Panel):
+class ScanPanel(Panel[EngineView]):
     """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
 
     events: tuple = ()  # the scenario's (engine/scenario.py Event), set by the app
@@ -295,7 +297,7 @@ class ScanPanel(Panel):
         widget.show(note)
 
 
-class CountersPanel(Panel):
+class CountersPanel(Panel[EngineView]):
     """The sysfs counters, each with its recent history as a sparkline (newest on the right), and
     the scenario's one-off events marked under them where they fired.
 
@@ -340,7 +342,7 @@ class CountersPanel(Panel):
         self._lines = lines
 
 
-class OutcomesPanel(Panel):
+class OutcomesPanel(Panel[EngineView]):
     """cmp_and_merge_page() outcomes by path, totals and calls per simulated second."""
 
     def compose(self) -> ComposeResult:
@@ -358,7 +360,7 @@ class OutcomesPanel(Panel):
         self.query_one("#outcomes-text", TextView).show("\n".join(rows))
 
 
-class LatencySummary(Panel):
+class LatencySummary(Panel[EngineView]):
     """One line per path: calls and percentiles of the rolling histogram."""
 
     def compose(self) -> ComposeResult:
@@ -382,7 +384,7 @@ def _titles(titles: list[str], width: int) -> list[str]:
             for t in titles]
 
 
-class LatencyPanel(Panel):
+class LatencyPanel(Panel[EngineView]):
     """Log2 histograms of cmp_and_merge_page() latency per path, drawn as bpftrace's hist()."""
 
     since_start = False  # False: the rolling histogram (the last few wake-ups)
@@ -416,7 +418,7 @@ class LatencyPanel(Panel):
             hist.show("\n".join([title, *hist_lines(self.counts(view)[path], bar_width(hist, HIST_FIXED), span)]))
 
 
-class ChainsPanel(Panel):
+class ChainsPanel(Panel[EngineView]):
     """How full the KSM pages are: sharers per page against max_page_sharing, dups per chain."""
 
     def compose(self) -> ComposeResult:
@@ -465,7 +467,7 @@ def latency_change_lines(before, after) -> list[str]:
     return table(rows, left=2)
 
 
-class ComparePanel(Panel):
+class ComparePanel(Panel[EngineView]):
     """Compare mode: the same workload under two flows, their counters, latency and work per path,
     and the histograms side by side."""
 
@@ -507,7 +509,7 @@ class ComparePanel(Panel):
                 )
 
 
-class ProcessesPanel(Panel):
+class ProcessesPanel(Panel[EngineView]):
     """Each live process's ksm_stat, as /proc/PID/ksm_stat would show it, in a top-like table."""
 
     def compose(self) -> ComposeResult:

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from engine.knobs import ALL_KNOBS, KSM_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
-from ksmtui.ui.runner import EngineView, SetKnob
+from ksmtui.ui.runner import EngineView, SetKnob, send_command
 
 # Every knob of /sys/kernel/mm/ksm (a refusal's advice names run and advisor_mode), and the flow.
 LIVE_KNOBS = (*KSM_KNOBS, "flow")
@@ -75,6 +75,7 @@ class KnobsScreen(ModalScreen[None]):
                 field.value = str(self._knob(view, name))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        assert event.input.id is not None  # every field is made with one
         name = event.input.id.removeprefix("knob-")
         try:
             value = ALL_KNOBS[name].parse(event.value)
@@ -82,7 +83,7 @@ class KnobsScreen(ModalScreen[None]):
             self.show_error(name, str(err))
             return
         self.show_error(name, "")
-        self.app.send(SetKnob(name, value))
+        send_command(self.app, SetKnob(name, value))
 
     def show_error(self, name: str, text: str) -> None:
         label = self.query_one(f"#knob-error-{name}", Label)
@@ -104,6 +105,7 @@ class OpenScreen(ModalScreen[Scenario | None]):
             yield OptionList(*[Option(Text(name), id=name) for name, _ in builtin_scenarios()], id="open-builtins")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        assert event.option.id is not None  # every built-in is listed with its name as id
         self._open(event.option.id)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

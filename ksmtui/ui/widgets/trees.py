@@ -10,7 +10,10 @@ the stale nodes they pruned.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -19,7 +22,7 @@ from textual.widgets.tree import TreeNode
 
 from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView, WalkStep
 from ksmtui.text.render import node_detail, sharer_label, stable_node_label, unstable_label
-from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery
+from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery, send_command
 from ksmtui.ui.widgets.panels import Panel, TextView
 
 _TREES = {"stable-tree": "stable", "unstable-tree": "unstable"}
@@ -35,7 +38,8 @@ class NodeTree(Tree):
     ]
 
     def action_page(self, pages: int) -> None:
-        self.app.send(TreePage(_TREES[self.id], pages))
+        assert self.id is not None  # made as stable-tree or unstable-tree
+        send_command(self.app, TreePage(_TREES[self.id], pages))
 
     def action_search(self) -> None:
         search = self.screen.query_one("#tree-search", Input)
@@ -103,7 +107,7 @@ def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> lis
     return lines
 
 
-class TreesPanel(Panel):
+class TreesPanel(Panel[EngineView]):
     """Stable tree (chains expanded into their dups, each with its sharers) and unstable tree."""
 
     DEFAULT_CSS = """
@@ -114,7 +118,7 @@ class TreesPanel(Panel):
     }
     """
 
-    _detail_tree: NodeTree | None = None  # the tree whose highlighted node the detail view shows
+    _detail_tree: Tree | None = None  # the tree whose highlighted node the detail view shows
     _found_seq = 0  # the last search answer acted on
 
     def compose(self) -> ComposeResult:
@@ -150,7 +154,12 @@ class TreesPanel(Panel):
         stable = self.query_one("#stable-tree", NodeTree)
         stable.border_title = self._title("stable tree", "nodes", s.stable_offset, len(s.stable_tree),
                                           s.stable_tree_size + s.migrate_nodes)
-        self._rebuild(stable, lambda root: [self._add_stable(root, n, walked.get(_key(n))) for n in s.stable_tree])
+
+        def add_stable(root: TreeNode) -> None:
+            for n in s.stable_tree:
+                self._add_stable(root, n, walked.get(_key(n)))
+
+        self._rebuild(stable, add_stable)
         unstable = self.query_one("#unstable-tree", NodeTree)
         unstable.border_title = self._title("unstable tree", "items", s.unstable_offset, len(s.unstable_tree),
                                             s.unstable_tree_size)
@@ -206,7 +215,7 @@ class TreesPanel(Panel):
     def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
         self._fill_children(event.node)
 
-    def _rebuild(self, tree: NodeTree, fill) -> None:
+    def _rebuild(self, tree: NodeTree, fill: Callable[[TreeNode], object]) -> None:
         expanded = {_key(n.data) for n in _walk(tree.root) if n.is_expanded}
         cursor = _key(tree.cursor_node.data) if tree.cursor_node is not None else None
         line, scroll = tree.cursor_line, tree.scroll_y
@@ -252,9 +261,9 @@ class TreesPanel(Panel):
             self.app.notify(str(err), severity="error")
             return
         event.input.display = False
-        self.app.send(TreeFind(query))
+        send_command(self.app, TreeFind(query))
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         search = self.query_one("#tree-search", Input)
         if event.key == "escape" and search.has_focus:
             event.stop()
@@ -262,7 +271,7 @@ class TreesPanel(Panel):
             self.query_one("#stable-tree", NodeTree).focus()
 
 
-def _walk(node: TreeNode):
+def _walk(node: TreeNode) -> Iterator[TreeNode]:
     for child in node.children:
         yield child
         yield from _walk(child)
