@@ -1,6 +1,8 @@
 """Result hashes: what every built-in scenario x flow run ends with, as `ksmtui run NAME --flow F
---json` prints it, less its wall-clock fields, hashed. A refactoring of the engine must leave them
-all unchanged; a change that means to alter results regenerates them and says so in its commit.
+--json` prints it, less its wall-clock fields, hashed ("run"); and what single steps show along the
+way, each step's StepInfo (the deciding functions' trace) and the tree walks it made ("step"). A
+refactoring of the engine must leave them all unchanged; a change that means to alter results
+regenerates them and says so in its commit.
 
     python -m tests.result_hashes            check every pair against tests/data/result_hashes.json
     python -m tests.result_hashes --write    record every pair (run it on the commit before a change)
@@ -22,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "tests" / "data" / "result_hashes.json"
 WALL_CLOCK = ("wall_s",)  # fields of the result that measure the wall clock, not the model
 FLOWS = ("legacy", "optimized", "series-v1")
+# a stepped run: STEP_ROUNDS times, STEP_ADVANCE untraced pages then STEP_PAGES single steps
+STEP_ROUNDS, STEP_ADVANCE, STEP_PAGES = 8, 3000, 25
 
 
 def pairs() -> list[tuple[str, str]]:
@@ -48,7 +52,25 @@ def result_hash(name: str, flow: str) -> str:
     return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
 
 
-def recorded() -> dict[str, str]:
+def step_hash(name: str, flow: str) -> str:
+    """sha256 of the single steps of a stepped run: what each showed (StepInfo, its walks)."""
+    sys.path.insert(0, str(ROOT))
+    from engine.scenario import builtin_scenarios, load_scenario
+    from engine.sim import Simulation
+
+    sim = Simulation(load_scenario(dict(builtin_scenarios())[name]), flow=flow)
+    h = hashlib.sha256()
+    for _ in range(STEP_ROUNDS):
+        sim.step_pages(STEP_ADVANCE)
+        for _ in range(STEP_PAGES):
+            h.update(repr((sim.step_page(), sim.last_walk)).encode())
+    return h.hexdigest()
+
+
+KINDS = {"run": result_hash, "step": step_hash}
+
+
+def recorded() -> dict[str, dict[str, str]]:
     return json.loads(STORE.read_text())
 
 
@@ -56,17 +78,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.result_hashes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="record the hashes instead of checking them")
     args = parser.parse_args()
-    hashes = {key(name, flow): result_hash(name, flow) for name, flow in pairs()}
+    hashes = {kind: {key(name, flow): f(name, flow) for name, flow in pairs()} for kind, f in KINDS.items()}
+    total = sum(map(len, hashes.values()))
     if args.write:
         STORE.write_text(json.dumps(hashes, indent=1) + "\n")
-        print(f"wrote {len(hashes)} hashes to {STORE.relative_to(ROOT)}")
+        print(f"wrote {total} hashes to {STORE.relative_to(ROOT)}")
         return 0
     want = recorded()
-    differ = [k for k in sorted(set(hashes) | set(want)) if hashes.get(k) != want.get(k)]
-    for k in differ:
-        print(f"differs: ksmtui run {k}: recorded {want.get(k)}, now {hashes.get(k)}")
-    print(f"{len(hashes) - len(differ)} of {len(hashes)} pairs unchanged" if differ else
-          f"all {len(hashes)} pairs unchanged")
+    differ = []
+    for kind, now in hashes.items():
+        was = want.get(kind, {})
+        for k in sorted(set(now) | set(was)):
+            if now.get(k) != was.get(k):
+                differ.append(k)
+                print(f"differs: {kind} {k}: recorded {was.get(k)}, now {now.get(k)}")
+    print(f"{total - len(differ)} of {total} hashes unchanged" if differ else f"all {total} hashes unchanged")
     return 1 if differ else 0
 
 
