@@ -97,8 +97,8 @@ from engine.cost import (
     CostModel,
 )
 from engine.knobs import KSM_KNOBS, KnobError
-from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
 from engine.tree import RB_RED, RbNode, RbRoot
+from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, WORK
 
 if TYPE_CHECKING:
     from engine.machine import MM, VMA, Machine
@@ -127,13 +127,6 @@ EWMA_WEIGHT = 30  # percent of the newest scan's change in the moving average
 
 NSEC_PER_MSEC = 1_000_000
 MSEC_PER_SEC = 1000
-
-
-WORK = ("calc_checksum", "stable_tree_search", "unstable_tree_search_insert", "memcmp_pages")
-
-
-def work_totals(work_by_path: dict) -> dict[str, int]:
-    return {op: sum(w[op] for w in work_by_path.values()) for op in WORK}
 
 
 def calc_checksum(data: bytes) -> int:

@@ -14,13 +14,10 @@ from collections import deque
 from engine import contents
 from engine.cost import WAKEUP
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
-from engine.ksm import Ksm, RmapItem, calc_checksum, is_stable_node_chain, is_stable_node_dup, work_totals
+from engine.ksm import Ksm, RmapItem, calc_checksum, is_stable_node_chain, is_stable_node_dup
 from engine.machine import MM, Machine
 from engine.scenario import GLOB_CHARS, Event, Scenario
 from engine.snapshot import (
-    N_BUCKETS,
-    OUTCOMES,
-    PATHS,
     Cursor,
     ProcessStats,
     Sharer,
@@ -30,11 +27,11 @@ from engine.snapshot import (
     TreeFound,
     UnstableItemView,
     WalkStep,
-    bucket_bounds,
     frozen,
 )
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
 from engine.tree import RB_RED, rb_first, rb_next
+from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, bucket_bounds, work_totals
 
 RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups
 _SHARERS_SHOWN = 32
