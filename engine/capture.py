@@ -13,7 +13,15 @@ imports nothing of the engine.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import math
+import os
+import re
+import resource
+import stat
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -26,7 +34,14 @@ from numpy.typing import ArrayLike
 
 MAGIC = "ksmtui-capture"
 FORMAT_VERSION = 1
-HASH = "xxh3_128"
+HASH = "xxh3_128"  # files before keyed hashes: the plain digest, row 0 checkable as the zero page's
+# A keyed capture's table: blake2b-128 keyed with a secret of the capture's, over each distinct
+# xxh3_128 digest. Only the distinct digests are keyed (once each, at the end of a capture), so
+# the key costs nothing per page. The key is never written: a file holds `key_id` (a keyed digest
+# of a constant) so that captures made with one key (--key-file) are known to compare; without the
+# key, a guess at a page's contents (a PIN among zeros) cannot be checked against the file.
+HASH_KEYED = "blake2b-128-keyed(xxh3_128)"
+KEY_BYTES = 32
 
 # content ids: >= 0 index `hashes` (0 is always the all-zero page); below 0, a present page that
 # KSM does not scan
@@ -57,7 +72,8 @@ ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
     "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
     "page_index": ("i", 1), "page_content": ("i", 1),
 }
-OPTIONAL = {"page_frame": ("i", 1)}  # absent in files that predate it: all -1
+# absent in files that predate them: page_frame all -1, proc_unit all "{}" (every unit unknown)
+OPTIONAL = {"page_frame": ("i", 1), "proc_unit": ("U", 1)}
 
 
 class CaptureError(Exception):
@@ -66,6 +82,28 @@ class CaptureError(Exception):
 
 def zero_hash(page_size: int) -> bytes:
     return xxhash.xxh3_128_digest(bytes(page_size))
+
+
+def keyed(hashes: np.ndarray, key: bytes) -> np.ndarray:
+    """The (H, 16) table of digests, each keyed (HASH_KEYED): equal stays equal, distinct distinct."""
+    raw = hashes.tobytes()
+    base = hashlib.blake2b(key=key, digest_size=16)  # the key block compressed once, copied per row
+    out = []
+    for i in range(0, len(raw), 16):
+        h = base.copy()
+        h.update(raw[i:i + 16])
+        out.append(h.digest())
+    return np.frombuffer(b"".join(out), np.uint8).reshape(-1, 16)
+
+
+def key_id(key: bytes) -> str:
+    """What a capture says of its key: enough to tell two keys apart, nothing to hash pages with."""
+    return hashlib.blake2b(b"ksmtui capture key id", key=key, digest_size=8).hexdigest()
+
+
+def comparable(a: Capture, b: Capture) -> bool:
+    """Whether two captures' hashes compare: both unkeyed (old files), or keyed with one key."""
+    return a.meta.get("key_id") == b.meta.get("key_id")
 
 
 @dataclass
@@ -91,6 +129,9 @@ class Capture:
     # int32 (N,): -1, or the same id for pages that map one physical non-KSM page (shared since
     # fork); all -1 where PFNs were not visible (not root), or in a file that predates it
     page_frame: np.ndarray
+    # str (P,): a JSON object per process, its operator unit (cgroup, systemd unit, container, VM:
+    # the fields of ksmtui.host.units.Unit.to_json, each only where known); "{}" where nothing is
+    proc_unit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
     path: Path | None = None
     _pages: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
     _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -98,6 +139,21 @@ class Capture:
     @property
     def page_size(self) -> int:
         return int(self.meta["page_size"])
+
+    def __post_init__(self) -> None:
+        if not len(self.proc_unit):  # not given (from_contents, files that predate it): unknown
+            self.proc_unit = np.full(len(self.proc_pid), "{}", dtype="<U2")
+
+    def units(self) -> list[dict]:
+        """Each process's unit as its JSON object ({} where unknown, or not an object)."""
+        out = []
+        for text in self.proc_unit.tolist():
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                obj = None
+            out.append(obj if isinstance(obj, dict) else {})
+        return out
 
     def page_proc(self) -> np.ndarray:
         """The process index of every stored page."""
@@ -164,17 +220,42 @@ def one_physical_page(ids: np.ndarray, frames: np.ndarray, top: int) -> np.ndarr
 # -------------------------------------------------------------------------------- writing --
 
 def save(capture: Capture, path: Path) -> None:
-    """Write atomically: a capture file is complete or absent."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write atomically: a capture file is complete or absent. The path is written as given (no
+    suffix added); the temporary is a new file of a random name beside it (O_EXCL: never a file or
+    link someone placed there), removed on any failure or exception (KeyboardInterrupt, and the
+    signals the command turns into one)."""
     arrays = {
         "magic": np.array(MAGIC), "format": np.array(FORMAT_VERSION, dtype=np.int64),
         "meta": np.array(json.dumps(capture.meta, sort_keys=True)),
         **{name: getattr(capture, name) for name in (*ARRAYS, *OPTIONAL) if name not in ("magic", "format", "meta")},
     }
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    tmp.replace(path)
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(f) into a new temporary beside path, then rename it over path. Refuses a path that
+    exists and is not a regular file (a directory, /dev/full): renaming over it would replace it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                                    "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file", str(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 # from_contents' VMA: (reason, content ids[, page_frame ids])
@@ -182,10 +263,12 @@ VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike]
 
 
 def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], page_size: int = 4096,
-                  hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
+                  hashes: np.ndarray | None = None, meta: dict | None = None,
+                  units: Sequence[dict] | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
-    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given."""
+    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given;
+    units: each process's unit object (default: unknown)."""
     vma_proc, starts, ends, reasons, counts, index, content, frames = [], [], [], [], [], [], [], []
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
@@ -225,28 +308,48 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
         page_index=np.concatenate(index) if index else np.empty(0, np.int64),
         page_content=np.concatenate(content) if content else np.empty(0, np.int32),
         page_frame=np.concatenate(frames) if frames else np.empty(0, np.int32),
+        proc_unit=np.array([json.dumps(u, sort_keys=True) for u in units] if units is not None else [], dtype=str),
     )
 
 
 # -------------------------------------------------------------------------------- reading --
 
+# What loading and estimating a capture holds at its peak, per byte of its arrays (measured:
+# `ksmtui estimate` of 2 million pages, 48 MB of arrays, peaks 282 MB above the interpreter)
+MEMORY_PER_ARRAY_BYTE = 8
+MAX_PAGE_SIZE = 1 << 20  # no architecture has larger base pages (64 KiB is the largest in use)
+
+
 def load(path: str | Path) -> Capture:
-    """A capture from a file, every array checked against the schema; CaptureError otherwise."""
+    """A capture from a file, every array checked against the schema; CaptureError otherwise.
+    The arrays' shapes are read from their headers and held to the file and to the memory this
+    process may use before any is read: a few KB cannot claim terabytes."""
     path = Path(path)
     where = str(path)
+
+    def bad(what: str) -> CaptureError:
+        return CaptureError(f"{where}: damaged capture: {what}")
+
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CaptureError(f"{where}: not a regular file, expected a capture file")
             head = f.read(4)
         if head != b"PK\x03\x04":
             raise CaptureError(f"{where}: not a ksmtui capture (not an .npz file)")
         if not zipfile.is_zipfile(path):
             raise CaptureError(f"{where}: truncated or corrupt capture (its zip directory is missing)")
+        _check_sizes(path, where)
         with np.load(path, allow_pickle=False) as z:
             if "magic" not in z.files or str(z["magic"]) != MAGIC:
                 raise CaptureError(f"{where}: not a ksmtui capture (no {MAGIC!r} marker)")
-            version = int(z["format"]) if "format" in z.files else None
-            if version is None:
+            if "format" not in z.files:
                 raise CaptureError(f"{where}: not a ksmtui capture (no format version)")
+            fmt_a = z["format"]
+            if fmt_a.dtype.kind != "i" or fmt_a.ndim != 0 or int(fmt_a) < 1:
+                raise bad(f"format: expected a version number >= 1, got {fmt_a.dtype} {fmt_a.shape}"
+                          + (f" {int(fmt_a)}" if fmt_a.dtype.kind == "i" and fmt_a.ndim == 0 else ""))
+            version = int(fmt_a)
             if version > FORMAT_VERSION:
                 raise CaptureError(f"{where}: format version {version} is newer than this ksmtui reads "
                                    f"({FORMAT_VERSION}); upgrade ksmtui")
@@ -264,7 +367,9 @@ def load(path: str | Path) -> Capture:
         raise CaptureError(f"{where}: permission denied") from None
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise CaptureError(f"{where}: truncated or corrupt capture ({e})") from None
-    except (OSError, ValueError, KeyError) as e:
+    except MemoryError:
+        raise CaptureError(f"{where}: too large for the memory this process may use") from None
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as e:
         raise CaptureError(f"{where}: not a readable ksmtui capture ({e})") from None
     for name, (kind, ndim) in (*ARRAYS.items(), *OPTIONAL.items()):
         if name not in arrays:
@@ -273,29 +378,105 @@ def load(path: str | Path) -> Capture:
         if a.dtype.kind != kind or a.ndim != ndim:
             raise CaptureError(f"{where}: damaged capture: array {name!r} is {a.dtype}, {a.ndim}-d; "
                                f"expected kind {kind!r}, {ndim}-d")
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        page_size = int(meta["page_size"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
+    meta = _meta(str(arrays["meta"]), bad)
     if "page_frame" not in arrays:
         arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
+    if "proc_unit" not in arrays:
+        arrays["proc_unit"] = np.full(len(arrays["proc_pid"]), "{}")
     cap = Capture(meta=meta, path=path.resolve(),
                   **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
-    _check(cap, where, page_size)
+    _check(cap, where, meta["page_size"])
     return cap
+
+
+def _check_sizes(path: Path, where: str) -> None:
+    """Each array's claimed shape against its member's size, and all of them against memory."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in ARRAYS and name not in OPTIONAL:
+                continue
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(f)
+                except (ValueError, SyntaxError, TypeError) as e:
+                    raise CaptureError(f"{where}: damaged capture: array {name!r}: {e}") from None
+            if dtype.hasobject:
+                raise CaptureError(f"{where}: damaged capture: array {name!r} holds Python objects")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise CaptureError(f"{where}: damaged capture: array {name!r} claims shape {shape} "
+                                   f"({nbytes:,} bytes) in a {info.file_size:,}-byte member")
+            total += nbytes
+    room = memory_room()
+    if room is not None and total * MEMORY_PER_ARRAY_BYTE > room:
+        raise CaptureError(f"{where}: too large for this machine: its arrays hold {total / 2**30:,.2f} GiB "
+                           f"(about {total * MEMORY_PER_ARRAY_BYTE / 2**30:,.1f} GiB to load and estimate), "
+                           f"{room / 2**30:,.1f} GiB available")
+
+
+def memory_room() -> int | None:
+    """Bytes this process may still take: MemAvailable, or less under an address-space limit."""
+    room = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    room = int(line.split()[1]) * 1024
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status", "rb") as f:
+                used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(b"VmSize:"))
+            room = min(room if room is not None else limit, max(0, limit - used))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return room
+
+
+def _meta(text: str, bad) -> dict:
+    """The meta JSON, as the rest of the code reads it: each field of the type it is used as."""
+    try:
+        meta = json.loads(text)
+    except RecursionError:
+        raise bad("meta: nested too deeply") from None
+    except ValueError as e:
+        raise bad(f"meta: {e}") from None
+    if not isinstance(meta, dict):
+        raise bad("meta: expected a JSON object")
+    ps = meta.get("page_size")
+    if isinstance(ps, bool) or not isinstance(ps, int) or not 64 <= ps <= MAX_PAGE_SIZE or ps & (ps - 1):
+        raise bad(f"meta.page_size: expected a power of two 64..{MAX_PAGE_SIZE}, got {str(ps)[:40]}")
+    knobs = meta.get("knobs", {})
+    if not isinstance(knobs, dict) or not all(isinstance(v, (int, str)) and not isinstance(v, bool)
+                                              for v in knobs.values()):
+        raise bad("meta.knobs: expected an object of knob names to integers or strings")
+    for key in ("kernel", "captured_at", "hash"):
+        if not isinstance(meta.get(key, ""), str):
+            raise bad(f"meta.{key}: expected a string")
+    nodes = meta.get("numa_nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 1 << 16:
+        raise bad("meta.numa_nodes: expected a count of NUMA nodes")
+    return meta
 
 
 def _check(c: Capture, where: str, page_size: int) -> None:
     def bad(what: str) -> CaptureError:
         return CaptureError(f"{where}: damaged capture: {what}")
 
-    if page_size < 64 or page_size & (page_size - 1):
-        raise bad(f"meta.page_size {page_size} is not a power of two >= 64")
-    if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1 or c.hashes[0].tobytes() != zero_hash(page_size):
-        raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
+    if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1:
+        raise bad("hashes: expected (H, 16) bytes")
+    if c.meta.get("hash", HASH) == HASH:
+        if "key_id" in c.meta or c.hashes[0].tobytes() != zero_hash(page_size):
+            raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
+    elif c.meta["hash"] != HASH_KEYED or not (isinstance(c.meta.get("key_id"), str)
+                                                and re.fullmatch(r"[0-9a-f]{16}", c.meta["key_id"])):
+        raise bad(f"meta.hash: expected {HASH!r}, or {HASH_KEYED!r} with a 16-hex-digit key_id")
     p = len(c.proc_pid)
-    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == p):
+    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == len(c.proc_unit) == p):
         raise bad("proc_* arrays differ in length")
     v = len(c.vma_proc)
     if not all(len(a) == v for a in (c.vma_start, c.vma_end, c.vma_reason, c.vma_name, c.vma_first, c.vma_count)):
@@ -323,11 +504,9 @@ def _check(c: Capture, where: str, page_size: int) -> None:
 # ------------------------------------------------------------------- pages of a capture --
 
 def synthetic_page(digest: bytes, page_size: int) -> bytes:
-    """A page standing for a captured content: equal digests give equal pages, different digests
-    different ones (the head is the digest), and the zero page's digest gives the zero page, so
-    the equality structure is the captured memory's while the bytes say nothing of it."""
-    if digest == zero_hash(page_size):
-        return bytes(page_size)
+    """A page standing for a captured non-zero content: equal digests give equal pages, different
+    digests different ones (the head is the digest), so the equality structure is the captured
+    memory's while the bytes say nothing of it. Content id 0 is the zero page itself (capture_pages)."""
     body = (digest * (page_size // 16 + 1))[: page_size - 16]
     return digest + bytes(b ^ 0x5A for b in body)
 
@@ -350,6 +529,6 @@ def capture_pages(capture: Capture, v: int) -> list[bytes]:
             continue
         page = cache.get(k)
         if page is None:
-            page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)
+            page = cache[k] = bytes(ps) if k == ZERO_ID else synthetic_page(capture.hashes[k].tobytes(), ps)
         out.append(page)
     return out

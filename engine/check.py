@@ -49,11 +49,11 @@ def check_invariants(sim) -> None:
             if is_stable_node_chain(node):
                 chains += 1
                 # a chain whose last dup went stale stays until a stable tree walk frees it
-                for dup in node.hlist:
+                for dup in node.dups:
                     assert dup.head == STABLE_NODE_DUP_HEAD and dup.chain is node
                     dups += 1
                     nodes.append(dup)
-                live = [d for d in node.hlist if machine.ksm_mapping.get(d.kpfn) is d]
+                live = [d for d in node.dups if machine.ksm_mapping.get(d.kpfn) is d]
             else:
                 nodes.append(node)
                 live = [node] if machine.ksm_mapping.get(node.kpfn) is node else []

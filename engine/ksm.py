@@ -1,4 +1,4 @@
-"""ksmd: the model of mm/ksm.c.
+"""ksmd: the model of mm/ksm.c, its functions in ksm.c's order.
 
 A few terms, as in ksm.c. ksmd walks every registered mm (an mm_slot each, in a circular list
 headed by ksm_mm_head) page by page, with one cursor, ksm_scan. Each anonymous page it meets gets
@@ -20,69 +20,90 @@ Each version has its own complete body here, to be read beside the kernel's.
 
 Model simplifications, each said once here: there are no locks, so every trylock succeeds and
 -EBUSY never happens (the paths are kept); no THP (nothing to split); no swap; an anon_vma is a
-flag. Every counter keeps the kernel's name and update points.
+flag. Every counter keeps the kernel's name and update points. What the model adds is its cost
+(engine/cost.py: each step of ksmd charges its simulated time, which drives the clock and the
+advisor) and a count of what every call did (path, outcome, latency, work: engine/vocabulary.py),
+kept in ksm_do_scan() and the four counted operations. What only the UI and a single step show
+(sharers per KSM page, chains, pass progress, traces of calls and tree walks) is
+engine/instrument.py's, which wraps these functions instead of running through them.
 
 mm/ksm.c function                 where it is here
 --------------------------------  ----------------------------------------------------------------
-ksm_scan_thread                   engine/sim.py: one round is Simulation._wake (ksmd_should_run),
-                                    _scan (ksm_do_scan), _end_batch (sleep_millisecs)
-ksmd_should_run                   Ksm.ksmd_should_run
-ksm_do_scan                       Ksm.ksm_do_scan
-scan_get_next_rmap_item           Ksm.scan_get_next_rmap_item
-get_next_rmap_item                Ksm.get_next_rmap_item
-remove_trailing_rmap_items        Ksm.remove_trailing_rmap_items
-should_skip_rmap_item, skip_age   Ksm.should_skip_rmap_item, skip_age
-cmp_and_merge_page                Ksm.cmp_and_merge_page -> cmp_and_merge_page_v6_10 / _v6_11
-calc_checksum                     calc_checksum (the hash), Ksm.calc_checksum (counted, charged)
-memcmp_pages                      Ksm.memcmp_pages (inline in unstable_tree_search_insert)
-stable_tree_search                Ksm.stable_tree_search (+ _replace, _chain_append, _migrated_out)
-stable_tree_insert                Ksm.stable_tree_insert
-stable_tree_append                Ksm.stable_tree_append
-unstable_tree_search_insert       Ksm.unstable_tree_search_insert
-get_mergeable_page                Ksm.get_mergeable_page (inline in unstable_tree_search_insert)
-find_mergeable_vma                Ksm.find_mergeable_vma
-try_to_merge_one_page             Ksm.try_to_merge_one_page (write_protect_page + replace_page)
-try_to_merge_with_ksm_page        Ksm.try_to_merge_with_ksm_page
-try_to_merge_two_pages            Ksm.try_to_merge_two_pages
-try_to_merge_with_zero_page       Ksm.try_to_merge_with_zero_page
-break_cow, break_ksm              Ksm.break_cow, Ksm.break_ksm (the fault: engine/machine.py unshare)
-unmerge_ksm_pages                 Ksm.unmerge_ksm_pages
-unmerge_and_remove_all_rmap_items Ksm.unmerge_and_remove_all_rmap_items (run=2)
-remove_rmap_item_from_tree        Ksm.remove_rmap_item_from_tree
-remove_node_from_stable_tree      Ksm.remove_node_from_stable_tree
-remove_stable_node                Ksm._remove_stable_node
-remove_all_stable_nodes           Ksm.remove_all_stable_nodes
-stable_node_chain_remove          Ksm.stable_node_chain_remove
-rb_link_node + rb_insert_color,   engine/tree.py RbRoot.link, RbRoot.erase, RbRoot.replace
-  rb_erase, rb_replace_node         (lib/rbtree.c)
-ksm_get_folio                     Ksm.ksm_get_folio (inline in _walk_step)
-is_page_sharing_candidate         Ksm.is_page_sharing_candidate
-stable_node_dup_del               Ksm.stable_node_dup_del
+ksm_mm_slot, ksm_scan,            MmSlot, KsmScan, StableNode, RmapItem
+  ksm_stable_node, ksm_rmap_item
+set_advisor_defaults              Ksm.set_advisor_defaults
+advisor_start_scan                Ksm.advisor_start_scan
+ewma, prev_scan_time              ewma; prev_scan_time inline in Ksm.scan_time_advisor
+scan_time_advisor                 Ksm.scan_time_advisor
+advisor_stop_scan                 Ksm.advisor_stop_scan
+is_stable_node_chain, _dup        is_stable_node_chain, is_stable_node_dup
 stable_node_chain_add_dup         Ksm.stable_node_chain_add_dup
+__stable_node_dup_del             Ksm._stable_node_dup_del
+stable_node_dup_del               Ksm.stable_node_dup_del
+alloc_rmap_item                   inline in get_next_rmap_item
+free_rmap_item                    Ksm.free_rmap_item
+mm_slot_free + list_del,          Ksm._drop_slot; Ksm.registered_slots
+  list_for_each_entry (mm_slot.h)
+break_ksm                         Ksm.break_ksm (the fault: engine/machine.py unshare)
+find_mergeable_vma                Ksm.find_mergeable_vma
+break_cow                         Ksm.break_cow
+get_mergeable_page                Ksm.get_mergeable_page (inline in unstable_tree_search_insert)
+get_kpfn_nid                      Ksm.get_kpfn_nid
 alloc_stable_node_chain           Ksm.alloc_stable_node_chain
 free_stable_node_chain            Ksm.free_stable_node_chain
+remove_node_from_stable_tree      Ksm.remove_node_from_stable_tree
+ksm_get_folio                     Ksm.ksm_get_folio (inline in walk_step)
+remove_rmap_item_from_tree        Ksm.remove_rmap_item_from_tree
+remove_trailing_rmap_items        Ksm.remove_trailing_rmap_items
+unmerge_ksm_pages                 Ksm.unmerge_ksm_pages
+folio_stable_node                 ksm_mapping.get (page->mapping of KSM pages)
+remove_stable_node                Ksm.remove_stable_node
+remove_stable_node_chain          Ksm.remove_stable_node_chain
+remove_all_stable_nodes           Ksm.remove_all_stable_nodes
+unmerge_and_remove_all_rmap_items Ksm.unmerge_and_remove_all_rmap_items (run=2)
+calc_checksum                     calc_checksum (the hash), Ksm.calc_checksum (counted, charged)
+memcmp_pages (mm/util.c)          Ksm.memcmp_pages (inline in unstable_tree_search_insert)
+write_protect_page, replace_page, Ksm.try_to_merge_one_page
+  try_to_merge_one_page
+try_to_merge_with_zero_page       Ksm.try_to_merge_with_zero_page
+try_to_merge_with_ksm_page        Ksm.try_to_merge_with_ksm_page
+try_to_merge_two_pages            Ksm.try_to_merge_two_pages
+__is_page_sharing_candidate       Ksm.is_page_sharing_candidate (offset 0: is_page_sharing_candidate)
 stable_node_dup                   Ksm.stable_node_dup
-__stable_node_chain (chain,       Ksm.stable_node_chain
+stable_node_dup_any (6.10)        Ksm.stable_node_dup_any
+__stable_node_chain (chain,       Ksm.stable_node_chain; Ksm.walk_step is a walk's call of it
   chain_prune)
-stable_node_dup_any               Ksm.stable_node_dup_any
-get_kpfn_nid                      Ksm.get_kpfn_nid
-__ksm_enter, ksm_madvise          Ksm.ksm_enter (called by engine/machine.py madvise and prctl)
-ksm_fork, __ksm_exit              Ksm.ksm_fork, Ksm.ksm_exit
-ksm_might_unmap_zero_page         Ksm.ksm_might_unmap_zero_page
-advisor_start_scan                Ksm.advisor_start_scan
-advisor_stop_scan                 Ksm.advisor_stop_scan
-scan_time_advisor, ewma           Ksm.scan_time_advisor, ewma
-set_advisor_defaults              Ksm.set_knob (advisor_mode)
-run_store and the other *_store   Ksm.set_knob
-general_profit_show               Ksm.general_profit
+stable_tree_search                Ksm.stable_tree_search (its labels out, replace, chain_append:
+                                    Ksm._migrated_out, Ksm._replace, Ksm._chain_append)
+stable_tree_insert                Ksm.stable_tree_insert
+unstable_tree_search_insert       Ksm.unstable_tree_search_insert
+stable_tree_append                Ksm.stable_tree_append
+cmp_and_merge_page                Ksm.cmp_and_merge_page -> cmp_and_merge_page_v6_10 / _v6_11
+get_next_rmap_item                Ksm.get_next_rmap_item
+skip_age                          skip_age
+should_skip_rmap_item             Ksm.should_skip_rmap_item
+scan_get_next_rmap_item           Ksm.scan_get_next_rmap_item
+ksm_do_scan                       Ksm.ksm_do_scan
+ksmd_should_run                   Ksm.ksmd_should_run
+ksm_scan_thread                   engine/sim.py: one round is Simulation._wake (ksmd_should_run),
+                                    _scan (ksm_do_scan), _end_batch (sleep_millisecs)
+ksm_madvise, ksm_enable_merge_any engine/machine.py madvise, prctl_set_memory_merge
+__ksm_enter                       Ksm.ksm_enter
+__ksm_exit                        Ksm.ksm_exit
+ksm_fork,                         Ksm.ksm_fork, Ksm.ksm_might_unmap_zero_page
+  ksm_might_unmap_zero_page         (include/linux/ksm.h)
 ksm_process_profit                Ksm.ksm_process_profit
+*_store (sysfs)                   Ksm.set_knob
+*_show (sysfs)                    Ksm.counters, Ksm.general_profit
+rb_link_node + rb_insert_color,   engine/tree.py RbRoot.link, RbRoot.erase, RbRoot.replace
+  rb_erase, rb_replace_node         (lib/rbtree.c)
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import xxhash
 
@@ -97,8 +118,8 @@ from engine.cost import (
     CostModel,
 )
 from engine.knobs import KSM_KNOBS, KnobError
-from engine.snapshot import N_BUCKETS, OUTCOMES, PATHS
-from engine.tree import RB_RED, RbNode, RbRoot
+from engine.tree import RbNode, RbRoot
+from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, WORK
 
 if TYPE_CHECKING:
     from engine.machine import MM, VMA, Machine
@@ -129,31 +150,22 @@ NSEC_PER_MSEC = 1_000_000
 MSEC_PER_SEC = 1000
 
 
-WORK = ("calc_checksum", "stable_tree_search", "unstable_tree_search_insert", "memcmp_pages")
+class KsmKnobs(TypedDict):
+    """/sys/kernel/mm/ksm's tunables, as this ksmd holds them (engine/knobs.py KSM_KNOBS)."""
 
-
-def work_totals(work_by_path: dict) -> dict[str, int]:
-    return {op: sum(w[op] for w in work_by_path.values()) for op in WORK}
-
-
-def calc_checksum(data: bytes) -> int:
-    """xxhash of the page, kept in a u32: the low 32 bits of XXH64(seed 0) on 64-bit kernels."""
-    return xxhash.xxh64_intdigest(data) & 0xFFFFFFFF
-
-
-def skip_age(age: int) -> int:
-    """How many visits smart scan skips a page of this age (visits without a merge)."""
-    if age <= 3:
-        return 1
-    if age <= 5:
-        return 2
-    if age <= 8:
-        return 4
-    return 8
-
-
-def ewma(prev: int, curr: int) -> int:
-    return ((100 - EWMA_WEIGHT) * prev + EWMA_WEIGHT * curr) // 100
+    run: int
+    pages_to_scan: int
+    sleep_millisecs: int
+    max_page_sharing: int
+    use_zero_pages: int
+    merge_across_nodes: int
+    smart_scan: int
+    stable_node_chains_prune_millisecs: int
+    advisor_mode: str
+    advisor_target_scan_time: int
+    advisor_max_cpu: int
+    advisor_min_pages_to_scan: int
+    advisor_max_pages_to_scan: int
 
 
 class MmSlot:
@@ -161,11 +173,44 @@ class MmSlot:
 
     __slots__ = ("mm", "rmap_list", "prev", "next")
 
-    def __init__(self, mm: "MM | None"):
+    def __init__(self, mm: MM):
         self.mm = mm
         self.rmap_list: RmapItem | None = None  # address-sorted singly linked list
         self.prev: MmSlot = self
         self.next: MmSlot = self
+
+
+class KsmScan:
+    """ksm_scan: the cursor, the one instance of it."""
+
+    __slots__ = ("mm_slot", "address", "rmap_list", "seqnr")
+
+    def __init__(self, head: MmSlot):
+        self.mm_slot = head
+        self.address = 0
+        # where the next expected rmap_item hangs: its .rmap_list (ksm.c's rmap_item **)
+        self.rmap_list: MmSlot | RmapItem = head
+        self.seqnr = 0
+
+
+class StableNode(RbNode):
+    """ksm_stable_node in its four roles: regular node, chain, dup, migrating node."""
+
+    __slots__ = ("head", "hlist", "dups", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "chain")
+
+    def __init__(self, kpfn: int, nid: int):
+        super().__init__()  # linked in a stable tree as a regular node or a chain
+        self.head: str | None = None  # STABLE_NODE_DUP_HEAD, MIGRATE_NODES or None
+        # regular/dup: its rmap_items, oldest first (hlist_add_head order reversed)
+        self.hlist: dict[RmapItem, None] = {}
+        # chain: its dups, head of the list first (the kernel keeps them in the same hlist field;
+        # here each list has one type). Set by alloc_stable_node_chain.
+        self.dups: list[StableNode]
+        self.kpfn = kpfn
+        self.chain_prune_time = 0
+        self.rmap_hlist_len = 0
+        self.nid = nid
+        self.chain: StableNode | None = None  # a dup's chain (the kernel reaches it via hlist_dup)
 
 
 class RmapItem(RbNode):
@@ -176,7 +221,7 @@ class RmapItem(RbNode):
         "head", "nid",
     )
 
-    def __init__(self, vma: "VMA", address: int):
+    def __init__(self, vma: VMA, address: int):
         super().__init__()  # unstable: linked in the current pass's tree
         self.rmap_list: RmapItem | None = None
         self.mm = vma.mm
@@ -193,22 +238,9 @@ class RmapItem(RbNode):
         self.nid = 0  # unstable: which unstable tree
 
 
-class StableNode(RbNode):
-    """ksm_stable_node in its four roles: regular node, chain, dup, migrating node."""
-
-    __slots__ = ("head", "hlist", "kpfn", "chain_prune_time", "rmap_hlist_len", "nid", "chain")
-
-    def __init__(self, kpfn: int, nid: int):
-        super().__init__()  # linked in a stable tree as a regular node or a chain
-        self.head: str | None = None  # STABLE_NODE_DUP_HEAD, MIGRATE_NODES or None
-        # regular/dup: its rmap_items, oldest first (hlist_add_head order reversed);
-        # chain: its dups, head of the list first
-        self.hlist: dict | list = {}
-        self.kpfn = kpfn
-        self.chain_prune_time = 0
-        self.rmap_hlist_len = 0
-        self.nid = nid
-        self.chain: StableNode | None = None  # a dup's chain (the kernel reaches it via hlist_dup)
+def ewma(prev: int, curr: int) -> int:
+    """The exponentially weighted moving average of the advisor's change factor."""
+    return ((100 - EWMA_WEIGHT) * prev + EWMA_WEIGHT * curr) // 100
 
 
 def is_stable_node_chain(node: StableNode) -> bool:
@@ -219,33 +251,46 @@ def is_stable_node_dup(node: StableNode) -> bool:
     return node.head == STABLE_NODE_DUP_HEAD
 
 
-class KsmScan:
-    __slots__ = ("mm_slot", "address", "rmap_list", "seqnr")
+def calc_checksum(data: bytes) -> int:
+    """xxhash of the page, kept in a u32: the low 32 bits of XXH64(seed 0) on 64-bit kernels."""
+    return xxhash.xxh64_intdigest(data) & 0xFFFFFFFF
 
-    def __init__(self, head: MmSlot):
-        self.mm_slot = head
-        self.address = 0
-        self.rmap_list: MmSlot | RmapItem = head  # whose .rmap_list is the next expected item
-        self.seqnr = 0
+
+def skip_age(age: int) -> int:
+    """How many visits smart scan skips a page of this age: the age says how often merging it was
+    already tried in vain, and the younger the page the fewer visits it is skipped for."""
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
 
 
 class Ksm:
-    def __init__(self, machine: "Machine", knobs: dict, flow: str, latency: str = "model", seed: int = 0):
+    def __init__(self, machine: Machine, knobs: Mapping[str, int | str], flow: str, latency: str = "model",
+                 seed: int = 0):
+        """ksm_init and ksm.c's static state: the trees, the cursor, the counters."""
         self.machine = machine
         self.page_size = machine.page_size
         self.page_shift = machine.page_size.bit_length() - 1
         self.flow = flow  # picks cmp_and_merge_page's body: legacy is 6.10's, the others 6.11's
         self.latency = latency
-        self.knobs = dict(knobs)
+        # every knob is filled in by the caller, each value parsed for its knob (KSM_KNOBS)
+        self.knobs = cast(KsmKnobs, dict(knobs))
+        # the checksum of an empty page depends on page size and endianness
         self.zero_checksum = calc_checksum(machine.zero_page)
         self.now_ns = 0  # the simulated clock (jiffies), advanced by the simulation
+        # page->mapping of the machine's KSM pages: the stable nodes this ksmd puts there
+        self.ksm_mapping = cast("dict[int, StableNode | None]", machine.ksm_mapping)
 
-        self.ksm_mm_head = MmSlot(None)
+        self.ksm_mm_head = MmSlot(cast("MM", None))  # the head's mm is never read
         self.ksm_scan = KsmScan(self.ksm_mm_head)
         self.nr_node_ids = machine.numa_nodes
-        self.root_stable_tree = [RbRoot() for _ in range(self.nr_node_ids)]
-        self.root_unstable_tree = [RbRoot() for _ in range(self.nr_node_ids)]
-        self.migrate_nodes: dict[StableNode, None] = {}
+        self.root_stable_tree: list[RbRoot[StableNode]] = [RbRoot() for _ in range(self.nr_node_ids)]
+        self.root_unstable_tree: list[RbRoot[RmapItem]] = [RbRoot() for _ in range(self.nr_node_ids)]
+        self.migrate_nodes: dict[StableNode, None] = {}  # recently migrated nodes, pending placement
 
         self.ksm_pages_shared = 0
         self.ksm_pages_sharing = 0
@@ -256,29 +301,17 @@ class Ksm:
         self.ksm_pages_scanned = 0
         self.ksm_pages_skipped = 0
         self.ksm_zero_pages = 0
-        # for the chain-length panels, kept as nodes change instead of walking every tree:
-        # how many KSM pages (regular nodes and dups) have each rmap_hlist_len, and the chains
-        self.hlist_lens: dict[int, int] = {}
-        self.chains: dict[StableNode, None] = {}
 
         self.cost = CostModel(machine.page_size, seed)
         self.ksmd_cpu_ns = 0  # ksmd's runtime, from the cost model: drives the advisor
         self.advisor_ctx = {"start_scan": 0, "scan_time": 0, "change": 0, "cpu_time": 0}
-        # per-pass progress for the UI: eligible pages visited, and how many there were at pass start
-        self.pass_done = 0
-        self.pass_total = 0
-        # what every call did and cost
+        # what every call did and cost, by the path of the call (ksm_do_scan)
         self.outcomes = {p: dict.fromkeys(OUTCOMES, 0) for p in PATHS}
         self.latency_hist = {p: [0] * N_BUCKETS for p in PATHS}
         # operations done, by the path of the call that did them; `work` is the current call's
-        self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in ("ksm_page", "anon_page", "zero_page")}
+        self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in PATHS}
         self.work = self.work_by_path["anon_page"]
-        self.last_call: tuple | None = None  # (mm, address, path, outcome, ns)
-        # set to a list while the UI single-steps: (walk, depth, red, ret, node) of every node the
-        # tree walks met, and the stale nodes pruned; None otherwise, so the walks pay nothing
-        self.walk_trace: list | None = None
-
-    # ------------------------------------------------------------------ knobs and counters --
+        self.last_call: tuple[MM, int, str, str, int] | None = None  # (mm, address, path, outcome, ns)
 
     @property
     def merge_across_nodes(self) -> bool:
@@ -288,68 +321,78 @@ class Ksm:
     def max_page_sharing(self) -> int:
         return self.knobs["max_page_sharing"]
 
-    def get_kpfn_nid(self, pfn: int) -> int:
-        return 0 if self.knobs["merge_across_nodes"] else self.machine.frame_nid[pfn]
+    # ---------------------------------------------------------------------------- advisor --
 
-    def counters(self) -> dict[str, int]:
-        volatile = self.ksm_rmap_items - self.ksm_pages_shared - self.ksm_pages_sharing - self.ksm_pages_unshared
-        return {
-            "pages_shared": self.ksm_pages_shared,
-            "pages_sharing": self.ksm_pages_sharing,
-            "pages_unshared": self.ksm_pages_unshared,
-            "pages_volatile": max(volatile, 0),
-            "pages_scanned": self.ksm_pages_scanned,
-            "pages_skipped": self.ksm_pages_skipped,
-            "full_scans": self.ksm_scan.seqnr,
-            "stable_node_chains": self.ksm_stable_node_chains,
-            "stable_node_dups": self.ksm_stable_node_dups,
-            "ksm_zero_pages": self.ksm_zero_pages,
-            "general_profit": self.general_profit(),
-        }
-
-    def general_profit(self) -> int:
-        return (self.ksm_pages_sharing + self.ksm_zero_pages) * self.page_size - self.ksm_rmap_items * SIZEOF_RMAP_ITEM
-
-    def ksm_process_profit(self, mm: "MM") -> int:
-        return (mm.ksm_merging_pages + mm.ksm_zero_pages) * self.page_size - mm.ksm_rmap_items * SIZEOF_RMAP_ITEM
-
-    def set_knob(self, name: str, value) -> None:
-        """echo VALUE > /sys/kernel/mm/ksm/NAME, with the kernel's refusals as KnobError."""
-        value = KSM_KNOBS[name].parse(value)
-        old = self.knobs[name]
-        if name == "run":
-            if value != old:
-                self.knobs["run"] = value
-                if value & KSM_RUN_UNMERGE:
-                    self.unmerge_and_remove_all_rmap_items()
-            return
-        if name == "pages_to_scan" and self.knobs["advisor_mode"] != "none":
-            raise KnobError("EINVAL: pages_to_scan is set by the advisor while advisor_mode is not none")
-        if name in ("max_page_sharing", "merge_across_nodes") and value != old:
-            if self.ksm_pages_shared or not self.remove_all_stable_nodes():
-                raise KnobError(f"EBUSY: {name} can only change while no KSM pages exist (write run=2 first)")
-        self.knobs[name] = value
-        if name == "advisor_mode" and value != old:
-            if value == "scan-time":
-                self.advisor_ctx = {"start_scan": self.now_ns, "scan_time": 0, "change": 0, "cpu_time": 0}
-                self.knobs["pages_to_scan"] = self.knobs["advisor_min_pages_to_scan"]
-            else:
-                self.knobs["pages_to_scan"] = KSM_KNOBS["pages_to_scan"].default
-
-    # ---------------------------------------------------------------- mm registration --
-
-    def ksm_enter(self, mm: "MM") -> None:
-        """__ksm_enter: a new slot goes just before the cursor, so it is scanned next pass."""
-        slot = MmSlot(mm)
-        mm.ksm_slot = slot
-        if self.knobs["run"] & KSM_RUN_UNMERGE:
-            anchor = self.ksm_mm_head
+    def set_advisor_defaults(self) -> None:
+        if self.knobs["advisor_mode"] == "scan-time":
+            # the kernel zeroes start_scan: its first scan time would count from boot; here from now
+            self.advisor_ctx = {"start_scan": self.now_ns, "scan_time": 0, "change": 0, "cpu_time": 0}
+            self.knobs["pages_to_scan"] = self.knobs["advisor_min_pages_to_scan"]
         else:
-            anchor = self.ksm_scan.mm_slot
-        slot.prev, slot.next = anchor.prev, anchor
-        anchor.prev.next = slot
-        anchor.prev = slot
-        mm.mmf_vm_mergeable = True
+            self.knobs["pages_to_scan"] = cast(int, KSM_KNOBS["pages_to_scan"].default)
+
+    def advisor_start_scan(self) -> None:
+        if self.knobs["advisor_mode"] == "scan-time":
+            self.advisor_ctx["start_scan"] = self.now_ns
+
+    def scan_time_advisor(self) -> None:
+        """At the end of a full scan, the next pages_to_scan: scaled by how the last scan time
+        compares with the target (pages_to_scan * scan_time / target), times a change factor
+        smoothed over scans (ewma) against perturbations, held between the CPU bounds (the cost
+        per page of the last scan, at KSM_ADVISOR_MIN_CPU and advisor_max_cpu percent) and under
+        advisor_max_pages_to_scan. ksmd's CPU time is the cost model's."""
+        ctx = self.advisor_ctx
+        k = self.knobs
+        scan_time = (self.now_ns - ctx["start_scan"]) // NSEC_PER_MSEC // MSEC_PER_SEC or 1
+        cpu_time = self.ksmd_cpu_ns
+        cpu_time_diff_ms = (cpu_time - ctx["cpu_time"]) // NSEC_PER_MSEC
+        cpu_percent = cpu_time_diff_ms * 100 // (scan_time * 1000) or 1
+        # prev_scan_time: the current scan time stands in for a previous one not yet known
+        last_scan_time = ctx["scan_time"] or scan_time
+        # scan time as a percentage of the target scan time
+        factor = k["advisor_target_scan_time"] * 100 // scan_time or 1
+        # scan time as a percentage of the last scan time, smoothed
+        change = scan_time * 100 // last_scan_time or 1
+        change = ewma(ctx["change"], change)
+        pages = k["pages_to_scan"] * 100 // factor
+        pages = pages * change // 100
+        per_page_cost = k["pages_to_scan"] // cpu_percent or 1
+        pages = min(pages, per_page_cost * k["advisor_max_cpu"])
+        pages = max(pages, per_page_cost * KSM_ADVISOR_MIN_CPU)
+        pages = min(pages, k["advisor_max_pages_to_scan"])
+        ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, cpu_time
+        k["pages_to_scan"] = pages
+
+    def advisor_stop_scan(self) -> None:
+        if self.knobs["advisor_mode"] == "scan-time":
+            self.scan_time_advisor()
+
+    # --------------------------------------------------------------- chains, dups, slots --
+
+    def stable_node_chain_add_dup(self, dup: StableNode, chain: StableNode) -> None:
+        dup.head = STABLE_NODE_DUP_HEAD
+        dup.chain = chain
+        chain.dups.insert(0, dup)
+        self.ksm_stable_node_dups += 1
+
+    def _stable_node_dup_del(self, dup: StableNode) -> None:
+        """__stable_node_dup_del."""
+        chain = dup.chain
+        assert chain is not None, "a dup hangs off a chain"
+        chain.dups.remove(dup)
+        dup.chain = None
+        self.ksm_stable_node_dups -= 1
+
+    def stable_node_dup_del(self, dup: StableNode) -> None:
+        if is_stable_node_dup(dup):
+            self._stable_node_dup_del(dup)
+            dup.head = None
+        else:
+            self.root_stable_tree[dup.nid].erase(dup)
+
+    def free_rmap_item(self, item: RmapItem) -> None:
+        self.ksm_rmap_items -= 1
+        item.mm.ksm_rmap_items -= 1
 
     def _slot_del(self, slot: MmSlot) -> None:
         slot.prev.next = slot.next
@@ -357,6 +400,7 @@ class Ksm:
         slot.prev = slot.next = slot
 
     def _drop_slot(self, slot: MmSlot, clear_merge_any: bool) -> None:
+        """hash_del + list_del + mm_slot_free: the mm leaves ksmd's lists."""
         self._slot_del(slot)
         mm = slot.mm
         mm.ksm_slot = None
@@ -364,58 +408,64 @@ class Ksm:
         if clear_merge_any:
             mm.mmf_vm_merge_any = False
 
-    def ksm_fork(self, child: "MM", parent: "MM") -> None:
-        if parent.mmf_vm_mergeable:
-            # 6.18 / stable 6.6+: the child's own counters start at 0, its zero pages count globally
-            child.ksm_merging_pages = 0
-            child.ksm_rmap_items = 0
-            self.ksm_zero_pages += child.ksm_zero_pages
-            self.ksm_enter(child)
-
-    def ksm_exit(self, mm: "MM") -> None:
-        slot = mm.ksm_slot
-        if slot is None or slot is self.ksm_scan.mm_slot:
-            return  # ksmd is on it and will clean up when it moves on
-        if slot.rmap_list is None:
-            self._drop_slot(slot, clear_merge_any=True)
-            return
-        # move it just after the cursor, so ksmd reaches it next and frees its rmap_items
-        self._slot_del(slot)
-        cursor = self.ksm_scan.mm_slot
-        slot.prev, slot.next = cursor, cursor.next
-        cursor.next.prev = slot
-        cursor.next = slot
-
-    def ksm_might_unmap_zero_page(self, mm: "MM") -> None:
-        """A KSM zero page's PTE is going (COW, unshare, zap); the caller saw it is one.
-        KSM zero pages are accounted eagerly, unlike KSM pages."""
-        mm.ksm_zero_pages -= 1
-        self.ksm_zero_pages -= 1
-
-    def registered_slots(self):
+    def registered_slots(self) -> Iterator[MmSlot]:
+        """list_for_each_entry over ksm_mm_head: every registered mm's slot, in scan order."""
         slot = self.ksm_mm_head.next
         while slot is not self.ksm_mm_head:
             nxt = slot.next
             yield slot
             slot = nxt
 
-    # ------------------------------------------------------------- stable node helpers --
+    # -------------------------------------------------------------- faults, VMAs, pages --
 
-    def is_page_sharing_candidate(self, node: StableNode, offset: int = 0) -> bool:
-        return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
+    def break_ksm(self, vma: VMA, index: int) -> None:
+        """Break COW on a KSM page (or KSM zero page) by unsharing it: a fault with
+        FAULT_FLAG_UNSHARE gives the address an exclusive anonymous copy. One fault does it here:
+        nothing can race it, so there is no loop."""
+        self.machine.unshare(vma, index)
 
-    def ksm_get_folio(self, node: StableNode) -> int | None:
-        """The keyhole check: the node lives while its kpfn is still a KSM page pointing back at it."""
-        self.cost.charge_get_folio()
-        pfn = node.kpfn
-        if self.machine.ksm_mapping.get(pfn) is node:
-            return pfn
-        self.remove_node_from_stable_tree(node)
-        return None
+    def find_mergeable_vma(self, mm: MM, address: int) -> VMA | None:
+        vma = mm.find_vma(address)
+        if vma is None or not vma.vm_mergeable or not vma.anon_vma:
+            return None
+        return vma
+
+    def break_cow(self, item: RmapItem) -> None:
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is not None:
+            self.break_ksm(vma, (item.address - vma.vm_start) >> self.page_shift)
+
+    def get_mergeable_page(self, item: RmapItem) -> int | None:
+        """The anon page now at an unstable item's address, if its VMA is still mergeable."""
+        vma = item.vma
+        if not item.mm.alive or not vma.vm_mergeable or not vma.anon_vma:
+            return None
+        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
+        return pfn if pfn > 0 else None
+
+    def get_kpfn_nid(self, pfn: int) -> int:
+        """Which tree of root_stable_tree[] and root_unstable_tree[]: with merge_across_nodes
+        there is one of each, at 0; without, one per NUMA node."""
+        return 0 if self.knobs["merge_across_nodes"] else self.machine.frame_nid[pfn]
+
+    def alloc_stable_node_chain(self, dup: StableNode, root: RbRoot[StableNode]) -> StableNode:
+        chain = StableNode(-1, dup.nid)
+        chain.dups = []
+        chain.rmap_hlist_len = STABLE_NODE_CHAIN
+        chain.chain_prune_time = self.now_ns
+        self.ksm_stable_node_chains += 1
+        # the chain takes the old node's place in the tree (its first dimension), and the old
+        # node becomes the chain's first dup (the second dimension): every dup of a chain is a
+        # write-protected page of the same content
+        root.replace(dup, chain)
+        self.stable_node_chain_add_dup(dup, chain)
+        return chain
+
+    def free_stable_node_chain(self, chain: StableNode, root: RbRoot[StableNode]) -> None:
+        root.erase(chain)
+        self.ksm_stable_node_chains -= 1
 
     def remove_node_from_stable_tree(self, node: StableNode) -> None:
-        if self.walk_trace is not None:
-            self.walk_trace.append(("pruned", -1, node.rb_color == RB_RED, None, node))
         items = node.hlist
         n = len(items)
         for i, item in enumerate(items):
@@ -427,7 +477,6 @@ class Ksm:
             item.mm.ksm_merging_pages -= 1
             item.head = None
             item.flags = 0
-        self._hlist_len_changed(node.rmap_hlist_len, None)
         node.rmap_hlist_len -= n
         node.hlist = {}
         if node.head == MIGRATE_NODES:
@@ -435,42 +484,218 @@ class Ksm:
         else:
             self.stable_node_dup_del(node)
 
-    def stable_node_dup_del(self, dup: StableNode) -> None:
-        if is_stable_node_dup(dup):
-            dup.chain.hlist.remove(dup)
-            dup.chain = None
-            dup.head = None
-            self.ksm_stable_node_dups -= 1
+    def ksm_get_folio(self, node: StableNode) -> int | None:
+        """Is the node's page still its KSM page? The node holds no reference to the page (that
+        would keep a freed page from being reclaimed until ksmd came by): it looks through a
+        keyhole instead, the page's mapping still pointing back at this node. A stale node is
+        removed from the stable tree."""
+        self.cost.charge_get_folio()
+        pfn = node.kpfn
+        if self.ksm_mapping.get(pfn) is node:
+            return pfn
+        self.remove_node_from_stable_tree(node)
+        return None
+
+    def remove_rmap_item_from_tree(self, item: RmapItem) -> None:
+        flags = item.flags
+        if flags & STABLE_FLAG:
+            node = item.head
+            assert node is not None, "STABLE_FLAG: listed from a stable node"
+            if self.ksm_get_folio(node) is None:
+                return  # the node was stale: removing it un-accounted this item too
+            del node.hlist[item]
+            if node.hlist:
+                self.ksm_pages_sharing -= 1
+            else:
+                self.ksm_pages_shared -= 1
+            item.mm.ksm_merging_pages -= 1
+            node.rmap_hlist_len -= 1
+            self.on_rmap_hlist_del(node)
+            item.head = None
+            item.flags = 0
+        elif flags & UNSTABLE_FLAG:
+            # the unstable tree was reset at the start of this pass, so an item from an earlier
+            # pass is in no tree; one inserted by this pass is (an exiting mm's, say) and must go
+            age = (self.ksm_scan.seqnr - (flags & SEQNR_MASK)) & 0xFF
+            assert age <= 1, "unstable rmap_item older than one pass"
+            if age == 0:
+                self.root_unstable_tree[item.nid].erase(item)
+            self.ksm_pages_unshared -= 1
+            item.flags = 0
+
+    def on_rmap_hlist_del(self, node: StableNode) -> None:
+        """The one instrumentation hook here: an rmap_item just left node's hlist in
+        remove_rmap_item_from_tree(). That function runs for nearly every anonymous page scanned,
+        so wrapping it would slow every run by a few percent; engine/instrument.py overrides this
+        instead, and wraps the other functions that change an hlist (they run only on merges and
+        stale nodes)."""
+
+    def remove_trailing_rmap_items(self, owner: MmSlot | RmapItem) -> None:
+        item = owner.rmap_list
+        owner.rmap_list = None
+        while item is not None:
+            nxt = item.rmap_list
+            self.remove_rmap_item_from_tree(item)
+            self.free_rmap_item(item)
+            item = nxt
+
+    def unmerge_ksm_pages(self, vma: VMA) -> None:
+        """break_ksm on every page of the VMA (MADV_UNMERGEABLE, prctl off, run=2). The rmap_items
+        are left for ksmd's next pass to clean up: ksmd may be in cmp_and_merge_page() on one of
+        them, and rmap_items are not copied at fork either."""
+        for index in range(len(vma.pte)):
+            self.break_ksm(vma, index)
+
+    def remove_stable_node(self, node: StableNode) -> bool:
+        """False (EBUSY) while the node's page is still mapped: merge_across_nodes and
+        max_page_sharing are then refused."""
+        if self.ksm_mapping.get(node.kpfn) is node:
+            return False
+        self.remove_node_from_stable_tree(node)
+        return True
+
+    def remove_stable_node_chain(self, node: StableNode, root: RbRoot[StableNode]) -> bool:
+        """True (busy) at the first node whose page is still mapped."""
+        if not is_stable_node_chain(node):
+            return not self.remove_stable_node(node)
+        for dup in list(node.dups):
+            if not self.remove_stable_node(dup):
+                return True
+        self.free_stable_node_chain(node, root)
+        return False
+
+    def remove_all_stable_nodes(self) -> bool:
+        """Drop every stable node whose KSM page is gone; False (EBUSY) if one is still mapped."""
+        ok = True
+        for root in self.root_stable_tree:
+            # always the root entry, as the kernel takes it, and on to the next nid at a busy one
+            while root.rb_node is not None:
+                if self.remove_stable_node_chain(root.rb_node, root):
+                    ok = False
+                    break
+        for node in list(self.migrate_nodes):
+            ok &= self.remove_stable_node(node)
+        return ok
+
+    def unmerge_and_remove_all_rmap_items(self) -> None:
+        """run=2: break every KSM page and KSM zero page, free every rmap_item, forget the trees."""
+        head = self.ksm_mm_head
+        slot = head.next
+        self.ksm_scan.mm_slot = slot
+        while slot is not head:
+            mm = slot.mm
+            if mm.alive:
+                for vma in mm.vmas:
+                    if vma.vm_mergeable and vma.anon_vma:
+                        self.unmerge_ksm_pages(vma)
+            self.remove_trailing_rmap_items(slot)
+            nxt = slot.next
+            if not mm.alive:
+                self._drop_slot(slot, clear_merge_any=True)
+            slot = nxt
+            self.ksm_scan.mm_slot = slot
+        # clean up stable nodes, but don't worry if some are still busy
+        self.remove_all_stable_nodes()
+        for root in self.root_unstable_tree:
+            root.reset()
+        self.ksm_scan.mm_slot = head
+        self.ksm_scan.seqnr = 0
+
+    # --------------------------------------------------------------------- comparing pages --
+
+    def calc_checksum(self, pfn: int) -> int:
+        """calc_checksum(page) as ksmd calls it: counted and charged (the hash: calc_checksum())."""
+        self.work["calc_checksum"] += 1
+        self.cost.charge_checksum()
+        return calc_checksum(self.machine.content[pfn])
+
+    def memcmp_pages(self, a: int, b: int) -> int:
+        """mm/util.c's memcmp_pages, counted and charged: the first 8 bytes decide most pairs."""
+        self.work["memcmp_pages"] += 1
+        prefix = self.machine.frame_prefix
+        if prefix[a] != prefix[b]:
+            self.cost.total_ns += MEMCMP_DIFFER
+            return -1 if prefix[a] < prefix[b] else 1
+        content = self.machine.content
+        x, y = content[a], content[b]
+        if x == y:
+            self.cost.charge_memcmp_equal()
+            return 0
+        self.cost.total_ns += MEMCMP_DIFFER
+        return -1 if x < y else 1
+
+    # -------------------------------------------------------------------------- merging --
+
+    def try_to_merge_one_page(self, vma: VMA, index: int, pfn: int, kpfn: int | None) -> bool:
+        """Write-protect the page and map kpfn in its place (kpfn None: make it a KSM page).
+        write_protect_page's check that nothing but the mappings holds the page always passes
+        here (engine/machine.py), and the page is mapped once or already write-protected."""
+        machine = self.machine
+        if pfn == kpfn:
+            return True  # KSM page forked
+        self.cost.charge_merge()
+        if kpfn is None:
+            # the page becomes a KSM page with no stable node yet: stable_tree_insert() gives it one
+            self.ksm_mapping[pfn] = None
+            return True
+        if kpfn == 0:
+            if machine.content[pfn] != machine.zero_page:
+                return False
+            vma.pte[index] = 0
+            vma.mm.ksm_zero_pages += 1
+            self.ksm_zero_pages += 1
         else:
-            self.root_stable_tree[dup.nid].erase(dup)
+            if machine.content[pfn] != machine.content[kpfn]:
+                return False
+            vma.pte[index] = kpfn
+            machine.mapcount[kpfn] += 1
+        machine.put_frame(pfn)
+        return True
 
-    def stable_node_chain_add_dup(self, dup: StableNode, chain: StableNode) -> None:
-        dup.head = STABLE_NODE_DUP_HEAD
-        dup.chain = chain
-        chain.hlist.insert(0, dup)
-        self.ksm_stable_node_dups += 1
+    def try_to_merge_with_zero_page(self, item: RmapItem, pfn: int) -> int:
+        """0 when done with this page (merged, or its VMA went away); -EFAULT to carry on."""
+        # same checksum as an empty page: merge it with the zero page if use_zero_pages says so
+        if self.knobs["use_zero_pages"] and item.oldchecksum == self.zero_checksum:
+            vma = self.find_mergeable_vma(item.mm, item.address)
+            if vma is None:
+                return 0  # the VMA is out of date: nothing more to do
+            index = (item.address - vma.vm_start) >> self.page_shift
+            if self.try_to_merge_one_page(vma, index, pfn, 0):
+                return 0
+        return -EFAULT
 
-    def alloc_stable_node_chain(self, dup: StableNode, root: RbRoot) -> StableNode:
-        chain = StableNode(-1, dup.nid)
-        chain.hlist = []
-        chain.rmap_hlist_len = STABLE_NODE_CHAIN
-        chain.chain_prune_time = self.now_ns
-        root.replace(dup, chain)
-        self.ksm_stable_node_chains += 1
-        self.chains[chain] = None
-        # dup is no longer in the tree: its rb linkage was handed to the chain
-        self.stable_node_chain_add_dup(dup, chain)
-        return chain
+    def try_to_merge_with_ksm_page(self, item: RmapItem, pfn: int, kpfn: int | None) -> bool:
+        """As try_to_merge_two_pages, with no new KSM page: kpfn already is one."""
+        vma = self.find_mergeable_vma(item.mm, item.address)
+        if vma is None:
+            return False
+        index = (item.address - vma.vm_start) >> self.page_shift
+        if not self.try_to_merge_one_page(vma, index, pfn, kpfn):
+            return False
+        self.remove_rmap_item_from_tree(item)
+        return True
 
-    def free_stable_node_chain(self, chain: StableNode, root: RbRoot) -> None:
-        if self.walk_trace is not None:
-            self.walk_trace.append(("pruned", -1, chain.rb_color == RB_RED, None, chain))
-        root.erase(chain)
-        self.ksm_stable_node_chains -= 1
-        del self.chains[chain]
+    def try_to_merge_two_pages(self, item: RmapItem, pfn: int, tree_item: RmapItem, tree_pfn: int) -> int | None:
+        """The scanned page becomes the KSM page; the tree item's address is mapped onto it."""
+        if not self.try_to_merge_with_ksm_page(item, pfn, None):
+            return None
+        if self.try_to_merge_with_ksm_page(tree_item, tree_pfn, pfn):
+            return pfn
+        # a KSM page with only one PTE pointing to it: break it
+        self.break_cow(item)
+        return None
 
-    def stable_node_dup(self, chain: StableNode, root: RbRoot, prune: bool):
-        """Pick a dup of a chain. Returns (tree pfn, dup, node) where node may be the collapsed dup."""
+    def is_page_sharing_candidate(self, node: StableNode, offset: int = 0) -> bool:
+        """__is_page_sharing_candidate: room for offset + 1 more sharers, and at least one mapping
+        left (else the other sharer's page is about to be freed: no point merging with it)."""
+        return node.rmap_hlist_len != 0 and node.rmap_hlist_len + offset < self.max_page_sharing
+
+    # ---------------------------------------------------------------------- the stable tree --
+
+    def stable_node_dup(self, chain: StableNode, root: RbRoot[StableNode],
+                        prune: bool) -> tuple[int | None, StableNode | None, StableNode]:
+        """Pick a dup of a chain: (tree pfn, dup, node), node the dup itself if the chain
+        collapsed into it; with no live dup left, (None, None, chain) (6.11 freed the chain)."""
         legacy = self.flow == "legacy"
         if prune and (self.now_ns >= chain.chain_prune_time
                       + self.knobs["stable_node_chains_prune_millisecs"] * 1_000_000):
@@ -480,11 +705,14 @@ class Ksm:
         found = None
         tree_pfn = None
         nr = 0
-        for dup in list(chain.hlist):
+        # every dup is looked at while pruning, to drop the stale ones (ksm_get_folio() removes a
+        # stale dup from the chain: the walk is over a copy)
+        for dup in list(chain.dups):
             pfn = self.ksm_get_folio(dup)
             if pfn is None:
-                continue  # stale: it just removed itself from the chain
+                continue
             nr += 1
+            # the best candidate: the fullest dup that still has room
             if legacy:
                 if self.is_page_sharing_candidate(dup) and (found is None or dup.rmap_hlist_len > found.rmap_hlist_len):
                     found, tree_pfn = dup, pfn
@@ -499,26 +727,37 @@ class Ksm:
                     break
         node = chain
         if found is not None:
-            # 6.11 collapses a chain whenever one dup is left; 6.10 only on a due prune
-            collapse = (prune and nr == 1) if legacy else len(chain.hlist) == 1
+            # one dup left, below the limit: drop the chain, the dup takes its place in the tree
+            # (6.11 collapses whenever one dup is left; 6.10 only on a due prune)
+            collapse = (prune and nr == 1) if legacy else len(chain.dups) == 1
             if collapse:
                 root.replace(chain, found)
                 found.head = None
                 found.chain = None
-                chain.hlist = []
+                chain.dups = []
                 self.ksm_stable_node_chains -= 1
-                del self.chains[chain]
                 self.ksm_stable_node_dups -= 1
                 node = found
-            elif chain.hlist[0] is not found and self.is_page_sharing_candidate(found, 1):
-                chain.hlist.remove(found)
-                chain.hlist.insert(0, found)
+            elif chain.dups[0] is not found and self.is_page_sharing_candidate(found, 1):
+                # it can take one more merge after this one: at the head, the next search (without
+                # pruning) finds it first
+                chain.dups.remove(found)
+                chain.dups.insert(0, found)
         elif not legacy:
             self.free_stable_node_chain(chain, root)  # every dup was stale: the chain is empty
-            node = None
         return tree_pfn, found, node
 
-    def stable_node_chain(self, node: StableNode, root: RbRoot, prune: bool):
+    def stable_node_dup_any(self, node: StableNode, root: RbRoot[StableNode]) -> StableNode | None:
+        """6.10: any dup will do to keep walking; an empty chain is freed here."""
+        if not is_stable_node_chain(node):
+            return node
+        if not node.dups:
+            self.free_stable_node_chain(node, root)
+            return None
+        return node.dups[0]
+
+    def stable_node_chain(self, node: StableNode, root: RbRoot[StableNode],
+                          prune: bool) -> tuple[int | None, StableNode | None, StableNode]:
         """__stable_node_chain: chain() / chain_prune(). Returns (tree pfn, dup, node)."""
         if not is_stable_node_chain(node):
             if self.flow == "legacy" and not self.is_page_sharing_candidate(node):
@@ -526,69 +765,48 @@ class Ksm:
             return self.ksm_get_folio(node), node, node
         return self.stable_node_dup(node, root, prune)
 
-    def stable_node_dup_any(self, node: StableNode, root: RbRoot) -> StableNode | None:
-        """6.10: any dup will do to keep walking; an empty chain is freed here."""
-        if not is_stable_node_chain(node):
-            return node
-        if not node.hlist:
-            self.free_stable_node_chain(node, root)
-            return None
-        return node.hlist[0]
-
-    def _walk_step(self, node: StableNode, root: RbRoot, prune: bool):
-        """One tree entry of a stable tree walk: (tree pfn or None to restart, dup, node)."""
+    def walk_step(self, node: StableNode, root: RbRoot[StableNode],
+                  prune: bool) -> tuple[int | None, StableNode | None, StableNode]:
+        """One tree entry of a stable tree walk, chain_prune() or chain() and what the walk does
+        with it: (tree pfn, or None to walk again from the root; dup; node)."""
         if node.rmap_hlist_len >= 0 and (self.flow != "legacy" or self.is_page_sharing_candidate(node)):
             # the common case, a regular node: ksm_get_folio inline, the walk's hottest step
             self.cost.total_ns += GET_FOLIO
-            if self.machine.ksm_mapping.get(node.kpfn) is node:
+            if self.ksm_mapping.get(node.kpfn) is node:
                 return node.kpfn, node, node
             self.remove_node_from_stable_tree(node)
             return None, node, node
         tree_pfn, dup, node = self.stable_node_chain(node, root, prune)
         if self.flow == "legacy" and dup is None:
-            if node is None:
-                return None, None, None
+            # every dup is full (or the chain is empty and goes): any dup's page, all of the
+            # same write-protected content, will do to carry on the walk
             anyone = self.stable_node_dup_any(node, root)
             if anyone is None:
-                return None, None, None
-            tree_pfn = self.ksm_get_folio(anyone)
-            return tree_pfn, None, node
+                return None, None, node
+            return self.ksm_get_folio(anyone), None, node
         return tree_pfn, dup, node
 
-    # ------------------------------------------------------------------ the trees --
-
-    def memcmp_pages(self, a: int, b: int) -> int:
-        self.work["memcmp_pages"] += 1
-        prefix = self.machine.frame_prefix
-        if prefix[a] != prefix[b]:
-            self.cost.total_ns += MEMCMP_DIFFER
-            return -1 if prefix[a] < prefix[b] else 1
-        content = self.machine.content
-        x, y = content[a], content[b]
-        if x == y:
-            self.cost.charge_memcmp_equal()
-            return 0
-        self.cost.total_ns += MEMCMP_DIFFER
-        return -1 if x < y else 1
-
-    def stable_tree_search(self, pfn: int):
-        """Returns a KSM page's pfn to merge with, BUSY, or None."""
+    def stable_tree_search(self, pfn: int) -> int | None:
+        """A KSM page's pfn to merge with, BUSY (its page being migrated), or None."""
         self.work["stable_tree_search"] += 1
         machine = self.machine
-        page_node = machine.ksm_mapping.get(pfn)
+        page_node = self.ksm_mapping.get(pfn)
         if page_node is not None and page_node.head != MIGRATE_NODES:
             return pfn  # KSM page forked
 
         nid = self.get_kpfn_nid(pfn)
         root = self.root_stable_tree[nid]
-        while True:  # "again"
-            parent, left = None, False
+        while True:  # again:
+            parent: StableNode | None = None
+            left = False
             rb = root.rb_node
             restart = False
             while rb is not None:
                 self.cost.total_ns += TREE_STEP
-                tree_pfn, dup, node = self._walk_step(rb, root, True)
+                tree_pfn, dup, node = self.walk_step(rb, root, True)
                 if tree_pfn is None:
+                    # a stale node was erased and the tree may have rebalanced under the walk:
+                    # start again (giving up would insert a false negative)
                     restart = True
                     break
                 rb = node  # a collapse put the dup where the chain was
@@ -599,8 +817,8 @@ class Ksm:
                 elif ret > 0:
                     rb, left = rb.rb_right, False
                 else:
-                    if self.walk_trace is not None:
-                        self.trace_walk("stable_tree_search", rb, 0)
+                    # a migrated KSM page mapped at most once can merge into another KSM page
+                    # with room for one more: no need to add its node to the chain
                     if page_node is not None and machine.mapcount[pfn] > 1:
                         return self._chain_append(page_node, dup, node, root, nid, pfn)
                     if dup is None or not self.is_page_sharing_candidate(dup):
@@ -609,17 +827,14 @@ class Ksm:
                         return None
                     tree_pfn = self.ksm_get_folio(dup)
                     if tree_pfn is None:
-                        restart = True
+                        restart = True  # the tree may have rebalanced: walk again
                         break
                     if self.get_kpfn_nid(dup.kpfn) != dup.nid:
                         return self._replace(page_node, dup, node, root, nid, pfn)
                     return tree_pfn
-            if restart:
-                continue
-            break
+            if not restart:
+                break
 
-        if self.walk_trace is not None and parent is not None:
-            self.trace_walk("stable_tree_search", parent, -1 if left else 1)
         if page_node is None:
             return None
         del self.migrate_nodes[page_node]
@@ -628,16 +843,20 @@ class Ksm:
         root.link(page_node, parent, left)
         return self._migrated_out(page_node, pfn)
 
-    def _migrated_out(self, page_node: StableNode, pfn: int):
+    def _migrated_out(self, page_node: StableNode, pfn: int) -> int | None:
+        """stable_tree_search's out: label, for a migrated KSM page now placed in its tree."""
         # series v1 patch 4 (never merged): the migrated page is returned even when it is full
         if self.flow == "series-v1" or self.is_page_sharing_candidate(page_node):
             return pfn
         return None
 
-    def _replace(self, page_node, dup, node, root, nid, pfn):
-        """The equal dup lives on another node than its tree: move it to migrate_nodes."""
+    def _replace(self, page_node: StableNode | None, dup: StableNode, node: StableNode,
+                    root: RbRoot[StableNode], nid: int, pfn: int) -> int | None:
+        """stable_tree_search's replace: label. The equal dup lives on another node than its tree:
+        it moves to migrate_nodes, and a migrated page of this tree's node takes its place. After
+        a collapse, node is the dup, as if there had been no chain."""
         result = None
-        if dup is node:
+        if dup is node:  # no chain
             if page_node is not None:
                 del self.migrate_nodes[page_node]
                 page_node.head = None
@@ -647,9 +866,7 @@ class Ksm:
             else:
                 root.erase(dup)
         else:
-            dup.chain.hlist.remove(dup)
-            dup.chain = None
-            self.ksm_stable_node_dups -= 1
+            self._stable_node_dup_del(dup)
             if page_node is not None:
                 del self.migrate_nodes[page_node]
                 page_node.nid = nid
@@ -659,12 +876,14 @@ class Ksm:
         self.migrate_nodes[dup] = None
         return result
 
-    def _chain_append(self, page_node, dup, node, root, nid, pfn):
-        """A migrated KSM page still mapped more than once joins its content's chain as a dup."""
+    def _chain_append(self, page_node: StableNode, dup: StableNode | None, node: StableNode,
+                     root: RbRoot[StableNode], nid: int, pfn: int) -> int | None:
+        """stable_tree_search's chain_append: label. A migrated KSM page still mapped more than
+        once joins its content's chain of this node as a dup."""
         if dup is None:  # 6.10: the limit was reached, any dup stands for the chain
-            dup = self.stable_node_dup_any(node, root) if node is not None else None
-        if dup is node:
-            node = self.alloc_stable_node_chain(dup, root)
+            dup = self.stable_node_dup_any(node, root)
+        if dup is node:  # no chain yet: make one
+            node = self.alloc_stable_node_chain(node, root)
         del self.migrate_nodes[page_node]
         page_node.nid = nid
         self.stable_node_chain_add_dup(page_node, node)
@@ -673,16 +892,16 @@ class Ksm:
     def stable_tree_insert(self, kpfn: int) -> StableNode:
         nid = self.get_kpfn_nid(kpfn)
         root = self.root_stable_tree[nid]
-        while True:
-            parent, left, need_chain = None, False, False
+        while True:  # again:
+            parent: StableNode | None = None
+            left, need_chain = False, False
             rb = root.rb_node
-            node = None
             restart = False
             while rb is not None:
                 self.cost.total_ns += TREE_STEP
-                tree_pfn, _dup, node = self._walk_step(rb, root, False)
+                tree_pfn, _dup, node = self.walk_step(rb, root, False)
                 if tree_pfn is None:
-                    restart = True
+                    restart = True  # a stale node was erased: walk again, as in the search
                     break
                 rb = node
                 ret = self.memcmp_pages(kpfn, tree_pfn)
@@ -696,35 +915,23 @@ class Ksm:
                     break
             if not restart:
                 break
-        if self.walk_trace is not None and parent is not None:
-            self.trace_walk("stable_tree_insert", parent, 0 if need_chain else -1 if left else 1)
         new = StableNode(kpfn, nid)
-        self._hlist_len_changed(None, 0)
-        self.machine.ksm_mapping[kpfn] = new
+        self.ksm_mapping[kpfn] = new
         if not need_chain:
             root.link(new, parent, left)
         else:
-            if not is_stable_node_chain(node):
-                node = self.alloc_stable_node_chain(node, root)
-            self.stable_node_chain_add_dup(new, node)
+            assert parent is not None  # the equal node
+            chain = parent
+            if not is_stable_node_chain(chain):
+                chain = self.alloc_stable_node_chain(chain, root)
+            self.stable_node_chain_add_dup(new, chain)
         return new
 
-    def get_mergeable_page(self, item: RmapItem) -> int | None:
-        """The anon page now at an unstable item's address, if its VMA is still mergeable."""
-        vma = item.vma
-        if not item.mm.alive or not vma.vm_mergeable or not vma.anon_vma:
-            return None
-        pfn = vma.pte[(item.address - vma.vm_start) >> self.page_shift]
-        return pfn if pfn > 0 else None
+    # -------------------------------------------------------------------- the unstable tree --
 
-    def find_mergeable_vma(self, mm: "MM", address: int) -> "VMA | None":
-        vma = mm.find_vma(address)
-        if vma is None or not vma.vm_mergeable or not vma.anon_vma:
-            return None
-        return vma
-
-    def unstable_tree_search_insert(self, item: RmapItem, pfn: int):
-        """Returns (tree_item, tree_pfn) on a match, else inserts item (or not) and returns None.
+    def unstable_tree_search_insert(self, item: RmapItem, pfn: int) -> tuple[RmapItem, int] | None:
+        """Search the unstable tree for a page identical to this one: (tree_item, tree_pfn) on a
+        match; else insert item and return None. One walk does both.
 
         Its walk is the model's hottest loop, a level per bit of the tree's size for every
         anonymous page scanned: get_mergeable_page() and memcmp_pages() are inline, and the
@@ -740,7 +947,8 @@ class Ksm:
         key = prefix[pfn]
         shift = self.page_shift
         found = None
-        parent, left = None, False
+        parent: RmapItem | None = None
+        left = False
         compared = equal = uncompared = 0  # levels that called memcmp_pages, found it equal, did not
         tree_item = root.rb_node  # the rmap_items are the tree's nodes
         while tree_item is not None:
@@ -764,20 +972,17 @@ class Ksm:
                 tree_item, left = tree_item.rb_right, False
             else:
                 equal = 1
-                # an equal page that migrated to another node goes in the right tree next pass
+                # a tree page that migrated to another node goes in the right tree next pass:
+                # merge with it only across nodes
                 if self.merge_across_nodes or self.machine.frame_nid[tree_pfn] == nid:
                     found = tree_item, tree_pfn
                 break
         else:
-            if self.walk_trace is not None and parent is not None:
-                self.trace_walk("unstable_tree_search_insert", parent, -1 if left else 1)
             item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
             item.nid = nid
             root.link(item, parent, left)
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
-        if self.walk_trace is not None and tree_item is not None:  # it stopped at tree_item
-            self.trace_walk("unstable_tree_search_insert", tree_item, 0 if equal else None)
         work["memcmp_pages"] += compared
         self.cost.total_ns += ((compared + uncompared) * (TREE_STEP + MERGEABLE_PAGE)
                                + (compared - equal) * MEMCMP_DIFFER)
@@ -785,29 +990,8 @@ class Ksm:
             self.cost.charge_memcmp_equal()
         return found
 
-    def trace_walk(self, walk: str, last: RbNode, ret: int | None) -> None:
-        """Record the walk that ended at `last` with `ret`: a walk from the root is the path of
-        last's ancestors, and at each of them memcmp_pages() said which child came next."""
-        path = [last]
-        while path[-1].rb_parent is not None:
-            path.append(path[-1].rb_parent)
-        path.reverse()
-        trace = self.walk_trace
-        for depth, (node, below) in enumerate(zip(path, path[1:], strict=False)):
-            trace.append((walk, depth, node.rb_color == RB_RED, -1 if node.rb_left is below else 1, node))
-        trace.append((walk, len(path) - 1, last.rb_color == RB_RED, ret, last))
-
-    def _hlist_len_changed(self, old: int | None, new: int | None) -> None:
-        lens = self.hlist_lens
-        if old is not None:
-            lens[old] -= 1
-            if not lens[old]:
-                del lens[old]
-        if new is not None:
-            lens[new] = lens.get(new, 0) + 1
-
     def stable_tree_append(self, item: RmapItem, node: StableNode) -> None:
-        self._hlist_len_changed(node.rmap_hlist_len, node.rmap_hlist_len + 1)
+        """Another rmap_item on the list of a stable node, all of them sharing its KSM page."""
         node.rmap_hlist_len += 1
         item.head = node
         item.flags = STABLE_FLAG
@@ -818,152 +1002,24 @@ class Ksm:
             self.ksm_pages_shared += 1
         item.mm.ksm_merging_pages += 1
 
-    def remove_rmap_item_from_tree(self, item: RmapItem) -> None:
-        flags = item.flags
-        if flags & STABLE_FLAG:
-            node = item.head
-            if self.ksm_get_folio(node) is None:
-                return  # the node was stale: removing it un-accounted this item too
-            del node.hlist[item]
-            if node.hlist:
-                self.ksm_pages_sharing -= 1
-            else:
-                self.ksm_pages_shared -= 1
-            item.mm.ksm_merging_pages -= 1
-            self._hlist_len_changed(node.rmap_hlist_len, node.rmap_hlist_len - 1)
-            node.rmap_hlist_len -= 1
-            item.head = None
-            item.flags = 0
-        elif flags & UNSTABLE_FLAG:
-            # an item inserted this pass is in the live tree; one from last pass sits in a tree
-            # that was already thrown away
-            age = (self.ksm_scan.seqnr - (flags & SEQNR_MASK)) & 0xFF
-            assert age <= 1, "unstable rmap_item older than one pass"
-            if age == 0:
-                self.root_unstable_tree[item.nid].erase(item)
-            self.ksm_pages_unshared -= 1
-            item.flags = 0
-
-    def remove_all_stable_nodes(self) -> bool:
-        """Drop every stable node whose KSM page is gone; False (EBUSY) if one is still mapped."""
-        ok = True
-        for root in self.root_stable_tree:
-            # always the root entry, as the kernel takes it, and on to the next nid at a busy one
-            while root.rb_node is not None:
-                if self.stable_node_chain_remove(root.rb_node, root):
-                    ok = False
-                    break
-        for node in list(self.migrate_nodes):
-            ok &= self._remove_stable_node(node)
-        return ok
-
-    def stable_node_chain_remove(self, node: StableNode, root: RbRoot) -> bool:
-        """True (busy) at the first node whose page is still mapped."""
-        if not is_stable_node_chain(node):
-            return not self._remove_stable_node(node)
-        for dup in list(node.hlist):
-            if not self._remove_stable_node(dup):
-                return True
-        self.free_stable_node_chain(node, root)
-        return False
-
-    def _remove_stable_node(self, node: StableNode) -> bool:
-        if self.machine.ksm_mapping.get(node.kpfn) is node:
-            return False  # its page is still mapped somewhere: EBUSY
-        self.remove_node_from_stable_tree(node)
-        return True
-
-    # ------------------------------------------------------------------ merging --
-
-    def try_to_merge_one_page(self, vma: "VMA", index: int, pfn: int, kpfn: int | None) -> bool:
-        """Write-protect the page and map kpfn in its place (kpfn None: make it a KSM page)."""
-        machine = self.machine
-        if pfn == kpfn:
-            return True
-        self.cost.charge_merge()
-        if kpfn is None:
-            machine.ksm_mapping[pfn] = None  # KSM page with no stable node yet
-            return True
-        if kpfn == 0:
-            if machine.content[pfn] != machine.zero_page:
-                return False
-            vma.pte[index] = 0
-            vma.mm.ksm_zero_pages += 1
-            self.ksm_zero_pages += 1
-        else:
-            if machine.content[pfn] != machine.content[kpfn]:
-                return False
-            vma.pte[index] = kpfn
-            machine.mapcount[kpfn] += 1
-        machine.put_frame(pfn)
-        return True
-
-    def try_to_merge_with_ksm_page(self, item: RmapItem, pfn: int, kpfn: int | None) -> bool:
-        vma = self.find_mergeable_vma(item.mm, item.address)
-        if vma is None:
-            return False
-        index = (item.address - vma.vm_start) >> self.page_shift
-        if not self.try_to_merge_one_page(vma, index, pfn, kpfn):
-            return False
-        self.remove_rmap_item_from_tree(item)
-        return True
-
-    def try_to_merge_two_pages(self, item, pfn, tree_item, tree_pfn) -> int | None:
-        """The scanned page becomes the KSM page; the tree item's address is mapped onto it."""
-        if not self.try_to_merge_with_ksm_page(item, pfn, None):
-            return None
-        if self.try_to_merge_with_ksm_page(tree_item, tree_pfn, pfn):
-            return pfn
-        self.break_cow(item)
-        return None
-
-    def break_cow(self, item: RmapItem) -> None:
-        vma = self.find_mergeable_vma(item.mm, item.address)
-        if vma is not None:
-            self.break_ksm(vma, (item.address - vma.vm_start) >> self.page_shift)
-
-    def break_ksm(self, vma: "VMA", index: int) -> None:
-        """A write fault without the write (FAULT_FLAG_UNSHARE) on a KSM page or KSM zero page:
-        the address gets a private copy. One fault does it here: nothing can race it."""
-        self.machine.unshare(vma, index)
-
-    def unmerge_ksm_pages(self, vma: "VMA") -> None:
-        """break_ksm on every page of the VMA (MADV_UNMERGEABLE, prctl off, run=2). The
-        rmap_items are left alone: ksmd cleans them up lazily."""
-        for index in range(len(vma.pte)):
-            self.break_ksm(vma, index)
-
-    def try_to_merge_with_zero_page(self, item: RmapItem, pfn: int) -> int:
-        """0 when done with this page (merged, or its VMA went away); -EFAULT to carry on."""
-        if self.knobs["use_zero_pages"] and item.oldchecksum == self.zero_checksum:
-            vma = self.find_mergeable_vma(item.mm, item.address)
-            if vma is None:
-                return 0
-            index = (item.address - vma.vm_start) >> self.page_shift
-            if self.try_to_merge_one_page(vma, index, pfn, 0):
-                return 0
-        return -EFAULT
-
-    def calc_checksum(self, pfn: int) -> int:
-        """calc_checksum(page) as ksmd calls it: counted and charged (the hash: calc_checksum())."""
-        self.work["calc_checksum"] += 1
-        self.cost.charge_checksum()
-        return calc_checksum(self.machine.content[pfn])
+    # --------------------------------------------------------------- cmp_and_merge_page --
 
     def cmp_and_merge_page(self, pfn: int, item: RmapItem) -> str:
-        """mm/ksm.c's cmp_and_merge_page(): the body of the kernel version the flow models.
-        Returns the call's outcome (engine/snapshot.py OUTCOMES). ksm_do_scan() takes the body
-        from cmp_and_merge_page_body() once per wake-up rather than through here per page."""
+        """First see if the page can merge into the stable tree; if not, and its checksum is as
+        at the last visit, see if it can go into the unstable tree, or merge with a page already
+        there, both moving to the stable tree. The body is the kernel version's the flow models;
+        the outcome is one of engine/vocabulary.py OUTCOMES. ksm_do_scan() takes the body from
+        cmp_and_merge_page_body() once per wake-up rather than through here per page."""
         return self.cmp_and_merge_page_body()(pfn, item)
 
-    def cmp_and_merge_page_body(self):
+    def cmp_and_merge_page_body(self) -> Callable[[int, RmapItem], str]:
         return self.cmp_and_merge_page_v6_10 if self.flow == "legacy" else self.cmp_and_merge_page_v6_11
 
     def cmp_and_merge_page_v6_11(self, pfn: int, item: RmapItem) -> str:
         """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
         first, try the zero page, and only then search the stable tree."""
         machine = self.machine
-        stable_node = machine.ksm_mapping.get(pfn)
+        stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
             # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
             if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
@@ -973,11 +1029,12 @@ class Ksm:
                 self.migrate_nodes[stable_node] = None
             if stable_node.head != MIGRATE_NODES and item.head is stable_node:
                 return "already_merged"
-            # max_page_sharing_bypass only silences a warning in stable_tree_append: not modelled
+            # a KSM fork may go over the sharing limit: max_page_sharing_bypass only silences a
+            # warning in stable_tree_append, not modelled
         else:
             self.remove_rmap_item_from_tree(item)
             # a page whose checksum changed since the last visit is volatile:
-            # don't waste time searching for it in either tree
+            # don't insert it in the unstable tree, don't waste time searching for it there
             checksum = self.calc_checksum(pfn)
             if item.oldchecksum != checksum:
                 item.oldchecksum = checksum
@@ -997,7 +1054,10 @@ class Ksm:
         if kpfn is not None:
             if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
                 return "stable_busy"
-            self.stable_tree_append(item, machine.ksm_mapping[kpfn])
+            # the page was merged: its rmap_item joins the stable tree
+            kpage_node = self.ksm_mapping[kpfn]
+            assert kpage_node is not None  # a KSM page found in the stable tree has its node
+            self.stable_tree_append(item, kpage_node)
             if kpfn != pfn:
                 return "stable_merged"
             return "migrated_returned" if migrating else "fork_appended"
@@ -1020,7 +1080,7 @@ class Ksm:
     def cmp_and_merge_page_v6_10(self, pfn: int, item: RmapItem) -> str:
         """cmp_and_merge_page() before 6.11: the stable tree first, the checksum after."""
         machine = self.machine
-        stable_node = machine.ksm_mapping.get(pfn)
+        stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
             if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
                     and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
@@ -1041,7 +1101,9 @@ class Ksm:
         if kpfn is not None:
             if kpfn == BUSY or not self.try_to_merge_with_ksm_page(item, pfn, kpfn):
                 return "stable_busy"
-            self.stable_tree_append(item, machine.ksm_mapping[kpfn])
+            kpage_node = self.ksm_mapping[kpfn]
+            assert kpage_node is not None  # a KSM page found in the stable tree has its node
+            self.stable_tree_append(item, kpage_node)
             if kpfn != pfn:
                 return "stable_merged"
             return "migrated_returned" if migrating else "fork_appended"
@@ -1075,9 +1137,9 @@ class Ksm:
         self.stable_tree_append(item, stable_node)
         return "unstable_merged"
 
-    # --------------------------------------------------------------------- the scan --
+    # ------------------------------------------------------------------------- the scan --
 
-    def get_next_rmap_item(self, owner, vma: "VMA", address: int) -> RmapItem:
+    def get_next_rmap_item(self, owner: MmSlot | RmapItem, vma: VMA, address: int) -> RmapItem:
         """The item for address at the cursor's place in the sorted list; items below it die."""
         mm = vma.mm
         while (item := owner.rmap_list) is not None:
@@ -1088,35 +1150,24 @@ class Ksm:
             owner.rmap_list = item.rmap_list
             self.remove_rmap_item_from_tree(item)
             self.free_rmap_item(item)
-        item = RmapItem(vma, address)
+        item = RmapItem(vma, address)  # alloc_rmap_item
         self.ksm_rmap_items += 1
         mm.ksm_rmap_items += 1
         item.rmap_list = owner.rmap_list
         owner.rmap_list = item
         return item
 
-    def free_rmap_item(self, item: RmapItem) -> None:
-        self.ksm_rmap_items -= 1
-        item.mm.ksm_rmap_items -= 1
-
-    def remove_trailing_rmap_items(self, owner) -> None:
-        item = owner.rmap_list
-        owner.rmap_list = None
-        while item is not None:
-            nxt = item.rmap_list
-            self.remove_rmap_item_from_tree(item)
-            self.free_rmap_item(item)
-            item = nxt
-
     def should_skip_rmap_item(self, pfn: int, item: RmapItem) -> bool:
         """Smart scan: pages that keep not merging are visited ever more rarely. Its first two
-        tests (smart_scan on, not a KSM page) are at its one call, the scan's page loop."""
+        tests (smart_scan on; not a KSM page, which must still be processed every time) are at
+        its one call, the scan's page loop."""
         age = item.age
         if age != U8_MAX:
             item.age = age + 1
         # younger pages are never skipped: they need a chance to go through the merge phases
         if age < 3:
             return False
+        # not allowed to skip any more: don't, and set how many visits the next skip lasts
         if item.remaining_skips == 0:
             item.remaining_skips = skip_age(age)
             return False
@@ -1125,17 +1176,7 @@ class Ksm:
         self.remove_rmap_item_from_tree(item)
         return True
 
-    def _count_eligible(self) -> int:
-        total = 0
-        for slot in self.registered_slots():
-            if slot.mm.alive:
-                for vma in slot.mm.vmas:
-                    if vma.vm_mergeable:
-                        pte = vma.pte
-                        total += len(pte) - pte.count(-1) - pte.count(0)
-        return total
-
-    def scan_get_next_rmap_item(self):
+    def scan_get_next_rmap_item(self) -> Iterator[tuple[RmapItem, int]]:
         """Yields each (rmap_item, pfn) to look at, in the kernel's order; ends with the full pass.
 
         The kernel's function returns per page and finds its place again from ksm_scan at the
@@ -1153,22 +1194,22 @@ class Ksm:
         slot = ksm_scan.mm_slot
         if slot is head:
             self.advisor_start_scan()
+            # stale nodes in the stable tree get pruned as walks meet them; those moved out to
+            # migrate_nodes would pile up: prune them before each full scan
             if not self.merge_across_nodes:
                 for node in list(self.migrate_nodes):
-                    self.ksm_get_folio(node)  # prunes the stale ones
+                    self.ksm_get_folio(node)
             for root in self.root_unstable_tree:
                 root.reset()
             slot = head.next
             ksm_scan.mm_slot = slot
-            self.pass_done = 0
-            self.pass_total = self._count_eligible()
             ksm_scan.address = 0
             ksm_scan.rmap_list = slot
 
         ps = self.page_size
         shift = self.page_shift
         smart_scan = self.knobs["smart_scan"]
-        ksm_mapping = self.machine.ksm_mapping
+        ksm_mapping = self.ksm_mapping
         while True:  # next_mm
             mm = slot.mm
             if mm.alive:
@@ -1195,7 +1236,6 @@ class Ksm:
                             if item is None or item.address != address:  # else found without a call
                                 item = self.get_next_rmap_item(owner, vma, address)
                             ksm_scan.rmap_list = item
-                            self.pass_done += 1
                             # should_skip_rmap_item's guards: smart scan on; KSM pages are
                             # never aged nor skipped
                             if (smart_scan and pfn not in ksm_mapping
@@ -1209,12 +1249,14 @@ class Ksm:
             else:
                 ksm_scan.address = 0
                 ksm_scan.rmap_list = slot
+            # nuke the rmap_items above the cursor: no mergeable VMA has those addresses
             self.remove_trailing_rmap_items(ksm_scan.rmap_list)
             nxt = slot.next
             ksm_scan.mm_slot = nxt
             if ksm_scan.address == 0:
-                # no mergeable VMA left (or the mm is exiting): ksmd lets go of the mm
-                # (6.18 keeps MMF_VM_MERGE_ANY so a prctl'd process stays opted in)
+                # a whole pass over the mm found no mergeable VMA (or the mm is exiting): ksmd
+                # removes it from its lists, as __ksm_exit would (6.18 keeps MMF_VM_MERGE_ANY
+                # so a prctl'd process stays opted in)
                 self._drop_slot(slot, clear_merge_any=False)
             slot = nxt
             if slot is head:
@@ -1224,20 +1266,19 @@ class Ksm:
         self.advisor_stop_scan()
         ksm_scan.seqnr += 1
 
-    def ksmd_should_run(self) -> bool:
-        return bool(self.knobs["run"] & KSM_RUN_MERGE) and self.ksm_mm_head.next is not self.ksm_mm_head
-
     def ksm_do_scan(self, scan_npages: int) -> int:
-        """Up to scan_npages cmp_and_merge_page() calls, fewer when the pass ends: how many.
+        """The ksm scanner's main worker: up to scan_npages cmp_and_merge_page() calls, fewer
+        when the pass ends; returns how many.
 
         The whole loop runs in this one frame, as in the kernel: a Python call costs more than
         the kernel's KSM-page early return, so no per-page call sits between the wake-up and
-        cmp_and_merge_page(). Each call is charged its cost-model time (or its wall time with
-        latency "wall") and counted by path and outcome.
+        cmp_and_merge_page(). For the same reason the model's count of each call is kept here:
+        its path (the kind of page, decided before the call), its cost-model time (or its wall
+        time with latency "wall"), latency bucket and outcome.
         """
         cost = self.cost
         machine = self.machine
-        ksm_mapping = machine.ksm_mapping
+        ksm_mapping = self.ksm_mapping
         content = machine.content
         zero_page = machine.zero_page
         outcomes = self.outcomes
@@ -1281,102 +1322,101 @@ class Ksm:
             self.last_call = (item.mm, item.address, path, outcome, ns)
         return done
 
-    # ------------------------------------------------------------------ run = 2 --
+    def ksmd_should_run(self) -> bool:
+        return bool(self.knobs["run"] & KSM_RUN_MERGE) and self.ksm_mm_head.next is not self.ksm_mm_head
 
-    def unmerge_and_remove_all_rmap_items(self) -> None:
-        """run=2: break every KSM page and KSM zero page, free every rmap_item, forget the trees."""
-        head = self.ksm_mm_head
-        slot = head.next
-        self.ksm_scan.mm_slot = slot
-        while slot is not head:
-            mm = slot.mm
-            if mm.alive:
-                for vma in mm.vmas:
-                    if vma.vm_mergeable and vma.anon_vma:
-                        self.unmerge_ksm_pages(vma)
-            self.remove_trailing_rmap_items(slot)
-            nxt = slot.next
-            if not mm.alive:
-                self._drop_slot(slot, clear_merge_any=True)
-            slot = nxt
-            self.ksm_scan.mm_slot = slot
-        self.remove_all_stable_nodes()
-        for root in self.root_unstable_tree:
-            root.reset()
-        self.ksm_scan.mm_slot = head
-        self.ksm_scan.seqnr = 0
+    # ------------------------------------------------------------------ mm registration --
 
-    # ------------------------------------------------------------------ advisor --
+    def ksm_enter(self, mm: MM) -> None:
+        """__ksm_enter (madvise MERGEABLE, prctl). While merging (or stopped), the new slot goes
+        just behind the cursor, so the area settles a little before ksmd reaches it (and a
+        fork+exec wastes no rmap_list); while unmerging (run=2), at the end of the list, ahead
+        of the cursor, or the KSM pages of newly forked mms would be missed."""
+        slot = MmSlot(mm)
+        mm.ksm_slot = slot
+        if self.knobs["run"] & KSM_RUN_UNMERGE:
+            anchor = self.ksm_mm_head
+        else:
+            anchor = self.ksm_scan.mm_slot
+        slot.prev, slot.next = anchor.prev, anchor
+        anchor.prev.next = slot
+        anchor.prev = slot
+        mm.mmf_vm_mergeable = True
 
-    def advisor_start_scan(self) -> None:
-        if self.knobs["advisor_mode"] == "scan-time":
-            self.advisor_ctx["start_scan"] = self.now_ns
+    def ksm_exit(self, mm: MM) -> None:
+        """__ksm_exit: an mm ksmd never got to is dropped at once; one at the cursor or with
+        rmap_items is left on the list for ksmd to free when it comes by."""
+        slot = cast("MmSlot | None", mm.ksm_slot)  # the slot ksm_enter gave it
+        if slot is None or slot is self.ksm_scan.mm_slot:
+            return
+        if slot.rmap_list is None:
+            self._drop_slot(slot, clear_merge_any=True)
+            return
+        # move it just after the cursor, so ksmd reaches it next and frees its rmap_items
+        self._slot_del(slot)
+        cursor = self.ksm_scan.mm_slot
+        slot.prev, slot.next = cursor, cursor.next
+        cursor.next.prev = slot
+        cursor.next = slot
 
-    def advisor_stop_scan(self) -> None:
-        if self.knobs["advisor_mode"] == "scan-time":
-            self.scan_time_advisor()
+    def ksm_fork(self, child: MM, parent: MM) -> None:
+        if parent.mmf_vm_mergeable:
+            # 6.18 / stable 6.6+: the child's own counters start at 0, its zero pages count globally
+            child.ksm_merging_pages = 0
+            child.ksm_rmap_items = 0
+            self.ksm_zero_pages += child.ksm_zero_pages
+            self.ksm_enter(child)
 
-    def scan_time_advisor(self) -> None:
-        """At the end of a full scan: the next pages_to_scan, aiming for the target scan time
-        within the CPU bounds (ksmd's CPU time comes from the cost model)."""
-        ctx = self.advisor_ctx
-        k = self.knobs
-        scan_time = (self.now_ns - ctx["start_scan"]) // NSEC_PER_MSEC // MSEC_PER_SEC or 1
-        cpu_time = self.ksmd_cpu_ns
-        cpu_time_diff_ms = (cpu_time - ctx["cpu_time"]) // NSEC_PER_MSEC
-        cpu_percent = cpu_time_diff_ms * 100 // (scan_time * 1000) or 1
-        last_scan_time = ctx["scan_time"] or scan_time  # prev_scan_time
-        # scan time as a percentage of the target scan time
-        factor = k["advisor_target_scan_time"] * 100 // scan_time or 1
-        # scan time as a percentage of the last scan time, smoothed
-        change = scan_time * 100 // last_scan_time or 1
-        change = ewma(ctx["change"], change)
-        pages = k["pages_to_scan"] * 100 // factor
-        pages = pages * change // 100
-        per_page_cost = k["pages_to_scan"] // cpu_percent or 1
-        pages = min(pages, per_page_cost * k["advisor_max_cpu"])
-        pages = max(pages, per_page_cost * KSM_ADVISOR_MIN_CPU)
-        pages = min(pages, k["advisor_max_pages_to_scan"])
-        ctx["change"], ctx["scan_time"], ctx["cpu_time"] = change, scan_time, cpu_time
-        k["pages_to_scan"] = pages
+    def ksm_might_unmap_zero_page(self, mm: MM) -> None:
+        """A KSM zero page's PTE is going (COW, unshare, zap); the caller saw it is one.
+        KSM zero pages are accounted eagerly, unlike KSM pages."""
+        mm.ksm_zero_pages -= 1
+        self.ksm_zero_pages -= 1
 
-    # ------------------------------------------------------------- a traced step --
+    def ksm_process_profit(self, mm: MM) -> int:
+        return (mm.ksm_merging_pages + mm.ksm_zero_pages) * self.page_size - mm.ksm_rmap_items * SIZEOF_RMAP_ITEM
 
-    @contextmanager
-    def traced(self):
-        """Record which of the deciding functions (TRACED) the calls made inside run, in order,
-        each with what it returned and the memcmp_pages done within it: (name, result, memcmps).
-        Instance attributes shadow the methods only while tracing: untraced runs execute nothing of it."""
-        trace: list[list] = []
+    # ---------------------------------------------------------------------------- sysfs --
 
-        def wrap(name: str, method):
-            def traced(*args):
-                entry = [name, "", 0]
-                trace.append(entry)
-                before = self.work["memcmp_pages"]
-                ret = method(*args)
-                entry[1], entry[2] = TRACED[name](ret), self.work["memcmp_pages"] - before
-                return ret
-            return traced
+    def set_knob(self, name: str, value: object) -> None:
+        """echo VALUE > /sys/kernel/mm/ksm/NAME, with the kernel's refusals as KnobError."""
+        value = KSM_KNOBS[name].parse(value)
+        knobs = cast("dict[str, int | str]", self.knobs)  # a knob named at run time
+        old = knobs[name]
+        if name == "run":
+            # 1 sets ksmd running, 0 stops it; 2 stops it and unmerges everything, breaking COW,
+            # but leaves the mm_slots on the list for when ksmd runs again
+            if value != old:
+                knobs["run"] = value
+                if self.knobs["run"] & KSM_RUN_UNMERGE:
+                    self.unmerge_and_remove_all_rmap_items()
+            return
+        if name == "pages_to_scan" and self.knobs["advisor_mode"] != "none":
+            raise KnobError("EINVAL: pages_to_scan is set by the advisor while advisor_mode is not none")
+        if name in ("max_page_sharing", "merge_across_nodes") and value != old:
+            if self.ksm_pages_shared or not self.remove_all_stable_nodes():
+                raise KnobError(f"EBUSY: {name} can only change while no KSM pages exist (write run=2 first)")
+        knobs[name] = value
+        if name == "advisor_mode" and value != old:
+            self.set_advisor_defaults()
 
-        for name in TRACED:
-            setattr(self, name, wrap(name, getattr(self, name)))
-        try:
-            yield trace
-        finally:
-            for name in TRACED:
-                delattr(self, name)
+    def counters(self) -> dict[str, int]:
+        """The read-only files of /sys/kernel/mm/ksm."""
+        # pages_volatile is computed without locking and may come out negative: concealed
+        volatile = self.ksm_rmap_items - self.ksm_pages_shared - self.ksm_pages_sharing - self.ksm_pages_unshared
+        return {
+            "pages_shared": self.ksm_pages_shared,
+            "pages_sharing": self.ksm_pages_sharing,
+            "pages_unshared": self.ksm_pages_unshared,
+            "pages_volatile": max(volatile, 0),
+            "pages_scanned": self.ksm_pages_scanned,
+            "pages_skipped": self.ksm_pages_skipped,
+            "full_scans": self.ksm_scan.seqnr,
+            "stable_node_chains": self.ksm_stable_node_chains,
+            "stable_node_dups": self.ksm_stable_node_dups,
+            "ksm_zero_pages": self.ksm_zero_pages,
+            "general_profit": self.general_profit(),
+        }
 
-
-# The functions of cmp_and_merge_page() that decide a page's fate, and what their results mean.
-TRACED = {
-    "calc_checksum": lambda ret: f"checksum {ret:#x}",
-    "try_to_merge_with_zero_page": lambda ret: "merged with the zero page" if ret == 0 else "not merged",
-    "stable_tree_search": lambda ret: "miss" if ret is None else "busy" if ret == BUSY else f"found kpfn {ret:#x}",
-    "try_to_merge_with_ksm_page": lambda ret: "merged" if ret else "failed",
-    "unstable_tree_search_insert": lambda ret: "no match" if ret is None
-    else f"match {ret[0].mm.name}:{ret[0].address:#x}",
-    "try_to_merge_two_pages": lambda ret: "failed" if ret is None else f"new KSM page kpfn {ret:#x}",
-    "stable_tree_insert": lambda ret: "inserted" if ret is not None else "failed",
-    "stable_tree_append": lambda ret: "appended",
-}
+    def general_profit(self) -> int:
+        return (self.ksm_pages_sharing + self.ksm_zero_pages) * self.page_size - self.ksm_rmap_items * SIZEOF_RMAP_ITEM

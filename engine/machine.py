@@ -69,7 +69,7 @@ class MM:
         self.ksm_rmap_items = 0
         self.ksm_merging_pages = 0
         self.ksm_zero_pages = 0
-        self.ksm_slot = None  # mm_slots_hash: the mm's ksm_mm_slot while registered
+        self.ksm_slot: object = None  # mm_slots_hash: the mm's ksm_mm_slot while registered (engine/ksm.py)
 
     def first_vma(self, address: int) -> int:
         """Index of the first VMA ending above address, as vma_iter_init() finds it in the maple

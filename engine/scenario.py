@@ -24,7 +24,7 @@ from typing import overload
 
 import numpy as np
 
-from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError
+from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError, comparable
 from engine.capture import load as load_capture
 from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
 
@@ -374,6 +374,10 @@ class _Loader:
                 self.captures[path] = load_capture(path)
             except CaptureError as e:
                 raise table.error("capture", str(e)) from None
+            other = next((q for q, c in self.captures.items() if not comparable(c, self.captures[path])), None)
+            if other is not None:  # hashes under two keys: equal pages would look distinct
+                raise table.error("capture", f"{path.name} and {other.name} were captured with different keys: "
+                                             "their hashes do not compare (capture both with one --key-file)")
         cap = self.captures[path]
         pid = table.integer("pid", low=1)
         text = table.string("vma")

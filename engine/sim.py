@@ -10,17 +10,17 @@ from __future__ import annotations
 import fnmatch
 import itertools
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from engine import contents
 from engine.cost import WAKEUP
+from engine.instrument import ObservedKsm, trace_step
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
-from engine.ksm import Ksm, RmapItem, calc_checksum, is_stable_node_chain, is_stable_node_dup, work_totals
+from engine.ksm import RmapItem, StableNode, calc_checksum, is_stable_node_chain, is_stable_node_dup
 from engine.machine import MM, Machine
 from engine.scenario import GLOB_CHARS, Event, Scenario
 from engine.snapshot import (
-    N_BUCKETS,
-    OUTCOMES,
-    PATHS,
     Cursor,
     ProcessStats,
     Sharer,
@@ -30,11 +30,13 @@ from engine.snapshot import (
     TreeFound,
     UnstableItemView,
     WalkStep,
-    bucket_bounds,
     frozen,
 )
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
-from engine.tree import RB_RED, rb_first, rb_next
+from engine.tree import RB_RED, N, RbNode, RbRoot, rb_first, rb_next
+from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, bucket_bounds, work_totals
+
+V = TypeVar("V")
 
 RECENT_WAKEUPS = 50  # the rolling latency histograms cover this many ksmd wake-ups
 _SHARERS_SHOWN = 32
@@ -51,12 +53,12 @@ class Simulation:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         overrides = dict(overrides or {})
-        engine = {k: v.default for k, v in ENGINE_KNOBS.items()}
+        engine: dict[str, int | str] = {k: v.default for k, v in ENGINE_KNOBS.items()}
         engine.update(scenario.engine)
         engine.update({k: v for k, v in overrides.items() if k in ENGINE_KNOBS})
         if flow is not None:
             engine["flow"] = flow
-        knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+        knobs: dict[str, int | str] = {k: v.default for k, v in KSM_KNOBS.items()}
         knobs.update(scenario.ksm)
         knobs.update({k: v for k, v in overrides.items() if k in KSM_KNOBS})
         if knobs["advisor_mode"] == "scan-time":
@@ -65,8 +67,9 @@ class Simulation:
         knobs["run"] = 0
 
         self._by_name: dict[str, MM] = {}  # every process made so far, by name (unique in a scenario)
-        self.machine = Machine(scenario.page_size, engine["numa_nodes"])
-        self.ksm = Ksm(self.machine, knobs, engine["flow"], engine["latency"], self.seed)
+        # each value was parsed for its knob: numa_nodes is an int, flow and latency strings
+        self.machine = Machine(scenario.page_size, int(engine["numa_nodes"]))
+        self.ksm = ObservedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
         self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
         self.engine_knobs = engine
         self.now_ns = 0
@@ -109,14 +112,16 @@ class Simulation:
         if not GLOB_CHARS & set(glob):  # a plain name: looked up, or 10,000 forks take 10,000² matches
             for mm in mms[len(self._by_name):]:  # processes are only ever appended (fork)
                 self._by_name[mm.name] = mm
-            mm = self._by_name.get(glob)
-            return [mm] if mm is not None and mm.alive else []
+            named = self._by_name.get(glob)
+            return [named] if named is not None and named.alive else []
         return [mm for mm in mms if mm.alive and fnmatch.fnmatchcase(mm.name, glob)]
 
     def _perform(self, ev: Event) -> None:
         machine = self.machine
         targets = self._matching(ev.process)
+        # the loader gives every event the fields of its action (engine/scenario.py)
         if ev.action == "set":
+            assert ev.knob is not None
             try:
                 self.set_knob(ev.knob, ev.value)
             except KnobError as err:
@@ -124,17 +129,21 @@ class Simulation:
             return
         for k, mm in enumerate(targets):
             if ev.action == "fork":
+                assert ev.child is not None
                 machine.fork(mm, ev.child if len(targets) == 1 else f"{ev.child}-{k}")
             elif ev.action == "exit":
                 machine.exit(mm)
             elif ev.action == "write":
+                assert ev.region is not None
                 vma = mm.region(ev.region)
                 indexes = self.contents.indexes(ev, len(vma.pte))
                 for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes)), strict=False):
                     machine.write(vma, i, data)
             elif ev.action == "madvise":
+                assert ev.region is not None
                 machine.madvise(mm.region(ev.region), ev.advice == "mergeable")
             elif ev.action == "migrate":
+                assert ev.region is not None and ev.to_node is not None
                 vma = mm.region(ev.region)
                 machine.migrate(vma, self.contents.indexes(ev, len(vma.pte)), ev.to_node)
             else:
@@ -217,18 +226,14 @@ class Simulation:
                 if self.stuck:
                     return None
                 continue
-            self.ksm.walk_trace = walks = []
-            try:
-                with self.ksm.traced() as trace:
-                    scanned = self._scan(1)
-            finally:
-                self.ksm.walk_trace = None
-            if scanned:
+            with trace_step(self.ksm) as step:
+                scanned = self._scan(1)
+            if scanned and self.ksm.last_call is not None:
                 mm, address, path, outcome, ns = self.ksm.last_call
                 self.last_step = StepInfo(mm.name, address, path, outcome, ns, self.ksm.ksm_pages_scanned,
-                                          tuple(map(tuple, trace)))
+                                          tuple(step.calls))
                 self.last_walk = tuple(WalkStep(walk, depth, red, ret, self._entry_view(node))
-                                       for walk, depth, red, ret, node in walks)
+                                       for walk, depth, red, ret, node in step.walks)
                 return self.last_step
         return None
 
@@ -335,10 +340,11 @@ class Simulation:
             ))
         return out
 
-    def _node_view(self, node, kind: str, depth: int = -1, side: str = "", red: bool = False) -> StableNodeView:
+    def _node_view(self, node: StableNode, kind: str, depth: int = -1, side: str = "",
+                   red: bool = False) -> StableNodeView:
         content = self.machine.content
         if is_stable_node_chain(node):
-            dups = tuple(self._node_view(d, "dup") for d in node.hlist)
+            dups = tuple(self._node_view(d, "dup") for d in node.dups)
             return StableNodeView("chain", -1, node.nid, dups[0].checksum if dups else 0, len(dups), (), dups,
                                   depth, side, red)
         alive = self.machine.ksm_mapping.get(node.kpfn) is node
@@ -346,23 +352,24 @@ class Simulation:
         return StableNodeView(kind, node.kpfn, node.nid, calc_checksum(content[node.kpfn]) if alive else 0,
                               node.rmap_hlist_len, sharers, (), depth, side, red)
 
-    def _unstable_view(self, item, depth: int = -1, side: str = "", red: bool = False) -> UnstableItemView:
+    def _unstable_view(self, item: RmapItem, depth: int = -1, side: str = "", red: bool = False) -> UnstableItemView:
         pfn = self.ksm.get_mergeable_page(item)
         return UnstableItemView(item.mm.name, item.address, -1 if pfn is None else pfn, item.nid,
                                 item.oldchecksum, depth, side, red)
 
-    def _entry_view(self, node) -> StableNodeView | UnstableItemView:
+    def _entry_view(self, node: RbNode) -> StableNodeView | UnstableItemView:
         """A tree entry a walk met, as it is now."""
         if isinstance(node, RmapItem):
             return self._unstable_view(node)
+        assert isinstance(node, StableNode)
         return self._node_view(node, "dup" if is_stable_node_dup(node) else "regular")
 
     @staticmethod
-    def _window(roots, offset: int, limit: int, view) -> list:
+    def _window(roots: Sequence[RbRoot[N]], offset: int, limit: int, view: Callable[[N, int, str, bool], V]) -> list[V]:
         """The entries of rank offset .. offset + limit - 1 across roots, each with where it hangs
         (depth, side, colour). The walk to the window is rb_first() then rb_next(): it costs the
         offset, not the tree."""
-        rows: list = []
+        rows: list[V] = []
         skip = offset
         for root in roots:
             if skip >= root.count:
@@ -370,6 +377,7 @@ class Simulation:
                 continue
             node = rb_first(root)
             for _ in range(skip):
+                assert node is not None  # skip < root.count
                 node = rb_next(node)
             skip = 0
             while node is not None and len(rows) < limit:
@@ -390,12 +398,12 @@ class Simulation:
         ksm = self.ksm
         self._found_seq += 1
 
-        def rmap_matches(items) -> bool:
+        def rmap_matches(items: Iterable[RmapItem]) -> bool:
             return any(i.mm.name == process and i.address == address for i in items)
         rank = 0
         for root in ksm.root_stable_tree:
             for node in root:
-                nodes = node.hlist if is_stable_node_chain(node) else (node,)
+                nodes = node.dups if is_stable_node_chain(node) else [node]
                 if any(n.kpfn == kpfn if kpfn is not None else rmap_matches(n.hlist) for n in nodes):
                     return TreeFound(self._found_seq, query, "stable", rank)
                 rank += 1
@@ -404,8 +412,8 @@ class Simulation:
                 return TreeFound(self._found_seq, query, "stable", rank)
             rank += 1
         rank = 0
-        for root in ksm.root_unstable_tree:
-            for item in root:
+        for unstable in ksm.root_unstable_tree:
+            for item in unstable:
                 if (ksm.get_mergeable_page(item) == kpfn if kpfn is not None
                         else item.mm.name == process and item.address == address):
                     return TreeFound(self._found_seq, query, "unstable", rank)
@@ -427,7 +435,7 @@ class Simulation:
                 stable_views.append(self._node_view(node, "migrating"))
         dups_per_chain: dict[int, int] = {}
         for chain in ksm.chains:
-            dups_per_chain[len(chain.hlist)] = dups_per_chain.get(len(chain.hlist), 0) + 1
+            dups_per_chain[len(chain.dups)] = dups_per_chain.get(len(chain.dups), 0) + 1
 
         unstable_size = sum(root.count for root in ksm.root_unstable_tree)
         unstable_offset = _page_start(unstable_offset, unstable_size, tree_limit)
@@ -478,9 +486,9 @@ class Simulation:
                     "ksm_mergeable": "yes" if p.ksm_mergeable else "no",
                 }
         latency = {}
-        for p in PATHS:
-            counts = ksm.latency_hist.get(p, ())
-            latency[p] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
+        for path in PATHS:
+            counts = ksm.latency_hist.get(path, [])
+            latency[path] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
         checked, mismatches = self.data_check()
         return {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,

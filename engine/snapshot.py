@@ -10,25 +10,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-PATHS = ("ksm_page", "anon_page", "zero_page")
-
-# Outcomes of one cmp_and_merge_page() call (docs/model.md, the outcomes table).
-OUTCOMES = (
-    "already_merged",  # KSM page whose rmap_item is already on its node: early return
-    "fork_appended",  # KSM page reached through a new rmap_item (fork): appended to its own node
-    "checksum_changed",  # volatile: checksum differs from the last visit (first visits land here)
-    "zero_merged",  # mapped to the zero page (use_zero_pages)
-    "stable_merged",  # merged into a KSM page found in the stable tree
-    "stable_busy",  # stable tree page busy or merge failed: item left bare
-    "unstable_inserted",  # no match: inserted into the unstable tree
-    "unstable_merged",  # matched an unstable tree page: both became one KSM page
-    "unstable_merge_failed",  # matched, but the two-page merge failed
-    "unstable_aborted",  # walk aborted (tree page gone, same physical page, other node): not inserted
-    "migrated_returned",  # migrated stable node re-homed; its own page returned (series-v1, or a candidate)
-)
-
-# Latency buckets, bpftrace hist() style: index 0 is [0], 1 is [1], k >= 2 is [2^(k-1), 2^k).
-N_BUCKETS = 40
+# the vocabulary of a call's counts, named here too for the readers of snapshots
+from engine.vocabulary import N_BUCKETS as N_BUCKETS
+from engine.vocabulary import OUTCOMES as OUTCOMES
+from engine.vocabulary import PATHS as PATHS
+from engine.vocabulary import bucket_bounds as bucket_bounds
+from engine.vocabulary import bucket_of as bucket_of
 
 COUNTERS = (
     "pages_shared",
@@ -43,17 +30,6 @@ COUNTERS = (
     "ksm_zero_pages",
     "general_profit",
 )
-
-
-def bucket_of(ns: int) -> int:
-    return min(int(ns).bit_length(), N_BUCKETS - 1)
-
-
-def bucket_bounds(index: int) -> tuple[int, int]:
-    """[low, high) of a bucket; [0, 1) and [1, 2) for the first two."""
-    if index == 0:
-        return 0, 1
-    return 1 << (index - 1), 1 << index
 
 
 def frozen(d: Mapping) -> Mapping:

@@ -13,7 +13,7 @@ The parent and colour the kernel packs into __rb_parent_color are two fields her
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Generic, Iterator, Self, TypeVar
 
 RB_RED = 0
 RB_BLACK = 1
@@ -26,13 +26,17 @@ class RbNode:
     __slots__ = ("rb_left", "rb_right", "rb_parent", "rb_color")
 
     def __init__(self) -> None:
-        self.rb_left: RbNode | None = None
-        self.rb_right: RbNode | None = None
-        self.rb_parent: RbNode | None = None
+        # linked to nodes of its own kind: a stable tree holds stable nodes, an unstable one rmap_items
+        self.rb_left: Self | None = None
+        self.rb_right: Self | None = None
+        self.rb_parent: Self | None = None
         self.rb_color = RB_RED
 
 
-def rb_first(root: "RbRoot") -> RbNode | None:
+N = TypeVar("N", bound=RbNode)
+
+
+def rb_first(root: RbRoot[N]) -> N | None:
     node = root.rb_node
     if node is None:
         return None
@@ -41,7 +45,7 @@ def rb_first(root: "RbRoot") -> RbNode | None:
     return node
 
 
-def rb_next(node: RbNode) -> RbNode | None:
+def rb_next(node: N) -> N | None:
     if node.rb_right is not None:
         node = node.rb_right
         while node.rb_left is not None:
@@ -53,16 +57,16 @@ def rb_next(node: RbNode) -> RbNode | None:
     return parent
 
 
-class RbRoot:
+class RbRoot(Generic[N]):
     """struct rb_root, plus the number of entries (the model's, for the counters and the UI)."""
 
     __slots__ = ("rb_node", "count")
 
     def __init__(self) -> None:
-        self.rb_node: RbNode | None = None
+        self.rb_node: N | None = None
         self.count = 0
 
-    def link(self, node: RbNode, parent: RbNode | None, left: bool) -> None:
+    def link(self, node: N, parent: N | None, left: bool) -> None:
         """rb_link_node(node, parent, rb_link) + rb_insert_color(node, root)."""
         node.rb_parent = parent
         node.rb_color = RB_RED
@@ -76,7 +80,7 @@ class RbRoot:
         self.count += 1
         self._insert_color(node)
 
-    def _insert_color(self, node: RbNode) -> None:
+    def _insert_color(self, node: N) -> None:
         """__rb_insert without augmentation."""
         parent = node.rb_parent
         while True:
@@ -86,6 +90,7 @@ class RbRoot:
             if parent.rb_color == RB_BLACK:
                 return
             gparent = parent.rb_parent
+            assert gparent is not None  # a red parent is never the root
             tmp = gparent.rb_right
             if parent is not tmp:  # parent == gparent->rb_left
                 if tmp is not None and tmp.rb_color == RB_RED:
@@ -140,7 +145,7 @@ class RbRoot:
             self._rotate_set_parents(gparent, parent, RB_RED)
             return
 
-    def erase(self, node: RbNode) -> None:
+    def erase(self, node: N) -> None:
         """rb_erase: __rb_erase_augmented without augmentation, then ____rb_erase_color."""
         child, tmp = node.rb_right, node.rb_left
         if tmp is None:
@@ -178,6 +183,7 @@ class RbRoot:
                 successor.rb_right = child
                 child.rb_parent = successor
             tmp = node.rb_left
+            assert tmp is not None  # node has both children here
             successor.rb_left = tmp
             tmp.rb_parent = successor
             pparent, color = node.rb_parent, node.rb_color
@@ -195,15 +201,18 @@ class RbRoot:
         if rebalance is not None:
             self._erase_color(rebalance)
 
-    def _erase_color(self, parent: RbNode) -> None:
+    def _erase_color(self, parent: N) -> None:
         """____rb_erase_color without augmentation."""
-        node = None
+        node: N | None = None
         while True:
             sibling = parent.rb_right
             if node is not sibling:  # node == parent->rb_left
+                # node's side is a black node short: the sibling's side has one, so both exist below
+                assert sibling is not None
                 if sibling.rb_color == RB_RED:
                     # Case 1 - left rotate at parent
                     parent.rb_right = tmp1 = sibling.rb_left
+                    assert tmp1 is not None
                     sibling.rb_left = parent
                     tmp1.rb_parent, tmp1.rb_color = parent, RB_BLACK
                     self._rotate_set_parents(parent, sibling, RB_RED)
@@ -217,9 +226,9 @@ class RbRoot:
                         if parent.rb_color == RB_RED:
                             parent.rb_color = RB_BLACK
                         else:
-                            node = parent
-                            parent = node.rb_parent
-                            if parent is not None:
+                            node, up = parent, parent.rb_parent
+                            if up is not None:
+                                parent = up
                                 continue
                         return
                     # Case 3 - right rotate at sibling
@@ -239,9 +248,11 @@ class RbRoot:
                 self._rotate_set_parents(parent, sibling, RB_BLACK)
                 return
             sibling = parent.rb_left
+            assert sibling is not None
             if sibling.rb_color == RB_RED:
                 # Case 1 - right rotate at parent
                 parent.rb_left = tmp1 = sibling.rb_right
+                assert tmp1 is not None
                 sibling.rb_right = parent
                 tmp1.rb_parent, tmp1.rb_color = parent, RB_BLACK
                 self._rotate_set_parents(parent, sibling, RB_RED)
@@ -255,9 +266,9 @@ class RbRoot:
                     if parent.rb_color == RB_RED:
                         parent.rb_color = RB_BLACK
                     else:
-                        node = parent
-                        parent = node.rb_parent
-                        if parent is not None:
+                        node, up = parent, parent.rb_parent
+                        if up is not None:
+                            parent = up
                             continue
                     return
                 # Case 3 - left rotate at sibling
@@ -277,7 +288,7 @@ class RbRoot:
             self._rotate_set_parents(parent, sibling, RB_BLACK)
             return
 
-    def replace(self, victim: RbNode, new: RbNode) -> None:
+    def replace(self, victim: N, new: N) -> None:
         """rb_replace_node: new takes victim's place, links and colour, with no rebalancing."""
         parent = victim.rb_parent
         new.rb_left, new.rb_right, new.rb_parent, new.rb_color = (
@@ -294,7 +305,7 @@ class RbRoot:
         self.rb_node = None
         self.count = 0
 
-    def __iter__(self) -> Iterator[RbNode]:
+    def __iter__(self) -> Iterator[N]:
         """Entries in tree order, as rb_first() / rb_next() visit them."""
         node = rb_first(self)
         while node is not None:
@@ -302,7 +313,7 @@ class RbRoot:
             yield node
             node = nxt
 
-    def _change_child(self, old: RbNode, new: RbNode | None, parent: RbNode | None) -> None:
+    def _change_child(self, old: N, new: N | None, parent: N | None) -> None:
         """__rb_change_child."""
         if parent is None:
             self.rb_node = new
@@ -311,7 +322,7 @@ class RbRoot:
         else:
             parent.rb_right = new
 
-    def _rotate_set_parents(self, old: RbNode, new: RbNode, color: int) -> None:
+    def _rotate_set_parents(self, old: N, new: N, color: int) -> None:
         """__rb_rotate_set_parents: new takes old's parent and colour; old hangs under new."""
         parent = old.rb_parent
         new.rb_parent, new.rb_color = parent, old.rb_color

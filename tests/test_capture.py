@@ -154,6 +154,19 @@ def test_a_file_from_before_page_frame_loads_as_nothing_shared_since_fork(tmp_pa
     assert old.fork_only().tolist() == [False, False, False]
 
 
+def test_units_round_trip_and_an_old_file_has_every_unit_unknown(tmp_path):
+    path = tmp_path / "c.npz"
+    vm = {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dwin10.scope", "vm": "win10"}
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5])]), (2, "b", [(fmt.MERGEABLE, [5])])],
+                               units=[vm, {}]), path)
+    assert fmt.load(path).units() == [vm, {}]
+    _rewrite(path, drop=("proc_unit",))
+    assert fmt.load(path).units() == [{}, {}]
+    _rewrite(path, proc_unit=np.array(["{}"]))
+    with pytest.raises(fmt.CaptureError, match="proc_\\* arrays differ in length"):
+        fmt.load(path)
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupt capture"),
     (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(100)), "truncated or corrupt capture"),
@@ -284,6 +297,9 @@ def test_a_capture_holds_no_page_contents(tmp_path, secret_child, capsys):
     # and the pages are there: six equal ones and two zero ones in the mmap
     per_vma = [cap.vma_contents(v) for v in range(len(cap.vma_proc))]
     assert any(len(ids) >= 8 and np.bincount(ids).max() >= 6 and (ids == 0).sum() >= 2 for ids in per_vma)
+    # its unit is the child's own cgroup (the one we are in), as /proc says it
+    from ksmtui.host.units import identify
+    assert cap.units() == [identify(secret_child).to_json()] and "cgroup" in cap.units()[0]
 
 
 def test_capture_errors_are_one_line(tmp_path, capsys):
@@ -363,7 +379,7 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
         return real(mem, addr, n, page_size)
 
     monkeypatch.setattr(live, "_read_run", read_after_exit)
-    cap, notes = live.capture([secret_child], explicit=True, show_progress=False)
+    cap, notes = live.capture([secret_child], explicit=True, show_progress=False, key=bytes(32))
     assert any(f"pid {secret_child} (python" in n and "exited during the capture" in n for n in notes)
     assert cap.proc_pid.tolist() == [secret_child]
 
@@ -410,3 +426,38 @@ def test_the_scenario_of_fork_shared_pages_settles_alike(tmp_path):
     est = estimate(cap, KNOBS)
     model = model_of(cap, tmp_path / "c.npz", {**KNOBS, "pages_to_scan": 1000}, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    (["run=0"], "ksmd is not running (run 0): nothing is scanned and nothing merges."),
+    (["run=2"], "ksmd unmerges every KSM page and stops (run 2): nothing stays merged."),
+    (["pages_to_scan=0"], "scans nothing (pages_to_scan 0): nothing merges."),
+])
+def test_estimate_says_nothing_merges_when_ksmd_does_not_scan(tmp_path, capsys, settings, says):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), *(a for s in settings for a in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert says in out and "KSM would settle to this state" in out
+    knob = settings[0].split("=")[0]
+    assert f"getting there: never ({knob} {settings[0].split('=')[1]})" in out
+    assert "full scans" not in out and "settled state," not in out
+    assert cli(["estimate", str(path), "--json", *(a for s in settings for a in ("--set", s))]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["wall_s"] is None and cost["full_scans"] == 0 and says.rstrip(".") in cost["not_merging"]
+
+
+def test_estimate_with_the_advisor_times_the_passes_where_it_starts_and_says_so(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "advisor_mode=scan-time", "--set", "pages_to_scan=100"]) == 0
+    out = capsys.readouterr().out
+    assert "at pages_to_scan 500 and" in out and "at pages_to_scan 100" not in out
+    assert "advisor_mode scan-time sets pages_to_scan as ksmd goes" in out and "assume it stays at 500" in out
+    cost = estimate(fmt.load(path), {**KNOBS, "advisor_mode": "scan-time", "advisor_min_pages_to_scan": 1}).cost
+    assert [p["batches"] for p in cost["passes"]] == [4, 4]  # 3 pages, one a batch, and the batch meeting the end
+
+
+def test_estimate_at_run_1_says_how_long_getting_there_takes(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "run=1"]) == 0
+    out = capsys.readouterr().out
+    assert "settled state, as" in out and "getting there: 2 full scans" in out and "nothing merges" not in out

@@ -121,7 +121,7 @@ def test_summary_golden():
     assert stat.splitlines()[0] == "ksm_stat:"
     assert outcomes.splitlines()[0] == "cmp_and_merge_page() outcomes:"
     assert latency.split("\n") == [
-        "latency (ns):",
+        "latency (modelled ns):",
         "@cmp_and_merge_page_ns[optimized, ksm_page]:",
         "[256, 512)             3 |" + "@" * 52 + "|",
         "",

@@ -243,7 +243,6 @@ def test_rows_with_their_units_read_back_and_rows_of_older_recordings_have_none(
 
 
 @pytest.mark.parametrize("damage,where", [
-    (lambda text: text[:-10], "line 3: cut short (no end of line): the recording is truncated"),
     (lambda text: text.replace('"ksm":{', '"ksm":{"x":', 1), "line 2: not JSON"),
     (lambda text: text.replace('"version":1', '"version":7', 1), "line 1: format version 7 is newer"),
     (lambda text: '{"hello": 1}\n' + text, "line 1: expected the header"),
@@ -261,6 +260,17 @@ def test_a_bad_recording_is_one_line_naming_the_file_and_where(tmp_path, capsys,
     assert main(["replay", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ksmtui replay: error: {path}: {where}") and err.count("\n") == 1
+
+
+def test_a_recording_cut_mid_line_replays_what_came_before_with_a_note(tmp_path):
+    path = tmp_path / "r.jsonl"
+    write_recording(path, [sample(100.0), sample(101.0), sample(102.0)])
+    path.write_text(path.read_text()[:-10])
+    notes: list[str] = []
+    header, samples = read_recording(str(path), notes)
+    assert [s.time for s in samples] == [100.0, 101.0]
+    assert notes == [f"{path}: line 4 was cut short (the recording was stopped while writing it); "
+                     "replaying the 2 samples before it"]
 
 
 def test_replay_of_a_missing_file(tmp_path, capsys):

@@ -4,6 +4,13 @@ and moves only by keys, so each screen depends on the keys pressed and nothing e
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,15 +62,20 @@ def texts(app: HostApp) -> dict[str, str | None]:
 
 
 def test_replay_steps_pauses_and_changes_speed():
+    app = make_app()
+
     async def test(pilot):
-        status = pilot.app.query_one(HostStatus)
+        status = app.query_one(HostStatus)
         assert "paused 1/12 · 1x" in status._text
-        await press(pilot, "s", "s", "plus", "plus")
+        for key in ("s", "s", "plus", "plus"):
+            await pilot.press(key)
+            await settle(pilot)
         assert "paused 3/12 · 5x" in status._text
-        await press(pilot, "minus")
+        await pilot.press("minus")
+        await settle(pilot)
         assert "paused 3/12 · 2x" in status._text
 
-    drive(make_app(), test)
+    drive(app, test, (120, 40))
 
 
 def test_the_same_steps_give_the_same_screens():
@@ -92,21 +104,25 @@ def test_the_same_steps_give_the_same_screens():
 
 
 def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
+    app = make_app()
+
     async def test(pilot):
         await press(pilot, *STEPS, "2", "enter")
-        assert isinstance(pilot.app.screen, WhyNotScreen)
-        assert "a recording does not hold it" in str(pilot.app.screen.query_one("#why-text").render())
+        assert isinstance(app.screen, WhyNotScreen)
+        assert "a recording does not hold it" in str(app.screen.query_one("#why-text").render())
 
-    drive(make_app(), test)
+    drive(app, test, (120, 40))
 
 
 def test_knobs_screen_of_a_recording_cannot_write():
+    app = make_app()
+
     async def test(pilot):
         await press(pilot, "k")
-        assert isinstance(pilot.app.screen, HostKnobsScreen)
-        assert all(field.disabled for field in pilot.app.screen.query(Input))
+        assert isinstance(app.screen, HostKnobsScreen)
+        assert all(field.disabled for field in app.screen.query(Input))
 
-    drive(make_app(), test)
+    drive(app, test, (120, 40))
 
 
 def test_rows_of_a_sample_for_the_processes_table():
@@ -137,7 +153,7 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
         assert isinstance(screen, HostKnobsScreen)
 
         async def write(name: str, value: str) -> str:
-            field = screen.query_one(f"#knob-{name}", Input)
+            field = screen.query_one(f"#knob-{screen._index(name)}", Input)
             field.focus()
             await pilot.pause()  # focused: the samples no longer refresh the field
             field.value = value
@@ -146,7 +162,7 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
             await pilot.press("y")
             await wait_for(pilot, lambda: "waiting" not in str(screen.query_one("#knobs-confirm", Label).render()),
                            f"the write of {name}")
-            return str(screen.query_one(f"#knob-error-{name}", Label).render())
+            return str(screen.query_one(f"#knob-error-{screen._index(name)}", Label).render())
 
         assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
         assert sysfs.ksm_read("pages_to_scan") != "700"
@@ -155,3 +171,180 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
 
     sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
     drive(HostApp(LiveSource(HostSampler(0.1, trace=False))), test)
+
+
+def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_after_y():
+    from textual.widgets import Label
+
+    app = make_app()
+    app._knobs_writable = lambda: None  # as if live and root: nothing is written without y
+
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
+        names = [str(label.render()) for label in screen.query(".knob-name")]
+        assert names[:3] == ["run", "pages_to_scan", "sleep_millisecs"]
+        assert screen.focused is screen.query_one("#knob-0", Input)
+        await pilot.press("1", "enter")  # the value shown is selected: typing replaces it
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == \
+            "write '1' to /sys/kernel/mm/ksm/run on this machine? y / n"
+        await pilot.press("n")
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == "not written"
+
+    drive(app, test, (120, 40))
+
+
+def test_a_replay_says_what_it_shows_and_what_no_longer_holds():
+    app = make_app()
+
+    async def test(pilot):
+        await press(pilot, *STEPS)
+        assert app.query_one("#host-knobs").border_title == "knobs, as recorded"  # no "k to change"
+        assert "seconds since boot" in app.query_one("#host-events").border_title
+        counters = app.query_one("#host-counters")
+        assert counters.border_subtitle.startswith("sparklines: the last ")
+        assert "ksm_swpin_copy (vmstat)" in str(counters.query_one("#host-counters-text").render())
+        # The recording ends with run=0: the old passes no longer say it settled.
+        assert texts(app)["host-scan-text"].split("\n")[-1] == "convergence: - (ksmd is not scanning: run 0)"
+
+    drive(app, test, (80, 24))
+
+
+def test_live_the_footer_does_not_offer_step_or_speed():
+    app = make_app()
+
+    async def test(pilot):
+        assert app.check_action("step", ()) and app.check_action("speed", (1,))
+        type(app.source).live = True  # the live source's answer, on this replay's source
+        try:
+            assert not app.check_action("step", ()) and not app.check_action("speed", (1,))
+            assert app.check_action("knobs", ())
+        finally:
+            type(app.source).live = False
+
+    drive(app, test, (120, 40))
+
+
+def test_why_not_shows_the_profit_in_mib_as_the_row_does_and_a_dash_for_no_ratio():
+    from ksmtui.ui.apps.host import why_not_lines
+    from ksmtui.ui.widgets.processes import ProcessTable
+
+    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576}, live=False)
+    assert "  ksm_process_profit 3.00 MiB (3,145,728 bytes)" in lines
+    table = ProcessTable(4096)
+    assert table._ratio_cell(ProcessRow(1, "idle", True, True, 0, 0, 0, 0)) == ("-", None)
+    assert table._ratio_cell(ProcessRow(2, "busy", True, True, 10, 0, 0, 0))[0].startswith("∞")
+
+
+def test_an_efault_among_the_failures_is_explained():
+    from ksmtui.ui.widgets.host import _err_notes
+
+    assert _err_notes({"ksm_merge_one_page -14": 3})[0].startswith("  EFAULT: try_to_merge_one_page()'s catch-all")
+    assert _err_notes({"ksm_merge_one_page -16": 1}) == []
+
+
+ESC = "\x1b]0;PWN\x07\x1b[2J\x9b"  # sets a terminal's title and clears its screen (C1 CSI too)
+
+
+def escape_recording(path) -> None:
+    """host-merge.jsonl with escapes in every string a recording holds: the header's kernel, knob
+    names and values, counter names, comms, a process's error and unit, trace events and notes."""
+    lines = RECORDING.read_text().splitlines()
+    head = json.loads(lines[0])
+    head["kernel"] = "6.1" + ESC
+    out = [json.dumps(head)]
+    for n, text in enumerate(lines[1:]):
+        s = json.loads(text)
+        s["knobs"]["my knob" + ESC] = "v" + ESC
+        s["knobs"]["advisor_mode"] = "none" + ESC
+        s["ksm"]["counter" + ESC] = 1
+        s["vmstat"]["vm" + ESC] = 1
+        for row in s["processes"].values():
+            row["comm"] = "comm" + ESC
+            row["unit"] = {"unit": "u" + ESC + ".service", "cgroup": "/c" + ESC}
+        s["processes"]["4242"] = {"comm": "gone" + ESC, "error": "err" + ESC}
+        if n % 2:
+            s["trace"] = None
+            s["trace_note"] = "note" + ESC
+        else:
+            s["trace"] = {"counts": {"ksm_enter" + ESC: 1}, "merges": {}, "errors": {"e" + ESC: 1},
+                          "passes": [], "advisor": [], "events": [[1.0 + n, "ksm_enter" + ESC, "mm " + ESC]]}
+        out.append(json.dumps(s))
+    path.write_text("\n".join(out) + "\n")
+
+
+def screen_text(app) -> str:
+    """Every character the app's screen would send to the terminal (the composed lines)."""
+    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_full_update().strips)
+
+
+def no_control(text: str) -> bool:
+    return not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def test_a_recording_with_escapes_everywhere_is_shown_escaped(tmp_path):
+    path = tmp_path / "escapes.jsonl"
+    escape_recording(path)
+    header, samples = read_recording(str(path))
+
+    async def test(pilot):
+        seen = []
+        for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k")):
+            for key in keys:
+                await pilot.press(key)
+            await settle(pilot)
+            seen.append(screen_text(pilot.app))
+        shown = "\n".join(seen)
+        assert no_control(shown), repr(next(c for c in shown if not no_control(c)))
+        assert "\\x1b]0;PWN\\x07" in shown  # the escapes are there, as text
+        assert "my knob" in shown  # the knobs screen drew the odd name (no BadIdentifier)
+
+    drive(HostApp(ReplaySource("escapes" + ESC + ".jsonl", samples, paused=True, kernel=header["kernel"])), test,
+          (160, 50))
+
+
+def test_ctrl_c_quits_with_status_130():
+    app = make_app()
+
+    async def test(pilot):
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+
+    drive(app, test, (120, 40))
+    assert app.return_code == 130
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
+    """On a real terminal (a pty): the app draws, the signal arrives, the app quits with 128 + sig."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ksmtui replay on the pty
+        os.execv(sys.executable, [sys.executable, "-m", "ksmtui", "replay", str(RECORDING)])
+    status = None
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"ksmtui replay" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                seen += os.read(fd, 65536)
+        assert b"ksmtui replay" in seen
+        os.kill(pid, sig)
+        while time.monotonic() < deadline:  # drain the pty until the child exits
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal, it is exiting
+                    status = os.waitpid(pid, 0)[1]
+                    break
+            done, waited = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = waited
+                break
+    finally:
+        if status is None:  # not reaped: still ours to kill
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None, "the replay did not quit"
+    assert os.waitstatus_to_exitcode(status) == 128 + sig

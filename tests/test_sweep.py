@@ -99,6 +99,12 @@ def test_ranges_and_lists():
     (["--full-scans", "2", "--until-settled"], "not allowed with argument --full-scans"),
     (["--workers", "0"], "argument --workers: expected an integer >= 1"),
     (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
+    (["--set", "pages_to_scan=-5-10"], "--set pages_to_scan: expected an integer 0..4294967295, got -5"),
+    (["--seeds", "-1"], "--seeds: expected integers 0..18446744073709551615, got -1"),
+    (["--seeds=-3--1"], "--seeds: expected integers 0..18446744073709551615, got -3"),
+    *((["--scheduler", bad], "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT")
+      for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0",
+                  "tcp://host:99999")),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_bad_grid_is_one_line_and_exit_2_before_anything_runs(small, capsys, monkeypatch, args, message):
     def no_run(*a, **k):
@@ -217,6 +223,28 @@ def test_a_worker_killed_mid_sweep_loses_nothing(small):
     assert results == sequential(small, tasks, stop)
 
 
+def catches_sigint(pid):
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & 1 << (signal.SIGINT - 1))
+
+
+def test_workers_are_capped_at_the_runs_the_cores_and_the_memory(monkeypatch):
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(sweep, "available_memory", lambda: 10 * 2**30)
+    assert sweep.worker_count(None, 64, 2**20) == (2, None)
+    assert sweep.worker_count(1000, 64, 2**20) == (2, "--workers 1000: starting 2 (2 cores)")
+    assert sweep.worker_count(1000, 1, 2**20) == (1, "--workers 1000: starting 1 (1 run)")
+    assert sweep.worker_count(2, 64, 8 * 2**30) == (1, "--workers 2: starting 1 (memory for 1 run at once)")
+    assert sweep.worker_count(1, 64, 2**20) == (1, None)
+
+
+def test_a_csv_on_a_full_disk_is_one_line_after_the_report(small, capsys):
+    assert main(["sweep", small, "--seeds", "1-2", "--full-scans", "1", "--workers", "1", "--csv", "/dev/full"]) == 2
+    out, err = capsys.readouterr()
+    assert "2 runs" in out and err.count("\n") == 1 and "--csv /dev/full: cannot write: No space left on device" in err
+
+
 def cmdline(p: psutil.Process) -> str:
     try:
         return " ".join(p.cmdline())
@@ -224,15 +252,10 @@ def cmdline(p: psutil.Process) -> str:
         return ""
 
 
-def catches_sigint(pid):
-    with open(f"/proc/{pid}/status") as f:
-        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
-    return bool(caught & 1 << (signal.SIGINT - 1))
-
-
-def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
-    # At pages_to_scan 0 a run ends at once (no progress is possible); at 100, a billion full scans
-    # take days: the sweep cannot finish before the signal, however busy the machine.
+def sweep_in_flight(small: str, tmp_path) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """A sweep whose runs are in flight, and its two workers. At pages_to_scan 0 a run ends at once
+    (no progress is possible); at 100, a billion full scans take days: the sweep cannot finish before
+    a signal the test sends, however busy the machine."""
     runs_dir = tmp_path / "tmp"
     runs_dir.mkdir()
     proc = subprocess.Popen(
@@ -257,7 +280,17 @@ def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
             assert time.monotonic() < deadline, "no sweep run in flight after 120 s"
             time.sleep(0.05)
         assert proc.poll() is None, f"the sweep ended before a run was in flight: {proc.communicate()}"
-        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc, workers
+
+
+def reported_so_far(proc: subprocess.Popen, workers: list[psutil.Process]) -> None:
+    """The interrupted sweep reports the runs that ended (pages_to_scan 0 only), exits 130 and
+    leaves no worker behind."""
+    try:
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -270,6 +303,19 @@ def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
     assert document["complete"] is False and done <= 2
     assert all(run["knobs"] == {"pages_to_scan": 0} for run in document["runs"])  # only the runs that ended
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_report_the_runs_so_far_as_ctrl_c_does(small, tmp_path, sig):
+    proc, workers = sweep_in_flight(small, tmp_path)
+    proc.send_signal(sig)  # the sweep's process alone: a service manager's stop, a closed terminal
+    reported_so_far(proc, workers)
+
+
+def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
+    proc, workers = sweep_in_flight(small, tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
+    reported_so_far(proc, workers)
 
 
 def test_a_run_settles_only_once_every_pending_event_has_had_its_chance(small, tmp_path):

@@ -163,3 +163,17 @@ def test_the_cursor_and_the_expanded_nodes_survive_redraws_and_tab_switches():
         assert tree.cursor_node.data.kpfn == chosen.kpfn and tree.cursor_node.is_expanded
 
     drive(big_app(), test)
+
+
+def test_a_step_that_walked_no_tree_says_so():
+    async def test(pilot):
+        await press(pilot, "2")
+        assert "single-step (s)" in text_of(pilot.app, "#tree-walk-text")
+        await press(pilot, "s")  # the first pass only stores checksums: no tree is walked
+        step = pilot.app.view.snapshot.last_step
+        assert not pilot.app.view.snapshot.last_walk
+        assert text_of(pilot.app, "#tree-walk-text").split("\n") == [
+            f"the last step walked no tree: {step.process}:{step.address:#x}",
+            f"  {step.path} → {step.outcome}", "s steps the next page"]
+
+    drive(big_app(), test)

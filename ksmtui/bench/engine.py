@@ -31,11 +31,17 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Pool, Process, Region, RunConfig, Scenario, Stop
-from engine.snapshot import OUTCOMES, PATHS
+from engine.snapshot import OUTCOMES, PATHS, Snapshot
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
+    from ksmtui.ui.runner import EngineView
 
 WORKLOADS = {
     "settled": "(a) settled, all merged",
@@ -57,7 +63,8 @@ STEADY = {"pages_to_scan": 20_000, "sleep_millisecs": 0}
 SYSFS_RUN = "/sys/kernel/mm/ksm/run"
 
 
-def _scenario(name: str, processes, pools=(), events=(), **ksm) -> Scenario:
+def _scenario(name: str, processes: Iterable[Process], pools: Iterable[Pool] = (), events: Iterable[Event] = (),
+              **ksm: int) -> Scenario:
     knobs = {k: v.default for k, v in KSM_KNOBS.items()}
     batch = STEADY if name in TARGETS else {"pages_to_scan": PAGES_TO_SCAN, "sleep_millisecs": SLEEP_MS}
     knobs.update(batch, **ksm)
@@ -93,17 +100,17 @@ def workload(name: str, pages: int) -> Scenario:
         return _scenario(name, [Process("app", (Region("heap", pages),))], events=[rewrite], smart_scan=0)
     if name == "fleet":
         each = max(8, pages // 4)
-        image, private, zero = each // 2, each // 4, each // 10
-        hot = each - image - private - zero
+        shared, private, zero = each // 2, each // 4, each // 10
+        hot = each - shared - private - zero
         regions = (
-            Region("os", image, fill=Fill("pool", pool="os-image")),
+            Region("os", shared, fill=Fill("pool", pool="os-image")),
             Region("private", private),
             Region("free", zero, fill=Fill("zero")),
             Region("hot", hot),
         )
         period = _scan_period_ms(4 * each)
         rewrite = Event(0, "write", at_ms=period, repeat_ms=period, process="vm-*", region="hot", pages=hot)
-        return _scenario(name, [Process("vm", regions, count=4)], pools=[Pool("os-image", image)],
+        return _scenario(name, [Process("vm", regions, count=4)], pools=[Pool("os-image", shared)],
                          events=[rewrite], use_zero_pages=1)
     raise ValueError(name)
 
@@ -122,13 +129,13 @@ def distinct_bytes(scenario: Scenario) -> int:
     return total + len(constant) * ps
 
 
-def simulation(scenario: Scenario, flow: str | None):
+def simulation(scenario: Scenario, flow: str | None) -> Simulation:
     from engine.sim import Simulation
 
     return Simulation(scenario, flow=flow)
 
 
-def warm_up(sim, name: str) -> None:
+def warm_up(sim: Simulation, name: str) -> None:
     """Scan until the workload is in the steady state that is measured."""
     if name in ("settled", "chains"):  # first visit records the checksum, the next merges, one more settles
         for _ in range(10):
@@ -164,7 +171,7 @@ class Measure:
         return self.scanned / self.cpu_s if self.cpu_s else 0.0
 
 
-def _calls(snapshot) -> tuple[dict, dict]:
+def _calls(snapshot: Snapshot) -> tuple[dict[str, int], dict[str, int]]:
     """Calls so far by path, and by outcome."""
     by_outcome = {o: sum(snapshot.outcomes[p][o] for p in PATHS) for o in OUTCOMES}
     return {p: sum(snapshot.outcomes[p].values()) for p in PATHS}, by_outcome
@@ -220,8 +227,8 @@ def measure_fresh(name: str, pages: int, flow: str | None, min_time: float, prof
     return Measure(**in_fresh_process("_measure_dict", name, pages, flow, min_time, profile))
 
 
-def _measure_dict(*args) -> dict:
-    return asdict(measure(*args))
+def _measure_dict(name: str, pages: int, flow: str | None, min_time: float, profile: bool) -> dict:
+    return asdict(measure(name, pages, flow, min_time, profile))
 
 
 def memory_sites(name: str, pages: int, flow: str | None, top: int = 8) -> dict:
@@ -242,7 +249,7 @@ class FreshProcessError(RuntimeError):
     """A measurement in a fresh process failed (a 1M-page machine out of memory, say)."""
 
 
-def in_fresh_process(function: str, *args) -> dict:
+def in_fresh_process(function: str, *args: object) -> dict:
     code = f"import json; from ksmtui.bench.engine import {function}; print(json.dumps({function}{args!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
@@ -263,7 +270,7 @@ def snapshot_cost(pages: int, flow: str | None, profile: bool, repeat: int = 20)
     return sum(times) / len(times) * 1e3, max(times) * 1e3, _profile(sim.snapshot, 10) if profile else ""
 
 
-def _profile(call, lines: int) -> str:
+def _profile(call: Callable[[], object], lines: int) -> str:
     profiler = cProfile.Profile()
     profiler.runcall(call)
     out = io.StringIO()
@@ -271,7 +278,8 @@ def _profile(call, lines: int) -> str:
     return out.getvalue().strip("\n")
 
 
-def ui_overhead(pages: int, seconds: float, flow: str | None, repeat: int = 3) -> list[tuple[float, ...]]:
+def ui_overhead(pages: int, seconds: float, flow: str | None,
+                repeat: int = 3) -> list[tuple[float, float, float, float]]:
     """Engine throughput (pages scanned per wall second) on the same stretch of the fleet's run:
     under the UI (Textual's headless driver, 160x50, the Overview drawn as the app draws it), then
     headless from the same page to the same page; the UI's drawings per second and its thread's
@@ -284,7 +292,7 @@ def ui_overhead(pages: int, seconds: float, flow: str | None, repeat: int = 3) -
         first, last, ui_s, draws, ui_cpu = asyncio.run(_ui_stretch(scenario, seconds, flow))
         sim = simulation(scenario, flow)
 
-        def scanned(sim=sim) -> int:
+        def scanned(sim: Simulation = sim) -> int:
             return sim.snapshot(tree_limit=0).counters["pages_scanned"]
 
         while scanned() < first:
@@ -304,8 +312,8 @@ async def _ui_stretch(scenario: Scenario, seconds: float, flow: str | None) -> t
 
     app = KsmApp(scenario, RunConfig(flow=flow))
 
-    async def next_view(after: object):  # the next view the UI gets, and when (to 5 ms)
-        while app.view is after:
+    async def next_view(after: EngineView | None) -> tuple[EngineView, float]:  # the next view, when (to 5 ms)
+        while app.view is after or app.view is None:
             await asyncio.sleep(0.005)
         return app.view, time.perf_counter()
 
@@ -359,7 +367,7 @@ def _spread(values: list[float], fmt: str) -> str:
 def rows(results: list[Row], kernel: bool) -> list[str]:
     from ksmtui.text.report import table
 
-    head = ["workload", "pages", "calls by path", "outcomes", "build s", "first scan s", "ns/page"]
+    head: list[object] = ["workload", "pages", "calls by path", "outcomes", "build s", "first scan s", "ns/page"]
     if kernel:
         head += ["ksmd ns/page", "model/ksmd", "target"]
     out: list[list[object]] = [head]

@@ -81,6 +81,7 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
     with sysfs.machine_lock():
         helper = subprocess.Popen([sys.executable, "-c", _SLEEPERS, str(processes), str(merge_any_every)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert helper.stdin is not None and helper.stdout is not None  # both PIPE
         try:
             pids = helper.stdout.readline().split()
             if len(pids) != processes:

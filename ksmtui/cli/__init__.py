@@ -9,6 +9,7 @@ A new command: a module here, and one line in COMMANDS.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = user_errors()
     try:
         command = importlib.import_module(f"ksmtui.cli.{name or UI}")
-        return int(command.main(argv[1:] if name else argv))
+        status = int(command.main(argv[1:] if name else argv))
+        sys.stdout.flush()  # a full disk under stdout is found here, not at exit
+        return status
     except errors as e:
         from engine.scenario import printable
 
@@ -64,4 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ksmtui run x | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRORS or e.filename is not None:
+            raise
+        # stdout on a full disk (or a device that refuses): what is buffered is dropped, one line
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"{prog}: error: cannot write the output: {e.strerror}", file=sys.stderr)
+        return 2
+
+
+# write(2) failures of an output that are the machine's, not a bug: no space, quota, too large, I/O
+OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 

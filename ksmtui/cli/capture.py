@@ -7,6 +7,9 @@ with --scenario, writes the scenario that runs that workload's shape beside it.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import capture as fmt
-from engine.scenario import scenario_toml
+from engine.scenario import printable, scenario_toml
 from ksmtui.cli.options import Parser, UsageError
 
 PROG = "ksmtui capture"
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--mergeable", action="store_true", help="every process registered with KSM")
     which.add_argument("--all", action="store_true", help="every process (but this one)")
     p.add_argument("-o", "--output", type=Path, help="the capture file (default: capture-DATE-TIME.npz)")
+    p.add_argument("--key-file", type=Path, metavar="FILE",
+                   help="key the hashes with the secret in FILE (made if missing, mode 0600), so that captures "
+                        "made with it compare; default: a new secret per capture, never written")
     p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, "
                                                            ".toml)")
     p.add_argument("--merge-any", action="store_true",
@@ -48,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """SIGTERM and SIGHUP are turned into KeyboardInterrupt, as SIGINT is: whatever the capture was
+    doing, it leaves nothing behind (no temporary survives any signal but SIGKILL)."""
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str]) -> int:
     from ksmtui.host.procmem import (
         CaptureDenied,
         NoSuchProcess,
@@ -59,23 +76,28 @@ def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
         raise UsageError("expected PID..., --mergeable or --all (one of them)")
-    out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # numpy would add it anyway
+    out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))  # written as given, no suffix added
     try:
         if not out.parent.is_dir():
             raise UsageError(f"{out}: no such directory {str(out.parent)!r}") from None
+        if out.is_dir():
+            raise UsageError(f"-o {out}: is a directory; expected the capture file's name")
+        if out.exists() and not out.is_file():
+            raise UsageError(f"-o {out}: not a regular file; a capture is written to a file (atomically)")
     except OSError as e:
         raise UsageError(f"{out}: cannot write there: {e.strerror or e}") from None
+    if opts.scenario and out.with_suffix(".toml") == out:
+        raise UsageError(f"-o {out}: the scenario (--scenario) would be written over the capture; name it .npz")
+    key = read_key(opts.key_file) if opts.key_file else os.urandom(fmt.KEY_BYTES)
     if opts.pids:
         pids = list(dict.fromkeys(opts.pids))
     else:
         pids = mergeable_pids() if opts.mergeable else all_pids()
         if not pids:
-            raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to "
-                                                                                        "capture") from None
+            raise UsageError("no process is registered with KSM" if opts.mergeable
+                             else "no process to capture") from None
     try:
-        cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty())
+        cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty(), key=key)
     except (CaptureDenied, NoSuchProcess) as e:
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:
@@ -90,15 +112,41 @@ def main(argv: list[str]) -> int:
     try:
         fmt.save(cap, out)
         if text is not None:
-            toml.write_text(text)
+            fmt.atomic_write(toml, lambda f: f.write(text.encode()))
     except OSError as e:
         raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for note in dict.fromkeys(notes):
-        print(f"{PROG}: note: {note}", file=sys.stderr)
+        print(f"{PROG}: note: {printable(note)}", file=sys.stderr)
     print(summary(cap, out))
     if text is not None:
         print(f"wrote {toml}: ksmtui run {toml} / ksmtui kernel {toml}")
     return 0
+
+
+def read_key(path: Path) -> bytes:
+    """The secret in a key file, made (random, mode 0600, never over anything) if there is none."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise UsageError(f"--key-file: {path}: cannot create it: {e.strerror or e}") from None
+    else:
+        try:
+            os.write(fd, os.urandom(fmt.KEY_BYTES))
+        finally:
+            os.close(fd)
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"--key-file: {path}: not a regular file")
+            key = f.read(fmt.KEY_BYTES + 1)
+    except OSError as e:
+        raise UsageError(f"--key-file: {path}: cannot read it: {e.strerror or e}") from None
+    if len(key) != fmt.KEY_BYTES:
+        raise UsageError(f"--key-file: {path}: expected {fmt.KEY_BYTES} bytes (a key ksmtui capture made), "
+                         f"got {'more' if len(key) > fmt.KEY_BYTES else len(key)}")
+    return key
 
 
 def summary(cap: fmt.Capture, path: Path) -> str:

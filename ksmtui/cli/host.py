@@ -1,7 +1,7 @@
 """`ksmtui host`: this machine's own ksmd, in the UI or as JSON Lines (docs/host.md).
 
     ksmtui host [--interval S] [--record FILE] [--no-trace]      the live UI
-    ksmtui host --json [--interval S] [--count N] [--record FILE]  one JSON object per sample
+    ksmtui host --json [--interval S] [--count N] [--record FILE] [--group-by BY]  one JSON object per sample
 
 No /sys/kernel/mm/ksm or a bad option: one line, exit status 2.
 """
@@ -14,6 +14,8 @@ import sys
 import time
 
 from ksmtui.cli.options import Parser, UsageError, positive
+from ksmtui.host.units import GROUPINGS, group_totals
+from ksmtui.host.whynot import sample_why_not
 
 
 def _interval(text: str) -> float:
@@ -34,6 +36,8 @@ def host_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=positive, metavar="N", help="with --json: stop after N samples")
     p.add_argument("--record", metavar="FILE", help="also write every sample to FILE, for ksmtui replay")
     p.add_argument("--no-trace", action="store_true", help="do not enable the ksm tracepoints")
+    p.add_argument("--group-by", choices=GROUPINGS, metavar="BY",
+                   help=f"with --json: each sample adds per-group totals ({', '.join(GROUPINGS)})")
     return p
 
 
@@ -43,6 +47,8 @@ def main(argv: list[str]) -> int:
     opts = host_parser().parse_args(argv)
     if opts.count and not opts.json:
         raise UsageError("argument --count: only with --json")
+    if opts.group_by and not opts.json:
+        raise UsageError("argument --group-by: only with --json")
     try:
         sampler = HostSampler(opts.interval, trace=not opts.no_trace)
     except NoKsm as err:
@@ -55,9 +61,9 @@ def main(argv: list[str]) -> int:
             try:
                 recorder = Recorder(opts.record, opts.interval)
             except OSError as err:
-                raise UsageError(f"--record: {opts.record}: {err.strerror}") from None
+                raise UsageError(f"--record: {opts.record}: {err.strerror or err}") from None
         if opts.json:
-            return _json_lines(sampler, opts.interval, opts.count, recorder)
+            return _json_lines(sampler, opts.interval, opts.count, recorder, opts.group_by)
         from ksmtui.ui.apps.host import run_host_app
 
         return run_host_app(sampler, recorder)
@@ -67,7 +73,16 @@ def main(argv: list[str]) -> int:
             recorder.close()
 
 
-def _json_lines(sampler, interval: float, count: int | None, recorder) -> int:
+def sample_json(sample, group_by: str | None = None) -> dict:
+    """A sample as --json prints it: the sample, "why_not" (ksmtui.host.whynot), and with
+    --group-by "group_by" and "groups" (ksmtui.host.units.group_totals)."""
+    out = {**sample.to_json(), "why_not": sample_why_not(sample)}
+    if group_by:
+        out.update(group_by=group_by, groups=group_totals(sample.processes, group_by))
+    return out
+
+
+def _json_lines(sampler, interval: float, count: int | None, recorder, group_by: str | None = None) -> int:
     if sampler.trace_note:
         print(f"ksmtui host: note: no tracepoints: {sampler.trace_note}", file=sys.stderr)
     n = 0
@@ -76,7 +91,10 @@ def _json_lines(sampler, interval: float, count: int | None, recorder) -> int:
         sample = sampler.sample()
         if recorder is not None:
             recorder.add(sample)
-        sys.stdout.write(json.dumps(sample.to_json(), separators=(",", ":")) + "\n")
+            if recorder.error is not None:
+                raise UsageError(f"--record {recorder.path}: {recorder.error}; the recording holds the "
+                                 f"{n} sample{'s' * (n != 1)} before")
+        sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
         sys.stdout.flush()
         n += 1
         if count is None or n < count:

@@ -6,7 +6,9 @@ A truncated or corrupt recording, or a bad option: one line, exit status 2.
 from __future__ import annotations
 
 import argparse
+import sys
 
+from engine.scenario import printable
 from ksmtui.cli.options import Parser, UsageError
 from ksmtui.host.recording import REPLAY_SPEEDS
 
@@ -32,10 +34,13 @@ def main(argv: list[str]) -> int:
     from ksmtui.host.recording import RecordingError, read_recording
 
     opts = replay_parser().parse_args(argv)
+    notes: list[str] = []
     try:
-        header, samples = read_recording(opts.file)
+        header, samples = read_recording(opts.file, notes)
     except RecordingError as err:
         raise UsageError(str(err)) from None
+    for note in notes:
+        print(f"ksmtui replay: note: {printable(note)}", file=sys.stderr)
     from ksmtui.ui.apps.host import run_replay_app
 
     return run_replay_app(opts.file, header, samples, opts.speed)

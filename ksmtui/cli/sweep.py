@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
+import signal
 import sys
 
 from ksmtui.cli.options import Parser, UsageError, positive
@@ -16,6 +16,7 @@ from ksmtui.sweep.run import (
     RunFailed,
     Stop,
     SweepError,
+    check_scheduler,
     csv_rows,
     execute,
     load_workload,
@@ -23,6 +24,7 @@ from ksmtui.sweep.run import (
     parse_set,
     plan,
     text_report,
+    worker_count,
 )
 
 
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """SIGTERM and SIGHUP end a sweep as Ctrl-C does: what is left is cancelled, the workers
+    stopped, and the runs done so far reported."""
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return sweep(build_parser().parse_args(argv))
     except SweepError as e:
@@ -61,9 +66,14 @@ def main(argv: list[str]) -> int:
     except RunFailed as e:
         print(f"ksmtui sweep: internal error: {e}", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def sweep(opts: argparse.Namespace) -> int:
+    if opts.scheduler is not None:
+        check_scheduler(opts.scheduler)
     scenario = load_workload(opts.scenario, opts.merge_any)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
     stop = Stop(opts.full_scans, opts.until_settled)
@@ -72,7 +82,9 @@ def sweep(opts: argparse.Namespace) -> int:
             open(opts.csv, "a").close()
         except OSError as e:
             raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e}") from None
-    workers = opts.workers or len(os.sched_getaffinity(0))
+    workers, note = worker_count(opts.workers, len(tasks), scenario.memory)
+    if note and opts.scheduler is None:
+        print(f"ksmtui sweep: note: {note}", file=sys.stderr)
     results, interrupted = execute(scenario, tasks, stop, opts.scheduler, workers, sys.stderr.isatty())
     runs = [results[t.index] for t in tasks if t.index in results]
     for run in runs:
@@ -81,9 +93,6 @@ def sweep(opts: argparse.Namespace) -> int:
     knobs = [k for k, _ in opts.sets]
     if interrupted:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
-    if opts.csv:
-        with open(opts.csv, "w", newline="") as f:
-            csv.writer(f).writerows(csv_rows(runs, knobs))
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
                 "knobs": knobs, "runs": runs}
     if opts.json:
@@ -95,4 +104,11 @@ def sweep(opts: argparse.Namespace) -> int:
     else:
         print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
         print("\n".join(text_report(runs, knobs)))
+    if opts.csv:  # after the report: a full disk loses the CSV, not the runs
+        try:
+            with open(opts.csv, "w", newline="") as f:
+                csv.writer(f).writerows(csv_rows(runs, knobs))
+        except OSError as e:
+            raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e} (the report above holds the "
+                             "runs)") from None
     return 130 if interrupted else 0

@@ -15,7 +15,10 @@ mapped is taken for it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
+import json
 import os
 import re
 import sys
@@ -27,7 +30,7 @@ import numpy as np
 import xxhash
 
 from engine import capture as fmt
-from ksmtui.host import sysfs
+from ksmtui.host import sysfs, units
 
 PM_PRESENT = 1 << 63
 PM_FILE = 1 << 61  # file page or shared anonymous: not an anonymous page ksmd scans
@@ -180,6 +183,7 @@ class ProcCapture:
     ksm_zero_pages: int
     # vma, page indexes, digests, zero page?, frame
     vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    unit: dict = field(default_factory=dict)  # units.Unit.to_json(): what is known of its cgroup, unit, container, VM
     pages: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -212,8 +216,22 @@ def _open(pid: int, what: str, comm: str) -> int:
         raise NoSuchProcess(f"pid {pid} ({comm}): exited before it could be read") from None
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the flags field of /proc/PID/stat
+
+
+def is_kernel_thread(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2:].split()  # after the comm, which may hold spaces and parentheses
+    return len(fields) > 6 and int(fields[6]) & PF_KTHREAD != 0
+
+
 def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Progress, label: str) -> ProcCapture:
     comm = _comm(pid)
+    if is_kernel_thread(pid):
+        raise NoSuchProcess(f"pid {pid} ({comm}) is a kernel thread: it has no user memory to capture")
     stat = _ksm_stat(pid)
     try:
         vmas = read_vmas(pid)
@@ -228,7 +246,9 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
     except BaseException:
         os.close(pagemap)
         raise
-    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0)), [])
+    unit = units.identify(pid)
+    out = ProcCapture(pid, comm, stat.get("ksm_merge_any") == "yes", int(stat.get("ksm_zero_pages", 0)), [],
+                      unit.to_json() if unit is not None else {})
     zero_digest = fmt.zero_hash(page_size)
     try:
         for vma in vmas:
@@ -237,10 +257,8 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
                 out.vmas.append((vma, *_concat([])))
                 continue
             parts: list[tuple] = []  # (page indexes, digests, kernel zero page?, shared frame) per run
-            npages = (vma.end - vma.start) // page_size
             gone = False
-            for first in range(0, npages, PAGEMAP_CHUNK):
-                n = min(PAGEMAP_CHUNK, npages - first)
+            for first, n in _chunks(pagemap, vma, page_size):
                 try:
                     raw = os.pread(pagemap, 8 * n, 8 * (vma.start // page_size + first))
                 except OSError as e:
@@ -287,6 +305,49 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
     return out
 
 
+# PAGEMAP_SCAN (Linux 6.7+, include/uapi/linux/fs.h): the ranges of a VMA whose pages are present,
+# from a walk of the page tables that skips what they do not map (a 60 TB reservation with two
+# pages touched is two ranges, found at once, where reading its pagemap is 120 GB of entries).
+PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg): 12 u64 fields, 96 bytes
+PAGE_IS_PRESENT = 1 << 3
+SCAN_REGIONS = 512  # struct page_region {start, end, categories} per ioctl
+
+
+def present_ranges(pagemap: int, start: int, end: int) -> list[tuple[int, int]] | None:
+    """[start, end) address ranges of present pages within [start, end), or None where the kernel
+    has no PAGEMAP_SCAN (the caller reads the whole pagemap then)."""
+    vec = (ctypes.c_uint64 * (3 * SCAN_REGIONS))()
+    out: list[tuple[int, int]] = []
+    at = start
+    while at < end:
+        arg = (ctypes.c_uint64 * 12)(96, 0, at, end, 0, ctypes.addressof(vec), SCAN_REGIONS, 0, 0,
+                                     PAGE_IS_PRESENT, 0, PAGE_IS_PRESENT)
+        try:
+            n = fcntl.ioctl(pagemap, PAGEMAP_SCAN, arg)
+        except OSError as e:
+            if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return None
+            raise
+        out += [(vec[3 * i], vec[3 * i + 1]) for i in range(n)]
+        if arg[4] <= at:  # walk_end: no progress (cannot happen; never loop on it)
+            break
+        at = arg[4]
+    return out
+
+
+def _chunks(pagemap: int, vma: Vma, page_size: int):
+    """(first page index, pages) of the VMA whose pagemap entries to read: its present ranges
+    where PAGEMAP_SCAN says which they are, else all of it, PAGEMAP_CHUNK pages at a time."""
+    npages = (vma.end - vma.start) // page_size
+    ranges = present_ranges(pagemap, vma.start, vma.end) if npages > PAGEMAP_CHUNK else None
+    if ranges is None:
+        ranges = [(vma.start, vma.end)]
+    for lo, hi in ranges:
+        a, b = (lo - vma.start) // page_size, (hi - vma.start) // page_size
+        for first in range(a, b, PAGEMAP_CHUNK):
+            yield first, min(PAGEMAP_CHUNK, b - first)
+
+
 def _concat(parts: list[tuple]) -> tuple:
     if not parts:
         return np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, bool), np.empty(0, np.int64)
@@ -298,7 +359,7 @@ def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarra
     """The pages read in one run as arrays (33 bytes a page, not Python objects): page indexes,
     xxh3_128 digests, whether each maps the kernel's zero page, its shared frame (or -1)."""
     ok = [k for k, page in enumerate(pages) if page is not None]
-    digests = [xxhash.xxh3_128_digest(pages[k]) for k in ok]
+    digests = [xxhash.xxh3_128_digest(page) for page in pages if page is not None]
     entries = entries[ok]
     kzero = np.zeros(len(ok), bool)
     for j, d in enumerate(digests):
@@ -360,10 +421,11 @@ def content_ids(digests: bytes, page_size: int) -> tuple[np.ndarray, np.ndarray]
     return hashes, ids[1:].astype(np.int32)
 
 
-def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.Capture, list[str]]:
+def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) -> tuple[fmt.Capture, list[str]]:
     """Capture the processes (in the order given: the order ksmd will be taken to visit them).
     explicit: the pids were named by the user, so a missing one or a refusal is an error;
-    otherwise (--all, --mergeable) such processes are skipped with a note."""
+    otherwise (--all, --mergeable) such processes are skipped with a note. key: the secret the
+    hash table is keyed with (engine.capture.HASH_KEYED), never written to the capture."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     pageflags = PageFlags()
     progress = Progress(show_progress)
@@ -396,6 +458,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         raise CaptureDenied("no process could be captured" + (f" ({notes[-1]})" if notes else ""))
     rows = [(p, *v) for p, pc in enumerate(procs) for v in pc.vmas]
     hashes, ids = content_ids(b"".join(r[3].tobytes() for r in rows), page_size)
+    hashes = fmt.keyed(hashes, key)
     counts = np.array([len(r[2]) for r in rows], np.int64)
     kzero = np.concatenate([r[4] for r in rows]) if rows else np.empty(0, bool)
     ids[kzero] = fmt.KERNEL_ZERO_PAGE
@@ -410,8 +473,9 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         pass
     meta = {
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
-        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH,
-        "knobs": knobs, "numa_nodes": sysfs.numa_nodes(), "pfns": pageflags.kpageflags is not None, "notes": notes,
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH_KEYED,
+        "key_id": fmt.key_id(key), "knobs": knobs, "numa_nodes": sysfs.numa_nodes(),
+        "pfns": pageflags.kpageflags is not None, "notes": notes,
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,
@@ -429,5 +493,6 @@ def capture(pids: list[int], explicit: bool, show_progress: bool) -> tuple[fmt.C
         page_index=np.concatenate([r[2] for r in rows]) if rows else np.empty(0, np.int64),
         page_content=ids,
         page_frame=frames,
+        proc_unit=np.array([json.dumps(p.unit, sort_keys=True) for p in procs], dtype=str),
     )
     return cap, notes

@@ -7,16 +7,21 @@ them, tracepoint events included).
     ...
 
 A reader of version 1 accepts keys it does not know (kept, and written back as they were) and
-refuses a newer version; a line cut short, a line that is not JSON or a sample missing what the UI
-needs is one error naming the file and the line.
+refuses a newer version; a line that is not JSON or a sample missing what the UI needs, or holding
+what it cannot draw (numbers beyond 64 bits, a time of inf), is one error naming the file and the
+line. A last line cut short (the recorder killed mid-write) is left out with a note.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import IO, Iterator
+import re
+import stat
+from typing import IO, Iterator, TypeGuard
 
+from engine.capture import memory_room
 from ksmtui.host.sampler import HostSample
 
 REPLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0)  # samples per recorded second
@@ -38,22 +43,38 @@ def header(interval: float) -> dict:
 
 class Recorder:
     """Writes a recording as samples arrive; every line is flushed, so a recording cut short by a
-    crash reads back up to its last whole line (and says where it was cut)."""
+    crash reads back up to its last whole line (and says where it was cut). A write that fails
+    (a full disk) stops the recording, keeps what was written, and says why in `error`: sampling
+    goes on."""
 
     def __init__(self, path: str, interval: float) -> None:
         self.path = path
-        self._f: IO[str] = open(path, "w")
+        self.error: str | None = None
+        self._f: IO[str] | None = open(path, "w")
         self._write(header(interval))
+        if self.error is not None:
+            raise OSError(self.error)
 
     def _write(self, obj: dict) -> None:
-        self._f.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self._f.flush()
+        if self._f is None:
+            return
+        try:
+            self._f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as err:
+            self.error = err.strerror or str(err)
+            self.close()
 
     def add(self, sample: HostSample) -> None:
         self._write(sample.to_json())
 
     def close(self) -> None:
-        self._f.close()
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError as err:  # the last flush, on a full disk
+                self.error = self.error or err.strerror or str(err)
 
 
 def _expect(cond: bool, path: str, line: int, what: str) -> None:
@@ -61,65 +82,105 @@ def _expect(cond: bool, path: str, line: int, what: str) -> None:
         raise RecordingError(path, line, what)
 
 
-def _int_map(obj, path: str, line: int, key: str, values=(int,)) -> None:
-    _expect(isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, values) and not isinstance(v, bool)
+# Counters are u64 and ksm_process_profit an s64: anything beyond is no kernel's number (and a
+# 400-digit one would overflow the UI's floats)
+INT_LOW, INT_HIGH = -(2**63), 2**64 - 1
+_PID = re.compile(r"[0-9]{1,10}")  # str.isdigit() takes "²" too
+
+
+def _is_int(v) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool) and INT_LOW <= v <= INT_HIGH
+
+
+def _is_number(v) -> bool:
+    return _is_int(v) or isinstance(v, float) and math.isfinite(v)
+
+
+def _int_map(obj, path: str, line: int, key: str, strings: bool = False) -> None:
+    _expect(isinstance(obj, dict) and all(isinstance(k, str) and (_is_int(v) or strings and isinstance(v, str))
                                           for k, v in obj.items()),
-            path, line, f'"{key}": expected an object of names to {"numbers" if values == (int,) else "values"}')
+            path, line, f'"{key}": expected an object of names to {"values" if strings else "integers"} '
+                        f"(within 64 bits)")
+
+
+def _show(v) -> str:
+    return repr(v)[:40]
 
 
 def sample_from_json(obj, path: str, line: int) -> HostSample:
     _expect(isinstance(obj, dict), path, line, "expected a sample (a JSON object)")
     missing = [k for k in _SAMPLE_KEYS[:-1] if k not in obj]
     _expect(not missing, path, line, f"sample without {', '.join(repr(k) for k in missing)}")
-    _expect(isinstance(obj["time"], (int, float)) and not isinstance(obj["time"], bool), path, line,
-            f'"time": expected seconds since the epoch, got {obj["time"]!r}')
+    t = obj["time"]
+    _expect(_is_number(t) and 0 <= t < 1e11, path, line, f'"time": expected seconds since the epoch, got {_show(t)}')
     _int_map(obj["ksm"], path, line, "ksm")
-    _int_map(obj["knobs"], path, line, "knobs", (int, str))
+    _int_map(obj["knobs"], path, line, "knobs", strings=True)
     _int_map(obj["vmstat"], path, line, "vmstat")
     _int_map(obj["ksmd"], path, line, "ksmd")
     procs = obj["processes"]
-    _expect(isinstance(procs, dict) and all(k.isdigit() and isinstance(v, dict) and isinstance(v.get("comm"), str)
+    _expect(isinstance(procs, dict) and all(_PID.fullmatch(k) and isinstance(v, dict) and isinstance(v.get("comm"), str)
                                             for k, v in procs.items()),
-            path, line, '"processes": expected pids (as strings) to objects with a "comm"')
-    for pid, row in procs.items():  # a row's unit (newer recordings; older ones have none)
-        unit = row.get("unit", {})
-        _expect(isinstance(unit, dict) and all(isinstance(v, str) for v in unit.values()), path, line,
-                f'"processes.{pid}.unit": expected an object of names to strings')
+            path, line, '"processes": expected pids (as strings of digits) to objects with a "comm"')
+    for pid, row in procs.items():
+        for key, value in row.items():
+            if key == "unit":  # a row's unit (newer recordings; older ones have none)
+                _expect(isinstance(value, dict) and all(isinstance(v, str) for v in value.values()), path, line,
+                        f'"processes.{pid}.unit": expected an object of names to strings')
+            else:  # comm, error, ksm_merge_any "yes"/"no", the ksm_stat counts
+                _expect(_is_int(value) or isinstance(value, str), path, line,
+                        f'"processes.{pid}.{key}": expected an integer (within 64 bits) or a string, got '
+                        f'{_show(value)}')
     trace = obj["trace"]
     if trace is not None:
         _expect(isinstance(trace, dict), path, line, '"trace": expected an object or null')
         for key in ("counts", "merges", "errors"):
             _int_map(trace.get(key, {}), path, line, f"trace.{key}")
         lost = trace.get("lost", 0)
-        _expect(isinstance(lost, int) and not isinstance(lost, bool) and lost >= 0, path, line,
-                f'"trace.lost": expected a count, got {lost!r}')
+        _expect(_is_int(lost) and lost >= 0, path, line, f'"trace.lost": expected a count, got {_show(lost)}')
         for key in ("passes", "advisor", "events"):
             _expect(isinstance(trace.get(key, []), list) and all(isinstance(x, list) for x in trace.get(key, [])),
                     path, line, f'"trace.{key}": expected a list of lists')
         for p in trace.get("passes", []):
-            _expect(len(p) == 3 and all(isinstance(x, (int, float)) for x in p), path, line,
+            _expect(len(p) == 3 and all(_is_number(x) for x in p), path, line,
                     '"trace.passes": expected [seq, seconds, rmap_items] items')
         for a in trace.get("advisor", []):
-            _expect(len(a) == 3 and all(isinstance(x, int) for x in a), path, line,
+            _expect(len(a) == 3 and all(_is_int(x) for x in a), path, line,
                     '"trace.advisor": expected [scan_time, pages_to_scan, cpu_percent] items')
+        for e in trace.get("events", []):
+            _expect(len(e) == 3 and _is_number(e[0]) and isinstance(e[1], str) and isinstance(e[2], str), path, line,
+                    '"trace.events": expected [seconds, event, text] items')
     note = obj.get("trace_note", "")
     _expect(isinstance(note, str), path, line, '"trace_note": expected a string')
     extra = {k: v for k, v in obj.items() if k not in _SAMPLE_KEYS}
-    return HostSample(time=float(obj["time"]), ksm=obj["ksm"], knobs=obj["knobs"], vmstat=obj["vmstat"],
+    return HostSample(time=float(t), ksm=obj["ksm"], knobs=obj["knobs"], vmstat=obj["vmstat"],
                       ksmd=obj["ksmd"], processes=procs, trace=trace, trace_note=note, extra=extra)
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+# What a parsed recording holds per byte of its text (measured: tests/data/host-merge.jsonl, 12
+# samples, 19.7 KB of text, peaks at 134 KB while parsed (tracemalloc): 6.8 B a byte)
+MEMORY_PER_BYTE = 16
+
+
+def _lines(path: str, notes: list[str]) -> Iterator[tuple[int, str]]:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise RecordingError(path, 0, "not a regular file, expected a recording (ksmtui host --record FILE)")
+            room = memory_room()
+            if room is not None and st.st_size * MEMORY_PER_BYTE > room:
+                raise RecordingError(path, 0, f"too large for this machine: {st.st_size / 2**20:,.0f} MiB of "
+                                              f"samples need about {st.st_size * MEMORY_PER_BYTE / 2**30:,.1f} GiB "
+                                              f"to replay, {room / 2**30:,.1f} GiB available")
+            data = f.read(st.st_size)  # what it held when opened: a recording still growing is read to there
     except OSError as err:
         raise RecordingError(path, 0, err.strerror or str(err)) from None
     if not data:
         raise RecordingError(path, 1, "empty file, expected the recording's header")
     lines = data.split(b"\n")
-    if lines[-1]:
-        raise RecordingError(path, len(lines), "cut short (no end of line): the recording is truncated")
+    if lines[-1]:  # killed while writing its last line: what came before is whole
+        notes.append(f"{path}: line {len(lines)} was cut short (the recording was stopped while writing it); "
+                     f"replaying the {len(lines) - 2:,} samples before it")
     for n, raw in enumerate(lines[:-1], 1):
         try:
             yield n, raw.decode()
@@ -132,18 +193,29 @@ def _json(path: str, n: int, text: str):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise RecordingError(path, n, f"not JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise RecordingError(path, n, "JSON nested too deeply") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise RecordingError(path, n, f"not JSON this reads ({str(err)[:80]})") from None
 
 
-def read_recording(path: str) -> tuple[dict, list[HostSample]]:
-    """The header and every sample, all checked; a RecordingError at the first fault."""
-    lines = _lines(path)
-    n, text = next(lines)
-    head = _json(path, n, text)
+def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, list[HostSample]]:
+    """The header and every sample, all checked; a RecordingError at the first fault. A last line
+    cut short is left out, with a note in `notes`."""
+    lines = _lines(path, notes if notes is not None else [])
+    n, text = next(lines, (1, ""))
+    head = _json(path, n, text) if text else None
     _expect(isinstance(head, dict) and head.get("format") == FORMAT, path, n,
             f'expected the header {{"format": "{FORMAT}", "version": {VERSION}, ...}}: not a ksmtui host recording')
+    assert isinstance(head, dict)
     version = head.get("version")
-    _expect(isinstance(version, int) and 1 <= version, path, n, f"expected a format version >= 1, got {version!r}")
+    _expect(_is_int(version) and version >= 1, path, n, f"expected a format version >= 1, got {_show(version)}")
+    assert isinstance(version, int)
     _expect(version <= VERSION, path, n, f"format version {version} is newer than this ksmtui reads ({VERSION})")
+    interval = head.get("interval", 1.0)
+    _expect(_is_number(interval) and 0 < interval <= 86400, path, n,
+            f'"interval": expected seconds between samples (> 0), got {_show(interval)}')
+    _expect(isinstance(head.get("kernel", ""), str), path, n, '"kernel": expected a string')
     samples = [sample_from_json(_json(path, n, text), path, n) for n, text in lines]
     _expect(bool(samples), path, n + 1, "no samples after the header")
     for i in range(1, len(samples)):

@@ -124,16 +124,17 @@ def read_processes(pids: list[str] | None = None) -> dict[str, dict]:
     why). One that exits while we read it is simply not there."""
     out: dict[str, dict] = {}
     for pid in list_pids() if pids is None else pids:
+        row: dict[str, int | str]
         try:
             raw = _read(f"{PROC}/{pid}/ksm_stat")
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ESRCH):
                 continue
-            row: dict = {"error": f"ksm_stat: {os.strerror(err.errno or 0)}"}
+            row = {"error": f"ksm_stat: {os.strerror(err.errno or 0)}"}
         else:
             if not raw or (raw.startswith(_UNKNOWN_HEAD) and raw.endswith(_UNKNOWN_TAIL)):
                 continue  # a kernel thread (no mm), or a process KSM does not know
-            row: dict = sysfs.parse_ksm_stat(raw.decode())
+            row = sysfs.parse_ksm_stat(raw.decode())
         try:
             row = {"comm": _read(f"{PROC}/{pid}/comm").decode(errors="replace").rstrip("\n"), **row}
         except OSError:

@@ -64,7 +64,10 @@ def read_counters() -> dict[str, int]:
 def _knob_value(name: str) -> int | str:
     text = ksm_read(name)
     if name == "advisor_mode":  # "[none] scan-time"
-        return re.search(r"\[(.*?)\]", text).group(1)
+        selected = re.search(r"\[(.*?)\]", text)
+        if selected is None:
+            raise ValueError(f"{KSM_DIR / name}: expected the selected mode in brackets, read {text!r}")
+        return selected.group(1)
     return int(text)
 
 

@@ -483,3 +483,32 @@ def identify(pid: int | str, proc_root: str = PROC, names: ContainerNames | None
     return Unit(pid=int(pid), comm=comm, cgroup=cgroup, unit=ident.unit, slice=ident.slice,
                 container_id=ident.container_id, container_name=name, runtime=runtime, pod=ident.pod,
                 vm=vm if vm is not None else ident.vm, vmid=ident.vmid)
+
+
+# ------------------------------------------------------------------------- grouping rows --
+
+GROUP_FIELDS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
+
+
+def group_index(keys: Iterable[str]) -> tuple[list[str], list[int]]:
+    """(the distinct keys in order of first appearance, each key's index among them)."""
+    names: dict[str, int] = {}
+    of = [names.setdefault(k, len(names)) for k in keys]
+    return list(names), of
+
+
+def group_totals(processes: dict[str, dict], by: str) -> dict[str, dict]:
+    """A host sample's rows (pid -> comm, ksm_stat fields or "error", "unit") summed per group:
+    "processes" (pids), the GROUP_FIELDS, and "unreadable" (rows whose ksm_stat could not be read,
+    in no sum). Groups in the order of their first row."""
+    out: dict[str, dict] = {}
+    for pid, row in processes.items():
+        unit = Unit.from_json(int(pid), row.get("comm"), row.get("unit"))
+        g = out.setdefault(group_key(unit, by), {"processes": [], **dict.fromkeys(GROUP_FIELDS, 0), "unreadable": 0})
+        g["processes"].append(int(pid))
+        if "error" in row:
+            g["unreadable"] += 1
+        for k in GROUP_FIELDS:
+            if isinstance(row.get(k), int):
+                g[k] += row[k]
+    return out

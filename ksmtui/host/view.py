@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.knobs import KSM_KNOBS
+from engine.scenario import printable
 from ksmtui.host.sampler import HostSample
 from ksmtui.text.units import MIB
 
@@ -36,6 +38,7 @@ class Pass:
 class HostView:
     sample: HostSample
     series: Mapping[str, tuple[int, ...]]  # counter or vmstat name -> values, oldest first
+    sample_times: tuple[float, ...]  # when each value of the series was sampled
     scan_rate: float  # pages_scanned per second
     ksmd_cpu: float | None  # share of one CPU ksmd used lately (None: no ksmd or too few samples)
     passes: tuple[Pass, ...]  # the last PASSES full passes, oldest first
@@ -84,6 +87,9 @@ class HostView:
 
     def convergence(self) -> str:
         """pages_sharing per pass, and whether (or when, at its recent decay) it settles."""
+        run = self.sample.knobs.get("run", 1)
+        if run != 1:  # the passes seen were of another run: what they say no longer holds
+            return f"convergence: - (ksmd is not scanning: run {run})"
         sharing = [p.pages_sharing for p in self.passes]
         if len(sharing) < 3:
             return f"convergence: - ({len(sharing)} of 3 passes seen)"
@@ -104,6 +110,13 @@ class HostView:
         return f"not settling yet: pages_sharing {d1:+,} then {d2:+,}"
 
 
+def knobs_in_order(knobs: Mapping[str, int | str]) -> list[tuple[str, int | str]]:
+    """The knobs in the model's order (run first, as engine.knobs lists them), then any file this
+    kernel has that the model does not know, by name: the host and the model list them alike."""
+    known = [(n, knobs[n]) for n in KSM_KNOBS if n in knobs]
+    return known + sorted((n, v) for n, v in knobs.items() if n not in KSM_KNOBS)
+
+
 def process_ratio(row: Mapping) -> float | None:
     """ksm_rmap_items / ksm_merging_pages (ksm.rst: above 64 the process costs more than it saves)."""
     merging = row.get("ksm_merging_pages")
@@ -112,12 +125,31 @@ def process_ratio(row: Mapping) -> float | None:
     return row.get("ksm_rmap_items", 0) / merging
 
 
+def escaped(obj):
+    """obj with every string in it (keys too) passed through printable: what a process named itself,
+    what the kernel or a recording says, shown as text and never acted on by the terminal."""
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {printable(str(k)): escaped(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(escaped(v) for v in obj)
+    return obj
+
+
+def escaped_sample(s: HostSample) -> HostSample:
+    return HostSample(time=s.time, ksm=escaped(s.ksm), knobs=escaped(s.knobs), vmstat=escaped(s.vmstat),
+                      ksmd=escaped(s.ksmd), processes=escaped(s.processes), trace=escaped(s.trace),
+                      trace_note=printable(s.trace_note), extra=s.extra)
+
+
 class HostHistory:
-    """Feeds on HostSamples in order and makes HostViews."""
+    """Feeds on HostSamples in order and makes HostViews. Every string of a sample is escaped here,
+    on the way in: all that the views draw (tables, panels, dialogs) is printable."""
 
     def __init__(self, source: str = "live", kernel: str | None = None) -> None:
-        self.source = source
-        self.kernel = kernel or os.uname().release
+        self.source = printable(source)
+        self.kernel = printable(kernel or os.uname().release)
         self._samples: deque[HostSample] = deque(maxlen=HISTORY)
         self._passes: deque[Pass] = deque(maxlen=PASSES)
         self._events: deque = deque(maxlen=EVENTS)
@@ -129,6 +161,7 @@ class HostHistory:
         self.count = 0
 
     def add(self, s: HostSample) -> None:
+        s = escaped_sample(s)
         prev = self._samples[-1] if self._samples else None
         self._samples.append(s)
         self.count += 1
@@ -174,6 +207,7 @@ class HostHistory:
         return HostView(
             sample=last,
             series=MappingProxyType(series),
+            sample_times=tuple(s.time for s in samples),
             scan_rate=scan_rate,
             ksmd_cpu=cpu,
             passes=tuple(self._passes),

@@ -22,6 +22,9 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
 
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
@@ -63,14 +66,14 @@ STALL_S = 120.0  # ksmd made no progress for this long while it should run: give
 class Contents(contents.ScenarioContents):
     """The model's pages, in chunks: a million-page region never sits whole on the heap."""
 
-    def fill(self, fill: Fill, n: int):
+    def fill(self, fill: Fill, n: int) -> Iterator[tuple[int, bytes | list[bytes]]]:
         """(count, pages) chunks of at most CHUNK_PAGES: pages is a list, or one bytes object
         standing for count equal pages (zero and byte fills, written with one memset)."""
         pages = self.pages(fill, n)  # now: a pool order takes its salt at the call, as in the model
         return self._chunks(fill, n, pages)
 
     @staticmethod
-    def _chunks(fill: Fill, n: int, pages):
+    def _chunks(fill: Fill, n: int, pages: Iterator[bytes]) -> Iterator[tuple[int, bytes | list[bytes]]]:
         same = next(pages, None) if fill.kind in ("zero", "byte") else None
         for start in range(0, n, CHUNK_PAGES):
             count = min(CHUNK_PAGES, n - start)
@@ -82,13 +85,14 @@ class Contents(contents.ScenarioContents):
 class _Proc:
     __slots__ = ("name", "pid", "conn", "regions", "merge_any", "mergeable")
 
-    def __init__(self, name, pid, conn, regions, merge_any, mergeable):
+    def __init__(self, name: str, pid: int, conn: Connection, regions: dict[str, int], merge_any: bool,
+                 mergeable: list[str]) -> None:
         self.name, self.pid, self.conn = name, pid, conn
         self.regions = regions  # name -> pages
         self.merge_any = merge_any
         self.mergeable = mergeable  # region names currently mergeable (madvised, or by merge-any)
 
-    def call(self, *cmd):
+    def call(self, *cmd: object) -> Any:  # the child's reply, unpickled: its shape depends on cmd
         self.conn.send(cmd)
         status, reply = self.conn.recv()
         if status != "ok":
@@ -111,7 +115,7 @@ def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str
     nodes = (overrides or {}).get("numa_nodes", scenario.engine.get("numa_nodes", 1))
     have = numa_nodes()
     if nodes > have or any(p.node >= have for p in scenario.processes) or \
-            any(ev.action == "migrate" and ev.to_node >= have for ev in scenario.events):
+            any(ev.action == "migrate" and ev.to_node is not None and ev.to_node >= have for ev in scenario.events):
         return f"the scenario needs {nodes} NUMA nodes, this machine has {have}"
     return None
 
@@ -158,7 +162,7 @@ class KernelRun:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self._teardown()
         finally:
@@ -258,7 +262,7 @@ class KernelRun:
         return ksmd_idle(self.run_value, registered, pages_to_scan)
 
     def run(self, full_scans: int | None = None, after_ms: int | None = None,
-            until=None) -> str:
+            until: Callable[[KernelRun], bool] | None = None) -> str:
         """Let ksmd scan and perform events until the stop (engine/timeline.py: arguments replace
         the scenario's [stop]) or until(self) is true; ksmd is left paused."""
         if until is not None and full_scans is None and after_ms is None:
@@ -335,12 +339,15 @@ class KernelRun:
         targets = self._matching(ev.process)
         for k, p in enumerate(targets):
             if ev.action == "write":
+                assert ev.region is not None  # the loader requires a region of write, madvise and migrate
                 self._write(p, ev.region, self.contents.indexes(ev, p.regions[ev.region]), ev.fill)
             elif ev.action == "fork":
+                assert ev.child is not None  # the loader requires it
                 self._fork(p, ev.child if len(targets) == 1 else f"{ev.child}-{k}")
             elif ev.action == "exit":
                 self._exit(p)
             elif ev.action == "madvise":
+                assert ev.region is not None
                 mergeable = ev.advice == "mergeable"
                 p.call("madvise", ev.region, mergeable)
                 if mergeable and ev.region not in p.mergeable:
@@ -348,6 +355,7 @@ class KernelRun:
                 elif not mergeable and ev.region in p.mergeable:
                     p.mergeable.remove(ev.region)
             elif ev.action == "migrate":
+                assert ev.region is not None
                 p.call("migrate", ev.region, self.contents.indexes(ev, p.regions[ev.region]), ev.to_node)
             else:
                 raise ValueError(f"unknown action {ev.action!r}")
@@ -359,11 +367,12 @@ class KernelRun:
             done += count
 
     def _set_knob(self, ev: Event) -> None:
+        assert ev.knob is not None and ev.value is not None  # the loader requires both of a set
         if ev.knob in ENGINE_KNOBS:
             self.notes.append(f"event[{ev.index}] set {ev.knob}: a simulator setting, not applied to the kernel")
             return
         if ev.knob == "run":
-            self._set_run(ev.value)
+            self._set_run(int(ev.value))  # validated as 0, 1 or 2
             return
         try:
             ksm_write(ev.knob, ev.value)

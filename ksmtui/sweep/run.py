@@ -17,6 +17,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -28,7 +29,14 @@ from pathlib import Path
 
 from engine.capture import CaptureError
 from engine.knobs import ALL_KNOBS, KnobError
-from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario, scenario_from_capture
+from engine.scenario import (
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    available_memory,
+    load_scenario,
+    scenario_from_capture,
+)
 from engine.snapshot import PATHS
 from engine.timeline import StopRule
 
@@ -62,7 +70,9 @@ def _integer(text: str, what: str) -> int:
 def _range(item: str, what: str) -> list[int] | None:
     """An item A-B, A-B:S or A-B*F of an integer list as its values (at most MAX_RUNS); None for
     an item that is not a range."""
-    head, _, tail = item.partition("-")
+    sign = "-" if item.strip().startswith("-") else ""  # -5-10: from -5 to 10; -1 alone is no range
+    head, _, tail = item.strip().removeprefix(sign).partition("-")
+    head = sign + head
     if not tail:
         return None
     low = _integer(head, what)
@@ -416,6 +426,34 @@ class Bar:
             sys.stderr.flush()
 
 
+CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer by then is not there
+_SCHEDULER = re.compile(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
+
+
+def check_scheduler(address: str) -> str:
+    """tcp://HOST:PORT or tls://HOST:PORT, refused before any connection is tried otherwise (Dask
+    would take inproc://, ws:// or a bare word and fail in its own way, after its timeout)."""
+    m = _SCHEDULER.fullmatch(address)
+    if not m or not 1 <= int(m.group(3)) <= 65535:
+        raise SweepError(f"--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT (a Dask scheduler), "
+                         f"got {address!r}")
+    return address
+
+
+def worker_count(asked: int | None, tasks: int, scenario_memory: int) -> tuple[int, str | None]:
+    """The local workers worth starting: no more than the runs, the cores, and the runs that fit
+    in memory at once (each worker holds one simulation); with a note when fewer than asked."""
+    cores = len(os.sched_getaffinity(0))
+    room = available_memory()
+    fit = max(1, room // max(scenario_memory, 1)) if room is not None else cores
+    n = max(1, min(asked or cores, tasks, cores, fit))
+    if asked is None or n == asked:
+        return n, None
+    why = [w for w, limit in ((f"{tasks} run{'s' * (tasks != 1)}", tasks), (f"{cores} core{'s' * (cores != 1)}", cores),
+                              (f"memory for {fit} run{'s' * (fit != 1)} at once", fit)) if limit == n]
+    return n, f"--workers {asked}: starting {n} ({why[0] if why else 'the least of runs, cores and memory'})"
+
+
 def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | None, workers: int,
             progress: bool) -> tuple[dict[int, dict], bool]:
     """Run the tasks on Dask: (results by task index, interrupted). A worker lost mid-task has its
@@ -430,9 +468,11 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     try:
         cluster = local_cluster(workers) if scheduler is None else None
         try:
-            client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
-        except OSError as e:
-            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+            client = Client(cluster if cluster is not None else scheduler, set_as_default=False,
+                            timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, ValueError, TypeError) as e:
+            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler answers there within "
+                             f"{CONNECT_TIMEOUT_S} s ({e})") from None
         payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
         sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
         futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")

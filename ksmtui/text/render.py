@@ -185,7 +185,13 @@ def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
     return lines
 
 
-def step_line(step: StepInfo | None, pages_scanned: int | None = None) -> str:
+def latency_kind(knobs: Mapping[str, object]) -> str:
+    """What a latency figure is: the cost model's (engine/cost.py, the default) or the wall time of
+    the model's own Python code (latency = "wall"); never a measurement of the kernel."""
+    return "modelled" if knobs.get("latency", "model") == "model" else "model wall-time"
+
+
+def step_line(step: StepInfo | None, pages_scanned: int | None = None, kind: str = "modelled") -> str:
     """The last single step: where ksmd was, the path it took and how it ended, then each function
     that decided, in order, with what it decided. A step the run has gone past since is not shown
     (pages_scanned: the counter now)."""
@@ -193,7 +199,7 @@ def step_line(step: StepInfo | None, pages_scanned: int | None = None) -> str:
         return "last step: none yet (press s)"
     if pages_scanned is not None and step.pages_scanned and pages_scanned != step.pages_scanned:
         return "last step: none since the run went on (press s)"
-    lines = [f"last step: {step.process}:{step.address:#x}  ({step.latency_ns:,} ns)"]
+    lines = [f"last step: {step.process}:{step.address:#x}  ({step.latency_ns:,} {kind} ns)"]
     for name, decided, memcmps in step.trace:
         lines.append(f"  {name} → {decided}" + (f" ({memcmps} memcmp_pages)" if memcmps else ""))
     lines.append(f"  {step.path} → {step.outcome}")
@@ -239,15 +245,19 @@ def _next_ns(ev: Event, now_ns: int) -> int | None:
 
 
 def next_events(events: Sequence[Event], now_ns: int, full_scans: int, n: int = 2) -> list[str]:
-    """The next n events to fire, each with when: one-off timed events soonest first, then
-    repeating ones, then those at a full-scan mark (their time is not known in advance)."""
-    # One-off events first: a repeating one would always be next.
-    timed = sorted((bool(ev.repeat_ms), t, ev.index, ev) for ev in events if ev.at_ms is not None
+    """The next n events to fire, in time order, each with when; those at a full-scan mark (their
+    time is not known in advance) after them. A repeating event is always due soon: the soonest
+    one-off event keeps a place among the n, so that it is never crowded out."""
+    timed = sorted((t, ev.index, ev) for ev in events if ev.at_ms is not None
                    and (t := _next_ns(ev, now_ns)) is not None)
+    picked = timed[:n]
+    one_off = next((x for x in timed if not x[2].repeat_ms), None)
+    if n and one_off is not None and one_off not in picked:
+        picked = sorted([*picked[:n - 1], one_off])
     marked = sorted((ev.at_full_scans, ev.index, ev) for ev in events
                     if ev.at_full_scans is not None and ev.at_full_scans > full_scans)
-    out = [f"{event_label(ev)} at {sim_time(t)}" + (f" (every {ev.repeat_ms:,} ms)" if ev.repeat_ms else "")
-           for _, t, _, ev in timed]
+    out = [f"{event_label(ev)} at {sim_time(t)}" + (f", every {ev.repeat_ms:,} ms" if ev.repeat_ms else "")
+           for t, _, ev in picked]
     out += [f"{event_label(ev)} at full scan {mark:,}" for mark, _, ev in marked]
     return out[:n]
 

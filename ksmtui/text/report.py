@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.snapshot import OUTCOMES, PATHS, Snapshot, bucket_bounds, bucket_of
-from ksmtui.text.render import bucket_label, hist_lines, percentile
+from ksmtui.text.render import bucket_label, hist_lines, latency_kind, percentile
 
 SYSFS = "/sys/kernel/mm/ksm"
 PATH_TITLES = {"ksm_page": "ksm page", "anon_page": "anon page", "zero_page": "zero page"}
@@ -104,7 +104,7 @@ def summary(snapshot: Snapshot, data_check: tuple[int, int], wall_s: float, note
         sysfs_lines(snapshot.counters, snapshot.knobs) + [engine_line(snapshot.knobs)],
         ["ksm_stat:", *ksm_stat_lines(snapshot)],
         ["cmp_and_merge_page() outcomes:", *outcome_lines(snapshot.outcomes)],
-        ["latency (ns):", *latency_lines(snapshot.latency, snapshot.flow)],
+        [f"latency ({latency_kind(snapshot.knobs)} ns):", *latency_lines(snapshot.latency, snapshot.flow)],
         [f"data check: {checked:,} pages checked, {mismatches:,} mismatches: {verdict}"],
     ]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
@@ -152,9 +152,9 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
     for title, snap in (("Before:", before), ("After:", after)):
         lines.append(title)
         for path in PATHS:
-            rows = hist_lines(snap.latency[path])
-            if rows:
-                lines += [f"- {PATH_TITLES[path]}", *rows]
+            hist = hist_lines(snap.latency[path])
+            if hist:
+                lines += [f"- {PATH_TITLES[path]}", *hist]
     lines += ["", "latency of cmp_and_merge_page() (ns; percentiles name the bucket they fall in):"]
     rows: list[list[object]] = [["path", "", "calls", "p50", "p90", "p99", "mean"]]
     for path in PATHS:

@@ -10,13 +10,17 @@ it was recorded with.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import queue
+import signal
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -25,10 +29,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 
 from engine.knobs import KSM_KNOBS, KnobError
+from engine.scenario import printable
 from ksmtui.host import sysfs
-from ksmtui.host.recording import REPLAY_SPEEDS
+from ksmtui.host.recording import REPLAY_SPEEDS, Recorder
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
-from ksmtui.host.view import HostHistory, HostView
+from ksmtui.host.view import HostHistory, HostView, knobs_in_order
+from ksmtui.text.units import MIB
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
@@ -56,26 +62,36 @@ class HostUpdate(Message):
         return isinstance(message, HostUpdate)
 
 
+Post = Callable[[Message], object]  # App.post_message, which may be called from any thread
+
+
+def _not_started(message: Message) -> object:
+    raise RuntimeError("a source posts only once start() has given it the app's post_message")
+
+
 class LiveSource:
     """Samples on the sampler's thread; each sample is recorded (--record) and made a view there."""
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder=None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Recorder | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
         self.history = HostHistory("live")
-        self._post = None
+        self._post: Post = _not_started
 
-    def start(self, post) -> None:
+    def start(self, post: Post) -> None:
         self._post = post
         self.sampler.start(self._add)
 
     def _add(self, sample: HostSample) -> None:
+        state = f"sampling every {self.sampler.interval:g} s"
         if self.recorder is not None:
             self.recorder.add(sample)
+            if self.recorder.error is not None:  # a full disk: the recording stops, sampling goes on
+                state += f" · not recording: {self.recorder.error}"
         self.history.add(sample)
-        self._post(HostUpdate(self.history.view(state=f"sampling every {self.sampler.interval:g} s")))
+        self._post(HostUpdate(self.history.view(state=state)))
 
     def send(self, command: str, value: object = None) -> None:
         pass  # nothing to steer: the host's ksmd runs on its own
@@ -99,9 +115,9 @@ class ReplaySource:
         self._next = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="ksm-replay", daemon=True)
-        self._post = None
+        self._post: Post = _not_started
 
-    def start(self, post) -> None:
+    def start(self, post: Post) -> None:
         self._post = post
         self._thread.start()
 
@@ -178,6 +194,7 @@ class HostApp(BaseApp):
         Binding("minus", "speed(-1)", "Slower", key_display="-"),
         Binding("k", "knobs", "Knobs"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "interrupt", show=False, priority=True),
         *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
           for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
     ]
@@ -214,9 +231,9 @@ class HostApp(BaseApp):
             "savings": "savings",
             "host-scan": "scan progress and convergence",
             "host-counters": "counters (/sys/kernel/mm/ksm, /proc/vmstat)",
-            "host-knobs": "knobs (/sys/kernel/mm/ksm; k to change)",
+            "host-knobs": "knobs (/sys/kernel/mm/ksm; k to change)" if self.source.live else "knobs, as recorded",
             "host-outcomes": "merge outcomes by path (ksm tracepoints)",
-            "host-events": "last ksm tracepoint events",
+            "host-events": "last ksm tracepoint events (time: seconds since boot, the trace clock)",
             "not-exposed": "what the host's kernel does not show",
         }
         for panel_id, title in titles.items():
@@ -238,6 +255,11 @@ class HostApp(BaseApp):
         self.source.close()
         self.exit()
 
+    def action_interrupt(self, status: int = 130) -> None:
+        """Ctrl-C (and SIGINT, SIGTERM, SIGHUP: run_app) quits as an interrupted command does."""
+        self.source.close()
+        self.exit(return_code=status)
+
     def on_host_update(self, message: HostUpdate) -> None:
         if self.paused and self.view is not None:
             return
@@ -257,13 +279,18 @@ class HostApp(BaseApp):
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
 
-    def on_resize(self, event) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
         self.fit_screen(width, height)
 
     # --- actions ---
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Live, the host runs at its own pace: step and speed are a replay's keys, and the footer
+        does not offer them."""
+        return not (self.source.live and action in ("step", "speed"))
 
     def action_toggle_pause(self) -> None:
         if self.source.live:
@@ -328,7 +355,9 @@ def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
 
 def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:
     lines = [f"{row.get('comm', '?')} (pid {pid})"]
-    lines += [f"  {k} {v}" for k, v in row.items() if k != "comm"]
+    # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
+    lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
+              else f"  {k} {v}" for k, v in row.items() if k != "comm"]
     lines.append("")
     if not live:
         return lines + ["/proc/PID/smaps is read live, for the process picked: a recording does not hold it."]
@@ -377,21 +406,34 @@ class HostKnobsScreen(ModalScreen[None]):
         with Vertical(id="knobs-box"):
             yield Static(title, id="knobs-title", markup=False)
             with Grid(id="knobs-grid"):
-                for name, value in self._view.sample.knobs.items():
-                    yield Label(name, classes="knob-name")
-                    yield Input(str(value), id=f"knob-{name}", classes="knob-input",
+                # widget ids by position: a knob's name is whatever the kernel or a recording said
+                for i, (name, value) in enumerate(knobs_in_order(self._view.sample.knobs)):
+                    yield Label(name, classes="knob-name", markup=False)
+                    yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input",
                                 disabled=self._readonly is not None)
-                    yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
+                    yield Label("", id=f"knob-error-{i}", classes="knob-error", markup=False)
             yield Label("", id="knobs-confirm", markup=False)
+
+    def on_mount(self) -> None:
+        """The focus on the first field (run) with its value selected: what is typed replaces run's
+        value, never lands in another field, and is written only after y."""
+        fields = self.query(Input)
+        if fields and not self._readonly:
+            self.set_focus(fields.first())
+            fields.first().select_all()
+
+    def _index(self, name: str) -> int | None:
+        return next((i for i, (n, _) in enumerate(knobs_in_order(self._view.sample.knobs)) if n == name), None)
 
     def update_from(self, view: HostView) -> None:
         for name, value in view.sample.knobs.items():
-            fields = self.query(f"#knob-{name}")
+            i = self._index(name)
+            fields = self.query(f"#knob-{i}") if i is not None else None
             if fields and not fields.first(Input).has_focus and self._pending is None:
                 fields.first(Input).value = str(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        name = event.input.id.removeprefix("knob-")
+        name = event.input.name or ""
         value = event.value.strip()
         if name in KSM_KNOBS:
             try:
@@ -401,7 +443,7 @@ class HostKnobsScreen(ModalScreen[None]):
                 return
         self._pending = (name, value)
         self.query_one("#knobs-confirm", Label).update(
-            f"write {value!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
+            f"write {printable(value)!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
         self.set_focus(None)  # off the fields, so that y and n are keys, not text
 
     def action_confirm(self) -> None:
@@ -429,21 +471,39 @@ class HostKnobsScreen(ModalScreen[None]):
     def _written(self, name: str, value: str, error: str) -> None:
         self.show_error(name, error)
         self.query_one("#knobs-confirm", Label).update(
-            f"{name}: the kernel refused {value!r}" if error else f"{name} = {value} written")
+            f"{name}: the kernel refused {printable(value)!r}" if error else f"{name} = {value} written")
 
     def show_error(self, name: str, text: str) -> None:
-        self.query_one(f"#knob-error-{name}", Label).update(text)
+        i = self._index(name)
+        if i is not None:
+            self.query_one(f"#knob-error-{i}", Label).update(text)
 
 
-def run_host_app(sampler: HostSampler, recorder=None) -> int:
-    app = HostApp(LiveSource(sampler, recorder))
-    app.run()
+def run_app(app: HostApp) -> int:
+    """Run the app; SIGINT, SIGTERM and SIGHUP quit it (the terminal restored, the tracefs
+    instance removed by the caller) with status 128 + the signal, as Ctrl-C gives 130."""
+    def on_signal(signum, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the app's loop runs, or after: as any command
+            raise KeyboardInterrupt from None
+        loop.call_soon_threadsafe(app.action_interrupt, 128 + signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    try:
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return app.return_code or 0
+
+
+def run_host_app(sampler: HostSampler, recorder: Recorder | None = None) -> int:
+    return run_app(HostApp(LiveSource(sampler, recorder)))
 
 
 def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel))
-    app.run()
-    return app.return_code or 0
+    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel)))
 

@@ -208,7 +208,7 @@ class KsmApp(BaseApp):
             "scan": "scan progress (simulated time)",
             "counters": "counters (/sys/kernel/mm/ksm)",
             "outcomes": "cmp_and_merge_page outcomes by path",
-            "latency-summary": f"latency, {ROLLING} (rolling)",
+            "latency-summary": f"modelled latency, {ROLLING} (rolling)",
             "trees-panel": "trees",
             "chains-panel": "stable_node chains",
             "overview-chains": "stable_node chains",

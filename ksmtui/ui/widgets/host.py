@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import time
+from typing import Mapping
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,7 +13,7 @@ from textual.content import Content
 from textual.css.scalar import Scalar
 from textual.widgets import Static
 
-from ksmtui.host.view import HostView
+from ksmtui.host.view import HostView, knobs_in_order
 from ksmtui.text.render import progress_bar, sparkline
 from ksmtui.text.report import table
 from ksmtui.text.units import MIB
@@ -111,11 +112,22 @@ def scan_lines(view: HostView, width: int) -> list[str]:
 
 
 _ERRNO = {str(-n): name for n, name in errno.errorcode.items()}
+# What an error of a ksm tracepoint means in mm/ksm.c, where its name alone does not say.
+_ERR_MEANING = {
+    "EFAULT": "try_to_merge_one_page()'s catch-all: the page could not be write-protected or replaced "
+              "(it changed, was pinned or was unmapped meanwhile); it stays unmerged, ksmd tries again next pass",
+}
 
 
 def _err_label(key: str) -> str:
     event, _, err = key.rpartition(" ")
-    return f"{event} error {err} ({_ERRNO.get(err, '?')})"
+    name = _ERRNO.get(err, "?")
+    return f"{event} error {err} ({name})"
+
+
+def _err_notes(errors: Mapping[str, int]) -> list[str]:
+    names = dict.fromkeys(_ERRNO.get(k.rpartition(" ")[2], "?") for k in errors)
+    return [f"  {name}: {_ERR_MEANING[name]}" for name in names if name in _ERR_MEANING]
 
 
 def outcome_lines(view: HostView) -> list[str]:
@@ -139,6 +151,7 @@ def outcome_lines(view: HostView) -> list[str]:
     if view.lost:
         lines.append(f"lost: {view.lost:,} events the kernel dropped (ring buffer full): the counts are short")
     lines.append("failures: " + (", ".join(f"{_err_label(k)} ×{n:,}" for k, n in errors.items()) if errors else "none"))
+    lines += _err_notes(errors)
     lines += ["", NOT_EXPOSED_LATENCY]
     return lines
 
@@ -162,7 +175,7 @@ class HostNote(Static):
         self.update(Text(trace_line(view), no_wrap=True, overflow="ellipsis"), layout=False)
 
 
-class SavingsPanel(Panel):
+class SavingsPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="savings-text")
 
@@ -173,7 +186,7 @@ class SavingsPanel(Panel):
         self.query_one("#savings-text", TextView).show("\n".join(savings_lines(view)))
 
 
-class HostScanPanel(Panel):
+class HostScanPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-scan-text")
 
@@ -185,25 +198,30 @@ class HostScanPanel(Panel):
         text.show("\n".join(scan_lines(view, text.content_region.width or 60)))
 
 
-class HostCountersPanel(Panel):
+class HostCountersPanel(Panel[HostView]):
     """Every counter file of /sys/kernel/mm/ksm and the two of /proc/vmstat, with sparklines."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="host-counters-text")
 
     def key_of(self, view: HostView) -> object:
-        return tuple(view.series.items())
+        return tuple(view.series.items()), view.sample_times[-1:]
 
     def draw(self, view: HostView) -> None:
         names = list(view.series)
-        width = max(0, self.content_region.width - 20 - 14 - 1)
+        labels = [name if name in view.sample.ksm else f"{name} (vmstat)" for name in names]
+        room = max(map(len, labels), default=20)  # ksm_swpin_copy (vmstat) whole, at every width
+        width = max(0, self.content_region.width - room - 14 - 1)
         parts: list = []
-        for name in names:
+        for name, label in zip(names, labels, strict=False):
             series = view.series[name]
-            label = name if name in view.sample.ksm else f"{name} (vmstat)"
             value = f"{series[-1]:,}"
-            parts += [f"{label[:20]:<20}", (f"{value:>14} ", "bold"),
+            parts += [f"{label:<{room}}", (f"{value:>14} ", "bold"),
                       (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
+        shown = view.sample_times[-width:] if width else ()
+        span = f"sparklines: the last {_seconds(shown[-1] - shown[0])}" if len(shown) > 1 else ""
+        if self.border_subtitle != span:
+            self.border_subtitle = span
         widget = self.query_one("#host-counters-text", Static)
         layout = widget.styles.height != Scalar.parse(str(len(names)))  # a kernel with other files
         if layout:
@@ -211,7 +229,7 @@ class HostCountersPanel(Panel):
         widget.update(Content.assemble(*parts[:-1]), layout=layout)
 
 
-class HostKnobsPanel(Panel):
+class HostKnobsPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-knobs-text")
 
@@ -219,11 +237,11 @@ class HostKnobsPanel(Panel):
         return tuple(view.sample.knobs.items())
 
     def draw(self, view: HostView) -> None:
-        knobs = view.sample.knobs
-        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs.items()))
+        knobs = knobs_in_order(view.sample.knobs)
+        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs))
 
 
-class HostOutcomesPanel(Panel):
+class HostOutcomesPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="host-outcomes-text")
 
@@ -235,7 +253,7 @@ class HostOutcomesPanel(Panel):
         self.query_one("#host-outcomes-text", TextView).show("\n".join(outcome_lines(view)))
 
 
-class HostEventsPanel(Panel):
+class HostEventsPanel(Panel[HostView]):
     ROWS = 12
 
     def compose(self) -> ComposeResult:
@@ -248,7 +266,7 @@ class HostEventsPanel(Panel):
         self.query_one("#host-events-text", TextView).show("\n".join(event_lines(view, self.ROWS)))
 
 
-class NotExposedPanel(Panel):
+class NotExposedPanel(Panel[HostView]):
     def compose(self) -> ComposeResult:
         yield TextView(id="not-exposed-text")
 

@@ -6,6 +6,7 @@ labels such as `[2, 4)` would read as markup tags)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,6 +21,7 @@ from ksmtui.text.render import (
     dist_lines,
     event_marks,
     hist_lines,
+    latency_kind,
     latency_title,
     next_events,
     outcome_table,
@@ -34,6 +36,7 @@ from ksmtui.text.units import MIB
 from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
+V = TypeVar("V")  # what a panel draws: an EngineView (the model) or a HostView (host mode)
 ROLLING = f"last {RECENT_WAKEUPS} wake-ups"  # the window of the rolling histograms
 HIST_FIXED = 16 + 8 + 3  # label, count, " |" and "|" around the bar of a hist() row
 COMPARE_COUNTERS = ("full_scans", "pages_scanned", "pages_shared", "pages_sharing", "ksm_zero_pages", "general_profit")
@@ -85,13 +88,13 @@ def bar_width(widget: Widget, fixed: int, least: int = 8) -> int:
     return max(least, min(52, widget.content_region.width - fixed))
 
 
-class Panel(Vertical):
+class Panel(Vertical, Generic[V]):
     """A bordered panel that redraws only when shown and when its key of the view changed."""
 
     _key: object = None
-    _view: EngineView | None = None
+    _view: V | None = None
 
-    def update_from(self, view: EngineView) -> None:
+    def update_from(self, view: V) -> None:
         self._view = view
         if not shown(self):
             return
@@ -109,10 +112,10 @@ class Panel(Vertical):
         if self._view is not None:
             self.update_from(self._view)
 
-    def key_of(self, view: EngineView) -> object:
+    def key_of(self, view: V) -> object:
         raise NotImplementedError
 
-    def draw(self, view: EngineView) -> None:
+    def draw(self, view: V) -> None:
         raise NotImplementedError
 
 
@@ -151,12 +154,12 @@ class StatusBar(TextView):
         # In compare mode the other tabs show one of the two runs: say which.
         flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \
             else snap.flow
-        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
+        speed = speed_label(view.speed, view.achieved)
+        key = (snap.scenario, snap.sim_ns, flow, view.state, speed, self.size.width)
         if key == self._key:
             return
         self._key = key
         self.set_classes(f"-{view.state}")
-        speed = speed_label(view.speed)
         for parts in (
             ["ksmtui", snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
             [snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
@@ -247,7 +250,7 @@ def time_span(ns: int) -> str:
     return f"{ns / 60e9:,.1f} min"
 
 
-class ScanPanel(Panel):
+class ScanPanel(Panel[EngineView]):
     """Where ksmd is: full scans, the ksm_scan cursor, the current pass and the scan rate."""
 
     events: tuple = ()  # the scenario's (engine/scenario.py Event), set by the app
@@ -280,20 +283,22 @@ class ScanPanel(Panel):
         ]
         if s.events_done or s.events_pending:
             coming = next_events(self.events, s.sim_ns, s.counters["full_scans"])
-            lines.append(f"events: {s.events_done:,} done" + (f", next {coming[0]}" if coming else ""))
-            lines += [f"        then {e}" for e in coming[1:]]
+            # One event a line, in time order: a line of two would be cut on a narrow panel.
+            lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
+            lines += [f"  {e}" for e in coming]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
         self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
-        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"]))
+        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"],
+                                                              latency_kind(s.knobs)))
         note = view.note or (START_HINT if view.paused and s.sim_ns == 0 else "")
         widget = self.query_one("#scan-note", TextView)
         widget.display = bool(note)
         widget.show(note)
 
 
-class CountersPanel(Panel):
+class CountersPanel(Panel[EngineView]):
     """The sysfs counters, each with its recent history as a sparkline (newest on the right), and
     the scenario's one-off events marked under them where they fired.
 
@@ -338,7 +343,7 @@ class CountersPanel(Panel):
         self._lines = lines
 
 
-class OutcomesPanel(Panel):
+class OutcomesPanel(Panel[EngineView]):
     """cmp_and_merge_page() outcomes by path, totals and calls per simulated second."""
 
     def compose(self) -> ComposeResult:
@@ -356,16 +361,17 @@ class OutcomesPanel(Panel):
         self.query_one("#outcomes-text", TextView).show("\n".join(rows))
 
 
-class LatencySummary(Panel):
+class LatencySummary(Panel[EngineView]):
     """One line per path: calls and percentiles of the rolling histogram."""
 
     def compose(self) -> ComposeResult:
         yield TextView(id="latency-summary-text")
 
     def key_of(self, view: EngineView) -> object:
-        return tuple(view.snapshot.latency_recent[p] for p in PATHS)
+        return tuple(view.snapshot.latency_recent[p] for p in PATHS), view.snapshot.knobs.get("latency")
 
     def draw(self, view: EngineView) -> None:
+        self.border_title = f"{latency_kind(view.snapshot.knobs)} latency, {ROLLING} (rolling)"
         lines = [latency_title(p, view.snapshot.latency_recent[p], ROLLING) for p in PATHS]
         self.query_one("#latency-summary-text", TextView).show("\n".join(lines))
 
@@ -379,7 +385,7 @@ def _titles(titles: list[str], width: int) -> list[str]:
             for t in titles]
 
 
-class LatencyPanel(Panel):
+class LatencyPanel(Panel[EngineView]):
     """Log2 histograms of cmp_and_merge_page() latency per path, drawn as bpftrace's hist()."""
 
     since_start = False  # False: the rolling histogram (the last few wake-ups)
@@ -397,7 +403,10 @@ class LatencyPanel(Panel):
         return (self.since_start, tuple(self.counts(view)[p] for p in PATHS), self.switches)
 
     def draw(self, view: EngineView) -> None:
-        title = f"latency since start{self.switches}" if self.since_start else f"latency, {ROLLING} (rolling)"
+        # The latencies are the cost model's (engine/cost.py), never the kernel's: the title says so.
+        kind = latency_kind(view.snapshot.knobs)
+        title = (f"{kind} latency since start{self.switches}" if self.since_start
+                 else f"{kind} latency, {ROLLING} (rolling)")
         if self.border_title != title:
             self.border_title = title
         window = "since start" if self.since_start else ROLLING
@@ -410,7 +419,7 @@ class LatencyPanel(Panel):
             hist.show("\n".join([title, *hist_lines(self.counts(view)[path], bar_width(hist, HIST_FIXED), span)]))
 
 
-class ChainsPanel(Panel):
+class ChainsPanel(Panel[EngineView]):
     """How full the KSM pages are: sharers per page against max_page_sharing, dups per chain."""
 
     def compose(self) -> ComposeResult:
@@ -459,7 +468,7 @@ def latency_change_lines(before, after) -> list[str]:
     return table(rows, left=2)
 
 
-class ComparePanel(Panel):
+class ComparePanel(Panel[EngineView]):
     """Compare mode: the same workload under two flows, their counters, latency and work per path,
     and the histograms side by side."""
 
@@ -487,7 +496,8 @@ class ComparePanel(Panel):
         self.border_title = f"compare: {labels[0]} vs {labels[1]}, same workload"
         rows = table([["", *labels], *([name, before.counters[name], after.counters[name]]
                                        for name in COMPARE_COUNTERS)])
-        rows += ["", "latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
+        rows += ["", f"{latency_kind(before.knobs)} latency of cmp_and_merge_page() (ns, whole run; change: of the "
+                     "mean):",
                  *latency_change_lines(before, after)]
         rows += ["", "work done, by the path of the call (saved = Before - After):",
                  *work_lines(before, after, {p: p for p in PATHS})]
@@ -502,7 +512,7 @@ class ComparePanel(Panel):
                 )
 
 
-class ProcessesPanel(Panel):
+class ProcessesPanel(Panel[EngineView]):
     """Each live process's ksm_stat, as /proc/PID/ksm_stat would show it, in a top-like table."""
 
     def compose(self) -> ComposeResult:

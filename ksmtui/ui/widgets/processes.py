@@ -166,6 +166,8 @@ class ProcessTable(ScrollView, can_focus=True):
         ratio = rmap_ratio(row)
         if ratio is None:
             return "n/a", None
+        if not row.ksm_merging_pages and not row.ksm_rmap_items:
+            return "-", None  # nothing scanned and nothing merging: no ratio to speak of
         label = "∞" if ratio == float("inf") else f"{ratio:,.1f}"
         if ratio > self.ratio_limit:
             return f"{label} !", ALERT

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from engine.knobs import ALL_KNOBS, KSM_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
-from ksmtui.ui.runner import EngineView, SetKnob
+from ksmtui.ui.runner import EngineView, SetKnob, send_command
 
 # Every knob of /sys/kernel/mm/ksm (a refusal's advice names run and advisor_mode), and the flow.
 LIVE_KNOBS = (*KSM_KNOBS, "flow")
@@ -48,7 +48,9 @@ class KnobsScreen(ModalScreen[None]):
 
     def on_screen_resume(self) -> None:
         """Shown again (not back from a screen above, such as ^p's): every field as the engine
-        has it, no error from the last time."""
+        has it, no error from the last time, and the focus on the first field (run) with its value
+        selected, so that what is typed replaces run's value and never lands in the field last
+        edited (which once set advisor_max_pages_to_scan to a value meant for run)."""
         if not self._afresh:
             return
         self._afresh = False
@@ -57,6 +59,9 @@ class KnobsScreen(ModalScreen[None]):
             if view is not None:
                 self.query_one(f"#knob-{name}", Input).value = str(self._knob(view, name))
             self.show_error(name, "")
+        first = self.query_one(f"#knob-{LIVE_KNOBS[0]}", Input)
+        self.set_focus(first)
+        first.select_all()
 
     @staticmethod
     def _knob(view: EngineView, name: str) -> object:
@@ -70,6 +75,7 @@ class KnobsScreen(ModalScreen[None]):
                 field.value = str(self._knob(view, name))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        assert event.input.id is not None  # every field is made with one
         name = event.input.id.removeprefix("knob-")
         try:
             value = ALL_KNOBS[name].parse(event.value)
@@ -77,7 +83,7 @@ class KnobsScreen(ModalScreen[None]):
             self.show_error(name, str(err))
             return
         self.show_error(name, "")
-        self.app.send(SetKnob(name, value))
+        send_command(self.app, SetKnob(name, value))
 
     def show_error(self, name: str, text: str) -> None:
         label = self.query_one(f"#knob-error-{name}", Label)
@@ -99,6 +105,7 @@ class OpenScreen(ModalScreen[Scenario | None]):
             yield OptionList(*[Option(Text(name), id=name) for name, _ in builtin_scenarios()], id="open-builtins")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        assert event.option.id is not None  # every built-in is listed with its name as id
         self._open(event.option.id)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -10,16 +10,19 @@ the stale nodes they pruned.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
-from engine.snapshot import Sharer, StableNodeView, UnstableItemView, WalkStep
+from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView, WalkStep
 from ksmtui.text.render import node_detail, sharer_label, stable_node_label, unstable_label
-from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery
+from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery, send_command
 from ksmtui.ui.widgets.panels import Panel, TextView
 
 _TREES = {"stable-tree": "stable", "unstable-tree": "unstable"}
@@ -35,7 +38,8 @@ class NodeTree(Tree):
     ]
 
     def action_page(self, pages: int) -> None:
-        self.app.send(TreePage(_TREES[self.id], pages))
+        assert self.id is not None  # made as stable-tree or unstable-tree
+        send_command(self.app, TreePage(_TREES[self.id], pages))
 
     def action_search(self) -> None:
         search = self.screen.query_one("#tree-search", Input)
@@ -81,8 +85,13 @@ def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None) 
     return text
 
 
-def walk_lines(steps: tuple[WalkStep, ...]) -> list[str]:
-    """The walk view: each walk of the last single step, level by level, then what it pruned."""
+def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> list[str]:
+    """The walk view: each walk of the last single step, level by level, then what it pruned; a
+    step that walked no tree (a KSM page's early return, a zero page, a checksum that changed)
+    says so, with where it was and how it ended."""
+    if not steps and last is not None:
+        return [f"the last step walked no tree: {last.process}:{last.address:#x}",
+                f"  {last.path} → {last.outcome}", "s steps the next page"]
     if not steps:
         return ["single-step (s) to see the walks of one cmp_and_merge_page() call"]
     lines: list[str] = []
@@ -98,7 +107,7 @@ def walk_lines(steps: tuple[WalkStep, ...]) -> list[str]:
     return lines
 
 
-class TreesPanel(Panel):
+class TreesPanel(Panel[EngineView]):
     """Stable tree (chains expanded into their dups, each with its sharers) and unstable tree."""
 
     DEFAULT_CSS = """
@@ -109,7 +118,7 @@ class TreesPanel(Panel):
     }
     """
 
-    _detail_tree: NodeTree | None = None  # the tree whose highlighted node the detail view shows
+    _detail_tree: Tree | None = None  # the tree whose highlighted node the detail view shows
     _found_seq = 0  # the last search answer acted on
 
     def compose(self) -> ComposeResult:
@@ -135,7 +144,7 @@ class TreesPanel(Panel):
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
         return (s.stable_tree, s.stable_tree_size, s.stable_offset, s.unstable_tree, s.unstable_tree_size,
-                s.unstable_offset, s.last_walk, s.tree_found)
+                s.unstable_offset, s.last_walk, s.tree_found, self._last_step(view))
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -146,13 +155,18 @@ class TreesPanel(Panel):
         stable = self.query_one("#stable-tree", NodeTree)
         stable.border_title = self._title("stable tree", "nodes", s.stable_offset, len(s.stable_tree),
                                           s.stable_tree_size + s.migrate_nodes)
-        self._rebuild(stable, lambda root: [self._add_stable(root, n, walked.get(_key(n))) for n in s.stable_tree])
+
+        def add_stable(root: TreeNode) -> None:
+            for n in s.stable_tree:
+                self._add_stable(root, n, walked.get(_key(n)))
+
+        self._rebuild(stable, add_stable)
         unstable = self.query_one("#unstable-tree", NodeTree)
         unstable.border_title = self._title("unstable tree", "items", s.unstable_offset, len(s.unstable_tree),
                                             s.unstable_tree_size)
         self._rebuild(unstable, lambda root: [root.add_leaf(row_label(item, walked.get(_key(item))), data=item)
                                               for item in s.unstable_tree])
-        self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk)))
+        self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk, self._last_step(view))))
         found = s.tree_found
         if found is not None and found.seq != self._found_seq:
             self._found_seq = found.seq
@@ -161,6 +175,12 @@ class TreesPanel(Panel):
         tree = self._detail_tree or stable
         if tree.cursor_node is not None:
             self._show(tree.cursor_node)
+
+    @staticmethod
+    def _last_step(view: EngineView) -> StepInfo | None:
+        """The last single step, while it is the last thing ksmd did (as the Overview shows it)."""
+        step = view.snapshot.last_step
+        return step if step is not None and step.pages_scanned == view.snapshot.counters["pages_scanned"] else None
 
     @staticmethod
     def _title(name: str, what: str, offset: int, shown: int, total: int) -> str:
@@ -196,7 +216,7 @@ class TreesPanel(Panel):
     def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
         self._fill_children(event.node)
 
-    def _rebuild(self, tree: NodeTree, fill) -> None:
+    def _rebuild(self, tree: NodeTree, fill: Callable[[TreeNode], object]) -> None:
         expanded = {_key(n.data) for n in _walk(tree.root) if n.is_expanded}
         cursor = _key(tree.cursor_node.data) if tree.cursor_node is not None else None
         line, scroll = tree.cursor_line, tree.scroll_y
@@ -242,9 +262,9 @@ class TreesPanel(Panel):
             self.app.notify(str(err), severity="error")
             return
         event.input.display = False
-        self.app.send(TreeFind(query))
+        send_command(self.app, TreeFind(query))
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         search = self.query_one("#tree-search", Input)
         if event.key == "escape" and search.has_focus:
             event.stop()
@@ -252,7 +272,7 @@ class TreesPanel(Panel):
             self.query_one("#stable-tree", NodeTree).focus()
 
 
-def _walk(node: TreeNode):
+def _walk(node: TreeNode) -> Iterator[TreeNode]:
     for child in node.children:
         yield child
         yield from _walk(child)
