@@ -32,8 +32,9 @@ from ksmtui.kernel.host import HostSample
 
 TOP = 20  # groups with series of their own; the rest are "other"
 
-# node_exporter's ksmd collector: sysfs file -> (name, type, HELP, scale). Its HELP texts are
-# ksm.rst's (upstream since 2025; Debian's 1.5 says "ksmd 'FILE' file."), the values the same.
+# node_exporter's ksmd collector: sysfs file -> (name, type, HELP, divisor). Its HELP texts are
+# ksm.rst's (upstream since 2025; Debian's 1.5 says "ksmd 'FILE' file."); the values are the same to
+# the bit (sleep_millisecs / 1000 as it divides, not * 0.001).
 NODE_KSMD = {
     "full_scans": ("node_ksmd_full_scans_total", "counter", "How many times all mergeable areas have been scanned.", 1),
     "general_profit": ("node_ksmd_general_profit_bytes", "gauge", "How effective is KSM. ksm_saved_pages * "
@@ -46,7 +47,7 @@ NODE_KSMD = {
     "pages_unshared": ("node_ksmd_pages_unshared", "gauge", "How many pages unique but repeatedly checked for merging.", 1),
     "pages_volatile": ("node_ksmd_pages_volatile", "gauge", "How many pages changing too fast to be placed in a tree.", 1),
     "run": ("node_ksmd_run", "gauge", "The status of ksmd. stopped = 0, running = 1", 1),
-    "sleep_millisecs": ("node_ksmd_sleep_seconds", "gauge", "How many seconds ksmd should sleep before next scan.", 1e-3),
+    "sleep_millisecs": ("node_ksmd_sleep_seconds", "gauge", "How many seconds ksmd should sleep before next scan.", 1000),
 }
 # The files of /sys/kernel/mm/ksm node_exporter does not read (ksm.rst's words)
 KSM_FILES = {
@@ -133,10 +134,10 @@ def families(sample: HostSample, totals: TraceTotals | None = None, top: int = T
              grouping: Grouping = by_process) -> list[Metric]:
     """The metrics of one sample (and, if the sample was traced, of the tracepoints up to it)."""
     out: list[Metric] = []
-    for file, (name, kind, help, scale) in NODE_KSMD.items():
+    for file, (name, kind, help, divisor) in NODE_KSMD.items():
         value = sample.ksm.get(file, sample.knobs.get(file))
         if isinstance(value, int):
-            out.append(_one(kind, name, help, value * scale, _unit(name)))
+            out.append(_one(kind, name, help, value / divisor, _unit(name)))
     for file, (name, kind, help) in KSM_FILES.items():
         if file in sample.ksm:
             out.append(_one(kind, name, help, sample.ksm[file]))
