@@ -292,6 +292,16 @@ def test_bad_options_are_one_line_and_exit_2(capsys, argv, said):
     assert err.startswith(f"ksmtui host: error: {said}") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("text,addr,port", [
+    ("9901", "127.0.0.1", 9901), ("0.0.0.0:9901", "0.0.0.0", 9901), ("[::1]:9901", "::1", 9901),
+    ("localhost:0", "localhost", 0),
+])
+def test_listen_is_addr_and_port_with_loopback_by_default(text, addr, port):
+    from ksmtui.hostcmd import host_parser
+
+    assert host_parser().parse_args(["--listen", text]).listen == (addr, port)
+
+
 def test_a_port_in_use_is_one_line_and_exit_2(capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -309,6 +319,39 @@ def test_no_ui_writes_the_textfile_at_every_sample(tmp_path, capsys):
     assert {"node_ksmd_run", "node_ksmd_full_scans", "ksmtui_sample_timestamp_seconds"} <= set(m)
     assert "ksmtui_trace_events" not in m  # --no-trace: no tracepoint metrics, not zeros
     assert os.listdir(tmp_path) == ["ksmtui.prom"]
+
+
+def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys):
+    """`ksmtui host --listen` with the UI (Textual's headless driver): the live source hands each
+    sample to the exporter, and /metrics serves the one on screen."""
+    import asyncio
+
+    from ksmtui.ui import host_app
+
+    seen = {}
+
+    def run_headless(sampler, recorder=None):
+        async def run():
+            app = host_app.HostApp(host_app.LiveSource(sampler, recorder))
+            async with app.run_test(size=(120, 40)) as pilot:
+                for _ in range(200):
+                    if app.view is not None and app.view.samples >= 3:
+                        break
+                    await pilot.pause(0.05)
+                app.source.sampler.close()  # what is on screen stays the newest sample
+                await pilot.pause(0.2)
+                url = re.search(r"http://\S+/metrics", capsys.readouterr().err).group()
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    seen["served"] = r.read().decode()
+                seen["time"] = app.view.sample.time
+
+        asyncio.run(run())
+        return 0
+
+    monkeypatch.setattr(host_app, "run_host_app", run_headless)
+    assert main(["host", "--no-trace", "--interval", "0.1", "--listen", "127.0.0.1:0"]) == 0
+    m = scrape(seen["served"])
+    assert m["ksmtui_sample_timestamp_seconds"]["samples"] == {"ksmtui_sample_timestamp_seconds": seen["time"]}
 
 
 # ---------------------------------------------------------------------- the dashboard --
