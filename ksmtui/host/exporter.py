@@ -106,7 +106,7 @@ class TraceTotals:
                 self.merges[MERGE_PATHS[key]] += n
         for key, n in trace.get("errors", {}).items():  # "ksm_merge_one_page -14"
             event, _, err = key.rpartition(" ")
-            name = errno.errorcode.get(-int(err), err) if err.lstrip("-").isdigit() else err
+            name = errno.errorcode.get(abs(int(err)), err) if err.lstrip("-").isdigit() else err
             self.failures[event, name] = self.failures.get((event, name), 0) + n
         self.lost += trace.get("lost", 0)
         for _seq, seconds, rmap_items in trace.get("passes", []):
