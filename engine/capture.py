@@ -1,4 +1,4 @@
-"""Capture files: real memory as content hashes, and the scenario a capture makes.
+"""Capture files: real memory as content hashes.
 
 A capture (written by `ksmtui capture`, read here) holds, per process, its VMAs with whether KSM may
 merge them (and if not, why), and per present page of each VMA KSM could scan a content id: an
@@ -6,7 +6,9 @@ index into a table of distinct 128-bit hashes (xxh3_128). Page contents are neve
 their hashes, so a capture can be shared. docs/capture.md is the format's contract.
 
 The engine reads captures (to estimate, and to fill scenario regions with `fill = "capture"`); the
-code that reads /proc to make one lives in ksmtui.kernel.capture.
+code that reads /proc to make one lives in ksmtui.host.procmem. The scenario a capture makes is
+engine.scenario's (scenario_toml, scenario_from_capture): this module is the file format alone and
+imports nothing of the engine.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xxhash
+from numpy.typing import ArrayLike
 
 MAGIC = "ksmtui-capture"
 FORMAT_VERSION = 1
@@ -53,7 +57,8 @@ ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
     "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
     "page_index": ("i", 1), "page_content": ("i", 1),
 }
-OPTIONAL = {"page_frame": ("i", 1)}  # absent in files that predate it: all -1
+# absent in files that predate them: page_frame all -1, proc_unit all "{}" (every unit unknown)
+OPTIONAL = {"page_frame": ("i", 1), "proc_unit": ("U", 1)}
 
 
 class CaptureError(Exception):
@@ -85,19 +90,33 @@ class Capture:
     page_index: np.ndarray  # int64 (N,): page number within its VMA
     page_content: np.ndarray  # int32 (N,): content id, or KERNEL_ZERO_PAGE
     # int32 (N,): -1, or the same id for pages that map one physical non-KSM page (shared since
-    # fork); all -1 where PFNs were not visible (not root)
-    page_frame: np.ndarray | None = None
+    # fork); all -1 where PFNs were not visible (not root), or in a file that predates it
+    page_frame: np.ndarray
+    # str (P,): a JSON object per process, its operator unit (cgroup, systemd unit, container, VM:
+    # the fields of ksmtui.host.units.Unit.to_json, each only where known); "{}" where nothing is
+    proc_unit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
     path: Path | None = None
-    _pages: dict = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
+    _pages: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
     _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self):
-        if self.page_frame is None:
-            self.page_frame = np.full(len(self.page_content), -1, np.int32)
 
     @property
     def page_size(self) -> int:
         return int(self.meta["page_size"])
+
+    def __post_init__(self) -> None:
+        if not len(self.proc_unit):  # not given (from_contents, files that predate it): unknown
+            self.proc_unit = np.full(len(self.proc_pid), "{}", dtype="<U2")
+
+    def units(self) -> list[dict]:
+        """Each process's unit as its JSON object ({} where unknown, or not an object)."""
+        out = []
+        for text in self.proc_unit.tolist():
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                obj = None
+            out.append(obj if isinstance(obj, dict) else {})
+        return out
 
     def page_proc(self) -> np.ndarray:
         """The process index of every stored page."""
@@ -117,9 +136,9 @@ class Capture:
         """Per stored page: its content is held by one physical page only, mapped several times."""
         if self._fork_only is None:
             scanned = self.page_content >= 0
-            self._fork_only = np.zeros(len(self.page_content), bool)
-            self._fork_only[scanned] = one_physical_page(self.page_content[scanned], self.page_frame[scanned],
-                                                         len(self.hashes))
+            only = np.zeros(len(self.page_content), bool)
+            only[scanned] = one_physical_page(self.page_content[scanned], self.page_frame[scanned], len(self.hashes))
+            self._fork_only = only
         return self._fork_only
 
     def by_reason(self) -> dict[str, dict]:
@@ -176,18 +195,24 @@ def save(capture: Capture, path: Path) -> None:
     tmp.replace(path)
 
 
-def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]], page_size: int = 4096,
-                  hashes: np.ndarray | None = None, meta: dict | None = None) -> Capture:
+# from_contents' VMA: (reason, content ids[, page_frame ids])
+VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike]
+
+
+def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], page_size: int = 4096,
+                  hashes: np.ndarray | None = None, meta: dict | None = None,
+                  units: Sequence[dict] | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
-    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given."""
+    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given;
+    units: each process's unit object (default: unknown)."""
     vma_proc, starts, ends, reasons, counts, index, content, frames = [], [], [], [], [], [], [], []
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
         address = 0x10000000
-        for reason, ids, *frame in vmas:
-            ids = np.asarray(ids, np.int32)
-            frames.append(np.asarray(frame[0], np.int32) if frame else np.full(len(ids), -1, np.int32))
+        for vma in vmas:
+            reason, ids = vma[0], np.asarray(vma[1], np.int32)
+            frames.append(np.asarray(vma[2], np.int32) if len(vma) == 3 else np.full(len(ids), -1, np.int32))
             size = max(len(ids), 1) * page_size
             vma_proc.append(p)
             starts.append(address)
@@ -220,6 +245,7 @@ def from_contents(processes: list[tuple[int, str, list[tuple[int, np.ndarray]]]]
         page_index=np.concatenate(index) if index else np.empty(0, np.int64),
         page_content=np.concatenate(content) if content else np.empty(0, np.int32),
         page_frame=np.concatenate(frames) if frames else np.empty(0, np.int32),
+        proc_unit=np.array([json.dumps(u, sort_keys=True) for u in units] if units is not None else [], dtype=str),
     )
 
 
@@ -273,6 +299,10 @@ def load(path: str | Path) -> Capture:
         page_size = int(meta["page_size"])
     except (ValueError, KeyError, TypeError) as e:
         raise CaptureError(f"{where}: damaged capture: meta: {e}") from None
+    if "page_frame" not in arrays:
+        arrays["page_frame"] = np.full(len(arrays["page_content"]), -1, np.int32)
+    if "proc_unit" not in arrays:
+        arrays["proc_unit"] = np.full(len(arrays["proc_pid"]), "{}")
     cap = Capture(meta=meta, path=path.resolve(), **{k: a for k, a in arrays.items() if k not in ("magic", "format", "meta")})
     _check(cap, where, page_size)
     return cap
@@ -287,7 +317,7 @@ def _check(c: Capture, where: str, page_size: int) -> None:
     if c.hashes.shape[1:] != (16,) or len(c.hashes) < 1 or c.hashes[0].tobytes() != zero_hash(page_size):
         raise bad("hashes: expected (H, 16) bytes starting with the zero page's hash")
     p = len(c.proc_pid)
-    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == p):
+    if not (len(c.proc_comm) == len(c.proc_merge_any) == len(c.proc_ksm_zero_pages) == len(c.proc_unit) == p):
         raise bad("proc_* arrays differ in length")
     v = len(c.vma_proc)
     if not all(len(a) == v for a in (c.vma_start, c.vma_end, c.vma_reason, c.vma_name, c.vma_first, c.vma_count)):
@@ -312,7 +342,7 @@ def _check(c: Capture, where: str, page_size: int) -> None:
             raise bad("page_index: a page outside its VMA")
 
 
-# ------------------------------------------------------------------------ from a capture --
+# ------------------------------------------------------------------- pages of a capture --
 
 def synthetic_page(digest: bytes, page_size: int) -> bytes:
     """A page standing for a captured content: equal digests give equal pages, different digests
@@ -345,69 +375,3 @@ def capture_pages(capture: Capture, v: int) -> list[bytes]:
             page = cache[k] = synthetic_page(capture.hashes[k].tobytes(), ps)
         out.append(page)
     return out
-
-
-def _toml_str(s: str) -> str:
-    return json.dumps(s)  # a JSON string is a valid TOML basic string
-
-
-def process_name(comm: str, pid: int) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "-_.:" else "_" for ch in comm).strip("_") or "proc"
-    return f"{clean}-{pid}"
-
-
-def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
-    """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
-    (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
-    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
-    (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
-    capture time. capture_ref is the capture's path as the scenario should name it."""
-    description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
-                   "the shape of real memory (which pages are equal, which are zero), not its bytes.")
-    lines = [
-        f"name = {_toml_str(name)}",
-        f"description = {_toml_str(description)}",
-        f"page_size = {capture.page_size}",
-        "",
-        "[ksm]",
-    ]
-    knobs = capture.meta.get("knobs", {})
-    for knob in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
-        if knob in knobs:
-            lines.append(f"{knob} = {int(knobs[knob])}")
-    wanted = CAPTURED_REASONS if merge_any else (MERGEABLE,)
-    processes = 0
-    for p, pid in enumerate(capture.proc_pid.tolist()):
-        regions = []
-        for v in np.flatnonzero(capture.vma_proc == p).tolist():
-            if capture.vma_reason[v] not in wanted:
-                continue
-            pages = len(capture.vma_contents(v))
-            if pages:
-                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
-        zero = int(capture.proc_ksm_zero_pages[p])
-        if not regions and not zero:
-            continue
-        processes += 1
-        lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
-        for rname, pages, start in regions:
-            lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
-                      'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
-                      f'vma = "0x{start:x}"']
-        if zero:
-            lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
-    if not processes:
-        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
-                           + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
-    return "\n".join(lines) + "\n"
-
-
-def scenario_from_capture(path: str | Path, merge_any: bool = False, name: str | None = None):
-    """The Scenario of a capture file (for `ksmtui sweep` and the like): the same scenario that
-    `ksmtui capture --scenario` writes, without writing it."""
-    from engine.scenario import parse_scenario
-
-    path = Path(path).resolve()
-    capture = load(path)
-    text = scenario_toml(capture, path.name, name or path.stem, merge_any)
-    return parse_scenario(text, str(path), path.parent)

@@ -9,13 +9,14 @@ structure (which pages are identical, which are zero, which are unique).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from engine.scenario import Event, Fill, Scenario
+from engine.capture import Capture, CaptureError, capture_pages
+from engine.capture import load as load_capture
+from engine.scenario import Event, Fill, Scenario
 
 _M64 = (1 << 64) - 1
 
@@ -106,21 +107,21 @@ class ScenarioContents:
     here, fill by fill and write by write in the same order, so every page holds the same bytes
     in both: one random stream for the whole run, one salt per pool fill and per sampled write."""
 
-    def __init__(self, scenario: "Scenario", seed: int):
+    def __init__(self, scenario: Scenario, seed: int):
         self.seed = seed
         self.page_size = scenario.page_size
         self._random = RandomPages(seed, scenario.page_size)
         self._pools = {p.name: (i, p.pages) for i, p in enumerate(scenario.pools)}
         self._pool_pages: dict[str, list[bytes]] = {}
-        self._files: dict[str, list[bytes]] = {}
-        self._captures: dict = {}  # path -> engine.capture.Capture
+        self._files: dict[Path, list[bytes]] = {}
+        self._captures: dict[Path, Capture] = {}
         self._salt = 0
 
     def _next_salt(self) -> int:
         self._salt += 1
         return self._salt
 
-    def pages(self, fill: "Fill", n: int) -> Iterator[bytes]:
+    def pages(self, fill: Fill, n: int) -> Iterator[bytes]:
         """n pages of a fill. Random pages are drawn as the iterator is consumed; a pool order's
         salt is taken at the call."""
         ps = self.page_size
@@ -130,7 +131,9 @@ class ScenarioContents:
             return itertools.repeat(bytes(ps), n)
         if fill.kind == "byte":
             return itertools.repeat(byte_page(fill.byte, ps), n)
+        # The loader (engine.scenario) sets the keys that go with each kind.
         if fill.kind == "pool":
+            assert fill.pool is not None
             index, size = self._pools[fill.pool]
             pages = self._pool_pages.get(fill.pool)
             if pages is None:
@@ -138,26 +141,28 @@ class ScenarioContents:
             order = pool_order(self.seed, self._next_salt(), size, n, fill.offset, fill.order == "shuffled")
             return (pages[j] for j in order)
         if fill.kind == "file":
-            key = str(fill.path)
-            pages = self._files.get(key)
+            assert fill.path is not None
+            pages = self._files.get(fill.path)
             if pages is None:
-                pages = self._files[key] = file_pages(fill.path, ps)
+                pages = self._files[fill.path] = file_pages(fill.path, ps)
             return (pages[i % len(pages)] for i in range(n))
         if fill.kind == "capture":
             return iter(self._capture_pages(fill)[:n])
         raise ValueError(f"unknown fill {fill.kind!r}")
 
-    def _capture_pages(self, fill: "Fill") -> list[bytes]:
+    def _capture_pages(self, fill: Fill) -> list[bytes]:
         """The region's captured pages as synthetic contents: equal where the captured pages were
         equal, zero where they were zero (engine.capture.synthetic_page)."""
-        from engine.capture import capture_pages, load
-
+        assert fill.capture is not None and fill.pid is not None and fill.vma is not None
         cap = self._captures.get(fill.capture)
         if cap is None:
-            cap = self._captures[fill.capture] = load(fill.capture)
-        return capture_pages(cap, cap.vma_index(fill.pid, fill.vma))
+            cap = self._captures[fill.capture] = load_capture(fill.capture)
+        v = cap.vma_index(fill.pid, fill.vma)
+        if v is None:  # the loader found it: the file was replaced since
+            raise CaptureError(f"{fill.capture}: process {fill.pid} has no VMA starting at {fill.vma:#x}")
+        return capture_pages(cap, v)
 
-    def indexes(self, ev: "Event", npages: int) -> list[int]:
+    def indexes(self, ev: Event, npages: int) -> list[int]:
         """Which pages of a region an event touches: a seeded sample, the first N, or a range."""
         if ev.fraction is not None:
             return sample(self.seed, self._next_salt(), npages, ev.fraction)

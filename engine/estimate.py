@@ -82,10 +82,21 @@ class Estimate:
     cost: dict
     notes: list[str]
     page_size: int
+    # with `groups`: name -> the group's processes (pids), the sums of their ksm_stat fields,
+    # "ksm_pages" (KSM pages its processes map) and "shares_with" (group: KSM pages both map)
+    groups: dict | None = None
 
     def as_json(self) -> dict:
-        return {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
-                "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+        out = {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
+               "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+        if self.groups is not None:
+            out["groups"] = self.groups
+        return out
+
+    @property
+    def saved_pages(self) -> int:
+        """Pages of memory KSM frees: pages_sharing + ksm_zero_pages."""
+        return int(self.ksm["pages_sharing"] + self.ksm["ksm_zero_pages"])
 
 
 def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,11 +117,18 @@ def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.nd
 
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
-             measured_source: str = "") -> Estimate:
+             measured_source: str = "", groups: tuple[list[str], np.ndarray] | None = None,
+             salt: np.ndarray | None = None, zero_only: bool = False) -> Estimate:
     """The settled state under `knobs` (sysfs names; max_page_sharing, use_zero_pages,
     pages_to_scan, sleep_millisecs are used). merge_any: count the VMAs no one marked mergeable
     too, as if every process had set prctl(PR_SET_MEMORY_MERGE). measured: ns per page by `ksmtui
-    bench` workload name, used where a path was measured."""
+    bench` workload name, used where a path was measured.
+
+    groups: (names, the group index of each process): the per-group sums and the sharing matrix
+    between groups (Estimate.groups). salt: a group index per process, pages shared only within
+    a group: as if each group's contents were salted, which is what ksmd settles to when it runs
+    on one group at a time, summed (the zero page of use_zero_pages stays everyone's). zero_only:
+    only zero-filled pages merge (every page still has its rmap_item: ksmd scans them all)."""
     ps = capture.page_size
     M = int(knobs["max_page_sharing"])
     use_zero = bool(knobs["use_zero_pages"])
@@ -123,14 +141,21 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     zero_procs = procs[is_zero] if use_zero else procs[:0]
     ksm_zero = len(zero_procs)
     cand = ~is_zero if use_zero else np.ones(pages, bool)
-    fork_only = one_physical_page(ids, frames, len(capture.hashes))
+    if zero_only:
+        cand &= is_zero
+    top = len(capture.hashes)
+    if salt is not None:  # a content per (content, group): equal pages of two groups never meet
+        salted = ids.astype(np.int64) * (int(np.max(salt, initial=0)) + 1) + np.asarray(salt, np.int64)[procs]
+        uniq, inverse = np.unique(salted, return_inverse=True)
+        ids, top = inverse.astype(np.int64).reshape(-1), max(len(uniq), 1)
+    fork_only = one_physical_page(ids, frames, top)
     if fork_only.any():
         notes.append(f"{int(fork_only.sum()):,} pages map a physical page shared since fork by several "
                      "mappings and holding a content found nowhere else: KSM never merges those")
         cand &= ~fork_only
     cids, cprocs = ids[cand], procs[cand]
 
-    n = np.bincount(cids, minlength=len(capture.hashes)).astype(np.int64)
+    n = np.bincount(cids, minlength=top).astype(np.int64)
     shared_per = np.where(n >= 2, n // M + (n % M >= 2), 0)
     leftover_per = (n > 1) & (n % M == 1)
     sharing_per = np.where(n >= 2, n - shared_per - leftover_per, 0)
@@ -167,6 +192,23 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
             "shares_with": shares,
         }
 
+    group_sums = None
+    if groups is not None:
+        names, of = groups[0], np.asarray(groups[1], np.int64)
+        gm = _sharing_matrix(cids[merged], rank[merged] // M, of[cprocs[merged]], len(names))
+        group_sums = {}
+        for g, name in enumerate(names):
+            members = np.flatnonzero(of == g)
+            rmap_g, zero_g = int(rmap_per_proc[members].sum()), int(zero_per_proc[members].sum())
+            merging_g = int(merging_per_proc[members].sum())
+            group_sums[name] = {
+                "processes": capture.proc_pid[members].tolist(),
+                "ksm_rmap_items": rmap_g, "ksm_zero_pages": zero_g, "ksm_merging_pages": merging_g,
+                "ksm_process_profit": (merging_g + zero_g) * ps - rmap_g * SIZEOF_RMAP_ITEM,
+                "ksm_pages": int(gm[g, g]),
+                "shares_with": {names[h]: int(gm[g, h]) for h in np.flatnonzero(gm[g]).tolist() if h != g},
+            }
+
     passes = 0 if pages == 0 else 3 if ksm_zero else 2
     ksm = {
         "pages_shared": pages_shared, "pages_sharing": pages_sharing, "ksm_zero_pages": ksm_zero,
@@ -181,11 +223,11 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged})
     if ksm_zero:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    cost = _settle_cost(per_pass, costs, source, knobs, notes)
+    cost = _settle_cost(per_pass, costs, source, knobs)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
-    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps)
+    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps, group_sums)
 
 
 def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:
@@ -198,16 +240,38 @@ def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: s
     return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else ""}
 
 
-def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, notes: list[str]) -> dict:
+def not_merging(knobs: dict) -> str | None:
+    """Why ksmd merges nothing under these knobs (None: it scans and merges)."""
+    run = int(knobs.get("run", 1))
+    if run == 0:
+        return "ksmd is not running (run 0): nothing is scanned and nothing merges"
+    if run == 2:
+        return "ksmd unmerges every KSM page and stops (run 2): nothing stays merged"
+    knob = "advisor_min_pages_to_scan" if knobs.get("advisor_mode", "none") != "none" else "pages_to_scan"
+    if int(knobs[knob]) == 0:
+        return f"ksmd wakes every sleep_millisecs but scans nothing ({knob} 0): nothing merges"
+    return None
+
+
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
+    passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
-           "costs": source, "passes": []}
+           "costs": source, "passes": passes}
     if knobs.get("advisor_mode", "none") != "none":
-        notes.append("advisor_mode=scan-time changes pages_to_scan as it goes; the times assume pages_to_scan "
-                     f"stays {pts}")
-    if pts == 0 and per_pass:
-        notes.append("pages_to_scan is 0: ksmd scans nothing and never gets there")
-        out.update(wall_s=None, ksmd_cpu_s=None)
+        # The model does not run the advisor here: it times the passes at the pages_to_scan the
+        # advisor starts from (the kernel sets advisor_min_pages_to_scan when advisor_mode is
+        # written, as engine.sim does), which the advisor raises when a pass is too slow.
+        pts = int(knobs["advisor_min_pages_to_scan"])
+        out["advisor"] = (f"advisor_mode scan-time sets pages_to_scan as ksmd goes (between "
+                          f"advisor_min_pages_to_scan {pts:,} and advisor_max_pages_to_scan "
+                          f"{int(knobs['advisor_max_pages_to_scan']):,}, aiming at a full scan in "
+                          f"advisor_target_scan_time {knobs['advisor_target_scan_time']} s); these times "
+                          f"assume it stays at {pts:,}, where the advisor starts")
+    out["pages_to_scan"] = pts
+    reason = not_merging(knobs)
+    if reason is not None and per_pass:
+        out.update(wall_s=None, ksmd_cpu_s=None, not_merging=reason, full_scans=0)
         return out
     wall_ns = cpu_total = 0.0
     for calls in per_pass:
@@ -215,7 +279,7 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, n
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
         cpu = sum(costs[path] * k for path, k in calls.items()) + batches * cm.WAKEUP
         wall = cpu + batches * sleep_ms * 1e6
-        out["passes"].append({"pages": pages, "calls": calls, "batches": batches,
+        passes.append({"pages": pages, "calls": calls, "batches": batches,
                               "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
         wall_ns += wall
         cpu_total += cpu

@@ -7,7 +7,6 @@ is accepted or refused in the same words everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 FLOWS = ("optimized", "legacy", "series-v1")
 ADVISOR_MODES = ("none", "scan-time")
@@ -22,7 +21,11 @@ class Knob:
     name: str
     default: int | str
     expected: str  # what the kernel accepts, in words, for error messages
-    check: Callable[[object], bool]
+    # What the kernel accepts: an integer knob, low..high (no upper bound if None); a string
+    # knob, one of choices.
+    low: int = 0
+    high: int | None = None
+    choices: tuple[str, ...] = ()
     sysfs: bool = True  # False for [engine] knobs
     # The largest value the kernel's parser reads (kstrtoint: INT_MAX); above it the write fails
     # with ERANGE before the knob's own check (EINVAL) runs.
@@ -31,7 +34,7 @@ class Knob:
     def parse(self, value: object) -> int | str:
         """Validate a TOML value or a command-line string; raise KnobError naming what was expected."""
         if isinstance(self.default, str):
-            if isinstance(value, str) and self.check(value):
+            if isinstance(value, str) and value in self.choices:
                 return value
             raise KnobError(f"expected {self.expected}, got {value!r}")
         if isinstance(value, str):
@@ -49,7 +52,7 @@ class Knob:
             value = int(value)
         if isinstance(value, int) and self.parse_max is not None and value > self.parse_max:
             raise KnobError(f"ERANGE: beyond the kernel's int ({self.parse_max}); expected {self.expected}, got {value!r}")
-        if not isinstance(value, int) or not self.check(value):
+        if not isinstance(value, int) or value < self.low or (self.high is not None and value > self.high):
             raise KnobError(f"expected {self.expected}, got {value!r}")
         return value
 
@@ -57,36 +60,31 @@ class Knob:
 _U32 = 2**32 - 1
 _ULONG = 2**64 - 1
 
-
-def _uint(limit: int = _U32) -> Callable[[object], bool]:
-    return lambda v: 0 <= v <= limit
-
-
 KSM_KNOBS: dict[str, Knob] = {
     k.name: k
     for k in (
-        Knob("run", 1, "0, 1 or 2", lambda v: v in (0, 1, 2)),
-        Knob("pages_to_scan", 100, "an integer 0..4294967295", _uint()),
-        Knob("sleep_millisecs", 20, "an integer 0..4294967295", _uint()),
-        Knob("max_page_sharing", 256, "an integer >= 2", lambda v: 2 <= v, parse_max=2**31 - 1),
-        Knob("use_zero_pages", 0, "0 or 1", lambda v: v in (0, 1)),
-        Knob("merge_across_nodes", 1, "0 or 1", lambda v: v in (0, 1)),
-        Knob("smart_scan", 1, "0 or 1", lambda v: v in (0, 1)),
-        Knob("stable_node_chains_prune_millisecs", 2000, "an integer 0..4294967295", _uint()),
-        Knob("advisor_mode", "none", '"none" or "scan-time"', lambda v: v in ADVISOR_MODES),
-        Knob("advisor_target_scan_time", 200, "an integer >= 1 (seconds)", lambda v: 1 <= v <= _ULONG),
-        Knob("advisor_max_cpu", 70, "an integer 0..18446744073709551615 (percent)", _uint(_ULONG)),
-        Knob("advisor_min_pages_to_scan", 500, "an integer 0..18446744073709551615", _uint(_ULONG)),
-        Knob("advisor_max_pages_to_scan", 30000, "an integer 0..18446744073709551615", _uint(_ULONG)),
+        Knob("run", 1, "0, 1 or 2", high=2),
+        Knob("pages_to_scan", 100, "an integer 0..4294967295", high=_U32),
+        Knob("sleep_millisecs", 20, "an integer 0..4294967295", high=_U32),
+        Knob("max_page_sharing", 256, "an integer >= 2", low=2, parse_max=2**31 - 1),
+        Knob("use_zero_pages", 0, "0 or 1", high=1),
+        Knob("merge_across_nodes", 1, "0 or 1", high=1),
+        Knob("smart_scan", 1, "0 or 1", high=1),
+        Knob("stable_node_chains_prune_millisecs", 2000, "an integer 0..4294967295", high=_U32),
+        Knob("advisor_mode", "none", '"none" or "scan-time"', choices=ADVISOR_MODES),
+        Knob("advisor_target_scan_time", 200, "an integer >= 1 (seconds)", low=1, high=_ULONG),
+        Knob("advisor_max_cpu", 70, "an integer 0..18446744073709551615 (percent)", high=_ULONG),
+        Knob("advisor_min_pages_to_scan", 500, "an integer 0..18446744073709551615", high=_ULONG),
+        Knob("advisor_max_pages_to_scan", 30000, "an integer 0..18446744073709551615", high=_ULONG),
     )
 }
 
 ENGINE_KNOBS: dict[str, Knob] = {
     k.name: k
     for k in (
-        Knob("flow", "optimized", '"optimized", "legacy" or "series-v1"', lambda v: v in FLOWS, False),
-        Knob("numa_nodes", 1, "an integer 1..64", lambda v: 1 <= v <= 64, False),
-        Knob("latency", "model", '"model" or "wall"', lambda v: v in ("model", "wall"), False),
+        Knob("flow", "optimized", '"optimized", "legacy" or "series-v1"', choices=FLOWS, sysfs=False),
+        Knob("numa_nodes", 1, "an integer 1..64", low=1, high=64, sysfs=False),
+        Knob("latency", "model", '"model" or "wall"', choices=("model", "wall"), sysfs=False),
     )
 }
 

@@ -1,21 +1,31 @@
 """Scenario files (TOML): the data model. The loader and its validation live below the model.
 
 The format is docs/scenarios.md. Every value here has been validated: the engine and
-the real-kernel runner take a Scenario as it is.
+the real-kernel runner take a Scenario as it is. Below the loader: the scenario a capture makes
+(docs/capture.md); this module reads capture files (engine.capture), never the other way round.
 """
 
 from __future__ import annotations
 
 import difflib
+import enum
 import fnmatch
 import importlib.resources
+import json
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import overload
 
+import numpy as np
+
+from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError
+from engine.capture import load as load_capture
 from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
 
 
@@ -156,7 +166,11 @@ ALL_EVENT_KEYS = ("action", *TRIGGER_KEYS, *dict.fromkeys(k for keys in ACTION_K
 GLOB_CHARS = set("*?[]")
 MAX_SEED = 2**64 - 1  # the engine's generators take 64 bits: a larger seed would collide with one below
 
-_MISSING = object()
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+_MISSING = _Missing.MISSING  # a key with no default: required
 
 
 def _type_name(value: object) -> str:
@@ -206,7 +220,7 @@ class _Table:
             raise self.error(key, f"missing; expected {expected}")
         return default
 
-    def string(self, key: str, default: object = _MISSING, choices: tuple[str, ...] = ()) -> str:
+    def string(self, key: str, default: str | _Missing = _MISSING, choices: tuple[str, ...] = ()) -> str:
         expected = _choices(choices) if choices else "a string"
         value = self._get(key, default, expected)
         if not isinstance(value, str) or (choices and value not in choices):
@@ -227,7 +241,15 @@ class _Table:
             raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
         return value
 
-    def integer(self, key: str, default: object = _MISSING, low: int | None = None, high: int | None = None) -> int:
+    @overload
+    def integer(self, key: str, default: int | _Missing = _MISSING, low: int | None = None,
+                high: int | None = None) -> int: ...
+    @overload
+    def integer(self, key: str, default: None, low: int | None = None, high: int | None = None) -> int | None: ...
+
+    def integer(self, key: str, default: int | _Missing | None = _MISSING, low: int | None = None,
+                high: int | None = None) -> int | None:
+        """An integer low..high; a missing key is `default` (None: no value), or an error if it has none."""
         if low is not None and high is not None:
             expected = f"an integer {low}..{high}"
         elif low is not None:
@@ -244,7 +266,7 @@ class _Table:
             raise self.error(key, f"expected {expected}, got {value}")
         return value
 
-    def boolean(self, key: str, default: object = _MISSING) -> bool:
+    def boolean(self, key: str, default: bool | _Missing = _MISSING) -> bool:
         value = self._get(key, default, "true or false")
         if not isinstance(value, bool):
             raise self.error(key, f"expected true or false, got {_show(value)}")
@@ -258,7 +280,7 @@ class _Table:
         return value
 
 
-def _glob(names, glob: str) -> list[str]:
+def _glob(names: Collection[str], glob: str) -> list[str]:
     """The names (a dict or set: looked up, not scanned, when the glob is a plain name) it matches."""
     if not GLOB_CHARS & set(glob):
         return [glob] if glob in names else []
@@ -304,7 +326,7 @@ class _Loader:
     def __init__(self, file: str, base_dir: Path):
         self.file, self.base_dir = file, base_dir
         self.random_written = 0  # pages that random writes can give new contents
-        self.captures: dict = {}  # path -> engine.capture.Capture, loaded once per file
+        self.captures: dict[Path, Capture] = {}  # loaded once per file
         self.page_size = 4096
 
     # -- fills ------------------------------------------------------------------------------------
@@ -342,14 +364,12 @@ class _Loader:
         return Fill(kind)
 
     def capture_fill(self, table: _Table, region_pages: int | None) -> Fill:
-        from engine.capture import CAPTURED_REASONS, CaptureError, load
-
         if region_pages is None:
             raise table.error("fill", 'fill = "capture" fills a region from a capture; a write cannot use it')
         path = (self.base_dir / table.string("capture")).resolve()
         if path not in self.captures:
             try:
-                self.captures[path] = load(path)
+                self.captures[path] = load_capture(path)
             except CaptureError as e:
                 raise table.error("capture", str(e)) from None
         cap = self.captures[path]
@@ -499,7 +519,8 @@ class _Loader:
             events.append(self.event(i, t, action, regions, pools, numa_nodes))
         return tuple(events)
 
-    def event(self, index: int, t: _Table, action: str, regions: dict, pools: dict[str, Pool], numa_nodes: int) -> Event:
+    def event(self, index: int, t: _Table, action: str, regions: dict[str, tuple[Region, ...]], pools: dict[str, Pool],
+              numa_nodes: int) -> Event:
         at_ms = t.integer("at_ms", None, low=0)
         at_full_scans = t.integer("at_full_scans", None, low=0)
         if at_ms is not None and at_full_scans is not None:
@@ -513,12 +534,13 @@ class _Loader:
                 raise t.error(key, "repeats an at_ms event; expected at_ms, not at_full_scans")
         if until_ms is not None and repeat_ms is None:
             raise t.error("until_ms", "ends a repeat; expected repeat_ms with it")
-        if until_ms is not None and until_ms < at_ms:
+        if until_ms is not None and at_ms is not None and until_ms < at_ms:
             raise t.error("until_ms", f"expected until_ms >= at_ms ({at_ms}), got {until_ms}")
         if repeat_ms is not None and action in ("fork", "exit"):
             raise t.error("repeat_ms", f"a process can {action} only once; expected no repeat_ms on {action}")
 
-        fields = dict(index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans, repeat_ms=repeat_ms, until_ms=until_ms)
+        event = partial(Event, index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans, repeat_ms=repeat_ms,
+                        until_ms=until_ms)
         if action == "set":
             knob = t.string("knob")
             if knob not in ALL_KNOBS:
@@ -531,43 +553,41 @@ class _Loader:
                 value = _parse_knob(knob, t.data["value"])
             except KnobError as e:
                 raise t.error("value", f"for {knob}: {e}") from None
-            return Event(**fields, knob=knob, value=value)
+            return event(knob=knob, value=value)
 
         glob = t.string("process", "*")
         matched = _glob(regions, glob)
         if not matched:
             raise t.error("process", f"{glob!r} matches no process (declared, or named as some fork's child)")
-        fields["process"] = glob
         if action == "fork":
-            return Event(**fields, child=t.data["child"])
+            return event(process=glob, child=t.data["child"])
         if action == "exit":
-            return Event(**fields)
+            return event(process=glob)
 
         region_name = t.string("region")
         sizes = []
         for name in matched:
             own = regions[name]
-            index = self.region_index.get(id(own))
-            if index is None:
-                index = self.region_index[id(own)] = {r.name: r for r in own}
-            if region_name not in index:
+            by_name = self.region_index.get(id(own))
+            if by_name is None:
+                by_name = self.region_index[id(own)] = {r.name: r for r in own}
+            if region_name not in by_name:
                 have = _names([r.name for r in own])
                 raise t.error("region", f"process {name!r} has no region {region_name!r} (it has {have})")
-            sizes.append(index[region_name].pages)
-        fields["region"] = region_name
+            sizes.append(by_name[region_name].pages)
         if action == "madvise":
-            return Event(**fields, advice=t.string("advice", choices=ADVICE))
+            return event(process=glob, region=region_name, advice=t.string("advice", choices=ADVICE))
 
-        fields["pages"], fields["fraction"] = self.which_pages(t, min(sizes), region_name)
+        pages, fraction = self.which_pages(t, min(sizes), region_name)
         if action == "migrate":
             to_node = t.integer("to_node", low=0)
             if to_node >= numa_nodes:
                 raise t.error("to_node", f"expected a node below [engine] numa_nodes = {numa_nodes}, got {to_node}")
-            return Event(**fields, to_node=to_node)
+            return event(process=glob, region=region_name, pages=pages, fraction=fraction, to_node=to_node)
         fill = self.fill(t, pools)
         if fill.kind == "random":  # new contents, at most one per page of the regions it writes
             self.random_written += sum(sizes)
-        return Event(**fields, fill=fill)
+        return event(process=glob, region=region_name, pages=pages, fraction=fraction, fill=fill)
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
@@ -594,13 +614,14 @@ class _Loader:
         return value, None
 
     # -- size ---------------------------------------------------------------------------------------
-    def check_size(self, top: _Table, processes, events, pools: dict[str, Pool], page_size: int) -> int:
+    def check_size(self, top: _Table, processes: tuple[Process, ...], events: tuple[Event, ...], pools: dict[str, Pool],
+                   page_size: int) -> int:
         """The memory a simulation needs (ScenarioError when it exceeds a limit or this machine's memory)."""
         mapped = sum(sum(r.pages for r in regions) for regions in self.regions.values())
         pool_pages = sum(p.pages for p in pools.values())
         _check_pages(top, "process", mapped, pool_pages)
         fills = [r.fill for p in processes for r in p.regions] + [e.fill for e in events]
-        files = {f.path: f.path.stat().st_size for f in fills if f.kind == "file"}
+        files = {f.path: f.path.stat().st_size for f in fills if f.path is not None}  # fill = "file"
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
             raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
@@ -642,7 +663,7 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0):
+def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0) -> None:
     if mapped + pool_pages > MAX_PAGES:
         parts = [f"{mapped:,} pages mapped by processes (forked children included)"] if mapped else []
         parts += [f"{pool_pages:,} pool pages"] if pool_pages else []
@@ -776,6 +797,73 @@ def load_scenario(arg: str | Path) -> Scenario:
     return replace(parse_scenario(text, file, path.parent), path=path.resolve())
 
 
+# ---------------------------------------------------------------------------------------------------
+# The scenario a capture makes: its text (`ksmtui capture --scenario` writes it) and its Scenario.
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def process_name(comm: str, pid: int) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "-_.:" else "_" for ch in comm).strip("_") or "proc"
+    return f"{clean}-{pid}"
+
+
+def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
+    """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
+    (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
+    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
+    (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
+    capture time. capture_ref is the capture's path as the scenario should name it."""
+    description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
+                   "the shape of real memory (which pages are equal, which are zero), not its bytes.")
+    lines = [
+        f"name = {_toml_str(name)}",
+        f"description = {_toml_str(description)}",
+        f"page_size = {capture.page_size}",
+        "",
+        "[ksm]",
+    ]
+    knobs = capture.meta.get("knobs", {})
+    for knob in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
+        if knob in knobs:
+            lines.append(f"{knob} = {int(knobs[knob])}")
+    wanted = CAPTURED_REASONS if merge_any else (MERGEABLE,)
+    processes = 0
+    for p, pid in enumerate(capture.proc_pid.tolist()):
+        regions = []
+        for v in np.flatnonzero(capture.vma_proc == p).tolist():
+            if capture.vma_reason[v] not in wanted:
+                continue
+            pages = len(capture.vma_contents(v))
+            if pages:
+                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
+        zero = int(capture.proc_ksm_zero_pages[p])
+        if not regions and not zero:
+            continue
+        processes += 1
+        lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
+        for rname, pages, start in regions:
+            lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
+                      'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
+                      f'vma = "0x{start:x}"']
+        if zero:
+            lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
+    if not processes:
+        raise CaptureError(f"{capture_ref}: no process has memory KSM may merge"
+                           + ("" if merge_any else " (--merge-any counts memory no one marked mergeable)"))
+    return "\n".join(lines) + "\n"
+
+
+def scenario_from_capture(path: str | Path, merge_any: bool = False, name: str | None = None) -> Scenario:
+    """The Scenario of a capture file (for `ksmtui sweep` and the like): the same scenario that
+    `ksmtui capture --scenario` writes, without writing it."""
+    path = Path(path).resolve()
+    capture = load_capture(path)
+    text = scenario_toml(capture, path.name, name or path.stem, merge_any)
+    return parse_scenario(text, str(path), path.parent)
+
+
 def parse_set_option(option: str) -> tuple[str, int | str]:
     """`--set KNOB=VALUE`: the knob and its value, validated like the same key in [ksm] or [engine]."""
     knob, sep, value = option.partition("=")
@@ -794,7 +882,19 @@ def _knob_table(knob: str) -> str:
     return "ksm" if knob in KSM_KNOBS else "engine"
 
 
-def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None, overrides: dict | None = None) -> Scenario:
+@dataclass(frozen=True)
+class RunConfig:
+    """What the command line puts over a scenario file: its flow, seed, knobs and stop."""
+
+    flow: str | None = None
+    seed: int | None = None
+    overrides: Mapping[str, int | str] = field(default_factory=dict)  # --set KNOB=VALUE, parsed
+    full_scans: int | None = None
+    after_ms: int | None = None
+
+
+def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None,
+                    overrides: Mapping[str, int | str] | None = None) -> Scenario:
     """The scenario with command-line choices applied (--flow, --seed, --set), each validated."""
     ksm, engine = dict(scenario.ksm), dict(scenario.engine)
     if flow is not None:
@@ -823,7 +923,7 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
     for p in scenario.processes:
         if p.node >= nodes:
             raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected numa_nodes > {p.node}")
-    for e in scenario.events:
-        if e.to_node is not None and e.to_node >= nodes:
-            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{e.index}] migrates to node {e.to_node}; expected numa_nodes > {e.to_node}")
+    for ev in scenario.events:
+        if ev.to_node is not None and ev.to_node >= nodes:
+            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{ev.index}] migrates to node {ev.to_node}; expected numa_nodes > {ev.to_node}")
     return replace(scenario, ksm=ksm, engine=engine, seed=scenario.seed if seed is None else seed)

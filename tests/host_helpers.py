@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.host import HostSampler
+from ksmtui.host import sysfs
+from ksmtui.host.sampler import HostSampler
 
 CHILDREN = 3
 SHARED = 8
@@ -113,7 +113,7 @@ def traced(samples) -> dict:
 
 
 if __name__ == "__main__":  # regenerate the committed recording: python tests/host_helpers.py tests/data/host-merge.jsonl
-    from ksmtui.recording import Recorder
+    from ksmtui.host.recording import Recorder
 
     # slower than the tests' knobs, so that the recording shows the passes one by one
     recorder = Recorder(sys.argv[1], 0.1)

@@ -4,8 +4,18 @@ import re
 
 import pytest
 
-from ksmtui.bench import PAGES_TO_SCAN, STEADY, TARGETS, WORKLOADS, distinct_bytes, main, measure, warm_up, workload
+from ksmtui.bench.engine import (
+    PAGES_TO_SCAN,
+    STEADY,
+    TARGETS,
+    WORKLOADS,
+    distinct_bytes,
+    measure,
+    warm_up,
+    workload,
+)
 from ksmtui.cli import main as cli_main
+from ksmtui.cli.bench import main
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
@@ -113,7 +123,7 @@ def test_sizes_and_repetitions_give_one_row_each_with_the_spread(capsys):
 def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(tmp_path, monkeypatch, capsys):
     import json
 
-    from ksmtui import bench
+    from ksmtui.cli import bench
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(bench, "kernel_writable", lambda: True)
@@ -133,7 +143,7 @@ def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(t
 
 
 def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeypatch, capsys):
-    from ksmtui import bench
+    from ksmtui.cli import bench
 
     def fail(*args):
         return bench.in_fresh_process("no_such_function")
@@ -148,7 +158,7 @@ def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeyp
 def test_keys_are_timed_in_a_terminal_from_the_key_to_its_answer_on_screen():
     """Every key the bench presses finds its answer in what the app writes (no timings asserted):
     the texts it looks for are the ones the app draws."""
-    from ksmtui.keybench import KNOBS_KEY, PAUSE_KEYS, RESTART_KEY, TAB_KEYS, key_latency
+    from ksmtui.bench.keys import KNOBS_KEY, PAUSE_KEYS, RESTART_KEY, TAB_KEYS, key_latency
 
     times = key_latency(1, scenario="fleet")
     want = {name for name, _, _ in (*TAB_KEYS, *PAUSE_KEYS, KNOBS_KEY, RESTART_KEY)}

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import ScenarioError, parse_scenario
+from engine.scenario import ScenarioError, parse_scenario, process_name, scenario_from_capture, scenario_toml
 from engine.sim import Simulation
 from ksmtui.cli import main as cli
 
@@ -36,7 +36,7 @@ PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_pro
 def model_of(cap: fmt.Capture, path: Path, knobs: dict, full_scans: int) -> dict:
     """The model's run of the scenario a capture makes, `full_scans` passes."""
     fmt.save(cap, path)
-    text = fmt.scenario_toml(cap, path.name, "t")
+    text = scenario_toml(cap, path.name, "t")
     sim = Simulation(parse_scenario(text, str(path), path.parent), overrides=knobs)
     sim.run(full_scans=full_scans)
     return sim.result()
@@ -64,7 +64,7 @@ def test_the_estimate_is_what_the_model_settles_to(tmp_path, procs, max_page_sha
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert model["ksm"]["full_scans"] == est.ksm["full_scans"]
     for pid, p in est.processes.items():
-        name = fmt.process_name(p["comm"], pid)
+        name = process_name(p["comm"], pid)
         if name in model["processes"]:
             assert {k: model["processes"][name][k] for k in PER_PROCESS} == {k: p[k] for k in PER_PROCESS}
         else:  # no region: nothing to merge
@@ -136,11 +136,34 @@ def _capture_file(tmp_path) -> Path:
     return path
 
 
-def _rewrite(path: Path, **replace) -> None:
-    arrays = dict(np.load(path))
+def _rewrite(path: Path, drop: tuple[str, ...] = (), **replace) -> None:
+    arrays = {k: v for k, v in np.load(path).items() if k not in drop}
     arrays.update(replace)
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+def test_a_file_from_before_page_frame_loads_as_nothing_shared_since_fork(tmp_path):
+    path = tmp_path / "c.npz"
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5, 5, 6], [3, 3, -1])])]), path)
+    assert fmt.load(path).fork_only().tolist() == [True, True, False]
+    _rewrite(path, drop=("page_frame",))
+    old = fmt.load(path)
+    assert old.page_frame.tolist() == [-1, -1, -1] and old.page_frame.dtype == np.int32
+    assert old.fork_only().tolist() == [False, False, False]
+
+
+def test_units_round_trip_and_an_old_file_has_every_unit_unknown(tmp_path):
+    path = tmp_path / "c.npz"
+    vm = {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dwin10.scope", "vm": "win10"}
+    fmt.save(fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [5])]), (2, "b", [(fmt.MERGEABLE, [5])])],
+                               units=[vm, {}]), path)
+    assert fmt.load(path).units() == [vm, {}]
+    _rewrite(path, drop=("proc_unit",))
+    assert fmt.load(path).units() == [{}, {}]
+    _rewrite(path, proc_unit=np.array(["{}"]))
+    with pytest.raises(fmt.CaptureError, match="proc_\\* arrays differ in length"):
+        fmt.load(path)
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -204,10 +227,21 @@ def test_captured_contents_keep_equality_and_zero(tmp_path):
 
     cap = fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 2, 1, 0, fmt.KERNEL_ZERO_PAGE])])])
     fmt.save(cap, tmp_path / "c.npz")
-    s = fmt.scenario_from_capture(tmp_path / "c.npz")
+    s = scenario_from_capture(tmp_path / "c.npz")
     region = s.processes[0].regions[0]
     pages = list(ScenarioContents(s, 0).pages(region.fill, region.pages))
     assert len(pages) == 4 and pages[0] == pages[2] != pages[1] and pages[3] == bytes(4096) != pages[0]
+
+
+def test_a_capture_replaced_after_loading_is_a_capture_error(tmp_path):
+    from engine.contents import ScenarioContents
+
+    path = _capture_file(tmp_path)
+    s = scenario_from_capture(path)
+    fmt.save(fmt.from_contents([(2, "b", [(fmt.MERGEABLE, [1, 2, 0])])]), path)
+    region = s.processes[0].regions[0]
+    with pytest.raises(fmt.CaptureError, match="c.npz: process 1 has no VMA starting at 0x10000000"):
+        ScenarioContents(s, 0).pages(region.fill, region.pages)
 
 
 # ------------------------------------------------------------------------- live capture --
@@ -257,6 +291,9 @@ def test_a_capture_holds_no_page_contents(tmp_path, secret_child, capsys):
     # and the pages are there: six equal ones and two zero ones in the mmap
     per_vma = [cap.vma_contents(v) for v in range(len(cap.vma_proc))]
     assert any(len(ids) >= 8 and np.bincount(ids).max() >= 6 and (ids == 0).sum() >= 2 for ids in per_vma)
+    # its unit is the child's own cgroup (the one we are in), as /proc says it
+    from ksmtui.host.units import identify
+    assert cap.units() == [identify(secret_child).to_json()] and "cgroup" in cap.units()[0]
 
 
 def test_capture_errors_are_one_line(tmp_path, capsys):
@@ -326,7 +363,7 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
     import os
     import signal
 
-    from ksmtui.kernel import capture as live
+    from ksmtui.host import procmem as live
 
     real = live._read_run
 
@@ -342,7 +379,7 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
 
 
 def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, capsys):
-    from ksmtui import ksmd_costs
+    from ksmtui.bench import costs as ksmd_costs
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = _capture_file(tmp_path)
@@ -383,3 +420,38 @@ def test_the_scenario_of_fork_shared_pages_settles_alike(tmp_path):
     est = estimate(cap, KNOBS)
     model = model_of(cap, tmp_path / "c.npz", {**KNOBS, "pages_to_scan": 1000}, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    (["run=0"], "ksmd is not running (run 0): nothing is scanned and nothing merges."),
+    (["run=2"], "ksmd unmerges every KSM page and stops (run 2): nothing stays merged."),
+    (["pages_to_scan=0"], "scans nothing (pages_to_scan 0): nothing merges."),
+])
+def test_estimate_says_nothing_merges_when_ksmd_does_not_scan(tmp_path, capsys, settings, says):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), *(a for s in settings for a in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert says in out and "KSM would settle to this state" in out
+    knob = settings[0].split("=")[0]
+    assert f"getting there: never ({knob} {settings[0].split('=')[1]})" in out
+    assert "full scans" not in out and "settled state," not in out
+    assert cli(["estimate", str(path), "--json", *(a for s in settings for a in ("--set", s))]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["wall_s"] is None and cost["full_scans"] == 0 and says.rstrip(".") in cost["not_merging"]
+
+
+def test_estimate_with_the_advisor_times_the_passes_where_it_starts_and_says_so(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "advisor_mode=scan-time", "--set", "pages_to_scan=100"]) == 0
+    out = capsys.readouterr().out
+    assert "at pages_to_scan 500 and" in out and "at pages_to_scan 100" not in out
+    assert "advisor_mode scan-time sets pages_to_scan as ksmd goes" in out and "assume it stays at 500" in out
+    cost = estimate(fmt.load(path), {**KNOBS, "advisor_mode": "scan-time", "advisor_min_pages_to_scan": 1}).cost
+    assert [p["batches"] for p in cost["passes"]] == [4, 4]  # 3 pages, one a batch, and the batch meeting the end
+
+
+def test_estimate_at_run_1_says_how_long_getting_there_takes(tmp_path, capsys):
+    path = _capture_file(tmp_path)
+    assert cli(["estimate", str(path), "--set", "run=1"]) == 0
+    out = capsys.readouterr().out
+    assert "settled state, as" in out and "getting there: 2 full scans" in out and "nothing merges" not in out

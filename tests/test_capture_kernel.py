@@ -21,10 +21,10 @@ import pytest
 from engine import capture as fmt
 from engine.estimate import estimate
 from engine.knobs import KSM_KNOBS
-from engine.scenario import Stop
+from engine.scenario import Stop, scenario_from_capture
 from engine.sim import Simulation
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.capture import capture, mergeable_pids
+from ksmtui.host import sysfs
+from ksmtui.host.procmem import capture, mergeable_pids
 from ksmtui.kernel.run import KernelRun, run_on_kernel
 from tests.engine_helpers import proc, region, scenario
 
@@ -42,7 +42,7 @@ def _knobs(**ksm) -> dict:
 def _model_of_capture(cap: fmt.Capture, tmp_path, knobs: dict, full_scans: int) -> dict:
     path = tmp_path / "c.npz"
     fmt.save(cap, path)
-    sim = Simulation(fmt.scenario_from_capture(path), overrides={k: knobs[k] for k in KSM_KNOBS})
+    sim = Simulation(scenario_from_capture(path), overrides={k: knobs[k] for k in KSM_KNOBS})
     sim.run(full_scans=full_scans)
     return sim.result()
 
@@ -153,7 +153,7 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
     model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     # and the captured shape realised on the real KSM (`ksmtui kernel` on the scenario): the same
-    shaped = run_on_kernel(fmt.scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
+    shaped = run_on_kernel(scenario_from_capture(tmp_path / "c.npz"), full_scans=est.ksm["full_scans"])
     assert {k: shaped["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
     assert shaped["data_check"]["mismatches"] == 0
 
@@ -207,3 +207,90 @@ def test_pages_shared_since_fork(kernel, tmp_path):
         assert _per_process(real_procs[pid]) == _per_process(est.processes[pid]), pid
     model = _model_of_capture(cap, tmp_path, knobs, est.ksm["full_scans"])
     assert {k: model["ksm"][k] for k in SETTLED} == {k: est.ksm[k] for k in SETTLED}
+
+
+GROUP_CHILD = r"""
+import mmap, sys
+page = mmap.PAGESIZE
+group, me = sys.argv[1], sys.argv[2]
+with open("/proc/self/comm", "w") as f:
+    f.write(group)
+pages = [f"everyone {i} ".encode() for i in range(6)] + [f"{group} {i} ".encode() for i in range(5)] \
+    + [b""] * 3 + [f"{group} {me} own {i} ".encode() for i in range(2)]
+buf = mmap.mmap(-1, len(pages) * page, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i, head in enumerate(pages):
+    buf[i * page:(i + 1) * page] = (head * page)[:page] if head else bytes(page)
+buf.madvise(mmap.MADV_MERGEABLE)
+print("ready", flush=True)
+for line in sys.stdin:  # "m": mergeable again, "u": not
+    buf.madvise(mmap.MADV_MERGEABLE if line.strip() == "m" else mmap.MADV_UNMERGEABLE)
+    print("done", flush=True)
+"""
+
+
+# (max_page_sharing, use_zero_pages): what isolation costs, in pages. At 256, each of the 6 contents
+# all four hold saves 3 pages, 1 + 1 isolated; at 3, 4 copies save 4 - ceil(4 / 3) = 2 either way,
+# and so do the 12 zero pages (8, or 4 + 4); the zero page of use_zero_pages is everyone's
+ISOLATION_COST = {(3, 0): 0, (256, 1): 6}
+
+
+@pytest.mark.parametrize("max_page_sharing,use_zero_pages", list(ISOLATION_COST))
+def test_isolated_estimate_equals_ksmd_on_one_group_at_a_time(kernel, max_page_sharing, use_zero_pages):
+    """Two groups (by comm) of two processes: pages all four hold, pages each group's two hold,
+    zero pages, pages of their own. The estimate isolated by comm equals, counter by counter, the
+    real ksmd run with one group's memory mergeable at a time, summed; the unrestricted estimate
+    equals the real ksmd with both groups."""
+    from ksmtui.cli.estimate import _groups
+
+    knobs = _knobs(max_page_sharing=max_page_sharing, use_zero_pages=use_zero_pages)
+    for name in ("max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs"):
+        sysfs.ksm_write(name, knobs[name])
+    children: dict[str, list[subprocess.Popen]] = {"ksmgrp-a": [], "ksmgrp-b": []}
+
+    def tell(group: str, what: str) -> None:
+        for p in children[group]:
+            p.stdin.write(f"{what}\n".encode())
+            p.stdin.flush()
+            assert p.stdout.readline() == b"done\n"
+
+    def settle(passes: int) -> dict:
+        start = int(sysfs.ksm_read("full_scans"))
+        sysfs.ksm_write("run", 1)
+        deadline = time.monotonic() + 60
+        while int(sysfs.ksm_read("full_scans")) < start + passes + 1:
+            assert time.monotonic() < deadline, "ksmd did not complete its passes in a minute"
+            time.sleep(0.01)
+        sysfs.ksm_write("run", 0)
+        counters = sysfs.read_counters()
+        sysfs.unmerge_all()  # every mm leaves ksmd's list: the next group starts from nothing
+        return counters
+
+    try:
+        for i in range(2):
+            for group in children:
+                p = subprocess.Popen([sys.executable, "-I", "-c", GROUP_CHILD, group, str(i)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                children[group].append(p)
+                assert p.stdout.readline() == b"ready\n"
+        pids = [p.pid for p in children["ksmgrp-a"] + children["ksmgrp-b"]]
+        cap, notes = capture(pids, explicit=True, show_progress=False)
+        assert notes == []
+        names, of = _groups(cap, "comm")
+        assert sorted(names) == ["ksmgrp-a", "ksmgrp-b"]
+        free = estimate(cap, knobs)
+        isolated = estimate(cap, knobs, salt=of)
+        both = settle(free.ksm["full_scans"])
+        summed = dict.fromkeys(SETTLED, 0)
+        for on, off in (("ksmgrp-a", "ksmgrp-b"), ("ksmgrp-b", "ksmgrp-a")):
+            tell(off, "u")
+            tell(on, "m")
+            alone = settle(isolated.ksm["full_scans"])
+            for k in SETTLED:
+                summed[k] += alone[k]
+    finally:
+        for p in (p for group in children.values() for p in group):
+            p.kill()
+            p.wait()
+    assert {k: both[k] for k in SETTLED} == {k: free.ksm[k] for k in SETTLED}
+    assert summed == {k: isolated.ksm[k] for k in SETTLED}
+    assert free.saved_pages - isolated.saved_pages == ISOLATION_COST[max_page_sharing, use_zero_pages]

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from ksmtui.cli import main
-from ksmtui.options import parse_args
+from ksmtui.cli.options import parse_args
 
 BAD_OPTIONS = [
     (["run"], "ksmtui run: error: the following arguments are required: scenario"),
@@ -43,7 +43,7 @@ def test_bad_options_give_one_line_and_status_2(argv, expected, capsys):
 
 
 def test_options_are_parsed_into_the_namespace_the_commands_share():
-    opts = parse_args(["run", "fleet", "--flow", "legacy", "--seed", "0x10", "--set", "pages_to_scan=200",
+    opts = parse_args("run", ["fleet", "--flow", "legacy", "--seed", "0x10", "--set", "pages_to_scan=200",
                        "--set", "use_zero_pages=y", "--set", "pages_to_scan=300", "--full-scans", "3",
                        "--after-ms", "500", "--json"])
     assert (opts.command, opts.scenario, opts.flow, opts.seed) == ("run", "fleet", "legacy", 16)
@@ -52,22 +52,23 @@ def test_options_are_parsed_into_the_namespace_the_commands_share():
 
 
 def test_every_command_gets_every_attribute():
-    for argv in ([], ["fleet"], ["check", "x"], ["compare", "x"], ["list"], ["kernel", "x"], ["parity", "x"]):
-        opts = parse_args(argv)
+    for command, argv in ((None, []), (None, ["fleet"]), ("check", ["x"]), ("compare", ["x"]), ("list", []),
+                          ("kernel", ["x"]), ("parity", ["x"])):
+        opts = parse_args(command, argv)
         for name in ("command", "scenario", "flow", "seed", "overrides", "full_scans", "after_ms", "json", "trace"):
             assert hasattr(opts, name), (argv, name)
-    ui = parse_args([])
+    ui = parse_args(None, [])
     assert (ui.command, ui.scenario, ui.json, ui.overrides) == (None, "default", False, {})
 
 
 def test_kernel_and_parity_take_trace():
-    assert parse_args(["kernel", "x", "--trace", "--json"]).trace is True
-    assert parse_args(["parity", "x", "--flow", "legacy", "--trace"]).trace is True
+    assert parse_args("kernel", ["x", "--trace", "--json"]).trace is True
+    assert parse_args("parity", ["x", "--flow", "legacy", "--trace"]).trace is True
 
 
 def test_set_flow_is_the_same_as_flow():
-    assert parse_args(["run", "x", "--set", "flow=legacy"]).flow == "legacy"
-    opts = parse_args(["run", "x", "--set", "flow=legacy", "--flow", "legacy"])
+    assert parse_args("run", ["x", "--set", "flow=legacy"]).flow == "legacy"
+    opts = parse_args("run", ["x", "--set", "flow=legacy", "--flow", "legacy"])
     assert opts.flow == "legacy" and "flow" not in opts.overrides
 
 
@@ -79,7 +80,7 @@ def test_help_exits_0_and_lists_the_commands(capsys):
 
 
 def test_the_console_script_reports_a_bad_option_without_a_traceback():
-    proc = subprocess.run([sys.executable, "-m", "ksmtui.cli", "run", "x", "--set", "smart_scan=2"],
+    proc = subprocess.run([sys.executable, "-m", "ksmtui", "run", "x", "--set", "smart_scan=2"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "ksmtui run: error: --set: ksm.smart_scan: expected 0 or 1, got 2\n"

@@ -1,6 +1,7 @@
 """Every subcommand end to end: run (text and --json), compare, check, list, and their errors."""
 
 import dataclasses
+import importlib
 import json
 import re
 import subprocess
@@ -10,9 +11,8 @@ import pytest
 
 from engine.scenario import builtin_scenarios
 from engine.snapshot import COUNTERS, OUTCOMES, PATHS
-from ksmtui import cli
-from ksmtui.cli import main
-from ksmtui.options import parse_args
+from ksmtui.cli import common, main
+from ksmtui.cli.options import parse_args
 
 SMALL = """\
 name = "small"
@@ -69,7 +69,7 @@ def small(tmp_path):
 
 
 def ksmtui(*args):
-    return subprocess.run([sys.executable, "-m", "ksmtui.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ksmtui", *args], capture_output=True, text=True)
 
 
 def test_run_json_is_one_object_with_the_contract_schema(small):
@@ -195,20 +195,20 @@ def test_progress_goes_to_a_terminal_only(monkeypatch):
                                            (False, True, False, False)]:
         monkeypatch.setattr(sys, "stderr", Tty(err_tty))
         monkeypatch.setattr(sys, "stdout", Tty(out_tty))
-        opts = parse_args(["run", "x", *(["--json"] if json_ else [])])
-        assert cli.want_progress(opts) is shown
+        opts = parse_args("run", ["x", *(["--json"] if json_ else [])])
+        assert common.want_progress(opts) is shown
 
 
 def test_progress_names_the_stop_the_engine_will_use(small):
     from engine.scenario import Stop, load_scenario
 
     scenario = load_scenario(small)
-    assert cli.stop_target(scenario, parse_args(["run", small])) == "4 full scans"
-    assert cli.stop_target(scenario, parse_args(["run", small, "--after-ms", "1500"])) == "1,500 ms"
-    assert cli.stop_target(scenario, parse_args(["run", "fleet", "--full-scans", "2", "--after-ms", "9"])) == \
+    assert common.stop_target(scenario, parse_args("run", [small])) == "4 full scans"
+    assert common.stop_target(scenario, parse_args("run", [small, "--after-ms", "1500"])) == "1,500 ms"
+    assert common.stop_target(scenario, parse_args("run", ["fleet", "--full-scans", "2", "--after-ms", "9"])) == \
         "2 full scans or 9 ms"
     no_stop = dataclasses.replace(scenario, stop=Stop())
-    assert cli.stop_target(no_stop, parse_args(["run", small])) == "10 full scans"
+    assert common.stop_target(no_stop, parse_args("run", [small])) == "10 full scans"
 
 
 def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
@@ -216,10 +216,10 @@ def test_progress_line_is_redrawn_and_cleared(monkeypatch, small):
     from engine.sim import Simulation
 
     clock = iter(range(0, 100, 1))
-    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(common.time, "monotonic", lambda: next(clock))
     written = []
     monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda s, t: written.append(t), "flush": lambda s: None})())
-    progress = cli.Progress("small", "4 full scans", enabled=True)
+    progress = common.Progress("small", "4 full scans", enabled=True)
     sim = Simulation(load_scenario(small))
     sim.step_full_scan()
     progress(sim)
@@ -277,19 +277,23 @@ def test_compare_on_hackbench_moves_the_anon_distribution_left(capsys):
 
 
 @pytest.mark.parametrize("argv,module,function", [
-    ([], "ksmtui.ui.app", "run_app"),
-    (["fleet", "--flow", "legacy", "--set", "pages_to_scan=300"], "ksmtui.ui.app", "run_app"),
-    (["kernel", "fleet", "--json", "--trace", "--full-scans", "2"], "ksmtui.kernel.run", "cmd_kernel"),
-    (["parity", "fleet", "--seed", "3"], "ksmtui.kernel.run", "cmd_parity"),
+    ([], "ksmtui.ui.apps.model", "run_app"),
+    (["fleet", "--flow", "legacy", "--set", "pages_to_scan=300"], "ksmtui.ui.apps.model", "run_app"),
+    (["kernel", "fleet", "--json", "--trace", "--full-scans", "2"], "ksmtui.cli.kernel", "cmd_kernel"),
+    (["parity", "fleet", "--seed", "3"], "ksmtui.cli.parity", "cmd_parity"),
 ])
 def test_ui_kernel_and_parity_get_the_loaded_scenario_and_the_options(monkeypatch, argv, module, function):
     """Stand-ins for the UI and the kernel runner: this test must never touch the real KSM."""
     import types
 
     calls = []
-    fake = types.ModuleType(module)
-    setattr(fake, function, lambda scenario, opts: calls.append((scenario, opts)) or 7)
-    monkeypatch.setitem(sys.modules, module, fake)
+    fake = lambda scenario, opts: calls.append((scenario, opts)) or 7  # noqa: E731
+    if module.startswith("ksmtui.cli."):
+        monkeypatch.setattr(importlib.import_module(module), function, fake)
+    else:
+        stand_in = types.ModuleType(module)
+        setattr(stand_in, function, fake)
+        monkeypatch.setitem(sys.modules, module, stand_in)
     assert main(argv) == 7
     (scenario, opts), = calls
     assert scenario.name == (argv[1] if argv and argv[0] in ("kernel", "parity") else argv[0] if argv else "default")

@@ -1,4 +1,4 @@
-"""Golden-string tests of the text reports (ksmtui/report.py) over hand-built snapshots."""
+"""Golden-string tests of the text reports (ksmtui/text/report.py) over hand-built snapshots."""
 
 from engine.knobs import ALL_KNOBS
 from engine.snapshot import (
@@ -11,7 +11,7 @@ from engine.snapshot import (
     Snapshot,
     frozen,
 )
-from ksmtui.report import (
+from ksmtui.text.report import (
     bound_label,
     compare_report,
     ksm_stat_lines,
@@ -121,7 +121,7 @@ def test_summary_golden():
     assert stat.splitlines()[0] == "ksm_stat:"
     assert outcomes.splitlines()[0] == "cmp_and_merge_page() outcomes:"
     assert latency.split("\n") == [
-        "latency (ns):",
+        "latency (modelled ns):",
         "@cmp_and_merge_page_ns[optimized, ksm_page]:",
         "[256, 512)             3 |" + "@" * 52 + "|",
         "",

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ksmtui.cli import main
 from ksmtui.host import exporter as ex
 from ksmtui.host.exporter import Exporter, TraceTotals, families, write_textfile
-from ksmtui.kernel.host import HostSample
+from ksmtui.host.sampler import HostSample
 
 ROOT = Path(__file__).parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "ksmtui.json"
@@ -146,6 +146,24 @@ def test_a_grouping_sums_processes_by_the_group_it_names():
     got = {tuple(json.loads(k[len("ksmtui_group_rmap_items"):]).values()): v
            for k, v in m["ksmtui_group_rmap_items"]["samples"].items()}
     assert got == {("b-m", "unit"): 150, ("s-t", "unit"): 20, ("other", "other"): 0}
+
+
+def test_by_unit_groups_by_the_unit_each_row_carries():
+    """--group-by: the rows' units (ksmtui.host.units), named as --json --group-by names them."""
+    rows = {
+        "10": {**row("qemu", 100, 300, 0, 300), "unit": {"vm": "win10", "cgroup": "/machine.slice/a"}},
+        "11": {**row("qemu", 50, 100, 4, 100), "unit": {"vm": "win10", "cgroup": "/machine.slice/b"}},
+        "12": {**row("bash", 10, 10, 0, 10), "unit": {"cgroup": "/user.slice"}},
+        "13": row("old", 1, 1, 0, 1),  # a row of an older recording: no unit
+    }
+    e = Exporter(grouping=ex.by_unit("vm"))
+    e.add(sample(processes=rows))
+    m = scrape(e.text().decode())
+    got = {tuple(json.loads(k[len("ksmtui_group_profit_bytes"):]).values()): v
+           for k, v in m["ksmtui_group_profit_bytes"]["samples"].items()}
+    assert got == {("win10", "vm"): 400, ("(no vm)", "vm"): 11, ("other", "other"): 0}
+    with pytest.raises(ValueError):
+        ex.by_unit("tenant")
 
 
 def test_tracepoint_counters_add_up_over_samples_and_are_left_out_untraced():
@@ -283,6 +301,7 @@ def test_a_reader_never_sees_a_partial_textfile(tmp_path):
     (["--listen", "127.0.0.1:70000"], "argument --listen: expected [ADDR:]PORT"),
     (["--no-ui"], "argument --no-ui: only with --listen, --textfile or --record"),
     (["--top", "3"], "argument --top: only with --listen or --textfile"),
+    (["--group-by", "vm"], "argument --group-by: only with --json, --listen or --textfile"),
     (["--listen", "0", "--count", "1"], "argument --count: only with --json or --no-ui"),
     (["--no-ui", "--textfile", "/nonexistent/dir/k.prom"], "--textfile: /nonexistent/dir/k.prom: No such file or"),
 ])
@@ -297,7 +316,7 @@ def test_bad_options_are_one_line_and_exit_2(capsys, argv, said):
     ("localhost:0", "localhost", 0),
 ])
 def test_listen_is_addr_and_port_with_loopback_by_default(text, addr, port):
-    from ksmtui.hostcmd import host_parser
+    from ksmtui.cli.host import host_parser
 
     assert host_parser().parse_args(["--listen", text]).listen == (addr, port)
 
@@ -319,6 +338,10 @@ def test_no_ui_writes_the_textfile_at_every_sample(tmp_path, capsys):
     assert {"node_ksmd_run", "node_ksmd_full_scans", "ksmtui_sample_timestamp_seconds"} <= set(m)
     assert "ksmtui_trace_events" not in m  # --no-trace: no tracepoint metrics, not zeros
     assert os.listdir(tmp_path) == ["ksmtui.prom"]
+    assert main(["host", "--no-ui", "--no-trace", "--textfile", str(path), "--count", "1", "--group-by", "cgroup"]) == 0
+    kinds = {json.loads(k[len("ksmtui_group_processes"):])["kind"] for k in scrape(path.read_text())[
+        "ksmtui_group_processes"]["samples"]}
+    assert "other" in kinds and kinds <= {"cgroup", "other"}  # (which processes KSM knows here is not ours to say)
 
 
 def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys):
@@ -326,7 +349,7 @@ def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys)
     sample to the exporter, and /metrics serves the one on screen."""
     import asyncio
 
-    from ksmtui.ui import host_app
+    from ksmtui.ui.apps import host as host_app
 
     seen = {}
 

@@ -3,6 +3,7 @@ the tracing state left as found, and the host UI fed from a recording."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,15 +16,17 @@ import pytest
 from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
-from ksmtui.hostview import HostHistory
-from ksmtui.kernel import host, sysfs
-from ksmtui.kernel.host import HostSample, HostSampler, HostTrace
-from ksmtui.recording import Recorder, read_recording
+from ksmtui.host import sampler as host
+from ksmtui.host import sysfs, units
+from ksmtui.host.recording import Recorder, read_recording
+from ksmtui.host.sampler import HostSample, HostSampler, HostTrace
+from ksmtui.host.units import Unit
+from ksmtui.host.view import HostHistory
 from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
 
 ROOT = os.geteuid() == 0
 TRACE = ROOT and HostTrace.unavailable_reason() is None
-KSMTUI = [sys.executable, "-m", "ksmtui.cli"]
+KSMTUI = [sys.executable, "-m", "ksmtui"]
 
 
 def instances() -> set[str]:
@@ -58,7 +61,8 @@ def test_real_processes_merge_as_predicted_while_host_mode_samples(kernel, tmp_p
             row = last.processes[str(pid)]
             want = sysfs.read_ksm_stat(pid)
             del want["pid"]
-            assert {k: v for k, v in row.items() if k != "comm"} == want
+            assert {k: v for k, v in row.items() if k not in ("comm", "unit")} == want
+            assert row["unit"]["cgroup"] == units.identify(os.getpid()).cgroup  # the children are in ours
             assert row["ksm_zero_pages"] == ZEROS and row["ksm_mergeable"] == "yes"
         assert sum(last.processes[str(p)]["ksm_merging_pages"] for p in pids) == SHARED * CHILDREN
         # why not merging: the madvised pages are candidates, the interpreter's heap is not madvised
@@ -227,6 +231,16 @@ def test_a_recording_reads_back_as_it_was_written(tmp_path):
     assert back == samples
 
 
+def test_rows_with_their_units_read_back_and_rows_of_older_recordings_have_none(tmp_path):
+    rows = {"7": {"comm": "qemu", "ksm_rmap_items": 3, "unit": {"cgroup": "/qemu.slice/100.scope", "vmid": "100"}},
+            "8": {"comm": "old", "ksm_rmap_items": 1}}
+    write_recording(tmp_path / "r.jsonl", [dataclasses.replace(sample(100.0), processes=rows)])
+    back = read_recording(str(tmp_path / "r.jsonl"))[1][0].processes
+    assert back == rows
+    assert [Unit.from_json(int(p), r["comm"], r.get("unit")) for p, r in back.items()] == [
+        Unit(7, "qemu", "/qemu.slice/100.scope", vmid="100"), Unit(8, "old")]
+
+
 @pytest.mark.parametrize("damage,where", [
     (lambda text: text[:-10], "line 3: cut short (no end of line): the recording is truncated"),
     (lambda text: text.replace('"ksm":{', '"ksm":{"x":', 1), "line 2: not JSON"),
@@ -234,6 +248,8 @@ def test_a_recording_reads_back_as_it_was_written(tmp_path):
     (lambda text: '{"hello": 1}\n' + text, "line 1: expected the header"),
     (lambda text: text.replace('"processes":{}', '"processes":[]', 1), 'line 2: "processes": expected pids'),
     (lambda text: text.replace('"vmstat":', '"vmstats":', 1), "line 2: sample without 'vmstat'"),
+    (lambda text: text.replace('"processes":{}', '"processes":{"9":{"comm":"x","unit":{"vm":1}}}', 1),
+     'line 2: "processes.9.unit": expected an object of names to strings'),
     (lambda text: "", "line 1: empty file"),
     (lambda text: text.splitlines(keepends=True)[0], "line 2: no samples after the header"),
 ])
@@ -299,6 +315,22 @@ def test_a_sample_reads_known_and_new_pids_and_every_pid_every_full_every_sample
         assert "12" in sampler._processes({"counts": {"ksm_enter": 1}})  # the tracepoint says: look now
         (proc / "11" / "ksm_stat").unlink()
         assert "11" not in sampler.sample().processes  # it exited
+
+
+def test_a_row_carries_its_unit_read_when_new_and_at_every_full_look(tmp_path, monkeypatch):
+    proc = fake_proc(tmp_path)
+    (proc / "11" / "cgroup").write_text("0::/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator\n")
+    (proc / "11" / "cmdline").write_bytes(b"qemu-system-x86_64\0-name\0guest=g1.lab,debug-threads=on\0")
+    monkeypatch.setattr(host, "PROC", str(proc))
+    with HostSampler(0.1, trace=False) as sampler:
+        rows = sampler.sample().processes
+        assert rows["11"]["unit"] == {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator",
+                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice", "vm": "g1.lab"}
+        assert "unit" not in rows["13"]  # no /proc/13/cgroup: gone as far as the unit goes
+        (proc / "11" / "cgroup").write_text("0::/system.slice/other.service\n")  # moved
+        for _ in range(1, host.FULL_EVERY):
+            assert sampler.sample().processes["11"]["unit"]["slice"] == "machine.slice"
+        assert sampler.sample().processes["11"]["unit"]["slice"] == "system.slice"  # the full look
 
 
 def test_events_the_kernel_dropped_are_said():

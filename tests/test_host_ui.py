@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from ksmtui.recording import read_recording
-from ksmtui.ui.host_app import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
+from ksmtui.host.recording import read_recording
+from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
 from ksmtui.ui.widgets.host import HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
@@ -152,9 +152,9 @@ def test_rows_of_a_sample_for_the_processes_table():
 def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_refusal(kernel):
     from textual.widgets import Label
 
-    from ksmtui.kernel import sysfs
-    from ksmtui.kernel.host import HostSampler
-    from ksmtui.ui.host_app import LiveSource
+    from ksmtui.host import sysfs
+    from ksmtui.host.sampler import HostSampler
+    from ksmtui.ui.apps.host import LiveSource
 
     async def body():
         sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
@@ -184,3 +184,69 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
             assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
 
     asyncio.run(body())
+
+
+@asyncio_test
+async def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_after_y():
+    from textual.widgets import Label
+
+    app = make_app()
+    app._knobs_writable = lambda: None  # as if live and root: nothing is written without y
+    async with app.run_test(size=(120, 40)) as pilot:
+        await after("k")(pilot)
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
+        names = [str(label.render()) for label in screen.query(".knob-name")]
+        assert names[:3] == ["run", "pages_to_scan", "sleep_millisecs"]
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        await pilot.press("1", "enter")  # the value shown is selected: typing replaces it
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == \
+            "write '1' to /sys/kernel/mm/ksm/run on this machine? y / n"
+        await pilot.press("n")
+        assert str(screen.query_one("#knobs-confirm", Label).render()) == "not written"
+
+
+@asyncio_test
+async def test_a_replay_says_what_it_shows_and_what_no_longer_holds():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await after(*STEPS)(pilot)
+        assert app.query_one("#host-knobs").border_title == "knobs, as recorded"  # no "k to change"
+        assert "seconds since boot" in app.query_one("#host-events").border_title
+        counters = app.query_one("#host-counters")
+        assert counters.border_subtitle.startswith("sparklines: the last ")
+        assert "ksm_swpin_copy (vmstat)" in str(counters.query_one("#host-counters-text").render())
+        # The recording ends with run=0: the old passes no longer say it settled.
+        assert texts(app)["host-scan-text"].split("\n")[-1] == "convergence: - (ksmd is not scanning: run 0)"
+
+
+@asyncio_test
+async def test_live_the_footer_does_not_offer_step_or_speed():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.check_action("step", ()) and app.check_action("speed", (1,))
+        type(app.source).live = True  # the live source's answer, on this replay's source
+        try:
+            assert not app.check_action("step", ()) and not app.check_action("speed", (1,))
+            assert app.check_action("knobs", ())
+        finally:
+            type(app.source).live = False
+
+
+def test_why_not_shows_the_profit_in_mib_as_the_row_does_and_a_dash_for_no_ratio():
+    from ksmtui.ui.apps.host import why_not_lines
+    from ksmtui.ui.widgets.processes import ProcessTable
+
+    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576}, live=False)
+    assert "  ksm_process_profit 3.00 MiB (3,145,728 bytes)" in lines
+    table = ProcessTable(4096)
+    assert table._ratio_cell(ProcessRow(1, "idle", True, True, 0, 0, 0, 0)) == ("-", None)
+    assert table._ratio_cell(ProcessRow(2, "busy", True, True, 10, 0, 0, 0))[0].startswith("∞")
+
+
+def test_an_efault_among_the_failures_is_explained():
+    from ksmtui.ui.widgets.host import _err_notes
+
+    assert _err_notes({"ksm_merge_one_page -14": 3})[0].startswith("  EFAULT: try_to_merge_one_page()'s catch-all")
+    assert _err_notes({"ksm_merge_one_page -16": 1}) == []

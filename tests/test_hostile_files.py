@@ -32,7 +32,7 @@ def _limit_address_space() -> None:
 
 
 def ksmtui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ksmtui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ksmtui", *args], capture_output=True, text=True,
                           timeout=HANG_GUARD_S, preexec_fn=_limit_address_space, stdin=subprocess.DEVNULL)
 
 

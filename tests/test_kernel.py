@@ -11,11 +11,13 @@ import pytest
 
 from engine.knobs import KERNEL_DEFAULTS
 from engine.sim import Simulation
+from ksmtui.cli import kernel as cli_kernel
+from ksmtui.cli import parity as cli_parity
+from ksmtui.cli.options import Options
+from ksmtui.host import sysfs
 from ksmtui.kernel import run as kernel
-from ksmtui.kernel import sysfs
 from ksmtui.kernel.parity import parity_report
 from ksmtui.kernel.run import Contents, KsmTrace, _ordered_knobs
-from ksmtui.options import Options
 from tests.engine_helpers import proc, region, scenario
 
 
@@ -182,8 +184,8 @@ def test_without_a_writable_ksm_the_commands_say_so_in_one_line(monkeypatch, tmp
     monkeypatch.setattr(sysfs, "KSM_DIR", tmp_path / "no-ksm")
 
     s = scenario(proc("a", region("r", 4)))
-    assert kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 2
-    assert kernel.cmd_parity(s, Options(command="parity", json=True)) == 2
+    assert cli_kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 2
+    assert cli_parity.cmd_parity(s, Options(command="parity", json=True)) == 2
     out = capsys.readouterr()
     assert out.out == ""
     lines = out.err.splitlines()

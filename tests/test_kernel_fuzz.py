@@ -11,6 +11,7 @@ import pytest
 
 from engine.scenario import parse_scenario
 from ksmtui.cli import main
+from ksmtui.cli import parity as cli_parity
 from ksmtui.kernel import fuzz
 from ksmtui.kernel import run as kernel_run
 
@@ -46,7 +47,7 @@ def _fake_kernel(monkeypatch, results):
 ])
 def test_verdicts_and_kept_cases(monkeypatch, tmp_path, capsys, answers, verdict, status):
     _fake_kernel(monkeypatch, answers)
-    assert fuzz.fuzz(1, 5, tmp_path) == status
+    assert cli_parity.fuzz(1, 5, tmp_path) == status
     out = capsys.readouterr().out
     kept = sorted(p.name for p in tmp_path.iterdir())
     if verdict == "agree":
@@ -68,7 +69,7 @@ def test_a_failed_kernel_run_is_reported_and_the_next_case_runs(monkeypatch, tmp
             raise kernel_run.KernelError("echo 3 > /sys/kernel/mm/ksm/max_page_sharing: Device or resource busy")
         return fake(scenario)
     monkeypatch.setattr(kernel_run, "run_on_kernel", failing_first)
-    assert fuzz.fuzz(2, 5, tmp_path) == 1
+    assert cli_parity.fuzz(2, 5, tmp_path) == 1
     out = capsys.readouterr().out
     assert "case 0: kernel-error" in out and "Device or resource busy" in out
     assert "1 agree, 0 differ, 0 not reproduced by the kernel itself, 1 kernel runs failed" in out

@@ -14,9 +14,10 @@ import pytest
 
 from engine.scenario import Fill, Stop
 from engine.sim import Simulation
-from ksmtui.kernel import sysfs
+from ksmtui.cli import kernel as cli_kernel
+from ksmtui.cli.options import Options
+from ksmtui.host import sysfs
 from ksmtui.kernel.parity import parity_report
-from ksmtui.options import Options
 from tests.engine_helpers import proc, region, scenario
 
 # One batch per pass; the 20 ms ksmd sleeps between passes leave the controller ample time to
@@ -201,7 +202,7 @@ def test_a_run_that_fails_midway_leaves_the_kernel_at_its_defaults(kernel, monke
         raise error
     monkeypatch.setattr(kernel.KernelRun, "_perform", fail)
     if isinstance(error, KeyboardInterrupt):
-        assert kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 130
+        assert cli_kernel.cmd_kernel(s, Options(command="kernel", json=True)) == 130
         assert capsys.readouterr().err.count("\n") == 1
     else:
         with pytest.raises(RuntimeError):

@@ -28,13 +28,13 @@ from host_helpers import KNOBS, PREDICTED, Children, merged, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from test_exporter import dashboard_queries
 
+from ksmtui.host import sysfs
 from ksmtui.host.exporter import MERGE_PATHS, NODE_KSMD
-from ksmtui.kernel import sysfs
-from ksmtui.kernel.host import HostTrace
+from ksmtui.host.sampler import HostTrace
 
 PACKAGES = {"prometheus": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter"}  # package: binary
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
-KSMTUI = [sys.executable, "-m", "ksmtui.cli"]
+KSMTUI = [sys.executable, "-m", "ksmtui"]
 SCRAPE_S = 0.5
 
 

@@ -1,4 +1,4 @@
-from ksmtui.render import bucket_label, hist_lines
+from ksmtui.text.render import bucket_label, hist_lines
 
 
 def test_bucket_labels_use_binary_suffixes_like_bpftrace():
@@ -26,7 +26,7 @@ def test_hist_lines_keep_zero_buckets_between_and_drop_them_outside():
 
 
 def test_percentile_is_the_upper_bound_of_the_bucket_holding_the_rank():
-    from ksmtui.render import percentile
+    from ksmtui.text.render import percentile
 
     counts = [0] * 40
     counts[12], counts[13] = 90, 10  # [2K, 4K), [4K, 8K)

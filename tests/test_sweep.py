@@ -13,10 +13,11 @@ import time
 import psutil
 import pytest
 
-from engine.scenario import apply_overrides, load_scenario
+from engine.scenario import apply_overrides, load_scenario, scenario_from_capture
 from engine.sim import Simulation
-from ksmtui import sweep
 from ksmtui.cli import main
+from ksmtui.cli import sweep as cli_sweep
+from ksmtui.sweep import run as sweep
 
 SMALL = """\
 name = "sweep-small"
@@ -103,7 +104,7 @@ def test_a_bad_grid_is_one_line_and_exit_2_before_anything_runs(small, capsys, m
     def no_run(*a, **k):
         raise AssertionError("a bad grid must not start a cluster")
 
-    monkeypatch.setattr(sweep, "execute", no_run)
+    monkeypatch.setattr(cli_sweep, "execute", no_run)
     if message is None:  # a valid grid for comparison: it gets as far as running
         with pytest.raises(AssertionError, match="must not start"):
             main(["sweep", small, *args])
@@ -221,7 +222,7 @@ def catches_sigint(pid):
 
 def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ksmtui.cli", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
+        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
          "--full-scans", "400", "--workers", "2", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     parent = psutil.Process(proc.pid)
@@ -285,7 +286,7 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
     path = tmp_path / "c.npz"
     fmt.save(cap, path)
     scenario = sweep.load_workload(str(path), merge_any=False)
-    assert scenario == fmt.scenario_from_capture(path)
+    assert scenario == scenario_from_capture(path)
     wider = sweep.load_workload(str(path), merge_any=True)
     assert sum(r.pages for p in wider.processes for r in p.regions) > sum(
         r.pages for p in scenario.processes for r in p.regions)

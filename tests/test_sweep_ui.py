@@ -5,7 +5,7 @@ import asyncio
 
 from textual.widgets import DataTable, Static
 
-from ksmtui.ui.sweep import FRONT, SELECTED, SweepApp, front_lines, saving_cells
+from ksmtui.ui.apps.sweep import FRONT, SELECTED, SweepApp, front_lines, saving_cells
 
 MIB = 1 << 20
 

@@ -14,9 +14,10 @@ from engine.cost import WAKEUP
 from engine.scenario import Stop
 from engine.sim import Simulation
 from engine.timeline import DEFAULT_FULL_SCANS, NO_PROGRESS, StopRule
-from ksmtui.cli import load, main
-from ksmtui.options import parse_args
-from ksmtui.ui.app import KsmApp
+from ksmtui.cli import main
+from ksmtui.cli.common import load
+from ksmtui.cli.options import parse_args
+from ksmtui.ui.apps.model import KsmApp
 from tests.engine_helpers import proc, region, scenario
 
 HANGS = [
@@ -105,7 +106,7 @@ def test_a_run_that_cannot_reach_its_stop_ends_with_the_note(argv, why, capsys):
 
 @pytest.mark.parametrize("argv,why", HANGS)
 def test_the_ui_pauses_with_the_note_and_quits_at_once(argv, why):
-    opts = parse_args(argv)  # `ksmtui SCENARIO ...`: the UI
+    opts = parse_args(None, argv)  # `ksmtui SCENARIO ...`: the UI
     app = KsmApp(load(opts), opts, paused=True)
 
     async def test(pilot):

@@ -14,8 +14,8 @@ from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
-from ksmtui.render import sim_time
-from ksmtui.ui.app import OPENING_SPEED, KeysFooter, KsmApp
+from ksmtui.text.render import sim_time
+from ksmtui.ui.apps.model import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.ui.runner import SPEEDS, ChangeSpeed, SetKnob, SetPaused, View
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
@@ -312,7 +312,7 @@ def test_h_switches_the_histograms_between_rolling_and_since_start():
         panel = pilot.app.query_one("#latency-panel", LatencyPanel)
         assert not panel.since_start
         await press(pilot, "h")
-        assert panel.since_start and panel.border_title == "latency since start"
+        assert panel.since_start and panel.border_title == "modelled latency since start"
         await press(pilot, "h")
         assert not panel.since_start
 
@@ -622,10 +622,10 @@ def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears
         at = pilot.app.view.snapshot.sim_ns
         await press(pilot, "f", "h", "4")
         note = f"; flow optimized → legacy at {sim_time(at)}"
-        assert pilot.app.query_one("#latency-panel").border_title == f"latency since start{note}"
+        assert pilot.app.query_one("#latency-panel").border_title == f"modelled latency since start{note}"
         assert pilot.app.query_one("#outcomes").border_subtitle == f"since start{note}"
         await press(pilot, "r")
-        assert pilot.app.query_one("#latency-panel").border_title == "latency since start"
+        assert pilot.app.query_one("#latency-panel").border_title == "modelled latency since start"
 
     run(test)
 
@@ -655,5 +655,59 @@ def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
         said = [(n.title, n.message) for n in pilot.app._notifications]
         assert said == [("pages_to_scan", "64 → 500"), ("advisor_mode", "none → scan-time")]
         assert pilot.app.view.snapshot.knobs["pages_to_scan"] != 500  # retuned, silently
+
+    run(test)
+
+
+def test_the_knobs_screen_reopens_on_run_so_typing_never_lands_in_another_field():
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = pilot.app.screen
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        screen.query_one("#knob-advisor_max_pages_to_scan", Input).focus()
+        await press(pilot, "3")  # typed, never applied
+        await press(pilot, "escape", "k")
+        assert pilot.app.screen is screen
+        assert screen.focused is screen.query_one("#knob-run", Input)
+        assert screen.query_one("#knob-advisor_max_pages_to_scan", Input).value == "30000"
+        await press(pilot, "0", "enter")  # the value shown is selected: typing replaces it
+        knobs = pilot.app.view.snapshot.knobs
+        assert knobs["run"] == 0 and knobs["advisor_max_pages_to_scan"] == 30000
+
+    run(test)
+
+
+def test_the_status_says_the_achieved_speed_when_the_model_runs_slower_than_asked():
+    from dataclasses import replace
+
+    from ksmtui.ui.widgets.panels import StatusBar
+
+    async def test(pilot):
+        status = pilot.app.query_one("#status", StatusBar)
+        view = replace(pilot.app.view, paused=False, speed=1, achieved=0.23)
+        status.update_from(view)
+        await pilot.pause()
+        assert "speed 1x (0.23x achieved)" in text_of(pilot.app, "#status")
+        status.update_from(replace(view, achieved=0.97))
+        await pilot.pause()
+        assert "speed 1x ·" in text_of(pilot.app, "#status")
+
+    run(test)
+
+
+def test_single_steps_keep_the_sparklines_span():
+    from ksmtui.ui.runner import StepPage
+
+    async def test(pilot):
+        await batches(pilot, 30)
+        before = pilot.app.view.trend.sim_ns
+        for _ in range(150):  # more single steps than the history holds samples
+            pilot.app.send(StepPage())
+        await settle(pilot)
+        after = pilot.app.view.trend.sim_ns
+        assert after[0] == before[0] and after[-1] > before[-1]
+        await press(pilot, "1")
+        subtitle = str(pilot.app.query_one("#counters").border_subtitle)
+        assert subtitle.startswith("sparklines: the last ") and subtitle != "sparklines: the last 0 ms simulated"
 
     run(test)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from ui_helpers import SCENARIO, settle
 
-from engine.scenario import parse_scenario
-from ksmtui.options import RunConfig
-from ksmtui.ui.app import KsmApp
+from engine.scenario import RunConfig, parse_scenario
+from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import SetPaused
 
 

@@ -3,7 +3,7 @@
 from types import MappingProxyType
 
 from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView
-from ksmtui.render import (
+from ksmtui.text.render import (
     dist_lines,
     event_marks,
     latency_title,
@@ -110,7 +110,7 @@ def test_node_detail_shows_frame_checksum_nid_and_rmap_list():
 def test_step_line_shows_path_and_outcome():
     assert step_line(None) == "last step: none yet (press s)"
     step = StepInfo("vm-0", 0x7F0000002000, "anon_page", "unstable_inserted", 1536)
-    assert step_line(step) == "last step: vm-0:0x7f0000002000  (1,536 ns)\n  anon_page → unstable_inserted"
+    assert step_line(step) == "last step: vm-0:0x7f0000002000  (1,536 modelled ns)\n  anon_page → unstable_inserted"
 
 
 def test_step_line_says_what_each_function_decided_and_drops_a_step_the_run_went_past():
@@ -135,14 +135,44 @@ def test_sparkline_scales_the_newest_values_from_zero_to_max():
     assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
 
 
-def test_next_events_lists_one_off_events_first_and_event_marks_flag_where_they_fired():
+def test_next_events_lists_events_in_time_order_and_event_marks_flag_where_they_fired():
     from engine.scenario import Event
 
     events = (Event(0, "write", at_ms=500, repeat_ms=200, process="db", region="buffers"),
               Event(1, "fork", at_ms=4000, process="web-0", child="w"),
               Event(2, "exit", at_full_scans=3, process="web-2"))
-    assert next_events(events, 3_900_000_000, 1) == ["fork web-0 at 4.000 s", "write db/buffers at 3.900 s (every 200 ms)"]
-    assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s (every 200 ms)",
+    assert next_events(events, 3_900_000_000, 1) == ["write db/buffers at 3.900 s, every 200 ms", "fork web-0 at 4.000 s"]
+    assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s, every 200 ms",
                                                         "exit web-2 at full scan 3"]
+    # Two repeating events due sooner: the one-off keeps its place, the list stays in time order.
+    more = (*events, Event(3, "write", at_ms=50, repeat_ms=100, process="db", region="log"))
+    assert next_events(more, 3_750_000_000, 1) == ["write db/log at 3.750 s, every 100 ms", "fork web-0 at 4.000 s"]
     s = 1_000_000_000
     assert event_marks(events, [0, 3 * s, 4 * s, 5 * s, 6 * s], [0, 1, 1, 3, 3]) == "  ▲▲ "
+
+
+def test_latency_is_labelled_modelled_or_the_models_wall_time():
+    from ksmtui.text.render import latency_kind
+
+    assert latency_kind({"latency": "model"}) == latency_kind({}) == "modelled"
+    assert latency_kind({"latency": "wall"}) == "model wall-time"
+
+
+def test_the_speed_says_what_is_achieved_when_the_model_falls_behind():
+    import pytest
+
+    from ksmtui.ui.runner import Pace, speed_label
+
+    assert speed_label(None) == "max" and speed_label(1) == speed_label(1, 0.95) == "1x"
+    assert speed_label(1, 0.23) == "1x (0.23x achieved)" and speed_label(100, 12.4) == "100x (12x achieved)"
+    pace = Pace()
+    pace.add(10.0, 0)
+    pace.add(10.5, 100_000_000)
+    assert pace.ratio() is None  # under a second of wall time seen
+    pace.add(11.0, 230_000_000)
+    assert pace.ratio() == pytest.approx(0.23)
+    for i in range(1, 7):  # the window slides: 2 s of wall time, now at 1x
+        pace.add(11.0 + i, 230_000_000 + i * 1_000_000_000)
+    assert pace.ratio() == pytest.approx(1.0)
+    pace.add(17.5, 0)  # a restart: the run's clock went back
+    assert pace.ratio() is None

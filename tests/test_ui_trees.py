@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 from ui_helpers import SCENARIO, batches, press, settle
 
 from engine.scenario import parse_scenario
-from ksmtui.ui.app import KsmApp
+from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import TreePage
 
 # more private pages, so that the unstable tree holds more than a page of entries
@@ -169,5 +169,19 @@ def test_the_cursor_and_the_expanded_nodes_survive_redraws_and_tab_switches():
         await press(pilot, "1", "3", "2")
         tree = pilot.app.query_one("#stable-tree")
         assert tree.cursor_node.data.kpfn == chosen.kpfn and tree.cursor_node.is_expanded
+
+    run(test)
+
+
+def test_a_step_that_walked_no_tree_says_so():
+    async def test(pilot):
+        await press(pilot, "2")
+        assert "single-step (s)" in text_of(pilot.app, "#tree-walk-text")
+        await press(pilot, "s")  # the first pass only stores checksums: no tree is walked
+        step = pilot.app.view.snapshot.last_step
+        assert not pilot.app.view.snapshot.last_walk
+        assert text_of(pilot.app, "#tree-walk-text").split("\n") == [
+            f"the last step walked no tree: {step.process}:{step.address:#x}",
+            f"  {step.path} → {step.outcome}", "s steps the next page"]
 
     run(test)

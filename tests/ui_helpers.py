@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from engine.scenario import parse_scenario
-from ksmtui.options import RunConfig
-from ksmtui.ui.app import KsmApp
+from engine.scenario import RunConfig, parse_scenario
+from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import StepBatch
 
 # Four guests built from one image (so there is merging, and with max_page_sharing 4 there are

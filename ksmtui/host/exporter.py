@@ -13,8 +13,9 @@ from boot.
 
 Per-process numbers are summed by group and only the TOP groups by profit are series of their own;
 the rest add up to one group "other", so that a host with thousands of processes stays a few
-dozen series. A group is a process today (`by_process`); `Grouping` is the seam where the units of
-ksmtui.host.units (vm, container, systemd unit, cgroup) plug in.
+dozen series. A group is a process (`by_process`), or one of the operator's units of
+ksmtui.host.units (`by_unit`: vm, container, systemd unit, cgroup, comm), named as the UI and
+`--json --group-by` name them; any other `Grouping` function fits the same seam.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
-from ksmtui.kernel.host import HostSample
+from ksmtui.host.sampler import HostSample
 
 TOP = 20  # groups with series of their own; the rest are "other"
 
@@ -80,6 +81,20 @@ Grouping = Callable[[str, Mapping[str, Any]], tuple[str, str]]  # (pid, ksm_stat
 
 def by_process(pid: str, row: Mapping[str, Any]) -> tuple[str, str]:
     return "process", f"{row.get('comm', '?')} ({pid})"
+
+
+def by_unit(by: str) -> Grouping:
+    """Processes grouped by one of ksmtui.host.units.GROUPINGS, from the unit the sampler put in
+    each row; a process without that identity falls in "(no vm)", "(no container)", ... ."""
+    from ksmtui.host.units import GROUPINGS, Unit, group_key
+
+    if by not in GROUPINGS:
+        raise ValueError(f"expected one of {', '.join(GROUPINGS)}, got {by!r}")
+
+    def grouping(pid: str, row: Mapping[str, Any]) -> tuple[str, str]:
+        return by, group_key(Unit.from_json(int(pid), row.get("comm"), row.get("unit")), by)
+
+    return grouping
 
 
 class TraceTotals:

@@ -13,11 +13,9 @@ second on the kernel; the machine lock is taken per kernel run, never for the wh
 from __future__ import annotations
 
 import random
-import sys
-import time
 from pathlib import Path
 
-from engine.scenario import ScenarioError, parse_scenario
+from engine.scenario import parse_scenario
 from engine.sim import Simulation
 from ksmtui.kernel.parity import PROCESS_SETTLED, SETTLED, parity_report
 
@@ -136,77 +134,3 @@ def run_case(text: str, file: str) -> dict:
             report += "\nthe kernel did not reproduce this case: a second kernel run gave\n"
             report += parity_report(model, again)[0]
     return {"verdict": verdict, "report": report}
-
-
-def build_parser():
-    from ksmtui.options import Parser, positive, seed
-
-    p = Parser(prog="ksmtui parity", description=(
-        "Differential fuzzing: N random scenarios, each run in the model and on this machine's KSM; "
-        "every difference in the settled counters and ksm_stat is reported. Exit status 0 when all "
-        "agree, 1 when the model differs, 2 on bad input."))
-    p.add_argument("--random", type=positive, metavar="N", required=True, help="the number of cases")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the cases (default 0)")
-    p.add_argument("--keep", metavar="DIR", help="save each case that differs (TOML and report) in DIR")
-    return p
-
-
-def main(argv: list[str]) -> int:
-    """`ksmtui parity --random N [--seed S] [--keep DIR]`."""
-    from ksmtui.options import UsageError
-
-    try:
-        opts = build_parser().parse_args(argv)
-        keep = Path(opts.keep) if opts.keep else None
-        if keep is not None:
-            try:
-                keep.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise UsageError(f"--keep: cannot create {keep}: {err.strerror}") from None
-    except UsageError as err:
-        print(f"ksmtui parity: error: {err}", file=sys.stderr)
-        return 2
-    return fuzz(opts.random, opts.seed, keep)
-
-
-def fuzz(n: int, seed: int, keep: Path | None) -> int:
-    """Exit status: 0 when every case agrees (or only the kernel disagrees with itself), 1 when the
-    model differs from the kernel or a kernel run failed (the case goes on to the next)."""
-    from ksmtui.kernel.run import KernelUnsupported, _guarded, unavailable_reason
-
-    def body() -> int:
-        reason = unavailable_reason()
-        if reason:
-            raise KernelUnsupported(reason)
-        counts = {"agree": 0, "differs": 0, "kernel-unstable": 0, "kernel-error": 0}
-        progress = sys.stderr.isatty()
-        t0 = time.monotonic()
-        for case in range(n):
-            text = random_scenario(seed, case)
-            name = f"fuzz-{seed}-{case}.toml"
-            try:
-                got = run_case(text, name)
-            except ScenarioError as err:  # a generator fault, not a model one: say so and stop
-                print(f"ksmtui parity: internal error: case {case} is not a valid scenario: {err}",
-                      file=sys.stderr)
-                return 1
-            counts[got["verdict"]] += 1
-            if progress:  # the kernel runs wait their turn for the machine lock: say where it is
-                sys.stderr.write(f"\r\033[Kcase {case + 1}/{n}: {counts['agree']} agree, {counts['differs']} differ, "
-                                 f"{counts['kernel-unstable']} not reproduced by the kernel")
-                sys.stderr.flush()
-            if got["verdict"] != "agree":
-                if progress:
-                    sys.stderr.write("\r\033[K")
-                print(f"case {case}: {got['verdict']}\n{got['report']}\n", flush=True)
-                if keep is not None:
-                    (keep / name).write_text(text)
-                    (keep / name).with_suffix(".txt").write_text(got["report"] + "\n")
-        if progress:
-            sys.stderr.write("\r\033[K")
-        print(f"parity --random {n} --seed {seed}: {counts['agree']} agree, {counts['differs']} differ, "
-              f"{counts['kernel-unstable']} not reproduced by the kernel itself, "
-              f"{counts['kernel-error']} kernel runs failed ({time.monotonic() - t0:.0f} s)")
-        # a case whose kernel run failed was not judged: it is no agreement either
-        return 1 if counts["differs"] or counts["kernel-error"] else 0
-    return _guarded(body)

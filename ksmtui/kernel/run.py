@@ -21,17 +21,15 @@ import json
 import os
 import select
 import signal
-import sys
 import time
 
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Scenario
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
-from ksmtui.kernel import child as kernel_child
-from ksmtui.kernel.sysfs import (
-    _STAT_FLAGS,
+from ksmtui.host.sysfs import (
     KSM_DIR,
+    STAT_FLAGS,
     KernelError,
     KernelUnavailable,
     KernelUnsupported,
@@ -49,8 +47,8 @@ from ksmtui.kernel.sysfs import (
     unavailable_reason,
     unmerge_all,
 )
-from ksmtui.kernel.trace import KsmTrace
-from ksmtui.options import Options
+from ksmtui.host.trace import KsmTrace
+from ksmtui.kernel import child as kernel_child
 
 CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
@@ -465,70 +463,9 @@ def format_result(result: dict) -> str:
     lines += [f"{KSM_DIR}/{k}:{v}" for k, v in result["knobs"].items()]
     for name, stat in result["processes"].items():
         lines.append(f"/proc/{stat['pid']}/ksm_stat ({name}):")
-        lines += [f"  {k}: {v}" if k in _STAT_FLAGS else f"  {k} {v}" for k, v in stat.items() if k != "pid"]
+        lines += [f"  {k}: {v}" if k in STAT_FLAGS else f"  {k} {v}" for k, v in stat.items() if k != "pid"]
     check = result["data_check"]
     lines.append(f"data_check: {check['pages_checked']} pages checked, {check['mismatches']} mismatches")
     if "trace" in result:
         lines.append("tracepoints: " + json.dumps(result["trace"]))
     return "\n".join(lines)
-
-
-def _kernel_result(scenario: Scenario, opts: Options) -> dict:
-    return run_on_kernel(scenario, seed=opts.seed, overrides=dict(opts.overrides), full_scans=opts.full_scans,
-                         after_ms=opts.after_ms, trace=opts.trace)
-
-
-def _guarded(body) -> int:
-    """Runs body() with the errors a kernel run can meet turned into one line and an exit status;
-    SIGTERM is turned into KeyboardInterrupt so the teardown still restores KSM."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return body()
-    except (KernelUnavailable, KernelUnsupported) as err:
-        print(f"ksmtui: {err}", file=sys.stderr)
-        return 2
-    except KernelError as err:
-        print(f"ksmtui: kernel run failed: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("ksmtui: interrupted; KSM is back to its defaults", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def cmd_kernel(scenario: Scenario, opts: Options) -> int:
-    """`ksmtui kernel SCENARIO`: the scenario on the real KSM; JSON with --json."""
-    def body() -> int:
-        result = _kernel_result(scenario, opts)
-        print(json.dumps(result) if opts.json else format_result(result))
-        for note in result["notes"]:
-            print(f"ksmtui: note: {note}", file=sys.stderr)
-        return 0
-    return _guarded(body)
-
-
-def cmd_parity(scenario: Scenario, opts: Options) -> int:
-    """`ksmtui parity SCENARIO`: model and kernel side by side; 1 if a settled counter differs."""
-    from engine.sim import Simulation
-    from ksmtui.kernel.parity import parity_report, timing_caveat
-
-    def body() -> int:
-        reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
-        if reason:
-            raise KernelUnsupported(reason)
-        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides))
-        t0 = time.monotonic()
-        sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
-        model = sim.result()
-        model["wall_s"] = round(time.monotonic() - t0, 3)
-        kernel = _kernel_result(scenario, opts)
-        text, ok = parity_report(model, kernel)
-        caveat = timing_caveat(scenario)
-        if opts.json:
-            print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
-        else:
-            print(text + (f"\ncaveat: {caveat}" if caveat else ""))
-        return 0 if ok else 1
-    return _guarded(body)
-

@@ -1,7 +1,7 @@
 """The engine's one thread: it owns the Simulation(s), takes commands from one queue, and posts
 what the panels need to the UI: after every command, about ten times a second while paused or
 paced, and while flat out only when the UI asks (View), so that drawing, which needs the same
-GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.app.UI_BUDGET).
+GIL, takes no more of the engine's time than the UI allows itself (ksmtui.ui.apps.model.UI_BUDGET).
 
 The UI never touches a Simulation. It sends commands (`Runner.send`: the small frozen dataclasses
 below) and reads the newest
@@ -32,17 +32,18 @@ from typing import Callable, Mapping
 from textual.message import Message
 
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
-from engine.scenario import Scenario, available_memory
+from engine.scenario import RunConfig, Scenario, available_memory
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot, TreeFound
 from engine.timeline import NO_PROGRESS, RUN_ON
-from ksmtui.options import RunConfig
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
 PUBLISH_S = 0.1  # updates to the UI while paced, and samples of the history: about 10 Hz
 TREE_LIMIT = 100  # tree nodes per snapshot while the trees are shown
 BEHIND_S = 1.0  # a paced run this far behind the wall clock gives up catching up
+PACE_WINDOW_S = 2.0  # the achieved speed is measured over this much wall time
+ACHIEVED_SHORT = 0.9  # below this share of the speed asked for, the status says what is achieved
 SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)  # None: flat out
 # A full collection walks every object the collector tracks, with the GIL held: on a large run
 # that is mostly the rmap_items (one per page, alive as long as their page), and the UI allocates
@@ -51,6 +52,7 @@ SPEEDS: tuple[int | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None
 # garbage (0 collected over 30 full scans of large and of fleet), so freezing it leaks nothing.
 FREEZE_S = 10.0
 HISTORY = 120  # updates kept for the sparklines and the rates
+MIN_SAMPLE_NS = 1_000_000  # simulated time between two samples of the history kept
 RATE_WINDOW_NS = 1_000_000_000  # rates are taken over at least this much simulated time
 COMPARE_FLOWS = ("legacy", "optimized")  # Before / After, as the series' cover letter
 # The pairs f steps through in compare mode, Before first: any two flows can be compared.
@@ -176,8 +178,38 @@ Command = (SetPaused | StepPage | StepBatch | ChangeSpeed | SetKnob | ToggleKnob
            | Restart | Load | ToggleCompare | ShowTrees | TreePage | TreeFind | View | Sync | Quit)
 
 
-def speed_label(speed: int | None) -> str:
-    return "max" if speed is None else f"{speed}x"
+def speed_label(speed: int | None, achieved: float | None = None) -> str:
+    """The speed asked for, and the one achieved when the model cannot keep up with it (a large
+    scenario simulates less than a second per second on one core)."""
+    if speed is None:
+        return "max"
+    if achieved is not None and achieved < ACHIEVED_SHORT * speed:
+        return f"{speed}x ({achieved:.2g}x achieved)"
+    return f"{speed}x"
+
+
+class Pace:
+    """Simulated time per wall time over the last PACE_WINDOW_S of a paced run."""
+
+    def __init__(self) -> None:
+        self._points: deque[tuple[float, int]] = deque()
+
+    def reset(self) -> None:
+        self._points.clear()
+
+    def add(self, wall: float, sim_ns: int) -> None:
+        if self._points and sim_ns < self._points[-1][1]:  # a new run (restart, another scenario)
+            self._points.clear()
+        self._points.append((wall, sim_ns))
+        while len(self._points) > 2 and self._points[1][0] <= wall - PACE_WINDOW_S:
+            self._points.popleft()
+
+    def ratio(self) -> float | None:
+        """None until a second of wall time has been seen."""
+        if len(self._points) < 2:
+            return None
+        (w0, s0), (w1, s1) = self._points[0], self._points[-1]
+        return (s1 - s0) / 1e9 / (w1 - w0) if w1 - w0 >= 1.0 else None
 
 
 @dataclass(frozen=True)
@@ -202,6 +234,7 @@ class EngineView:
     compare: bool
     finished: bool = False  # the scenario's [stop] condition was reached (running on is allowed)
     note: str = ""  # why the runner paused by itself (the stop condition, no progress possible)
+    achieved: float | None = None  # simulated seconds per wall second lately, at a paced speed
 
     @property
     def flat_out(self) -> bool:
@@ -245,6 +278,13 @@ class _Samples:
     calls: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def add(self, snap: Snapshot) -> None:
+        # A sample less than MIN_SAMPLE_NS after the one before it is replaced by the next: single
+        # steps and updates while paused would otherwise fill the history with samples a few µs
+        # apart, and the sparklines would span nothing.
+        if len(self.sim_ns) >= 2 and 0 <= snap.sim_ns - self.sim_ns[-1] and \
+                self.sim_ns[-1] - self.sim_ns[-2] < MIN_SAMPLE_NS:
+            for samples in (self.sim_ns, self.counters, self.calls):
+                samples.pop()
         self.sim_ns.append(snap.sim_ns)
         self.counters.append(tuple(snap.counters[c] for c in COUNTERS))
         self.calls.append(tuple(sum(snap.outcomes[p].values()) for p in PATHS))
@@ -304,6 +344,7 @@ class Runner:
         self._last_publish = 0.0
         self._hold_until = 0.0  # set by hold() from the UI thread: one float, written whole
         self._frozen = (-1, 0.0)  # (full_scans, wall time) of the last gc.freeze()
+        self._pace = Pace()
 
     # --- UI side ---
 
@@ -377,6 +418,7 @@ class Runner:
                 self._paused = not self._paused if paused is None else paused
                 self._note = ""
                 self._rebase()
+                self._pace.reset()
             case StepPage():
                 self._paused = True
                 for sim in self._sims:
@@ -391,6 +433,7 @@ class Runner:
                 i = SPEEDS.index(self._speed) + step
                 self._speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i))]
                 self._rebase()
+                self._pace.reset()
             case SetKnob(name, raw):
                 if name == "flow" and self._compare:
                     raise KnobError("compare mode runs two flows: f picks the pair, c leaves it")
@@ -562,6 +605,10 @@ class Runner:
             offsets.update(stable=primary.stable_offset, unstable=primary.unstable_offset)
         self._samples.add(snaps[self._primary])
         self._last_publish = time.monotonic()
+        if self._paused or self._speed is None:
+            self._pace.reset()
+        else:
+            self._pace.add(self._last_publish, self._clock())
         if not post:
             return
         self._post(
@@ -575,6 +622,7 @@ class Runner:
                     compare=self._compare,
                     finished=self._finished,
                     note=self._note,
+                    achieved=self._pace.ratio(),
                 )
             )
         )

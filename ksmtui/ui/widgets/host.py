@@ -1,10 +1,11 @@
-"""Host mode's panels: each draws a HostView (ksmtui.hostview) through Panel's update_from, and
+"""Host mode's panels: each draws a HostView (ksmtui.host.view) through Panel's update_from, and
 says what the kernel does not expose instead of showing the model's numbers."""
 
 from __future__ import annotations
 
 import errno
 import time
+from typing import Mapping
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,9 +13,10 @@ from textual.content import Content
 from textual.css.scalar import Scalar
 from textual.widgets import Static
 
-from ksmtui.hostview import MIB, HostView
-from ksmtui.render import progress_bar, sparkline
-from ksmtui.report import table
+from ksmtui.host.view import HostView, knobs_in_order
+from ksmtui.text.render import progress_bar, sparkline
+from ksmtui.text.report import table
+from ksmtui.text.units import MIB
 from ksmtui.ui.widgets.panels import Panel, TextView
 
 NOT_EXPOSED_LATENCY = ("per-call latency: not exposed by this kernel (cmp_and_merge_page() is inlined into "
@@ -110,11 +112,22 @@ def scan_lines(view: HostView, width: int) -> list[str]:
 
 
 _ERRNO = {str(-n): name for n, name in errno.errorcode.items()}
+# What an error of a ksm tracepoint means in mm/ksm.c, where its name alone does not say.
+_ERR_MEANING = {
+    "EFAULT": "try_to_merge_one_page()'s catch-all: the page could not be write-protected or replaced "
+              "(it changed, was pinned or was unmapped meanwhile); it stays unmerged, ksmd tries again next pass",
+}
 
 
 def _err_label(key: str) -> str:
     event, _, err = key.rpartition(" ")
-    return f"{event} error {err} ({_ERRNO.get(err, '?')})"
+    name = _ERRNO.get(err, "?")
+    return f"{event} error {err} ({name})"
+
+
+def _err_notes(errors: Mapping[str, int]) -> list[str]:
+    names = dict.fromkeys(_ERRNO.get(k.rpartition(" ")[2], "?") for k in errors)
+    return [f"  {name}: {_ERR_MEANING[name]}" for name in names if name in _ERR_MEANING]
 
 
 def outcome_lines(view: HostView) -> list[str]:
@@ -137,6 +150,7 @@ def outcome_lines(view: HostView) -> list[str]:
     if view.lost:
         lines.append(f"lost: {view.lost:,} events the kernel dropped (ring buffer full): the counts are short")
     lines.append("failures: " + (", ".join(f"{_err_label(k)} ×{n:,}" for k, n in errors.items()) if errors else "none"))
+    lines += _err_notes(errors)
     lines += ["", NOT_EXPOSED_LATENCY]
     return lines
 
@@ -190,18 +204,23 @@ class HostCountersPanel(Panel):
         yield Static(id="host-counters-text")
 
     def key_of(self, view: HostView) -> object:
-        return tuple(view.series.items())
+        return tuple(view.series.items()), view.sample_times[-1:]
 
     def draw(self, view: HostView) -> None:
         names = list(view.series)
-        width = max(0, self.content_region.width - 20 - 14 - 1)
+        labels = [name if name in view.sample.ksm else f"{name} (vmstat)" for name in names]
+        room = max(map(len, labels), default=20)  # ksm_swpin_copy (vmstat) whole, at every width
+        width = max(0, self.content_region.width - room - 14 - 1)
         parts: list = []
-        for name in names:
+        for name, label in zip(names, labels):
             series = view.series[name]
-            label = name if name in view.sample.ksm else f"{name} (vmstat)"
             value = f"{series[-1]:,}"
-            parts += [f"{label[:20]:<20}", (f"{value:>14} ", "bold"),
+            parts += [f"{label:<{room}}", (f"{value:>14} ", "bold"),
                       (f"{sparkline(series, width):>{width}}", "$accent"), "\n"]
+        shown = view.sample_times[-width:] if width else ()
+        span = f"sparklines: the last {_seconds(shown[-1] - shown[0])}" if len(shown) > 1 else ""
+        if self.border_subtitle != span:
+            self.border_subtitle = span
         widget = self.query_one("#host-counters-text", Static)
         layout = widget.styles.height != Scalar.parse(str(len(names)))  # a kernel with other files
         if layout:
@@ -217,8 +236,8 @@ class HostKnobsPanel(Panel):
         return tuple(view.sample.knobs.items())
 
     def draw(self, view: HostView) -> None:
-        knobs = view.sample.knobs
-        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs.items()))
+        knobs = knobs_in_order(view.sample.knobs)
+        self.query_one("#host-knobs-text", TextView).show("\n".join(f"{n:<36}{v}" for n, v in knobs))
 
 
 class HostOutcomesPanel(Panel):

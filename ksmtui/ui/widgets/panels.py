@@ -1,6 +1,6 @@
 """The live panels. Each draws an EngineView through one `update_from(view)` entry that returns
 early when the panel is hidden (another tab) or when what it shows has not changed. The text comes
-from the pure renderers in ksmtui.render; it is handed over as Text, never parsed as markup (hist()
+from the pure renderers in ksmtui.text.render; it is handed over as Text, never parsed as markup (hist()
 labels such as `[2, 4)` would read as markup tags)."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from textual.widgets import Static
 
 from engine.sim import RECENT_WAKEUPS
 from engine.snapshot import PATHS
-from ksmtui.render import (
+from ksmtui.text.render import (
     dist_lines,
     event_marks,
     hist_lines,
+    latency_kind,
     latency_title,
     next_events,
     outcome_table,
@@ -29,7 +30,8 @@ from ksmtui.render import (
     sparkline,
     step_line,
 )
-from ksmtui.report import bound_label, latency_stats, table, work_lines
+from ksmtui.text.report import bound_label, latency_stats, table, work_lines
+from ksmtui.text.units import MIB
 from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
@@ -150,12 +152,12 @@ class StatusBar(TextView):
         # In compare mode the other tabs show one of the two runs: say which.
         flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \
             else snap.flow
-        key = (snap.scenario, snap.sim_ns, flow, view.state, view.speed, self.size.width)
+        speed = speed_label(view.speed, view.achieved)
+        key = (snap.scenario, snap.sim_ns, flow, view.state, speed, self.size.width)
         if key == self._key:
             return
         self._key = key
         self.set_classes(f"-{view.state}")
-        speed = speed_label(view.speed)
         for parts in (
             ["ksmtui", snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
             [snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
@@ -213,7 +215,6 @@ OVERVIEW_KNOBS = ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_z
                   "merge_across_nodes")
 KNOB_KEYS = {"pages_to_scan": "[ ]", "use_zero_pages": "z", "smart_scan": "m", "merge_across_nodes": "n"}
 START_HINT = "paused at t=0: space starts the run"
-MIB = 1 << 20
 
 
 def switches_note(switches: list[tuple[int, str, str]]) -> str:
@@ -280,13 +281,14 @@ class ScanPanel(Panel):
         ]
         if s.events_done or s.events_pending:
             coming = next_events(self.events, s.sim_ns, s.counters["full_scans"])
-            lines.append(f"events: {s.events_done:,} done" + (f", next {coming[0]}" if coming else ""))
-            lines += [f"        then {e}" for e in coming[1:]]
+            # One event a line, in time order: a line of two would be cut on a narrow panel.
+            lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
+            lines += [f"  {e}" for e in coming]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
         self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
-        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"]))
+        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"], latency_kind(s.knobs)))
         note = view.note or (START_HINT if view.paused and s.sim_ns == 0 else "")
         widget = self.query_one("#scan-note", TextView)
         widget.display = bool(note)
@@ -363,9 +365,10 @@ class LatencySummary(Panel):
         yield TextView(id="latency-summary-text")
 
     def key_of(self, view: EngineView) -> object:
-        return tuple(view.snapshot.latency_recent[p] for p in PATHS)
+        return tuple(view.snapshot.latency_recent[p] for p in PATHS), view.snapshot.knobs.get("latency")
 
     def draw(self, view: EngineView) -> None:
+        self.border_title = f"{latency_kind(view.snapshot.knobs)} latency, {ROLLING} (rolling)"
         lines = [latency_title(p, view.snapshot.latency_recent[p], ROLLING) for p in PATHS]
         self.query_one("#latency-summary-text", TextView).show("\n".join(lines))
 
@@ -397,7 +400,10 @@ class LatencyPanel(Panel):
         return (self.since_start, tuple(self.counts(view)[p] for p in PATHS), self.switches)
 
     def draw(self, view: EngineView) -> None:
-        title = f"latency since start{self.switches}" if self.since_start else f"latency, {ROLLING} (rolling)"
+        # The latencies are the cost model's (engine/cost.py), never the kernel's: the title says so.
+        kind = latency_kind(view.snapshot.knobs)
+        title = (f"{kind} latency since start{self.switches}" if self.since_start
+                 else f"{kind} latency, {ROLLING} (rolling)")
         if self.border_title != title:
             self.border_title = title
         window = "since start" if self.since_start else ROLLING
@@ -487,7 +493,7 @@ class ComparePanel(Panel):
         self.border_title = f"compare: {labels[0]} vs {labels[1]}, same workload"
         rows = table([["", *labels], *([name, before.counters[name], after.counters[name]]
                                        for name in COMPARE_COUNTERS)])
-        rows += ["", "latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
+        rows += ["", f"{latency_kind(before.knobs)} latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
                  *latency_change_lines(before, after)]
         rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))

@@ -21,8 +21,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine.snapshot import ProcessStats
+from ksmtui.text.units import MIB
 
-MIB = 1 << 20
 # sizeof(struct ksm_rmap_item) on x86-64, as general_profit and ksm_process_profit charge it.
 SIZEOF_RMAP_ITEM = 64
 
@@ -166,6 +166,8 @@ class ProcessTable(ScrollView, can_focus=True):
         ratio = rmap_ratio(row)
         if ratio is None:
             return "n/a", None
+        if not row.ksm_merging_pages and not row.ksm_rmap_items:
+            return "-", None  # nothing scanned and nothing merging: no ratio to speak of
         label = "∞" if ratio == float("inf") else f"{ratio:,.1f}"
         if ratio > self.ratio_limit:
             return f"{label} !", ALERT

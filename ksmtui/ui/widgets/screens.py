@@ -48,7 +48,9 @@ class KnobsScreen(ModalScreen[None]):
 
     def on_screen_resume(self) -> None:
         """Shown again (not back from a screen above, such as ^p's): every field as the engine
-        has it, no error from the last time."""
+        has it, no error from the last time, and the focus on the first field (run) with its value
+        selected, so that what is typed replaces run's value and never lands in the field last
+        edited (which once set advisor_max_pages_to_scan to a value meant for run)."""
         if not self._afresh:
             return
         self._afresh = False
@@ -57,6 +59,9 @@ class KnobsScreen(ModalScreen[None]):
             if view is not None:
                 self.query_one(f"#knob-{name}", Input).value = str(self._knob(view, name))
             self.show_error(name, "")
+        first = self.query_one(f"#knob-{LIVE_KNOBS[0]}", Input)
+        self.set_focus(first)
+        first.select_all()
 
     @staticmethod
     def _knob(view: EngineView, name: str) -> object:

@@ -17,8 +17,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
-from engine.snapshot import Sharer, StableNodeView, UnstableItemView, WalkStep
-from ksmtui.render import node_detail, sharer_label, stable_node_label, unstable_label
+from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView, WalkStep
+from ksmtui.text.render import node_detail, sharer_label, stable_node_label, unstable_label
 from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery
 from ksmtui.ui.widgets.panels import Panel, TextView
 
@@ -81,8 +81,13 @@ def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None) 
     return text
 
 
-def walk_lines(steps: tuple[WalkStep, ...]) -> list[str]:
-    """The walk view: each walk of the last single step, level by level, then what it pruned."""
+def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> list[str]:
+    """The walk view: each walk of the last single step, level by level, then what it pruned; a
+    step that walked no tree (a KSM page's early return, a zero page, a checksum that changed)
+    says so, with where it was and how it ended."""
+    if not steps and last is not None:
+        return [f"the last step walked no tree: {last.process}:{last.address:#x}",
+                f"  {last.path} → {last.outcome}", "s steps the next page"]
     if not steps:
         return ["single-step (s) to see the walks of one cmp_and_merge_page() call"]
     lines: list[str] = []
@@ -135,7 +140,7 @@ class TreesPanel(Panel):
     def key_of(self, view: EngineView) -> object:
         s = view.snapshot
         return (s.stable_tree, s.stable_tree_size, s.stable_offset, s.unstable_tree, s.unstable_tree_size,
-                s.unstable_offset, s.last_walk, s.tree_found)
+                s.unstable_offset, s.last_walk, s.tree_found, self._last_step(view))
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -151,7 +156,7 @@ class TreesPanel(Panel):
                                             s.unstable_tree_size)
         self._rebuild(unstable, lambda root: [root.add_leaf(row_label(item, walked.get(_key(item))), data=item)
                                               for item in s.unstable_tree])
-        self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk)))
+        self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk, self._last_step(view))))
         found = s.tree_found
         if found is not None and found.seq != self._found_seq:
             self._found_seq = found.seq
@@ -160,6 +165,12 @@ class TreesPanel(Panel):
         tree = self._detail_tree or stable
         if tree.cursor_node is not None:
             self._show(tree.cursor_node)
+
+    @staticmethod
+    def _last_step(view: EngineView) -> StepInfo | None:
+        """The last single step, while it is the last thing ksmd did (as the Overview shows it)."""
+        step = view.snapshot.last_step
+        return step if step is not None and step.pages_scanned == view.snapshot.counters["pages_scanned"] else None
 
     @staticmethod
     def _title(name: str, what: str, offset: int, shown: int, total: int) -> str:

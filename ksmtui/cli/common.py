@@ -1,0 +1,73 @@
+"""What the model's commands (the UI, run, compare, check, kernel, parity) share: the scenario
+with the command line applied, and a run to its stop with progress on the terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from engine.scenario import Scenario
+from engine.timeline import NO_PROGRESS, StopRule
+from ksmtui.cli.options import Options
+
+
+def load(opts: Options) -> Scenario:
+    """The scenario with --flow, --seed and --set applied: all of it valid, or a ScenarioError."""
+    from engine.scenario import apply_overrides, load_scenario
+
+    assert opts.scenario is not None  # every command that loads one requires it
+    return apply_overrides(load_scenario(opts.scenario), flow=opts.flow, seed=opts.seed,
+                           overrides=dict(opts.overrides))
+
+
+class Progress:
+    """A one-line progress report on stderr, redrawn a few times a second, for runs that take a while."""
+
+    def __init__(self, label: str, target: str, enabled: bool):
+        self.label, self.target, self.enabled = label, target, enabled
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, sim) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2 or now - self.start < 0.5:
+            return
+        self.last = now
+        counters = sim.snapshot(tree_limit=0).counters
+        rate = counters["pages_scanned"] / (now - self.start)
+        sys.stderr.write(
+            f"\r\033[K{self.label}: full_scans {counters['full_scans']:,}, {sim.now_ns // 1_000_000:,} ms "
+            f"simulated (stops at {self.target}), {counters['pages_scanned']:,} pages scanned ({rate:,.0f}/s)"
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def stop_target(scenario: Scenario, opts: Options) -> str:
+    """Where the run will stop, in words: options replace [stop] (engine/timeline.py StopRule)."""
+    return StopRule.of(scenario.stop, opts.full_scans, opts.after_ms).describe()
+
+
+def want_progress(opts: Options) -> bool:
+    # With --json into a pipe a script is reading: keep the terminal quiet as well.
+    return sys.stderr.isatty() and not (opts.json and not sys.stdout.isatty())
+
+
+def run_to_stop(sim, scenario: Scenario, opts: Options, label: str) -> str:
+    progress = Progress(label, stop_target(scenario, opts), want_progress(opts))
+    try:
+        reason = sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms, progress=progress)
+    finally:
+        progress.done()
+    if reason.startswith(NO_PROGRESS):
+        print(f"ksmtui {opts.command}: note: {label}: stopped at {sim.now_ns // 1_000_000:,} ms simulated: "
+              f"{reason}", file=sys.stderr)
+    return reason
+
+

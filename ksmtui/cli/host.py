@@ -1,0 +1,161 @@
+"""`ksmtui host`: this machine's own ksmd, in the UI or as JSON Lines (docs/host.md).
+
+    ksmtui host [--interval S] [--record FILE] [--no-trace]      the live UI
+    ksmtui host --json [--interval S] [--count N] [--record FILE] [--group-by BY]  one JSON object per sample
+    ksmtui host --listen [ADDR:]PORT | --textfile FILE [--no-ui] [--group-by BY]  a Prometheus exporter
+                                                                 (docs/prometheus.md)
+
+No /sys/kernel/mm/ksm or a bad option: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ksmtui.cli.options import Parser, UsageError, positive
+from ksmtui.host.units import GROUPINGS, group_totals
+from ksmtui.host.whynot import sample_why_not
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0.05 and 3600, got {text!r}")
+    return value
+
+
+def _listen(text: str) -> tuple[str, int]:
+    addr, colon, port = text.rpartition(":")
+    addr = addr.removeprefix("[").removesuffix("]") if colon else "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535 or (colon and not addr):
+        raise argparse.ArgumentTypeError(f"expected [ADDR:]PORT (9901, 127.0.0.1:9901, [::1]:9901; 0.0.0.0:PORT for "
+                                         f"every address), got {text!r}")
+    return addr, int(port)
+
+
+def host_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ksmtui host", description="Watch this machine's own ksmd (/sys/kernel/mm/ksm, "
+               "/proc/PID/ksm_stat, the ksm tracepoints as root).")
+    p.add_argument("--json", action="store_true", help="print one JSON object per sample (JSON Lines), no UI")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="seconds between samples (default 1)")
+    p.add_argument("--count", type=positive, metavar="N", help="with --json or --no-ui: stop after N samples")
+    p.add_argument("--record", metavar="FILE", help="also write every sample to FILE, for ksmtui replay")
+    p.add_argument("--no-trace", action="store_true", help="do not enable the ksm tracepoints")
+    p.add_argument("--group-by", choices=GROUPINGS, metavar="BY",
+                   help=f"with --json: each sample adds per-group totals ({', '.join(GROUPINGS)}); with --listen or "
+                   "--textfile: the per-process metrics are per group")
+    p.add_argument("--listen", type=_listen, metavar="[ADDR:]PORT",
+                   help="serve the newest sample's metrics to Prometheus on http://ADDR:PORT/metrics (ADDR 127.0.0.1 "
+                   "unless given)")
+    p.add_argument("--textfile", metavar="FILE", help="rewrite FILE with the metrics at every sample (atomically), "
+                   "for node_exporter's textfile collector")
+    p.add_argument("--top", type=positive, metavar="N", help="with --listen/--textfile: per-process (or group) metrics "
+                   "for the N that save most, the rest as \"other\" (default 20)")
+    p.add_argument("--no-ui", action="store_true", help="no UI and no output: only --listen, --textfile, --record")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from ksmtui.host.sampler import HostSampler, NoKsm
+
+    opts = host_parser().parse_args(argv)
+    exporting = opts.listen or opts.textfile
+    if opts.count and not (opts.json or opts.no_ui):
+        raise UsageError("argument --count: only with --json or --no-ui")
+    if opts.group_by and not (opts.json or exporting):
+        raise UsageError("argument --group-by: only with --json, --listen or --textfile")
+    if opts.no_ui and not (exporting or opts.record or opts.json):
+        raise UsageError("argument --no-ui: only with --listen, --textfile or --record (else it does nothing)")
+    if opts.top and not exporting:
+        raise UsageError("argument --top: only with --listen or --textfile")
+    try:
+        sampler = HostSampler(opts.interval, trace=not opts.no_trace)
+    except NoKsm as err:
+        raise UsageError(str(err)) from None
+    sinks = _Sinks()
+    try:
+        if opts.record:
+            from ksmtui.host.recording import Recorder
+
+            try:
+                sinks.append(Recorder(opts.record, opts.interval))
+            except OSError as err:
+                raise UsageError(f"--record: {opts.record}: {err.strerror}") from None
+        if exporting:
+            sinks.append(_exporter(opts))
+        if opts.json or opts.no_ui:
+            return _headless(sampler, opts.interval, opts.count, sinks or None, opts.json, opts.group_by)
+        from ksmtui.ui.apps.host import run_host_app
+
+        return run_host_app(sampler, sinks or None)
+    finally:
+        sampler.close()
+        sinks.close()
+
+
+class _Sinks(list):
+    """Where every sample goes besides the UI or stdout: the recording, the exporter."""
+
+    def add(self, sample) -> None:
+        for sink in self:
+            sink.add(sample)
+
+    def close(self) -> None:
+        for sink in self:
+            sink.close()
+
+
+def _exporter(opts):
+    from ksmtui.host.exporter import TOP, Exporter, by_process, by_unit, check_textfile
+
+    if opts.textfile:
+        try:
+            check_textfile(opts.textfile)
+        except OSError as err:
+            raise UsageError(f"--textfile: {opts.textfile}: {err.strerror}") from None
+    exporter = Exporter(opts.top or TOP, by_unit(opts.group_by) if opts.group_by else by_process,
+                        textfile=opts.textfile,
+                        on_error=lambda said: print(f"ksmtui host: error: {said}", file=sys.stderr))
+    if opts.listen:
+        addr, port = opts.listen
+        try:
+            host, port = exporter.serve(addr, port)
+        except OSError as err:
+            raise UsageError(f"--listen {addr}:{port}: {err.strerror}") from None
+        host = f"[{host}]" if ":" in host else host
+        print(f"ksmtui host: serving metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    return exporter
+
+
+def sample_json(sample, group_by: str | None = None) -> dict:
+    """A sample as --json prints it: the sample, "why_not" (ksmtui.host.whynot), and with
+    --group-by "group_by" and "groups" (ksmtui.host.units.group_totals)."""
+    out = {**sample.to_json(), "why_not": sample_why_not(sample)}
+    if group_by:
+        out.update(group_by=group_by, groups=group_totals(sample.processes, group_by))
+    return out
+
+
+def _headless(sampler, interval: float, count: int | None, sink, json_lines: bool, group_by: str | None = None) -> int:
+    if sampler.trace_note:
+        print(f"ksmtui host: note: no tracepoints: {sampler.trace_note}", file=sys.stderr)
+    n = 0
+    next_at = time.monotonic()
+    while count is None or n < count:
+        sample = sampler.sample()
+        if sink is not None:
+            sink.add(sample)
+        if json_lines:
+            sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        n += 1
+        if count is None or n < count:
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    return 0

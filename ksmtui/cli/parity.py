@@ -1,0 +1,116 @@
+"""`ksmtui parity SCENARIO`: the model and the real kernel side by side on one scenario (exit 1 if a
+settled counter differs); `ksmtui parity --random N`: differential fuzzing over random scenarios
+(ksmtui/kernel/fuzz.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.scenario import Scenario
+from ksmtui.cli.common import load
+from ksmtui.cli.kernel import guarded, kernel_result
+from ksmtui.cli.options import Options, Parser, UsageError, parse_args, positive, seed
+from ksmtui.host.sysfs import KernelUnsupported
+
+
+def main(argv: list[str]) -> int:
+    if any(a == "--random" or a.startswith("--random=") for a in argv):
+        return fuzz_main(argv)
+    opts = parse_args("parity", argv)
+    return cmd_parity(load(opts), opts)
+
+
+def cmd_parity(scenario: Scenario, opts: Options) -> int:
+    from engine.sim import Simulation
+    from ksmtui.kernel.parity import parity_report, timing_caveat
+    from ksmtui.kernel.run import unavailable_reason, unsupported_reason
+
+    def body() -> int:
+        reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
+        if reason:
+            raise KernelUnsupported(reason)
+        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides))
+        t0 = time.monotonic()
+        sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
+        model = sim.result()
+        model["wall_s"] = round(time.monotonic() - t0, 3)
+        kernel = kernel_result(scenario, opts)
+        text, ok = parity_report(model, kernel)
+        caveat = timing_caveat(scenario)
+        if opts.json:
+            print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
+        else:
+            print(text + (f"\ncaveat: {caveat}" if caveat else ""))
+        return 0 if ok else 1
+    return guarded(body)
+
+
+def fuzz_parser() -> Parser:
+    p = Parser(prog="ksmtui parity", description=(
+        "Differential fuzzing: N random scenarios, each run in the model and on this machine's KSM; "
+        "every difference in the settled counters and ksm_stat is reported. Exit status 0 when all "
+        "agree, 1 when the model differs, 2 on bad input."))
+    p.add_argument("--random", type=positive, metavar="N", required=True, help="the number of cases")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the cases (default 0)")
+    p.add_argument("--keep", metavar="DIR", help="save each case that differs (TOML and report) in DIR")
+    return p
+
+
+def fuzz_main(argv: list[str]) -> int:
+    """`ksmtui parity --random N [--seed S] [--keep DIR]`."""
+    opts = fuzz_parser().parse_args(argv)
+    keep = Path(opts.keep) if opts.keep else None
+    if keep is not None:
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"--keep: cannot create {keep}: {err.strerror}") from None
+    return fuzz(opts.random, opts.seed, keep)
+
+
+def fuzz(n: int, seed: int, keep: Path | None) -> int:
+    """Exit status: 0 when every case agrees (or only the kernel disagrees with itself), 1 when the
+    model differs from the kernel or a kernel run failed (the case goes on to the next)."""
+    from engine.scenario import ScenarioError
+    from ksmtui.kernel.fuzz import random_scenario, run_case
+    from ksmtui.kernel.run import unavailable_reason
+
+    def body() -> int:
+        reason = unavailable_reason()
+        if reason:
+            raise KernelUnsupported(reason)
+        counts = {"agree": 0, "differs": 0, "kernel-unstable": 0, "kernel-error": 0}
+        progress = sys.stderr.isatty()
+        t0 = time.monotonic()
+        for case in range(n):
+            text = random_scenario(seed, case)
+            name = f"fuzz-{seed}-{case}.toml"
+            try:
+                got = run_case(text, name)
+            except ScenarioError as err:  # a generator fault, not a model one: say so and stop
+                print(f"ksmtui parity: internal error: case {case} is not a valid scenario: {err}",
+                      file=sys.stderr)
+                return 1
+            counts[got["verdict"]] += 1
+            if progress:  # the kernel runs wait their turn for the machine lock: say where it is
+                sys.stderr.write(f"\r\033[Kcase {case + 1}/{n}: {counts['agree']} agree, {counts['differs']} differ, "
+                                 f"{counts['kernel-unstable']} not reproduced by the kernel")
+                sys.stderr.flush()
+            if got["verdict"] != "agree":
+                if progress:
+                    sys.stderr.write("\r\033[K")
+                print(f"case {case}: {got['verdict']}\n{got['report']}\n", flush=True)
+                if keep is not None:
+                    (keep / name).write_text(text)
+                    (keep / name).with_suffix(".txt").write_text(got["report"] + "\n")
+        if progress:
+            sys.stderr.write("\r\033[K")
+        print(f"parity --random {n} --seed {seed}: {counts['agree']} agree, {counts['differs']} differ, "
+              f"{counts['kernel-unstable']} not reproduced by the kernel itself, "
+              f"{counts['kernel-error']} kernel runs failed ({time.monotonic() - t0:.0f} s)")
+        # a case whose kernel run failed was not judged: it is no agreement either
+        return 1 if counts["differs"] or counts["kernel-error"] else 0
+    return guarded(body)

@@ -1,0 +1,531 @@
+"""`ksmtui sweep`: many model runs over a grid of knobs, flows and seeds, compared; on Dask.
+
+    ksmtui sweep SCENARIO|CAPTURE --set pages_to_scan=100,400,1600 --set sleep_millisecs=10-50:20
+                 --flows legacy,optimized --seeds 1-8 [--full-scans N | --until-settled]
+                 [--json] [--csv FILE] [--scheduler tcp://HOST:PORT | --workers N] [--ui]
+
+Every combination is one task, a pure function of (scenario, knobs, flow, seed, stop): the same
+run as `ksmtui run` with the same options, so results do not depend on where or in what order the
+tasks ran. The grid is validated whole before anything starts. By default a LocalCluster of one
+single-threaded worker process per core runs them (started and stopped here); --scheduler uses an
+existing Dask cluster whose workers have ksmtui installed. docs/sweep.md says what each column means.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.capture import CaptureError
+from engine.knobs import ALL_KNOBS, KnobError
+from engine.scenario import Scenario, ScenarioError, apply_overrides, load_scenario, scenario_from_capture
+from engine.snapshot import PATHS
+from engine.timeline import StopRule
+
+MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
+SETTLE_LIMIT = 1000  # --until-settled gives up after this many full scans (and says so per run)
+SERIES_POINTS = 64  # saving-over-time points kept per run (for the plot and the JSON)
+GRID_HELP = "V1,V2,... where an integer item may be a range A-B (step 1), A-B:S (step S) or A-B*F (times F)"
+
+
+class SweepError(Exception):
+    """A bad grid, workload or scheduler: one line naming the option and what was expected."""
+
+
+class GridError(SweepError):
+    """A bad grid: one line naming the option, the knob and what was expected."""
+
+
+class RunFailed(Exception):
+    """A run that raised, or whose worker died every time it ran it: one line, exit status 1."""
+
+
+# ----------------------------------------------------------------------------------- the grid --
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise GridError(f"{what}: expected an integer, got {text.strip()!r}") from None
+
+
+def _range(item: str, what: str) -> list[int] | None:
+    """An item A-B, A-B:S or A-B*F of an integer list as its values (at most MAX_RUNS); None for
+    an item that is not a range."""
+    head, _, tail = item.partition("-")
+    if not tail:
+        return None
+    low = _integer(head, what)
+    step, factor = 1, 1
+    if ":" in tail:
+        tail, step_text = tail.split(":", 1)
+        step = _integer(step_text, what)
+        if step < 1:
+            raise GridError(f"{what}: {item!r}: expected a step >= 1")
+    elif "*" in tail:
+        tail, factor_text = tail.split("*", 1)
+        factor = _integer(factor_text, what)
+        if factor < 2:
+            raise GridError(f"{what}: {item!r}: expected a factor >= 2")
+        if low < 1:
+            raise GridError(f"{what}: {item!r}: a geometric range starts at 1 or more")
+    high = _integer(tail, what)
+    if high < low:
+        raise GridError(f"{what}: {item!r}: empty range ({high} < {low})")
+    count = (high - low) // step + 1 if factor == 1 else int(math.log(high / low, factor) + 1e-9) + 1
+    if count > MAX_RUNS:
+        raise GridError(f"{what}: {item!r}: {count:,} values; expected at most {MAX_RUNS:,}")
+    if factor == 1:
+        return list(range(low, high + 1, step))
+    values = [low]
+    while values[-1] * factor <= high:
+        values.append(values[-1] * factor)
+    return values
+
+
+def parse_values(option: str, knob: str, text: str) -> list[int | str]:
+    """The values of one knob, each validated as the kernel would (KnobError's words), none twice."""
+    what = f"{option} {knob}"
+    spec = ALL_KNOBS[knob]
+    items = [item for item in text.split(",")]
+    if any(not item.strip() for item in items):
+        raise GridError(f"{what}: empty value in {text!r}; expected {GRID_HELP}")
+    values: list[int | str] = []
+    for item in items:
+        expanded = None if isinstance(spec.default, str) else _range(item, what)
+        for value in [item.strip()] if expanded is None else expanded:
+            try:
+                parsed = spec.parse(value)
+            except KnobError as e:
+                raise GridError(f"{what}: {e}") from None
+            if parsed in values:
+                raise GridError(f"{what}: {parsed!r} given twice")
+            values.append(parsed)
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for item in text.split(","):
+        expanded = _range(item, "--seeds")
+        for seed in [_integer(item, "--seeds")] if expanded is None else expanded:
+            if not 0 <= seed < 2**64:
+                raise GridError(f"--seeds: expected integers 0..18446744073709551615, got {seed}")
+            if seed in seeds:
+                raise GridError(f"--seeds: {seed} given twice")
+            seeds.append(seed)
+    return seeds
+
+
+def parse_set(text: str) -> tuple[str, str]:
+    knob, sep, values = text.partition("=")
+    knob = knob.strip()
+    if not sep or not knob:
+        raise GridError(f"--set: expected KNOB={GRID_HELP}, got {text!r}")
+    if knob not in ALL_KNOBS:
+        raise GridError(f"--set: {knob}: unknown knob; expected one of {', '.join(ALL_KNOBS)}")
+    if knob == "flow":
+        raise GridError("--set: flow: the flows are swept with --flows legacy,optimized,...")
+    return knob, values
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int  # its place in the grid: results are reported in this order
+    knobs: tuple[tuple[str, int | str], ...]  # the swept knobs, in --set order
+    flow: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    full_scans: int | None  # None: the scenario's [stop], as `ksmtui run`
+    until_settled: bool
+
+    def describe(self, scenario: Scenario) -> str:
+        if self.until_settled:
+            return f"until settled (at most {SETTLE_LIMIT:,} full scans)"
+        return StopRule.of(scenario.stop, self.full_scans).describe()
+
+
+def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
+         seeds_text: str | None) -> list[Task]:
+    """Every combination, each checked by apply_overrides as `ksmtui run` would check it: a grid
+    runs whole or not at all."""
+    grid: dict[str, list[int | str]] = {}
+    for knob, text in sets:
+        if knob in grid:
+            raise GridError(f"--set: {knob} given twice; list its values in one --set {knob}=V1,V2")
+        grid[knob] = parse_values("--set", knob, text)
+    if grid.get("latency", ["model"]) != ["model"]:
+        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
+    flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
+    seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
+    count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
+    if count > MAX_RUNS:
+        raise GridError(f"the grid has {count:,} runs; expected at most {MAX_RUNS:,}")
+    tasks = []
+    for index, (combo, flow, seed) in enumerate(itertools.product(itertools.product(*grid.values()), flows, seeds)):
+        knobs = tuple(zip(grid, combo))
+        try:
+            apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
+        except ScenarioError as e:
+            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: {e.message}") from None
+        tasks.append(Task(index, knobs, flow, seed))
+    return tasks
+
+
+def describe(task: Task, seed: bool = True) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}", *([f"seed={task.seed}"] * seed)])
+
+
+# ------------------------------------------------------------------------------------ one run --
+
+def _data_files(fill) -> tuple[str, Path] | None:
+    """(attribute, path) of the file a fill reads its pages from, if it reads one."""
+    if fill.kind == "file":
+        return "path", Path(str(fill.path))
+    if fill.kind == "capture":
+        return "capture", Path(str(fill.capture))
+    return None
+
+
+def _fills(scenario: Scenario) -> list:
+    return [r.fill for p in scenario.processes for r in p.regions] + [e.fill for e in scenario.events]
+
+
+def scenario_files(scenario: Scenario) -> dict[str, bytes]:
+    """The bytes of every file the scenario's fills read (fill = "file", fill = "capture"), so
+    that workers need no files."""
+    out = {}
+    for fill in _fills(scenario):
+        data = _data_files(fill)
+        if data and str(data[1]) not in out:
+            try:
+                out[str(data[1])] = data[1].read_bytes()
+            except OSError as e:
+                raise ScenarioError(str(data[1]), "", "", f"cannot read: {e.strerror or e}") from None
+    return out
+
+
+def _relocated(scenario: Scenario, files: dict[str, bytes], here: Path) -> Scenario:
+    """The scenario with its fills' files replaced by copies written in `here` from the shipped bytes."""
+    paths = {}
+    for k, (name, data) in enumerate(files.items()):
+        paths[name] = here / f"{k}-{Path(name).name}"
+        paths[name].write_bytes(data)
+
+    def fill(f):
+        data = _data_files(f)
+        return replace(f, **{data[0]: paths[str(data[1])]}) if data else f
+
+    processes = tuple(replace(p, regions=tuple(replace(r, fill=fill(r.fill)) for r in p.regions))
+                      for p in scenario.processes)
+    return replace(scenario, processes=processes, events=tuple(replace(e, fill=fill(e.fill)) for e in scenario.events))
+
+
+def load_workload(arg: str, merge_any: bool) -> Scenario:
+    """A scenario file or built-in name, or a capture (`ksmtui capture`'s .npz: a zip file) made
+    into the scenario `ksmtui capture --scenario` would write."""
+    path = Path(arg)
+    try:
+        with open(path, "rb") as f:
+            is_capture = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        is_capture = False
+    if not is_capture:
+        if merge_any:
+            raise SweepError(f"--merge-any: {arg} is a scenario, not a capture; its processes say what is mergeable")
+        return load_scenario(arg)
+    try:
+        return scenario_from_capture(path, merge_any=merge_any)
+    except CaptureError as e:
+        raise SweepError(str(e)) from None
+
+
+def _first_at_least(values: list[int], target: float) -> int | None:
+    return next((i for i, v in enumerate(values) if v >= target), None)
+
+
+def _series(times: list[int], values: list[int]) -> list[list[int]]:
+    """At most SERIES_POINTS [ms, saving] points: the saving at evenly spaced simulated times."""
+    end = times[-1]
+    if end == 0 or len(times) <= SERIES_POINTS:
+        return [[t // 1_000_000, v] for t, v in zip(times, values)]
+    out, i = [], 0
+    for k in range(SERIES_POINTS):
+        at = end * k // (SERIES_POINTS - 1)
+        while i + 1 < len(times) and times[i + 1] <= at:
+            i += 1
+        out.append([at // 1_000_000, values[i]])
+    return out
+
+
+def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) -> dict:
+    """One combination, run to the stop as `ksmtui run` runs it, recording the saving
+    (general_profit) and ksmd's CPU time (the cost model's) after every wake-up."""
+    scenario, files = payload
+    with tempfile.TemporaryDirectory(prefix="ksmtui-sweep-") as here:  # fills read their files as the run goes
+        scenario = _relocated(scenario, files, Path(here))
+        return _run(apply_overrides(scenario, flow=task.flow, seed=task.seed, overrides=dict(task.knobs)), task, stop)
+
+
+def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
+    from engine.sim import Simulation
+    from ksmtui.text.report import latency_stats
+
+    sim = Simulation(scenario)
+    ksm = sim.ksm
+    times, savings, cpu = [0], [ksm.general_profit()], [0]
+    marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
+    settled = False
+    rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
+    while (reason := sim.check_stop(rule)) is None:
+        scans = sim.full_scans
+        sim.step_batch()
+        times.append(sim.now_ns)
+        savings.append(ksm.general_profit())
+        cpu.append(ksm.ksmd_cpu_ns)
+        if stop.until_settled and sim.full_scans != scans:
+            marks.append((sim.now_ns, ksm.ksm_pages_sharing + ksm.ksm_zero_pages))
+            # unchanged over the last two full scans, and every event still pending is a repeat that
+            # fired during them (the engine's own test of "every pending event has had its chance")
+            if len(marks) >= 3 and len({m for _, m in marks[-3:]}) == 1 and \
+                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans):
+                n = sim.full_scans
+                reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
+                settled = True
+                break
+    sim.finished, sim.stop_reason = True, reason
+
+    final = savings[-1]
+    reached = {q: (_first_at_least(savings, q / 100 * final) if final > 0 else None) for q in (90, 100)}
+    at = reached[100] if reached[100] is not None else len(times) - 1
+    counters = ksm.counters()
+    lat = {}
+    for path in PATHS:
+        s = latency_stats(ksm.latency_hist[path])
+        lat[path] = {"calls": s.calls, "p50": s.p50, "p99": s.p99, "mean": round(s.mean, 1)}
+    return {
+        "index": task.index, "knobs": dict(task.knobs), "flow": task.flow, "seed": task.seed,
+        "ksm": counters, "sim_ms": sim.now_ns // 1_000_000, "full_scans": sim.full_scans,
+        "stop_reason": reason, "settled": settled if stop.until_settled else None,
+        "saving": final,
+        "time_to_90_ms": None if reached[90] is None else times[reached[90]] / 1e6,
+        "time_to_100_ms": None if reached[100] is None else times[reached[100]] / 1e6,
+        "ksmd_cpu_ms": cpu[at] / 1e6,
+        "ksmd_cpu_percent": round(100 * cpu[at] / times[at], 3) if times[at] else 0.0,
+        "latency_ns": lat,
+        "series": _series(times, savings),
+    }
+
+
+def mark_front(runs: list[dict]) -> None:
+    """Set "front" on every run no other run beats on both saving (more) and ksmd CPU (less)."""
+    best = best_cpu = None
+    for run in sorted(runs, key=lambda r: (r["ksmd_cpu_ms"], -r["saving"])):
+        if best is None or run["saving"] > best:
+            best, best_cpu = run["saving"], run["ksmd_cpu_ms"]
+            run["front"] = True
+        else:
+            run["front"] = run["saving"] == best and run["ksmd_cpu_ms"] == best_cpu
+
+
+# ----------------------------------------------------------------------------------- the cluster --
+
+def dask_setup(worker) -> None:
+    """Preloaded in every local worker process, restarted ones too: Ctrl-C in the terminal reaches
+    the whole process group, and it is the client's to handle (it cancels and shuts the cluster)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+QUIET = logging.CRITICAL + 1  # Dask's own logs, CRITICAL included: a sweep reports its problems itself
+
+
+def local_cluster(workers: int):
+    from dask.distributed import LocalCluster
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers being spawned
+    try:
+        return LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=QUIET, memory_limit=0, preload=["ksmtui.sweep.run"],
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Bar:
+    """`sweep: [#####-----] 12/64 runs  0:42 elapsed  ETA 1:10` on stderr, only to a terminal,
+    redrawn on each finished run and every second between them."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if enabled:
+            self.draw()
+            threading.Thread(target=self._tick, name="sweep-progress", daemon=True).start()
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        s = int(seconds)
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.draw()
+
+    def draw(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            elapsed = time.monotonic() - self.start
+            filled = self.done * 30 // self.total if self.total else 30
+            eta = f"ETA {self._clock(max(elapsed / self.done * self.total - elapsed, 0))}" if self.done else "ETA -"
+            sys.stderr.write(f"\r\033[Ksweep: [{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} runs"
+                             f"  {self._clock(elapsed)} elapsed  {eta}")
+            sys.stderr.flush()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            self.draw()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._stop.set()
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | None, workers: int,
+            progress: bool) -> tuple[dict[int, dict], bool]:
+    """Run the tasks on Dask: (results by task index, interrupted). A worker lost mid-task has its
+    task rerun elsewhere by the scheduler; Ctrl-C cancels what is left and shuts the cluster down."""
+    from dask.distributed import Client, as_completed
+
+    logging.getLogger("distributed").setLevel(QUIET)  # the client's side too (a scheduler that goes away)
+    results: dict[int, dict] = {}
+    interrupted = False
+    cluster = client = bar = None
+    futures: list = []
+    try:
+        cluster = local_cluster(workers) if scheduler is None else None
+        try:
+            client = Client(cluster if cluster is not None else scheduler, set_as_default=False, timeout="10s")
+        except OSError as e:
+            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+        payload = client.scatter((scenario, scenario_files(scenario)), broadcast=True)
+        sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
+        futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
+                   for task in tasks]
+        bar = Bar(len(tasks), progress)
+        for future in as_completed(futures, loop=client.loop):
+            try:
+                result = future.result()
+            except Exception as e:  # an engine bug, or a run that killed its worker every time it ran
+                task = tasks[futures.index(future)]
+                raise RunFailed(f"run {task.index} ({describe(task)}) failed: {type(e).__name__}: {e}") from None
+            results[result["index"]] = result
+            bar.step()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
+        try:
+            if bar is not None:
+                bar.close()
+            if client is not None:
+                client.cancel(futures)
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return results, interrupted
+
+
+# ------------------------------------------------------------------------------------ reports --
+
+CSV_LATENCY = ("p50", "p99", "mean")
+
+
+def csv_rows(runs: list[dict], knobs: list[str]) -> list[list]:
+    head = [*knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
+            "ksmd_cpu_percent", "sim_ms", "full_scans", "settled", "pages_scanned", "pages_sharing",
+            "ksm_zero_pages", *(f"{p}_{s}_ns" for p in PATHS for s in CSV_LATENCY)]
+    rows: list[list] = [head]
+    for r in runs:
+        rows.append([*(r["knobs"][k] for k in knobs), r["flow"], r["seed"], int(r["front"]), r["saving"],
+                     r["time_to_90_ms"], r["time_to_100_ms"], r["ksmd_cpu_ms"], r["ksmd_cpu_percent"],
+                     r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"], r["ksm"]["pages_sharing"],
+                     r["ksm"]["ksm_zero_pages"], *(r["latency_ns"][p][s] for p in PATHS for s in CSV_LATENCY)])
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+    from ksmtui.text.report import table
+
+    rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
+                                 "scanned", "anon p50/p99 ns", "front"]]
+    for r in runs:
+        anon = r["latency_ns"]["anon_page"]
+        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
+                     _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]), f"{r['ksmd_cpu_ms']:,.1f}",
+                     f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], f"{anon['p50']}/{anon['p99']}",
+                     "*" if r["front"] else ""])
+    return table(rows, left=len(knobs) + 1)
+
+
+# ------------------------------------------------------------------------------------ the command --
+
+# ---------------------------------------------------------------------------------- the bench --
+
+BENCH_SCENARIO = "fleet"
+BENCH_GRID = [("pages_to_scan", "100-800*2"), ("sleep_millisecs", "10,20")]
+BENCH_FLOWS, BENCH_SEEDS, BENCH_FULL_SCANS = "legacy,optimized", "1-4", 4
+
+
+def bench(workers: tuple[int, ...] = (1, 2)) -> list[str]:
+    """`ksmtui bench --sweep`: the same 64 runs on each number of local workers (wall time, the
+    cluster's start included), the results checked identical, the speed-up over the first."""
+    scenario = load_scenario(BENCH_SCENARIO)
+    tasks = plan(scenario, BENCH_GRID, BENCH_FLOWS, BENCH_SEEDS)
+    stop = Stop(BENCH_FULL_SCANS, False)
+    grid = " ".join(f"{k}={v}" for k, v in BENCH_GRID)
+    lines = [f"sweep: {len(tasks)} runs of {BENCH_SCENARIO} ({grid}, flows {BENCH_FLOWS}, seeds {BENCH_SEEDS}, "
+             f"{BENCH_FULL_SCANS} full scans), {len(os.sched_getaffinity(0))} CPUs"]
+    first = None
+    for n in workers:
+        start = time.perf_counter()
+        results, interrupted = execute(scenario, tasks, stop, None, n, sys.stderr.isatty())
+        wall = time.perf_counter() - start
+        if interrupted:
+            raise KeyboardInterrupt
+        if first is None:
+            first = (results, wall)
+        elif results != first[0]:
+            raise RunFailed(f"{n} workers gave other results than {workers[0]}")
+        lines.append(f"  {n} worker{'s' * (n != 1)}: {wall:6.1f} s, {len(tasks) / wall:5.2f} runs/s, "
+                     f"speed-up {first[1] / wall:.2f}x")
+    return lines

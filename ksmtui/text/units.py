@@ -1,0 +1,3 @@
+"""Units as every view shows them."""
+
+MIB = 1 << 20

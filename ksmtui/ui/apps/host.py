@@ -1,0 +1,464 @@
+"""Host mode's UI: the host's own ksmd, live (`ksmtui host`) or from a recording (`ksmtui replay`).
+
+The seam with the model's UI is the stream of views: the model's app draws the EngineViews its
+Runner posts; this app draws the HostViews a source posts (HostUpdate), with the same Panel and
+TextView widgets, layout rules and keys where they mean the same thing. A source owns a thread:
+the live one samples (ksmtui.host.sampler.HostSampler), the replay one plays samples at their
+recorded pace times the speed. Either feeds a HostHistory, so a recording replays to the views
+it was recorded with.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+from dataclasses import replace
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
+
+from engine.knobs import KSM_KNOBS, KnobError
+from ksmtui.host import sysfs
+from ksmtui.host.recording import REPLAY_SPEEDS
+from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
+from ksmtui.host.view import HostHistory, HostView, knobs_in_order
+from ksmtui.text.units import MIB
+from ksmtui.ui.base import BaseApp
+from ksmtui.ui.widgets.host import (
+    HostCountersPanel,
+    HostEventsPanel,
+    HostKnobsPanel,
+    HostNote,
+    HostOutcomesPanel,
+    HostScanPanel,
+    HostStatus,
+    NotExposedPanel,
+    SavingsPanel,
+)
+from ksmtui.ui.widgets.panels import Panel, shown
+from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+
+
+class HostUpdate(Message):
+    """The newest view; a newer one replaces any still queued."""
+
+    def __init__(self, view: HostView) -> None:
+        super().__init__()
+        self.view = view
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HostUpdate)
+
+
+class LiveSource:
+    """Samples on the sampler's thread; each sample is recorded (--record) and made a view there."""
+
+    live = True
+
+    def __init__(self, sampler: HostSampler, recorder=None) -> None:
+        self.sampler = sampler
+        self.recorder = recorder
+        self.history = HostHistory("live")
+        self._post = None
+
+    def start(self, post) -> None:
+        self._post = post
+        self.sampler.start(self._add)
+
+    def _add(self, sample: HostSample) -> None:
+        if self.recorder is not None:
+            self.recorder.add(sample)
+        self.history.add(sample)
+        self._post(HostUpdate(self.history.view(state=f"sampling every {self.sampler.interval:g} s")))
+
+    def send(self, command: str, value: object = None) -> None:
+        pass  # nothing to steer: the host's ksmd runs on its own
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+class ReplaySource:
+    """Plays a recording: paused, step (one sample), speed; at the recorded spacing of the samples
+    divided by the speed. What is shown after sample i depends on samples 0..i only."""
+
+    live = False
+
+    def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
+                 kernel: str = "?") -> None:
+        self.samples = samples
+        self.history = HostHistory(label, kernel)
+        self.speed = speed
+        self.paused = paused
+        self._next = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="ksm-replay", daemon=True)
+        self._post = None
+
+    def start(self, post) -> None:
+        self._post = post
+        self._thread.start()
+
+    def send(self, command: str, value: object = None) -> None:
+        """toggle, step, speed (+1/-1), sync (an Event, set once every command before it ran)."""
+        self._queue.put((command, value))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.send("quit")
+            self._thread.join(timeout=5)
+
+    def _state(self) -> str:
+        if self._next >= len(self.samples):
+            return "finished"
+        return "paused" if self.paused else "replaying"
+
+    def _feed(self) -> None:
+        self.history.add(self.samples[self._next])
+        self._next += 1
+        if self._next >= len(self.samples):
+            self.paused = True
+
+    def _publish(self) -> None:
+        if self.history.count:
+            self._post(HostUpdate(self.history.view(
+                state=self._state(), speed=f"{self.speed:g}x", position=f"{self._next}/{len(self.samples)}")))
+
+    def _main(self) -> None:
+        self._feed()  # the first sample shows at once, even paused
+        self._publish()
+        while True:
+            timeout = None
+            if not self.paused:
+                gap = self.samples[self._next].time - self.samples[self._next - 1].time
+                timeout = max(0.0, gap / self.speed)
+            try:
+                command, value = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                self._feed()
+                self._publish()
+                continue
+            if command == "quit":
+                return
+            if command == "sync":
+                value.set()
+                continue
+            if command == "toggle" and self._next < len(self.samples):
+                self.paused = not self.paused
+            elif command == "step" and self._next < len(self.samples):
+                self.paused = True
+                self._feed()
+            elif command == "speed":
+                i = REPLAY_SPEEDS.index(self.speed) + value
+                self.speed = REPLAY_SPEEDS[max(0, min(len(REPLAY_SPEEDS) - 1, i))]
+            self._publish()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        done = threading.Event()
+        self.send("sync", done)
+        return done.wait(timeout)
+
+
+class HostApp(BaseApp):
+    CSS_PATH = ["../styles/app.tcss", "../styles/host.tcss"]
+    TITLE = "ksmtui host"
+
+    BINDINGS = [
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False),
+        Binding("space", "toggle_pause", "Pause/run"),
+        Binding("s", "step", "Step"),
+        Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-"),
+        Binding("k", "knobs", "Knobs"),
+        Binding("q", "quit", "Quit"),
+        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
+          for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
+    ]
+
+    def __init__(self, source: LiveSource | ReplaySource) -> None:
+        super().__init__()
+        self.animation_level = "none"  # as the model's app: a tab's underline jumps, no frames to draw
+        self.source = source
+        self.view: HostView | None = None
+        self.paused = False  # live: the display holds still while sampling goes on
+
+    def compose(self) -> ComposeResult:
+        yield HostStatus(id="status")
+        yield HostNote(id="description")
+        with TabbedContent(id="tabs"):
+            with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
+                yield SavingsPanel(id="savings")
+                yield HostScanPanel(id="host-scan")
+                yield HostCountersPanel(id="host-counters")
+                yield HostKnobsPanel(id="host-knobs")
+            with TabPane("Processes", id="processes"), Vertical():
+                yield Static(id="processes-hint")
+                yield ProcessTable(os.sysconf("SC_PAGE_SIZE"), id="processes-table")
+            with TabPane("Outcomes", id="outcomes"), VerticalScroll():
+                yield HostOutcomesPanel(id="host-outcomes")
+                yield HostEventsPanel(id="host-events")
+            with TabPane("Model only", id="model-only"), VerticalScroll():
+                yield NotExposedPanel(id="not-exposed")
+        yield Static(id="too-small", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        titles = {
+            "savings": "savings",
+            "host-scan": "scan progress and convergence",
+            "host-counters": "counters (/sys/kernel/mm/ksm, /proc/vmstat)",
+            "host-knobs": "knobs (/sys/kernel/mm/ksm; k to change)" if self.source.live else "knobs, as recorded",
+            "host-outcomes": "merge outcomes by path (ksm tracepoints)",
+            "host-events": "last ksm tracepoint events (time: seconds since boot, the trace clock)",
+            "not-exposed": "what the host's kernel does not show",
+        }
+        for panel_id, title in titles.items():
+            self.query_one(f"#{panel_id}").border_title = title
+        self._panels = list(self.query(Panel))
+        self._table = self.query_one(ProcessTable)
+        self.query_one("#processes-hint", Static).update(Text(
+            "Enter: why not merging (/proc/PID/smaps) · < > sort column, R reverses · "
+            f"! above {self._table.ratio_limit} rmap_items per merging page: costs more than it saves"))
+        self._status = self.query_one(HostStatus)
+        self._note = self.query_one(HostNote)
+        self.source.start(self.post_message)
+        self._fit(self.size.width, self.size.height)
+
+    def on_unmount(self) -> None:
+        self.source.close()
+
+    async def action_quit(self) -> None:
+        self.source.close()
+        self.exit()
+
+    def on_host_update(self, message: HostUpdate) -> None:
+        if self.paused and self.view is not None:
+            return
+        self.view = view = message.view
+        if not self._status.is_attached:  # an update that arrived while the app closes
+            return
+        self._draw(view)
+
+    def _draw(self, view: HostView) -> None:
+        with self.batch_update():
+            self._status.update_from(view)
+            self._note.update_from(view)
+            for panel in self._panels:
+                panel.update_from(view)
+            if shown(self._table):  # a hidden table would still format every changed row
+                self._table.show_rows(process_rows(view.sample.processes))
+            if isinstance(self.screen, HostKnobsScreen):
+                self.screen.update_from(view)
+
+    def on_resize(self, event) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        self.fit_screen(width, height)
+
+    # --- actions ---
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Live, the host runs at its own pace: step and speed are a replay's keys, and the footer
+        does not offer them."""
+        return not (self.source.live and action in ("step", "speed"))
+
+    def action_toggle_pause(self) -> None:
+        if self.source.live:
+            self.paused = not self.paused
+            if self.view is not None:
+                self._status.update_from(replace(self.view, state="held (space: follow)")
+                                                       if self.paused else self.view)
+        else:
+            self.source.send("toggle")
+
+    def action_step(self) -> None:
+        if self.source.live:
+            self.notify("step replays a recording one sample at a time (ksmtui replay)")
+        else:
+            self.source.send("step")
+
+    def action_speed(self, step: int) -> None:
+        if self.source.live:
+            self.notify("the host runs at its own pace; --interval sets how often it is sampled")
+        else:
+            self.source.send("speed", step)
+
+    def action_knobs(self) -> None:
+        if self.view is not None and not isinstance(self.screen, HostKnobsScreen):
+            self.push_screen(HostKnobsScreen(self.view, writable=self._knobs_writable()))
+
+    def _knobs_writable(self) -> str | None:
+        """None if k may write the host's knobs, else why not."""
+        if not self.source.live:
+            return "a recording: the knobs are shown as they were"
+        return sysfs.unavailable_reason()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "processes":
+            if self.view is not None:
+                self._table.show_rows(process_rows(self.view.sample.processes))
+            self._table.focus()  # the arrows, Enter and the sort keys go to the table
+        if self.view is not None:
+            for panel in event.pane.query(Panel):
+                panel.update_from(self.view)
+
+    def on_process_table_selected(self, event: ProcessTable.Selected) -> None:
+        pid = str(event.pid)  # a sample's processes are keyed as /proc names them
+        if self.view is not None:
+            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live))
+
+
+def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
+    """A sample's processes as the Processes table's rows: a field ksm_stat lacks (older kernels) is
+    None ("n/a"); a process whose ksm_stat could not be read says why after its comm."""
+    rows = []
+    for pid, r in processes.items():
+        comm = f"{r['comm']} [{r['error']}]" if "error" in r else r["comm"]
+        flags = {k: r[k] == "yes" if k in r else None for k in ("ksm_merge_any", "ksm_mergeable")}
+        rows.append(ProcessRow(int(pid), comm, **flags, **{k: r.get(k) for k in (
+            "ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages", "ksm_process_profit")}))
+    return rows
+
+
+def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:
+    lines = [f"{row.get('comm', '?')} (pid {pid})"]
+    # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
+    lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
+              else f"  {k} {v}" for k, v in row.items() if k != "comm"]
+    lines.append("")
+    if not live:
+        return lines + ["/proc/PID/smaps is read live, for the process picked: a recording does not hold it."]
+    try:
+        rows = why_not_merging(pid)
+    except OSError as err:
+        return lines + [f"/proc/{pid}/smaps: {err.strerror} (the process may have exited)"]
+    lines.append(f"{'memory, from /proc/' + pid + '/smaps':<70}{'mappings':>9}{'size':>14}")
+    for reason, n, kb in rows:
+        lines.append(f"{reason:<70}{n:>9,}{kb / 1024:>10,.1f} MiB")
+    return lines
+
+
+class WhyNotScreen(ModalScreen[None]):
+    """Why a process is not merging: its memory by what KSM can do with it, from smaps' VmFlags."""
+
+    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+
+    def __init__(self, pid: str, row: dict, live: bool) -> None:
+        super().__init__()
+        self._lines = why_not_lines(pid, row, live)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="why-box"):
+            yield Static("why not merging · Esc closes", id="why-title")
+            yield Static(Text("\n".join(self._lines)), id="why-text")
+
+
+class HostKnobsScreen(ModalScreen[None]):
+    """The host's knobs: Enter on a field asks for confirmation, y writes it to /sys/kernel/mm/ksm
+    (under the machine lock, on a thread: the lock may be held by a test), and the kernel's refusal
+    shows next to the field in its own words (EINVAL, EBUSY). Read-only without root or in a replay."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("y", "confirm", "Yes, write", show=False),
+                Binding("n", "cancel", "No", show=False)]
+
+    def __init__(self, view: HostView, writable: str | None) -> None:
+        super().__init__()
+        self._view = view
+        self._readonly = writable
+        self._pending: tuple[str, str] | None = None
+
+    def compose(self) -> ComposeResult:
+        title = ("knobs of this machine's KSM: Enter on a value, then y writes it to /sys/kernel/mm/ksm · Esc closes"
+                 if self._readonly is None else f"knobs, read-only: {self._readonly} · Esc closes")
+        with Vertical(id="knobs-box"):
+            yield Static(title, id="knobs-title", markup=False)
+            with Grid(id="knobs-grid"):
+                for name, value in knobs_in_order(self._view.sample.knobs):
+                    yield Label(name, classes="knob-name")
+                    yield Input(str(value), id=f"knob-{name}", classes="knob-input", disabled=self._readonly is not None)
+                    yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
+            yield Label("", id="knobs-confirm", markup=False)
+
+    def on_mount(self) -> None:
+        """The focus on the first field (run) with its value selected: what is typed replaces run's
+        value, never lands in another field, and is written only after y."""
+        fields = self.query(Input)
+        if fields and not self._readonly:
+            self.set_focus(fields.first())
+            fields.first().select_all()
+
+    def update_from(self, view: HostView) -> None:
+        for name, value in view.sample.knobs.items():
+            fields = self.query(f"#knob-{name}")
+            if fields and not fields.first(Input).has_focus and self._pending is None:
+                fields.first(Input).value = str(value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        name = event.input.id.removeprefix("knob-")
+        value = event.value.strip()
+        if name in KSM_KNOBS:
+            try:
+                KSM_KNOBS[name].parse(value)
+            except KnobError as err:
+                self.show_error(name, str(err))
+                return
+        self._pending = (name, value)
+        self.query_one("#knobs-confirm", Label).update(
+            f"write {value!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
+        self.set_focus(None)  # off the fields, so that y and n are keys, not text
+
+    def action_confirm(self) -> None:
+        if self._pending is None:
+            return
+        name, value = self._pending
+        self._pending = None
+        self.query_one("#knobs-confirm", Label).update(f"writing {name} (waiting for the machine lock)…")
+        threading.Thread(target=self._write, args=(name, value), daemon=True).start()
+
+    def action_cancel(self) -> None:
+        self._pending = None
+        self.query_one("#knobs-confirm", Label).update("not written")
+
+    def _write(self, name: str, value: str) -> None:
+        try:
+            with sysfs.machine_lock():
+                sysfs.ksm_write(name, value)
+            text = ""
+        except OSError as err:
+            code = errno.errorcode.get(err.errno or 0, "")
+            text = f"{code}: {err.strerror}" if code else str(err)
+        self.app.call_from_thread(self._written, name, value, text)
+
+    def _written(self, name: str, value: str, error: str) -> None:
+        self.show_error(name, error)
+        self.query_one("#knobs-confirm", Label).update(
+            f"{name}: the kernel refused {value!r}" if error else f"{name} = {value} written")
+
+    def show_error(self, name: str, text: str) -> None:
+        self.query_one(f"#knob-error-{name}", Label).update(text)
+
+
+def run_host_app(sampler: HostSampler, recorder=None) -> int:
+    app = HostApp(LiveSource(sampler, recorder))
+    app.run()
+    return app.return_code or 0
+
+
+def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
+    kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
+    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel))
+    app.run()
+    return app.return_code or 0
+
