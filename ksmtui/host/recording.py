@@ -220,3 +220,24 @@ def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, lis
     for i in range(1, len(samples)):
         _expect(samples[i].time >= samples[i - 1].time, path, i + 2, "samples out of time order")
     return head, samples
+
+
+class Sinks(list):
+    """Where every sample goes besides the UI or stdout: the recording, the exporter."""
+
+    def add(self, sample: HostSample) -> None:
+        for sink in self:
+            sink.add(sample)
+
+    def close(self) -> None:
+        for sink in self:
+            sink.close()
+
+    @property
+    def error(self) -> str | None:
+        """Why the recording stopped (a full disk), if it did: sampling goes on without it."""
+        return next((s.error for s in self if isinstance(s, Recorder) and s.error is not None), None)
+
+    @property
+    def record_path(self) -> str:
+        return next((s.path for s in self if isinstance(s, Recorder)), "")

@@ -31,7 +31,7 @@ from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.scenario import printable
 from ksmtui.host import sysfs
-from ksmtui.host.recording import REPLAY_SPEEDS, Recorder
+from ksmtui.host.recording import REPLAY_SPEEDS, Sinks
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
 from ksmtui.host.view import HostHistory, HostView, knobs_in_order
 from ksmtui.text.units import MIB
@@ -74,7 +74,7 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder: Recorder | None = None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
         self.history = HostHistory("live")
@@ -499,7 +499,7 @@ def run_app(app: HostApp) -> int:
     return app.return_code or 0
 
 
-def run_host_app(sampler: HostSampler, recorder: Recorder | None = None) -> int:
+def run_host_app(sampler: HostSampler, recorder: Sinks | None = None) -> int:
     return run_app(HostApp(LiveSource(sampler, recorder)))
 
 
