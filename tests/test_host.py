@@ -242,7 +242,8 @@ def test_rows_with_their_units_read_back_and_rows_of_older_recordings_have_none(
 
 
 @pytest.mark.parametrize("damage,where", [
-    (lambda text: text[:-10], "line 3: cut short (no end of line): the recording is truncated"),
+    (lambda text: text.splitlines(keepends=True)[0] + text.splitlines()[1][:-10],
+     "line 2: cut short (no end of line): the recording is truncated"),  # the only sample cut: nothing to replay
     (lambda text: text.replace('"ksm":{', '"ksm":{"x":', 1), "line 2: not JSON"),
     (lambda text: text.replace('"version":1', '"version":7', 1), "line 1: format version 7 is newer"),
     (lambda text: '{"hello": 1}\n' + text, "line 1: expected the header"),
@@ -264,7 +265,35 @@ def test_a_bad_recording_is_one_line_naming_the_file_and_where(tmp_path, capsys,
 
 def test_replay_of_a_missing_file(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "none.jsonl")]) == 2
-    assert capsys.readouterr().err == f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: line 0: No such file or directory\n"
+    assert capsys.readouterr().err == f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: no such file\n"
+
+
+def test_replay_of_a_capture_says_it_is_one_and_what_reads_it(tmp_path, capsys):
+    from engine.capture import from_contents, save
+
+    path = tmp_path / "c.npz"
+    save(from_contents([(1, "a", [])]), path)
+    assert main(["replay", str(path)]) == 2
+    assert capsys.readouterr().err == (f"ksmtui replay: error: {path}: a capture (ksmtui capture, .npz), "
+                                       f"not a host recording: `ksmtui estimate {path}` reads it\n")
+
+
+def test_a_recording_cut_mid_line_replays_the_samples_before_the_cut(tmp_path):
+    """A host killed mid-write leaves a last line without its end: replay keeps what came before and
+    says where it was cut; read_recording (a whole recording expected) still refuses it."""
+    from ksmtui.host.recording import RecordingError, read_for_replay
+
+    path = tmp_path / "r.jsonl"
+    samples = [sample(100.0), sample(101.0), sample(102.0)]
+    write_recording(path, samples)
+    path.write_text(path.read_text()[:-10])
+    header, back, note = read_for_replay(str(path))
+    assert back == samples[:2]
+    assert note == "line 4 cut short (the host stopped mid-write): the 2 samples before it"
+    with pytest.raises(RecordingError, match="line 4: cut short"):
+        read_recording(str(path))
+    write_recording(path, samples)
+    assert read_for_replay(str(path))[1:] == (samples, "")
 
 
 # ---------------------------------------------------------------- what the view derives --

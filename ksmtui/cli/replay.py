@@ -1,6 +1,7 @@
 """`ksmtui replay FILE`: a recording made by `ksmtui host --record`, in the host UI.
 
-A truncated or corrupt recording, or a bad option: one line, exit status 2.
+A corrupt recording, a capture or a missing file, or a bad option: one line, exit status 2. A
+recording whose last line was cut short (the host killed mid-write) replays up to it, and says so.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ def replay_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ksmtui.host.recording import RecordingError, read_recording
+    from ksmtui.host.recording import RecordingError, read_for_replay
 
     opts = replay_parser().parse_args(argv)
     try:
-        header, samples = read_recording(opts.file)
+        header, samples, note = read_for_replay(opts.file)
     except RecordingError as err:
         raise UsageError(str(err)) from None
     from ksmtui.ui.apps.host import run_replay_app
 
-    return run_replay_app(opts.file, header, samples, opts.speed)
+    return run_replay_app(opts.file, header, samples, opts.speed, note)

@@ -7,14 +7,17 @@ them, tracepoint events included).
     ...
 
 A reader of version 1 accepts keys it does not know (kept, and written back as they were) and
-refuses a newer version; a line cut short, a line that is not JSON or a sample missing what the UI
-needs is one error naming the file and the line.
+refuses a newer version; a line that is not JSON or a sample missing what the UI needs is one error
+naming the file and the line. A last line cut short (no end of line: the host was killed mid-write)
+is refused by read_recording and left out, with a note, by read_for_replay.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import zipfile
 from typing import IO, Iterator
 
 from ksmtui.host.sampler import HostSample
@@ -28,8 +31,8 @@ _SAMPLE_KEYS = ("time", "ksm", "knobs", "vmstat", "ksmd", "processes", "trace", 
 
 
 class RecordingError(Exception):
-    def __init__(self, path: str, line: int, what: str) -> None:
-        super().__init__(f"{path}: line {line}: {what}")
+    def __init__(self, path: str, line: int | None, what: str) -> None:
+        super().__init__(f"{path}: {what}" if line is None else f"{path}: line {line}: {what}")
 
 
 def header(interval: float) -> dict:
@@ -109,17 +112,28 @@ def sample_from_json(obj, path: str, line: int) -> HostSample:
                       ksmd=obj["ksmd"], processes=procs, trace=trace, trace_note=note, extra=extra)
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as err:
-        raise RecordingError(path, 0, err.strerror or str(err)) from None
+        what = "no such file" if err.errno == errno.ENOENT else (err.strerror or str(err))
+        raise RecordingError(path, None, what) from None
+    if data.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):  # numpy's .npz is a zip archive
+        raise RecordingError(path, None, "a capture (ksmtui capture, .npz), not a host recording: "
+                                         f"`ksmtui estimate {path}` reads it")
+    return data
+
+
+def _lines(path: str, data: bytes, keep_cut: bool, cut: list[str]) -> Iterator[tuple[int, str]]:
     if not data:
         raise RecordingError(path, 1, "empty file, expected the recording's header")
     lines = data.split(b"\n")
     if lines[-1]:
-        raise RecordingError(path, len(lines), "cut short (no end of line): the recording is truncated")
+        if not keep_cut or len(lines) < 3:  # the header or the only sample cut: nothing to replay
+            raise RecordingError(path, len(lines), "cut short (no end of line): the recording is truncated")
+        cut.append(f"line {len(lines)} cut short (the host stopped mid-write): "
+                   f"the {len(lines) - 2} samples before it")
     for n, raw in enumerate(lines[:-1], 1):
         try:
             yield n, raw.decode()
@@ -136,7 +150,19 @@ def _json(path: str, n: int, text: str):
 
 def read_recording(path: str) -> tuple[dict, list[HostSample]]:
     """The header and every sample, all checked; a RecordingError at the first fault."""
-    lines = _lines(path)
+    head, samples, _ = _read_recording(path, keep_cut=False)
+    return head, samples
+
+
+def read_for_replay(path: str) -> tuple[dict, list[HostSample], str]:
+    """As read_recording, but a last line cut short (a host killed mid-write) is left out: the
+    samples before it, and a note saying so ("" for a whole recording)."""
+    return _read_recording(path, keep_cut=True)
+
+
+def _read_recording(path: str, keep_cut: bool) -> tuple[dict, list[HostSample], str]:
+    cut: list[str] = []
+    lines = _lines(path, _read(path), keep_cut, cut)
     n, text = next(lines)
     head = _json(path, n, text)
     _expect(isinstance(head, dict) and head.get("format") == FORMAT, path, n,
@@ -148,4 +174,4 @@ def read_recording(path: str) -> tuple[dict, list[HostSample]]:
     _expect(bool(samples), path, n + 1, "no samples after the header")
     for i in range(1, len(samples)):
         _expect(samples[i].time >= samples[i - 1].time, path, i + 2, "samples out of time order")
-    return head, samples
+    return head, samples, cut[0] if cut else ""

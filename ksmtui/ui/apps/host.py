@@ -92,8 +92,10 @@ class ReplaySource:
     live = False
 
     def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
-                 kernel: str = "?") -> None:
+                 kernel: str = "?", note: str = "") -> None:
         self.samples = samples
+        self._label, self._kernel = label, kernel
+        self.note = note
         self.history = HostHistory(label, kernel)
         self.speed = speed
         self.paused = paused
@@ -107,7 +109,8 @@ class ReplaySource:
         self._thread.start()
 
     def send(self, command: str, value: object = None) -> None:
-        """toggle, step, speed (+1/-1), sync (an Event, set once every command before it ran)."""
+        """toggle, step, speed (+1/-1), seek (samples, + or -), sync (an Event, set once every command
+        before it ran)."""
         self._queue.put((command, value))
 
     def close(self) -> None:
@@ -126,10 +129,21 @@ class ReplaySource:
         if self._next >= len(self.samples):
             self.paused = True
 
+    def _seek(self, by: int) -> None:
+        """To sample next+by (at least the first, at most the last): back means replaying from the
+        first sample, so that the view is the one the samples up to there make."""
+        target = max(1, min(len(self.samples), self._next + by))
+        if target < self._next:
+            self.history = HostHistory(self._label, self._kernel)
+            self._next = 0
+        while self._next < target:
+            self._feed()
+
     def _publish(self) -> None:
         if self.history.count:
             self._post(HostUpdate(self.history.view(
-                state=self._state(), speed=f"{self.speed:g}x", position=f"{self._next}/{len(self.samples)}")))
+                state=self._state(), speed=f"{self.speed:g}x", position=f"{self._next}/{len(self.samples)}",
+                note=self.note)))
 
     def _main(self) -> None:
         self._feed()  # the first sample shows at once, even paused
@@ -155,6 +169,8 @@ class ReplaySource:
             elif command == "step" and self._next < len(self.samples):
                 self.paused = True
                 self._feed()
+            elif command == "seek":
+                self._seek(value)
             elif command == "speed":
                 i = REPLAY_SPEEDS.index(self.speed) + value
                 self.speed = REPLAY_SPEEDS[max(0, min(len(REPLAY_SPEEDS) - 1, i))]
@@ -175,8 +191,12 @@ class HostApp(BaseApp):
         Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False),
         Binding("space", "toggle_pause", "Pause/run"),
         Binding("s", "step", "Step"),
-        Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+"),
-        Binding("minus", "speed(-1)", "Slower", key_display="-"),
+        Binding("left_square_bracket", "seek(-10)", "Seek", key_display="[ ]"),
+        Binding("right_square_bracket", "seek(10)", "Seek 10 samples on", show=False),
+        Binding("home", "seek(-1000000000)", "Rewind to the first sample", show=False),
+        Binding("end", "seek(1000000000)", "Seek to the last sample", show=False),
+        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+ -"),
+        Binding("minus", "speed(-1)", "Slower", show=False),
         Binding("k", "knobs", "Knobs"),
         Binding("q", "quit", "Quit"),
         *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
@@ -269,7 +289,7 @@ class HostApp(BaseApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Live, the host runs at its own pace: step and speed are a replay's keys, and the footer
         does not offer them."""
-        return not (self.source.live and action in ("step", "speed"))
+        return not (self.source.live and action in ("step", "speed", "seek"))
 
     def action_toggle_pause(self) -> None:
         if self.source.live:
@@ -285,6 +305,10 @@ class HostApp(BaseApp):
             self.notify("step replays a recording one sample at a time (ksmtui replay)")
         else:
             self.source.send("step")
+
+    def action_seek(self, by: int) -> None:
+        if not self.source.live:
+            self.source.send("seek", by)
 
     def action_speed(self, step: int) -> None:
         if self.source.live:
@@ -456,9 +480,9 @@ def run_host_app(sampler: HostSampler, recorder=None) -> int:
     return app.return_code or 0
 
 
-def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
+def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "") -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel))
+    app = HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note))
     app.run()
     return app.return_code or 0
 
