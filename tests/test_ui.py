@@ -602,7 +602,15 @@ def test_w_saves_the_screen_and_the_snapshot(tmp_path, monkeypatch):
         assert svg.read_text().startswith("<svg")
         data = json.loads(saved.read_text())
         assert data["counters"] == dict(pilot.app.view.snapshot.counters) and data["scenario"] == "ui-test"
-        assert any(n.title == "saved" for n in pilot.app._notifications)
+        saved_notes = [n.message for n in pilot.app._notifications if n.title == "saved"]
+        assert saved_notes == [f"{svg}\n{saved}"]  # both paths absolute
+        first = svg.read_text()
+        await press(pilot, "w")  # the same simulated time (paused): a second pair, the first kept
+        assert pilot.app.view.snapshot.sim_ms == ms and svg.read_text() == first
+        again = tmp_path / f"ksmtui-ui-test-{ms}ms-2"
+        assert json.loads(again.with_suffix(".json").read_text()) == data
+        assert again.with_suffix(".svg").read_text().startswith("<svg")
+        assert f"{again}.svg\n{again}.json" in [n.message for n in pilot.app._notifications if n.title == "saved"]
 
     run(test)
 

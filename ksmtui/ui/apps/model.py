@@ -371,20 +371,25 @@ class KsmApp(BaseApp):
                 panel.update_from(self.view)
 
     def action_save(self) -> None:
-        """The screen as SVG and the snapshot(s) shown as JSON, in the current directory."""
+        """The screen as SVG and the snapshot(s) shown as JSON, in the current directory; a second
+        save at the same simulated time gets -2, -3, ... rather than overwriting the first."""
         if self.view is None:
             return
         snap = self.view.snapshot
-        base = f"ksmtui-{snap.scenario}-{snap.sim_ms}ms"
+        stem = os.path.abspath(f"ksmtui-{snap.scenario}-{snap.sim_ms}ms")
+        base, n = stem, 1
+        while os.path.exists(f"{base}.svg") or os.path.exists(f"{base}.json"):
+            n += 1
+            base = f"{stem}-{n}"
         try:
-            svg = self.save_screenshot(f"{base}.svg", ".")
-            with open(f"{base}.json", "w") as out:
+            with open(f"{base}.json", "x") as out:  # "x": never over a file made meanwhile
                 json.dump(snapshot_json(self.view), out, indent=1)
                 out.write("\n")
+            self.save_screenshot(os.path.basename(f"{base}.svg"), os.path.dirname(base))
         except OSError as err:
             self.notify(str(err), title="save", severity="error", markup=False)
             return
-        self.notify(f"{svg}\n{os.path.abspath(base)}.json", title="saved", markup=False)
+        self.notify(f"{base}.svg\n{base}.json", title="saved", markup=False)
 
     def action_description(self) -> None:
         self._description.toggle(self.view)
