@@ -25,7 +25,9 @@ from ksmtui.host.view import HostHistory
 from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
 
 ROOT = os.geteuid() == 0
-TRACE = ROOT and HostTrace.unavailable_reason() is None
+# As host mode does: tracefs mounted where it is missing (unmounted when the tests end), so that a
+# fresh machine runs the tracepoint tests rather than skipping them.
+TRACE = ROOT and (sysfs.mount_tracefs() or True) and HostTrace.unavailable_reason() is None
 KSMTUI = [sys.executable, "-m", "ksmtui"]
 
 
@@ -101,6 +103,32 @@ def test_a_signal_leaves_tracing_as_it_was_found(sig):
     assert mine not in instances()
     assert proc.returncode in (130, 128 + signal.SIGTERM)
     assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.skipif(not TRACE, reason="the tracepoints need root and tracefs")
+def test_host_mode_mounts_a_missing_tracefs_and_unmounts_it_when_done():
+    """As trace-cmd does: tracefs unmounted, host mode mounts it, traces, and unmounts it on close.
+    Only where tracefs can be unmounted (nothing holds it open) and so remounted afterwards."""
+    def mounted() -> bool:
+        return os.path.ismount(sysfs.TRACEFS)
+
+    with sysfs.machine_lock():
+        was, ours = mounted(), sysfs.mount_tracefs()  # ours: the tests mounted it (above)
+        if ours:
+            sysfs.unmount_tracefs()
+        elif subprocess.run(["umount", str(sysfs.TRACEFS)], capture_output=True).returncode != 0:
+            pytest.skip("tracefs is in use here: it cannot be unmounted to test the mounting")
+        try:
+            assert not mounted()
+            with HostSampler(0.1) as sampler:
+                assert mounted() and sampler.trace_note == ""
+                assert sampler.sample().trace is not None
+            assert not mounted()
+        finally:
+            if not mounted():  # as found: by the tests (unmounted when they end) or by the machine
+                assert sysfs.mount_tracefs() if ours else subprocess.run(
+                    ["mount", "-t", "tracefs", "nodev", str(sysfs.TRACEFS)]).returncode == 0
+        assert mounted() == was
 
 
 @pytest.mark.skipif(not TRACE, reason="the tracepoints need root and tracefs")
