@@ -122,6 +122,37 @@ async def test_seek_back_and_forth_shows_what_playing_to_there_shows():
 
 
 @asyncio_test
+async def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
+    """Replay: every key of the app but quit (Textual's own), described; live: not step, seek or
+    speed, which a live host does not have."""
+    class Live:  # a live source that never samples
+        live = True
+
+        def start(self, post) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        ours = [c for c in app.get_system_commands(app.screen)
+                if c.title.startswith(tuple(f"{b.description} (" for b in HostApp.BINDINGS))]
+        assert {c.title for c in ours} >= {"Seek ([ ])", "Step (s)", "Rewind (home)", "Knobs (k)", "Overview (1)"}
+        assert all(c.help and c.help != c.title.split(" (")[0] for c in ours)
+        ran: list[str] = []
+        app.run_action = ran.append  # type: ignore[method-assign]
+        for c in ours:
+            c.callback()
+        assert set(ran) == {b.action for b in HostApp.BINDINGS} - {"quit"}
+    live = HostApp(Live())  # type: ignore[arg-type]
+    async with live.run_test(size=(120, 40)):
+        titles = {c.title.split(" (")[0] for c in live.get_system_commands(live.screen)}
+        assert {"Knobs", "Pause", "Overview"} <= titles and not titles & {"Step", "Seek", "Speed", "Rewind"}
+
+
+@asyncio_test
 async def test_a_recording_cut_short_says_so_under_the_status():
     header, samples = read_recording(str(RECORDING))
     note = "line 14 cut short (the host stopped mid-write): the 12 samples before it"

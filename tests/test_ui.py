@@ -507,6 +507,9 @@ def test_every_action_is_in_the_command_palette_and_every_key_has_an_id(monkeypa
                 if command.title.startswith(tuple(f"{b.description} (" for b in KsmApp.BINDINGS)):
                     command.callback()
         assert set(ran) == {b.action for b in KsmApp.BINDINGS} - {"quit"}  # Textual's own palette has quit
+        helps = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert helps["Hist span (h)"] == "latency histograms since the start or over the last window (modelled)"
+        assert all(b.tooltip for b in KsmApp.BINDINGS)
         # and the palette runs them: ctrl+p, a few letters of a key's name, Enter
         await pilot.press("ctrl+p")
         await pilot.press(*"wake-up")

@@ -187,19 +187,24 @@ class HostApp(BaseApp):
     TITLE = "ksmtui host"
 
     BINDINGS = [
-        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp"),
-        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False),
-        Binding("space", "toggle_pause", "Pause/run"),
-        Binding("s", "step", "Step"),
-        Binding("left_square_bracket", "seek(-10)", "Seek", key_display="[ ]"),
-        Binding("right_square_bracket", "seek(10)", "Seek 10 samples on", show=False),
-        Binding("home", "seek(-1000000000)", "Rewind to the first sample", show=False),
-        Binding("end", "seek(1000000000)", "Seek to the last sample", show=False),
-        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+ -"),
-        Binding("minus", "speed(-1)", "Slower", show=False),
-        Binding("k", "knobs", "Knobs"),
-        Binding("q", "quit", "Quit"),
-        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn", tooltip="scroll the tab a page down"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, tooltip="scroll the tab a page up"),
+        Binding("space", "toggle_pause", "Pause", tooltip="live: hold the screen still (sampling goes on); "
+                "replay: pause or play the recording"),
+        Binding("s", "step", "Step", tooltip="the recording's next sample, paused"),
+        Binding("left_square_bracket", "seek(-10)", "Seek", key_display="[ ]",
+                tooltip="10 samples back in the recording (] forward)"),
+        Binding("right_square_bracket", "seek(10)", "Seek on", key_display="]", show=False,
+                tooltip="10 samples forward in the recording"),
+        Binding("home", "seek(-1000000000)", "Rewind", show=False, tooltip="the recording's first sample"),
+        Binding("end", "seek(1000000000)", "To the end", show=False, tooltip="the recording's last sample"),
+        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+ -",
+                tooltip="replay faster (samples per recorded second)"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, tooltip="replay slower"),
+        Binding("k", "knobs", "Knobs", tooltip="the host's /sys/kernel/mm/ksm knobs (live as root: to change; "
+                "replay: as recorded)"),
+        Binding("q", "quit", "Quit", tooltip="leave ksmtui"),
+        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, tooltip=f"the {tab.replace('-', ' ')} tab")
           for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
     ]
 
