@@ -444,6 +444,10 @@ class KsmApp(BaseApp):
             tabbed.query_one(Tabs).focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # However the Processes tab was reached (6, a click, the arrows on the tab strip), the
+        # table has the focus: Right scrolls its columns rather than switching tabs.
+        for table in event.pane.query(ProcessTable):
+            table.focus()
         trees = event.pane.id == "trees"
         if trees != self._trees_shown:  # snapshots carry the tree excerpt only while it is shown
             self._trees_shown = trees
