@@ -19,7 +19,7 @@ from textual.widgets import Input
 
 from ksmtui.host.recording import read_recording
 from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
-from ksmtui.ui.widgets.host import HostStatus
+from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
 
@@ -102,6 +102,71 @@ async def test_replay_steps_pauses_and_changes_speed():
         await pilot.press("minus")
         await settle(pilot)
         assert "paused 3/12 · 2x" in status._text
+
+
+@asyncio_test
+async def test_seek_back_and_forth_shows_what_playing_to_there_shows():
+    """] and [ move 10 samples, End and Home to the last and the first: the screen at a sample is
+    the one stepping to it gives, whichever way it was reached."""
+    stepped = make_app()
+    async with stepped.run_test(size=(120, 40)) as pilot:
+        await after(*STEPS[:1])(pilot)
+        at_2 = texts(stepped)
+        await after(*STEPS[1:])(pilot)
+        at_12 = texts(stepped)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        status = app.query_one(HostStatus)
+        await after("right_square_bracket")(pilot)
+        assert "paused 11/12" in status._text
+        await after("right_square_bracket")(pilot)
+        assert "finished 12/12" in status._text and texts(app) == at_12
+        await after("home")(pilot)
+        assert "paused 1/12" in status._text
+        await after("end", "left_square_bracket")(pilot)
+        assert texts(app) == at_2
+        assert "[ ] Seek" in " ".join(str(w.render()) for w in app.query("FooterKey"))
+
+
+@asyncio_test
+async def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
+    """Replay: every key of the app but quit (Textual's own), described; live: not step, seek or
+    speed, which a live host does not have."""
+    class Live:  # a live source that never samples
+        live = True
+
+        def start(self, post) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        ours = [c for c in app.get_system_commands(app.screen)
+                if c.title.startswith(tuple(f"{b.description} (" for b in HostApp.BINDINGS))]
+        assert {c.title for c in ours} >= {"Seek ([ ])", "Step (s)", "Rewind (home)", "Knobs (k)", "Overview (1)"}
+        assert all(c.help and c.help != c.title.split(" (")[0] for c in ours)
+        ran: list[str] = []
+        app.run_action = ran.append  # type: ignore[method-assign]
+        for c in ours:
+            c.callback()
+        assert set(ran) == {b.action for b in HostApp.BINDINGS} - {"quit"}
+    live = HostApp(Live())  # type: ignore[arg-type]
+    async with live.run_test(size=(120, 40)):
+        titles = {c.title.split(" (")[0] for c in live.get_system_commands(live.screen)}
+        assert {"Knobs", "Pause", "Overview"} <= titles and not titles & {"Step", "Seek", "Speed", "Rewind"}
+
+
+@asyncio_test
+async def test_a_recording_cut_short_says_so_under_the_status():
+    header, samples = read_recording(str(RECORDING))
+    note = "line 14 cut short (the host stopped mid-write): the 12 samples before it"
+    app = HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"], note=note))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert str(app.query_one(HostNote).render()).startswith(note + "\n")
 
 
 @asyncio_test
