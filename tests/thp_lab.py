@@ -30,11 +30,13 @@ HPAGE = 2 << 20
 SUBPAGES = HPAGE // PAGE
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
 KPF_ANON, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_KSM, KPF_THP, KPF_ZERO_PAGE = 12, 15, 16, 21, 22, 24
-VMSTAT = ("thp_fault_alloc", "thp_split_page", "thp_split_pmd", "thp_deferred_split_page", "thp_collapse_alloc")
+VMSTAT = ("thp_fault_alloc", "thp_split_page", "thp_split_page_failed", "thp_split_pmd", "thp_deferred_split_page",
+          "thp_collapse_alloc")
 STAT = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 
-# A child maps its THPs, writes them as told (a page is None: left zero-filled, or a string:
-# that string repeated over the page), madvises MERGEABLE and says where they are.
+# A child maps its THPs (or, told "small", the same 2 MiB ranges with MADV_NOHUGEPAGE), writes
+# them as told (a page is None: left zero-filled, or a string: that string repeated over the
+# page; "" leaves a small page absent), madvises MERGEABLE and says where they are.
 CHILD = r"""
 import ctypes, json, sys
 PAGE, HPAGE = 4096, 2 << 20
@@ -42,7 +44,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
 libc.munmap.argtypes = libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-thps = json.loads(sys.argv[1])
+thps, huge = json.loads(sys.argv[1]), sys.argv[2] == "huge"
 size = len(thps) * HPAGE
 raw = libc.mmap(None, size + HPAGE, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
 addr = (raw + HPAGE - 1) & ~(HPAGE - 1)
@@ -50,12 +52,14 @@ if addr > raw:
     libc.munmap(raw, addr - raw, 0)
 if raw + size + HPAGE > addr + size:
     libc.munmap(addr + size, raw + size + HPAGE - addr - size, 0)
-assert libc.madvise(addr, size, 14) == 0, ctypes.get_errno()  # MADV_HUGEPAGE
+assert libc.madvise(addr, size, 14 if huge else 15) == 0, ctypes.get_errno()  # MADV_(NO)HUGEPAGE
 for t, pages in enumerate(thps):
     base = addr + t * HPAGE
     ctypes.memset(base, 0, 1)  # the write fault that allocates the whole huge page, zero-filled
     for i, text in enumerate(pages):
-        if text is not None:
+        if text is None and not huge:
+            ctypes.memset(base + i * PAGE, 0, 1)  # each small page is its own write fault
+        elif text:
             data = (text.encode() * (PAGE // len(text) + 1))[:PAGE]
             ctypes.memmove(base + i * PAGE, data, PAGE)
 assert libc.madvise(addr, size, 12) == 0, ctypes.get_errno()  # MADV_MERGEABLE
@@ -89,9 +93,19 @@ CASES: dict[str, dict[str, list[list[str | None]]]] = {
     "unique-zero-rest": {"A": [["A only page 0 "] + fill(None)[1:]], "B": [distinct("B only")]},
     # one THP alone with two equal subpages (not zero) and unique rest: the same-compound path
     "twins-inside": {"A": [["twin "] * 2 + distinct("A only")[2:]], "B": [distinct("B only")]},
+    # a zero subpage in each THP, unique rest: the zero subpages meet in the unstable tree, in two folios
+    "one-zero-each": {p: [[None] + distinct(f"{p} only")[1:]] for p in "AB"},
+    # zero-filled small pages in A and B (no THP), then a zero-filled THP in C
+    "zero-small-then-thp": {p: [fill(None)] for p in "ABC"},
+    # as above with 64 small pages each, so that their KSM page can take C's (max_page_sharing)
+    "zero-ksm-then-thp": {"A": [[None] * 64 + [""] * 448], "B": [[None] * 64 + [""] * 448], "C": [fill(None)]},
     # one matching subpage, unique rest: what one shared page costs the guests in huge pages
     "one-match-unique-rest": {p: [["shared page 0 "] + distinct(f"{p} only")[1:]] for p in "AB"},
 }
+
+
+# processes whose 2 MiB ranges are small pages (MADV_NOHUGEPAGE), by case
+SMALL = {"zero-small-then-thp": {"A", "B"}, "zero-ksm-then-thp": {"A", "B"}}
 
 
 def read_vmstat() -> dict[str, int]:
@@ -144,11 +158,13 @@ def page_kinds(pid: int, addr: int, n_pages: int) -> list[str]:
 class Child:
     name: str
     thps: list
+    huge: bool = True
     proc: subprocess.Popen = field(init=False)
     addr: int = 0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(self.thps)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(self.thps),
+                                      "huge" if self.huge else "small"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self.addr = int(self.proc.stdout.readline())
 
@@ -175,7 +191,7 @@ def run_case(name: str, use_zero_pages: int, passes: int = 5, sleep_ms: int = 40
     """States before ksmd and after each of `passes` full scans; with `linger`, ksmd is stopped (its
     merges kept) for that many seconds and the last state is what khugepaged left. The caller holds
     the machine lock."""
-    children = [Child(p, thps) for p, thps in CASES[name].items()]
+    children = [Child(p, thps, p not in SMALL.get(name, ())) for p, thps in CASES[name].items()]
     sysfs.restore_defaults()
     try:
         for c in children:

@@ -13,7 +13,9 @@ their capture), and restores the knobs after.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,53 @@ def guest_thp(pid: int) -> dict:
     # PMD-sized ranges whose 512 pages are one THP (head first) vs. partly or wholly other pages
     huge = sum(1 for i in range(0, len(kinds), thp_lab.SUBPAGES) if kinds[i] == "thp-head")
     return {"AnonHugePages": ram["AnonHugePages"], "Rss": ram["Rss"], "pages": counts, "thps": huge}
+
+
+def thp_contents(pid: int) -> list[list[bytes]]:
+    """The 4 KiB subpages of every THP in the guest's RAM, as digests (b"" for a zero-filled one)."""
+    ram = vmlab.guest_ram(pid)
+    kinds = thp_lab.page_kinds(pid, ram["start"], (ram["end"] - ram["start"]) // thp_lab.PAGE)
+    zero = bytes(thp_lab.PAGE)
+    thps = []
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    try:
+        for i in range(0, len(kinds), thp_lab.SUBPAGES):
+            if kinds[i] == "thp-head":
+                data = os.pread(fd, thp_lab.HPAGE, ram["start"] + i * thp_lab.PAGE)
+                pages = [data[j:j + thp_lab.PAGE] for j in range(0, thp_lab.HPAGE, thp_lab.PAGE)]
+                thps.append([b"" if p == zero else hashlib.blake2b(p, digest_size=16).digest() for p in pages])
+    finally:
+        os.close(fd)
+    return thps
+
+
+def predict(guests: dict[str, list[list[bytes]]], uzp: int) -> dict:
+    """Which THPs ksmd splits, by docs/thp.md: one with a non-zero subpage whose content is somewhere
+    else too (both sides split and merge), or with a zero-filled subpage when use_zero_pages=1 (the
+    split on the way to the zero page), or with two zero-filled subpages (the same-folio split). One
+    lone zero subpage and nothing else shared (use_zero_pages=0) depends on the scan order: counted
+    apart. A split THP's zero-filled subpages become the shared zero page."""
+    count: dict[bytes, int] = {}
+    for thps in guests.values():
+        for thp in thps:
+            for d in thp:
+                count[d] = count.get(d, 0) + 1
+    out = {}
+    for name, thps in guests.items():
+        split = kept = undecided = zero_after = 0
+        for thp in thps:
+            zeros = thp.count(b"")
+            shared = any(d and count[d] > 1 for d in thp)
+            if shared or zeros >= 2 or (zeros and uzp):
+                split += 1
+                zero_after += zeros
+            elif zeros == 1:
+                undecided += 1
+            else:
+                kept += 1
+        out[name] = {"thps": len(thps), "split": split, "kept": kept, "one_zero_undecided": undecided,
+                     "zero_pages_after": zero_after}
+    return out
 
 
 def settle(timeout: float = 900) -> int:
@@ -70,6 +119,7 @@ def run(uzp: int, fill: vmlab.Fill) -> dict:
                 out["boot_s"] = round(time.monotonic() - t0, 1)
                 pids = [g.pid for g in guests]
                 out["before"] = {g.name: guest_thp(g.pid) for g in guests}
+                out["predicted"] = predict({g.name: thp_contents(g.pid) for g in guests}, uzp)
                 with tempfile.TemporaryDirectory() as tmp:
                     cap = Path(tmp) / "guests.npz"
                     subprocess.run([sys.executable, "-m", "ksmtui", "capture", "-o", str(cap), *map(str, pids)],
@@ -113,11 +163,13 @@ def report(r: dict) -> str:
         p = real["processes"][name]
         for key in ("ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages"):
             lines.append(f"| {name} {key} | {num(e.get(key, '-'))} | {num(p[key])} |")
-    lines += ["", "| guest | AnonHugePages kB before / after | THPs before / after | pages after |", "|---|---|---|---|"]
+    lines += ["", "| guest | AnonHugePages kB before / after | THPs before / after (predicted kept + undecided) | "
+              "zero pages after (predicted) | pages after |", "|---|---|---|---|---|"]
     for name in r["pids"]:
-        b, a = r["before"][name], r["after"][name]
-        lines.append(f"| {name} | {b['AnonHugePages']:,} / {a['AnonHugePages']:,} | {b['thps']} / {a['thps']} | "
-                     + ", ".join(f"{n:,} {k}" for k, n in a["pages"].items()) + " |")
+        b, a, p = r["before"][name], r["after"][name], r["predicted"][name]
+        lines.append(f"| {name} | {b['AnonHugePages']:,} / {a['AnonHugePages']:,} | {b['thps']} / {a['thps']} "
+                     f"({p['kept']} + {p['one_zero_undecided']}) | {a['pages'].get('zero', 0):,} "
+                     f"({p['zero_pages_after']:,}) | " + ", ".join(f"{n:,} {k}" for k, n in a["pages"].items()) + " |")
     return "\n".join(lines) + "\n"
 
 
