@@ -41,18 +41,21 @@ def guest_thp(pid: int) -> dict:
 
 
 def thp_contents(pid: int) -> list[list[bytes]]:
-    """The 4 KiB subpages of every THP in the guest's RAM, as digests (b"" for a zero-filled one)."""
-    ram = vmlab.guest_ram(pid)
-    kinds = thp_lab.page_kinds(pid, ram["start"], (ram["end"] - ram["start"]) // thp_lab.PAGE)
+    """The 4 KiB subpages of every THP in the guest's MERGEABLE memory (its RAM, and the small RAM
+    blocks QEMU also madvises: ROMs, ACPI tables), as digests (b"" for a zero-filled one)."""
     zero = bytes(thp_lab.PAGE)
     thps = []
     fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
     try:
-        for i in range(0, len(kinds), thp_lab.SUBPAGES):
-            if kinds[i] == "thp-head":
-                data = os.pread(fd, thp_lab.HPAGE, ram["start"] + i * thp_lab.PAGE)
-                pages = [data[j:j + thp_lab.PAGE] for j in range(0, thp_lab.HPAGE, thp_lab.PAGE)]
-                thps.append([b"" if p == zero else hashlib.blake2b(p, digest_size=16).digest() for p in pages])
+        for vma in vmlab.vmas(pid):
+            if "mg" not in vma.get("VmFlags", ()):
+                continue
+            kinds = thp_lab.page_kinds(pid, vma["start"], (vma["end"] - vma["start"]) // thp_lab.PAGE)
+            for i in range(0, len(kinds), thp_lab.SUBPAGES):
+                if kinds[i] == "thp-head":
+                    data = os.pread(fd, thp_lab.HPAGE, vma["start"] + i * thp_lab.PAGE)
+                    pages = [data[j:j + thp_lab.PAGE] for j in range(0, thp_lab.HPAGE, thp_lab.PAGE)]
+                    thps.append([b"" if p == zero else hashlib.blake2b(p, digest_size=16).digest() for p in pages])
     finally:
         os.close(fd)
     return thps
