@@ -32,12 +32,19 @@ GUESTS = ("vm1", "vm2", "vm3")
 
 
 def guest_thp(pid: int) -> dict:
-    ram = vmlab.guest_ram(pid)
-    kinds = thp_lab.page_kinds(pid, ram["start"], (ram["end"] - ram["start"]) // thp_lab.PAGE)
-    counts = {k: kinds.count(k) for k in sorted(set(kinds))}
-    # PMD-sized ranges whose 512 pages are one THP (head first) vs. partly or wholly other pages
-    huge = sum(1 for i in range(0, len(kinds), thp_lab.SUBPAGES) if kinds[i] == "thp-head")
-    return {"AnonHugePages": ram["AnonHugePages"], "Rss": ram["Rss"], "pages": counts, "thps": huge}
+    """Over the guest's MERGEABLE VMAs: AnonHugePages, Rss, what each page is, and the THPs."""
+    out: dict = {"AnonHugePages": 0, "Rss": 0, "pages": {}, "thps": 0}
+    for vma in vmlab.vmas(pid):
+        if "mg" not in vma.get("VmFlags", ()):
+            continue
+        out["AnonHugePages"] += vma["AnonHugePages"]
+        out["Rss"] += vma["Rss"]
+        kinds = thp_lab.page_kinds(pid, vma["start"], (vma["end"] - vma["start"]) // thp_lab.PAGE)
+        for k in kinds:
+            out["pages"][k] = out["pages"].get(k, 0) + 1
+        out["thps"] += kinds.count("thp-head")
+    out["pages"] = dict(sorted(out["pages"].items()))
+    return out
 
 
 def thp_contents(pid: int) -> list[list[bytes]]:
