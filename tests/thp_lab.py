@@ -7,7 +7,8 @@ ends where a scan ends) with time between batches to look: after each full scan,
 counters, every process's ksm_stat, its region's AnonHugePages, the /proc/vmstat THP counters,
 and what each subpage has become (pagemap PFN + /proc/kpageflags: THP, KSM, zero page, small).
 
-    python tests/thp_lab.py [--uzp=0|1] [--linger=S] [CASE ...]   # as Markdown; every case, uzp 0 and 1 by default
+    python tests/thp_lab.py [--uzp=0|1] [--linger=S] [--no-khugepaged] [CASE ...]
+        # as Markdown; every case, use_zero_pages 0 and 1 by default
 
 Needs root and the machine lock (held while ksmd runs; the knobs are restored after).
 """
@@ -44,7 +45,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
 libc.munmap.argtypes = libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-thps, huge = json.loads(sys.argv[1]), sys.argv[2] == "huge"
+thps, huge, keep_away = json.loads(sys.argv[1]), sys.argv[2] == "huge", sys.argv[3] == "1"
 size = len(thps) * HPAGE
 raw = libc.mmap(None, size + HPAGE, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
 addr = (raw + HPAGE - 1) & ~(HPAGE - 1)
@@ -62,6 +63,8 @@ for t, pages in enumerate(thps):
         elif text:
             data = (text.encode() * (PAGE // len(text) + 1))[:PAGE]
             ctypes.memmove(base + i * PAGE, data, PAGE)
+if keep_away:  # the THPs stay, but khugepaged no longer looks at the range (THPeligible 0)
+    assert libc.madvise(addr, size, 15) == 0, ctypes.get_errno()  # MADV_NOHUGEPAGE
 assert libc.madvise(addr, size, 12) == 0, ctypes.get_errno()  # MADV_MERGEABLE
 print(addr, flush=True)
 sys.stdin.read()
@@ -159,12 +162,13 @@ class Child:
     name: str
     thps: list
     huge: bool = True
+    keep_khugepaged_away: bool = False
     proc: subprocess.Popen = field(init=False)
     addr: int = 0
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(self.thps),
-                                      "huge" if self.huge else "small"], stdin=subprocess.PIPE,
+                                      "huge" if self.huge else "small", str(int(self.keep_khugepaged_away))], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self.addr = int(self.proc.stdout.readline())
 
@@ -187,11 +191,13 @@ def wait_for(predicate, timeout: float) -> bool:
     return True
 
 
-def run_case(name: str, use_zero_pages: int, passes: int = 5, sleep_ms: int = 400, linger: float = 0) -> list[dict]:
+def run_case(name: str, use_zero_pages: int, passes: int = 5, sleep_ms: int = 400, linger: float = 0,
+             khugepaged: bool = True) -> list[dict]:
     """States before ksmd and after each of `passes` full scans; with `linger`, ksmd is stopped (its
     merges kept) for that many seconds and the last state is what khugepaged left. The caller holds
-    the machine lock."""
-    children = [Child(p, thps, p not in SMALL.get(name, ())) for p, thps in CASES[name].items()]
+    the machine lock. Without `khugepaged`, the children madvise NOHUGEPAGE once their THPs are in,
+    so that khugepaged cannot collapse back what ksmd splits (it does, within seconds at times)."""
+    children = [Child(p, thps, p not in SMALL.get(name, ()), not khugepaged) for p, thps in CASES[name].items()]
     sysfs.restore_defaults()
     try:
         for c in children:
@@ -261,15 +267,16 @@ if __name__ == "__main__":
     reason = sysfs.unavailable_reason()
     if reason:
         sys.exit(reason)
-    options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    options = dict((a[2:] + "=").split("=")[:2] for a in sys.argv[1:] if a.startswith("--"))
     linger = float(options.get("linger", 0))
     zero_pages = [int(options["uzp"])] if "uzp" in options else [0, 1]
+    khugepaged = "no-khugepaged" not in options
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or list(CASES)
     results = {}
     with sysfs.machine_lock():
         for name in names:
             for uzp in zero_pages:
-                states = run_case(name, uzp, linger=linger)
+                states = run_case(name, uzp, linger=linger, khugepaged=khugepaged)
                 results[f"{name}/{uzp}"] = states
                 print(markdown(name, uzp, states), flush=True)
     Path("/tmp/ksmtui-thp-lab.json").write_text(json.dumps(results, indent=1))
