@@ -329,14 +329,15 @@ class VMLab:
         """Start every guest, wait (at most `timeout` s) until each has filled its tmpfs, and kill them all
         when the block ends, whichever way it ends."""
         with _sigterm_raises(), tempfile.TemporaryDirectory(prefix="ksmtui-vmlab-") as tmp:
-            started: list[Guest] = []
+            before = list(self.guests)
             try:
                 for name, fills in guests.items():
-                    started.append(self.start(name, tuple(fills), Path(tmp)))
+                    self.start(name, tuple(fills), Path(tmp))
+                started = [g for g in self.guests if g not in before]
                 self.wait_ready(started, timeout)
                 yield started
-            finally:
-                self.kill(started)
+            finally:  # every guest this block started, even one whose start() was interrupted
+                self.kill([g for g in self.guests if g not in before])
 
     def kill(self, guests: list[Guest] | None = None) -> None:
         for g in list(self.guests if guests is None else guests):
@@ -402,8 +403,10 @@ if __name__ == "__main__":
     specs = {arg.split("=", 1)[0]: [Fill.parse(f) for f in arg.split("=", 1)[1].split(",")] for arg in sys.argv[1:]}
     lab = VMLab()
     t0 = time.monotonic()
-    with lab.boot(specs) as booted:
-        print(f"ready in {time.monotonic() - t0:.1f} s:", ", ".join(f"{g.name}={g.pid}" for g in booted), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
+    try:  # Ctrl-C or SIGTERM, at any moment: the guests are killed on the way out, and we exit 0
+        with lab.boot(specs) as booted:
+            print(f"ready in {time.monotonic() - t0:.1f} s:", ", ".join(f"{g.name}={g.pid}" for g in booted), flush=True)
             while True:
                 time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
