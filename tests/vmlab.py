@@ -181,7 +181,7 @@ def _apt_install(packages: list[str]) -> None:
         raise LabUnavailable(f"needs {', '.join(packages)} (apt-get install needs root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     policy = _run(["apt-cache", "policy", *packages]).stdout
-    if "Candidate: (none)" in policy or not policy.strip():
+    if len(re.findall(r"Candidate: (?!\(none\))", policy)) < len(packages):  # lists missing or stale
         _run(["apt-get", *APT_LOCK_WAIT, "update", "-q"], env=env)
     done = _run(["apt-get", *APT_LOCK_WAIT, "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
     if done.returncode:
