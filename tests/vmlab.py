@@ -281,7 +281,10 @@ class VMLab:
         self.cache = cache or cache_dir()
         self.mem_mib = mem_mib
         self.guests: list[Guest] = []
-        self.cache.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LabUnavailable(f"cannot make the cache {self.cache}: {e.strerror}") from None
         ensure_packages()
         self.qemu = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
         self.kernel = ensure_kernel(self.cache)
