@@ -304,9 +304,10 @@ class VMLab:
             raise ValueError(f"guest name {name!r}: 1-15 of a-z, 0-9, - (it becomes the process name)")
         console = workdir / f"{name}.console"
         console.touch()
-        proc = subprocess.Popen(self.command(name, fills, console), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=open(workdir / f"{name}.stderr", "w"),
-                                start_new_session=True, preexec_fn=_die_with_parent)
+        with open(workdir / f"{name}.stderr", "w") as stderr:
+            proc = subprocess.Popen(self.command(name, fills, console), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         guest = Guest(name, fills, proc, console)
         self.guests.append(guest)
         return guest
