@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def test_guests_die_with_the_process_that_booted_them(vm_lab, sig):
     try:
         line = lab.stdout.readline()
         assert line.startswith("ready"), line
+        workdir = Path(line.split("(consoles in ")[1].rstrip(")\n"))
         pid = qemu_pids(name)[0]
         os.kill(lab.pid, sig)
         assert lab.wait(timeout=60) == (-9 if sig == signal.SIGKILL else 0)
@@ -99,6 +101,9 @@ def test_guests_die_with_the_process_that_booted_them(vm_lab, sig):
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid) and not qemu_pids(name)
+        # a process killed by SIGKILL cleans up nothing: its console files are ours to remove
+        assert workdir.exists() == (sig == signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
     finally:
         if lab.poll() is None:
             lab.kill()

@@ -409,7 +409,8 @@ if __name__ == "__main__":
     t0 = time.monotonic()
     try:  # Ctrl-C or SIGTERM, at any moment: the guests are killed on the way out, and we exit 0
         with lab.boot(specs) as booted:
-            print(f"ready in {time.monotonic() - t0:.1f} s:", ", ".join(f"{g.name}={g.pid}" for g in booted), flush=True)
+            print(f"ready in {time.monotonic() - t0:.1f} s:", ", ".join(f"{g.name}={g.pid}" for g in booted),
+                  f"(consoles in {booted[0].console.parent})" if booted else "", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
