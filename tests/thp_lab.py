@@ -7,7 +7,7 @@ ends where a scan ends) with time between batches to look: after each full scan,
 counters, every process's ksm_stat, its region's AnonHugePages, the /proc/vmstat THP counters,
 and what each subpage has become (pagemap PFN + /proc/kpageflags: THP, KSM, zero page, small).
 
-    python tests/thp_lab.py [--uzp=0|1] [--linger=S] [--no-khugepaged] [CASE ...]
+    python tests/thp_lab.py [--uzp=0|1] [--linger=S] [--no-khugepaged] [--json=PATH] [CASE ...]
         # as Markdown; every case, use_zero_pages 0 and 1 by default
 
 Needs root and the machine lock (held while ksmd runs; the knobs are restored after).
@@ -279,4 +279,5 @@ if __name__ == "__main__":
                 states = run_case(name, uzp, linger=linger, khugepaged=khugepaged)
                 results[f"{name}/{uzp}"] = states
                 print(markdown(name, uzp, states), flush=True)
-    Path("/tmp/ksmtui-thp-lab.json").write_text(json.dumps(results, indent=1))
+    if options.get("json"):
+        Path(options["json"]).write_text(json.dumps(results, indent=1))

@@ -5,7 +5,7 @@ estimates (`ksmtui estimate --json`, the same knobs as ksmd gets), then runs the
 pages_sharing stands still for three full scans, and prints both side by side with what the guests'
 huge pages became (AnonHugePages, /proc/vmstat thp_split_page and thp_collapse_alloc).
 
-    python tests/vm_baseline.py [--uzp=0|1] [--fill=byte:90:64]
+    python tests/vm_baseline.py [--uzp=0|1] [--fill=byte:90:64] [--json=PATH]   # PATH.0, PATH.1
 
 Needs root; holds the machine lock from boot to teardown (ksmd must not touch the guests before
 their capture), and restores the knobs after.
@@ -188,5 +188,6 @@ if __name__ == "__main__":
     fill = vmlab.Fill.parse(options.get("fill", "byte:90:64"))
     for uzp in ([int(options["uzp"])] if "uzp" in options else [0, 1]):
         result = run(uzp, fill)
-        Path(f"/tmp/ksmtui-vm-baseline-{uzp}.json").write_text(json.dumps(result, indent=1))
+        if options.get("json"):
+            Path(f"{options['json']}.{uzp}").write_text(json.dumps(result, indent=1))
         print(report(result), flush=True)
