@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksmtui.kernel import sysfs
+from ksmtui.host import sysfs
 
 PAGE = 4096
 HPAGE = 2 << 20

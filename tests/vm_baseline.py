@@ -25,7 +25,7 @@ from pathlib import Path
 import thp_lab
 import vmlab
 
-from ksmtui.kernel import sysfs
+from ksmtui.host import sysfs
 
 KNOBS = {"pages_to_scan": 5000, "sleep_millisecs": 10, "smart_scan": 0}
 GUESTS = ("vm1", "vm2", "vm3")

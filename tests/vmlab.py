@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ksmtui.host import sysfs
+
 MEM_MIB = 256
 READY = "KSMTUI-READY"
 PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio"}  # binary -> Debian package
@@ -331,8 +333,9 @@ class VMLab:
     @contextlib.contextmanager
     def boot(self, guests: dict[str, list[Fill] | tuple[Fill, ...]], timeout: float = 300) -> Iterator[list[Guest]]:
         """Start every guest, wait (at most `timeout` s) until each has filled its tmpfs, and kill them all
-        when the block ends, whichever way it ends."""
-        with _sigterm_raises(), tempfile.TemporaryDirectory(prefix="ksmtui-vmlab-") as tmp:
+        when the block ends, whichever way it ends. QEMU registers guest RAM with KSM, so the guests
+        live under the machine lock: no other user of the real KSM counts their pages."""
+        with sysfs.machine_lock(), _sigterm_raises(), tempfile.TemporaryDirectory(prefix="ksmtui-vmlab-") as tmp:
             before = list(self.guests)
             try:
                 for name, fills in guests.items():
