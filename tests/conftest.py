@@ -38,3 +38,24 @@ def no_cursor_blink(monkeypatch):
     from textual.widgets import Input
 
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+@pytest.fixture(scope="session")
+def _vm_lab_prepared():
+    import vmlab
+
+    try:
+        return vmlab.VMLab()
+    except vmlab.LabUnavailable as e:
+        pytest.skip(f"no VM lab here: {e}")
+
+
+@pytest.fixture
+def vm_lab(_vm_lab_prepared):
+    """tests/vmlab.py's lab (packages, kernel and initramfs ready; skips saying why where they cannot
+    be had): `with vm_lab.boot({"name": [vmlab.byte(0x5a, 64)]}) as guests: ...`. Every guest still
+    running when the test ends, however it ends, is killed."""
+    try:
+        yield _vm_lab_prepared
+    finally:
+        _vm_lab_prepared.close()

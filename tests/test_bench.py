@@ -104,6 +104,7 @@ def test_profile_names_the_engine_functions(capsys):
      "argument --workloads: expected some of settled, unique, changing, fleet, chains, got 'fast'"),
     (["--repeat", "0"], "argument --repeat: expected an integer 1..20, got '0'"),
     (["--min-time", "-1"], "argument --min-time: expected seconds 0..3600, got '-1'"),
+    (["--host-interval", "0"], "argument --host-interval: expected seconds 0.05..3600, got '0'"),
 ])
 def test_bad_bench_options_give_one_line_and_status_2(argv, expected, capsys):
     assert cli_main(["bench", *argv]) == 2

@@ -25,7 +25,9 @@ from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
 from tests.host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 ROOT = os.geteuid() == 0
-TRACE = ROOT and HostTrace.unavailable_reason() is None
+# As host mode does: tracefs mounted where it is missing (unmounted when the tests end), so that a
+# fresh machine runs the tracepoint tests rather than skipping them.
+TRACE = ROOT and (sysfs.mount_tracefs() or True) and HostTrace.unavailable_reason() is None
 KSMTUI = [sys.executable, "-m", "ksmtui"]
 
 
@@ -101,6 +103,32 @@ def test_a_signal_leaves_tracing_as_it_was_found(sig):
     assert mine not in instances()
     assert proc.returncode in (130, 128 + signal.SIGTERM)
     assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.skipif(not TRACE, reason="the tracepoints need root and tracefs")
+def test_host_mode_mounts_a_missing_tracefs_and_unmounts_it_when_done():
+    """As trace-cmd does: tracefs unmounted, host mode mounts it, traces, and unmounts it on close.
+    Only where tracefs can be unmounted (nothing holds it open) and so remounted afterwards."""
+    def mounted() -> bool:
+        return os.path.ismount(sysfs.TRACEFS)
+
+    with sysfs.machine_lock():
+        was, ours = mounted(), sysfs.mount_tracefs()  # ours: the tests mounted it (above)
+        if ours:
+            sysfs.unmount_tracefs()
+        elif subprocess.run(["umount", str(sysfs.TRACEFS)], capture_output=True).returncode != 0:
+            pytest.skip("tracefs is in use here: it cannot be unmounted to test the mounting")
+        try:
+            assert not mounted()
+            with HostSampler(0.1) as sampler:
+                assert mounted() and sampler.trace_note == ""
+                assert sampler.sample().trace is not None
+            assert not mounted()
+        finally:
+            if not mounted():  # as found: by the tests (unmounted when they end) or by the machine
+                assert sysfs.mount_tracefs() if ours else subprocess.run(
+                    ["mount", "-t", "tracefs", "nodev", str(sysfs.TRACEFS)]).returncode == 0
+        assert mounted() == was
 
 
 @pytest.mark.skipif(not TRACE, reason="the tracepoints need root and tracefs")
@@ -275,8 +303,34 @@ def test_a_recording_cut_mid_line_replays_what_came_before_with_a_note(tmp_path)
 
 def test_replay_of_a_missing_file(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "none.jsonl")]) == 2
-    assert capsys.readouterr().err == (f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: line 0: "
-                                       "No such file or directory\n")
+    assert capsys.readouterr().err == f"ksmtui replay: error: {tmp_path / 'none.jsonl'}: no such file\n"
+
+
+def test_replay_of_a_capture_says_it_is_one_and_what_reads_it(tmp_path, capsys):
+    from engine.capture import from_contents, save
+
+    path = tmp_path / "c.npz"
+    save(from_contents([(1, "a", [])]), path)
+    assert main(["replay", str(path)]) == 2
+    assert capsys.readouterr().err == (f"ksmtui replay: error: {path}: a capture (ksmtui capture, .npz), "
+                                       f"not a host recording: `ksmtui estimate {path}` reads it\n")
+
+
+def test_a_recording_cut_mid_line_replays_the_samples_before_the_cut(tmp_path):
+    """A host killed mid-write leaves a last line without its end: what came before is kept, with a
+    note saying where it was cut (shown on the replay's screen and on stderr)."""
+    path = tmp_path / "r.jsonl"
+    samples = [sample(100.0), sample(101.0), sample(102.0)]
+    write_recording(path, samples)
+    path.write_text(path.read_text()[:-10])
+    notes: list[str] = []
+    header, back = read_recording(str(path), notes)
+    assert back == samples[:2]
+    assert notes == [f"{path}: line 4 was cut short (the recording was stopped while writing it); "
+                     "replaying the 2 samples before it"]
+    write_recording(path, samples)
+    notes.clear()
+    assert read_recording(str(path), notes)[1] == samples and notes == []
 
 
 # ---------------------------------------------------------------- what the view derives --

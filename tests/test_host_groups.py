@@ -97,4 +97,5 @@ def test_host_json_group_by_reads_the_live_machine(capsys):
     assert isinstance(out["why_not"], list)
     assert set(out["groups"]) == set(out["processes"])  # by pid: a group per row
     assert cli(["host", "--group-by", "vm"]) == 2
-    assert capsys.readouterr().err.strip() == "ksmtui host: error: argument --group-by: only with --json"
+    assert capsys.readouterr().err.strip() == \
+        "ksmtui host: error: argument --group-by: only with --json, --listen or --textfile"

@@ -18,7 +18,7 @@ from textual.widgets import Input
 
 from ksmtui.host.recording import read_recording
 from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
-from ksmtui.ui.widgets.host import HostStatus
+from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
 from tests.ui_helpers import after, drive, press, settle, wait_for
@@ -76,6 +76,77 @@ def test_replay_steps_pauses_and_changes_speed():
         assert "paused 3/12 · 2x" in status._text
 
     drive(app, test, (120, 40))
+
+
+def test_seek_back_and_forth_shows_what_playing_to_there_shows():
+    """] and [ move 10 samples, End and Home to the last and the first: the screen at a sample is
+    the one stepping to it gives, whichever way it was reached."""
+    screens = {}
+
+    async def stepped(pilot):
+        await press(pilot, *STEPS[:1])
+        screens[2] = texts(pilot.app)
+        await press(pilot, *STEPS[1:])
+        screens[12] = texts(pilot.app)
+
+    async def test(pilot):
+        app = pilot.app
+        status = app.query_one(HostStatus)
+        await press(pilot, "right_square_bracket")
+        assert "paused 11/12" in status._text
+        await press(pilot, "right_square_bracket")
+        assert "finished 12/12" in status._text and texts(app) == screens[12]
+        await press(pilot, "home")
+        assert "paused 1/12" in status._text
+        await press(pilot, "end", "left_square_bracket")
+        assert texts(app) == screens[2]
+        assert "[ ] Seek" in " ".join(str(w.render()) for w in app.query("FooterKey"))
+
+    drive(make_app(), stepped)
+    drive(make_app(), test)
+
+
+def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
+    """Replay: every key of the app but quit (Textual's own), described; live: not step, seek or
+    speed, which a live host does not have."""
+    class Live:  # a live source that never samples
+        live = True
+
+        def start(self, post) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    async def replay(pilot):
+        app = pilot.app
+        ours = [c for c in app.get_system_commands(app.screen)
+                if c.title.startswith(tuple(f"{b.description} (" for b in HostApp.BINDINGS))]
+        assert {c.title for c in ours} >= {"Seek ([ ])", "Step (s)", "Rewind (home)", "Knobs (k)", "Overview (1)"}
+        assert all(c.help and c.help != c.title.split(" (")[0] for c in ours)
+        ran: list[str] = []
+        app.run_action = ran.append  # type: ignore[method-assign]
+        for c in ours:
+            c.callback()
+        assert set(ran) == {b.action for b in HostApp.BINDINGS} - {"quit"}
+
+    async def live(pilot):
+        titles = {c.title.split(" (")[0] for c in pilot.app.get_system_commands(pilot.app.screen)}
+        assert {"Knobs", "Pause", "Overview"} <= titles and not titles & {"Step", "Seek", "Speed", "Rewind"}
+
+    drive(make_app(), replay)
+    drive(HostApp(Live()), live)  # type: ignore[arg-type]
+
+
+def test_a_recording_cut_short_says_so_under_the_status():
+    header, samples = read_recording(str(RECORDING))
+    note = "line 14 cut short (the host stopped mid-write): the 12 samples before it"
+
+    async def test(pilot):
+        assert str(pilot.app.query_one(HostNote).render()).startswith(note + "\n")
+
+    drive(HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"], note=note)), test,
+          (80, 24))
 
 
 def test_the_same_steps_give_the_same_screens():

@@ -49,16 +49,22 @@ m = mmap.mmap(-1, 4 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 m[0:8] = b"PIN=4271"
 m[4096:4104] = b"PIN=4271"
 m[8192:8193] = b"x"
-print("ready", flush=True)
+import ctypes
+print("ready", ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)
 sys.stdin.read()
 """
+
+
+PIN_ADDRESS: dict[int, int] = {}  # pid -> where its PIN pages are mapped
 
 
 @pytest.fixture
 def pin_child():
     child = subprocess.Popen([sys.executable, "-c", PIN_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        assert child.stdout.readline() == b"ready\n"
+        ready, address = child.stdout.readline().split()
+        assert ready == b"ready"
+        PIN_ADDRESS[child.pid] = int(address)
         yield child.pid
     finally:
         child.kill()
@@ -97,8 +103,13 @@ def test_a_key_file_makes_captures_compare_and_different_keys_refuse(tmp_path, p
     a, b, c = (fmt.load(tmp_path / n) for n in ("a.npz", "b.npz", "c.npz"))
     assert a.meta["key_id"] == b.meta["key_id"] != c.meta["key_id"]
 
-    def region(cap) -> list[bytes]:  # the child's PIN region (3 pages touched); the interpreter's own pages may change
-        ids = next(i for i in map(cap.vma_contents, range(len(cap.vma_proc))) if len(i) == 3 and i[0] == i[1])
+    def region(cap) -> list[bytes]:  # the child's three PIN pages; the interpreter's own pages may change
+        v = next(v for v in range(len(cap.vma_proc))
+                 if cap.vma_start[v] <= PIN_ADDRESS[pin_child] < cap.vma_end[v])
+        first = cap.vma_first[v]
+        index = cap.page_index[first:first + cap.vma_count[v]]
+        pages = (PIN_ADDRESS[pin_child] - int(cap.vma_start[v])) // 4096 + np.arange(3)
+        ids = cap.page_content[first:first + cap.vma_count[v]][np.searchsorted(index, pages)]
         return [cap.hashes[i].tobytes() for i in ids]
 
     assert region(a) == region(b)

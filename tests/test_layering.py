@@ -145,14 +145,14 @@ def test_the_checks_see_function_level_imports_and_cycles():
 def test_declared_dependencies_match_what_the_code_imports():
     import tomllib
 
-    declared = {d.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower()
+    declared = {d.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower().replace("_", "-")
                 for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
     stdlib = set(sys.stdlib_module_names)
     third_party = {imported.split(".")[0] for name, path in modules().items() for imported in imports(name, path)
                    if imported.split(".")[0] not in stdlib and imported.split(".")[0] not in PACKAGES
                    and imported.split(".")[0] != "__future__"}
     # the distribution that provides each imported top-level name
-    provides = {"distributed": "dask", "prometheus_client": "prometheus-client"}
+    provides = {"distributed": "dask"}
     missing = sorted(m for m in third_party if provides.get(m, m).replace("_", "-") not in declared)
     assert missing == []
 

@@ -494,6 +494,9 @@ def test_every_action_is_in_the_command_palette_and_every_key_has_an_id(monkeypa
                 if command.title.startswith(tuple(f"{b.description} (" for b in KsmApp.BINDINGS)):
                     command.callback()
         assert set(ran) == {b.action for b in KsmApp.BINDINGS} - {"quit"}  # Textual's own palette has quit
+        helps = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert helps["Hist span (h)"] == "latency histograms since the start or over the last window (modelled)"
+        assert all(b.tooltip for b in KsmApp.BINDINGS)
         # and the palette runs them: ctrl+p, a few letters of a key's name, Enter
         await pilot.press("ctrl+p")
         await pilot.press(*"wake-up")
@@ -589,7 +592,15 @@ def test_w_saves_the_screen_and_the_snapshot(tmp_path, monkeypatch):
         assert svg.read_text().startswith("<svg")
         data = json.loads(saved.read_text())
         assert data["counters"] == dict(pilot.app.view.snapshot.counters) and data["scenario"] == "ui-test"
-        assert any(n.title == "saved" for n in pilot.app._notifications)
+        saved_notes = [n.message for n in pilot.app._notifications if n.title == "saved"]
+        assert saved_notes == [f"{svg}\n{saved}"]  # both paths absolute
+        first = svg.read_text()
+        await press(pilot, "w")  # the same simulated time (paused): a second pair, the first kept
+        assert pilot.app.view.snapshot.sim_ms == ms and svg.read_text() == first
+        again = tmp_path / f"ksmtui-ui-test-{ms}ms-2"
+        assert json.loads(again.with_suffix(".json").read_text()) == data
+        assert again.with_suffix(".svg").read_text().startswith("<svg")
+        assert f"{again}.svg\n{again}.json" in [n.message for n in pilot.app._notifications if n.title == "saved"]
 
     drive(make_app(), test)
 

@@ -115,3 +115,22 @@ def test_the_cursor_scrolls_into_view_a_click_on_a_header_sorts_and_enter_select
         assert cells(table, 0)[:2] == ["1", "2"] and table.cursor_pid == 1 and table.scroll_y == 0
 
     on_table(test)
+
+
+def test_reached_from_the_tab_strip_the_table_has_the_focus_and_right_scrolls_its_columns():
+    """At 80 columns the table is wider than the screen: arriving on Processes by the tab strip's
+    arrows (or a click), one key (Right) scrolls it, instead of Tab first and then Right."""
+    from textual.widgets import Tabs
+
+    async def test(pilot):
+        await batches(pilot, 2)
+        pilot.app.query_one(Tabs).focus()
+        await press(pilot, "left")  # from Overview, wrapping round to the last tab: Processes
+        table = pilot.app.query_one(ProcessTable)
+        assert pilot.app.query_one("TabbedContent").active == "processes" and pilot.app.focused is table
+        assert table.max_scroll_x > 0  # merge_any and mergeable do not fit
+        await press(pilot, "right")
+        assert pilot.app.query_one("TabbedContent").active == "processes" and table.scroll_x > 0
+
+    drive(make_app(), test, (80, 24))
+

@@ -53,13 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the engine S wall seconds headless and S under the UI (default 5; 0 skips)")
     p.add_argument("--no-kernel", action="store_true", help="skip the real ksmd even where it is writable")
     p.add_argument("--host-seconds", type=_seconds, default=10.0, metavar="S",
-                   help="time `ksmtui host` at 1 Hz beside 1,000 sleeping processes, sampling only and with the UI, "
-                   "S s each (default 10; 0 skips)")
+                   help="time `ksmtui host` beside 1,000 sleeping processes, sampling only, as an exporter scraped at "
+                   "the same interval, and with the UI, S s each (default 10; 0 skips)")
+    p.add_argument("--host-interval", type=_host_interval, default=1.0, metavar="S",
+                   help="seconds between host-mode samples (and scrapes) in that timing (default 1)")
     p.add_argument("--profile", action="store_true", help="print where the engine's time goes, per workload")
     p.add_argument("--sweep", action="store_true", help="only the sweep's scaling: 64 runs on 1 and 2 Dask workers")
     p.add_argument("--keys", type=_repeat, metavar="N",
                    help="only the UI's answer to keys: N rounds, in a terminal of 120x40, on large flat out")
     return p
+
+
+def _host_interval(text: str) -> float:
+    s = _seconds(text)
+    if s < 0.05:
+        raise argparse.ArgumentTypeError(f"expected seconds 0.05..3600, got {text!r}")
+    return s
 
 
 def _pages(text: str) -> int:
@@ -197,17 +206,22 @@ def run(opts: argparse.Namespace) -> int:
         from ksmtui.bench.host import host_cpu
 
         every = 10 if os.geteuid() == 0 else 0
-        for tab in (None, "overview", "processes"):
-            what = f"the UI on the {tab.capitalize()} tab, 120x40, headless" if tab else "sampling only, as --json"
-            say(f"host mode: {what}, 1 Hz for {opts.host_seconds:g} s beside 1,000 sleeping processes")
-            h = host_cpu(1000, merge_any_every=every, seconds=opts.host_seconds, ui=tab)
+        pace = f"every {opts.host_interval:g} s"
+        for tab, exporter in ((None, False), (None, True), ("overview", False), ("processes", False)):
+            what = (f"the UI on the {tab.capitalize()} tab, 120x40, headless" if tab else
+                    "as an exporter (--no-ui --listen), scraped at each sample" if exporter else
+                    "sampling only, as --json")
+            say(f"host mode: {what}, {pace} for {opts.host_seconds:g} s beside 1,000 sleeping processes")
+            h = host_cpu(1000, merge_any_every=every, seconds=opts.host_seconds, interval=opts.host_interval, ui=tab,
+                         exporter=exporter)
             say("")
-            if not tab:
+            if not tab and not exporter:
                 traced = "with the ksm tracepoints" if h["traced"] else f"without tracepoints ({h['trace_note']})"
-                print(f"\nhost mode at 1 Hz, {traced}, beside {h['processes']:,} sleeping processes "
+                print(f"\nhost mode sampling {pace}, {traced}, beside {h['processes']:,} sleeping processes "
                       f"({h['merge_any']:,} merge-any, {h['known_to_ksm']:,} known to KSM):")
+            scrapes = f", {h['scrapes']} scrapes" if exporter else ""
             print(f"  {what}: {h['share'] * 100:.2f}% of a core ({h['cpu_s'] * 1000:,.0f} ms CPU in "
-                  f"{h['wall_s']:.1f} s, {h['samples']} samples)")
+                  f"{h['wall_s']:.1f} s, {h['samples']} samples{scrapes})")
     say(f"snapshot: {opts.snapshot_pages:,}-page machine")
     mean_ms, max_ms, snapshot_profile = snapshot_cost(opts.snapshot_pages, opts.flow, opts.profile)
     say("")

@@ -2,6 +2,8 @@
 
     ksmtui host [--interval S] [--record FILE] [--no-trace]      the live UI
     ksmtui host --json [--interval S] [--count N] [--record FILE] [--group-by BY]  one JSON object per sample
+    ksmtui host --listen [ADDR:]PORT | --textfile FILE [--no-ui] [--group-by BY]  a Prometheus exporter
+                                                                 (docs/prometheus.md)
 
 No /sys/kernel/mm/ksm or a bad option: one line, exit status 2.
 """
@@ -28,49 +30,96 @@ def _interval(text: str) -> float:
     return value
 
 
+def _listen(text: str) -> tuple[str, int]:
+    addr, colon, port = text.rpartition(":")
+    addr = addr.removeprefix("[").removesuffix("]") if colon else "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535 or (colon and not addr):
+        raise argparse.ArgumentTypeError(f"expected [ADDR:]PORT (9901, 127.0.0.1:9901, [::1]:9901; 0.0.0.0:PORT for "
+                                         f"every address), got {text!r}")
+    return addr, int(port)
+
+
 def host_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ksmtui host", description="Watch this machine's own ksmd (/sys/kernel/mm/ksm, "
                "/proc/PID/ksm_stat, the ksm tracepoints as root).")
     p.add_argument("--json", action="store_true", help="print one JSON object per sample (JSON Lines), no UI")
     p.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="seconds between samples (default 1)")
-    p.add_argument("--count", type=positive, metavar="N", help="with --json: stop after N samples")
+    p.add_argument("--count", type=positive, metavar="N", help="with --json or --no-ui: stop after N samples")
     p.add_argument("--record", metavar="FILE", help="also write every sample to FILE, for ksmtui replay")
     p.add_argument("--no-trace", action="store_true", help="do not enable the ksm tracepoints")
     p.add_argument("--group-by", choices=GROUPINGS, metavar="BY",
-                   help=f"with --json: each sample adds per-group totals ({', '.join(GROUPINGS)})")
+                   help=f"with --json: each sample adds per-group totals ({', '.join(GROUPINGS)}); with --listen or "
+                   "--textfile: the per-process metrics are per group")
+    p.add_argument("--listen", type=_listen, metavar="[ADDR:]PORT",
+                   help="serve the newest sample's metrics to Prometheus on http://ADDR:PORT/metrics (ADDR 127.0.0.1 "
+                   "unless given)")
+    p.add_argument("--textfile", metavar="FILE", help="rewrite FILE with the metrics at every sample (atomically), "
+                   "for node_exporter's textfile collector")
+    p.add_argument("--top", type=positive, metavar="N", help="with --listen/--textfile: per-process (or group) metrics "
+                   "for the N that save most, the rest as \"other\" (default 20)")
+    p.add_argument("--no-ui", action="store_true", help="no UI and no output: only --listen, --textfile, --record")
     return p
 
 
 def main(argv: list[str]) -> int:
+    from ksmtui.host.recording import Sinks
     from ksmtui.host.sampler import HostSampler, NoKsm
 
     opts = host_parser().parse_args(argv)
-    if opts.count and not opts.json:
-        raise UsageError("argument --count: only with --json")
-    if opts.group_by and not opts.json:
-        raise UsageError("argument --group-by: only with --json")
+    exporting = opts.listen or opts.textfile
+    if opts.count and not (opts.json or opts.no_ui):
+        raise UsageError("argument --count: only with --json or --no-ui")
+    if opts.group_by and not (opts.json or exporting):
+        raise UsageError("argument --group-by: only with --json, --listen or --textfile")
+    if opts.no_ui and not (exporting or opts.record or opts.json):
+        raise UsageError("argument --no-ui: only with --listen, --textfile or --record (else it does nothing)")
+    if opts.top and not exporting:
+        raise UsageError("argument --top: only with --listen or --textfile")
     try:
         sampler = HostSampler(opts.interval, trace=not opts.no_trace)
     except NoKsm as err:
         raise UsageError(str(err)) from None
-    recorder = None
+    sinks = Sinks()
     try:
         if opts.record:
             from ksmtui.host.recording import Recorder
 
             try:
-                recorder = Recorder(opts.record, opts.interval)
+                sinks.append(Recorder(opts.record, opts.interval))
             except OSError as err:
                 raise UsageError(f"--record: {opts.record}: {err.strerror or err}") from None
-        if opts.json:
-            return _json_lines(sampler, opts.interval, opts.count, recorder, opts.group_by)
+        if exporting:
+            sinks.append(_exporter(opts))
+        if opts.json or opts.no_ui:
+            return _headless(sampler, opts.interval, opts.count, sinks or None, opts.json, opts.group_by)
         from ksmtui.ui.apps.host import run_host_app
 
-        return run_host_app(sampler, recorder)
+        return run_host_app(sampler, sinks or None)
     finally:
         sampler.close()
-        if recorder is not None:
-            recorder.close()
+        sinks.close()
+
+
+def _exporter(opts):
+    from ksmtui.host.exporter import TOP, Exporter, by_process, by_unit, check_textfile
+
+    if opts.textfile:
+        try:
+            check_textfile(opts.textfile)
+        except OSError as err:
+            raise UsageError(f"--textfile: {opts.textfile}: {err.strerror}") from None
+    exporter = Exporter(opts.top or TOP, by_unit(opts.group_by) if opts.group_by else by_process,
+                        textfile=opts.textfile,
+                        on_error=lambda said: print(f"ksmtui host: error: {said}", file=sys.stderr))
+    if opts.listen:
+        addr, port = opts.listen
+        try:
+            host, port = exporter.serve(addr, port)
+        except OSError as err:
+            raise UsageError(f"--listen {addr}:{port}: {err.strerror}") from None
+        host = f"[{host}]" if ":" in host else host
+        print(f"ksmtui host: serving metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    return exporter
 
 
 def sample_json(sample, group_by: str | None = None) -> dict:
@@ -82,20 +131,21 @@ def sample_json(sample, group_by: str | None = None) -> dict:
     return out
 
 
-def _json_lines(sampler, interval: float, count: int | None, recorder, group_by: str | None = None) -> int:
+def _headless(sampler, interval: float, count: int | None, sink, json_lines: bool, group_by: str | None = None) -> int:
     if sampler.trace_note:
         print(f"ksmtui host: note: no tracepoints: {sampler.trace_note}", file=sys.stderr)
     n = 0
     next_at = time.monotonic()
     while count is None or n < count:
         sample = sampler.sample()
-        if recorder is not None:
-            recorder.add(sample)
-            if recorder.error is not None:
-                raise UsageError(f"--record {recorder.path}: {recorder.error}; the recording holds the "
+        if sink is not None:
+            sink.add(sample)
+            if sink.error is not None:
+                raise UsageError(f"--record {sink.record_path}: {sink.error}; the recording holds the "
                                  f"{n} sample{'s' * (n != 1)} before")
-        sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        if json_lines:
+            sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
+            sys.stdout.flush()
         n += 1
         if count is None or n < count:
             next_at += interval

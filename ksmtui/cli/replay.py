@@ -1,6 +1,7 @@
 """`ksmtui replay FILE`: a recording made by `ksmtui host --record`, in the host UI.
 
-A truncated or corrupt recording, or a bad option: one line, exit status 2.
+A corrupt recording, a capture or a missing file, or a bad option: one line, exit status 2. A
+recording whose last line was cut short (the host killed mid-write) replays up to it, and says so.
 """
 
 from __future__ import annotations
@@ -43,4 +44,4 @@ def main(argv: list[str]) -> int:
         print(f"ksmtui replay: note: {printable(note)}", file=sys.stderr)
     from ksmtui.ui.apps.host import run_replay_app
 
-    return run_replay_app(opts.file, header, samples, opts.speed)
+    return run_replay_app(opts.file, header, samples, opts.speed, "; ".join(notes))

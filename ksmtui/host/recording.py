@@ -14,6 +14,7 @@ line. A last line cut short (the recorder killed mid-write) is left out with a n
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -33,8 +34,8 @@ _SAMPLE_KEYS = ("time", "ksm", "knobs", "vmstat", "ksmd", "processes", "trace", 
 
 
 class RecordingError(Exception):
-    def __init__(self, path: str, line: int, what: str) -> None:
-        super().__init__(f"{path}: line {line}: {what}")
+    def __init__(self, path: str, line: int | None, what: str) -> None:
+        super().__init__(f"{path}: {what}" if line is None else f"{path}: line {line}: {what}")
 
 
 def header(interval: float) -> dict:
@@ -166,15 +167,19 @@ def _lines(path: str, notes: list[str]) -> Iterator[tuple[int, str]]:
         with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
-                raise RecordingError(path, 0, "not a regular file, expected a recording (ksmtui host --record FILE)")
+                raise RecordingError(path, None, "not a regular file, expected a recording (ksmtui host --record FILE)")
             room = memory_room()
             if room is not None and st.st_size * MEMORY_PER_BYTE > room:
-                raise RecordingError(path, 0, f"too large for this machine: {st.st_size / 2**20:,.0f} MiB of "
+                raise RecordingError(path, None, f"too large for this machine: {st.st_size / 2**20:,.0f} MiB of "
                                               f"samples need about {st.st_size * MEMORY_PER_BYTE / 2**30:,.1f} GiB "
                                               f"to replay, {room / 2**30:,.1f} GiB available")
             data = f.read(st.st_size)  # what it held when opened: a recording still growing is read to there
     except OSError as err:
-        raise RecordingError(path, 0, err.strerror or str(err)) from None
+        what = "no such file" if err.errno == errno.ENOENT else (err.strerror or str(err))
+        raise RecordingError(path, None, what) from None
+    if data.startswith(b"PK\x03\x04"):  # numpy's .npz is a zip archive
+        raise RecordingError(path, None, "a capture (ksmtui capture, .npz), not a host recording: "
+                                         f"`ksmtui estimate {path}` reads it")
     if not data:
         raise RecordingError(path, 1, "empty file, expected the recording's header")
     lines = data.split(b"\n")
@@ -221,3 +226,24 @@ def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, lis
     for i in range(1, len(samples)):
         _expect(samples[i].time >= samples[i - 1].time, path, i + 2, "samples out of time order")
     return head, samples
+
+
+class Sinks(list):
+    """Where every sample goes besides the UI or stdout: the recording, the exporter."""
+
+    def add(self, sample: HostSample) -> None:
+        for sink in self:
+            sink.add(sample)
+
+    def close(self) -> None:
+        for sink in self:
+            sink.close()
+
+    @property
+    def error(self) -> str | None:
+        """Why the recording stopped (a full disk), if it did: sampling goes on without it."""
+        return next((s.error for s in self if isinstance(s, Recorder) and s.error is not None), None)
+
+    @property
+    def record_path(self) -> str:
+        return next((s.path for s in self if isinstance(s, Recorder)), "")

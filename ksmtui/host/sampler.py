@@ -326,6 +326,7 @@ class HostSampler:
         check_ksm()
         self.interval = interval
         self._ksmd = find_ksmd()
+        self._mounted = trace and sysfs.mount_tracefs()  # unmounted by close()
         self.trace_note = (HostTrace.unavailable_reason() or "") if trace else "tracing off (--no-trace)"
         self._guard: TraceGuard | None = None
         if not self.trace_note:
@@ -392,8 +393,12 @@ class HostSampler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        if self._guard is not None:
-            self._guard.stop()
+        try:
+            if self._guard is not None:
+                self._guard.stop()
+        finally:
+            if self._mounted:  # after the trace's reader closed its trace_pipe: not busy
+                sysfs.unmount_tracefs()
 
     def __enter__(self) -> "HostSampler":
         return self

@@ -2,10 +2,12 @@
 stat, and the one lock that serialises every driver of the real KSM on this machine."""
 
 
+import atexit
 import contextlib
 import fcntl
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from engine.snapshot import COUNTERS
 
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 TRACEFS = Path("/sys/kernel/tracing")
+_tracefs_mounted: Path | None = None  # where ksmtui mounted tracefs, to unmount it when done
 
 # Writing these while anything is merged is refused with EBUSY: set them first
 _EARLY_KNOBS = ("merge_across_nodes", "max_page_sharing")
@@ -55,6 +58,36 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0 or not os.access(run, os.W_OK):
         return f"{run} is not writable (the real KSM needs root)"
     return None
+
+
+def mount_tracefs() -> bool:
+    """As trace-cmd and libtracefs do: as root, mount tracefs at TRACEFS where it is missing. True
+    if ksmtui mounted it (now or before); unmount_tracefs() undoes that, and atexit does it for
+    any way out that runs Python's exit (a SIGKILL runs nothing: tracefs then stays mounted, as
+    trace-cmd leaves it)."""
+    global _tracefs_mounted
+    if _tracefs_mounted is not None:
+        return True
+    if os.geteuid() != 0 or not TRACEFS.is_dir() or (TRACEFS / "events").exists():
+        return False
+    done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True)
+    if done.returncode != 0 or not (TRACEFS / "events").exists():
+        return False
+    _tracefs_mounted = TRACEFS
+    atexit.register(unmount_tracefs)
+    return True
+
+
+def unmount_tracefs() -> None:
+    """Unmount the tracefs ksmtui mounted, if it did; left mounted if something else now uses it
+    (EBUSY)."""
+    global _tracefs_mounted
+    if _tracefs_mounted is None:
+        return
+    done = subprocess.run(["umount", str(_tracefs_mounted)], capture_output=True)
+    if done.returncode == 0:
+        _tracefs_mounted = None
+        atexit.unregister(unmount_tracefs)
 
 
 def read_counters() -> dict[str, int]:

@@ -4,10 +4,10 @@
 import os
 import re
 import select
-import subprocess
 import threading
 
 # ------------------------------------------------------------------ tracepoints --
+from ksmtui.host import sysfs
 from ksmtui.host.sysfs import TRACEFS
 
 
@@ -37,8 +37,8 @@ class KsmTrace:
 
     @staticmethod
     def available() -> bool:
-        if not (TRACEFS / "events").exists():
-            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True)
+        """Mounts tracefs where it is missing (unmounted when ksmtui ends: sysfs.mount_tracefs)."""
+        sysfs.mount_tracefs()
         return (TRACEFS / "events" / "ksm").exists()
 
     def start(self) -> None:

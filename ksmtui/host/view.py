@@ -54,6 +54,7 @@ class HostView:
     state: str = ""  # live: "sampling every 1 s"; replay: replaying, paused, finished
     speed: str = ""  # the replay speed
     position: str = ""  # the replay position, "i/N"
+    note: str = ""  # about the recording as read (a last line cut short)
 
     # --- savings ---
 

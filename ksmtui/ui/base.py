@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from textual.app import App
+from typing import Iterable
+
+from textual.actions import parse
+from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent
@@ -11,6 +15,22 @@ MIN_WIDTH, MIN_HEIGHT = 60, 18
 
 
 class BaseApp(App[int]):
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, then the app's own keys (those it offers now: check_action), each
+        titled by its footer name and key, described by its tooltip."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding) or binding.action == "quit":  # Textual's own palette has quit
+                continue
+            _, name, params = parse(binding.action)
+            if self.check_action(name, params) is False:
+                continue
+            yield SystemCommand(
+                f"{binding.description} ({binding.key_display or binding.key})",
+                binding.tooltip or binding.description,
+                lambda action=binding.action: self.run_action(action),
+            )
+
     def fit_screen(self, width: int, height: int) -> Screen:
         """Mark the base screen for the terminal's size (-too-small, -wide); returns it for classes
         of the app's own."""

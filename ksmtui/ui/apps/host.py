@@ -31,7 +31,7 @@ from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.scenario import printable
 from ksmtui.host import sysfs
-from ksmtui.host.recording import REPLAY_SPEEDS, Recorder
+from ksmtui.host.recording import REPLAY_SPEEDS, Sinks
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
 from ksmtui.host.view import HostHistory, HostView, knobs_in_order
 from ksmtui.text.units import MIB
@@ -74,7 +74,7 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder: Recorder | None = None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
         self.history = HostHistory("live")
@@ -107,8 +107,10 @@ class ReplaySource:
     live = False
 
     def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
-                 kernel: str = "?") -> None:
+                 kernel: str = "?", note: str = "") -> None:
         self.samples = samples
+        self._label, self._kernel = label, kernel
+        self.note = note
         self.history = HostHistory(label, kernel)
         self.speed = speed
         self.paused = paused
@@ -122,7 +124,8 @@ class ReplaySource:
         self._thread.start()
 
     def send(self, command: str, value: object = None) -> None:
-        """toggle, step, speed (+1/-1), sync (an Event, set once every command before it ran)."""
+        """toggle, step, speed (+1/-1), seek (samples, + or -), sync (an Event, set once every command
+        before it ran)."""
         self._queue.put((command, value))
 
     def close(self) -> None:
@@ -141,10 +144,21 @@ class ReplaySource:
         if self._next >= len(self.samples):
             self.paused = True
 
+    def _seek(self, by: int) -> None:
+        """To sample next+by (at least the first, at most the last): back means replaying from the
+        first sample, so that the view is the one the samples up to there make."""
+        target = max(1, min(len(self.samples), self._next + by))
+        if target < self._next:
+            self.history = HostHistory(self._label, self._kernel)
+            self._next = 0
+        while self._next < target:
+            self._feed()
+
     def _publish(self) -> None:
         if self.history.count:
             self._post(HostUpdate(self.history.view(
-                state=self._state(), speed=f"{self.speed:g}x", position=f"{self._next}/{len(self.samples)}")))
+                state=self._state(), speed=f"{self.speed:g}x", position=f"{self._next}/{len(self.samples)}",
+                note=self.note)))
 
     def _main(self) -> None:
         self._feed()  # the first sample shows at once, even paused
@@ -170,6 +184,8 @@ class ReplaySource:
             elif command == "step" and self._next < len(self.samples):
                 self.paused = True
                 self._feed()
+            elif command == "seek":
+                self._seek(value)
             elif command == "speed":
                 i = REPLAY_SPEEDS.index(self.speed) + value
                 self.speed = REPLAY_SPEEDS[max(0, min(len(REPLAY_SPEEDS) - 1, i))]
@@ -186,16 +202,27 @@ class HostApp(BaseApp):
     TITLE = "ksmtui host"
 
     BINDINGS = [
-        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp"),
-        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False),
-        Binding("space", "toggle_pause", "Pause/run"),
-        Binding("s", "step", "Step"),
-        Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+"),
-        Binding("minus", "speed(-1)", "Slower", key_display="-"),
-        Binding("k", "knobs", "Knobs"),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "interrupt", show=False, priority=True),
-        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False)
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn", tooltip="scroll the tab a page down"),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, tooltip="scroll the tab a page up"),
+        Binding("space", "toggle_pause", "Pause", tooltip="live: hold the screen still (sampling goes on); "
+                "replay: pause or play the recording"),
+        Binding("s", "step", "Step", tooltip="the recording's next sample, paused"),
+        Binding("left_square_bracket", "seek(-10)", "Seek", key_display="[ ]",
+                tooltip="10 samples back in the recording (] forward)"),
+        Binding("right_square_bracket", "seek(10)", "Seek on", key_display="]", show=False,
+                tooltip="10 samples forward in the recording"),
+        Binding("home", "seek(-1000000000)", "Rewind", show=False, tooltip="the recording's first sample"),
+        Binding("end", "seek(1000000000)", "To the end", show=False, tooltip="the recording's last sample"),
+        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+ -",
+                tooltip="replay faster (samples per recorded second)"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, tooltip="replay slower"),
+        Binding("k", "knobs", "Knobs", tooltip="the host's /sys/kernel/mm/ksm knobs (live as root: to change; "
+                "replay: as recorded)"),
+        Binding("q", "quit", "Quit", tooltip="leave ksmtui"),
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True,
+                tooltip="quit as an interrupted command does (exit status 130)"),
+        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False,
+                  tooltip=f"the {tab.replace('-', ' ')} tab")
           for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
     ]
 
@@ -290,7 +317,7 @@ class HostApp(BaseApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Live, the host runs at its own pace: step and speed are a replay's keys, and the footer
         does not offer them."""
-        return not (self.source.live and action in ("step", "speed"))
+        return not (self.source.live and action in ("step", "speed", "seek"))
 
     def action_toggle_pause(self) -> None:
         if self.source.live:
@@ -306,6 +333,10 @@ class HostApp(BaseApp):
             self.notify("step replays a recording one sample at a time (ksmtui replay)")
         else:
             self.source.send("step")
+
+    def action_seek(self, by: int) -> None:
+        if not self.source.live:
+            self.source.send("seek", by)
 
     def action_speed(self, step: int) -> None:
         if self.source.live:
@@ -499,11 +530,11 @@ def run_app(app: HostApp) -> int:
     return app.return_code or 0
 
 
-def run_host_app(sampler: HostSampler, recorder: Recorder | None = None) -> int:
+def run_host_app(sampler: HostSampler, recorder: Sinks | None = None) -> int:
     return run_app(HostApp(LiveSource(sampler, recorder)))
 
 
-def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float) -> int:
+def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "") -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel)))
+    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note)))
 

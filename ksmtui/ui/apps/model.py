@@ -10,10 +10,10 @@ import dataclasses
 import json
 import os
 import time
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from textual import events
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -123,33 +123,57 @@ class KsmApp(BaseApp):
     # The footer shows the first ones that fit: quitting first, then running, then the rest; the
     # knob keys are written beside their knobs on the Overview, and everything is in ctrl+p.
     BINDINGS = [
-        Binding("ctrl+p", "command_palette", "All keys", key_display="^p", id="palette"),
-        Binding("q", "quit", "Quit", id="quit"),
-        Binding("space", "toggle_pause", "Pause/run", id="pause"),
-        Binding("s", "step_page", "Step", id="step_page"),
-        Binding("b", "step_batch", "Wake-up", id="step_batch"),
-        Binding("x", "flat_out", "Flat out", id="flat_out"),
-        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+/-", id="faster"),
-        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, id="slower"),
-        Binding("k", "knobs", "Knobs", id="knobs"),
-        Binding("r", "restart", "Restart", id="restart"),
-        Binding("o", "open", "Open", id="open"),
-        Binding("c", "compare", "Compare", id="compare"),
-        Binding("f", "flow_cycle", "Flow", id="flow"),
-        Binding("h", "latency_mode", "Hist span", id="latency_mode"),
-        Binding("w", "save", "Save", id="save"),
-        Binding("d", "description", "Description", show=False, id="description"),
-        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down"),
-        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up"),
+        Binding("ctrl+p", "command_palette", "All keys", key_display="^p", id="palette",
+                tooltip='every key of ksmtui, searchable'),
+        Binding("q", "quit", "Quit", id="quit",
+                tooltip='leave ksmtui'),
+        Binding("space", "toggle_pause", "Pause/run", id="pause",
+                tooltip='pause or resume the simulation'),
+        Binding("s", "step_page", "Step", id="step_page",
+                tooltip='one page through cmp_and_merge_page(), paused: the trees it walked and the outcome'),
+        Binding("b", "step_batch", "Wake-up", id="step_batch",
+                tooltip='one ksmd wake-up: pages_to_scan pages, then sleep_millisecs'),
+        Binding("x", "flat_out", "Flat out", id="flat_out",
+                tooltip='run the model as fast as it can, not paced to the simulated clock'),
+        Binding("plus,equals_sign", "speed(1)", "Speed", key_display="+/-", id="faster",
+                tooltip='more simulated time per second of wall time'),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, id="slower",
+                tooltip='less simulated time per second of wall time'),
+        Binding("k", "knobs", "Knobs", id="knobs",
+                tooltip='the /sys/kernel/mm/ksm knobs of the model, to change'),
+        Binding("r", "restart", "Restart", id="restart",
+                tooltip='the scenario again from time 0, same seed'),
+        Binding("o", "open", "Open", id="open",
+                tooltip='open another scenario (a file or a built-in)'),
+        Binding("c", "compare", "Compare", id="compare",
+                tooltip="run two flows side by side (the kernel's and the other)"),
+        Binding("f", "flow_cycle", "Flow", id="flow",
+                tooltip='switch the flow the model runs (the next one)'),
+        Binding("h", "latency_mode", "Hist span", id="latency_mode",
+                tooltip='latency histograms since the start or over the last window (modelled)'),
+        Binding("w", "save", "Save", id="save",
+                tooltip='save the screen (SVG) and the snapshot (JSON) to the current directory'),
+        Binding("d", "description", "Description", show=False, id="description",
+                tooltip="show or hide the scenario's whole description"),
+        Binding("pagedown", "scroll_tab(1)", "Scroll", key_display="PgDn/PgUp", id="scroll_down",
+                tooltip='scroll the tab a page down'),
+        Binding("pageup", "scroll_tab(-1)", "Scroll up", show=False, id="scroll_up",
+                tooltip='scroll the tab a page up'),
         Binding("right_square_bracket", "pages_to_scan(2)", "pages_to_scan×2", key_display="]", show=False,
-                id="scan_more"),
+                id="scan_more",
+                tooltip='double pages_to_scan'),
         Binding("left_square_bracket", "pages_to_scan(-2)", "pages_to_scan÷2", key_display="[", show=False,
-                id="scan_less"),
-        Binding("z", "toggle_knob('use_zero_pages')", "use_zero_pages", show=False, id="use_zero_pages"),
-        Binding("m", "toggle_knob('smart_scan')", "smart_scan", show=False, id="smart_scan"),
-        Binding("n", "toggle_knob('merge_across_nodes')", "merge_across_nodes", show=False, id="merge_across_nodes"),
+                id="scan_less",
+                tooltip='halve pages_to_scan'),
+        Binding("z", "toggle_knob('use_zero_pages')", "use_zero_pages", show=False, id="use_zero_pages",
+                tooltip='toggle use_zero_pages'),
+        Binding("m", "toggle_knob('smart_scan')", "smart_scan", show=False, id="smart_scan",
+                tooltip='toggle smart_scan'),
+        Binding("n", "toggle_knob('merge_across_nodes')", "merge_across_nodes", show=False, id="merge_across_nodes",
+                tooltip='toggle merge_across_nodes'),
         *(
-            Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, id=f"tab.{tab}")
+            Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, id=f"tab.{tab}",
+                    tooltip=f"the {tab.replace('-', ' ')} tab")
             for i, tab in enumerate(TABS, 1)
         ),
     ]
@@ -371,20 +395,25 @@ class KsmApp(BaseApp):
                 panel.update_from(self.view)
 
     def action_save(self) -> None:
-        """The screen as SVG and the snapshot(s) shown as JSON, in the current directory."""
+        """The screen as SVG and the snapshot(s) shown as JSON, in the current directory; a second
+        save at the same simulated time gets -2, -3, ... rather than overwriting the first."""
         if self.view is None:
             return
         snap = self.view.snapshot
-        base = f"ksmtui-{snap.scenario}-{snap.sim_ms}ms"
+        stem = os.path.abspath(f"ksmtui-{snap.scenario}-{snap.sim_ms}ms")
+        base, n = stem, 1
+        while os.path.exists(f"{base}.svg") or os.path.exists(f"{base}.json"):
+            n += 1
+            base = f"{stem}-{n}"
         try:
-            svg = self.save_screenshot(f"{base}.svg", ".")
-            with open(f"{base}.json", "w") as out:
+            with open(f"{base}.json", "x") as out:  # "x": never over a file made meanwhile
                 json.dump(snapshot_json(self.view), out, indent=1)
                 out.write("\n")
+            self.save_screenshot(os.path.basename(f"{base}.svg"), os.path.dirname(base))
         except OSError as err:
             self.notify(str(err), title="save", severity="error", markup=False)
             return
-        self.notify(f"{svg}\n{os.path.abspath(base)}.json", title="saved", markup=False)
+        self.notify(f"{base}.svg\n{base}.json", title="saved", markup=False)
 
     def action_description(self) -> None:
         self._description.toggle(self.view)
@@ -415,6 +444,10 @@ class KsmApp(BaseApp):
             tabbed.query_one(Tabs).focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # However the Processes tab was reached (6, a click, the arrows on the tab strip), the
+        # table has the focus: Right scrolls its columns rather than switching tabs.
+        for table in event.pane.query(ProcessTable):
+            table.focus()
         trees = event.pane.id == "trees"
         if trees != self._trees_shown:  # snapshots carry the tree excerpt only while it is shown
             self._trees_shown = trees
@@ -422,17 +455,6 @@ class KsmApp(BaseApp):
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            if not isinstance(binding, Binding) or binding.action in ("quit",):
-                continue
-            yield SystemCommand(
-                f"{binding.description} ({binding.key_display or binding.key})",
-                f"ksmtui: {binding.description}",
-                lambda action=binding.action: self.run_action(action),
-            )
 
 
 def _plain(value: object) -> object:

@@ -45,7 +45,7 @@ def trace_line(view: HostView) -> str:
         return f"{recorded}tracepoints: none ({s.trace_note}); counters, processes and knobs all the same"
     if recorded:
         return f"{recorded}the ksm tracepoints were counted"
-    return "tracepoints: ksm events counted in a tracefs instance of ksmtui's own (removed on exit)"
+    return "tracepoints: counted in a tracefs instance of ksmtui's own (removed on exit)"
 
 
 def _mib(n: float) -> str:
@@ -171,8 +171,11 @@ class HostStatus(TextView):
 
 
 class HostNote(Static):
+    """What the tracepoints and the recording are; wrapped, never cut, on a narrow terminal."""
+
     def update_from(self, view: HostView) -> None:
-        self.update(Text(trace_line(view), no_wrap=True, overflow="ellipsis"), layout=False)
+        self.add_class("-expanded")
+        self.update(Text("\n".join(filter(None, (view.note, trace_line(view))))))
 
 
 class SavingsPanel(Panel[HostView]):

@@ -111,7 +111,8 @@ class TreesPanel(Panel[EngineView]):
     """Stable tree (chains expanded into their dups, each with its sharers) and unstable tree."""
 
     DEFAULT_CSS = """
-    TreesPanel #trees-right { width: 1fr; min-width: 36; }
+    TreesPanel #trees-right { width: 1fr; min-width: 26; }
+    Screen.-wide TreesPanel #trees-right { min-width: 36; }
     TreesPanel #node-detail { height: 1fr; }
     TreesPanel #tree-walk {
         height: 1fr; border: solid $panel-lighten-1; border-title-color: $text-muted; padding: 0 1;
