@@ -461,6 +461,9 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     from dask.distributed import Client, as_completed
 
     logging.getLogger("distributed").setLevel(QUIET)  # the client's side too (a scheduler that goes away)
+    # A scheduler torn down by a signal mid-scatter leaves asyncio tasks whose errors asyncio logs
+    # when they are collected ("Task exception was never retrieved"): the sweep says what happened.
+    logging.getLogger("asyncio").setLevel(QUIET)
     results: dict[int, dict] = {}
     interrupted = False
     cluster = client = bar = None
