@@ -369,7 +369,7 @@ class ControlLoop:
 
     # -- Host ---------------------------------------------------------------------------------
     def _ksm(self):
-        return self.sim.ksm  # type: ignore[attr-defined]
+        return self.sim.ksm
 
     def _now_ms(self) -> float:
         return self.sim.now_ns / NSEC_PER_MSEC  # type: ignore[attr-defined]
