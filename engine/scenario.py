@@ -27,6 +27,7 @@ import numpy as np
 from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError, comparable
 from engine.capture import load as load_capture
 from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
+from engine.memory import MemInfo, MemPoint
 
 
 class ScenarioError(Exception):
@@ -83,6 +84,7 @@ class Process:
     count: int = 1
     node: int = 0
     merge_any: bool = False
+    cmdline: str = ""  # [memory] extension: the command line controllers match ("" = the name)
 
     def instance_names(self) -> list[str]:
         if self.count == 1:
@@ -130,6 +132,7 @@ class Scenario:
     stop: Stop = field(default_factory=Stop)
     path: Path | None = None
     memory: int = 0  # bytes one simulation of it needs at its peak (the loader's estimate)
+    meminfo: MemInfo | None = None  # the [memory] table (engine/memory.py), None without one
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -408,7 +411,7 @@ class _Loader:
     def scenario(self, data: dict) -> Scenario:
         file = self.file
         top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process",
-                                      "event", "stop"))
+                                      "event", "stop", "memory"))
         name = top.shown_name("name")
         if not name.strip():
             raise top.error("name", "expected a non-empty string")
@@ -437,10 +440,53 @@ class _Loader:
         stop = Stop(stop_t.integer("full_scans", None, low=1), stop_t.integer("after_ms", None, low=1))
 
         memory = self.check_size(top, processes, events, pools, page_size)
+        meminfo = self.meminfo(data["memory"], processes) if "memory" in data else None
         return Scenario(
             name=name, processes=processes, description=description, seed=seed, page_size=page_size,
             ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop, memory=memory,
+            meminfo=meminfo,
         )
+
+    # -- [memory]: the host's /proc/meminfo for controllers (docs/controllers.md) -----------------
+    _POINT_KEYS = ("mem_free_kb", "buffers_kb", "cached_kb", "mem_available_kb", "rss_extra_kb")
+
+    def meminfo(self, raw: object, processes: tuple[Process, ...]) -> MemInfo:
+        t = _Table(self.file, "memory", raw, ("mem_total_kb", *self._POINT_KEYS, "point"))
+        total = t.integer("mem_total_kb", low=1, high=2**50)
+        names = {n for p in processes for n in p.instance_names()}
+        first = self.mem_point(t, 0, None, total, names)
+        points = [first]
+        for i, raw_p in enumerate(t.tables("point", "memory.point")):
+            pt = _Table(self.file, f"memory.point[{i}]", raw_p, ("at_ms", *self._POINT_KEYS))
+            at = pt.integer("at_ms", low=0)
+            if at < points[-1].at_ms or (i == 0 and at == 0):
+                raise pt.error("at_ms", f"expected a time after the previous point's ({points[-1].at_ms} ms), got {at}")
+            points.append(self.mem_point(pt, at, points[-1], total, names))
+        return MemInfo(total, tuple(points))
+
+    def mem_point(self, t: _Table, at: int, prev: MemPoint | None, total: int, names: set[str]) -> MemPoint:
+        def kb(key: str, default: int | _Missing) -> int:
+            return t.integer(key, default, low=0, high=total)
+        # a point changes what it names; the rest holds from the point before
+        free = kb("mem_free_kb", prev.mem_free_kb if prev else _MISSING)
+        buffers = kb("buffers_kb", prev.buffers_kb if prev else 0)
+        cached = kb("cached_kb", prev.cached_kb if prev else 0)
+        moved = prev is None or any(t.has(k) for k in ("mem_free_kb", "buffers_kb", "cached_kb"))
+        # MemAvailable, when not given: what is free, in buffers or cached (the kernel's estimate
+        # takes a part of the caches' reclaimable share; a scenario that cares gives it)
+        available = kb("mem_available_kb", min(free + buffers + cached, total) if moved or prev is None
+                       else prev.mem_available_kb)
+        raw_rss = t.data.get("rss_extra_kb", {})
+        if not isinstance(raw_rss, dict):
+            raise t.error("rss_extra_kb", f"expected a table of process name = kB, got {_show(raw_rss)}")
+        rss = []
+        for name, value in raw_rss.items():
+            if name not in names:
+                raise t.error("rss_extra_kb", f"no process {name!r} (processes: {_names(sorted(names))})")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise t.error("rss_extra_kb", f"expected an integer >= 0 (kB) for {name!r}, got {_show(value)}")
+            rss.append((name, value))
+        return MemPoint(at, free, buffers, cached, available, tuple(rss))
 
     def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
         raw_list = top.tables("process")
@@ -449,7 +495,7 @@ class _Loader:
                                        "[[process.region]]")
         processes, names, mapped = [], set(), 0
         for i, raw in enumerate(raw_list):
-            t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region"))
+            t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region", "cmdline"))
             pname = t.name_()
             count = t.integer("count", 1, low=1)
             node = t.integer("node", 0, low=0)
@@ -471,7 +517,8 @@ class _Loader:
             mapped += count * sum(r.pages for r in regions.values())
             # Checked here, before count names are made: count = 10**12 must not exhaust memory.
             _check_pages(t, "count" if count > 1 else "region", mapped)
-            process = Process(pname, tuple(regions.values()), count, node, merge_any)
+            cmdline = printable(t.string("cmdline", ""))
+            process = Process(pname, tuple(regions.values()), count, node, merge_any, cmdline)
             for instance in process.instance_names():
                 if instance in names:
                     raise t.error("name", f"duplicate process name {instance!r}")

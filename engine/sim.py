@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from engine import contents
+from engine.controllers import ControlLoop
 from engine.cost import WAKEUP
 from engine.instrument import ObservedKsm, trace_step
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
@@ -49,7 +50,7 @@ def _page_start(offset: int, total: int, limit: int) -> int:
 
 class Simulation:
     def __init__(self, scenario: Scenario, flow: str | None = None, seed: int | None = None,
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, control: ControlLoop | None = None):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         overrides = dict(overrides or {})
@@ -95,6 +96,11 @@ class Simulation:
         self.ksm.set_knob("run", run)
 
         self.timeline = Timeline(scenario.events)
+        # controllers (engine/controllers.py): a closed loop around the model, on its own clock
+        self.cmdlines = {n: p.cmdline or n for p in scenario.processes for n in p.instance_names()}
+        self.control = control
+        if control is not None:
+            control.attach(self)
         self._idle_since: int | None = None  # the clock when ksmd was last seen becoming idle
 
         self._batch_left = 0
@@ -154,6 +160,8 @@ class Simulation:
             self._perform(ev)
         for ev in self.timeline.due_marked(self.full_scans):
             self._perform(ev)
+        if self.control is not None:
+            self.control.run_due()
 
     @property
     def events_done(self) -> int:
@@ -187,6 +195,8 @@ class Simulation:
         ksmd sleeps until the next at_ms event, so the clock moves there first."""
         if not self.ksm.ksmd_should_run():
             nxt = self.timeline.next_timed_ns
+            if self.control is not None:  # the controller's next sample or tick
+                nxt = self.control.next_ns if nxt is None else min(nxt, self.control.next_ns)
             if nxt is not None and nxt > self.now_ns:
                 self.now_ns = nxt
         self._run_due_events()
@@ -202,7 +212,10 @@ class Simulation:
     def _end_batch(self) -> None:
         self._in_batch = False
         self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        self.now_ns += self.ksm.knobs["sleep_millisecs"] * NSEC_PER_MSEC
+        wake_ns = self.now_ns + self.ksm.knobs["sleep_millisecs"] * NSEC_PER_MSEC
+        if self.control is not None:  # a controller's ticks during the sleep (engine/controllers.py)
+            wake_ns = self.control.during_sleep(wake_ns)
+        self.now_ns = wake_ns
         self._recent.append(self._hist_copy())
 
     def _scan(self, n: int) -> int:
@@ -281,9 +294,12 @@ class Simulation:
         if reason is None:
             # without ksmd's work the clock still moves while ksmd wakes to scan nothing, or
             # toward the next at_ms event
-            clock_moves = self.ksm.ksmd_should_run() or self.timeline.next_timed_ns is not None
+            clock_moves = (self.ksm.ksmd_should_run() or self.timeline.next_timed_ns is not None
+                           or self.control is not None)
             idle = self.idle()
             reason = stop.unreachable(idle, self._idle_since or 0, self.timeline, self.full_scans, clock_moves)
+            if reason is not None and self.control is not None and not self.control.quiet_since(self._idle_since or 0):
+                reason = None  # the controller may still start ksmd
         return reason
 
     def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
@@ -499,4 +515,5 @@ class Simulation:
             "work": work_totals(ksm.work_by_path),
             "work_by_path": {p: dict(w) for p, w in ksm.work_by_path.items()},
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
+            **({"controller": self.control.result()} if self.control is not None else {}),
         }

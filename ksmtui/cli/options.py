@@ -38,6 +38,9 @@ class Options(RunConfig):
     scenario: str | None = None
     json: bool = False
     trace: bool = False
+    controller: str = "none"  # run: a controller around the model (engine/controllers.py)
+    controller_set: tuple[str, ...] = ()  # its settings, K=V
+    sample_ms: int = 1000
 
 
 # ------------------------------------------------------------------------- value types --
@@ -114,6 +117,13 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         p.description = "Run a scenario headless to its stop condition and report."
         add_scenario(p)
         add_run_options(p, with_json=True)
+        from engine.controllers import CONTROLLERS
+        p.add_argument("--controller", choices=CONTROLLERS, default="none",
+                       help="set the knobs from memory pressure as this controller does (docs/controllers.md)")
+        p.add_argument("--controller-set", metavar="K=V", action="append", default=[],
+                       help="a controller setting, e.g. KSM_MONITOR_INTERVAL=5 (repeatable)")
+        p.add_argument("--sample-ms", type=positive, default=1000, metavar="N",
+                       help="sample saving and ksmd CPU every N simulated ms (default 1000)")
     elif command == "compare":
         p.description = "Run the legacy and the optimized flow on the same workload and compare them."
         add_scenario(p)
@@ -143,4 +153,6 @@ def parse_args(command: str | None, argv: list[str]) -> Options:
         raise ScenarioError("--set", "engine", "flow",
                             f"expected the same flow as --flow {ns['flow']}, got {set_flow!r}")
     ns["flow"] = ns.get("flow") or set_flow
+    if "controller_set" in ns:
+        ns["controller_set"] = tuple(ns["controller_set"])
     return Options(command=command, overrides=overrides, **ns)
