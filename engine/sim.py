@@ -86,7 +86,8 @@ class Simulation:
                 mm = self.machine.new_mm(name, proc.node)
                 for region in proc.regions:
                     pages = list(self.contents.pages(region.fill, region.pages))
-                    self.machine.add_region(mm, region.name, pages)
+                    self.machine.add_region(mm, region.name, pages,
+                                            region.huge_extents(self.machine.hpage_pmd_nr) if region.thp else ())
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
                 for region, vma in zip(proc.regions, mm.vmas):
@@ -94,6 +95,9 @@ class Simulation:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
 
+        # /proc/vmstat's THP counters are in the results of scenarios that map THPs only, so the
+        # results of every other scenario keep their shape
+        self.maps_thp = any(r.thp for p in scenario.processes for r in p.regions)
         self.timeline = Timeline(scenario.events)
         self._idle_since: int | None = None  # the clock when ksmd was last seen becoming idle
 
@@ -326,6 +330,13 @@ class Simulation:
     def data_check(self) -> tuple[int, int]:
         return self.machine.data_check()
 
+    def vmstat(self) -> dict[str, int]:
+        """/proc/vmstat's THP counters as the model keeps them: huge pages split, splits that
+        failed, and the THPs left (nr_anon_transparent_hugepages, of the scenario's processes)."""
+        m = self.machine
+        return {"thp_split_page": m.thp_split_page, "thp_split_page_failed": m.thp_split_page_failed,
+                "nr_anon_transparent_hugepages": len(m.folios)}
+
     def _hist_copy(self) -> dict[str, tuple[int, ...]]:
         return {p: tuple(h) for p, h in self.ksm.latency_hist.items()}
 
@@ -468,7 +479,7 @@ class Simulation:
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
-            tree_found=tree_found,
+            tree_found=tree_found, vmstat=frozen(self.vmstat() if self.maps_thp else {}),
         )
 
     def result(self) -> dict:
@@ -488,7 +499,7 @@ class Simulation:
             counts = ksm.latency_hist.get(path, [])
             latency[path] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
         checked, mismatches = self.data_check()
-        return {
+        out = {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
             "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
             "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
@@ -498,3 +509,6 @@ class Simulation:
             "work_by_path": {p: dict(w) for p, w in ksm.work_by_path.items()},
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
         }
+        if self.maps_thp:
+            out["vmstat"] = self.vmstat()
+        return out
