@@ -95,7 +95,7 @@ class Simulation:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
 
-        # /proc/vmstat's THP counters are in the results of scenarios that map THPs only, so the
+        # what THPs went through is in the results of scenarios that map THPs only, so the
         # results of every other scenario keep their shape
         self.maps_thp = any(r.thp for p in scenario.processes for r in p.regions)
         self.timeline = Timeline(scenario.events)
@@ -330,12 +330,21 @@ class Simulation:
     def data_check(self) -> tuple[int, int]:
         return self.machine.data_check()
 
-    def vmstat(self) -> dict[str, int]:
-        """/proc/vmstat's THP counters as the model keeps them: huge pages split, splits that
-        failed, and the THPs left (nr_anon_transparent_hugepages, of the scenario's processes)."""
+    def thp(self) -> dict[str, int]:
+        """What THPs went through, modelled: /proc/vmstat's thp_split_page and
+        thp_split_page_failed, and anon_huge_pages, the THPs the live processes still map whole,
+        summed over processes as smaps' AnonHugePages (in THPs) would count them."""
         m = self.machine
+        whole = 0
+        for folio in m.folios.values():
+            if folio.live != len(folio.pfns):
+                continue
+            for vma in folio.vmas:
+                pte = vma.pte
+                if vma.mm.alive and all(pte[folio.index + i] == pfn for i, pfn in enumerate(folio.pfns)):
+                    whole += 1
         return {"thp_split_page": m.thp_split_page, "thp_split_page_failed": m.thp_split_page_failed,
-                "nr_anon_transparent_hugepages": len(m.folios)}
+                "anon_huge_pages": whole}
 
     def _hist_copy(self) -> dict[str, tuple[int, ...]]:
         return {p: tuple(h) for p, h in self.ksm.latency_hist.items()}
@@ -479,7 +488,7 @@ class Simulation:
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
-            tree_found=tree_found, vmstat=frozen(self.vmstat() if self.maps_thp else {}),
+            tree_found=tree_found, thp=frozen(self.thp() if self.maps_thp else {}),
         )
 
     def result(self) -> dict:
@@ -510,5 +519,5 @@ class Simulation:
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
         }
         if self.maps_thp:
-            out["vmstat"] = self.vmstat()
+            out["thp"] = self.thp()
         return out
