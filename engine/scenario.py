@@ -75,6 +75,14 @@ class Region:
     pages: int
     mergeable: bool = True
     fill: Fill = field(default_factory=Fill)
+    thp: float = 0.0  # the share of its PMD-aligned extents faulted in as transparent huge pages
+
+    def huge_extents(self, hpage_pmd_nr: int) -> list[int]:
+        """Which extents of hpage_pmd_nr pages (counted from the region's start, which is
+        PMD-aligned when thp > 0) are THPs: a share `thp` of them, spread evenly, the same in the
+        model and on the real kernel."""
+        thp = self.thp
+        return [k for k in range(self.pages // hpage_pmd_nr) if int((k + 1) * thp) > int(k * thp)]
 
 
 @dataclass(frozen=True)
@@ -508,9 +516,10 @@ class _Loader:
             regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
                 r = _Table(self.file, f"process[{i}].region[{j}]", raw_r,
-                           ("name", "pages", "mergeable", *ALL_FILL_KEYS))
+                           ("name", "pages", "mergeable", "thp", *ALL_FILL_KEYS))
                 rname, rpages = r.name_(), r.integer("pages", low=1)
-                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
+                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages),
+                                self.thp(r, rpages))
                 if region.name in regions:
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
                 regions[region.name] = region
@@ -653,6 +662,22 @@ class _Loader:
         if fill.kind == "random":  # new contents, at most one per page of the regions it writes
             self.random_written += sum(sizes)
         return event(process=glob, region=region_name, pages=pages, fraction=fraction, fill=fill)
+
+    def thp(self, t: _Table, pages: int) -> float:
+        """A region's `thp`: true (every PMD-aligned extent huge), false, or the share 0..1 of them."""
+        value = t.data.get("thp", False)
+        if isinstance(value, bool):
+            share = 1.0 if value else 0.0
+        elif isinstance(value, (int, float)) and 0 <= value <= 1:
+            share = float(value)
+        else:
+            raise t.error("thp", "expected true, false or a number 0..1 (the share of its huge extents), "
+                                 f"got {_show(value)}")
+        nr = self.page_size // 8  # PTRS_PER_PTE: the pages a PMD maps
+        if share and pages < nr:
+            raise t.error("thp", f"a transparent huge page is {nr} pages of {self.page_size} bytes; "
+                                 f"the region has {pages}")
+        return share
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):

@@ -709,3 +709,35 @@ def test_single_steps_keep_the_sparklines_span():
         assert subtitle.startswith("sparklines: the last ") and subtitle != "sparklines: the last 0 ms simulated"
 
     drive(make_app(), test)
+
+
+THP_SCENARIO = """
+name = "thp"
+[ksm]
+pages_to_scan = 5000
+[[process]]
+name = "a"
+count = 2
+[[process.region]]
+name = "r"
+pages = 512
+fill = "zero"
+thp = true
+"""
+
+
+def test_the_counters_panel_shows_thp_splits_for_a_scenario_with_thps():
+    app = KsmApp(parse_scenario(THP_SCENARIO, "thp.toml", Path(".")), paused=True)
+
+    async def test(pilot):
+        await batches(pilot, 3)
+        text = str(pilot.app.query_one("#counters-text", Static).render())
+        assert "thp_split_page" in text and "0 THPs left (modelled)" in text, text
+
+    drive(app, test)
+    plain = make_app()
+
+    async def no_thp(pilot):
+        assert "thp_split_page" not in str(pilot.app.query_one("#counters-text", Static).render())
+
+    drive(plain, no_thp)

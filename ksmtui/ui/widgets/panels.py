@@ -313,7 +313,7 @@ class CountersPanel(Panel[EngineView]):
 
     def key_of(self, view: EngineView) -> object:
         return (tuple(view.trend.counters[c] for c in SPARK_COUNTERS), view.snapshot.cursor.pass_total,
-                view.trend.sim_ns[-1:])
+                view.trend.sim_ns[-1:], tuple(view.snapshot.thp.values()))
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -329,6 +329,11 @@ class CountersPanel(Panel[EngineView]):
             spark = max(0, width - len(extra))
             parts += [f"{name:<20}", (f"{value:>14}", "bold"), (extra, "$text-muted"), " ",
                       (f"{sparkline(series, spark):>{spark}}", "$accent"), "\n"]
+        if s.thp:
+            # a cost of merging on THP-backed memory (docs/thp.md): each split is a huge page less
+            left = f" {s.thp['anon_huge_pages']:,} THPs left (modelled)"
+            parts += [f"{'thp_split_page':<20}", (f"{s.thp['thp_split_page']:>14,}", "bold"),
+                      (left, "$text-muted"), "\n"]
         times = view.trend.sim_ns[-width:] if width else ()
         if any(ev.at_full_scans is not None or not ev.repeat_ms for ev in self.events):
             # A row of its own whenever the scenario has one-off events: the panel keeps its height.
