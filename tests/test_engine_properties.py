@@ -115,7 +115,7 @@ def test_no_data_lost_with_thp_regions(flow, uzp, program):
         proc("a", region("x", 16, "pool", pool="p", order="shuffled", thp=True), region("y", 16, "zero", thp=0.5)),
         proc("b", region("x", 16, "pool", pool="p", thp=True), region("y", 20, "byte", byte=2, thp=True)),
         proc("c", region("x", 9, "zero", thp=True), region("y", 8, "random")),
-        pools=[("p", 3)], flow=flow, page_size=SMALL_PAGE,
+        pools=[("p", 3)], numa_nodes=2, flow=flow, page_size=SMALL_PAGE,
         ksm={"pages_to_scan": 7, "max_page_sharing": 3, "use_zero_pages": uzp, "smart_scan": 0},
     )
     assert sim.machine.hpage_pmd_nr == 8 and len(sim.machine.folios) == 2 + 1 + 2 + 2 + 1
