@@ -15,6 +15,7 @@ Needs root and the machine lock (held while ksmd runs; the knobs are restored af
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
@@ -109,6 +110,24 @@ CASES: dict[str, dict[str, list[list[str | None]]]] = {
 
 # processes whose 2 MiB ranges are small pages (MADV_NOHUGEPAGE), by case
 SMALL = {"zero-small-then-thp": {"A", "B"}, "zero-ksm-then-thp": {"A", "B"}}
+
+
+KHUGEPAGED = Path("/sys/kernel/mm/transparent_hugepage/khugepaged")
+
+
+@contextlib.contextmanager
+def khugepaged_kept_away():
+    """khugepaged collapses back the ranges ksmd splits (docs/thp.md, finding 12), where a process
+    cannot be made to madvise NOHUGEPAGE (a QEMU guest): with max_ptes_none and max_ptes_shared
+    0, a range that maps the zero page or a KSM page is not collapsed. Restored after."""
+    saved = {name: (KHUGEPAGED / name).read_text().strip() for name in ("max_ptes_none", "max_ptes_shared")}
+    try:
+        for name in saved:
+            (KHUGEPAGED / name).write_text("0")
+        yield
+    finally:
+        for name, value in saved.items():
+            (KHUGEPAGED / name).write_text(value)
 
 
 def read_vmstat() -> dict[str, int]:
