@@ -36,30 +36,6 @@ COMPARED = ("general_profit", "pages_sharing")
 PER_GUEST = ("ksm_rmap_items", "ksm_merging_pages")
 
 
-def settle(timeout: float = 120) -> int:
-    """Run ksmd until pages_sharing stood still over three full scans (within 0.01%: the guests
-    are live, a page or two flickers); the full scans it took."""
-    from ksmtui.host import sysfs
-
-    sysfs.ksm_write("run", 1)
-    deadline = time.monotonic() + timeout
-    history: list[int] = []
-    scans = int(sysfs.ksm_read("full_scans"))
-    try:
-        while True:
-            assert time.monotonic() < deadline, f"pages_sharing did not settle in {timeout:.0f} s: {history[-8:]}"
-            full = int(sysfs.ksm_read("full_scans"))
-            if full > scans:
-                scans = full
-                history.append(int(sysfs.ksm_read("pages_sharing")))
-                last = history[-4:]
-                if len(history) >= 5 and max(last) - min(last) <= max(2, last[-1] // 10000):
-                    return scans
-            time.sleep(0.02)
-    finally:
-        sysfs.ksm_write("run", 0)
-
-
 def within(estimated: int, real: int, share: float = 0.01) -> bool:
     return abs(estimated - real) <= share * max(abs(real), 1)
 
@@ -82,7 +58,7 @@ def test_three_guests_estimate_equals_ksmd(kernel, vm_lab, capsys):
                 sysfs.ksm_write(knob, value)
             v0 = thp_lab.read_vmstat()
             t0 = time.monotonic()
-            scans = settle()
+            scans = thp_lab.settle()
             seconds = time.monotonic() - t0
             real = sysfs.read_counters()
             stats = {g.pid: sysfs.read_ksm_stat(g.pid) for g in guests}

@@ -100,27 +100,6 @@ def predict(guests: dict[str, list[list[bytes]]], uzp: int) -> dict:
     return out
 
 
-def settle(timeout: float = 900) -> int:
-    """Run until pages_sharing stood still (within 0.01%) over three full scans; the full scans it took."""
-    sysfs.ksm_write("run", 1)
-    deadline = time.monotonic() + timeout
-    history: list[int] = []
-    scans = 0
-    while time.monotonic() < deadline:
-        full = int(sysfs.ksm_read("full_scans"))
-        if full > scans:
-            scans = full
-            history.append(int(sysfs.ksm_read("pages_sharing")))
-            last = history[-4:]  # live guests: a page or two flickers
-            if len(history) >= 4 and history[-1] > 0 and max(last) - min(last) <= max(2, last[-1] // 10000):
-                break
-        time.sleep(0.05)
-    else:
-        raise sysfs.KernelError(f"pages_sharing did not settle in {timeout:.0f} s: {history}")
-    sysfs.ksm_write("run", 0)
-    return scans
-
-
 def run(uzp: int, fill: vmlab.Fill, mps: int = 256) -> dict:
     knobs = {**KNOBS, "use_zero_pages": uzp, "max_page_sharing": mps}
     lab = vmlab.VMLab()
@@ -148,7 +127,7 @@ def run(uzp: int, fill: vmlab.Fill, mps: int = 256) -> dict:
                     sysfs.ksm_write(k, v)
                 v0 = thp_lab.read_vmstat()
                 t2 = time.monotonic()
-                out["full_scans"] = settle()
+                out["full_scans"] = thp_lab.settle()
                 out["ksmd_s"] = round(time.monotonic() - t2, 1)
                 out["vmstat"] = {k: v - v0[k] for k, v in thp_lab.read_vmstat().items()}
                 out["real"] = {"ksm": sysfs.read_counters(),
