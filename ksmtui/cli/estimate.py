@@ -116,17 +116,25 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     saved = e.ksm["pages_sharing"] + e.ksm["ksm_zero_pages"]
     lines.append(f"memory saved: {saved:,} pages ({saved * e.page_size / 2**20:,.1f} MiB), "
                  f"general_profit {e.ksm['general_profit'] / 2**20:,.1f} MiB after {e.rmap_items:,} rmap_items")
+    t = e.thp
+    if t:
+        lines.append(f"huge pages (THPs) in scope: {t['huge_pages']:,}; merging splits {t['split']:,} of them "
+                     f"(/proc/vmstat thp_split_page +{t['thp_split_page']:,}), "
+                     f"{t['huge_pages'] - t['split']:,} stay huge; "
+                     f"the splits map {t['split_zero_pages']:,} zero-filled subpages to the shared zero page "
+                     f"({t['split_zero_pages'] * e.page_size / 2**20:,.1f} MiB freed that no KSM counter counts)")
     lines += ["", "per process, as /proc/PID/ksm_stat would show it, and with whom it would share KSM pages:"]
     head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages",
-            "shares KSM pages with")
+            *(("huge pages split",) if t else ()), "shares KSM pages with")
     rows = [head]
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
+        split = (f"{p['thp']['split']:,} of {p['thp']['huge_pages']:,}" if "thp" in p else "-",) if t else ()
         rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}",
-                     shares or "-"))
-    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=False)]
+                     *split, shares or "-"))
+    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=True)]
     if stopped:
         lines += ["", f"getting there: never ({knob} {knobs[knob]}); {fix} for the time and ksmd CPU it takes"]
     else:
