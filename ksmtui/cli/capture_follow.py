@@ -1,0 +1,95 @@
+"""`ksmtui capture --follow SECONDS [--every MS] (PID... | --mergeable | --run COMMAND...)`.
+
+Samples the processes' pages over time into a follow file (engine.follow: content ids only) and,
+with --scenario, learns a scenario from it (engine.learn) and writes it beside the file.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ksmtui.cli.options import UsageError
+
+PROG = "ksmtui capture --follow"
+
+
+def follow_main(opts) -> int:
+    from engine import follow as ffmt
+    from engine.capture import atomic_write
+    from ksmtui.host import follow as hf
+
+    if opts.follow is None:
+        raise UsageError("--run follows the command: expected --follow SECONDS with it")
+    if opts.all:
+        raise UsageError("--follow: expected PID..., --mergeable or --run COMMAND, not --all")
+    if bool(opts.pids) + opts.mergeable + (opts.run is not None) != 1:
+        raise UsageError("--follow: expected PID..., --mergeable or --run COMMAND (one of them)")
+    if opts.run is not None and not opts.run:
+        raise UsageError("--run: expected a command after it")
+    out = opts.output or Path(time.strftime("follow-%Y%m%d-%H%M%S.npz"))
+    if not out.parent.is_dir():
+        raise UsageError(f"{out}: no such directory {str(out.parent)!r}")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"-o {out}: not a regular file")
+    if opts.scenario and out.with_suffix(".toml") == out:
+        raise UsageError(f"-o {out}: the scenario (--scenario) would be written over the follow file; name it .npz")
+    progress = _progress() if sys.stderr.isatty() else None
+    meta: dict = {"every_ms": opts.every, "seconds": opts.follow}
+    try:
+        if opts.run is not None:
+            meta["command"] = list(opts.run)
+            with hf.ksm_at_defaults():
+                foreign = hf.foreign_mergeable()
+                if foreign:
+                    raise UsageError(f"--run: processes already registered with KSM would be counted too: "
+                                     f"pids {', '.join(map(str, foreign[:10]))}")
+                proc = hf.start_merge_any(opts.run)
+                try:
+                    follower = hf.Follower([proc.pid])
+                    hf.follow(follower, opts.follow, opts.every, alive=lambda: proc.poll() is None, progress=progress)
+                finally:
+                    hf.stop(proc)
+                meta["exit_status"] = proc.returncode
+        else:
+            follower = hf.Follower(opts.pids, mergeable=opts.mergeable)
+            hf.follow(follower, opts.follow, opts.every, progress=progress)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        return 130
+    finally:
+        if progress is not None:
+            sys.stderr.write("\r\033[K")
+    fol = follower.result(meta)
+    text = None
+    if opts.scenario:
+        from engine.learn import learn_toml
+        text = learn_toml(fol, out.stem, source=out.name)
+    try:
+        ffmt.save(fol, out)
+        if text is not None:
+            atomic_write(out.with_suffix(".toml"), lambda f: f.write(text.encode()))
+    except OSError as e:
+        raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
+    cost = fol.sample_cost
+    span = float(fol.sample_t[-1]) if fol.samples else 0.0
+    print(f"wrote {out} (content ids only): {fol.samples} samples over {span:.1f} s, {len(fol.proc_pid)} processes, "
+          f"{len(fol.page_proc):,} pages, {len(fol.change_sample):,} changes; a sample took "
+          f"{1000 * float(cost.mean()) if len(cost) else 0:.1f} ms on average "
+          f"({100 * float(cost.sum()) / max(span, 1e-9):.1f}% of the time)")
+    if text is not None:
+        print(f"wrote {out.with_suffix('.toml')}: ksmtui run {out.with_suffix('.toml')}")
+    return 0
+
+
+def _progress():
+    last = [0.0]
+
+    def show(text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.2:
+            last[0] = now
+            sys.stderr.write(f"\r\033[K{text}")
+            sys.stderr.flush()
+    return show
