@@ -214,10 +214,11 @@ def _toml(f: Follow, name: str, source: str, command: str, pacing: tuple[int, in
     for k in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
         if k == "sleep_millisecs" and pacing is not None:
             knob, slept, real_fs, model_fs = pacing
-            lines += [f"# The real ksmd slept {knob} ms (sleep_millisecs) between batches yet completed {real_fs:.2f} full",
-                      f"# scans a second where the model, sleeping {knob} ms, completed {model_fs:.2f}: it waited for a",
-                      "# CPU after each sleep (the workload kept the CPUs busy), which the model does not simulate.",
-                      f"# The replay sleeps what the real ksmd took between batches instead: {slept} ms.",
+            lines += [f"# The real ksmd, asked to sleep {knob} ms (sleep_millisecs) between batches, completed {real_fs:.2f}",
+                      f"# full scans a second where the model sleeping {knob} ms completes {model_fs:.2f}: it woke later than",
+                      "# asked (timer rounding to jiffies, then a wait for a CPU among the workload's and the",
+                      "# machine's other tasks), which the model does not simulate. The replay sleeps what the real",
+                      f"# ksmd took between batches instead: {slept} ms. Set {knob} to run ksmd's own pacing.",
                       f"sleep_millisecs = {slept}"]
         elif k in knobs:
             lines.append(f"{k} = {int(knobs[k])}")
@@ -336,11 +337,13 @@ class Steady:
     skipped_per_scanned: float
     ksmd_cpu_per_s: float  # seconds of CPU per second
     full_scans_per_s: float
+    skipped_per_pass: float  # pages_skipped per full scan
 
     def to_json(self) -> dict:
         return {**{k: round(v, 1) for k, v in self.means.items()},
                 "skipped_per_scanned": round(self.skipped_per_scanned, 3),
-                "ksmd_cpu_per_s": round(self.ksmd_cpu_per_s, 5), "full_scans_per_s": round(self.full_scans_per_s, 2)}
+                "ksmd_cpu_per_s": round(self.ksmd_cpu_per_s, 5), "full_scans_per_s": round(self.full_scans_per_s, 2),
+                "skipped_per_pass": round(self.skipped_per_pass, 1)}
 
 
 def _steady(t: np.ndarray, counters: dict[str, np.ndarray], cpu_ns: np.ndarray, a: int, b: int) -> Steady:
@@ -348,7 +351,7 @@ def _steady(t: np.ndarray, counters: dict[str, np.ndarray], cpu_ns: np.ndarray, 
     d = {k: float(counters[k][b] - counters[k][a]) for k in ("pages_scanned", "pages_skipped", "full_scans")}
     return Steady({k: float(np.mean(counters[k][a:b + 1])) for k in STEADY_COUNTERS},
                   d["pages_skipped"] / max(d["pages_scanned"], 1), float(cpu_ns[b] - cpu_ns[a]) / 1e9 / span,
-                  d["full_scans"] / span)
+                  d["full_scans"] / span, d["pages_skipped"] / max(d["full_scans"], 1))
 
 
 def real_steady(f: Follow) -> Steady:
@@ -381,6 +384,7 @@ def compare(real: Steady, model: Steady) -> list[tuple[str, float, float, float]
     """(what, real, modelled, relative difference) for the done-when measures."""
     rows = [(k, real.means[k], model.means[k]) for k in ("pages_shared", "pages_sharing", "pages_volatile")]
     rows += [("skipped_per_scanned", real.skipped_per_scanned, model.skipped_per_scanned),
+             ("skipped_per_pass", real.skipped_per_pass, model.skipped_per_pass),
              ("ksmd_cpu_per_s", real.ksmd_cpu_per_s, model.ksmd_cpu_per_s),
              ("full_scans_per_s", real.full_scans_per_s, model.full_scans_per_s)]
     return [(k, a, b, (b - a) / a if a else float(b != a)) for k, a, b in rows]

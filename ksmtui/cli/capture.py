@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="--follow: run COMMAND under merge-any with ksmd at its defaults (machine lock held), "
                         "follow it until it exits or SECONDS pass, then unmerge and restore KSM")
+    p.add_argument("--learn", type=Path, metavar="FOLLOW",
+                   help="learn a scenario from a follow file (written to -o, default FOLLOW with .toml) and show "
+                        "its replay in the model beside the real counters")
     return p
 
 
@@ -99,6 +102,9 @@ def _main(argv: list[str]) -> int:
     )
 
     opts = build_parser().parse_args(argv)
+    if opts.learn is not None:
+        from ksmtui.cli.capture_follow import learn_main
+        return learn_main(opts)
     if opts.follow is not None or opts.run is not None:
         from ksmtui.cli.capture_follow import follow_main
         return follow_main(opts)

@@ -83,6 +83,47 @@ def follow_main(opts) -> int:
     return 0
 
 
+def learn_main(opts) -> int:
+    """--learn FOLLOW [-o SCENARIO]: the scenario, and its replay beside the real counters."""
+    from engine import follow as ffmt
+    from engine.capture import atomic_write
+    from engine.learn import compare, learn_toml, real_steady, replay
+    from engine.scenario import parse_scenario
+
+    if opts.follow is not None or opts.run is not None or opts.pids or opts.mergeable or opts.all:
+        raise UsageError("--learn reads a follow file: expected no --follow, --run or processes with it")
+    try:
+        fol = ffmt.load(opts.learn)
+    except ffmt.FollowError as e:
+        raise UsageError(str(e)) from None
+    out = opts.output or opts.learn.with_suffix(".toml")
+    if out.resolve() == opts.learn.resolve():
+        raise UsageError(f"-o {out}: would overwrite the follow file")
+    command = " ".join(fol.meta.get("command", []))
+    try:
+        text = learn_toml(fol, out.stem, source=opts.learn.name, command=command)
+    except ValueError as e:
+        raise UsageError(f"--learn: {e}") from None
+    try:
+        atomic_write(out, lambda f: f.write(text.encode()))
+    except OSError as e:
+        raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
+    model, _ = replay(parse_scenario(text, str(out), out.parent), fol)
+    print(f"wrote {out}: learned from {opts.learn} ({fol.samples} samples)")
+    print(report(compare(real_steady(fol), model)))
+    return 0
+
+
+def report(rows) -> str:
+    """The steady state of the real run beside the model's replay (modelled)."""
+    lines = [f"{'steady state':<22}{'real':>12}{'model':>12}{'diff':>9}"]
+    for name, real, model, diff in rows:
+        fmt = ".4f" if name == "ksmd_cpu_per_s" else (".3f" if name == "skipped_per_scanned" else ".1f")
+        lines.append(f"{name:<22}{real:>12{fmt}}{model:>12{fmt}}{100 * diff:>+8.1f}%")
+    lines.append("(model: the engine's replay of the scenario, its ksmd CPU time from the cost model)")
+    return "\n".join(lines)
+
+
 def _progress():
     last = [0.0]
 
