@@ -382,7 +382,7 @@ def replay(scenario, f: Follow, flow: str | None = None) -> tuple[Steady, dict[s
 
 def compare(real: Steady, model: Steady) -> list[tuple[str, float, float, float]]:
     """(what, real, modelled, relative difference) for the done-when measures."""
-    rows = [(k, real.means[k], model.means[k]) for k in ("pages_shared", "pages_sharing", "pages_volatile")]
+    rows = [(k, real.means[k], model.means[k]) for k in ("pages_shared", "pages_sharing", "pages_volatile", "pages_unshared")]
     rows += [("skipped_per_scanned", real.skipped_per_scanned, model.skipped_per_scanned),
              ("skipped_per_pass", real.skipped_per_pass, model.skipped_per_pass),
              ("ksmd_cpu_per_s", real.ksmd_cpu_per_s, model.ksmd_cpu_per_s),
