@@ -75,7 +75,7 @@ def fidelity() -> str:
     rows = ["| scenario | verdict | " + " | ".join(SETTLED) + " |", "|---|---|" + "---|" * len(SETTLED)]
     kernel = ""
     for name, _ in builtin_scenarios():
-        p = subprocess.run([sys.executable, "-m", "ksmtui.cli", "parity", name, "--json"], cwd=ROOT,
+        p = subprocess.run([sys.executable, "-m", "ksmtui", "parity", name, "--json"], cwd=ROOT,
                            capture_output=True, text=True)
         if p.returncode == 2 or not p.stdout.strip():
             rows.append(f"| {name} | not run: {p.stderr.strip().removeprefix('ksmtui: ')} |" + " |" * len(SETTLED))

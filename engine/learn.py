@@ -18,6 +18,9 @@ out, while ksmd still merges what the start made):
   the equal contents; forks; each child rewriting its own pages once at its fork (as the real ones
   did when they copied them on write) and every changing class rewritten at every sampling
   interval with the observed share (`fraction`) of its pages.
+- pacing: the model run once on the result; where it completes full scans at another rate than
+  the real ksmd did (which woke later than sleep_millisecs asked: jiffies, a wait for a CPU),
+  sleep_millisecs is set to what the real ksmd took between batches, with a comment saying so.
 
 Simplified, and said in the scenario: pages are laid out by role, not by address (ksmd's visiting
 order within a process changes, the counters do not); every process of a family has the
@@ -49,7 +52,7 @@ class Window:
 
 def steady_window(f: Follow) -> Window:
     if f.samples < 4:
-        raise ValueError(f"{f.path}: {f.samples} samples: a steady window needs at least 4")
+        raise ValueError(f"{f.path or 'the follow'}: {f.samples} samples: a steady window needs at least 4")
     alive = np.zeros(f.samples, np.int64)
     for a, b in zip(f.proc_first, f.proc_last):
         alive[a:b + 1] += 1
@@ -95,6 +98,9 @@ def learn(f: Follow) -> Learned:
     inwin = np.isin(f.page_proc, w.procs)
     present = (grid >= 0).mean(axis=0) >= 0.9
     cols = np.flatnonzero(inwin & present)
+    if not len(cols):
+        raise ValueError(f"{f.path or 'the follow'}: no page of a VMA ksmd scans was present through the steady "
+                         "window: nothing to learn")
     g = grid[:, cols]
     both = (g[1:] >= 0) & (g[:-1] >= 0)
     changes = ((g[1:] != g[:-1]) & both).sum(axis=0)

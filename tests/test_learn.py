@@ -127,6 +127,31 @@ def test_the_builtin_hackbench_is_what_the_learner_makes_of_the_real_run():
     assert builtin.processes == learned.processes and builtin.events == learned.events
 
 
+@pytest.mark.parametrize("samples,message", [(3, "3 samples: a steady window needs at least 4"),
+                                             (5, "no page of a VMA ksmd scans was present")])
+def test_a_follow_with_nothing_to_learn_says_so(tmp_path, capsys, samples, message):
+    f = _follow()
+    for name in ("change_page", "change_sample", "change_content", "change_frame"):
+        setattr(f, name, getattr(f, name)[:0])
+    f.sample_t, f.sample_cost = np.arange(samples) / 2, np.full(samples, 0.01)
+    f.sample_ksmd_ns = np.zeros(samples, np.int64)
+    f.counters = {c: np.zeros(samples, np.int64) for c in ffmt.COUNTERS}
+    f.proc_last = np.full(2, samples - 1)
+    path = tmp_path / "f.npz"
+    ffmt.save(f, path)
+    assert main(["capture", "--learn", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.kernel
+def test_run_of_a_missing_command_is_one_line_and_ksm_is_put_back(kernel, tmp_path, capsys):
+    assert main(["capture", "--follow", "5", "-o", str(tmp_path / "f.npz"), "--run", "/nonexistent/cmd"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--run: /nonexistent/cmd: No such file or directory" in err
+    assert int(kernel.ksm_read("run")) == 0 and not (tmp_path / "f.npz").exists()
+
+
 @pytest.mark.kernel
 def test_the_procedure_on_python3_interpreters(kernel, tmp_path, capsys):
     """Follow four interpreters under merge-any with ksmd at its defaults, learn, replay."""

@@ -35,6 +35,11 @@ def follow_main(opts) -> int:
         raise UsageError(f"-o {out}: not a regular file")
     if opts.scenario and out.with_suffix(".toml") == out:
         raise UsageError(f"-o {out}: the scenario (--scenario) would be written over the follow file; name it .npz")
+    from ksmtui.host import sysfs
+
+    reason = sysfs.unavailable_reason()
+    if reason and (opts.run is not None or not sysfs.KSM_DIR.is_dir()):
+        raise UsageError(f"--follow: {reason}")
     progress = _progress() if sys.stderr.isatty() else None
     meta: dict = {"every_ms": opts.every, "seconds": opts.follow}
     try:
@@ -45,7 +50,10 @@ def follow_main(opts) -> int:
                 if foreign:
                     raise UsageError(f"--run: processes already registered with KSM would be counted too: "
                                      f"pids {', '.join(map(str, foreign[:10]))}")
-                proc = hf.start_merge_any(opts.run)
+                try:
+                    proc = hf.start_merge_any(opts.run)
+                except OSError as e:
+                    raise UsageError(f"--run: {opts.run[0]}: {e.strerror or e}") from None
                 try:
                     follower = hf.Follower([proc.pid])
                     hf.follow(follower, opts.follow, opts.every, alive=lambda: proc.poll() is None, progress=progress)
@@ -62,16 +70,21 @@ def follow_main(opts) -> int:
         if progress is not None:
             sys.stderr.write("\r\033[K")
     fol = follower.result(meta)
-    text = None
-    if opts.scenario:
-        from engine.learn import learn_toml
-        text = learn_toml(fol, out.stem, source=out.name)
     try:
         ffmt.save(fol, out)
-        if text is not None:
-            atomic_write(out.with_suffix(".toml"), lambda f: f.write(text.encode()))
     except OSError as e:
         raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
+    text = None
+    if opts.scenario:  # after the follow file is safe: a run cannot be redone for free
+        from engine.learn import learn_toml
+        try:
+            text = learn_toml(fol, out.stem, source=out.name, command=" ".join(meta.get("command", [])))
+        except ValueError as e:
+            raise UsageError(f"--scenario: {e} ({out} was written)") from None
+        try:
+            atomic_write(out.with_suffix(".toml"), lambda f: f.write(text.encode()))
+        except OSError as e:
+            raise UsageError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     cost = fol.sample_cost
     span = float(fol.sample_t[-1]) if fol.samples else 0.0
     print(f"wrote {out} (content ids only): {fol.samples} samples over {span:.1f} s, {len(fol.proc_pid)} processes, "
