@@ -10,7 +10,8 @@ The file is an .npz of plain arrays (no pickles), with a version:
 
 | array | shape | what |
 |---|---|---|
-| `magic`, `format`, `meta` | 0-d | "ksmtui-follow", the version, JSON (page size, kernel, knobs, command, every_ms, notes) |
+| `magic`, `format`, `meta` | 0-d | "ksmtui-follow", the version, JSON (page size, kernel, knobs, command,
+  every_ms, notes) |
 | `sample_t` | (S,) float64 | seconds since the follow began, at each sample's start |
 | `sample_cost` | (S,) float64 | seconds the sample took (reading every page of every process) |
 | `sample_ksmd_ns` | (S,) int64 | ksmd's on-CPU time (schedstat), ns |
@@ -22,7 +23,11 @@ The file is an .npz of plain arrays (no pickles), with a version:
 | `page_proc` | (N,) int32 | the process of each page ever seen |
 | `page_vpn` | (N,) int64 | its virtual page number (address / page size) |
 | `page_vma` | (N,) str | the name of its VMA ("[heap]", a library's path, "" for anonymous) |
-| `change_sample`, `change_page`, `change_content`, `change_frame` | (C,) | page `change_page` holds `change_content` from sample `change_sample` on: a content id >= 0, or ABSENT (not present, not anonymous, or the kernel's zero page: nothing ksmd scans); `change_frame` is OWN_FRAME while the page is mapped once (or is a KSM page), else the number of the physical page it shares with other mappings since a fork (numbered in order met: no address is kept) |
+| `change_sample`, `change_page`, `change_content`, `change_frame` | (C,) | page `change_page` holds
+  `change_content` from sample `change_sample` on: a content id >= 0, or ABSENT (not present, not
+  anonymous, or the kernel's zero page: nothing ksmd scans); `change_frame` is OWN_FRAME while the page
+  is mapped once (or is a KSM page), else the number of the physical page it shares with other
+  mappings since a fork (numbered in order met: no address is kept) |
 
 A page's first sample is always a change (from ABSENT); a page whose process exits goes ABSENT.
 """
@@ -150,7 +155,8 @@ def load(path: str | Path) -> Follow:
     for name, a in arrays.items():
         prefix = "sample" if name.startswith(("sample_", "counter_")) else name.split("_")[0]
         if len(a) != sizes[prefix]:
-            raise FollowError(f"{where}: damaged follow file: array {name!r} has {len(a)} rows, expected {sizes[prefix]}")
+            raise FollowError(f"{where}: damaged follow file: array {name!r} has {len(a)} rows, "
+                              f"expected {sizes[prefix]}")
     for name, hi in (("page_proc", p), ("change_page", n), ("change_sample", s), ("proc_first", s), ("proc_last", s)):
         a = arrays[name]
         if len(a) and (a.min() < 0 or a.max() >= hi):

@@ -54,7 +54,7 @@ def steady_window(f: Follow) -> Window:
     if f.samples < 4:
         raise ValueError(f"{f.path or 'the follow'}: {f.samples} samples: a steady window needs at least 4")
     alive = np.zeros(f.samples, np.int64)
-    for a, b in zip(f.proc_first, f.proc_last):
+    for a, b in zip(f.proc_first, f.proc_last, strict=True):
         alive[a:b + 1] += 1
     full = np.flatnonzero(alive == alive.max())
     lo, hi = int(full[0]), int(full[-1])
@@ -109,7 +109,7 @@ def learn(f: Follow) -> Learned:
     last = np.array([col[col >= 0][-1] if (col >= 0).any() else ABSENT for col in g.T], np.int64)
     own_stable = (changes == 0) & ~shared_frame
     ids, counts = np.unique(last[own_stable], return_counts=True)
-    twins = dict(zip(ids.tolist(), counts.tolist()))
+    twins = dict(zip(ids.tolist(), counts.tolist(), strict=True))
     # a changing page whose few contents other pages hold too (a flag, a state that flips) merges
     # between its changes: it is rewritten from a pool of those contents, not with new ones
     holders: dict[int, set[int]] = {}
@@ -220,8 +220,10 @@ def _toml(f: Follow, name: str, source: str, command: str, pacing: tuple[int, in
     for k in ("pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"):
         if k == "sleep_millisecs" and pacing is not None:
             knob, slept, real_fs, model_fs = pacing
-            lines += [f"# The real ksmd, asked to sleep {knob} ms (sleep_millisecs) between batches, completed {real_fs:.2f}",
-                      f"# full scans a second where the model sleeping {knob} ms completes {model_fs:.2f}: it woke later than",
+            lines += [f"# The real ksmd, asked to sleep {knob} ms (sleep_millisecs) between batches, completed "
+                      f"{real_fs:.2f}",
+                      f"# full scans a second where the model sleeping {knob} ms completes {model_fs:.2f}: "
+                      "it woke later than",
                       "# asked (timer rounding to jiffies, then a wait for a CPU among the workload's and the",
                       "# machine's other tasks), which the model does not simulate. The replay sleeps what the real",
                       f"# ksmd took between batches instead: {slept} ms. Set {knob} to run ksmd's own pacing.",
@@ -262,7 +264,7 @@ def _toml(f: Follow, name: str, source: str, command: str, pacing: tuple[int, in
             body.append("")
         kids = family[members[0]] if len(members) == 1 else []
         children = [f"{pname}-{k + 1}" for k in range(len(kids))]
-        for child, kid in zip(children, kids):
+        for child, kid in zip(children, kids, strict=True):
             at = round(1000 * float(f.sample_t[f.proc_first[kid]]))
             events += ["[[event]]", 'action = "fork"', f"process = {_q(pname)}", f"child = {_q(child)}",
                        f"at_ms = {at}", ""]
@@ -285,7 +287,8 @@ def _toml(f: Follow, name: str, source: str, command: str, pacing: tuple[int, in
             fill = ['fill = "pool"', f'pool = "recurring-{rpool + 1}"', 'order = "shuffled"'] if rpool >= 0 else []
             for tg in targets:
                 events += [f"# seen changing in {100 * share:g}% of {le.interval_ms} ms intervals"
-                           + (f", among {len(le.recurring[rpool])} contents other pages hold too" if rpool >= 0 else ""),
+                           + (f", among {len(le.recurring[rpool])} contents other pages hold too"
+                              if rpool >= 0 else ""),
                            "[[event]]", 'action = "write"', f"process = {_q(tg)}", f"region = {_q(region)}",
                            f"fraction = {share:g}", *fill, f"at_ms = {le.interval_ms}",
                            f"repeat_ms = {le.interval_ms}", ""]
@@ -388,7 +391,8 @@ def replay(scenario, f: Follow, flow: str | None = None) -> tuple[Steady, dict[s
 
 def compare(real: Steady, model: Steady) -> list[tuple[str, float, float, float]]:
     """(what, real, modelled, relative difference) for the done-when measures."""
-    rows = [(k, real.means[k], model.means[k]) for k in ("pages_shared", "pages_sharing", "pages_volatile", "pages_unshared")]
+    rows = [(k, real.means[k], model.means[k])
+            for k in ("pages_shared", "pages_sharing", "pages_volatile", "pages_unshared")]
     rows += [("skipped_per_scanned", real.skipped_per_scanned, model.skipped_per_scanned),
              ("skipped_per_pass", real.skipped_per_pass, model.skipped_per_pass),
              ("ksmd_cpu_per_s", real.ksmd_cpu_per_s, model.ksmd_cpu_per_s),

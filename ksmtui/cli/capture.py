@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", type=_seconds, metavar="SECONDS",
                    help="sample the processes (and their children) again and again for SECONDS: which pages "
                         "change when, with the KSM counters; --scenario then learns a scenario from it")
-    p.add_argument("--every", type=_millis, default=100, metavar="MS", help="--follow: sample every MS ms (default 100)")
+    p.add_argument("--every", type=_millis, default=100, metavar="MS",
+                   help="--follow: sample every MS ms (default 100)")
     p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="--follow: run COMMAND under merge-any with ksmd at its defaults (machine lock held), "
                         "follow it until it exits or SECONDS pass, then unmerge and restore KSM")
