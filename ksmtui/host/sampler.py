@@ -120,9 +120,14 @@ def read_vmstat() -> dict[str, int]:
 
 
 def read_meminfo() -> dict[str, int]:
-    """MEMINFO of /proc/meminfo, in kB (those this kernel has)."""
-    out = {}
-    for line in Path(f"{PROC}/meminfo").read_text().splitlines():
+    """MEMINFO of /proc/meminfo, in kB (those this kernel has); {} where it cannot be read (the
+    sample goes on without it, as a recording of an older ksmtui does)."""
+    out: dict[str, int] = {}
+    try:
+        text = Path(f"{PROC}/meminfo").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
         name, _, rest = line.partition(":")
         if name in MEMINFO:
             out[name] = int(rest.split()[0])
