@@ -23,6 +23,13 @@ def load(opts: Options) -> Scenario:
 def controller_loop(scenario: Scenario, opts: Options):
     """--controller NAME --controller-set K=V [--memory-from RECORDING]: the loop (None without a
     controller), or a ScenarioError/UsageError naming the option."""
+    make = controller_factory(scenario, opts)
+    return None if make is None else make(scenario)
+
+
+def controller_factory(scenario: Scenario, opts: Options):
+    """What makes the command line's controller loop for a simulation of the scenario (one loop per
+    simulation: the UI builds one at each restart), checked once here; None without a controller."""
     from dataclasses import replace
 
     from engine.controllers import ControllerError, control_loop
@@ -39,12 +46,16 @@ def controller_loop(scenario: Scenario, opts: Options):
         if not sep or not key.strip():
             raise ScenarioError("--controller-set", "", "", f"expected K=V, got {item!r}")
         settings[key.strip()] = value.strip()
-    if opts.memory_from:
-        scenario = replace(scenario, meminfo=recorded_memory(opts.memory_from, opts.command or "ksmtui"))
+    recorded = recorded_memory(opts.memory_from, opts.command or "ksmtui") if opts.memory_from else None
+
+    def make(sc: Scenario):
+        return control_loop(sc if recorded is None else replace(sc, meminfo=recorded), opts.controller, settings,
+                            opts.sample_ms)
     try:
-        return control_loop(scenario, opts.controller, settings, opts.sample_ms)
+        make(scenario)
     except ControllerError as e:
         raise ScenarioError("--controller-set", "", opts.controller, str(e)) from None
+    return make
 
 
 def recorded_memory(path: str, command: str):
