@@ -101,6 +101,16 @@ def test_ranges_and_lists():
     (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
     (["--set", "pages_to_scan=-5-10"], "--set pages_to_scan: expected an integer 0..4294967295, got -5"),
     (["--seeds", "-1"], "--seeds: expected integers 0..18446744073709551615, got -1"),
+    (["--controller-set", "KSM_THRES_COEF=5"], "--controller-set: no controller to set"),
+    (["--controllers", "ksmtuned,mom"], "--controllers: unknown controller 'mom'; expected one of none, advisor"),
+    (["--controllers", "none,none"], "--controllers: none given twice"),
+    (["--controller", "none", "--controllers", "none"], "not allowed with argument --controller"),
+    (["--controllers", "none,kubevirt", "--controller-set", "KSM_THRES_COEF=5"],
+     "--controller-set: KSM_THRES_COEF: no controller of the sweep (none, kubevirt) takes it"),
+    (["--controller", "ksmtuned", "--controller-set", "KSM_THRES_COEF=x"],
+     "--controller-set: ksmtuned: KSM_THRES_COEF: expected an integer, got 'x'"),
+    (["--controllers", "ksmtuned,kubevirt", "--controller-set", "KSM_THRES_COEF=5", "--controller-set",
+      "interval_ms=50"], None),
     (["--seeds=-3--1"], "--seeds: expected integers 0..18446744073709551615, got -3"),
     *((["--scheduler", bad], "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT")
       for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0",
@@ -191,6 +201,63 @@ def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small
                      *sets]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed["ksm"] == run["ksm"] and printed["sim_ms"] == run["sim_ms"]
+
+
+PRESSURE = """
+[memory]
+mem_total_kb = 4194304     # 4 GiB: ksmtuned sleeps 10 ms x 16 GiB / 4 GiB = 40 ms
+mem_free_kb = 300000       # under pressure (ksmtuned's and KubeVirt's 20%) until 300 ms
+[[memory.point]]
+at_ms = 300
+mem_free_kb = 3500000
+"""
+
+
+def test_controllers_are_a_grid_dimension_the_same_on_two_workers_as_run_prints_them(small, capsys, tmp_path):
+    path = tmp_path / "pressure.toml"
+    path.write_text(SMALL.replace('count = 3', 'count = 3\ncmdline = "qemu-system-x86_64 -enable-kvm"')
+                    + PRESSURE + "[stop]\nafter_ms = 600\n")
+    sets = ["--controller-set", "KSM_MONITOR_INTERVAL=0.05", "--controller-set", "interval_ms=50",
+            "--controller-set", "sleep_ms_baseline=10"]
+    args = ["--controllers", "none,ksmtuned,kubevirt", *sets, "--set", "pages_to_scan=20,60", "--sample-ms", "100"]
+    assert main(["sweep", str(path), *args, "--workers", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["controllers"] == ["none", "ksmtuned", "kubevirt"]
+    tasks = sweep.plan(load_scenario(str(path)), [("pages_to_scan", "20,60")], None, None, "none,ksmtuned,kubevirt",
+                       sets[1::2])
+    expected = sequential(str(path), tasks, sweep.Stop(None, False, 100))
+    for run, task in zip(document["runs"], tasks, strict=True):
+        run.pop("front")
+        assert run == {k: v for k, v in expected[task.index].items() if k != "index"}
+    by = {(r["controller"]["name"], r["knobs"]["pages_to_scan"]): r["controller"] for r in document["runs"]}
+    assert by["none", 20]["writes"] == [] and by["ksmtuned", 20]["ticks"] == 12
+    # ksmtuned boosts under pressure, then (free above thres at 300 ms, committed + thres below MemTotal) stops
+    # ksmd at every tick
+    knobs = [(w["knob"], w["value"]) for w in by["ksmtuned", 20]["writes"]]
+    assert knobs[:3] == [("pages_to_scan", 300), ("sleep_millisecs", 40), ("run", 1)]
+    assert knobs[-7:] == [("run", 0)] * 7
+    assert [s["at_ms"] for s in by["kubevirt", 60]["samples"]] == [100 * k for k in range(7)]
+    # the scenario's 60 until the first tick; then ksmtuned's own npages (from 0, as the script's), every 100 ms
+    assert [s["pages_to_scan"] for s in by["ksmtuned", 60]["samples"]] == [60, 600, 1200, 1250, 1250, 1250, 1250]
+    for run in document["runs"][1::2]:  # as `ksmtui run --controller` prints them
+        printed = run_json(capsys, str(path), "--controller", run["controller"]["name"], *sets[:2] * (
+            run["controller"]["name"] == "ksmtuned"), *sets[2:] * (run["controller"]["name"] == "kubevirt"),
+            "--set", f"pages_to_scan={run['knobs']['pages_to_scan']}", "--sample-ms", "100")
+        if run["controller"]["name"] != "none":  # run attaches no loop around none
+            assert printed["controller"] == run["controller"]
+        assert printed["ksm"] == run["ksm"]
+    sweep.mark_front(document["runs"])
+    lines = cli_sweep.text_report(document["runs"], ["pages_to_scan"])
+    assert lines[0].split()[:2] == ["controller", "pages_to_scan"] and "knob writes" in lines[0]
+    rows = sweep.csv_rows(document["runs"], ["pages_to_scan"])
+    assert rows[0][:5] == ["controller", "controller_settings", "controller_ticks", "knob_writes",
+                           "knob_writes_refused"]
+    assert rows[3][:1] == ["ksmtuned"] and rows[3][3] == len(by["ksmtuned", 20]["writes"])
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(["run", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing(small):

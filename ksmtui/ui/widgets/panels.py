@@ -265,7 +265,7 @@ class ScanPanel(Panel[EngineView]):
         s = view.snapshot
         return (s.cursor, s.counters["full_scans"], s.counters["pages_scanned"], tuple(s.knobs.items()),
                 view.trend.scan_rate, s.last_step,
-                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending)
+                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending, view.controller)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -286,6 +286,11 @@ class ScanPanel(Panel[EngineView]):
             # One event a line, in time order: a line of two would be cut on a narrow panel.
             lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
             lines += [f"  {e}" for e in coming]
+        if view.controller is not None:  # its decisions beside the scenario's events
+            ctl = view.controller
+            lines.append(f"knobs driven by {ctl.name}: {ctl.ticks:,} ticks, {ctl.writes:,} writes"
+                         + (", last:" if ctl.decisions else ""))
+            lines += [f"  {sim_time(int(at * 1e6))} {text}" for at, text in ctl.decisions]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
