@@ -683,7 +683,7 @@ class _Loader:
         if value == "capture":
             if fill.kind != "capture":
                 raise t.error("thp", f'thp = "capture" takes the huge pages of a captured VMA; expected fill = '
-                                     f'"capture", got fill = {_show(fill.kind)}')
+                                     f'"capture", got fill = "{fill.kind}"')
             assert fill.capture is not None and fill.pid is not None and fill.vma is not None
             cap = self.captures[fill.capture]
             v = cap.vma_index(fill.pid, fill.vma)
