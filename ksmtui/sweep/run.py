@@ -342,15 +342,61 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     }
 
 
-def mark_front(runs: list[dict]) -> None:
-    """Set "front" on every run no other run beats on both saving (more) and ksmd CPU (less)."""
+def group_key(run: dict) -> tuple:
+    """What a run's setting is: its swept knobs, flow and controller (when the grid has one); the
+    seed is not a setting but a draw of the workload's randomness."""
+    return tuple(run["knobs"].items()), run["flow"], run.get("controller")
+
+
+def spread(values: list[float]) -> dict | None:
+    """mean, min and max of the values (None when there is none: no run of the group got there)."""
+    if not values:
+        return None
+    return {"mean": round(sum(values) / len(values), 3), "min": min(values), "max": max(values)}
+
+
+GROUPED = ("saving", "ksmd_cpu_ms", "ksmd_cpu_percent", "time_to_90_ms", "time_to_100_ms")
+
+
+def group_runs(runs: list[dict]) -> list[dict]:
+    """The runs by setting (group_key), in grid order: each group's seeds, and the mean, min and
+    max over them of the saving, ksmd CPU and the times to 90% and 100% (over the runs that got
+    there; "reached" says how many)."""
+    by_key: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_key.setdefault(group_key(run), []).append(i)
+    groups = []
+    for members in by_key.values():
+        first = runs[members[0]]
+        group: dict = {"knobs": dict(first["knobs"]), "flow": first["flow"]}
+        if "controller" in first:
+            group["controller"] = first["controller"]
+        group["seeds"] = [runs[i]["seed"] for i in members]
+        group["members"] = members  # indexes into the runs
+        for field in GROUPED:
+            group[field] = spread([runs[i][field] for i in members if runs[i][field] is not None])
+        group["reached"] = sum(runs[i]["time_to_100_ms"] is not None for i in members)
+        groups.append(group)
+    return groups
+
+
+def mark_front(runs: list[dict]) -> list[dict]:
+    """The groups of runs (group_runs), "front" set on every group no other group beats on both
+    mean saving (more) and mean ksmd CPU (less), and on each run the front of its group: seeds of
+    one setting are one option, not several."""
+    groups = group_runs(runs)
     best = best_cpu = None
-    for run in sorted(runs, key=lambda r: (r["ksmd_cpu_ms"], -r["saving"])):
-        if best is None or run["saving"] > best:
-            best, best_cpu = run["saving"], run["ksmd_cpu_ms"]
-            run["front"] = True
+    for group in sorted(groups, key=lambda g: (g["ksmd_cpu_ms"]["mean"], -g["saving"]["mean"])):
+        saving, cpu = group["saving"]["mean"], group["ksmd_cpu_ms"]["mean"]
+        if best is None or saving > best:
+            best, best_cpu = saving, cpu
+            group["front"] = True
         else:
-            run["front"] = run["saving"] == best and run["ksmd_cpu_ms"] == best_cpu
+            group["front"] = saving == best and cpu == best_cpu
+    for group in groups:
+        for i in group["members"]:
+            runs[i]["front"] = group["front"]
+    return groups
 
 
 # ----------------------------------------------------------------------------------- the cluster --
@@ -469,6 +515,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     cluster = client = bar = None
     futures: list = []
     try:
+        bar = Bar(len(tasks), progress)  # from the start: a cluster takes seconds to start, the screen says so
         cluster = local_cluster(workers) if scheduler is None else None
         try:
             client = Client(cluster if cluster is not None else scheduler, set_as_default=False,
@@ -480,7 +527,6 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
         futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
                    for task in tasks]
-        bar = Bar(len(tasks), progress)
         for future in as_completed(futures, loop=client.loop):
             try:
                 result = future.result()
@@ -528,18 +574,53 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+def _controller_column(items: list[dict]) -> bool:
+    return any("controller" in item for item in items)
+
+
+def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = None) -> list[str]:
+    """One row per run; with several seeds of a setting, one row per setting instead (group_report)."""
     from ksmtui.text.report import table
 
-    rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
-                                 "scanned", "anon p50/p99 ns", "front"]]
+    if groups is not None and any(len(g["seeds"]) > 1 for g in groups):
+        return group_report(groups, knobs)
+    ctl = _controller_column(runs)
+    rows: list[list[object]] = [[*knobs, "flow", *(["controller"] * ctl), "seed", "saving MiB", "t90 ms", "t100 ms",
+                                 "cpu ms", "cpu %", "scanned", "anon p50/p99 ns", "front"]]
     for r in runs:
         anon = r["latency_ns"]["anon_page"]
-        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
+        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], *([str(r.get("controller", "-"))] * ctl),
+                     str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
                      _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]), f"{r['ksmd_cpu_ms']:,.1f}",
                      f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], f"{anon['p50']}/{anon['p99']}",
                      "*" if r["front"] else ""])
-    return table(rows, left=len(knobs) + 1)
+    return table(rows, left=len(knobs) + 1 + ctl)
+
+
+def _mean_range(s: dict | None, scale: float = 1.0, digits: int = 2) -> str:
+    """mean (min-max), or the value alone when every seed gave the same."""
+    if s is None:
+        return "-"
+    mean, low, high = (f"{v / scale:,.{digits}f}" for v in (s["mean"], s["min"], s["max"]))
+    return mean if low == high else f"{mean} ({low}-{high})"
+
+
+def group_report(groups: list[dict], knobs: list[str]) -> list[str]:
+    """One row per setting: the mean over its seeds and, in brackets, the lowest and highest."""
+    from ksmtui.text.report import table
+
+    ctl = _controller_column(groups)
+    rows: list[list[object]] = [[*knobs, "flow", *(["controller"] * ctl), "seeds", "saving MiB", "t100 ms", "cpu ms",
+                                 "cpu %", "front"]]
+    for g in groups:
+        t100 = _mean_range(g["time_to_100_ms"], digits=0)
+        if g["reached"] < len(g["seeds"]):
+            t100 += f" [{g['reached']} of {len(g['seeds'])}]"
+        rows.append([*(str(g["knobs"][k]) for k in knobs), g["flow"], *([str(g.get("controller", "-"))] * ctl),
+                     str(len(g["seeds"])), _mean_range(g["saving"], 2**20), t100,
+                     _mean_range(g["ksmd_cpu_ms"], digits=1), _mean_range(g["ksmd_cpu_percent"], digits=1),
+                     "*" if g["front"] else ""])
+    return table(rows, left=len(knobs) + 1 + ctl)
 
 
 # ------------------------------------------------------------------------------------ the command --
