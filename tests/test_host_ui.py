@@ -185,6 +185,23 @@ def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
     drive(app, test, (120, 40))
 
 
+def test_run_0_is_explained_in_the_status_the_note_and_the_why_not_dialog():
+    app = make_app()
+
+    async def test(pilot):
+        await press(pilot, *STEPS[:5])  # sample 6: run=1, nothing merged yet
+        assert "not merging" not in app.query_one(HostStatus)._text
+        assert "run=0" not in str(app.query_one(HostNote).render())
+        await press(pilot, *STEPS[5:])  # the last sample: run=0
+        assert app.query_one(HostStatus)._text.endswith(" · not merging: run=0")
+        assert "why not merging: ksmd is stopped (run=0)" in str(app.query_one(HostNote).render())
+        await press(pilot, "2", "enter")
+        assert isinstance(app.screen, WhyNotScreen)
+        assert str(app.screen.query_one("#why-text").render()).startswith("machine-wide: ksmd is stopped (run=0)")
+
+    drive(app, test, (120, 40))
+
+
 def test_knobs_screen_of_a_recording_cannot_write():
     app = make_app()
 

@@ -369,7 +369,8 @@ class HostApp(BaseApp):
     def on_process_table_selected(self, event: ProcessTable.Selected) -> None:
         pid = str(event.pid)  # a sample's processes are keyed as /proc names them
         if self.view is not None:
-            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live))
+            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live,
+                                          machine=self.view.why_not))
 
 
 def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
@@ -384,8 +385,12 @@ def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
     return rows
 
 
-def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:
-    lines = [f"{row.get('comm', '?')} (pid {pid})"]
+def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = None) -> list[str]:
+    """The why-not dialog: first what stops merging machine-wide (`machine`: ksmtui.host.whynot's
+    reasons; whatever the process's memory, run=0 merges nothing), then the process."""
+    lines = [f"machine-wide: {r['text']}" for r in machine or ()]
+    lines += [""] if lines else []
+    lines.append(f"{row.get('comm', '?')} (pid {pid})")
     # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
     lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
               else f"  {k} {v}" for k, v in row.items() if k != "comm"]
@@ -407,9 +412,9 @@ class WhyNotScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    def __init__(self, pid: str, row: dict, live: bool) -> None:
+    def __init__(self, pid: str, row: dict, live: bool, machine: list[dict] | None = None) -> None:
         super().__init__()
-        self._lines = why_not_lines(pid, row, live)
+        self._lines = why_not_lines(pid, row, live, machine)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="why-box"):
