@@ -1,8 +1,11 @@
 """A scenario running: the machine, ksmd and the workload on one simulated clock.
 
-ksmd wakes, scans pages_to_scan pages (ksm_do_scan), and sleeps sleep_millisecs; a wake-up takes
-as long as the cost model says its work takes. Scenario events run between wake-ups, when their
-time or full-scan mark has come, in file order at equal moments.
+ksmd wakes, scans pages_to_scan pages (ksm_do_scan), and sleeps sleep_millisecs as the kernel
+does, in jiffies of the scenario's hz (engine/timeline.py ksmd_wakes_at): the sleep starts when
+the scan ends, a wake-up takes as long as the cost model says its work takes, and ksmd wakes on a
+tick. Scenario events run between wake-ups, when their time or full-scan mark has come, in file
+order at equal moments (a `set sleep_millisecs`, which wakes the kernel's ksmd at once, waits for
+the end of the current sleep here).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from engine import contents
-from engine.cost import WAKEUP
+from engine.cost import REFERENCE, CostModel, CostProfile
 from engine.instrument import ObservedKsm, trace_step
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
 from engine.ksm import RmapItem, StableNode, calc_checksum, is_stable_node_chain, is_stable_node_dup
@@ -32,7 +35,7 @@ from engine.snapshot import (
     WalkStep,
     frozen,
 )
-from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
+from engine.timeline import RUN_ON, StopRule, Timeline, ksmd_idle, ksmd_wakes_at
 from engine.tree import RB_RED, N, RbNode, RbRoot, rb_first, rb_next
 from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, bucket_bounds, work_totals
 
@@ -47,13 +50,33 @@ def _page_start(offset: int, total: int, limit: int) -> int:
     return min(offset, max(total - 1, 0) // limit * limit) if limit else 0
 
 
+class PacedKsm(ObservedKsm):
+    """ksmd whose clock runs while it scans: now_ns is the wake-up's time plus the CPU time spent
+    since, as ktime_get() reads it in scan_time_advisor at the end of a pass (the scan's own time
+    counts toward scan_time) and as jiffies read it for chain pruning."""
+
+    _wake_ns = 0
+    _wake_cpu_ns = 0
+
+    @property  # type: ignore[override]
+    def now_ns(self) -> int:
+        return self._wake_ns + self.ksmd_cpu_ns - self._wake_cpu_ns
+
+    @now_ns.setter
+    def now_ns(self, value: int) -> None:
+        self._wake_ns = value
+        self._wake_cpu_ns = getattr(self, "ksmd_cpu_ns", 0)
+
+
 class Simulation:
     def __init__(self, scenario: Scenario, flow: str | None = None, seed: int | None = None,
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, costs: CostProfile = REFERENCE):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
+        self.costs = costs
         overrides = dict(overrides or {})
         engine: dict[str, int | str] = {k: v.default for k, v in ENGINE_KNOBS.items()}
+        engine["hz"] = costs.hz  # the profile's machine, unless the scenario or --set says
         engine.update(scenario.engine)
         engine.update({k: v for k, v in overrides.items() if k in ENGINE_KNOBS})
         if flow is not None:
@@ -69,7 +92,8 @@ class Simulation:
         self._by_name: dict[str, MM] = {}  # every process made so far, by name (unique in a scenario)
         # each value was parsed for its knob: numa_nodes is an int, flow and latency strings
         self.machine = Machine(scenario.page_size, int(engine["numa_nodes"]))
-        self.ksm = ObservedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
+        self.ksm = PacedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
+        self.ksm.cost = CostModel(scenario.page_size, self.seed, costs)
         self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
         self.engine_knobs = engine
         self.now_ns = 0
@@ -195,14 +219,17 @@ class Simulation:
         self._in_batch = True
         self._batch_left = self.ksm.knobs["pages_to_scan"]
         self._batch_cpu0 = self.ksm.ksmd_cpu_ns
-        self.ksm.ksmd_cpu_ns += WAKEUP
         self.ksm.now_ns = self.now_ns
+        self.ksm.ksmd_cpu_ns += self.ksm.cost.wakeup
         return True
 
     def _end_batch(self) -> None:
+        """ksmd sleeps from the end of its scan (its CPU time is wall time here: nothing else
+        runs) to the tick its timer fires on; a ksmd with nothing to do waits for an event."""
         self._in_batch = False
         self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        self.now_ns += self.ksm.knobs["sleep_millisecs"] * NSEC_PER_MSEC
+        if self.ksm.ksmd_should_run():
+            self.now_ns = ksmd_wakes_at(self.now_ns, self.ksm.knobs["sleep_millisecs"], int(self.engine_knobs["hz"]))
         self._recent.append(self._hist_copy())
 
     def _scan(self, n: int) -> int:
@@ -491,6 +518,7 @@ class Simulation:
         return {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
             "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
+            "hz": self.engine_knobs["hz"], "costs": self.costs.label, "ksmd_cpu_ns": ksm.ksmd_cpu_ns,
             "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
             "outcomes": {p: {o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES} for p in PATHS},
             "latency_ns": latency,

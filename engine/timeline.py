@@ -27,6 +27,12 @@ from engine.scenario import Event, Stop
 DEFAULT_FULL_SCANS = 10
 NO_PROGRESS = "no progress possible"
 NSEC_PER_MSEC = 1_000_000
+NSEC_PER_SEC = 1_000_000_000
+MSEC_PER_SEC = 1000
+# kernel/time/timer.c: the timer wheel's levels, 64 buckets each, each level 8x coarser
+LVL_CLK_SHIFT = 3
+LVL_BITS = 6
+LVL_DEPTH = 9  # HZ > 100; 8 otherwise
 
 @dataclass(frozen=True)
 class StopRule:
@@ -85,6 +91,45 @@ def ksmd_idle(run: int, registered: bool, pages_to_scan: int) -> str | None:
 
 def no_progress(idle: str) -> str:
     return f"{NO_PROGRESS}: {idle} and no pending event can change that"
+
+
+# ------------------------------------------------------------------ ksmd's sleep --
+
+def msecs_to_jiffies(ms: int, hz: int) -> int:
+    """include/linux/jiffies.h: rounded up, so that a sleep is never shorter than asked (for an
+    HZ that divides 1000, (ms + 1000/HZ - 1) / (1000/HZ); the kernel's other branches compute the
+    same ceiling with a multiply-shift)."""
+    return -(-ms * hz // MSEC_PER_SEC)
+
+
+def timer_fires_at(expires: int, clk: int) -> int:
+    """The jiffy a timer_list timer armed at jiffy clk for `expires` runs at: calc_wheel_index()
+    puts it in the bucket of its level, rounded up to the level's granularity and one granule
+    further, so that it never fires early (a timer armed late in a tick still waits whole ticks).
+    At level 0 (under 63 jiffies) that is expires + 1."""
+    delta = expires - clk
+    if delta < 0:
+        return clk
+    for lvl in range(LVL_DEPTH):
+        if delta < ((1 << LVL_BITS) - 1) << (lvl * LVL_CLK_SHIFT) or lvl == LVL_DEPTH - 1:
+            shift = lvl * LVL_CLK_SHIFT
+            return ((expires >> shift) + 1) << shift
+    raise AssertionError("unreachable")
+
+
+def ksmd_wakes_at(now_ns: int, sleep_millisecs: int, hz: int) -> int:
+    """When ksmd, going to sleep at now_ns, runs again: ksm_scan_thread waits in
+    wait_event_freezable_timeout(..., msecs_to_jiffies(sleep_millisecs)), a schedule_timeout()
+    whose timer fires on a tick (jiffies count whole ticks since the clock's 0, a tick boundary
+    here). A timeout of 0 does not sleep. Measured on 6.18, HZ 250, by sched_waking of ksmd:
+    sleep_millisecs 10, 20, 50 wake every 16, 24, 56 ms, on the tick; ksmd runs ~15 us later (not
+    modelled)."""
+    timeout = msecs_to_jiffies(sleep_millisecs, hz)
+    if timeout == 0:
+        return now_ns
+    tick = NSEC_PER_SEC // hz
+    jiffies = now_ns // tick
+    return timer_fires_at(jiffies + timeout, jiffies) * tick
 
 
 class Timeline:
