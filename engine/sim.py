@@ -495,7 +495,7 @@ class Simulation:
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
-            tree_found=tree_found,
+            tree_found=tree_found, costs=self.costs.label, ksmd_cpu_ns=ksm.ksmd_cpu_ns,
         )
 
     def result(self) -> dict:

@@ -166,6 +166,8 @@ class Snapshot:
     unstable_offset: int = 0
     last_walk: tuple[WalkStep, ...] = ()  # the tree walks of the last single step (s)
     tree_found: TreeFound | None = None  # the last tree search's answer
+    costs: str = "reference costs"  # the cost profile's label (engine/cost.py): what the times are
+    ksmd_cpu_ns: int = 0  # ksmd's CPU time so far, modelled
 
     @property
     def sim_ms(self) -> int:

@@ -379,7 +379,7 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
 
 
 def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, capsys):
-    from ksmtui.bench import costs as ksmd_costs
+    from ksmtui.host import costs as ksmd_costs
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = _capture_file(tmp_path)

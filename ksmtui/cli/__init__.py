@@ -35,11 +35,12 @@ UI = "ui"  # `ksmtui [SCENARIO]`: the module that runs without a command name
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input, from every layer: one line and exit status 2."""
     from engine.capture import CaptureError
+    from engine.cost import CostProfileError
     from engine.knobs import KnobError
     from engine.scenario import ScenarioError
     from ksmtui.cli.options import UsageError
 
-    return (UsageError, ScenarioError, KnobError, CaptureError)
+    return (UsageError, ScenarioError, KnobError, CaptureError, CostProfileError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ksmtui.bench import costs as ksmd_costs
+    from ksmtui.host import costs as ksmd_costs
 
     opts = build_parser().parse_args(argv)
     settings = dict(_setting(s) for s in opts.settings)

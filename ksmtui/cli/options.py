@@ -89,8 +89,15 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
                    default=[], help="set a [ksm] or [engine] knob before the run (repeatable)")
     p.add_argument("--full-scans", type=positive, metavar="N", help="stop after N full scans")
     p.add_argument("--after-ms", type=positive, metavar="N", help="stop after N simulated milliseconds")
+    add_costs(p)
     if with_json:
         p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
+
+
+def add_costs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--costs", metavar="reference|FILE",
+                   help="the model's cost profile: the built-in reference, or a file `ksmtui calibrate` "
+                        "wrote (default: this machine's, when calibrated, else the reference)")
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

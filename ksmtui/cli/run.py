@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from ksmtui.cli.common import load, run_to_stop
+from ksmtui.cli.common import cost_profile, load, run_to_stop
 from ksmtui.cli.options import parse_args
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     opts = parse_args("run", argv)
     scenario = load(opts)
     start = time.perf_counter()
-    sim = Simulation(scenario)
+    sim = Simulation(scenario, costs=cost_profile(opts.costs))
     run_to_stop(sim, scenario, opts, scenario.name)
     wall_s = round(time.perf_counter() - start, 3)
     if opts.json:
