@@ -58,7 +58,7 @@ class PacedKsm(ObservedKsm):
     _wake_ns = 0
     _wake_cpu_ns = 0
 
-    @property  # type: ignore[override]
+    @property
     def now_ns(self) -> int:
         return self._wake_ns + self.ksmd_cpu_ns - self._wake_cpu_ns
 
@@ -123,6 +123,9 @@ class Simulation:
 
         self._batch_left = 0
         self._in_batch = False
+        self.scan_end_ns = 0  # when the last wake-up's scan ended (ksmd went to sleep)
+        # (scan end ns, general_profit, ksmd CPU ns) after each wake-up, once record_series() is called
+        self.series: list[tuple[int, int, int]] | None = None
         self._batch_cpu0 = 0
         self._recent: deque = deque(maxlen=RECENT_WAKEUPS + 1)
         self._recent.append(self._hist_copy())
@@ -228,9 +231,18 @@ class Simulation:
         runs) to the tick its timer fires on; a ksmd with nothing to do waits for an event."""
         self._in_batch = False
         self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
+        self.scan_end_ns = self.now_ns
+        if self.series is not None:
+            self.series.append((self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns))
         if self.ksm.ksmd_should_run():
             self.now_ns = ksmd_wakes_at(self.now_ns, self.ksm.knobs["sleep_millisecs"], int(self.engine_knobs["hz"]))
         self._recent.append(self._hist_copy())
+
+    def record_series(self) -> None:
+        """From now on, note the saving and ksmd's CPU at the end of every wake-up's scan
+        (engine/timeline.py saving_timing reads them)."""
+        if self.series is None:
+            self.series = [(self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns)]
 
     def _scan(self, n: int) -> int:
         """Up to n ksm_do_scan iterations inside the current wake-up, ending it when its

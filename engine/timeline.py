@@ -132,6 +132,43 @@ def ksmd_wakes_at(now_ns: int, sleep_millisecs: int, hz: int) -> int:
     return timer_fires_at(jiffies + timeout, jiffies) * tick
 
 
+# ------------------------------------------------------ how fast, at what cost --
+
+SAVING_MARKS = (50, 90, 100)  # percent of the final saving whose time is reported
+
+
+def saving_timing(series: list[tuple[int, int, int]], first_at_midpoint: bool = False) -> dict:
+    """How fast a run got to its saving and what ksmd's CPU cost, from (ns since run=1, saving =
+    general_profit, ksmd's CPU ns since run=1) points in time order: time_to_{50,90,100}_ms (when
+    the saving first reached that share of the final one), ksmd_cpu_to_100_ms, and
+    steady_cpu_ms_per_s (ksmd's CPU per second of wall clock after the saving settled, what it
+    keeps costing; None when the run ended there). first_at_midpoint: the points are samples (the
+    kernel's), and a mark reached at sample i was reached, on average, halfway since sample i-1."""
+    out: dict = {f"time_to_{q}_ms": None for q in SAVING_MARKS}
+    out.update(saving=series[-1][1] if series else 0, ksmd_cpu_to_100_ms=None, steady_cpu_ms_per_s=None,
+               ksmd_cpu_ms=round(series[-1][2] / 1e6, 3) if series else 0.0)
+    final = out["saving"]
+    if final <= 0:
+        return out
+    at100 = None
+    for q in SAVING_MARKS:
+        for i, (t, saving, _) in enumerate(series):
+            if saving * 100 >= q * final:
+                if first_at_midpoint and i:
+                    t = (t + series[i - 1][0]) // 2
+                out[f"time_to_{q}_ms"] = round(t / 1e6, 3)
+                if q == 100:
+                    at100 = i
+                break
+    if at100 is not None:
+        t100, _, cpu100 = series[at100]
+        out["ksmd_cpu_to_100_ms"] = round(cpu100 / 1e6, 3)
+        t_end, _, cpu_end = series[-1]
+        if t_end > t100:
+            out["steady_cpu_ms_per_s"] = round((cpu_end - cpu100) / 1e6 / ((t_end - t100) / 1e9), 3)
+    return out
+
+
 class Timeline:
     """The events still to fire, in firing order (SortedList: repeats go back in their place)."""
 

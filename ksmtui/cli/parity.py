@@ -25,20 +25,36 @@ def main(argv: list[str]) -> int:
 
 def cmd_parity(scenario: Scenario, opts: Options) -> int:
     from engine.sim import Simulation
-    from ksmtui.kernel.parity import parity_report, timing_caveat
+    from engine.timeline import saving_timing
+    from ksmtui.cli.common import cost_profile
+    from ksmtui.kernel.parity import median_timing, parity_report, timing_caveat, timing_report
     from ksmtui.kernel.run import unavailable_reason, unsupported_reason
+
+    if opts.repeat > 1 and not opts.timing:
+        raise UsageError("--repeat: only with --timing")
+    costs = cost_profile(opts.costs)
 
     def body() -> int:
         reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
         if reason:
             raise KernelUnsupported(reason)
-        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides))
+        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides), costs=costs)
+        if opts.timing:
+            sim.record_series()
         t0 = time.monotonic()
         sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
         model = sim.result()
         model["wall_s"] = round(time.monotonic() - t0, 3)
-        kernel = kernel_result(scenario, opts)
+        kernels = [kernel_result(scenario, opts) for _ in range(opts.repeat)]
+        kernel = kernels[0]
         text, ok = parity_report(model, kernel)
+        if opts.timing:
+            assert sim.series is not None
+            model["timing"] = saving_timing(sim.series)
+            kernel["timing"] = median_timing([k["timing"] for k in kernels])
+            timing_text, timing_ok = timing_report(model, kernel, len(kernels))
+            text += "\n" + timing_text
+            ok = ok and timing_ok
         caveat = timing_caveat(scenario)
         if opts.json:
             print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
