@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "kernel": "the scenario with real processes on this machine's KSM",
     "parity": "the model and the real kernel side by side; --random N fuzzes",
     "bench": "the engine's speed per path, beside the real ksmd's",
+    "calibrate": "measure this machine's ksmd costs: the cost profile every model run uses",
     "sweep": "many runs over a grid of knobs, flows and seeds, on Dask",
     "capture": "real processes' memory as content hashes (never contents)",
     "estimate": "what KSM settles to on a capture, and what it costs to get there",

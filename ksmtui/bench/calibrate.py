@@ -1,0 +1,178 @@
+"""`ksmtui calibrate`: this machine's ksmd costs, measured, into the cost profile every model run uses.
+
+The real ksmd has no per-function timing here (cmp_and_merge_page is inlined, no kprobes), so the
+profile is fitted: each workload below runs on the real KSM (its own processes, under the machine
+lock) and ksmd's CPU time (/proc/PID/schedstat) is read over a window of full scans; the same
+workload runs in the model once per cost group (engine/cost.py GROUPS) with only that group's
+reference constants switched on, which gives the modelled ns of each group in that window (the
+model's work does not depend on its costs: no timed events, no advisor, no chains). ksmd's CPU of
+each workload = sum over groups of scale x modelled ns: the scales are the non-negative least
+squares solution over the workloads (median of `repeat` kernel runs each), and the profile is the
+reference constants times their group's scale. The workloads separate the groups: settled pages in
+big and in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
+smart_scan off (the unstable tree walk), and pages merging (merge).
+
+HZ comes from the kernel's configuration (/proc/config.gz, /boot/config-RELEASE); without one, from
+ksmd's measured period at sleep_millisecs 1 (msecs_to_jiffies(1) + 1 ticks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.cost import GROUPS, REFERENCE_NS, CostProfile
+from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
+from engine.scenario import Fill, Pool, Process, Region, Scenario, Stop
+
+PAGES = 8000
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    what: str
+    scenario: Scenario
+    start: int  # full scans before the window
+    end: int  # full scans at its end
+
+
+def _scenario(name: str, processes: list[Process], pools: tuple[Pool, ...] = (), **ksm: int) -> Scenario:
+    knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+    knobs.update(ksm)
+    return Scenario(name=f"calibrate-{name}", description=name, processes=tuple(processes), seed=1, ksm=knobs,
+                    engine={k: v.default for k, v in ENGINE_KNOBS.items()}, pools=pools, events=(), stop=Stop())
+
+
+def workloads(pages: int = PAGES) -> list[Workload]:
+    each = pages // 4
+    pool = (Pool("image", each // 4),)  # 16 copies of every content: no chains at max_page_sharing 256
+    shared = [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)]
+    unique = [Process("app", (Region("heap", pages),))]
+    return [
+        Workload("settled", "settled pages, big batches", _scenario("settled", shared, pool, pages_to_scan=2000,
+                                                                    sleep_millisecs=10), 3, 8),
+        Workload("wakeups", "settled pages, 25 a wake-up", _scenario("wakeups", shared, pool, pages_to_scan=25,
+                                                                     sleep_millisecs=1), 3, 4),
+        Workload("first", "a first pass over new pages", _scenario("first", unique, pages_to_scan=2000,
+                                                                   sleep_millisecs=10), 0, 1),
+        Workload("unique", "unique pages, smart_scan off", _scenario("unique", unique, smart_scan=0, pages_to_scan=2000,
+                                                                     sleep_millisecs=10), 2, 6),
+        Workload("merging", "pages merging (3 passes)", _scenario("merging", shared, pool, pages_to_scan=2000,
+                                                                  sleep_millisecs=10), 0, 3),
+    ]
+
+
+def modelled(w: Workload) -> dict[str, int]:
+    """The model's ksmd CPU ns in the window, per group (only that group's constants on)."""
+    from engine.sim import Simulation
+
+    out = {}
+    for group, names in GROUPS.items():
+        ns = {k: (v if k in names else 0) for k, v in REFERENCE_NS.items()}
+        sim = Simulation(w.scenario, costs=CostProfile(ns, label=f"group {group}"))
+        sim.run(full_scans=w.start) if w.start else None
+        cpu0 = sim.ksm.ksmd_cpu_ns
+        sim.run(full_scans=w.end)
+        out[group] = sim.ksm.ksmd_cpu_ns - cpu0
+    return out
+
+
+def measured(w: Workload) -> float:
+    """ksmd's CPU ns in the window, on the real KSM (takes the machine lock)."""
+    from ksmtui.host.sysfs import ksmd_cpu_ns, ksmd_pid
+    from ksmtui.kernel.run import KernelRun
+
+    pid = ksmd_pid()
+    marks: dict[str, int] = {}
+
+    def until(run: KernelRun) -> bool:  # read at the pass boundaries without pausing ksmd
+        if run.full_scans >= w.start and "start" not in marks:
+            marks["start"] = ksmd_cpu_ns(pid)
+        if run.full_scans >= w.end:
+            marks["end"] = ksmd_cpu_ns(pid)
+            return True
+        return False
+
+    with KernelRun(w.scenario) as run:
+        if w.start == 0:
+            marks["start"] = ksmd_cpu_ns(pid)
+        run.start()
+        run.run(until=until)
+    return marks["end"] - marks["start"]
+
+
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares, by dropping the most negative variable until none is: the
+    system is small (5 x 5) and well separated by the workloads."""
+    free = list(range(a.shape[1]))
+    x = np.zeros(a.shape[1])
+    while free:
+        sol, *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
+        if (sol >= 0).all():
+            x[free] = sol
+            break
+        free.pop(int(np.argmin(sol)))
+    return x
+
+
+def config_hz() -> int | None:
+    """CONFIG_HZ of the running kernel, from its configuration, or None."""
+    release = os.uname().release
+    for path, opener in ((Path("/proc/config.gz"), gzip.open), (Path(f"/boot/config-{release}"), open)):
+        try:
+            with opener(path, "rt") as f:  # type: ignore[operator]
+                m = re.search(r"^CONFIG_HZ=(\d+)$", f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def measured_hz() -> int:
+    """HZ from ksmd's period at sleep_millisecs 1: msecs_to_jiffies(1) = 1 tick, the timer one
+    more, so ksmd wakes every 2 ticks (when its scan takes less than one)."""
+    from ksmtui.kernel.run import KernelRun
+
+    w = workloads(400)[1]
+    scenario = w.scenario
+    with KernelRun(scenario) as run:
+        run.start()
+        run.run(full_scans=1)
+        t0, s0 = time.monotonic(), run.full_scans
+        run.run(full_scans=s0 + 2)
+        t1 = time.monotonic()
+    wakeups = 2 * (400 // 25 + 1)
+    tick_s = (t1 - t0) / wakeups / 2
+    return round(1 / tick_s)
+
+
+def calibrate(repeat: int = 3, say: Callable[[str], None] = print) -> tuple[CostProfile, list[dict]]:
+    """Measure, fit, and return (profile, one row per workload: modelled by group, kernel runs)."""
+    rows = []
+    for w in workloads():
+        say(f"{w.what}: the model")
+        model = modelled(w)
+        runs = []
+        for i in range(repeat):
+            say(f"{w.what}: the real ksmd, run {i + 1}/{repeat} (waits for the machine lock)")
+            runs.append(measured(w))
+        rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs})
+    groups = list(GROUPS)
+    a = np.array([[r["model_ns"][g] for g in groups] for r in rows], dtype=float)
+    b = np.array([statistics.median(r["kernel_ns"]) for r in rows], dtype=float)
+    scales = nnls(a, b)
+    for r, fitted in zip(rows, a @ scales):
+        r["fitted_ns"] = float(fitted)
+    hz = config_hz() or measured_hz()
+    label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d')}"
+    return CostProfile.scaled(dict(zip(groups, (round(float(s), 4) for s in scales))), hz, label), rows
