@@ -69,23 +69,27 @@ class CostProfileError(ValueError):
 @dataclass(frozen=True)
 class CostProfile:
     """ns per operation (REFERENCE_NS's keys) and the HZ ksmd sleeps in; `label` names it in
-    every output ("reference costs", or "this machine, measured DATE")."""
+    every output ("reference costs", or "this machine, measured DATE"). wait_per_cpu: how long
+    ksmd waited runnable for a CPU per ns it ran while calibrating (schedstat), the share of a busy
+    machine's CPU other tasks took from it; its scans last that much longer on the clock."""
 
     ns: Mapping[str, int] = field(default_factory=lambda: dict(REFERENCE_NS))
     hz: int = DEFAULT_HZ
     label: str = REFERENCE_LABEL
     scales: Mapping[str, float] = field(default_factory=dict)  # by group, as fitted (informative)
+    wait_per_cpu: float = 0.0
 
     @classmethod
-    def scaled(cls, scales: Mapping[str, float], hz: int, label: str) -> CostProfile:
+    def scaled(cls, scales: Mapping[str, float], hz: int, label: str, wait_per_cpu: float = 0.0) -> CostProfile:
         ns = dict(REFERENCE_NS)
         for group, factor in scales.items():
             for name in GROUPS[group]:
                 ns[name] = max(0, round(REFERENCE_NS[name] * factor))
-        return cls(ns, hz, label, dict(scales))
+        return cls(ns, hz, label, dict(scales), wait_per_cpu)
 
     def to_json(self) -> dict:
-        return {"hz": self.hz, "label": self.label, "ns": dict(self.ns), "scales": dict(self.scales)}
+        return {"hz": self.hz, "label": self.label, "ns": dict(self.ns), "scales": dict(self.scales),
+                "wait_per_cpu": self.wait_per_cpu}
 
     @classmethod
     def from_json(cls, data: object, where: str) -> CostProfile:
@@ -105,7 +109,10 @@ class CostProfile:
         scales = data.get("scales", {})
         if not isinstance(scales, dict):
             raise CostProfileError(f"{where}: scales: expected an object")
-        return cls(dict(ns), hz, label, {str(k): float(v) for k, v in scales.items()})
+        wait = data.get("wait_per_cpu", 0.0)
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not 0 <= wait <= 1000:
+            raise CostProfileError(f"{where}: wait_per_cpu: expected a number 0..1000")
+        return cls(dict(ns), hz, label, {str(k): float(v) for k, v in scales.items()}, float(wait))
 
 
 REFERENCE = CostProfile()

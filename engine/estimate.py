@@ -41,6 +41,7 @@ import numpy as np
 from engine import cost as cm
 from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture, one_physical_page
 from engine.ksm import SIZEOF_RMAP_ITEM
+from engine.timeline import ksmd_wakes_at
 
 COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
             "general_profit", "full_scans")
@@ -56,20 +57,23 @@ PATHS = {
 }
 
 
-def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int) -> dict[str, float]:
-    """ns per call of each path from the cost model's constants (engine/cost.py), for trees of
+def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int,
+                  profile: cm.CostProfile = cm.REFERENCE) -> dict[str, float]:
+    """ns per call of each path from the cost profile's constants (engine/cost.py), for trees of
     these sizes."""
+    c = profile.ns
     scale = page_size / 4096
-    checksum, memcmp_equal = cm.CHECKSUM_4K * scale, cm.MEMCMP_EQUAL_4K * scale
-    level = cm.TREE_STEP + cm.MEMCMP_DIFFER
+    checksum, memcmp_equal = c["checksum_4k"] * scale, c["memcmp_equal_4k"] * scale
+    level = c["tree_step"] + c["memcmp_differ"]
     walk = (math.log2(stable_nodes + 1) + math.log2(unstable_nodes + 1)) * level
-    unique = cm.SCAN_STEP + cm.CALL + checksum + cm.MERGEABLE_PAGE + walk + cm.INSERT
+    visit = c["scan_step"] + c["call"]
+    unique = visit + checksum + c["mergeable_page"] + walk + c["insert"]
     return {
-        "first_visit": cm.SCAN_STEP + cm.CALL + checksum,
+        "first_visit": visit + checksum,
         "unique": unique,
-        "merge": unique - cm.INSERT + cm.MERGE + memcmp_equal,
-        "zero_merge": cm.SCAN_STEP + cm.CALL + checksum + cm.MERGE + memcmp_equal,
-        "ksm_page": cm.SCAN_STEP + cm.CALL + cm.KSM_EARLY,
+        "merge": unique - c["insert"] + c["merge"] + memcmp_equal,
+        "zero_merge": visit + checksum + c["merge"] + memcmp_equal,
+        "ksm_page": visit + c["ksm_early"],
     }
 
 
@@ -118,7 +122,8 @@ def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.nd
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
              measured_source: str = "", groups: tuple[list[str], np.ndarray] | None = None,
-             salt: np.ndarray | None = None, zero_only: bool = False) -> Estimate:
+             salt: np.ndarray | None = None, zero_only: bool = False,
+             profile: cm.CostProfile = cm.REFERENCE) -> Estimate:
     """The settled state under `knobs` (sysfs names; max_page_sharing, use_zero_pages,
     pages_to_scan, sleep_millisecs are used). merge_any: count the VMAs no one marked mergeable
     too, as if every process had set prctl(PR_SET_MEMORY_MERGE). measured: ns per page by `ksmtui
@@ -216,28 +221,30 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         "general_profit": int(general_profit), "full_scans": passes,
     }
     unstable = int((n == 1).sum() + leftover_per.sum())
-    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source)
+    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source, profile)
     per_pass = [{"first_visit": pages}] if pages else []
     unmerged = pages - ksm_zero - int(merged.sum())
     if pages:
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged})
     if ksm_zero:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    cost = _settle_cost(per_pass, costs, source, knobs)
+    cost = _settle_cost(per_pass, costs, source, knobs, profile)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
     return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps, group_sums)
 
 
-def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:
-    costs = builtin_costs(ps, stable, unstable)
+def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str,
+           profile: cm.CostProfile) -> tuple[dict, dict]:
+    costs = builtin_costs(ps, stable, unstable, profile)
     used = {path: "cost model" for path in costs}
     for path, workload in PATHS.items():
         if measured and workload and measured.get(workload):
             costs[path] = float(measured[workload])
             used[path] = f"measured ({workload})"
-    return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else ""}
+    return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else "",
+                   "profile": profile.label}
 
 
 def not_merging(knobs: dict) -> str | None:
@@ -253,7 +260,7 @@ def not_merging(knobs: dict) -> str | None:
     return None
 
 
-def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -> dict:
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, profile: cm.CostProfile) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
     passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
@@ -277,14 +284,20 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -
     for calls in per_pass:
         pages = sum(calls.values())
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
-        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * cm.WAKEUP
-        wall = cpu + batches * sleep_ms * 1e6
+        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * profile.ns["wakeup"]
+        # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
+        # its batches taken as equally long
+        wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz)
         passes.append({"pages": pages, "calls": calls, "batches": batches,
                               "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
         wall_ns += wall
         cpu_total += cpu
     out.update(wall_s=round(wall_ns / 1e9, 3), ksmd_cpu_s=round(cpu_total / 1e9, 3),
                cpu_share=round(cpu_total / wall_ns, 4) if wall_ns else 0.0)
+    if passes and passes[-1]["wall_s"]:
+        # once settled, every pass is the last one again: what ksmd keeps costing, every day
+        last = passes[-1]
+        out["steady_cpu_ms_per_s"] = round(last["ksmd_cpu_s"] * 1000 / last["wall_s"], 3)
     return out
 
 

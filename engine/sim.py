@@ -57,10 +57,12 @@ class PacedKsm(ObservedKsm):
 
     _wake_ns = 0
     _wake_cpu_ns = 0
+    wait_per_cpu = 0.0  # the cost profile's: waiting for a CPU stretches the scan on the clock
 
     @property
     def now_ns(self) -> int:
-        return self._wake_ns + self.ksmd_cpu_ns - self._wake_cpu_ns
+        cpu = self.ksmd_cpu_ns - self._wake_cpu_ns
+        return self._wake_ns + cpu + int(cpu * self.wait_per_cpu)
 
     @now_ns.setter
     def now_ns(self, value: int) -> None:
@@ -94,6 +96,7 @@ class Simulation:
         self.machine = Machine(scenario.page_size, int(engine["numa_nodes"]))
         self.ksm = PacedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
         self.ksm.cost = CostModel(scenario.page_size, self.seed, costs)
+        self.ksm.wait_per_cpu = costs.wait_per_cpu
         self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
         self.engine_knobs = engine
         self.now_ns = 0
@@ -227,10 +230,13 @@ class Simulation:
         return True
 
     def _end_batch(self) -> None:
-        """ksmd sleeps from the end of its scan (its CPU time is wall time here: nothing else
-        runs) to the tick its timer fires on; a ksmd with nothing to do waits for an event."""
+        """ksmd sleeps from the end of its scan (its CPU time, plus the time it waited for a CPU
+        on a busy machine) to the tick its timer fires on; a ksmd with nothing to do waits for an
+        event."""
         self._in_batch = False
-        self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
+        cpu = self.ksm.ksmd_cpu_ns - self._batch_cpu0
+        # on a busy machine the scan also waits for a CPU: the profile's measured wait per ns of CPU
+        self.now_ns += cpu + int(cpu * self.costs.wait_per_cpu)
         self.scan_end_ns = self.now_ns
         if self.series is not None:
             self.series.append((self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns))

@@ -10,7 +10,9 @@ each workload = sum over groups of scale x modelled ns: the scales are the non-n
 squares solution over the workloads (median of `repeat` kernel runs each), and the profile is the
 reference constants times their group's scale. The workloads separate the groups: settled pages in
 big and in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
-smart_scan off (the unstable tree walk), and pages merging (merge).
+smart_scan off (the unstable tree walk), and pages merging (merge). The time ksmd waited runnable
+for a CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy
+machine a scan lasts that much longer than its CPU time, which moves every later wake-up.
 
 HZ comes from the kernel's configuration (/proc/config.gz, /boot/config-RELEASE); without one, from
 ksmd's measured period at sleep_millisecs 1 (msecs_to_jiffies(1) + 1 ticks).
@@ -60,8 +62,9 @@ def workloads(pages: int = PAGES) -> list[Workload]:
     return [
         Workload("settled", "settled pages, big batches", _scenario("settled", shared, pool, pages_to_scan=2000,
                                                                     sleep_millisecs=10), 3, 8),
-        Workload("wakeups", "settled pages, 25 a wake-up", _scenario("wakeups", shared, pool, pages_to_scan=25,
-                                                                     sleep_millisecs=1), 3, 4),
+        # at the sleep operators use: what a wake-up costs includes the caches it finds cold
+        Workload("wakeups", "settled pages, 100 a wake-up", _scenario("wakeups", shared, pool, pages_to_scan=100,
+                                                                      sleep_millisecs=20), 3, 5),
         Workload("first", "a first pass over new pages", _scenario("first", unique, pages_to_scan=2000,
                                                                    sleep_millisecs=10), 0, 1),
         Workload("unique", "unique pages, smart_scan off", _scenario("unique", unique, smart_scan=0, pages_to_scan=2000,
@@ -86,28 +89,28 @@ def modelled(w: Workload) -> dict[str, int]:
     return out
 
 
-def measured(w: Workload) -> float:
-    """ksmd's CPU ns in the window, on the real KSM (takes the machine lock)."""
-    from ksmtui.host.sysfs import ksmd_cpu_ns, ksmd_pid
+def measured(w: Workload) -> tuple[int, int]:
+    """ksmd's (CPU ns, ns waiting for a CPU) in the window, on the real KSM (takes the machine lock)."""
+    from ksmtui.host.sysfs import ksmd_pid, ksmd_sched_ns
     from ksmtui.kernel.run import KernelRun
 
     pid = ksmd_pid()
-    marks: dict[str, int] = {}
+    marks: dict[str, tuple[int, int]] = {}
 
     def until(run: KernelRun) -> bool:  # read at the pass boundaries without pausing ksmd
         if run.full_scans >= w.start and "start" not in marks:
-            marks["start"] = ksmd_cpu_ns(pid)
+            marks["start"] = ksmd_sched_ns(pid)
         if run.full_scans >= w.end:
-            marks["end"] = ksmd_cpu_ns(pid)
+            marks["end"] = ksmd_sched_ns(pid)
             return True
         return False
 
     with KernelRun(w.scenario) as run:
         if w.start == 0:
-            marks["start"] = ksmd_cpu_ns(pid)
+            marks["start"] = ksmd_sched_ns(pid)
         run.start()
         run.run(until=until)
-    return marks["end"] - marks["start"]
+    return marks["end"][0] - marks["start"][0], marks["end"][1] - marks["start"][1]
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -127,12 +130,12 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def config_hz() -> int | None:
     """CONFIG_HZ of the running kernel, from its configuration, or None."""
     release = os.uname().release
-    for path, opener in ((Path("/proc/config.gz"), gzip.open), (Path(f"/boot/config-{release}"), open)):
+    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{release}")):
         try:
-            with opener(path, "rt") as f:  # type: ignore[operator]
-                m = re.search(r"^CONFIG_HZ=(\d+)$", f.read(), re.M)
-        except OSError:
+            text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        except (OSError, EOFError, gzip.BadGzipFile):
             continue
+        m = re.search(r"^CONFIG_HZ=(\d+)$", text, re.M)
         if m:
             return int(m.group(1))
     return None
@@ -143,8 +146,8 @@ def measured_hz() -> int:
     more, so ksmd wakes every 2 ticks (when its scan takes less than one)."""
     from ksmtui.kernel.run import KernelRun
 
-    w = workloads(400)[1]
-    scenario = w.scenario
+    scenario = _scenario("hz", [Process("app", (Region("heap", 400),))],
+                         pages_to_scan=25, sleep_millisecs=1)
     with KernelRun(scenario) as run:
         run.start()
         run.run(full_scans=1)
@@ -158,21 +161,25 @@ def measured_hz() -> int:
 
 def calibrate(repeat: int = 3, say: Callable[[str], None] = print) -> tuple[CostProfile, list[dict]]:
     """Measure, fit, and return (profile, one row per workload: modelled by group, kernel runs)."""
-    rows = []
+    rows: list[dict] = []
     for w in workloads():
         say(f"{w.what}: the model")
         model = modelled(w)
-        runs = []
+        runs, waits = [], []
         for i in range(repeat):
             say(f"{w.what}: the real ksmd, run {i + 1}/{repeat} (waits for the machine lock)")
-            runs.append(measured(w))
-        rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs})
+            cpu, wait = measured(w)
+            runs.append(cpu)
+            waits.append(wait)
+        rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs, "wait_ns": waits})
     groups = list(GROUPS)
     a = np.array([[r["model_ns"][g] for g in groups] for r in rows], dtype=float)
     b = np.array([statistics.median(r["kernel_ns"]) for r in rows], dtype=float)
     scales = nnls(a, b)
-    for r, fitted in zip(rows, a @ scales):
-        r["fitted_ns"] = float(fitted)
+    for r, fitted in zip(rows, (a @ scales).tolist()):
+        r["fitted_ns"] = fitted
     hz = config_hz() or measured_hz()
-    label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d')}"
-    return CostProfile.scaled(dict(zip(groups, (round(float(s), 4) for s in scales))), hz, label), rows
+    label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
+    wait_per_cpu = sum(sum(r["wait_ns"]) for r in rows) / max(sum(sum(r["kernel_ns"]) for r in rows), 1)
+    scaled = dict(zip(groups, (round(float(x), 4) for x in scales)))
+    return CostProfile.scaled(scaled, hz, label, round(wait_per_cpu, 3)), rows

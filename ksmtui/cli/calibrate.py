@@ -4,6 +4,7 @@ and save the cost profile run, sweep, estimate, parity and the UI use from then 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ksmtui.cli.options import Parser, positive
@@ -40,7 +41,8 @@ def main(argv: list[str]) -> int:
         if opts.json:
             print(json.dumps({"profile": profile.to_json(), "workloads": rows, "saved": str(path)}))
             return 0
-        print(f"costs: {profile.label}; hz {profile.hz}; saved in {path}")
+        print(f"costs: {profile.label}; hz {profile.hz}; ksmd waited {profile.wait_per_cpu:.2f} ns for a CPU "
+              f"per ns it ran (load average {os.getloadavg()[0]:.1f}); saved in {path}")
         print("group scales (x the reference constants): "
               + ", ".join(f"{g} {s:.2f}" for g, s in profile.scales.items()))
         print(f"  {'workload':<34}{'ksmd CPU ms (median)':>22}{'fitted model ms':>18}")

@@ -50,7 +50,7 @@ def cmd_parity(scenario: Scenario, opts: Options) -> int:
         text, ok = parity_report(model, kernel)
         if opts.timing:
             assert sim.series is not None
-            model["timing"] = saving_timing(sim.series)
+            model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
             kernel["timing"] = median_timing([k["timing"] for k in kernels])
             timing_text, timing_ok = timing_report(model, kernel, len(kernels))
             text += "\n" + timing_text

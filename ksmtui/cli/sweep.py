@@ -9,7 +9,8 @@ import json
 import signal
 import sys
 
-from ksmtui.cli.options import Parser, UsageError, positive
+from ksmtui.cli.common import cost_profile
+from ksmtui.cli.options import Parser, UsageError, add_costs, positive
 from ksmtui.sweep.run import (
     GRID_HELP,
     SETTLE_LIMIT,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
     show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")
     p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
+    add_costs(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
     where.add_argument("--workers", type=positive, metavar="N",
@@ -76,7 +78,7 @@ def sweep(opts: argparse.Namespace) -> int:
         check_scheduler(opts.scheduler)
     scenario = load_workload(opts.scenario, opts.merge_any)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
-    stop = Stop(opts.full_scans, opts.until_settled)
+    stop = Stop(opts.full_scans, opts.until_settled, cost_profile(opts.costs))
     if opts.csv:
         try:  # refused now, not after the runs
             open(opts.csv, "a").close()
@@ -94,7 +96,7 @@ def sweep(opts: argparse.Namespace) -> int:
     if interrupted:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "knobs": knobs, "runs": runs}
+                "costs": stop.costs.label, "knobs": knobs, "runs": runs}
     if opts.json:
         print(json.dumps(document))
     elif opts.ui and runs:
@@ -102,7 +104,8 @@ def sweep(opts: argparse.Namespace) -> int:
 
         run_sweep_app(document)
     else:
-        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
+        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU "
+              f"(modelled; costs: {stop.costs.label})")
         print("\n".join(text_report(runs, knobs)))
     if opts.csv:  # after the report: a full disk loses the CSV, not the runs
         try:

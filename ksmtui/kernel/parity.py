@@ -74,7 +74,7 @@ TIME_TOLERANCE = 0.05  # times to 50/90/100% of the saving: within 5% of the ker
 CPU_TOLERANCE = 0.15  # ksmd's CPU to the saving: within 15%
 TIMING_JUDGED = (("time_to_50_ms", TIME_TOLERANCE), ("time_to_90_ms", TIME_TOLERANCE),
                  ("time_to_100_ms", TIME_TOLERANCE), ("ksmd_cpu_to_100_ms", CPU_TOLERANCE))
-TIMING_SHOWN = ("steady_cpu_ms_per_s", "ksmd_cpu_ms")
+TIMING_SHOWN = ("steady_cpu_ms_per_s", "ksmd_cpu_ms", "wait_per_cpu")
 
 
 def _figure(value: float | None) -> str:

@@ -41,6 +41,7 @@ from ksmtui.host.sysfs import (
     ksm_write,
     ksmd_cpu_ns,
     ksmd_pid,
+    ksmd_sched_ns,
     machine_lock,
     numa_nodes,
     read_counters,
@@ -152,7 +153,8 @@ class KernelRun:
         self.timeline = Timeline(scenario.events)
         # with sample: (ns since run=1, general_profit, ksmd's CPU ns since run=1), every ~SAMPLE_S
         self.samples: list[tuple[int, int, int]] | None = [] if sample else None
-        self._ksmd = (0, 0)  # ksmd's pid and its CPU time at run=1
+        self._ksmd = (0, 0, 0)  # ksmd's pid, its CPU time and its runqueue wait at run=1
+        self.ksmd_wait_ns = 0  # ksmd's wait for a CPU since run=1, at the last sample
         self._sampled_at = 0.0
 
     # ------------------------------------------------------------ set up / tear down --
@@ -243,7 +245,7 @@ class KernelRun:
         self.skipped0 = int(ksm_read("pages_skipped"))
         if self.samples is not None:
             pid = ksmd_pid()
-            self._ksmd = (pid, ksmd_cpu_ns(pid))
+            self._ksmd = (pid, *ksmd_sched_ns(pid))
         self.t0 = time.monotonic()
         self._set_run(self.knobs["run"])
         if self.samples is not None:
@@ -252,10 +254,12 @@ class KernelRun:
     def sample(self) -> None:
         """One point of the saving and ksmd's CPU (schedstat: on-CPU ns) since run=1."""
         assert self.samples is not None
-        pid, cpu0 = self._ksmd
+        pid, cpu0, wait0 = self._ksmd
         now = time.monotonic()
         self._sampled_at = now
-        self.samples.append((int((now - self.t0) * 1e9), int(ksm_read("general_profit")), ksmd_cpu_ns(pid) - cpu0))
+        cpu, wait = ksmd_sched_ns(pid)
+        self.ksmd_wait_ns = wait - wait0
+        self.samples.append((int((now - self.t0) * 1e9), int(ksm_read("general_profit")), cpu - cpu0))
 
     def _set_run(self, value: int) -> None:
         ksm_write("run", value)
@@ -442,8 +446,10 @@ class KernelRun:
             "notes": list(self.notes),
         }
         if self.samples is not None:
-            out["timing"] = saving_timing(self.samples, first_at_midpoint=True)
-            out["ksmd_cpu_ns"] = self.samples[-1][2]
+            cpu = self.samples[-1][2]
+            out["ksmd_cpu_ns"] = cpu
+            out["timing"] = {**saving_timing(self.samples, first_at_midpoint=True),
+                             "wait_per_cpu": round(self.ksmd_wait_ns / cpu, 3) if cpu else None}
         if self.trace is not None:
             self.trace.stop()
             out["trace"] = self.trace.result()
