@@ -78,11 +78,11 @@ class Simulation:
         self.costs = costs
         overrides = dict(overrides or {})
         engine: dict[str, int | str] = {k: v.default for k, v in ENGINE_KNOBS.items()}
-        engine["hz"] = costs.hz  # the profile's machine, unless the scenario or --set says
         engine.update(scenario.engine)
         engine.update({k: v for k, v in overrides.items() if k in ENGINE_KNOBS})
         if flow is not None:
             engine["flow"] = flow
+        engine["hz"] = engine["hz"] or costs.hz  # 0: the profile's machine; recorded in result()
         knobs: dict[str, int | str] = {k: v.default for k, v in KSM_KNOBS.items()}
         knobs.update(scenario.ksm)
         knobs.update({k: v for k, v in overrides.items() if k in KSM_KNOBS})

@@ -176,7 +176,21 @@ def test_same_seed_same_run(name):
     assert a == b
 
 
+def test_timing_settles_in_its_third_pass_at_a_pinned_pace():
+    """The reference profile (conftest pins it), HZ 250: 81 wake-ups a pass, every 24 ms at
+    sleep_millisecs 20; the saving is whole in the third pass."""
+    from engine.timeline import saving_timing
+
+    sim = Simulation(load_scenario("timing"))
+    sim.record_series()
+    assert sim.run() == "full_scans reached 4"
+    assert sim.ksm.general_profit() == 22_016_000 and sim.now_ns == 4 * 81 * 24_000_000
+    t = saving_timing(sim.series or [])
+    assert 2 * 81 * 24 < t["time_to_100_ms"] < 3 * 81 * 24
+    assert t["time_to_50_ms"] < t["time_to_90_ms"] < t["time_to_100_ms"] and t["steady_cpu_ms_per_s"] > 0
+
+
 def test_every_builtin_is_covered_here():
     covered = {"default", "hackbench", "fleet", "zero-pages", "zero-pages-use-zero", "chains", "fork-heavy",
-               "numa", "smart-scan", "advisor", "large"}
+               "numa", "smart-scan", "advisor", "large", "timing"}
     assert {name for name, _ in builtin_scenarios()} == covered
