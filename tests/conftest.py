@@ -22,7 +22,7 @@ def _pinned_costs(tmp_path_factory, monkeypatch):
     it with ksmtui.host.costs (in a temporary directory of its own)."""
     from ksmtui.host import costs
 
-    path = tmp_path_factory.mktemp("cache") / "ksmtui" / "ksmd-costs.json"
+    path = tmp_path_factory.mktemp("cache") / "ksmtui" / "ksmd-costs.json"  # the profile: beside it
     real, env = costs.cache_file, os.environ.get("XDG_CACHE_HOME")
     # a test that sets XDG_CACHE_HOME itself gets the file there; vmlab's cache stays where it is
     monkeypatch.setattr(costs, "cache_file", lambda: real() if os.environ.get("XDG_CACHE_HOME") != env else path)

@@ -59,9 +59,12 @@ def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
     assert costs.load_profile() is REFERENCE
     mine = CostProfile.scaled({"scan": 0.5}, 1000, "this machine, measured today")
     costs.save_profile(mine)
+    costs.save({"settled": 400.0}, 1000)  # the bench rewriting its file keeps the profile
     assert costs.load_profile() == mine and costs.load_profile("reference") is REFERENCE
-    assert costs.load_profile(str(costs.cache_file())) == mine
-    assert costs._entries()["settled"][1000]["ns_per_page"] == 500.0  # kept beside the profile
+    assert costs.load_profile(str(costs.profile_file())) == mine
+    assert costs._entries()["settled"][1000]["ns_per_page"] == 400.0
+    with pytest.raises(CostProfileError, match="expected a cost profile"):
+        costs.load_profile(str(costs.cache_file()))
     assert cli(["run", "scenarios/timing.toml", "--full-scans", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["costs"], out["hz"]) == ("this machine, measured today", 1000)

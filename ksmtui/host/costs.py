@@ -1,11 +1,12 @@
 """This machine's ksmd as measured here: the cost profile every model run uses, and the bench's
 per-workload costs for `ksmtui estimate`.
 
-The file is $XDG_CACHE_HOME/ksmtui/ksmd-costs.json (~/.cache/ksmtui/ when XDG_CACHE_HOME is not
-set). Its "profile" is what `ksmtui calibrate` measured (engine/cost.py CostProfile: ns per
-operation by group, the kernel's HZ, and a label naming the machine and the date): run, sweep,
-estimate, parity and the UI use it when present, and say so ("costs: ..."), unless --costs
-reference or --costs FILE pins one. Its "workloads" are ns of ksmd CPU per scanned page, by bench
+The files are in $XDG_CACHE_HOME/ksmtui/ (~/.cache/ksmtui/ when XDG_CACHE_HOME is not set).
+ksmd-profile.json is what `ksmtui calibrate` measured (engine/cost.py CostProfile: ns per operation
+by group, the kernel's HZ, ksmd's wait for a CPU, and a label naming the machine and the date):
+run, sweep, estimate, parity and the UI use it when present, and say so ("costs: ..."), unless
+--costs reference or --costs FILE pins one. (A file of its own: older ksmtui versions rewrite
+ksmd-costs.json whole.) ksmd-costs.json's "workloads" are ns of ksmd CPU per scanned page, by bench
 workload ("settled", "unique", "changing", ...) and by the number of pages it was measured on,
 with the kernel and the date. The cost of a path grows with the trees (the unique path walks
 ~log2(pages) levels), so each size is kept and an estimate takes, per workload, the measurement
@@ -28,6 +29,10 @@ def cache_file() -> Path:
     return Path(base) / "ksmtui" / "ksmd-costs.json"
 
 
+def profile_file() -> Path:
+    return cache_file().with_name("ksmd-profile.json")
+
+
 def _read() -> dict:
     try:
         data = json.loads(cache_file().read_text())
@@ -36,8 +41,8 @@ def _read() -> dict:
         return {}
 
 
-def _write(data: dict) -> Path:
-    path = cache_file()
+def _write(data: dict, path: Path | None = None) -> Path:
+    path = path or cache_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -47,19 +52,17 @@ def _write(data: dict) -> Path:
 
 def save_profile(profile: CostProfile) -> Path:
     """The calibrated profile, beside the bench's workloads."""
-    data = _read()
-    data["profile"] = profile.to_json()
-    return _write(data)
+    return _write(profile.to_json(), profile_file())
 
 
 def load_profile(choice: str | None = None) -> CostProfile:
-    """The profile a model run uses: choice "reference" (the built-in constants), a FILE (a saved
-    cache file, or a bare profile object), or None: this machine's calibrated one when saved,
-    else the reference. A bad file raises CostProfileError (one line: the file, what was expected)."""
+    """The profile a model run uses: choice "reference" (the built-in constants), a FILE (one
+    calibrate saved), or None: this machine's calibrated one when saved, else the reference. A bad
+    file raises CostProfileError (one line: the file, what was expected)."""
     if choice == "reference":
         return REFERENCE
     if choice is None:
-        path = cache_file()
+        path = profile_file()
         if not path.exists():
             return REFERENCE
     else:
@@ -71,11 +74,7 @@ def load_profile(choice: str | None = None) -> CostProfile:
     except ValueError as err:
         raise CostProfileError(f"{path}: not JSON ({err})") from None
     if isinstance(data, dict) and "ns" not in data:
-        if "profile" not in data:
-            if choice is None:  # the bench saved workloads only: no calibration yet
-                return REFERENCE
-            raise CostProfileError(f"{path}: expected a cost profile (ksmtui calibrate writes one)")
-        data = data["profile"]
+        raise CostProfileError(f"{path}: expected a cost profile (ksmtui calibrate writes one)")
     return CostProfile.from_json(data, str(path))
 
 
