@@ -127,6 +127,7 @@ class Simulation:
         self._batch_left = 0
         self._in_batch = False
         self.scan_end_ns = 0  # when the last wake-up's scan ended (ksmd went to sleep)
+        self._waited_ns = 0  # ksmd's wait for a CPU so far (the profile's wait_per_cpu): off the tick grid
         # (scan end ns, general_profit, ksmd CPU ns) after each wake-up, once record_series() is called
         self.series: list[tuple[int, int, int]] | None = None
         self._batch_cpu0 = 0
@@ -230,18 +231,22 @@ class Simulation:
         return True
 
     def _end_batch(self) -> None:
-        """ksmd sleeps from the end of its scan (its CPU time, plus the time it waited for a CPU
-        on a busy machine) to the tick its timer fires on; a ksmd with nothing to do waits for an
-        event."""
+        """ksmd sleeps from the end of its scan to the tick its timer fires on; a ksmd with
+        nothing to do waits for an event. On a busy machine ksmd also waits for a CPU (the
+        profile's wait_per_cpu, the mean schedstat measured): those waits fall at random phases
+        of the tick, so a wait of d moves the next wake-up by d on average (a wait crosses a tick
+        boundary with probability d / tick); the model adds the mean and keeps the ticks where
+        ksmd's own CPU time puts them."""
         self._in_batch = False
         cpu = self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        # on a busy machine the scan also waits for a CPU: the profile's measured wait per ns of CPU
-        self.now_ns += cpu + int(cpu * self.costs.wait_per_cpu)
-        self.scan_end_ns = self.now_ns
+        on_ticks = self.now_ns - self._waited_ns + cpu
+        self._waited_ns += int(cpu * self.costs.wait_per_cpu)
+        self.now_ns = self.scan_end_ns = on_ticks + self._waited_ns
         if self.series is not None:
             self.series.append((self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns))
         if self.ksm.ksmd_should_run():
-            self.now_ns = ksmd_wakes_at(self.now_ns, self.ksm.knobs["sleep_millisecs"], int(self.engine_knobs["hz"]))
+            hz = int(self.engine_knobs["hz"])
+            self.now_ns = ksmd_wakes_at(on_ticks, self.ksm.knobs["sleep_millisecs"], hz) + self._waited_ns
         self._recent.append(self._hist_copy())
 
     def record_series(self) -> None:

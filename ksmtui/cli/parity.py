@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from engine.scenario import Scenario
@@ -52,6 +53,15 @@ def cmd_parity(scenario: Scenario, opts: Options) -> int:
             assert sim.series is not None
             model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
             kernel["timing"] = median_timing([k["timing"] for k in kernels])
+            if kernel["timing"]["wait_per_cpu"] is not None:
+                # the same model under the load the kernel met: the pacing apart from the load
+                loaded = replace(costs, wait_per_cpu=kernel["timing"]["wait_per_cpu"])
+                again = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides),
+                                   costs=loaded)
+                again.record_series()
+                again.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
+                assert again.series is not None
+                model["timing_at_kernel_wait"] = {**saving_timing(again.series), "wait_per_cpu": loaded.wait_per_cpu}
             timing_text, timing_ok = timing_report(model, kernel, len(kernels))
             text += "\n" + timing_text
             ok = ok and timing_ok

@@ -109,5 +109,12 @@ def timing_report(model: dict, kernel: dict, runs: int) -> tuple[str, bool]:
         note = f"  <-- beyond {tol:.0%}" if off else ("  (not judged)" if tol is None else "")
         lines.append(f"  {key:<28}{_figure(mv):>14}{_figure(kv):>14}{diff:>9}{note}")
         bad += off
+    loaded = model.get("timing_at_kernel_wait")
+    if loaded is not None:
+        lines.append(f"  the model at ksmd's measured wait ({loaded['wait_per_cpu']:.2f} ns per ns of CPU; not judged):")
+        for key in ("time_to_50_ms", "time_to_90_ms", "time_to_100_ms"):
+            mv, kv = loaded.get(key), k.get(key)
+            diff = f"{(mv - kv) / kv:+.1%}" if mv is not None and kv else ""
+            lines.append(f"    {key:<26}{_figure(mv):>14}{_figure(kv):>14}{diff:>9}")
     lines.append("timing: within tolerance" if not bad else f"timing: {bad} figure{'s' if bad > 1 else ''} beyond tolerance")
     return "\n".join(lines), not bad
