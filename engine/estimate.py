@@ -286,8 +286,8 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
         cpu = sum(costs[path] * k for path, k in calls.items()) + batches * profile.ns["wakeup"]
         # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
-        # its batches taken as equally long
-        wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz)
+        # its batches taken as equally long; and ksmd's mean wait for a CPU (engine/sim.py _end_batch)
+        wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
         passes.append({"pages": pages, "calls": calls, "batches": batches,
                               "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
         wall_ns += wall

@@ -91,3 +91,21 @@ def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
     a = np.array(rows, dtype=float)
     truth = np.array([0.9, 0.6, 1.1, 0.5, 0.2])
     assert np.allclose(nnls(a, a @ truth), truth)
+
+
+def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_cost():
+    from engine import capture as fmt
+    from engine.estimate import estimate
+    from engine.knobs import KSM_KNOBS
+
+    cap = fmt.from_contents([(1, "a", [(fmt.MERGEABLE, [1, 1, 2, 3] * 50)])])
+    knobs = {k: v.default for k, v in KSM_KNOBS.items()}
+    ref = estimate(cap, knobs).cost
+    # 200 pages at 100 a wake-up: 3 wake-ups a pass, every 24 ms at HZ 250 and sleep_millisecs 20
+    assert all(p["wall_s"] == 0.072 for p in ref["passes"])
+    last = ref["passes"][-1]
+    assert ref["steady_cpu_ms_per_s"] == round(last["ksmd_cpu_s"] * 1000 / last["wall_s"], 3) > 0
+    assert ref["costs"]["profile"] == "reference costs"
+    half = estimate(cap, knobs, profile=CostProfile.scaled(dict.fromkeys(GROUPS, 0.5), 1000, "half")).cost
+    assert half["costs"]["profile"] == "half" and half["ns_per_page"]["ksm_page"] * 2 == ref["ns_per_page"]["ksm_page"]
+    assert half["passes"][0]["wall_s"] == 0.063  # 21 ms a wake-up at HZ 1000
