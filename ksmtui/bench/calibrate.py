@@ -10,7 +10,7 @@ each workload = sum over groups of scale x modelled ns: the scales are the non-n
 squares solution over the workloads (median of `repeat` kernel runs each), and the profile is the
 reference constants times their group's scale. The workloads separate the groups: settled pages in
 big and in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
-smart_scan off (the unstable tree walk), and pages merging (merge). The time ksmd waited runnable
+smart_scan off (the unstable tree walk), and pages merging (merge) in big and in small batches. The time ksmd waited runnable
 for a CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy
 machine a scan lasts that much longer than its CPU time, which moves every later wake-up.
 
@@ -71,6 +71,9 @@ def workloads(pages: int = PAGES) -> list[Workload]:
                                                                      sleep_millisecs=10), 2, 6),
         Workload("merging", "pages merging (3 passes)", _scenario("merging", shared, pool, pages_to_scan=2000,
                                                                   sleep_millisecs=10), 0, 3),
+        # the same in small batches, 20 ms apart: every batch finds the trees and pages cold
+        Workload("merging-small", "pages merging, 100 a wake-up", _scenario("merging-small", shared, pool,
+                                                                            pages_to_scan=100, sleep_millisecs=20), 0, 2),
     ]
 
 
@@ -115,7 +118,7 @@ def measured(w: Workload) -> tuple[int, int]:
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Non-negative least squares, by dropping the most negative variable until none is: the
-    system is small (5 x 5) and well separated by the workloads."""
+    system is small (6 x 5) and well separated by the workloads."""
     free = list(range(a.shape[1]))
     x = np.zeros(a.shape[1])
     while free:
