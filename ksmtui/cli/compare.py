@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from ksmtui.cli.common import load, run_to_stop
+from ksmtui.cli.common import cost_profile, load, run_to_stop
 from ksmtui.cli.options import parse_args
 
 
@@ -16,8 +16,9 @@ def main(argv: list[str]) -> int:
     opts = parse_args("compare", argv)
     scenario = load(opts)
     snapshots = []
+    costs = cost_profile(opts.costs)
     for flow in ("legacy", "optimized"):
-        sim = Simulation(scenario, flow=flow)
+        sim = Simulation(scenario, flow=flow, costs=costs)
         run_to_stop(sim, scenario, opts, f"{scenario.name} ({flow})")
         snapshots.append(sim.snapshot(tree_limit=0))
         del sim
