@@ -23,7 +23,8 @@ def main(argv: list[str]) -> int:
         snapshots.append(sim.snapshot(tree_limit=0))
         del sim
         gc.collect()  # a simulation is a web of cycles: free the first before the second is built
-    sys.stdout.write(compare_report(*snapshots))
+    head, _, rest = compare_report(*snapshots).partition("\n")
+    sys.stdout.write(f"{head} (costs: {costs.label})\n{rest}")
     return 0
 
 
