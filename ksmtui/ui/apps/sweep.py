@@ -78,7 +78,8 @@ class SweepApp(App):
         self.document = document
         self.runs = document["runs"]
         self.sub_title = f"{document['scenario']}: {len(self.runs)} runs, {document['stop']}" + (
-            "" if document["complete"] else " (interrupted)")
+            "" if document["complete"] else " (interrupted)") + (
+            f"; costs: {document['costs']}" if document.get("costs") else "")
 
     def compose(self) -> ComposeResult:
         yield Static(id="front")
