@@ -7,7 +7,7 @@
 
 A section is the text between `<!-- gen:NAME -->` and `<!-- /gen:NAME -->` in a doc; it is
 replaced as a whole, starting with the date and the machine it was made on. Run it from the
-checkout with the project's venv (the `ksmtui` it runs is `python -m ksmtui.cli`).
+checkout with the project's venv (the `ksmtui` it runs is `python -m ksmtui`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROOT = DOCS.parent
 
 
 def ksmtui(*args: str, check: bool = True) -> str:
-    p = subprocess.run([sys.executable, "-m", "ksmtui.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "ksmtui", *args], cwd=ROOT, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise SystemExit(f"gen: ksmtui {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
     return p.stdout
@@ -76,7 +76,7 @@ def fidelity() -> str:
     rows = ["| scenario | verdict | " + " | ".join(SETTLED) + " |", "|---|---|" + "---|" * len(SETTLED)]
     kernel = ""
     for name, _ in builtin_scenarios():
-        p = subprocess.run([sys.executable, "-m", "ksmtui.cli", "parity", name, "--json"], cwd=ROOT,
+        p = subprocess.run([sys.executable, "-m", "ksmtui", "parity", name, "--json"], cwd=ROOT,
                            capture_output=True, text=True)
         if p.returncode == 2 or not p.stdout.strip():
             rows.append(f"| {name} | not run: {p.stderr.strip().removeprefix('ksmtui: ')} |" + " |" * len(SETTLED))
@@ -135,9 +135,11 @@ def timing_rows(results: list[dict]) -> list[str]:
         m, k = r["model"], r["kernel"]
         mt, kt = m["timing"], k["timing"]
         same = m["ksm"]["general_profit"] == k["ksm"]["general_profit"]
-        saving = f"{m['ksm']['general_profit']:,}" if same else f"**{m['ksm']['general_profit']:,} / {k['ksm']['general_profit']:,}**"
+        mp, kp = m["ksm"]["general_profit"], k["ksm"]["general_profit"]
+        saving = f"{mp:,}" if same else f"**{mp:,} / {kp:,}**"
         rows.append(f"| {m['knobs']['pages_to_scan']} | {m['knobs']['sleep_millisecs']} | {saving} | "
-                    f"{cell(mt['time_to_90_ms'], kt['time_to_90_ms'], 5)} | {cell(mt['time_to_100_ms'], kt['time_to_100_ms'], 5)} | "
+                    f"{cell(mt['time_to_90_ms'], kt['time_to_90_ms'], 5)} | "
+                    f"{cell(mt['time_to_100_ms'], kt['time_to_100_ms'], 5)} | "
                     f"{cell(mt['ksmd_cpu_to_100_ms'], kt['ksmd_cpu_to_100_ms'], 15)} | "
                     f"{cell(mt['steady_cpu_ms_per_s'], kt['steady_cpu_ms_per_s'])} | "
                     f"{mt['wait_per_cpu']:.2f} / {kt['wait_per_cpu']:.2f} |")

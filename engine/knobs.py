@@ -51,7 +51,8 @@ class Knob:
         if isinstance(value, bool):
             value = int(value)
         if isinstance(value, int) and self.parse_max is not None and value > self.parse_max:
-            raise KnobError(f"ERANGE: beyond the kernel's int ({self.parse_max}); expected {self.expected}, got {value!r}")
+            raise KnobError(f"ERANGE: beyond the kernel's int ({self.parse_max}); expected {self.expected}, got "
+                            f"{value!r}")
         if not isinstance(value, int) or value < self.low or (self.high is not None and value > self.high):
             raise KnobError(f"expected {self.expected}, got {value!r}")
         return value

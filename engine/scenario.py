@@ -27,6 +27,7 @@ import numpy as np
 from engine.capture import CAPTURED_REASONS, MERGEABLE, Capture, CaptureError, comparable
 from engine.capture import load as load_capture
 from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KSM_KNOBS, KnobError
+from engine.memory import MemInfo, MemPoint
 
 
 class ScenarioError(Exception):
@@ -74,6 +75,14 @@ class Region:
     pages: int
     mergeable: bool = True
     fill: Fill = field(default_factory=Fill)
+    thp: float = 0.0  # the share of its PMD-aligned extents faulted in as transparent huge pages
+
+    def huge_extents(self, hpage_pmd_nr: int) -> list[int]:
+        """Which extents of hpage_pmd_nr pages (counted from the region's start, which is
+        PMD-aligned when thp > 0) are THPs: a share `thp` of them, spread evenly, the same in the
+        model and on the real kernel."""
+        thp = self.thp
+        return [k for k in range(self.pages // hpage_pmd_nr) if int((k + 1) * thp) > int(k * thp)]
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class Process:
     count: int = 1
     node: int = 0
     merge_any: bool = False
+    cmdline: str = ""  # [memory] extension: the command line controllers match ("" = the name)
 
     def instance_names(self) -> list[str]:
         if self.count == 1:
@@ -130,6 +140,7 @@ class Scenario:
     stop: Stop = field(default_factory=Stop)
     path: Path | None = None
     memory: int = 0  # bytes one simulation of it needs at its peak (the loader's estimate)
+    meminfo: MemInfo | None = None  # the [memory] table (engine/memory.py), None without one
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,7 +249,8 @@ class _Table:
         """A name that globs match: none of * ? [ ] in it."""
         value = self.shown_name(key)
         if not value or value.strip() != value or GLOB_CHARS & set(value):
-            raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got {value!r}")
+            raise self.error(key, f"expected a non-empty name without spaces at its ends or any of * ? [ ], got "
+                                  f"{value!r}")
         return value
 
     @overload
@@ -317,7 +329,8 @@ def _read_knobs(file: str, name: str, data: object, knobs: dict) -> dict:
         # The kernel refuses pages_to_scan while the advisor runs, and selecting scan-time starts
         # it at advisor_min_pages_to_scan.
         if table.has("pages_to_scan"):
-            raise table.error("pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL); leave it out')
+            raise table.error("pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" '
+                                               '(EINVAL); leave it out')
         values["pages_to_scan"] = values["advisor_min_pages_to_scan"]
     return values
 
@@ -384,25 +397,29 @@ class _Loader:
         except ValueError:
             raise table.error("vma", f"expected the VMA's start address in hex (\"0x7f...\"), got {text!r}") from None
         if pid not in cap.proc_pid:
-            raise table.error("pid", f"{path.name} has no process {pid} (it has {_names([str(p) for p in cap.proc_pid.tolist()])})")
+            raise table.error("pid", f"{path.name} has no process {pid} (it has "
+                                     f"{_names([str(p) for p in cap.proc_pid.tolist()])})")
         v = cap.vma_index(pid, start)
         if v is None:
             raise table.error("vma", f"process {pid} in {path.name} has no VMA starting at {start:#x}")
         if cap.vma_reason[v] not in CAPTURED_REASONS:
-            raise table.error("vma", f"the VMA at {start:#x} of process {pid} holds no captured pages (KSM cannot merge it)")
+            raise table.error("vma", f"the VMA at {start:#x} of process {pid} holds no captured pages (KSM cannot "
+                                     "merge it)")
         have = len(cap.vma_contents(v))
         if have != region_pages:
             raise table.error("pages", f"the VMA at {start:#x} of process {pid} has {have:,} pages ksmd scans; "
                                        f"expected pages = {have}, got {region_pages}")
         page_size = int(cap.meta["page_size"])
         if page_size != self.page_size:
-            raise table.error("capture", f"{path.name} has {page_size}-byte pages, the scenario's page_size is {self.page_size}")
+            raise table.error("capture", f"{path.name} has {page_size}-byte pages, the scenario's page_size is "
+                                         f"{self.page_size}")
         return Fill("capture", capture=path, pid=pid, vma=start)
 
     # -- the whole file ---------------------------------------------------------------------------
     def scenario(self, data: dict) -> Scenario:
         file = self.file
-        top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process", "event", "stop"))
+        top = _Table(file, "", data, ("name", "description", "seed", "page_size", "ksm", "engine", "pool", "process",
+                                      "event", "stop", "memory"))
         name = top.shown_name("name")
         if not name.strip():
             raise top.error("name", "expected a non-empty string")
@@ -431,18 +448,62 @@ class _Loader:
         stop = Stop(stop_t.integer("full_scans", None, low=1), stop_t.integer("after_ms", None, low=1))
 
         memory = self.check_size(top, processes, events, pools, page_size)
+        meminfo = self.meminfo(data["memory"], processes) if "memory" in data else None
         return Scenario(
             name=name, processes=processes, description=description, seed=seed, page_size=page_size,
             ksm=ksm, engine=engine, pools=tuple(pools.values()), events=events, stop=stop, memory=memory,
+            meminfo=meminfo,
         )
+
+    # -- [memory]: the host's /proc/meminfo for controllers (docs/controllers.md) -----------------
+    _POINT_KEYS = ("mem_free_kb", "buffers_kb", "cached_kb", "mem_available_kb", "rss_extra_kb")
+
+    def meminfo(self, raw: object, processes: tuple[Process, ...]) -> MemInfo:
+        t = _Table(self.file, "memory", raw, ("mem_total_kb", *self._POINT_KEYS, "point"))
+        total = t.integer("mem_total_kb", low=1, high=2**50)
+        names = {n for p in processes for n in p.instance_names()}
+        first = self.mem_point(t, 0, None, total, names)
+        points = [first]
+        for i, raw_p in enumerate(t.tables("point", "memory.point")):
+            pt = _Table(self.file, f"memory.point[{i}]", raw_p, ("at_ms", *self._POINT_KEYS))
+            at = pt.integer("at_ms", low=0)
+            if at < points[-1].at_ms or (i == 0 and at == 0):
+                raise pt.error("at_ms", f"expected a time after the previous point's ({points[-1].at_ms} ms), got {at}")
+            points.append(self.mem_point(pt, at, points[-1], total, names))
+        return MemInfo(total, tuple(points))
+
+    def mem_point(self, t: _Table, at: int, prev: MemPoint | None, total: int, names: set[str]) -> MemPoint:
+        def kb(key: str, default: int | _Missing) -> int:
+            return t.integer(key, default, low=0, high=total)
+        # a point changes what it names; the rest holds from the point before
+        free = kb("mem_free_kb", prev.mem_free_kb if prev else _MISSING)
+        buffers = kb("buffers_kb", prev.buffers_kb if prev else 0)
+        cached = kb("cached_kb", prev.cached_kb if prev else 0)
+        moved = prev is None or any(t.has(k) for k in ("mem_free_kb", "buffers_kb", "cached_kb"))
+        # MemAvailable, when not given: what is free, in buffers or cached (the kernel's estimate
+        # takes a part of the caches' reclaimable share; a scenario that cares gives it)
+        available = kb("mem_available_kb", min(free + buffers + cached, total) if moved or prev is None
+                       else prev.mem_available_kb)
+        raw_rss = t.data.get("rss_extra_kb", {})
+        if not isinstance(raw_rss, dict):
+            raise t.error("rss_extra_kb", f"expected a table of process name = kB, got {_show(raw_rss)}")
+        rss = []
+        for name, value in raw_rss.items():
+            if name not in names:
+                raise t.error("rss_extra_kb", f"no process {name!r} (processes: {_names(sorted(names))})")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise t.error("rss_extra_kb", f"expected an integer >= 0 (kB) for {name!r}, got {_show(value)}")
+            rss.append((name, value))
+        return MemPoint(at, free, buffers, cached, available, tuple(rss))
 
     def processes(self, top: _Table, pools: dict[str, Pool], numa_nodes: int) -> tuple[Process, ...]:
         raw_list = top.tables("process")
         if not raw_list:
-            raise top.error("process", "missing; expected at least one [[process]] with at least one [[process.region]]")
+            raise top.error("process", "missing; expected at least one [[process]] with at least one "
+                                       "[[process.region]]")
         processes, names, mapped = [], set(), 0
         for i, raw in enumerate(raw_list):
-            t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region"))
+            t = _Table(self.file, f"process[{i}]", raw, ("name", "count", "node", "merge_any", "region", "cmdline"))
             pname = t.name_()
             count = t.integer("count", 1, low=1)
             node = t.integer("node", 0, low=0)
@@ -454,16 +515,19 @@ class _Loader:
                 raise t.error("region", "missing; expected at least one [[process.region]]")
             regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
-                r = _Table(self.file, f"process[{i}].region[{j}]", raw_r, ("name", "pages", "mergeable", *ALL_FILL_KEYS))
+                r = _Table(self.file, f"process[{i}].region[{j}]", raw_r,
+                           ("name", "pages", "mergeable", "thp", *ALL_FILL_KEYS))
                 rname, rpages = r.name_(), r.integer("pages", low=1)
-                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
+                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages),
+                                self.thp(r, rpages))
                 if region.name in regions:
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
                 regions[region.name] = region
             mapped += count * sum(r.pages for r in regions.values())
             # Checked here, before count names are made: count = 10**12 must not exhaust memory.
             _check_pages(t, "count" if count > 1 else "region", mapped)
-            process = Process(pname, tuple(regions.values()), count, node, merge_any)
+            cmdline = printable(t.string("cmdline", ""))
+            process = Process(pname, tuple(regions.values()), count, node, merge_any, cmdline)
             for instance in process.instance_names():
                 if instance in names:
                     raise t.error("name", f"duplicate process name {instance!r}")
@@ -472,7 +536,8 @@ class _Loader:
         return tuple(processes)
 
     # -- events -----------------------------------------------------------------------------------
-    def events(self, top: _Table, processes: tuple[Process, ...], pools: dict[str, Pool], numa_nodes: int) -> tuple[Event, ...]:
+    def events(self, top: _Table, processes: tuple[Process, ...], pools: dict[str, Pool],
+               numa_nodes: int) -> tuple[Event, ...]:
         raw_list = top.tables("event")
         tables = []
         for i, raw in enumerate(raw_list):
@@ -480,7 +545,8 @@ class _Loader:
             action = t.string("action", choices=ACTIONS)
             for key in t.data:
                 if key != "action" and key not in TRIGGER_KEYS and key not in ACTION_KEYS[action]:
-                    raise t.error(key, f'does not go with action = "{action}" (it takes {", ".join(ACTION_KEYS[action])})')
+                    raise t.error(key, f'does not go with action = "{action}" (it takes '
+                                       f'{", ".join(ACTION_KEYS[action])})')
             tables.append((t, action))
 
         # Every process that can ever exist, with its regions: the declared ones, then fork children,
@@ -502,7 +568,8 @@ class _Loader:
             matched = _glob(all_names, glob)
             if len(matched) != 1:
                 found = f"matches {len(matched)} ({_names(matched)})" if matched else "matches no process"
-                raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name is unique")
+                raise t.error("process", f"{glob!r} {found}; a fork needs exactly one parent so that its child's name "
+                                         "is unique")
             parent_of[child] = matched[0]
         for child, (t, _) in children.items():
             # Up the forks to a process whose regions are known (declared, or a child done before):
@@ -510,7 +577,8 @@ class _Loader:
             path, name = [child], parent_of[child]
             while name not in regions:
                 if name in path:
-                    raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a cycle of forks)")
+                    raise t.error("process", f"fork of {child!r} does not lead back to a declared [[process]] (a "
+                                             "cycle of forks)")
                 path.append(name)
                 name = parent_of[name]
             for c in path:
@@ -543,14 +611,16 @@ class _Loader:
         if repeat_ms is not None and action in ("fork", "exit"):
             raise t.error("repeat_ms", f"a process can {action} only once; expected no repeat_ms on {action}")
 
-        event = partial(Event, index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans, repeat_ms=repeat_ms,
+        event = partial(Event, index=index, action=action, at_ms=at_ms, at_full_scans=at_full_scans,
+                        repeat_ms=repeat_ms,
                         until_ms=until_ms)
         if action == "set":
             knob = t.string("knob")
             if knob not in ALL_KNOBS:
                 raise t.error("knob", f"unknown knob {knob!r}; expected one of {', '.join(ALL_KNOBS)}")
             if knob == "numa_nodes":
-                raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in [engine]")
+                raise t.error("knob", "numa_nodes is the machine's shape and cannot change while it runs; set it in "
+                                      "[engine]")
             if not t.has("value"):
                 raise t.error("value", f"missing; expected {ALL_KNOBS[knob].expected}")
             try:
@@ -593,6 +663,22 @@ class _Loader:
             self.random_written += sum(sizes)
         return event(process=glob, region=region_name, pages=pages, fraction=fraction, fill=fill)
 
+    def thp(self, t: _Table, pages: int) -> float:
+        """A region's `thp`: true (every PMD-aligned extent huge), false, or the share 0..1 of them."""
+        value = t.data.get("thp", False)
+        if isinstance(value, bool):
+            share = 1.0 if value else 0.0
+        elif isinstance(value, (int, float)) and 0 <= value <= 1:
+            share = float(value)
+        else:
+            raise t.error("thp", "expected true, false or a number 0..1 (the share of its huge extents), "
+                                 f"got {_show(value)}")
+        nr = self.page_size // 8  # PTRS_PER_PTE: the pages a PMD maps
+        if share and pages < nr:
+            raise t.error("thp", f"a transparent huge page is {nr} pages of {self.page_size} bytes; "
+                                 f"the region has {pages}")
+        return share
+
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
             raise t.error("fraction", "expected pages or fraction, not both")
@@ -609,7 +695,8 @@ class _Loader:
                 raise t.error("pages", f"expected [start, end) as two integers, got {value!r}")
             start, end = value
             if not 0 <= start < end <= pages:
-                raise t.error("pages", f"expected [start, end) with 0 <= start < end <= {pages} (the pages of region {region!r}), got {value!r}")
+                raise t.error("pages", f"expected [start, end) with 0 <= start < end <= {pages} (the pages of region "
+                                       f"{region!r}), got {value!r}")
             return (start, end), None
         if isinstance(value, bool) or not isinstance(value, int):
             raise t.error("pages", f"expected an integer N (the first N pages) or [start, end), got {_show(value)}")
@@ -628,13 +715,16 @@ class _Loader:
         files = {f.path: f.path.stat().st_size for f in fills if f.path is not None}  # fill = "file"
         total = (mapped + pool_pages) * page_size + sum(-(-size // page_size) * page_size for size in files.values())
         if total > MAX_BYTES:
-            raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size {page_size}; expected at most {MAX_BYTES >> 30} GiB")
+            raise top.error("page_size", f"too large: {total / 2**30:.1f} GiB of page contents at page_size "
+                                         f"{page_size}; expected at most {MAX_BYTES >> 30} GiB")
         # Pages of their own contents: random fills, and captured ones (one content per hash at most).
         random = sum(p.count * r.pages for p in processes for r in p.regions if r.fill.kind in ("random", "capture"))
-        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages, list(files.values()))
+        need = memory_needed(page_size, mapped, min(mapped, random + self.random_written), pool_pages,
+                             list(files.values()))
         have = available_memory()
         if have is not None and need > have:
-            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} pages mapped, "
+            raise ScenarioError(self.file, "", "", f"needs about {need / 1e9:.1f} GB of memory to run ({mapped:,} "
+                                                   "pages mapped, "
                                 f"page_size {page_size}), this machine has {have / 1e9:.1f} GB available")
         return need
 
@@ -671,7 +761,8 @@ def _check_pages(table: _Table, key: str, mapped: int, pool_pages: int = 0) -> N
     if mapped + pool_pages > MAX_PAGES:
         parts = [f"{mapped:,} pages mapped by processes (forked children included)"] if mapped else []
         parts += [f"{pool_pages:,} pool pages"] if pool_pages else []
-        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 GiB of 4 KiB pages)")
+        raise table.error(key, f"too large: {' plus '.join(parts)}; expected at most {MAX_PAGES:,} pages in all (16 "
+                               "GiB of 4 KiB pages)")
 
 
 # What cannot be a scenario is refused before the TOML parser sees it: tomllib recurses once per
@@ -722,7 +813,8 @@ def _nesting_error(text: str) -> str | None:
         elif c == "," and stack and stack[-1] == "{":
             in_key, dots = True, 0
         if len(stack) + dots + 1 > MAX_DEPTH:
-            return f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); expected a scenario (at most {MAX_DEPTH})"
+            return (f"line {line}: nested more than {MAX_DEPTH} deep (arrays, tables and dotted keys); "
+                    f"expected a scenario (at most {MAX_DEPTH})")
     return None
 
 
@@ -794,7 +886,8 @@ def load_scenario(arg: str | Path) -> Scenario:
     if isinstance(arg, str) and not os.path.isfile(arg) and "/" not in arg and path.suffix != ".toml":
         builtins = dict(builtin_scenarios())
         if arg not in builtins:
-            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: {', '.join(builtins)})")
+            raise ScenarioError(file, "", "", f"no such file and no built-in scenario of that name (built-ins: "
+                                              f"{', '.join(builtins)})")
         path = builtins[arg]
         file = str(path)
     text = _read_scenario_file(path, file)
@@ -919,7 +1012,8 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
             raise ScenarioError("--set", _knob_table(knob), knob, str(e)) from None
     if ksm["advisor_mode"] == "scan-time":
         if "pages_to_scan" in overrides:
-            raise ScenarioError("--set", "ksm", "pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode is "scan-time" (EINVAL)')
+            raise ScenarioError("--set", "ksm", "pages_to_scan", 'the kernel refuses pages_to_scan while advisor_mode '
+                                                                 'is "scan-time" (EINVAL)')
         if scenario.ksm["advisor_mode"] != "scan-time":
             ksm["pages_to_scan"] = ksm["advisor_min_pages_to_scan"]
     elif scenario.ksm["advisor_mode"] == "scan-time" and "pages_to_scan" not in overrides:
@@ -927,8 +1021,10 @@ def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | Non
     nodes = engine["numa_nodes"]
     for p in scenario.processes:
         if p.node >= nodes:
-            raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected numa_nodes > {p.node}")
+            raise ScenarioError("--set", "engine", "numa_nodes", f"process {p.name!r} is on node {p.node}; expected "
+                                                                 f"numa_nodes > {p.node}")
     for ev in scenario.events:
         if ev.to_node is not None and ev.to_node >= nodes:
-            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{ev.index}] migrates to node {ev.to_node}; expected numa_nodes > {ev.to_node}")
+            raise ScenarioError("--set", "engine", "numa_nodes", f"event[{ev.index}] migrates to node {ev.to_node}; "
+                                                                 f"expected numa_nodes > {ev.to_node}")
     return replace(scenario, ksm=ksm, engine=engine, seed=scenario.seed if seed is None else seed)

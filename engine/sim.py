@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from engine import contents
+from engine.controllers import ControlLoop
 from engine.cost import REFERENCE, CostModel, CostProfile
 from engine.instrument import ObservedKsm, trace_step
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
@@ -72,7 +73,8 @@ class PacedKsm(ObservedKsm):
 
 class Simulation:
     def __init__(self, scenario: Scenario, flow: str | None = None, seed: int | None = None,
-                 overrides: dict | None = None, costs: CostProfile = REFERENCE):
+                 overrides: dict | None = None, control: ControlLoop | None = None,
+                 costs: CostProfile = REFERENCE):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.costs = costs
@@ -113,15 +115,24 @@ class Simulation:
                 mm = self.machine.new_mm(name, proc.node)
                 for region in proc.regions:
                     pages = list(self.contents.pages(region.fill, region.pages))
-                    self.machine.add_region(mm, region.name, pages)
+                    self.machine.add_region(mm, region.name, pages,
+                                            region.huge_extents(self.machine.hpage_pmd_nr) if region.thp else ())
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
-                for region, vma in zip(proc.regions, mm.vmas):
+                for region, vma in zip(proc.regions, mm.vmas, strict=False):
                     if region.mergeable:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
 
+        # what THPs went through is in the results of scenarios that map THPs only, so the
+        # results of every other scenario keep their shape
+        self.maps_thp = any(r.thp for p in scenario.processes for r in p.regions)
         self.timeline = Timeline(scenario.events)
+        # controllers (engine/controllers.py): a closed loop around the model, on its own clock
+        self.cmdlines = {n: p.cmdline or n for p in scenario.processes for n in p.instance_names()}
+        self.control = control
+        if control is not None:
+            control.attach(self)
         self._idle_since: int | None = None  # the clock when ksmd was last seen becoming idle
 
         self._batch_left = 0
@@ -168,7 +179,7 @@ class Simulation:
                 assert ev.region is not None
                 vma = mm.region(ev.region)
                 indexes = self.contents.indexes(ev, len(vma.pte))
-                for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes))):
+                for i, data in zip(indexes, self.contents.pages(ev.fill, len(indexes)), strict=False):
                     machine.write(vma, i, data)
             elif ev.action == "madvise":
                 assert ev.region is not None
@@ -185,6 +196,8 @@ class Simulation:
             self._perform(ev)
         for ev in self.timeline.due_marked(self.full_scans):
             self._perform(ev)
+        if self.control is not None:
+            self.control.run_due()
 
     @property
     def events_done(self) -> int:
@@ -218,6 +231,8 @@ class Simulation:
         ksmd sleeps until the next at_ms event, so the clock moves there first."""
         if not self.ksm.ksmd_should_run():
             nxt = self.timeline.next_timed_ns
+            if self.control is not None:  # the controller's next sample or tick
+                nxt = self.control.next_ns if nxt is None else min(nxt, self.control.next_ns)
             if nxt is not None and nxt > self.now_ns:
                 self.now_ns = nxt
         self._run_due_events()
@@ -246,7 +261,10 @@ class Simulation:
             self.series.append((self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns))
         if self.ksm.ksmd_should_run():
             hz = int(self.engine_knobs["hz"])
-            self.now_ns = ksmd_wakes_at(on_ticks, self.ksm.knobs["sleep_millisecs"], hz) + self._waited_ns
+            wake_ns = ksmd_wakes_at(on_ticks, self.ksm.knobs["sleep_millisecs"], hz) + self._waited_ns
+            if self.control is not None:  # a controller's ticks during the sleep (engine/controllers.py)
+                wake_ns = self.control.during_sleep(wake_ns)
+            self.now_ns = wake_ns
         self._recent.append(self._hist_copy())
 
     def record_series(self) -> None:
@@ -331,9 +349,12 @@ class Simulation:
         if reason is None:
             # without ksmd's work the clock still moves while ksmd wakes to scan nothing, or
             # toward the next at_ms event
-            clock_moves = self.ksm.ksmd_should_run() or self.timeline.next_timed_ns is not None
+            clock_moves = (self.ksm.ksmd_should_run() or self.timeline.next_timed_ns is not None
+                           or self.control is not None)
             idle = self.idle()
             reason = stop.unreachable(idle, self._idle_since or 0, self.timeline, self.full_scans, clock_moves)
+            if reason is not None and self.control is not None and not self.control.quiet_since(self._idle_since or 0):
+                reason = None  # the controller may still start ksmd
         return reason
 
     def run(self, full_scans: int | None = None, after_ms: int | None = None, progress=None) -> str:
@@ -376,6 +397,22 @@ class Simulation:
     def data_check(self) -> tuple[int, int]:
         return self.machine.data_check()
 
+    def thp(self) -> dict[str, int]:
+        """What THPs went through, modelled: /proc/vmstat's thp_split_page and
+        thp_split_page_failed, and anon_huge_pages, the THPs the live processes still map whole,
+        summed over processes as smaps' AnonHugePages (in THPs) would count them."""
+        m = self.machine
+        whole = 0
+        for folio in m.folios.values():
+            if folio.live != len(folio.pfns):
+                continue
+            for vma in folio.vmas:
+                pte = vma.pte
+                if vma.mm.alive and all(pte[folio.index + i] == pfn for i, pfn in enumerate(folio.pfns)):
+                    whole += 1
+        return {"thp_split_page": m.thp_split_page, "thp_split_page_failed": m.thp_split_page_failed,
+                "anon_huge_pages": whole}
+
     def _hist_copy(self) -> dict[str, tuple[int, ...]]:
         return {p: tuple(h) for p, h in self.ksm.latency_hist.items()}
 
@@ -390,7 +427,8 @@ class Simulation:
             ))
         return out
 
-    def _node_view(self, node: StableNode, kind: str, depth: int = -1, side: str = "", red: bool = False) -> StableNodeView:
+    def _node_view(self, node: StableNode, kind: str, depth: int = -1, side: str = "",
+                   red: bool = False) -> StableNodeView:
         content = self.machine.content
         if is_stable_node_chain(node):
             dups = tuple(self._node_view(d, "dup") for d in node.dups)
@@ -502,7 +540,7 @@ class Simulation:
         empty = (0,) * N_BUCKETS
         latency = {p: tuple(ksm.latency_hist.get(p, empty)) for p in PATHS}
         oldest = self._recent[0]
-        recent = {p: tuple(a - b for a, b in zip(latency[p], oldest.get(p, empty))) for p in PATHS}
+        recent = {p: tuple(a - b for a, b in zip(latency[p], oldest.get(p, empty), strict=False)) for p in PATHS}
         outcomes = {p: frozen({o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES}) for p in PATHS}
         return Snapshot(
             scenario=self.scenario.name, description=self.scenario.description, flow=ksm.flow,
@@ -511,14 +549,16 @@ class Simulation:
             counters=frozen(ksm.counters()), knobs=frozen(self.knobs()), cursor=cursor,
             outcomes=frozen(outcomes), latency=frozen(latency), latency_recent=frozen(recent),
             work=frozen(work_totals(ksm.work_by_path)),
-            work_by_path=frozen({p: frozen(w) for p, w in ksm.work_by_path.items()}), sharers_per_page=frozen({n: c for n, c in ksm.hlist_lens.items() if n > 0}),
+            work_by_path=frozen({p: frozen(w) for p, w in ksm.work_by_path.items()}),
+            sharers_per_page=frozen({n: c for n, c in ksm.hlist_lens.items() if n > 0}),
             dups_per_chain=frozen(dups_per_chain), stable_tree=tuple(stable_views),
             stable_tree_size=sum(root.count for root in ksm.root_stable_tree), unstable_tree=tuple(unstable_views),
             unstable_tree_size=unstable_size, migrate_nodes=len(ksm.migrate_nodes),
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
-            tree_found=tree_found, costs=self.costs.label, ksmd_cpu_ns=ksm.ksmd_cpu_ns,
+            tree_found=tree_found, thp=frozen(self.thp() if self.maps_thp else {}),
+            costs=self.costs.label, ksmd_cpu_ns=ksm.ksmd_cpu_ns,
         )
 
     def result(self) -> dict:
@@ -538,7 +578,7 @@ class Simulation:
             counts = ksm.latency_hist.get(path, [])
             latency[path] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
         checked, mismatches = self.data_check()
-        return {
+        out = {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
             "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
             "hz": self.engine_knobs["hz"], "costs": self.costs.label, "ksmd_cpu_ns": ksm.ksmd_cpu_ns,
@@ -548,4 +588,8 @@ class Simulation:
             "work": work_totals(ksm.work_by_path),
             "work_by_path": {p: dict(w) for p, w in ksm.work_by_path.items()},
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
+            **({"controller": self.control.result()} if self.control is not None else {}),
         }
+        if self.maps_thp:
+            out["thp"] = self.thp()
+        return out

@@ -161,11 +161,15 @@ class Snapshot:
     last_step: StepInfo | None
     events_done: int
     events_pending: int
-    work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))  # path -> work as above
+    # path -> work as above
+    work_by_path: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     stable_offset: int = 0  # in-order rank of stable_tree[0] (the migrating nodes come last)
     unstable_offset: int = 0
     last_walk: tuple[WalkStep, ...] = ()  # the tree walks of the last single step (s)
     tree_found: TreeFound | None = None  # the last tree search's answer
+    # what THPs went through, modelled (Simulation.thp: thp_split_page, thp_split_page_failed,
+    # anon_huge_pages); empty unless the scenario maps THPs
+    thp: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     costs: str = "reference costs"  # the cost profile's label (engine/cost.py): what the times are
     ksmd_cpu_ns: int = 0  # ksmd's CPU time so far, modelled
 

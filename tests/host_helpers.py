@@ -112,7 +112,8 @@ def traced(samples) -> dict:
 
 
 
-if __name__ == "__main__":  # regenerate the committed recording: python tests/host_helpers.py tests/data/host-merge.jsonl
+# regenerate the committed recording: python tests/host_helpers.py tests/data/host-merge.jsonl
+if __name__ == "__main__":
     from ksmtui.host.recording import Recorder
 
     # slower than the tests' knobs, so that the recording shows the passes one by one

@@ -71,13 +71,15 @@ def test_the_fleet_mixes_paths():
 
 
 def test_tiny_run_prints_every_row(capsys):
-    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds", "0.3"]) == 0
+    assert main(["--pages", "256", "--min-time", "0", "--snapshot-pages", "512", "--no-kernel", "--ui-seconds",
+                 "0.3"]) == 0
     out = capsys.readouterr().out
     for title in WORKLOADS.values():
         assert out.count(title) == 2  # the throughput table and the memory lines
     assert "real ksmd: not measured (--no-kernel)" in out
     assert "snapshot of a 512-page machine" in out
-    assert re.search(r"^UI overhead \(mixed fleet of 256 pages running flat out, 0.3 wall seconds under the UI at 160x50, .*; "
+    assert re.search(r"^UI overhead \(mixed fleet of 256 pages running flat out, 0.3 wall seconds "
+                     r"under the UI at 160x50, .*; "
                      r"median of 3\): the UI costs -?\d+% \(runs: .*\)$", out, re.M)
     runs = re.findall(r"^  headless [\d,]+ pages/s, under the UI [\d,]+ pages/s; the UI drew [\d.]+ times a second "
                       r"and its thread ran \d+% of the time$", out, re.M)

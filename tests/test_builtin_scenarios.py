@@ -4,7 +4,9 @@ Each run loses no data (data_check), and replays identically from the same seed.
 built and scanned briefly: it exists for benchmarks and the UI, not for the test suite.
 """
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -53,14 +55,17 @@ def test_default_converges_within_seconds_and_keeps_changing():
 def test_hackbench_optimized_moves_anon_latency_left():
     legacy, optimized = run("hackbench", flow="legacy"), run("hackbench", flow="optimized")
     (legacy_mean, legacy_median), (opt_mean, opt_median) = anon_latency(legacy), anon_latency(optimized)
-    assert opt_median < legacy_median and opt_mean < legacy_mean
+    # Learned from real hackbench (issue 29): few of the anon pages ksmd visits change (most are
+    # still shared since the fork), so the rework moves the mean a little and not the median.
+    assert opt_median <= legacy_median and opt_mean < legacy_mean
     result = optimized.result()
     anon_calls = sum(result["outcomes"]["anon_page"].values())
     # After the rework a KSM page computes no checksum: every checksum belongs to an anon-page call.
     assert result["work"]["calc_checksum"] == anon_calls
     assert result["work"]["stable_tree_search"] < legacy.result()["work"]["stable_tree_search"]
-    assert result["outcomes"]["anon_page"]["checksum_changed"] > anon_calls / 2  # memory keeps changing
-    assert counters(optimized)["pages_shared"] > 500  # the binary's pages stay merged
+    assert 0 < result["outcomes"]["anon_page"]["checksum_changed"] < anon_calls / 10  # a page a process changes
+    c = counters(optimized)
+    assert 5 <= c["pages_shared"] <= 7 and 190 <= c["pages_sharing"] <= 215  # the real run's 6 / 199..208
 
 
 def test_fleet_shares_the_images_and_keeps_private_pages_unshared():
@@ -130,7 +135,8 @@ def test_numa_keeps_per_node_trees_then_chains_migrated_pages():
     sim.run(full_scans=4)
     snap = sim.snapshot(tree_limit=10_000)
     assert Counter(node.nid for node in snap.stable_tree) == {0: 256, 1: 256}
-    assert (snap.counters["pages_shared"], snap.counters["pages_sharing"], snap.counters["stable_node_chains"]) == (512, 512, 0)
+    assert (snap.counters["pages_shared"], snap.counters["pages_sharing"],
+            snap.counters["stable_node_chains"]) == (512, 512, 0)
     sim.run()
     snap = sim.snapshot(tree_limit=10_000)
     assert Counter((node.nid, node.kind) for node in snap.stable_tree) == {(0, "chain"): 256}
@@ -191,6 +197,14 @@ def test_timing_settles_in_its_second_pass_at_a_pinned_pace():
 
 
 def test_every_builtin_is_covered_here():
-    covered = {"default", "hackbench", "fleet", "zero-pages", "zero-pages-use-zero", "chains", "fork-heavy",
-               "numa", "smart-scan", "advisor", "large", "timing"}
-    assert {name for name, _ in builtin_scenarios()} == covered
+    """Every file of scenarios/ loads under its own name with a description, is in docs/scenarios.md's
+    table of built-ins, and is run by name by a test of this file (what that page promises)."""
+    names = [name for name, _ in builtin_scenarios()]
+    docs = (Path(__file__).parents[1] / "docs" / "scenarios.md").read_text()
+    table = docs[docs.index("<!-- gen:builtins -->"):docs.index("<!-- /gen:builtins -->")]
+    assert names and re.findall(r"^\| `([^`]+)` \|", table, re.MULTILINE) == names
+    here = Path(__file__).read_text()
+    for name in names:
+        scenario = load_scenario(name)
+        assert scenario.name == name and scenario.description, name
+        assert re.search(rf'(run|load_scenario)\("{name}"', here), f"no test here runs {name}"

@@ -29,7 +29,8 @@ from engine.sim import Simulation
 from ksmtui.cli import main as cli
 
 KNOBS = {k: v.default for k, v in KSM_KNOBS.items()}
-SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit")
+SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+           "general_profit")
 PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 
 
@@ -203,13 +204,17 @@ def test_a_corrupt_member_is_one_line(tmp_path):
 
 def test_scenario_fill_capture_errors(tmp_path):
     path = _capture_file(tmp_path)
-    base = f'name = "t"\n[[process]]\nname = "a"\n[[process.region]]\nname = "r"\nfill = "capture"\ncapture = "{path.name}"\n'
+    base = (f'name = "t"\n[[process]]\nname = "a"\n[[process.region]]\nname = "r"\nfill = "capture"\n'
+            f'capture = "{path.name}"\n')
     for extra, message in [
         ('pages = 3\npid = 1\nvma = "0x10000000"\n', None),
-        ('pages = 2\npid = 1\nvma = "0x10000000"\n', "process[0].region[0].pages: the VMA at 0x10000000 of process 1 has 3 pages"),
+        ('pages = 2\npid = 1\nvma = "0x10000000"\n', "process[0].region[0].pages: the VMA at 0x10000000 of process 1 "
+                                                     "has 3 pages"),
         ('pages = 3\npid = 2\nvma = "0x10000000"\n', "process[0].region[0].pid: c.npz has no process 2"),
-        ('pages = 3\npid = 1\nvma = "0x20000000"\n', "process[0].region[0].vma: process 1 in c.npz has no VMA starting at 0x20000000"),
-        ('pages = 3\npid = 1\nvma = "near the top"\n', "process[0].region[0].vma: expected the VMA's start address in hex"),
+        ('pages = 3\npid = 1\nvma = "0x20000000"\n', "process[0].region[0].vma: process 1 in c.npz has no VMA "
+                                                     "starting at 0x20000000"),
+        ('pages = 3\npid = 1\nvma = "near the top"\n', "process[0].region[0].vma: expected the VMA's start address in "
+                                                       "hex"),
     ]:
         text = base + extra
         if message is None:
@@ -219,7 +224,8 @@ def test_scenario_fill_capture_errors(tmp_path):
             with pytest.raises(ScenarioError, match=re.escape(message)):
                 parse_scenario(text, "s.toml", tmp_path)
     with pytest.raises(ScenarioError, match="capture: .*missing.npz: no such file"):
-        parse_scenario(base.replace(path.name, "missing.npz") + 'pages = 3\npid = 1\nvma = "0x10000000"\n', "s.toml", tmp_path)
+        parse_scenario(base.replace(path.name, "missing.npz") + 'pages = 3\npid = 1\nvma = '
+                                                                '"0x10000000"\n', "s.toml", tmp_path)
 
 
 def test_captured_contents_keep_equality_and_zero(tmp_path):

@@ -30,7 +30,8 @@ from tests.engine_helpers import proc, region, scenario
 
 pytestmark = pytest.mark.kernel
 
-SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit")
+SETTLED = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+           "general_profit")
 PER_PROCESS = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit")
 FAST = {"pages_to_scan": 5000, "sleep_millisecs": 20}
 
@@ -77,7 +78,7 @@ def test_runner_children_estimate_equals_the_kernel(kernel, tmp_path, use_zero_p
     with KernelRun(s) as run:
         pids = [p.pid for p in run.procs.values()]
         assert set(pids) <= set(mergeable_pids())  # `ksmtui capture --mergeable` finds them
-        cap, notes = capture(pids, explicit=True, show_progress=False)
+        cap, notes = capture(pids, explicit=True, show_progress=False, key=os.urandom(fmt.KEY_BYTES))
         assert notes == []
         est = estimate(cap, _knobs(**ksm))
         run.start()
@@ -138,7 +139,7 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
     try:
         pids = [p.pid for p in procs]
         time.sleep(0.2)  # let them settle into their read()
-        cap, notes = capture(pids, explicit=True, show_progress=False)
+        cap, notes = capture(pids, explicit=True, show_progress=False, key=os.urandom(fmt.KEY_BYTES))
         assert notes == []
         est = estimate(cap, knobs)
         assert est.pages > 3 * 1536 and est.ksm["pages_sharing"] + est.ksm["ksm_zero_pages"] > 3 * 1000
@@ -187,7 +188,7 @@ def test_pages_shared_since_fork(kernel, tmp_path):
             procs.append(p)
             _, child = p.stdout.readline().split()
             pids += [p.pid] + ([int(child)] if int(child) else [])
-        cap, notes = capture(pids, explicit=True, show_progress=False)
+        cap, notes = capture(pids, explicit=True, show_progress=False, key=os.urandom(fmt.KEY_BYTES))
         assert notes == [] and cap.meta["pfns"]
         est = estimate(cap, knobs)
         assert any("shared since fork" in n for n in est.notes)
@@ -273,7 +274,7 @@ def test_isolated_estimate_equals_ksmd_on_one_group_at_a_time(kernel, max_page_s
                 children[group].append(p)
                 assert p.stdout.readline() == b"ready\n"
         pids = [p.pid for p in children["ksmgrp-a"] + children["ksmgrp-b"]]
-        cap, notes = capture(pids, explicit=True, show_progress=False)
+        cap, notes = capture(pids, explicit=True, show_progress=False, key=os.urandom(fmt.KEY_BYTES))
         assert notes == []
         names, of = _groups(cap, "comm")
         assert sorted(names) == ["ksmgrp-a", "ksmgrp-b"]

@@ -113,7 +113,7 @@ def test_isolated_is_each_group_alone_summed(procs, of, M, zero):
     per_pid = {}
     for g in np.unique(group).tolist():
         members = [(pid, comm, ids) for (pid, comm, ids), k in zip(
-            [(100 + i, f"p{i}", ids) for i, ids in enumerate(procs)], group.tolist()) if k == g]
+            [(100 + i, f"p{i}", ids) for i, ids in enumerate(procs)], group.tolist(), strict=False) if k == g]
         alone = estimate(_cap(members), knobs)
         for k in total:
             total[k] += alone.ksm[k]

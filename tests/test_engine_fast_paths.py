@@ -51,14 +51,13 @@ def test_the_page_loop_gives_one_run_however_it_is_sliced():
     """step_batch, step_page and step_pages(k) call ksm_do_scan in different slices; the run
     (counters, clock, outcomes, latency histograms, work) must not depend on that."""
     sim = sliced_sim()
-    while sim.full_scans < 6:  # to a wake-up that ended on pages_to_scan, not on a pass end
+    for _ in range(10_000):  # past 6 full scans, to a wake-up that ended on pages_to_scan, not on a pass end
         before = sim.ksm.ksm_pages_scanned
         sim.step_batch()
-        full = sim.ksm.ksm_pages_scanned - before == 23
-    while not full:
-        before = sim.ksm.ksm_pages_scanned
-        sim.step_batch()
-        full = sim.ksm.ksm_pages_scanned - before == 23
+        if sim.full_scans >= 6 and sim.ksm.ksm_pages_scanned - before == 23:
+            break
+    else:
+        raise AssertionError("no full wake-up after 6 full scans in 10,000 wake-ups")
     pages, by_batch = sim.ksm.ksm_pages_scanned, state(sim)
 
     sim = sliced_sim()
@@ -66,6 +65,8 @@ def test_the_page_loop_gives_one_run_however_it_is_sliced():
         sim.step_page()
     assert state(sim) == by_batch
     sim = sliced_sim()
-    while sim.ksm.ksm_pages_scanned < pages:
+    for _ in range(pages):  # each call scans at least one page
+        if sim.ksm.ksm_pages_scanned >= pages:
+            break
         sim.step_pages(min(10, pages - sim.ksm.ksm_pages_scanned))
     assert state(sim) == by_batch

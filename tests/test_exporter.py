@@ -347,28 +347,23 @@ def test_no_ui_writes_the_textfile_at_every_sample(tmp_path, capsys):
 def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys):
     """`ksmtui host --listen` with the UI (Textual's headless driver): the live source hands each
     sample to the exporter, and /metrics serves the one on screen."""
-    import asyncio
-
     from ksmtui.ui.apps import host as host_app
+    from tests.ui_helpers import drive, wait_for
 
     seen = {}
 
     def run_headless(sampler, recorder=None):
-        async def run():
-            app = host_app.HostApp(host_app.LiveSource(sampler, recorder))
-            async with app.run_test(size=(120, 40)) as pilot:
-                for _ in range(200):
-                    if app.view is not None and app.view.samples >= 3:
-                        break
-                    await pilot.pause(0.05)
-                app.source.sampler.close()  # what is on screen stays the newest sample
-                await pilot.pause(0.2)
-                url = re.search(r"http://\S+/metrics", capsys.readouterr().err).group()
-                with urllib.request.urlopen(url, timeout=10) as r:
-                    seen["served"] = r.read().decode()
-                seen["time"] = app.view.sample.time
+        async def test(pilot):
+            app = pilot.app
+            await wait_for(pilot, lambda: app.view is not None and app.view.samples >= 3, "three samples on screen")
+            app.source.sampler.close()  # what is on screen stays the newest sample
+            await pilot.pause(0.2)
+            url = re.search(r"http://\S+/metrics", capsys.readouterr().err).group()
+            with urllib.request.urlopen(url, timeout=10) as r:
+                seen["served"] = r.read().decode()
+            seen["time"] = app.view.sample.time
 
-        asyncio.run(run())
+        drive(host_app.HostApp(host_app.LiveSource(sampler, recorder)), test)
         return 0
 
     monkeypatch.setattr(host_app, "run_host_app", run_headless)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 from ksmtui.cli import main
 from ksmtui.host import sampler as host
@@ -23,6 +22,7 @@ from ksmtui.host.sampler import HostSample, HostSampler, HostTrace
 from ksmtui.host.units import Unit
 from ksmtui.host.view import HostHistory
 from ksmtui.ui.widgets.host import outcome_lines, savings_lines, scan_lines
+from tests.host_helpers import CHILDREN, PREDICTED, SHARED, ZEROS, merging
 
 ROOT = os.geteuid() == 0
 # As host mode does: tracefs mounted where it is missing (unmounted when the tests end), so that a
@@ -213,7 +213,8 @@ def test_without_tracefs_the_panels_that_need_it_say_why(monkeypatch, tmp_path):
     monkeypatch.setattr(sysfs, "TRACEFS", tmp_path / "tracing")
     with HostSampler(0.1) as sampler:
         s = sampler.sample()
-    reason = "the ksm tracepoints need root (tracefs)" if not ROOT else f"tracefs is not mounted at {tmp_path / 'tracing'}"
+    reason = ("the ksm tracepoints need root (tracefs)" if not ROOT
+              else f"tracefs is not mounted at {tmp_path / 'tracing'}")
     assert s.trace is None and s.trace_note == reason
     history = HostHistory()
     history.add(s)
@@ -390,7 +391,8 @@ def test_a_row_carries_its_unit_read_when_new_and_at_every_full_look(tmp_path, m
     with HostSampler(0.1, trace=False) as sampler:
         rows = sampler.sample().processes
         assert rows["11"]["unit"] == {"cgroup": "/machine.slice/machine-qemu\\x2d1\\x2dg1.scope/libvirt/emulator",
-                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice", "vm": "g1.lab"}
+                                      "unit": "machine-qemu\\x2d1\\x2dg1.scope", "slice": "machine.slice",
+                                      "vm": "g1.lab"}
         assert "unit" not in rows["13"]  # no /proc/13/cgroup: gone as far as the unit goes
         (proc / "11" / "cgroup").write_text("0::/system.slice/other.service\n")  # moved
         for _ in range(1, host.FULL_EVERY):

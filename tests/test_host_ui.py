@@ -4,7 +4,6 @@ and moves only by keys, so each screen depends on the keys pressed and nothing e
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pty
@@ -22,43 +21,17 @@ from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotSc
 from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow
+from tests.ui_helpers import after, drive, press, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def no_cursor_blink(monkeypatch):
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_cursor_blink")
 
 
 def make_app() -> HostApp:
     header, samples = read_recording(str(RECORDING))
     return HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"]))
-
-
-async def settle(pilot) -> None:
-    assert pilot.app.source.wait_idle()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def after(*keys):
-    async def run_before(pilot):
-        await settle(pilot)
-        for key in keys:
-            await pilot.press(key)
-            await settle(pilot)
-
-    return run_before
-
-
-def asyncio_test(body):
-    def test():
-        asyncio.run(body())
-
-    test.__name__ = body.__name__
-    return test
 
 
 STEPS = ["s"] * 11  # to the last of the 12 samples
@@ -88,11 +61,10 @@ def texts(app: HostApp) -> dict[str, str | None]:
     return {w.id: w._text for w in app.query(TextView)}
 
 
-@asyncio_test
-async def test_replay_steps_pauses_and_changes_speed():
+def test_replay_steps_pauses_and_changes_speed():
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+
+    async def test(pilot):
         status = app.query_one(HostStatus)
         assert "paused 1/12 · 1x" in status._text
         for key in ("s", "s", "plus", "plus"):
@@ -103,33 +75,38 @@ async def test_replay_steps_pauses_and_changes_speed():
         await settle(pilot)
         assert "paused 3/12 · 2x" in status._text
 
+    drive(app, test, (120, 40))
 
-@asyncio_test
-async def test_seek_back_and_forth_shows_what_playing_to_there_shows():
+
+def test_seek_back_and_forth_shows_what_playing_to_there_shows():
     """] and [ move 10 samples, End and Home to the last and the first: the screen at a sample is
     the one stepping to it gives, whichever way it was reached."""
-    stepped = make_app()
-    async with stepped.run_test(size=(120, 40)) as pilot:
-        await after(*STEPS[:1])(pilot)
-        at_2 = texts(stepped)
-        await after(*STEPS[1:])(pilot)
-        at_12 = texts(stepped)
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
+    screens = {}
+
+    async def stepped(pilot):
+        await press(pilot, *STEPS[:1])
+        screens[2] = texts(pilot.app)
+        await press(pilot, *STEPS[1:])
+        screens[12] = texts(pilot.app)
+
+    async def test(pilot):
+        app = pilot.app
         status = app.query_one(HostStatus)
-        await after("right_square_bracket")(pilot)
+        await press(pilot, "right_square_bracket")
         assert "paused 11/12" in status._text
-        await after("right_square_bracket")(pilot)
-        assert "finished 12/12" in status._text and texts(app) == at_12
-        await after("home")(pilot)
+        await press(pilot, "right_square_bracket")
+        assert "finished 12/12" in status._text and texts(app) == screens[12]
+        await press(pilot, "home")
         assert "paused 1/12" in status._text
-        await after("end", "left_square_bracket")(pilot)
-        assert texts(app) == at_2
+        await press(pilot, "end", "left_square_bracket")
+        assert texts(app) == screens[2]
         assert "[ ] Seek" in " ".join(str(w.render()) for w in app.query("FooterKey"))
 
+    drive(make_app(), stepped)
+    drive(make_app(), test)
 
-@asyncio_test
-async def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
+
+def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
     """Replay: every key of the app but quit (Textual's own), described; live: not step, seek or
     speed, which a live host does not have."""
     class Live:  # a live source that never samples
@@ -141,9 +118,8 @@ async def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
         def close(self) -> None:
             pass
 
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async def replay(pilot):
+        app = pilot.app
         ours = [c for c in app.get_system_commands(app.screen)
                 if c.title.startswith(tuple(f"{b.description} (" for b in HostApp.BINDINGS))]
         assert {c.title for c in ours} >= {"Seek ([ ])", "Step (s)", "Rewind (home)", "Knobs (k)", "Overview (1)"}
@@ -153,59 +129,71 @@ async def test_the_palette_lists_the_apps_own_keys_with_what_they_do():
         for c in ours:
             c.callback()
         assert set(ran) == {b.action for b in HostApp.BINDINGS} - {"quit"}
-    live = HostApp(Live())  # type: ignore[arg-type]
-    async with live.run_test(size=(120, 40)):
-        titles = {c.title.split(" (")[0] for c in live.get_system_commands(live.screen)}
+
+    async def live(pilot):
+        titles = {c.title.split(" (")[0] for c in pilot.app.get_system_commands(pilot.app.screen)}
         assert {"Knobs", "Pause", "Overview"} <= titles and not titles & {"Step", "Seek", "Speed", "Rewind"}
 
+    drive(make_app(), replay)
+    drive(HostApp(Live()), live)  # type: ignore[arg-type]
 
-@asyncio_test
-async def test_a_recording_cut_short_says_so_under_the_status():
+
+def test_a_recording_cut_short_says_so_under_the_status():
     header, samples = read_recording(str(RECORDING))
     note = "line 14 cut short (the host stopped mid-write): the 12 samples before it"
-    app = HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"], note=note))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        assert str(app.query_one(HostNote).render()).startswith(note + "\n")
+
+    async def test(pilot):
+        assert str(pilot.app.query_one(HostNote).render()).startswith(note + "\n")
+
+    drive(HostApp(ReplaySource("host-merge.jsonl", samples, paused=True, kernel=header["kernel"], note=note)), test,
+          (80, 24))
 
 
-@asyncio_test
-async def test_the_same_steps_give_the_same_screens():
+def test_the_same_steps_give_the_same_screens():
     """Deterministic: stepping to the end shows what running through the whole recording shows."""
-    stepped = make_app()
-    async with stepped.run_test(size=(120, 40)) as pilot:
-        await after(*STEPS)(pilot)
-        first = texts(stepped)
-    played = make_app()
-    played.source.speed = 50.0
-    async with played.run_test(size=(120, 40)) as pilot:
+    screens = []
+
+    async def stepped(pilot):
+        await press(pilot, *STEPS)
+        screens.append(texts(pilot.app))
+
+    async def played(pilot):
         await pilot.press("space")  # play: the replay pauses by itself at the end
-        for _ in range(200):
-            await settle(pilot)
-            if "finished" in played.query_one(HostStatus)._text:
-                break
-        assert "finished 12/12" in played.query_one(HostStatus)._text
-        again = texts(played)
-        assert again.pop("status").replace("50x", "1x") == first.pop("status")
-        assert again == first
+        status = pilot.app.query_one(HostStatus)
+        await wait_for(pilot, lambda: "finished" in status._text, "the replay finishing")
+        await settle(pilot)
+        assert "finished 12/12" in status._text
+        screens.append(texts(pilot.app))
+
+    drive(make_app(), stepped)
+    fast = make_app()
+    fast.source.speed = 50.0
+    drive(fast, played)
+    first, again = screens
+    assert again.pop("status").replace("50x", "1x") == first.pop("status")
+    assert again == first
 
 
-@asyncio_test
-async def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
+def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await after(*STEPS, "2", "enter")(pilot)
+
+    async def test(pilot):
+        await press(pilot, *STEPS, "2", "enter")
         assert isinstance(app.screen, WhyNotScreen)
         assert "a recording does not hold it" in str(app.screen.query_one("#why-text").render())
 
+    drive(app, test, (120, 40))
 
-@asyncio_test
-async def test_knobs_screen_of_a_recording_cannot_write():
+
+def test_knobs_screen_of_a_recording_cannot_write():
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await after("k")(pilot)
+
+    async def test(pilot):
+        await press(pilot, "k")
         assert isinstance(app.screen, HostKnobsScreen)
         assert all(field.disabled for field in app.screen.query(Input))
+
+    drive(app, test, (120, 40))
 
 
 def test_rows_of_a_sample_for_the_processes_table():
@@ -228,44 +216,42 @@ def test_knobs_screen_writes_the_host_after_confirming_and_shows_the_kernels_ref
     from ksmtui.host.sampler import HostSampler
     from ksmtui.ui.apps.host import LiveSource
 
-    async def body():
-        sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
-        app = HostApp(LiveSource(HostSampler(0.1, trace=False)))
-        async with app.run_test(size=(120, 40)) as pilot:
-            while app.view is None:
-                await pilot.pause(0.05)
-            await pilot.press("k")
-            screen = app.screen
-            assert isinstance(screen, HostKnobsScreen)
+    async def test(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: app.view is not None, "the first sample")
+        await pilot.press("k")
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
 
-            async def write(name: str, value: str) -> str:
-                field = screen.query_one(f"#knob-{screen._index(name)}", Input)
-                field.focus()
-                await pilot.pause()  # focused: the samples no longer refresh the field
-                field.value = value
-                await pilot.press("enter")
-                assert "? y / n" in str(screen.query_one("#knobs-confirm", Label).render())
-                await pilot.press("y")
-                while "waiting" in str(screen.query_one("#knobs-confirm", Label).render()):
-                    await pilot.pause(0.05)
-                return str(screen.query_one(f"#knob-error-{screen._index(name)}", Label).render())
+        async def write(name: str, value: str) -> str:
+            field = screen.query_one(f"#knob-{screen._index(name)}", Input)
+            field.focus()
+            await pilot.pause()  # focused: the samples no longer refresh the field
+            field.value = value
+            await pilot.press("enter")
+            assert "? y / n" in str(screen.query_one("#knobs-confirm", Label).render())
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "waiting" not in str(screen.query_one("#knobs-confirm", Label).render()),
+                           f"the write of {name}")
+            return str(screen.query_one(f"#knob-error-{screen._index(name)}", Label).render())
 
-            assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
-            assert sysfs.ksm_read("pages_to_scan") != "700"
-            assert await write("advisor_mode", "none") == ""
-            assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
+        assert await write("pages_to_scan", "700") == "EINVAL: Invalid argument"
+        assert sysfs.ksm_read("pages_to_scan") != "700"
+        assert await write("advisor_mode", "none") == ""
+        assert sysfs.ksm_read("advisor_mode") == "[none] scan-time"
 
-    asyncio.run(body())
+    sysfs.ksm_write("advisor_mode", "scan-time")  # the kernel now refuses pages_to_scan (EINVAL)
+    drive(HostApp(LiveSource(HostSampler(0.1, trace=False))), test)
 
 
-@asyncio_test
-async def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_after_y():
+def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_after_y():
     from textual.widgets import Label
 
     app = make_app()
     app._knobs_writable = lambda: None  # as if live and root: nothing is written without y
-    async with app.run_test(size=(120, 40)) as pilot:
-        await after("k")(pilot)
+
+    async def test(pilot):
+        await press(pilot, "k")
         screen = app.screen
         assert isinstance(screen, HostKnobsScreen)
         names = [str(label.render()) for label in screen.query(".knob-name")]
@@ -277,12 +263,14 @@ async def test_knobs_screen_opens_on_run_in_the_models_order_and_writes_only_aft
         await pilot.press("n")
         assert str(screen.query_one("#knobs-confirm", Label).render()) == "not written"
 
+    drive(app, test, (120, 40))
 
-@asyncio_test
-async def test_a_replay_says_what_it_shows_and_what_no_longer_holds():
+
+def test_a_replay_says_what_it_shows_and_what_no_longer_holds():
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await after(*STEPS)(pilot)
+
+    async def test(pilot):
+        await press(pilot, *STEPS)
         assert app.query_one("#host-knobs").border_title == "knobs, as recorded"  # no "k to change"
         assert "seconds since boot" in app.query_one("#host-events").border_title
         counters = app.query_one("#host-counters")
@@ -291,12 +279,13 @@ async def test_a_replay_says_what_it_shows_and_what_no_longer_holds():
         # The recording ends with run=0: the old passes no longer say it settled.
         assert texts(app)["host-scan-text"].split("\n")[-1] == "convergence: - (ksmd is not scanning: run 0)"
 
+    drive(app, test, (80, 24))
 
-@asyncio_test
-async def test_live_the_footer_does_not_offer_step_or_speed():
+
+def test_live_the_footer_does_not_offer_step_or_speed():
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+
+    async def test(pilot):
         assert app.check_action("step", ()) and app.check_action("speed", (1,))
         type(app.source).live = True  # the live source's answer, on this replay's source
         try:
@@ -304,6 +293,8 @@ async def test_live_the_footer_does_not_offer_step_or_speed():
             assert app.check_action("knobs", ())
         finally:
             type(app.source).live = False
+
+    drive(app, test, (120, 40))
 
 
 def test_why_not_shows_the_profit_in_mib_as_the_row_does_and_a_dash_for_no_ratio():
@@ -340,7 +331,7 @@ def escape_recording(path) -> None:
         s["knobs"]["advisor_mode"] = "none" + ESC
         s["ksm"]["counter" + ESC] = 1
         s["vmstat"]["vm" + ESC] = 1
-        for pid, row in s["processes"].items():
+        for row in s["processes"].values():
             row["comm"] = "comm" + ESC
             row["unit"] = {"unit": "u" + ESC + ".service", "cgroup": "/c" + ESC}
         s["processes"]["4242"] = {"comm": "gone" + ESC, "error": "err" + ESC}
@@ -368,29 +359,30 @@ def test_a_recording_with_escapes_everywhere_is_shown_escaped(tmp_path):
     escape_recording(path)
     header, samples = read_recording(str(path))
 
-    async def body():
-        app = HostApp(ReplaySource("escapes" + ESC + ".jsonl", samples, paused=True, kernel=header["kernel"]))
-        async with app.run_test(size=(160, 50)) as pilot:
-            seen = []
-            for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k")):
-                for key in keys:
-                    await pilot.press(key)
-                await settle(pilot)
-                seen.append(screen_text(app))
-            shown = "\n".join(seen)
-            assert no_control(shown), repr(next(c for c in shown if not no_control(c)))
-            assert "\\x1b]0;PWN\\x07" in shown  # the escapes are there, as text
-            assert "my knob" in shown  # the knobs screen drew the odd name (no BadIdentifier)
-    asyncio.run(body())
+    async def test(pilot):
+        seen = []
+        for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k")):
+            for key in keys:
+                await pilot.press(key)
+            await settle(pilot)
+            seen.append(screen_text(pilot.app))
+        shown = "\n".join(seen)
+        assert no_control(shown), repr(next(c for c in shown if not no_control(c)))
+        assert "\\x1b]0;PWN\\x07" in shown  # the escapes are there, as text
+        assert "my knob" in shown  # the knobs screen drew the odd name (no BadIdentifier)
+
+    drive(HostApp(ReplaySource("escapes" + ESC + ".jsonl", samples, paused=True, kernel=header["kernel"])), test,
+          (160, 50))
 
 
-@asyncio_test
-async def test_ctrl_c_quits_with_status_130():
+def test_ctrl_c_quits_with_status_130():
     app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+
+    async def test(pilot):
         await pilot.press("ctrl+c")
         await pilot.pause()
+
+    drive(app, test, (120, 40))
     assert app.return_code == 130
 
 

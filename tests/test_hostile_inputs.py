@@ -260,7 +260,8 @@ HOSTILE_CAPTURES = {
     "knobs-lots": ({"meta": meta_with(knobs="lots")}, "meta.knobs: expected an object"),
     "knobs-list": ({"meta": meta_with(knobs=["run", 1])}, "meta.knobs: expected an object"),
     "kernel-number": ({"meta": meta_with(kernel=5)}, "meta.kernel: expected a string"),
-    "max-page-sharing-1": ({"meta": meta_with(knobs={"max_page_sharing": 1})}, "meta.knobs.max_page_sharing: expected an integer >= 2"),
+    "max-page-sharing-1": ({"meta": meta_with(knobs={"max_page_sharing": 1})}, "meta.knobs.max_page_sharing: expected "
+                                                                               "an integer >= 2"),
     "shape-1e15": ({"page_index": npy_member((10**15,), "<i8", bytes(64))}, "claims shape (1000000000000000,)"),
     "shape-1e7-by-1e7": ({"hashes": npy_member((10**7, 10**7), "|u1", bytes(64))}, "claims shape (10000000, 10000000)"),
     "header-garbage": ({"page_index": b"\x93NUMPY\x01\x00\x10\x00{'descr': oops}    \n"}, "array 'page_index'"),
@@ -449,4 +450,5 @@ def test_a_60_tb_sparse_mapping_captures_in_seconds(tmp_path):
 
 def test_a_kernel_thread_is_named_as_such(capsys):
     assert cli(["capture", "2"]) == 2
-    assert capsys.readouterr().err == "ksmtui capture: error: pid 2 (kthreadd) is a kernel thread: it has no user memory to capture\n"
+    assert capsys.readouterr().err == ("ksmtui capture: error: pid 2 (kthreadd) is a kernel thread: it has no user "
+                                       "memory to capture\n")

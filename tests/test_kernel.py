@@ -103,7 +103,7 @@ class TestContents:
         c = Contents(s, 5)
         for mm in sim.machine.mms:
             p = next(p for p in s.processes if mm.name in p.instance_names())
-            for r, vma in zip(p.regions, mm.vmas):
+            for r, vma in zip(p.regions, mm.vmas, strict=True):
                 assert _kernel_pages(c, r.fill, r.pages) == list(vma.written), (mm.name, r.name)
 
     def test_sampled_writes_take_the_models_salts(self):

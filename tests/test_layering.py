@@ -158,7 +158,8 @@ def test_declared_dependencies_match_what_the_code_imports():
 
 
 def loaded_after_importing(names: list[str]) -> set[str]:
-    code = f"import importlib, sys\nfor m in {names!r}:\n    importlib.import_module(m)\nprint('\\n'.join(sys.modules))\n"
+    code = (f"import importlib, sys\nfor m in {names!r}:\n    importlib.import_module(m)\n"
+            "print('\\n'.join(sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return set(out.stdout.split())
 

@@ -53,7 +53,8 @@ def test_writes_of_new_contents_and_pool_and_file_pages_count(tmp_path, machine_
     needs = {}
     for name, extra in [("zero", ""), ("written", '[[event]]\naction = "write"\nat_ms = 1\nregion = "r"\n'),
                         ("pool", '[[pool]]\nname = "p"\npages = 1000\n'),
-                        ("file", f'[[event]]\naction = "write"\nat_ms = 1\nregion = "r"\nfill = "file"\npath = "{blob}"\n')]:
+                        ("file", f'[[event]]\naction = "write"\nat_ms = 1\nregion = "r"\nfill = "file"\npath = '
+                                 f'"{blob}"\n')]:
         path = tmp_path / f"{name}.toml"
         path.write_text(zero + extra)
         machine_of(0)
@@ -70,7 +71,8 @@ def test_a_real_run_peaks_below_the_estimate(tmp_path):
     path.write_text(RANDOM.format(count=2, pages=16384) + "[ksm]\npages_to_scan = 100000\nsleep_millisecs = 0\n")
     # VmHWM, not ru_maxrss: that one carries the peak of the process that forked this one (pytest's).
     script = (f"from ksmtui.cli import main\nmain(['run', {str(path)!r}, '--full-scans', '2'])\n"
-              "print(next(int(line.split()[1]) * 1024 for line in open('/proc/self/status') if line.startswith('VmHWM')))")
+              "print(next(int(line.split()[1]) * 1024 for line in open('/proc/self/status') if "
+              "line.startswith('VmHWM')))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
     peak = int(result.stdout.splitlines()[-1])
     estimate = memory_needed(4096, 32768, 32768, 0, [])
@@ -78,10 +80,9 @@ def test_a_real_run_peaks_below_the_estimate(tmp_path):
 
 
 def test_compare_mode_is_refused_when_two_runs_do_not_fit(monkeypatch):
-    from ui_helpers import scenario as ui_scenario
-
     import ksmtui.ui.runner as runner_module
     from ksmtui.ui.runner import EngineError, Runner, ToggleCompare
+    from tests.ui_helpers import scenario as ui_scenario
 
     posted = []
     runner = Runner(ui_scenario(), posted.append, paused=True)

@@ -24,13 +24,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from host_helpers import KNOBS, PREDICTED, Children, merged, wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from test_exporter import dashboard_queries
 
 from ksmtui.host import sysfs
 from ksmtui.host.exporter import MERGE_PATHS, NODE_KSMD
 from ksmtui.host.sampler import HostTrace
+from tests.host_helpers import KNOBS, PREDICTED, Children, merged, wait_until
+from tests.test_exporter import dashboard_queries
 
 PACKAGES = {"prometheus": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter"}  # package: binary
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")

@@ -13,8 +13,8 @@ from pathlib import Path
 SCRIPT = """
 import json, sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
-from ui_helpers import scenario
 from ksmtui.ui.runner import Restart, Runner
+from tests.ui_helpers import scenario
 
 runner = Runner(scenario(), lambda message: None, paused=True)
 tracemalloc.start()

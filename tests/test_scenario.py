@@ -196,7 +196,8 @@ def test_which_pages_a_write_touches(keys, pages, fraction):
 
 def test_write_fill_keys_and_pools():
     s = with_tables('[[pool]]\nname = "lib"\npages = 3\n', (
-        '[[event]]\naction = "write"\nregion = "r"\nat_ms = 0\nfill = "pool"\npool = "lib"\norder = "shuffled"\noffset = 2\n'))
+        '[[event]]\naction = "write"\nregion = "r"\nat_ms = 0\nfill = "pool"\npool = "lib"\norder = '
+        '"shuffled"\noffset = 2\n'))
     assert s.events[0].fill == Fill("pool", pool="lib", order="shuffled", offset=2)
 
 
@@ -210,7 +211,8 @@ def test_set_event_value_is_parsed_for_its_knob(knob, value, parsed):
 
 
 def test_madvise_and_migrate():
-    s = with_tables('[engine]\nnuma_nodes = 3\n', '[[event]]\naction = "madvise"\nregion = "r"\nadvice = "unmergeable"\nat_ms = 3\n'
+    s = with_tables('[engine]\nnuma_nodes = 3\n', '[[event]]\naction = "madvise"\nregion = "r"\nadvice = '
+                                                  '"unmergeable"\nat_ms = 3\n'
                     '[[event]]\naction = "migrate"\nregion = "r"\nto_node = 2\nfraction = 0.5\nat_ms = 4\n')
     madvise, migrate = s.events
     assert (madvise.advice, madvise.process) == ("unmergeable", "*")
@@ -255,7 +257,8 @@ def test_apply_overrides_replaces_without_touching_the_original():
     (dict(flow="fast"), "--flow: expected"),
     (dict(seed=-1), "--seed: expected an integer 0..18446744073709551615, got -1"),
     (dict(seed=2**64), "--seed: expected an integer 0..18446744073709551615, got 18446744073709551616"),
-    (dict(overrides={"numa_nodes": 1}), "--set: engine.numa_nodes: process 'west' is on node 1; expected numa_nodes > 1"),
+    (dict(overrides={"numa_nodes": 1}), "--set: engine.numa_nodes: process 'west' is on node 1; expected numa_nodes > "
+                                        "1"),
     (dict(overrides={"nope": 1}), "--set: nope: unknown knob"),
     (dict(overrides={"run": 5}), "--set: ksm.run: expected 0, 1 or 2, got 5"),
 ])
@@ -309,24 +312,28 @@ names = st.text("abcdefghijklmnopqrstuvwxyz0123456789_.", min_size=1, max_size=8
 def scenarios(draw):
     pools = [{"name": f"pool{i}", "pages": draw(st.integers(1, 50))} for i in range(draw(st.integers(0, 2)))]
     numa = draw(st.integers(1, 3))
-    fills = [st.just({}), st.just({"fill": "zero"}), st.builds(lambda b: {"fill": "byte", "byte": b}, st.integers(0, 255))]
+    fills = [st.just({}), st.just({"fill": "zero"}), st.builds(lambda b: {"fill": "byte", "byte": b}, st.integers(0,
+                                                                                                                  255))]
     if pools:
         fills.append(st.builds(lambda p, o, off: {"fill": "pool", "pool": p, "order": o, "offset": off},
                                st.sampled_from([p["name"] for p in pools]), st.sampled_from(["sequential", "shuffled"]),
                                st.integers(0, 100)))
     processes = []
     for i, pname in enumerate(draw(st.lists(names, min_size=1, max_size=3, unique=True))):
-        regions = [{"name": r, "pages": draw(st.integers(1, 40)), "mergeable": draw(st.booleans()), **draw(st.one_of(fills))}
+        regions = [{"name": r, "pages": draw(st.integers(1, 40)), "mergeable": draw(st.booleans()),
+                    **draw(st.one_of(fills))}
                    for r in draw(st.lists(names, min_size=1, max_size=3, unique=True))]
         # Suffixes keep expanded NAME-i names apart from other processes' names.
-        processes.append({"name": f"{pname}_{i}", "count": draw(st.integers(1, 3)), "node": draw(st.integers(0, numa - 1)),
+        processes.append({"name": f"{pname}_{i}", "count": draw(st.integers(1, 3)), "node": draw(st.integers(0,
+                                                                                                             numa - 1)),
                           "merge_any": draw(st.booleans()), "region": regions})
     events = []
     for _ in range(draw(st.integers(0, 4))):
         p = draw(st.sampled_from(processes))
         glob = p["name"] + ("-*" if p["count"] > 1 else "")
         region = draw(st.sampled_from(p["region"]))
-        trigger = draw(st.sampled_from([{"at_ms": draw(st.integers(0, 10_000))}, {"at_full_scans": draw(st.integers(0, 20))}]))
+        trigger = draw(st.sampled_from([{"at_ms": draw(st.integers(0, 10_000))},
+                                        {"at_full_scans": draw(st.integers(0, 20))}]))
         action = draw(st.sampled_from(["write", "exit", "madvise", "set", "migrate", "fork"]))
         event = {"action": action, **trigger}
         if action == "fork":
@@ -336,13 +343,16 @@ def scenarios(draw):
             event |= {"process": glob, "region": region["name"], **draw(st.one_of(fills))}
             event |= draw(st.sampled_from([{}, {"pages": 1}, {"pages": [0, region["pages"]]}, {"fraction": 0.5}]))
             if "at_ms" in trigger and draw(st.booleans()):
-                event |= {"repeat_ms": draw(st.integers(1, 1000)), "until_ms": trigger["at_ms"] + draw(st.integers(0, 5000))}
+                event |= {"repeat_ms": draw(st.integers(1, 1000)),
+                          "until_ms": trigger["at_ms"] + draw(st.integers(0, 5000))}
         elif action == "exit":
             event["process"] = glob
         elif action == "madvise":
-            event |= {"process": glob, "region": region["name"], "advice": draw(st.sampled_from(["mergeable", "unmergeable"]))}
+            event |= {"process": glob, "region": region["name"], "advice": draw(st.sampled_from(["mergeable",
+                                                                                                 "unmergeable"]))}
         elif action == "set":
-            event |= draw(st.sampled_from([{"knob": "pages_to_scan", "value": 50}, {"knob": "use_zero_pages", "value": 1},
+            event |= draw(st.sampled_from([{"knob": "pages_to_scan", "value": 50}, {"knob": "use_zero_pages",
+                                                                                    "value": 1},
                                            {"knob": "flow", "value": "legacy"}, {"knob": "run", "value": 2}]))
         else:
             event |= {"process": glob, "region": region["name"], "to_node": draw(st.integers(0, numa - 1))}
@@ -361,7 +371,34 @@ def scenarios(draw):
 def test_random_valid_scenarios_load(data):
     s = parse(to_toml(data))
     assert [p.name for p in s.processes] == [p["name"] for p in data["process"]]
-    assert [[r.pages for r in p.regions] for p in s.processes] == [[r["pages"] for r in p["region"]] for p in data["process"]]
+    assert [[r.pages for r in p.regions] for p in s.processes] == [[r["pages"] for r in p["region"]]
+                                                                  for p in data["process"]]
     assert [e.action for e in s.events] == [e["action"] for e in data["event"]]
-    assert [e.child for e in s.events if e.action == "fork"] == [e["child"] for e in data["event"] if e["action"] == "fork"]
+    assert [e.child for e in s.events if e.action == "fork"] == [e["child"] for e in data["event"]
+                                                                if e["action"] == "fork"]
     assert s.ksm["max_page_sharing"] == data["ksm"]["max_page_sharing"] and s.page_size == data["page_size"]
+
+
+THP_REGION = '[[process]]\nname = "a"\n[[process.region]]\nname = "r"\npages = {pages}\n{thp}\n'
+
+
+@pytest.mark.parametrize("thp,share", [("", 0.0), ("thp = false", 0.0), ("thp = true", 1.0), ("thp = 0.25", 0.25),
+                                       ("thp = 0", 0.0), ("thp = 1", 1.0)])
+def test_region_thp_is_a_share_of_its_extents(thp, share):
+    s = parse('name = "t"\n' + THP_REGION.format(pages=2048, thp=thp))
+    region = s.processes[0].regions[0]
+    assert region.thp == share
+    assert region.huge_extents(512) == {0.0: [], 1.0: [0, 1, 2, 3], 0.25: [3]}[share]
+
+
+@pytest.mark.parametrize("thp,pages,message", [
+    ('thp = "yes"', 600, "expected true, false or a number 0..1"),
+    ("thp = 1.5", 600, "expected true, false or a number 0..1"),
+    ("thp = -0.1", 600, "expected true, false or a number 0..1"),
+    ("thp = true", 511, "a transparent huge page is 512 pages of 4096 bytes; the region has 511"),
+])
+def test_bad_thp_is_one_line_naming_the_key(thp, pages, message):
+    with pytest.raises(ScenarioError) as info:
+        parse('name = "t"\n' + THP_REGION.format(pages=pages, thp=thp))
+    text = str(info.value)
+    assert "\n" not in text and "process[0].region[0].thp" in text and message in text, text

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.scenario import ScenarioError, load_scenario
+from ksmtui.cli import main
 
 CORPUS = sorted((Path(__file__).parent / "malformed").glob("*.toml"))
 
@@ -19,8 +20,11 @@ def expected(path: Path) -> str:
     return first.removeprefix("# expect: ")
 
 
-def test_corpus_is_large():
-    assert len(CORPUS) >= 35
+def test_every_file_of_the_corpus_is_tested_and_says_what_it_expects():
+    files = sorted((Path(__file__).parent / "malformed").iterdir())
+    assert CORPUS and files == CORPUS  # a file the glob misses would be tested by nothing
+    for path in CORPUS:
+        expected(path)
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
@@ -31,3 +35,11 @@ def test_malformed_file_gives_one_clear_line(path):
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
     assert expected(path) in message
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_the_command_line_refuses_each_file_in_one_line_with_status_2(path, capsys):
+    assert main(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"ksmtui check: error: {path}: ") and expected(path) in err

@@ -101,9 +101,20 @@ def test_ranges_and_lists():
     (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
     (["--set", "pages_to_scan=-5-10"], "--set pages_to_scan: expected an integer 0..4294967295, got -5"),
     (["--seeds", "-1"], "--seeds: expected integers 0..18446744073709551615, got -1"),
+    (["--controller-set", "KSM_THRES_COEF=5"], "--controller-set: no controller to set"),
+    (["--controllers", "ksmtuned,mom"], "--controllers: unknown controller 'mom'; expected one of none, advisor"),
+    (["--controllers", "none,none"], "--controllers: none given twice"),
+    (["--controller", "none", "--controllers", "none"], "not allowed with argument --controller"),
+    (["--controllers", "none,kubevirt", "--controller-set", "KSM_THRES_COEF=5"],
+     "--controller-set: KSM_THRES_COEF: no controller of the sweep (none, kubevirt) takes it"),
+    (["--controller", "ksmtuned", "--controller-set", "KSM_THRES_COEF=x"],
+     "--controller-set: ksmtuned: KSM_THRES_COEF: expected an integer, got 'x'"),
+    (["--controllers", "ksmtuned,kubevirt", "--controller-set", "KSM_THRES_COEF=5", "--controller-set",
+      "interval_ms=50"], None),
     (["--seeds=-3--1"], "--seeds: expected integers 0..18446744073709551615, got -3"),
     *((["--scheduler", bad], "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT")
-      for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0", "tcp://host:99999")),
+      for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0",
+                  "tcp://host:99999")),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_bad_grid_is_one_line_and_exit_2_before_anything_runs(small, capsys, monkeypatch, args, message):
     def no_run(*a, **k):
@@ -139,6 +150,7 @@ def test_until_settled_stops_two_full_scans_after_the_last_change(small):
     sim = Simulation(apply_overrides(scenario, overrides={"pages_to_scan": 37}))
     merged = []
     while len(merged) < 3 or len(set(merged[-3:])) > 1:
+        assert len(merged) < sweep.SETTLE_LIMIT, "the run by hand did not settle"
         sim.step_full_scan()
         merged.append(sim.ksm.ksm_pages_sharing + sim.ksm.ksm_zero_pages)
     assert result["full_scans"] == len(merged) == sim.full_scans
@@ -162,7 +174,8 @@ def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path, monkeypatch)
 
 
 def test_the_front_is_what_no_other_run_beats_on_both_saving_and_cpu():
-    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8, 6.0))]
+    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8,
+                                                                                                                6.0))]
     sweep.mark_front(runs)
     assert [r["front"] for r in runs] == [True, True, True, True, False, False]
 
@@ -190,6 +203,63 @@ def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small
         assert printed["ksm"] == run["ksm"] and printed["sim_ms"] == run["sim_ms"]
 
 
+PRESSURE = """
+[memory]
+mem_total_kb = 4194304     # 4 GiB: ksmtuned sleeps 10 ms x 16 GiB / 4 GiB = 40 ms
+mem_free_kb = 300000       # under pressure (ksmtuned's and KubeVirt's 20%) until 300 ms
+[[memory.point]]
+at_ms = 300
+mem_free_kb = 3500000
+"""
+
+
+def test_controllers_are_a_grid_dimension_the_same_on_two_workers_as_run_prints_them(small, capsys, tmp_path):
+    path = tmp_path / "pressure.toml"
+    path.write_text(SMALL.replace('count = 3', 'count = 3\ncmdline = "qemu-system-x86_64 -enable-kvm"')
+                    + PRESSURE + "[stop]\nafter_ms = 600\n")
+    sets = ["--controller-set", "KSM_MONITOR_INTERVAL=0.05", "--controller-set", "interval_ms=50",
+            "--controller-set", "sleep_ms_baseline=10"]
+    args = ["--controllers", "none,ksmtuned,kubevirt", *sets, "--set", "pages_to_scan=20,60", "--sample-ms", "100"]
+    assert main(["sweep", str(path), *args, "--workers", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["controllers"] == ["none", "ksmtuned", "kubevirt"]
+    tasks = sweep.plan(load_scenario(str(path)), [("pages_to_scan", "20,60")], None, None, "none,ksmtuned,kubevirt",
+                       sets[1::2])
+    expected = sequential(str(path), tasks, sweep.Stop(None, False, 100))
+    for run, task in zip(document["runs"], tasks, strict=True):
+        run.pop("front")
+        assert run == {k: v for k, v in expected[task.index].items() if k != "index"}
+    by = {(r["controller"]["name"], r["knobs"]["pages_to_scan"]): r["controller"] for r in document["runs"]}
+    assert by["none", 20]["writes"] == [] and by["ksmtuned", 20]["ticks"] == 12
+    # ksmtuned boosts under pressure, then (free above thres at 300 ms, committed + thres below MemTotal) stops
+    # ksmd at every tick
+    knobs = [(w["knob"], w["value"]) for w in by["ksmtuned", 20]["writes"]]
+    assert knobs[:3] == [("pages_to_scan", 300), ("sleep_millisecs", 40), ("run", 1)]
+    assert knobs[-7:] == [("run", 0)] * 7
+    assert [s["at_ms"] for s in by["kubevirt", 60]["samples"]] == [100 * k for k in range(7)]
+    # the scenario's 60 until the first tick; then ksmtuned's own npages (from 0, as the script's), every 100 ms
+    assert [s["pages_to_scan"] for s in by["ksmtuned", 60]["samples"]] == [60, 600, 1200, 1250, 1250, 1250, 1250]
+    for run in document["runs"][1::2]:  # as `ksmtui run --controller` prints them
+        printed = run_json(capsys, str(path), "--controller", run["controller"]["name"], *sets[:2] * (
+            run["controller"]["name"] == "ksmtuned"), *sets[2:] * (run["controller"]["name"] == "kubevirt"),
+            "--set", f"pages_to_scan={run['knobs']['pages_to_scan']}", "--sample-ms", "100")
+        if run["controller"]["name"] != "none":  # run attaches no loop around none
+            assert printed["controller"] == run["controller"]
+        assert printed["ksm"] == run["ksm"]
+    sweep.mark_front(document["runs"])
+    lines = cli_sweep.text_report(document["runs"], ["pages_to_scan"])
+    assert lines[0].split()[:2] == ["controller", "pages_to_scan"] and "knob writes" in lines[0]
+    rows = sweep.csv_rows(document["runs"], ["pages_to_scan"])
+    assert rows[0][:5] == ["controller", "controller_settings", "controller_ticks", "knob_writes",
+                           "knob_writes_refused"]
+    assert rows[3][:1] == ["ksmtuned"] and rows[3][3] == len(by["ksmtuned", 20]["writes"])
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(["run", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def test_a_worker_killed_mid_sweep_loses_nothing(small):
     scenario = load_scenario(small)
     tasks = sweep.plan(scenario, [("pages_to_scan", "3-6")], None, "1-2")
@@ -198,7 +268,8 @@ def test_a_worker_killed_mid_sweep_loses_nothing(small):
     killed = []
 
     def kill_one_worker_with_a_task():
-        while not killed:
+        deadline = time.monotonic() + 120  # the sweep takes far less: a killer left over ends with it
+        while not killed and time.monotonic() < deadline:
             for key, ts in list(cluster.scheduler.tasks.items()):
                 if ts.state == "processing" and str(key).startswith("ksmtui-sweep-"):
                     for nanny in cluster.workers.values():
@@ -241,44 +312,77 @@ def test_a_csv_on_a_full_disk_is_one_line_after_the_report(small, capsys):
     assert "2 runs" in out and err.count("\n") == 1 and "--csv /dev/full: cannot write: No space left on device" in err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_report_the_runs_so_far_as_ctrl_c_does(small, sig):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
-         "--full-scans", "400", "--workers", "2", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    parent = psutil.Process(proc.pid)
-    workers: list[psutil.Process] = []
-    while proc.poll() is None and not (len(workers) == 2 and catches_sigint(proc.pid)):
-        workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-        time.sleep(0.1)
-    proc.send_signal(sig)  # the sweep's process alone: a service manager's stop, a closed terminal
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.startswith("ksmtui sweep: interrupted: ") and err.count("\n") == 1, err
-    assert json.loads(out)["complete"] is False
-    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+def cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.NoSuchProcess:  # a short-lived child (zombies too) that ended since it was listed
+        return ""
 
 
-def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small):
+def sweep_in_flight(small: str, tmp_path) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """A sweep whose runs are in flight, and its two workers. At pages_to_scan 0 a run ends at once
+    (no progress is possible); at 100, a billion full scans take days: the sweep cannot finish before
+    a signal the test sends, however busy the machine."""
+    runs_dir = tmp_path / "tmp"
+    runs_dir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=1-8", "--seeds", "1-4",
-         "--full-scans", "400", "--workers", "2", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [sys.executable, "-m", "ksmtui", "sweep", small, "--set", "pages_to_scan=0,100", "--seeds", "1-2",
+         "--full-scans", "1000000000", "--workers", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(runs_dir)})
     parent = psutil.Process(proc.pid)
     workers: list[psutil.Process] = []
-    # Wait for the cluster: its two workers exist and ksmtui catches SIGINT again (it ignores it while
-    # spawning them, so that they inherit SIG_IGN).
-    while proc.poll() is None and not (len(workers) == 2 and catches_sigint(proc.pid)):
-        workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
-    out, err = proc.communicate(timeout=120)
+
+    def in_flight() -> bool:
+        """The cluster is up: its two workers exist and ksmtui catches SIGINT again (it ignores it
+        while spawning them, so that they inherit SIG_IGN); and a run is in flight: run_one works in
+        a ksmtui-sweep-* directory of TMPDIR while it runs."""
+        nonlocal workers
+        workers = [p for p in parent.children(recursive=True) if "spawn_main" in cmdline(p)]
+        return len(workers) == 2 and catches_sigint(proc.pid) and any(runs_dir.glob("ksmtui-sweep-*"))
+
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not in_flight():
+            assert time.monotonic() < deadline, "no sweep run in flight after 120 s"
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the sweep ended before a run was in flight: {proc.communicate()}"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc, workers
+
+
+def reported_so_far(proc: subprocess.Popen, workers: list[psutil.Process]) -> None:
+    """The interrupted sweep reports the runs that ended (pages_to_scan 0 only), exits 130 and
+    leaves no worker behind."""
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, err
-    assert err.startswith("ksmtui sweep: interrupted: ") and err.count("\n") == 1, err
     document = json.loads(out)
-    assert document["complete"] is False and len(document["runs"]) < 32
+    done = len(document["runs"])
+    assert err == f"ksmtui sweep: interrupted: {done} of 4 runs done; reporting those\n"
+    assert document["complete"] is False and done <= 2
+    assert all(run["knobs"] == {"pages_to_scan": 0} for run in document["runs"])  # only the runs that ended
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_report_the_runs_so_far_as_ctrl_c_does(small, tmp_path, sig):
+    proc, workers = sweep_in_flight(small, tmp_path)
+    proc.send_signal(sig)  # the sweep's process alone: a service manager's stop, a closed terminal
+    reported_so_far(proc, workers)
+
+
+def test_ctrl_c_reports_the_runs_so_far_and_leaves_no_process(small, tmp_path):
+    proc, workers = sweep_in_flight(small, tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the whole foreground process group
+    reported_so_far(proc, workers)
 
 
 def test_a_run_settles_only_once_every_pending_event_has_had_its_chance(small, tmp_path):
@@ -347,7 +451,8 @@ def test_a_capture_sweeps_as_the_scenario_it_makes_and_workers_need_no_file(tmp_
 
 
 def test_only_the_sweep_imports_dask():
-    code = ("import sys\nfrom ksmtui.cli import main\nmain(['check', 'default'])\nmain(['run', 'default', '--full-scans', '1'])\n"
+    code = ("import sys\nfrom ksmtui.cli import main\nmain(['check', 'default'])\nmain(['run', 'default', "
+            "'--full-scans', '1'])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "[]"

@@ -1,11 +1,10 @@
 """`ksmtui sweep --ui`: the renderers (golden strings) and the app (Pilot, one snapshot), on a fixed
 sweep document, so that nothing here depends on the engine."""
 
-import asyncio
-
 from textual.widgets import DataTable, Static
 
 from ksmtui.ui.apps.sweep import FRONT, SELECTED, SweepApp, front_lines, saving_cells
+from tests.ui_helpers import drive
 
 MIB = 1 << 20
 
@@ -51,22 +50,18 @@ def test_saving_cells_share_one_time_scale_and_hold_the_last_value():
 
 
 def test_the_highlighted_row_is_the_selected_point():
-    app = SweepApp(DOCUMENT)
+    async def test(pilot):
+        app = pilot.app
+        assert app.query_one(DataTable).row_count == 4
+        front = str(app.query_one("#front", Static).render())
+        # run 0 selected, runs 1 and 2 on the front, run 3 a plain point
+        assert (front.count(SELECTED), front.count(FRONT), front.count("·")) == (1, 2, 1)
+        await pilot.press("down")
+        front = str(app.query_one("#front", Static).render())
+        assert (front.count(SELECTED), front.count(FRONT), front.count("·")) == (1, 1, 2)
+        await pilot.press("q")
 
-    async def main():
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
-            assert app.query_one(DataTable).row_count == 4
-            front = str(app.query_one("#front", Static).render())
-            # run 0 selected, runs 1 and 2 on the front, run 3 a plain point
-            assert (front.count(SELECTED), front.count(FRONT), front.count("·")) == (1, 2, 1)
-            await pilot.press("down")
-            front = str(app.query_one("#front", Static).render())
-            assert (front.count(SELECTED), front.count(FRONT), front.count("·")) == (1, 1, 2)
-            await pilot.press("q")
-
-    asyncio.run(main())
-    assert app.return_code == 0
+    assert drive(SweepApp(DOCUMENT), test, (100, 30)).return_code == 0
 
 
 def test_snapshot(snap_compare):

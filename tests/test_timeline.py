@@ -3,12 +3,10 @@ their stop (pages_to_scan 0, run 0, the advisor at 0), which end with the note i
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 
 import pytest
-from ui_helpers import settle
 
 from engine.cost import WAKEUP
 from engine.scenario import Stop
@@ -27,6 +25,7 @@ from ksmtui.cli.common import load
 from ksmtui.cli.options import parse_args
 from ksmtui.ui.apps.model import KsmApp
 from tests.engine_helpers import proc, region, scenario
+from tests.ui_helpers import drive, wait_for
 
 HANGS = [
     (["fleet", "--set", "pages_to_scan=0"], "pages_to_scan is 0"),
@@ -177,22 +176,15 @@ def test_the_ui_pauses_with_the_note_and_quits_at_once(argv, why):
     app = KsmApp(load(opts), opts, paused=True)
 
     async def test(pilot):
-        await settle(pilot)
         await pilot.press("space")
-        for _ in range(600):  # the engine thread pauses by itself after its first slice
-            if pilot.app.view.paused and pilot.app.view.note:
-                break
-            await pilot.pause(0.05)
+        # the engine thread pauses by itself after its first slice
+        await wait_for(pilot, lambda: pilot.app.view.paused and pilot.app.view.note, "the run pausing with its note")
         view = pilot.app.view
         assert view.state == "stuck" and view.note == f"{NO_PROGRESS}: {why} and no pending event can change that"
         await pilot.press("q")
         assert "ksm-engine" not in [t.name for t in threading.enumerate()]
 
-    async def main_():
-        async with app.run_test(size=(120, 40)) as pilot:
-            await test(pilot)
-
-    asyncio.run(main_())
+    drive(app, test)
 
 
 @pytest.mark.kernel

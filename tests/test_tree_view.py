@@ -80,7 +80,7 @@ def test_a_single_steps_walks_follow_the_tree_level_by_level():
     assert [w.depth for w in walks] == list(range(len(walks)))
     assert all(w.ret in (-1, 1) for w in walks[:-1])
     node, links = before
-    for step, nxt in zip(walks, walks[1:]):  # each level's answer names the next level's node
+    for step, nxt in zip(walks, walks[1:], strict=False):  # each level's answer names the next level's node
         here, left, right = links[(step.node.process, step.node.address)]
         assert node is here
         node = left if step.ret < 0 else right

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, OptionList, Static, TabbedContent
 from textual.widgets._footer import FooterKey
-from ui_helpers import SCENARIO, batches, make_app, press, settle
 
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
@@ -19,21 +18,9 @@ from ksmtui.ui.apps.model import OPENING_SPEED, KeysFooter, KsmApp
 from ksmtui.ui.runner import SPEEDS, ChangeSpeed, SetKnob, SetPaused, View
 from ksmtui.ui.widgets.panels import LatencyPanel
 from ksmtui.ui.widgets.screens import KnobsScreen, OpenScreen
+from tests.ui_helpers import SCENARIO, batches, drive, make_app, press, settle
 
 pytestmark = pytest.mark.usefixtures("no_cursor_blink")
-
-
-def run(test, size=(120, 40), flow=None, app: KsmApp | None = None) -> KsmApp:
-    """Run `test(pilot)` against a fresh app whose engine waits for commands."""
-    app = app or make_app(flow)
-
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            await settle(pilot)
-            await test(pilot)
-
-    asyncio.run(main())
-    return app
 
 
 def far_from_stop() -> KsmApp:
@@ -56,7 +43,7 @@ def test_space_resumes_and_pauses_the_engine():
         await press(pilot, "space")
         assert pilot.app.view.paused
 
-    run(test, app=far_from_stop())
+    drive(far_from_stop(), test)
 
 
 def test_flat_out_the_engine_sends_only_the_views_the_ui_asks_for():
@@ -82,7 +69,7 @@ def test_flat_out_the_engine_sends_only_the_views_the_ui_asks_for():
         # Each request follows the drawing of a view: the answer to resume, then at least one view.
         assert all(m.view.flat_out for m in posted if not m.view.paused) and app.draws >= draws + 2
 
-    run(test, app=far_from_stop())
+    drive(far_from_stop(), test)
 
 
 def test_s_steps_one_page_and_shows_its_path_and_outcome():
@@ -97,7 +84,7 @@ def test_s_steps_one_page_and_shows_its_path_and_outcome():
         await press(pilot, "s")
         assert pilot.app.view.snapshot.counters["pages_scanned"] == 2
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_b_steps_one_ksmd_wakeup_of_pages_to_scan_pages():
@@ -108,7 +95,7 @@ def test_b_steps_one_ksmd_wakeup_of_pages_to_scan_pages():
         assert snap.sim_ns > 20_000_000  # the wake-up's work, then sleep_millisecs
         assert pilot.app.view.paused
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_plus_and_minus_step_through_the_speeds():
@@ -125,7 +112,7 @@ def test_plus_and_minus_step_through_the_speeds():
         await settle(pilot)
         assert pilot.app.view.speed == 1  # the slowest stays the slowest
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_brackets_double_and_halve_pages_to_scan():
@@ -138,7 +125,7 @@ def test_brackets_double_and_halve_pages_to_scan():
         snap = pilot.app.view.snapshot
         assert snap.counters["pages_scanned"] + snap.counters["pages_skipped"] == 32
 
-    run(test)
+    drive(make_app(), test)
 
 
 @pytest.mark.parametrize("key,knob", [("z", "use_zero_pages"), ("m", "smart_scan"), ("n", "merge_across_nodes")])
@@ -152,7 +139,7 @@ def test_toggle_keys_flip_their_knob(key, knob):
         said = [(n.title, n.message) for n in pilot.app._notifications]
         assert said == [(knob, f"{before} → {1 - before}"), (knob, f"{1 - before} → {before}")]
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
@@ -166,7 +153,7 @@ def test_a_refused_knob_shows_the_kernels_words_and_the_app_goes_on():
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_knobs_screen_offers_every_knob_a_refusal_names():
@@ -176,7 +163,7 @@ def test_the_knobs_screen_offers_every_knob_a_refusal_names():
         assert screen.query_one("#knob-run", Input).value == "1"
         assert screen.query_one("#knob-advisor_mode", Input).value == "none"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_overview_shows_the_knobs_with_their_keys():
@@ -185,7 +172,7 @@ def test_the_overview_shows_the_knobs_with_their_keys():
         text = text_of(pilot.app, "#scan-text")
         assert "use_zero_pages 1 (z)" in text and "pages_to_scan 64 ([ ])" in text and "max_page_sharing 4" in text
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_x_runs_flat_out_and_back_to_the_paced_speed():
@@ -196,7 +183,7 @@ def test_x_runs_flat_out_and_back_to_the_paced_speed():
         await press(pilot, "x")
         assert pilot.app.view.speed == 2
 
-    run(test, app=make_app(speed=OPENING_SPEED))
+    drive(make_app(speed=OPENING_SPEED), test)
 
 
 def test_a_new_run_waiting_at_t0_says_that_space_starts_it():
@@ -208,7 +195,7 @@ def test_a_new_run_waiting_at_t0_says_that_space_starts_it():
         assert pilot.app.query_one("#scan-note").display
         assert text_of(pilot.app, "#scan-note") == "paused at t=0: space starts the run"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_an_engine_failure_is_shown_and_the_app_stays_usable(monkeypatch):
@@ -225,7 +212,7 @@ def test_an_engine_failure_is_shown_and_the_app_stays_usable(monkeypatch):
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_f_cycles_the_flow():
@@ -236,7 +223,7 @@ def test_f_cycles_the_flow():
         await press(pilot, "f", "f")
         assert pilot.app.view.snapshot.flow == "optimized"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_k_opens_the_knobs_which_refuse_bad_values_inline_and_apply_good_ones():
@@ -264,7 +251,7 @@ def test_k_opens_the_knobs_which_refuse_bad_values_inline_and_apply_good_ones():
         assert field.value == "16" and screen.query_one("#knob-use_zero_pages", Input).value == "1"
         assert str(screen.query_one("#knob-error-max_page_sharing").render()) == ""
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_knobs_screen_shows_a_refusal_from_the_engine_next_to_the_knob():
@@ -279,7 +266,7 @@ def test_the_knobs_screen_shows_a_refusal_from_the_engine_next_to_the_knob():
         assert error.startswith("EBUSY: max_page_sharing")
         assert pilot.app.view.snapshot.knobs["max_page_sharing"] == 4
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_c_runs_legacy_and_optimized_side_by_side():
@@ -303,7 +290,7 @@ def test_c_runs_legacy_and_optimized_side_by_side():
         await press(pilot, "c")
         assert not pilot.app.view.compare and len(pilot.app.view.snapshots) == 1
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_h_switches_the_histograms_between_rolling_and_since_start():
@@ -316,7 +303,7 @@ def test_h_switches_the_histograms_between_rolling_and_since_start():
         await press(pilot, "h")
         assert not panel.since_start
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_r_restarts_from_time_zero_keeping_the_knobs_set_since():
@@ -329,7 +316,7 @@ def test_r_restarts_from_time_zero_keeping_the_knobs_set_since():
         assert snap.sim_ns == 0 and snap.counters["pages_scanned"] == 0
         assert snap.knobs["use_zero_pages"] == 1
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_o_opens_a_built_in_scenario():
@@ -346,7 +333,7 @@ def test_o_opens_a_built_in_scenario():
         assert pilot.app.view.snapshot.scenario == "chains"
         assert "chains" in text_of(pilot.app, "#status")
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_o_shows_a_bad_scenario_as_its_one_line(tmp_path):
@@ -364,16 +351,16 @@ def test_o_shows_a_bad_scenario_as_its_one_line(tmp_path):
         await press(pilot, "escape")
         assert pilot.app.view.snapshot.scenario == "ui-test"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_number_keys_switch_tabs():
     async def test(pilot):
-        for key, tab in zip("234561", ("trees", "chains", "latency", "compare", "processes", "overview")):
+        for key, tab in zip("234561", ("trees", "chains", "latency", "compare", "processes", "overview"), strict=True):
             await press(pilot, key)
             assert pilot.app.query_one(TabbedContent).active == tab
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_a_focused_tree_does_not_pull_its_tab_back():
@@ -381,13 +368,13 @@ def test_a_focused_tree_does_not_pull_its_tab_back():
         await batches(pilot, 3)
         await press(pilot, "2", "tab")
         assert pilot.app.focused.id == "stable-tree"
-        for key, tab in zip("1345", ("overview", "chains", "latency", "compare")):
+        for key, tab in zip("1345", ("overview", "chains", "latency", "compare"), strict=True):
             await press(pilot, "2", "tab", key)
             assert pilot.app.query_one(TabbedContent).active == tab
         await press(pilot, "2", "tab", "c")
         assert pilot.app.query_one(TabbedContent).active == "compare" and pilot.app.view.compare
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_pgdn_and_pgup_reach_the_panels_below_the_fold_of_a_small_terminal():
@@ -401,7 +388,7 @@ def test_pgdn_and_pgup_reach_the_panels_below_the_fold_of_a_small_terminal():
         await press(pilot, "pageup")
         assert grid.scroll_y == 0
 
-    run(test, size=(80, 24))
+    drive(make_app(), test, (80, 24))
 
 
 def test_q_quits_and_stops_the_engine_thread():
@@ -409,7 +396,7 @@ def test_q_quits_and_stops_the_engine_thread():
         await pilot.press("q")
         assert "ksm-engine" not in [t.name for t in threading.enumerate()]
 
-    app = run(test)
+    app = drive(make_app(), test)
     assert app.return_code == 0
 
 
@@ -426,7 +413,7 @@ def test_the_stop_condition_pauses_once_and_space_runs_on():
         await press(pilot, "b")
         assert pilot.app.view.snapshot.counters["full_scans"] >= 30
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_a_tree_node_shows_its_frame_checksum_and_rmap_list():
@@ -448,7 +435,7 @@ def test_a_tree_node_shows_its_frame_checksum_and_rmap_list():
             seen.add(node.kind)
         assert seen == {"chain", "regular"}  # max_page_sharing 4 over four VMs makes both
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_a_chain_expands_into_its_dups_and_each_dup_into_its_sharers():
@@ -468,7 +455,7 @@ def test_a_chain_expands_into_its_dups_and_each_dup_into_its_sharers():
         expanded = [n for n in tree.root.children if n.is_expanded]
         assert [n.data.kind for n in expanded] == ["chain"] and expanded[0].children[0].is_expanded
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_quick_repeated_keys_all_count():
@@ -480,7 +467,7 @@ def test_quick_repeated_keys_all_count():
         knobs = pilot.app.view.snapshot.knobs
         assert knobs["pages_to_scan"] == 64 * 8 and knobs["use_zero_pages"] == 1
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_below_the_minimum_size_a_message_replaces_the_panels():
@@ -493,7 +480,7 @@ def test_below_the_minimum_size_a_message_replaces_the_panels():
         await pilot.pause()
         assert not pilot.app.screen.has_class("-too-small")
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_every_action_is_in_the_command_palette_and_every_key_has_an_id(monkeypatch):
@@ -522,7 +509,7 @@ def test_every_action_is_in_the_command_palette_and_every_key_has_an_id(monkeypa
         await settle(pilot)
         assert pilot.app.view.snapshot.counters["pages_scanned"] > 0
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_a_single_step_shows_the_functions_it_ran_and_a_wakeup_clears_it():
@@ -537,7 +524,7 @@ def test_a_single_step_shows_the_functions_it_ran_and_a_wakeup_clears_it():
         await press(pilot, "b")
         assert text_of(pilot.app, "#scan-step") == "last step: none since the run went on (press s)"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def footer_keys(app) -> list[str]:
@@ -555,7 +542,7 @@ def test_the_footer_shows_whole_keys_quit_first_and_restart_and_open_on_a_wider_
         footer = pilot.app.query_one(KeysFooter)
         assert all(k.region.right <= footer.region.right for k in pilot.app.query(FooterKey) if k.display)
 
-    run(test, size=(80, 24))
+    drive(make_app(), test, (80, 24))
 
 
 def test_the_header_keeps_the_speed_at_60_columns_and_d_shows_the_whole_description():
@@ -571,7 +558,7 @@ def test_the_header_keeps_the_speed_at_60_columns_and_d_shows_the_whole_descript
         assert "the end" in text_of(pilot.app, "#description")
         assert pilot.app.query_one("#description").region.height > 1
 
-    run(test, size=(60, 18), app=app)
+    drive(app, test, (60, 18))
 
 
 def test_at_60x18_the_open_path_and_the_knobs_flow_field_are_reachable():
@@ -591,7 +578,7 @@ def test_at_60x18_the_open_path_and_the_knobs_flow_field_are_reachable():
         assert screen.query_one("#knobs-scroll").region.contains_region(flow.region)
         assert screen.query_one("#knobs-box").content_region.contains_region(screen.query_one("#knobs-scroll").region)
 
-    run(test, size=(60, 18))
+    drive(make_app(), test, (60, 18))
 
 
 def test_w_saves_the_screen_and_the_snapshot(tmp_path, monkeypatch):
@@ -615,7 +602,7 @@ def test_w_saves_the_screen_and_the_snapshot(tmp_path, monkeypatch):
         assert again.with_suffix(".svg").read_text().startswith("<svg")
         assert f"{again}.svg\n{again}.json" in [n.message for n in pilot.app._notifications if n.title == "saved"]
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_screen_says_what_it_builds_until_the_first_view():
@@ -624,7 +611,7 @@ def test_the_screen_says_what_it_builds_until_the_first_view():
         assert str(starting.render()) == "building ui-test: 4 processes, 288 pages…"
         assert not pilot.app.screen.has_class("-starting") and pilot.app.query_one("#tabs").display
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears_it():
@@ -638,7 +625,7 @@ def test_f_mid_run_marks_the_switch_on_the_since_start_data_and_a_restart_clears
         await press(pilot, "r")
         assert pilot.app.query_one("#latency-panel").border_title == "modelled latency since start"
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
@@ -655,7 +642,7 @@ def test_r_and_c_say_at_once_that_a_new_run_is_being_built():
         await settle(pilot)
         assert "legacy vs optimized" in text_of(pilot.app, "#status")
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
@@ -667,7 +654,7 @@ def test_the_advisors_own_retuning_of_pages_to_scan_is_not_notified():
         assert said == [("pages_to_scan", "64 → 500"), ("advisor_mode", "none → scan-time")]
         assert pilot.app.view.snapshot.knobs["pages_to_scan"] != 500  # retuned, silently
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_knobs_screen_reopens_on_run_so_typing_never_lands_in_another_field():
@@ -685,7 +672,7 @@ def test_the_knobs_screen_reopens_on_run_so_typing_never_lands_in_another_field(
         knobs = pilot.app.view.snapshot.knobs
         assert knobs["run"] == 0 and knobs["advisor_max_pages_to_scan"] == 30000
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_the_status_says_the_achieved_speed_when_the_model_runs_slower_than_asked():
@@ -703,7 +690,7 @@ def test_the_status_says_the_achieved_speed_when_the_model_runs_slower_than_aske
         await pilot.pause()
         assert "speed 1x ·" in text_of(pilot.app, "#status")
 
-    run(test)
+    drive(make_app(), test)
 
 
 def test_single_steps_keep_the_sparklines_span():
@@ -721,4 +708,72 @@ def test_single_steps_keep_the_sparklines_span():
         subtitle = str(pilot.app.query_one("#counters").border_subtitle)
         assert subtitle.startswith("sparklines: the last ") and subtitle != "sparklines: the last 0 ms simulated"
 
-    run(test)
+    drive(make_app(), test)
+
+
+THP_SCENARIO = """
+name = "thp"
+[ksm]
+pages_to_scan = 5000
+[[process]]
+name = "a"
+count = 2
+[[process.region]]
+name = "r"
+pages = 512
+fill = "zero"
+thp = true
+"""
+
+
+def test_the_counters_panel_shows_thp_splits_for_a_scenario_with_thps():
+    app = KsmApp(parse_scenario(THP_SCENARIO, "thp.toml", Path(".")), paused=True)
+
+    async def test(pilot):
+        await batches(pilot, 3)
+        text = str(pilot.app.query_one("#counters-text", Static).render())
+        assert "thp_split_page" in text and "0 THPs left (modelled)" in text, text
+
+    drive(app, test)
+    plain = make_app()
+
+    async def no_thp(pilot):
+        assert "thp_split_page" not in str(pilot.app.query_one("#counters-text", Static).render())
+
+    drive(plain, no_thp)
+
+
+def test_the_overview_shows_a_controllers_decisions_and_the_knobs_screen_who_drives_them(tmp_path):
+    """`ksmtui SCENARIO --controller ksmtuned`: the decisions the Overview lists are those a headless
+    run of the same scenario makes in the same wake-ups; a restart starts the controller afresh."""
+    from ksmtui.cli.common import controller_factory, load
+    from ksmtui.cli.options import parse_args
+    from ksmtui.ui.runner import ControllerView
+
+    path = tmp_path / "pressure.toml"
+    path.write_text(SCENARIO.replace('count = 4', 'count = 4\ncmdline = "qemu-system-x86_64 -enable-kvm"').replace(
+        "[stop]", "[memory]\nmem_total_kb = 4194304\nmem_free_kb = 300000\n\n[stop]"))
+    opts = parse_args(None, [str(path), "--controller", "ksmtuned", "--controller-set", "KSM_MONITOR_INTERVAL=0.02"])
+    scenario = load(opts)
+    make = controller_factory(scenario, opts)
+    assert make is not None
+    headless = Simulation(scenario, control=make(scenario))
+    for _ in range(40):
+        headless.step_batch()
+    expected = ControllerView.of(headless.control)
+    assert expected.ticks > 3 and expected.decisions[-1][1] == "pages_to_scan=1250 sleep_millisecs=40 run=1"
+
+    async def test(pilot):
+        await batches(pilot, 40)
+        assert pilot.app.view.controller == expected
+        text = text_of(pilot.app, "#scan-text")
+        assert f"knobs driven by ksmtuned: {expected.ticks} ticks, {expected.writes} writes, last:" in text
+        for at, decision in expected.decisions:
+            assert f"  {sim_time(int(at * 1e6))} {decision}" in text
+        await press(pilot, "k")
+        title = str(pilot.app.screen.query_one("#knobs-title", Static).render())
+        assert title.startswith("knobs: driven by ksmtuned (its next tick may write over a value set here)")
+        await press(pilot, "escape", "r")
+        assert pilot.app.view.controller == ControllerView("ksmtuned", 0, 0, ())
+
+    drive(KsmApp(scenario, opts, paused=True, control=make), test)

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 from textual import events
 from textual.widgets import Input
-from ui_helpers import make_app, press, settle
 
 from ksmtui.ui.widgets.screens import OpenScreen
+from tests.ui_helpers import drive, make_app, press, settle
 
 HOSTILE = Path(__file__).parent / "hostile"
-
-
-def run(test) -> None:
-    app = make_app()
-
-    async def main():
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot)
-            await test(pilot)
-
-    asyncio.run(main())
 
 
 def test_two_enters_in_one_read_open_one_scenario():
@@ -41,7 +29,7 @@ def test_two_enters_in_one_read_open_one_scenario():
         assert pilot.app.is_running and not isinstance(pilot.app.screen, OpenScreen)
         assert pilot.app.view.snapshot.scenario != "ui-test"
 
-    run(test)
+    drive(make_app(), test, (100, 30))
 
 
 def test_every_hostile_path_typed_shows_its_one_line_and_the_app_lives(tmp_path):
@@ -63,4 +51,4 @@ def test_every_hostile_path_typed_shows_its_one_line_and_the_app_lives(tmp_path)
         await press(pilot, "escape")
         assert pilot.app.is_running and pilot.app.view.snapshot.scenario == "ui-test"
 
-    run(test)
+    drive(make_app(), test, (100, 30))

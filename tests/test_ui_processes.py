@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from textual.app import App, ComposeResult
-from ui_helpers import batches, make_app, press, settle
 
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+from tests.ui_helpers import batches, drive, make_app, press
 
 
 class TableApp(App[None]):
@@ -25,16 +23,16 @@ def row(pid: int, comm: str, rmap: int | None, merging: int | None, profit: int 
     return ProcessRow(pid, comm, False, True, rmap, merging, 0, profit)
 
 
-def run(test) -> None:
-    async def main():
-        app = TableApp()
-        async with app.run_test(size=(120, 20)) as pilot:
-            table = app.query_one(ProcessTable)
-            table.focus()
-            await pilot.pause()
-            await test(pilot, table)
+def on_table(test) -> None:
+    """drive() a TableApp, its table focused: `await test(pilot, table)`."""
 
-    asyncio.run(main())
+    async def focused(pilot) -> None:
+        table = pilot.app.query_one(ProcessTable)
+        table.focus()
+        await pilot.pause()
+        await test(pilot, table)
+
+    drive(TableApp(), focused, (120, 20))
 
 
 def cells(table: ProcessTable, column: int) -> list[str]:
@@ -55,7 +53,7 @@ def test_rows_sort_by_profit_first_and_the_keys_of_top_pick_and_reverse_the_colu
         assert cells(table, 0) == ["10", "30", "20"]
         assert table.header()[3] == "merging_pages▲"
 
-    run(test)
+    on_table(test)
 
 
 def test_the_cursor_stays_on_its_process_as_rows_move_appear_and_vanish():
@@ -69,7 +67,7 @@ def test_the_cursor_stays_on_its_process_as_rows_move_appear_and_vanish():
         table.show_rows([row(10, "a", 1, 1, 900), row(20, "b", 1, 1, 300)])  # 30 exits: the row below it
         assert cells(table, 0) == ["10", "20"] and table.cursor_pid == 20
 
-    run(test)
+    on_table(test)
 
 
 def test_what_the_kernel_does_not_expose_says_so_and_a_costly_ratio_is_flagged():
@@ -81,7 +79,7 @@ def test_what_the_kernel_does_not_expose_says_so_and_a_costly_ratio_is_flagged()
         assert by_pid["30"][6] == "64.0"
         assert cells(table, 0)[-1] == "10"  # unknown sorts last
 
-    run(test)
+    on_table(test)
 
 
 def test_the_processes_tab_shows_each_simulated_process_and_takes_the_sort_keys():
@@ -99,13 +97,7 @@ def test_the_processes_tab_shows_each_simulated_process_and_takes_the_sort_keys(
         await press(pilot, "greater_than_sign")  # from profit to the ratio
         assert table.columns_spec[table.sort_index].key == "ratio"
 
-    async def main():
-        app = make_app()
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await test(pilot)
-
-    asyncio.run(main())
+    drive(make_app(), test)
 
 
 def test_the_cursor_scrolls_into_view_a_click_on_a_header_sorts_and_enter_selects():
@@ -122,7 +114,7 @@ def test_the_cursor_scrolls_into_view_a_click_on_a_header_sorts_and_enter_select
         await pilot.click(ProcessTable, offset=(2, 0))  # again: the other way
         assert cells(table, 0)[:2] == ["1", "2"] and table.cursor_pid == 1 and table.scroll_y == 0
 
-    run(test)
+    on_table(test)
 
 
 def test_reached_from_the_tab_strip_the_table_has_the_focus_and_right_scrolls_its_columns():
@@ -140,11 +132,5 @@ def test_reached_from_the_tab_strip_the_table_has_the_focus_and_right_scrolls_it
         await press(pilot, "right")
         assert pilot.app.query_one("TabbedContent").active == "processes" and table.scroll_x > 0
 
-    asyncio.run(_at(test, (80, 24)))
+    drive(make_app(), test, (80, 24))
 
-
-async def _at(test, size) -> None:
-    app = make_app()
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        await test(pilot)

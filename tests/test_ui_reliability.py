@@ -5,20 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ui_helpers import SCENARIO, settle
-
 from engine.scenario import RunConfig, parse_scenario
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import SetPaused
-
-
-def run(app: KsmApp, test, size=(80, 24)) -> None:
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            await settle(pilot)
-            await test(pilot)
-
-    asyncio.run(main())
+from tests.ui_helpers import SCENARIO, drive, settle
 
 
 def app_of(text: str = SCENARIO, **opts) -> KsmApp:
@@ -42,7 +32,7 @@ def test_after_ms_pauses_the_ui_where_a_headless_run_would_stop():
         assert view.finished and view.note.startswith("finished: after_ms reached 500")
         assert 500_000_000 <= view.snapshot.sim_ns < 600_000_000
 
-    run(app_of(after_ms=500), test)
+    drive(app_of(after_ms=500), test, (80, 24))
 
 
 def test_full_scans_pauses_the_ui_where_a_headless_run_would_stop():
@@ -52,7 +42,7 @@ def test_full_scans_pauses_the_ui_where_a_headless_run_would_stop():
         assert view.finished and view.note.startswith("finished: full_scans reached 2")
         assert view.snapshot.counters["full_scans"] == 2
 
-    run(app_of(full_scans=2), test)
+    drive(app_of(full_scans=2), test, (80, 24))
 
 
 def test_a_1_MB_name_leaves_the_state_on_the_header_line():
@@ -62,4 +52,4 @@ def test_a_1_MB_name_leaves_the_state_on_the_header_line():
         assert len(lines) == 1 and lines[0].startswith(" xxxx") and "… · t=" in lines[0], lines
         assert lines[0].rstrip().endswith("paused max · optimized"), lines
 
-    run(app_of(SCENARIO.replace('name = "ui-test"', f'name = "{"x" * 1_000_000}"')), test)
+    drive(app_of(SCENARIO.replace('name = "ui-test"', f'name = "{"x" * 1_000_000}"')), test, (80, 24))

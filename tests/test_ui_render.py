@@ -141,7 +141,8 @@ def test_next_events_lists_events_in_time_order_and_event_marks_flag_where_they_
     events = (Event(0, "write", at_ms=500, repeat_ms=200, process="db", region="buffers"),
               Event(1, "fork", at_ms=4000, process="web-0", child="w"),
               Event(2, "exit", at_full_scans=3, process="web-2"))
-    assert next_events(events, 3_900_000_000, 1) == ["write db/buffers at 3.900 s, every 200 ms", "fork web-0 at 4.000 s"]
+    assert next_events(events, 3_900_000_000, 1) == ["write db/buffers at 3.900 s, every 200 ms",
+                                                     "fork web-0 at 4.000 s"]
     assert next_events(events, 4_000_000_001, 1, 5) == ["write db/buffers at 4.100 s, every 200 ms",
                                                         "exit web-2 at full scan 3"]
     # Two repeating events due sooner: the one-off keeps its place, the list stays in time order.

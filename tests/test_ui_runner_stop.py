@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import queue
+import time
 
 import pytest
-from ui_helpers import scenario
 
 from engine.sim import Simulation
 from ksmtui.ui.runner import CycleFlow, EngineUpdate, Runner, SetPaused, StepPage, ToggleCompare, View
+from tests.ui_helpers import scenario
+
+RUN_S = 120  # wall time a run of the test scenario may take on a busy machine, many times what it needs
 
 
 def run_to_finish(compare: bool, pair_steps: int = 0):
@@ -22,7 +25,9 @@ def run_to_finish(compare: bool, pair_steps: int = 0):
         for _ in range(pair_steps):
             runner.send(CycleFlow())
         runner.send(SetPaused(False))
-        while True:  # flat out, the runner posts views only when asked: ask until it has finished
+        # flat out, the runner posts views only when asked: ask until it has finished
+        deadline = time.monotonic() + RUN_S
+        while time.monotonic() < deadline:
             runner.send(View())
             assert runner.wait_idle(), "engine did not answer"
             view = None
@@ -30,6 +35,7 @@ def run_to_finish(compare: bool, pair_steps: int = 0):
                 view = views.get()
             if view is not None and view.finished:
                 return view
+        raise AssertionError(f"the runner did not finish the run in {RUN_S} s")
     finally:
         runner.close()
 
@@ -70,13 +76,13 @@ def test_a_hold_stops_the_engine_work_but_not_the_commands():
         view = views.get()
         assert not view.paused and view.snapshot.counters["pages_scanned"] == 1  # running, yet held
         runner.hold(0)
-        while True:
+        deadline = time.monotonic() + RUN_S
+        while view.snapshot.counters["pages_scanned"] <= 1:
+            assert time.monotonic() < deadline, f"the engine did not scan again in {RUN_S} s once the hold ended"
             runner.send(View())
             assert runner.wait_idle()
             while not views.empty():
                 view = views.get()
-            if view.snapshot.counters["pages_scanned"] > 1:
-                break
     finally:
         runner.close()
 

@@ -7,23 +7,10 @@ the new SVGs (snapshot_report.html shows the difference)."""
 from __future__ import annotations
 
 import pytest
-from ui_helpers import batches, make_app, press, settle
+
+from tests.ui_helpers import after, make_app
 
 pytestmark = pytest.mark.usefixtures("no_cursor_blink")
-
-
-def after(*steps):
-    """A run_before that waits for the engine, then runs each step: a key, or a number of batches."""
-
-    async def run_before(pilot):
-        await settle(pilot)
-        for step in steps:
-            if isinstance(step, int):
-                await batches(pilot, step)
-            else:
-                await press(pilot, step)
-
-    return run_before
 
 
 class TestMainScreen:
@@ -50,7 +37,8 @@ class TestViews:
         assert snap_compare(make_app(), terminal_size=(160, 50), run_before=after("c", 30))
 
     def test_tree_detail_view(self, snap_compare):
-        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "2", "tab", "down", "down", "enter"))
+        assert snap_compare(make_app(), terminal_size=(120, 40), run_before=after(20, "2", "tab", "down", "down",
+                                                                                  "enter"))
 
     def test_trees_after_a_single_step_show_its_walks(self, snap_compare):
         # the 12th step of the tenth pass walks the unstable tree four levels deep

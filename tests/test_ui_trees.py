@@ -3,16 +3,15 @@ cursor that stays on its node through redraws and tab switches."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
-from ui_helpers import SCENARIO, batches, press, settle
 
 from engine.scenario import parse_scenario
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import TreePage
+from tests.ui_helpers import SCENARIO, batches, drive, press, settle
 
 # more private pages, so that the unstable tree holds more than a page of entries
 BIG = SCENARIO.replace("pages = 16", "pages = 40").replace("full_scans = 30", "full_scans = 1000")
@@ -21,15 +20,8 @@ BIG = SCENARIO.replace("pages = 16", "pages = 40").replace("full_scans = 30", "f
 pytestmark = pytest.mark.usefixtures("no_cursor_blink")
 
 
-def run(test, size=(120, 40)) -> None:
-    app = KsmApp(parse_scenario(BIG, "big.toml", Path(".")), paused=True)
-
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            await settle(pilot)
-            await test(pilot)
-
-    asyncio.run(main())
+def big_app() -> KsmApp:
+    return KsmApp(parse_scenario(BIG, "big.toml", Path(".")), paused=True)
 
 
 def rows(pilot, tree_id: str):
@@ -52,13 +44,13 @@ def test_rows_show_depth_side_and_colour_as_the_tree_has_them():
             view = node.data
             assert label.startswith(" " * view.depth + (view.side or "·") + (" R " if view.red else " B "))
         # in-order rows of a binary tree: a left child sits above its parent, one level deeper
-        for above, below in zip(stable, stable[1:]):
+        for above, below in zip(stable, stable[1:], strict=False):
             if above.data.side == "L" and above.data.depth == below.data.depth + 1:
                 break
         else:
             pytest.fail("no left child right above its parent")
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_paging_moves_the_window_a_hundred_entries_at_a_time():
@@ -80,7 +72,7 @@ def test_paging_moves_the_window_a_hundred_entries_at_a_time():
         await press(pilot, "less_than_sign", "less_than_sign", "less_than_sign")
         assert pilot.app.view.snapshot.unstable_offset == 0
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_search_by_process_address_and_by_kpfn_puts_the_cursor_on_the_entry():
@@ -109,7 +101,7 @@ def test_search_by_process_address_and_by_kpfn_puts_the_cursor_on_the_entry():
         stable = pilot.app.query_one("#stable-tree")
         assert stable.has_focus and stable.cursor_node.data == node
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_a_bad_or_missing_search_says_so_and_escape_closes_the_box():
@@ -130,7 +122,7 @@ def test_a_bad_or_missing_search_says_so_and_escape_closes_the_box():
         assert any("expected a kpfn (0x1a2b or 6699) or process:address, got 'vm-0:zz'" in m for m in notes)
         assert any("not in the trees: nobody:0x1000" in m for m in notes)
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_a_single_step_marks_its_walks_with_what_memcmp_said():
@@ -151,7 +143,7 @@ def test_a_single_step_marks_its_walks_with_what_memcmp_said():
         await press(pilot, "b")  # running on: the marks were the single step's
         assert "single-step (s)" in text_of(pilot.app, "#tree-walk-text")
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_the_cursor_and_the_expanded_nodes_survive_redraws_and_tab_switches():
@@ -170,7 +162,7 @@ def test_the_cursor_and_the_expanded_nodes_survive_redraws_and_tab_switches():
         tree = pilot.app.query_one("#stable-tree")
         assert tree.cursor_node.data.kpfn == chosen.kpfn and tree.cursor_node.is_expanded
 
-    run(test)
+    drive(big_app(), test)
 
 
 def test_a_step_that_walked_no_tree_says_so():
@@ -184,4 +176,4 @@ def test_a_step_that_walked_no_tree_says_so():
             f"the last step walked no tree: {step.process}:{step.address:#x}",
             f"  {step.path} → {step.outcome}", "s steps the next page"]
 
-    run(test)
+    drive(big_app(), test)

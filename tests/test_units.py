@@ -83,7 +83,8 @@ PATHS = {
     # kubernetes/minikube#11280: CRI-O in a minikube node that is itself a docker container: the inner one
     "/docker/d6701ec289c56e4391acb11d07474b3139466857a305490575508a8b7a9fcf22/kubepods.slice/kubepods-besteffort.slice/"
     f"kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice/crio-{CRIO_ID}.scope":
-        PathIdentity(unit=f"crio-{CRIO_ID}.scope", slice="kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice",
+        PathIdentity(unit=f"crio-{CRIO_ID}.scope",
+                     slice="kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice",
                      container_id=CRIO_ID, runtime="cri-o", pod="2ca4a155-3599-498d-bb9d-4446693fa3ea"),
     # Qard/container-info test fixture: Kubernetes, cgroupfs driver: the runtime is not in the path
     f"/kubepods/besteffort/pod74c13223-5a00-11e9-b385-42010a80018d/{K8S_CGROUPFS_ID}":
@@ -105,7 +106,8 @@ PATHS = {
     "/lxc.payload.waydroid": PathIdentity(container_id="waydroid", runtime="lxc", container_name="waydroid"),
     "/lxc.monitor.waydroid": PathIdentity(),
     "/lxc.payload.user-1000_alpine-container/.lxc":
-        PathIdentity(container_id="user-1000_alpine-container", runtime="lxc", container_name="user-1000_alpine-container"),
+        PathIdentity(container_id="user-1000_alpine-container", runtime="lxc",
+                     container_name="user-1000_alpine-container"),
     # a user's own service, under the user manager's unit
     "/user.slice/user-1000.slice/user@1000.service/app.slice/dbus-broker.service":
         PathIdentity(unit="dbus-broker.service", slice="app.slice"),
@@ -284,14 +286,16 @@ def test_group_keys_and_what_a_process_without_that_identity_falls_in():
         "(no vm)", "(no container)", "(no unit)", "(no cgroup)", "bash", "6"]
     assert group_key(pve, "vm") == "db (vmid 100)"  # Proxmox names need not be unique
     assert group_key(Unit(8, vmid="101"), "vm") == "vmid 101"
-    assert group_key(Unit(9, container_id=CONTAINERD_ID, runtime="containerd"), "container") == "containerd/2032491dcae3"
+    assert group_key(Unit(9, container_id=CONTAINERD_ID, runtime="containerd"),
+                     "container") == "containerd/2032491dcae3"
     assert group_key(Unit(9, container_id=K8S_CGROUPFS_ID), "container") == "34dc0b5e626f"
     with pytest.raises(ValueError, match="expected one of vm, container, unit, cgroup, comm, pid, got 'user'"):
         group_key(bare, "user")
 
 
 def test_names_from_processes_and_files_are_shown_escaped():
-    evil = Unit(5, "x\x1b[2Jy", "/a\nb.service", "a\nb.service", container_id=DOCKER_ID, container_name="\x1b]0;pwn\x07",
+    evil = Unit(5, "x\x1b[2Jy", "/a\nb.service", "a\nb.service", container_id=DOCKER_ID,
+                container_name="\x1b]0;pwn\x07",
                 runtime="docker", vm="v\x9bm")
     shown = [group_key(evil, by) for by in units.GROUPINGS] + [evil.describe(), repr(evil)]
     assert not any(ch in s for s in shown for ch in "\x1b\n\x07\x9b")

@@ -1,14 +1,21 @@
-"""Builds the app for the UI tests: a small fixed scenario, the engine paused, commands awaited.
+"""The one way the UI tests build and drive an app: a small fixed scenario, the engine paused,
+commands awaited (`drive` runs a test coroutine against an app; `after` is a snapshot's run_before).
 
 The engine starts paused and moves only by commands, so what a test sees depends on the keys it
-pressed and never on the wall clock (latency comes from the cost model)."""
+pressed and never on the wall clock (latency comes from the cost model). Host mode's replay works
+the same way. Every wait here is bounded: a regression fails with a message, it does not hang."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from textual.app import App
+
 from engine.scenario import RunConfig, parse_scenario
+from ksmtui.ui.apps.host import HostApp, ReplaySource
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import StepBatch
 
@@ -67,9 +74,29 @@ def make_app(flow: str | None = None, speed: int | None = None) -> KsmApp:
     return KsmApp(scenario(), RunConfig(flow=flow), paused=True, speed=speed)
 
 
+def drive(app: App, test: Callable[..., Awaitable[None]], size: tuple[int, int] = (120, 40)) -> App:
+    """Run `await test(pilot)` against `app` in a headless terminal of `size`, once the app has
+    settled; the app, for what it left behind."""
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await test(pilot)
+
+    asyncio.run(main())
+    return app
+
+
 async def settle(pilot) -> None:
-    """Wait until the engine has run every command sent so far and the UI has drawn the result."""
-    assert await asyncio.to_thread(pilot.app.runner.wait_idle), "engine did not answer"
+    """Wait until the engine (the model's runner, or a replay) has run every command sent so far and
+    the UI has handled what it posted: pause() first waits for every message queued before it. A
+    live host source takes no commands: nothing to wait for but the UI."""
+    app = pilot.app
+    engine = app.runner if isinstance(app, KsmApp) else None
+    if isinstance(app, HostApp) and isinstance(app.source, ReplaySource):
+        engine = app.source
+    if engine is not None:
+        assert await asyncio.to_thread(engine.wait_idle), "engine did not answer"
     await pilot.pause()
     await pilot.pause()
 
@@ -85,3 +112,26 @@ async def batches(pilot, n: int) -> None:
     for _ in range(n):
         pilot.app.send(StepBatch())
     await settle(pilot)
+
+
+def after(*steps: int | str):
+    """A snapshot's run_before: wait for the engine, then each step: a key, or a number of batches."""
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        for step in steps:
+            if isinstance(step, int):
+                await batches(pilot, step)
+            else:
+                await press(pilot, step)
+
+    return run_before
+
+
+async def wait_for(pilot, ready: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Let the app run until ready() holds; fail saying `what` did not happen within timeout s."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        await pilot.pause(0.05)

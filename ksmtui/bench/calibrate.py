@@ -10,9 +10,10 @@ each workload = sum over groups of scale x modelled ns: the scales are the non-n
 squares solution over the workloads (median of `repeat` kernel runs each), and the profile is the
 reference constants times their group's scale. The workloads separate the groups: settled pages in
 big and in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
-smart_scan off (the unstable tree walk), and pages merging (merge) in big and in small batches. The time ksmd waited runnable
-for a CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy
-machine a scan lasts that much longer than its CPU time, which moves every later wake-up.
+smart_scan off (the unstable tree walk), and pages merging (merge) in big and in small batches.
+The time ksmd waited runnable for a CPU over all of them, per ns it ran (schedstat), is the
+profile's wait_per_cpu: on a busy machine a scan lasts that much longer than its CPU time, which
+moves every later wake-up.
 
 HZ comes from the kernel's configuration (/proc/config.gz, /boot/config-RELEASE); without one, from
 ksmd's measured period at sleep_millisecs 1 (msecs_to_jiffies(1) + 1 ticks).
@@ -72,8 +73,8 @@ def workloads(pages: int = PAGES) -> list[Workload]:
         Workload("merging", "pages merging (3 passes)", _scenario("merging", shared, pool, pages_to_scan=2000,
                                                                   sleep_millisecs=10), 0, 3),
         # the same in small batches, 20 ms apart: every batch finds the trees and pages cold
-        Workload("merging-small", "pages merging, 100 a wake-up", _scenario("merging-small", shared, pool,
-                                                                            pages_to_scan=100, sleep_millisecs=20), 0, 2),
+        Workload("merging-small", "pages merging, 100 a wake-up",
+                 _scenario("merging-small", shared, pool, pages_to_scan=100, sleep_millisecs=20), 0, 2),
     ]
 
 
@@ -179,10 +180,10 @@ def calibrate(repeat: int = 3, say: Callable[[str], None] = print) -> tuple[Cost
     a = np.array([[r["model_ns"][g] for g in groups] for r in rows], dtype=float)
     b = np.array([statistics.median(r["kernel_ns"]) for r in rows], dtype=float)
     scales = nnls(a, b)
-    for r, fitted in zip(rows, (a @ scales).tolist()):
+    for r, fitted in zip(rows, (a @ scales).tolist(), strict=True):
         r["fitted_ns"] = fitted
     hz = config_hz() or measured_hz()
     label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
     wait_per_cpu = sum(sum(r["wait_ns"]) for r in rows) / max(sum(sum(r["kernel_ns"]) for r in rows), 1)
-    scaled = dict(zip(groups, (round(float(x), 4) for x in scales)))
+    scaled = dict(zip(groups, (round(float(x), 4) for x in scales), strict=True))
     return CostProfile.scaled(scaled, hz, label, round(wait_per_cpu, 3)), rows

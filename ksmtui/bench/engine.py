@@ -352,7 +352,7 @@ class Row:
     ksmd: list[float | None]
 
     def ratios(self) -> list[float]:
-        return [m.ns_per_page / k for m, k in zip(self.model, self.ksmd) if k]
+        return [m.ns_per_page / k for m, k in zip(self.model, self.ksmd, strict=False) if k]
 
 
 def _spread(values: list[float], fmt: str) -> str:

@@ -116,8 +116,9 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
              interval: float = 1.0, ui: str | None = None, exporter: bool = False) -> dict:
     """Sample at `interval` for `seconds` beside `processes` sleepers (every `merge_any_every`-th
     merge-any); the share of one core the sampling used (with `ui`, the UI drawing that tab too,
-    120x40; with `exporter`, the metrics made and served to a scraper every `interval`). Merge-any registers the sleepers with ksmd, a change of KSM's state: done under
-    the machine lock, with ksmd's run left as it was."""
+    120x40; with `exporter`, the metrics made and served to a scraper every `interval`). Merge-any
+    registers the sleepers with ksmd, a change of KSM's state: done under the machine lock, with
+    ksmd's run left as it was."""
     with sysfs.machine_lock():
         helper = subprocess.Popen([sys.executable, "-c", _SLEEPERS, str(processes), str(merge_any_every)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -135,5 +136,6 @@ def host_cpu(processes: int = 1000, merge_any_every: int = 10, seconds: float = 
             helper.stdin.close()
             helper.wait(timeout=60)
     return {"processes": processes, "merge_any": len(range(0, processes, merge_any_every)) if merge_any_every else 0,
-            "known_to_ksm": len(last.processes) if last else 0, "samples": count, "scrapes": scrapes, "cpu_s": cpu, "wall_s": wall, "share": cpu / wall,
+            "known_to_ksm": len(last.processes) if last else 0, "samples": count, "scrapes": scrapes, "cpu_s": cpu,
+            "wall_s": wall, "share": cpu / wall,
             "traced": not note, "trace_note": note}

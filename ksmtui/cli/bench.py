@@ -36,7 +36,8 @@ from ksmtui.cli.options import flow as flow_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="ksmtui bench", description="How fast the engine scans, per workload and path, beside the real ksmd.")
+    p = Parser(prog="ksmtui bench", description="How fast the engine scans, per workload and path, beside the real "
+                                                "ksmd.")
     p.add_argument("--pages", type=_sizes, default=[20_000], metavar="N[,N...]",
                    help=f"simulated pages per workload, one size or several (default 20,000; at most {MAX_PAGES:,})")
     p.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
@@ -164,7 +165,8 @@ def run(opts: argparse.Namespace) -> int:
                     failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
     saved = ""
     for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path, each size kept
-        measured = {r.workload: statistics.median(ks) for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
+        measured = {r.workload: statistics.median(ks)
+                    for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
         if measured:
             from ksmtui.host import costs as ksmd_costs
 

@@ -16,7 +16,8 @@ def main(argv: list[str]) -> int:
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
         "~/.cache/ksmtui/ksmd-costs.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
-    p.add_argument("--repeat", type=positive, default=3, metavar="N", help="kernel runs per workload (median; default 3)")
+    p.add_argument("--repeat", type=positive, default=3, metavar="N",
+                   help="kernel runs per workload (median; default 3)")
     p.add_argument("--json", action="store_true", help="print the profile and the measurements as one JSON object")
     opts = p.parse_args(argv)
 

@@ -37,7 +37,8 @@ def _pid(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description="Capture processes' memory as content hashes (never contents), "
                                       "for ksmtui estimate and for scenarios.")
-    p.add_argument("pids", nargs="*", type=_pid, metavar="PID", help="processes to capture, in the order ksmd visits them")
+    p.add_argument("pids", nargs="*", type=_pid, metavar="PID", help="processes to capture, in the order ksmd visits "
+                                                                     "them")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--mergeable", action="store_true", help="every process registered with KSM")
     which.add_argument("--all", action="store_true", help="every process (but this one)")
@@ -45,10 +46,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", type=Path, metavar="FILE",
                    help="key the hashes with the secret in FILE (made if missing, mode 0600), so that captures "
                         "made with it compare; default: a new secret per capture, never written")
-    p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, .toml)")
+    p.add_argument("--scenario", action="store_true", help="also write a scenario beside the capture (same name, "
+                                                           ".toml)")
     p.add_argument("--merge-any", action="store_true",
                    help="the scenario counts memory no one marked mergeable, as if every process set merge-any")
+    p.add_argument("--follow", type=_seconds, metavar="SECONDS",
+                   help="sample the processes (and their children) again and again for SECONDS: which pages "
+                        "change when, with the KSM counters; --scenario then learns a scenario from it")
+    p.add_argument("--every", type=_millis, default=100, metavar="MS",
+                   help="--follow: sample every MS ms (default 100)")
+    p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="--follow: run COMMAND under merge-any with ksmd at its defaults (machine lock held), "
+                        "follow it until it exits or SECONDS pass, then unmerge and restore KSM")
+    p.add_argument("--learn", type=Path, metavar="FOLLOW",
+                   help="learn a scenario from a follow file (written to -o, default FOLLOW with .toml) and show "
+                        "its replay in the model beside the real counters")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 < SECONDS <= 86400), got {text!r}")
+    return value
+
+
+def _millis(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 10 <= value <= 60000:
+        raise argparse.ArgumentTypeError(f"expected milliseconds (10..60000), got {text!r}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -72,6 +105,12 @@ def _main(argv: list[str]) -> int:
     )
 
     opts = build_parser().parse_args(argv)
+    if opts.learn is not None:
+        from ksmtui.cli.capture_follow import learn_main
+        return learn_main(opts)
+    if opts.follow is not None or opts.run is not None:
+        from ksmtui.cli.capture_follow import follow_main
+        return follow_main(opts)
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
         raise UsageError("expected PID..., --mergeable or --all (one of them)")
     out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))  # written as given, no suffix added
@@ -92,7 +131,8 @@ def _main(argv: list[str]) -> int:
     else:
         pids = mergeable_pids() if opts.mergeable else all_pids()
         if not pids:
-            raise UsageError("no process is registered with KSM" if opts.mergeable else "no process to capture") from None
+            raise UsageError("no process is registered with KSM" if opts.mergeable
+                             else "no process to capture") from None
     try:
         cap, notes = capture(pids, explicit=bool(opts.pids), show_progress=sys.stderr.isatty(), key=key)
     except (CaptureDenied, NoSuchProcess) as e:

@@ -100,11 +100,13 @@ def _seconds(s: float | None) -> str:
 
 def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     shown = ("run", "max_page_sharing", "use_zero_pages", "pages_to_scan", "sleep_millisecs")
-    ps_knobs = ", ".join(f"{k} {knobs[k]}" for k in shown + (("advisor_mode",) if knobs["advisor_mode"] != "none" else ()))
+    ps_knobs = ", ".join(f"{k} {knobs[k]}"
+                         for k in shown + (("advisor_mode",) if knobs["advisor_mode"] != "none" else ()))
     scope = "every compatible VMA (as with merge-any)" if merge_any else "the VMAs KSM may merge now"
     c = e.cost
     stopped = c.get("not_merging")
-    lines = [f"{printable(str(path))}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; {ps_knobs}", ""]
+    lines = [f"{printable(str(path))}: {len(e.processes):,} processes, {e.pages:,} pages ksmd scans in {scope}; "
+             f"{ps_knobs}", ""]
     if stopped:
         named = re.search(r"\((\w+) \d\)", stopped)  # the knob engine.estimate.not_merging names
         knob = named.group(1) if named else "run"
@@ -117,21 +119,34 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     saved = e.ksm["pages_sharing"] + e.ksm["ksm_zero_pages"]
     lines.append(f"memory saved: {saved:,} pages ({saved * e.page_size / 2**20:,.1f} MiB), "
                  f"general_profit {e.ksm['general_profit'] / 2**20:,.1f} MiB after {e.rmap_items:,} rmap_items")
+    t = e.thp
+    if t:
+        lines.append(f"huge pages (THPs) in scope: {t['huge_pages']:,}; merging splits {t['split']:,} of them "
+                     f"(/proc/vmstat thp_split_page +{t['thp_split_page']:,}), "
+                     f"{t['huge_pages'] - t['split']:,} stay huge; "
+                     f"the splits map {t['split_zero_pages']:,} zero-filled subpages to the shared zero page "
+                     f"({t['split_zero_pages'] * e.page_size / 2**20:,.1f} MiB freed that no KSM counter counts)")
     lines += ["", "per process, as /proc/PID/ksm_stat would show it, and with whom it would share KSM pages:"]
-    head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages", "shares KSM pages with")
+    head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages",
+            *(("huge pages split",) if t else ()), "shares KSM pages with")
     rows = [head]
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
+        split = (f"{p['thp']['split']:,} of {p['thp']['huge_pages']:,}" if "thp" in p else "-",) if t else ()
         rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
-                     f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}", shares or "-"))
-    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows)]
+                     f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}",
+                     *split, shares or "-"))
+    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=True)]
     if stopped:
         lines += ["", f"getting there: never ({knob} {knobs[knob]}); {fix} for the time and ksmd CPU it takes"]
     else:
-        lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at pages_to_scan "
-                  f"{c['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU {_seconds(c.get('ksmd_cpu_s'))}"
-                  + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)" if c.get("cpu_share") is not None and c.get("wall_s") else "")]
+        lines += ["", f"getting there: {c['full_scans']} full scans, {_seconds(c.get('wall_s'))} of wall time at "
+                      "pages_to_scan "
+                  f"{c['pages_to_scan']} and sleep_millisecs {knobs['sleep_millisecs']}, ksmd CPU "
+                  f"{_seconds(c.get('ksmd_cpu_s'))}"
+                  + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)"
+                     if c.get("cpu_share") is not None and c.get("wall_s") else "")]
         if c.get("steady_cpu_ms_per_s") is not None:
             lines.append(f"  once settled: ksmd keeps costing {c['steady_cpu_ms_per_s']:,.1f} ms of CPU a second "
                          f"({c['steady_cpu_ms_per_s'] / 10:.2f}% of a CPU), every full scan at the last pass's cost")
@@ -170,7 +185,7 @@ def memory_report(cap, merge_any: bool) -> str:
 def _groups(cap, by: str) -> tuple[list[str], np.ndarray]:
     """Each captured process's group by its unit (a capture that predates units: all unknown)."""
     keys = [group_key(Unit.from_json(int(pid), str(comm), unit), by)
-            for pid, comm, unit in zip(cap.proc_pid.tolist(), cap.proc_comm.tolist(), cap.units())]
+            for pid, comm, unit in zip(cap.proc_pid.tolist(), cap.proc_comm.tolist(), cap.units(), strict=False)]
     names, of = group_index(keys)
     return names, np.array(of, np.int64)
 
@@ -212,11 +227,12 @@ def group_report(e: Estimate, by: str) -> str:
     shares = []
     for name, g in groups.items():
         top = sorted(g["shares_with"].items(), key=lambda kv: -kv[1])
-        shares.append(", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else ""))
+        shares.append(", ".join(f"{q} ({n:,})" for q, n in top[:4])
+                      + (f", +{len(top) - 4} more" if len(top) > 4 else ""))
         rows.append((name, f"{len(g['processes']):,}", f"{g['ksm_rmap_items']:,}", f"{g['ksm_zero_pages']:,}",
                      f"{g['ksm_merging_pages']:,}", f"{g['ksm_process_profit']:,}", f"{g['ksm_pages']:,}"))
     lines += [f"{line}  {s or '-'}" if i else f"{line}  shares KSM pages with"
-              for i, (line, s) in enumerate(zip(table(rows, left=1), ["", *shares]))]
+              for i, (line, s) in enumerate(zip(table(rows, left=1), ["", *shares], strict=False))]
     names = list(groups)
     if 1 < len(names) <= 8:
         lines += ["", f"KSM pages mapped by both (the diagonal: by the {by} at all):"]

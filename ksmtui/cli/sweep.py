@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
     p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
     p.add_argument("--seeds", metavar="S1,S2|A-B", help="seeds to run (default: the scenario's)")
+    ctl = p.add_mutually_exclusive_group()
+    ctl.add_argument("--controller", metavar="NAME",
+                     help="set the knobs from memory pressure as this controller does (docs/controllers.md)")
+    ctl.add_argument("--controllers", metavar="A,B",
+                     help="controllers to compare, a grid dimension (none, advisor, ksmtuned, kubevirt)")
+    p.add_argument("--controller-set", metavar="K=V", action="append", default=[],
+                   help="a controller setting, given to each controller of the sweep that takes it (repeatable)")
+    p.add_argument("--sample-ms", type=positive, default=1000, metavar="N",
+                   help="a controller's samples of saving and ksmd CPU every N simulated ms (default 1000)")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--full-scans", type=positive, metavar="N", help="stop each run after N full scans")
     stop.add_argument("--until-settled", action="store_true",
@@ -77,8 +86,9 @@ def sweep(opts: argparse.Namespace) -> int:
     if opts.scheduler is not None:
         check_scheduler(opts.scheduler)
     scenario = load_workload(opts.scenario, opts.merge_any)
-    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
-    stop = Stop(opts.full_scans, opts.until_settled, cost_profile(opts.costs))
+    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds, opts.controllers or opts.controller,
+                 opts.controller_set)
+    stop = Stop(opts.full_scans, opts.until_settled, opts.sample_ms, cost_profile(opts.costs))
     if opts.csv:
         try:  # refused now, not after the runs
             open(opts.csv, "a").close()
@@ -95,8 +105,9 @@ def sweep(opts: argparse.Namespace) -> int:
     knobs = [k for k, _ in opts.sets]
     if interrupted:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
+    controllers = list(dict.fromkeys(t.controller for t in tasks if t.controller is not None))
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "costs": stop.costs.label, "knobs": knobs, "runs": runs}
+                "costs": stop.costs.label, "knobs": knobs, "controllers": controllers, "runs": runs}
     if opts.json:
         print(json.dumps(document))
     elif opts.ui and runs:
@@ -112,5 +123,6 @@ def sweep(opts: argparse.Namespace) -> int:
             with open(opts.csv, "w", newline="") as f:
                 csv.writer(f).writerows(csv_rows(runs, knobs))
         except OSError as e:
-            raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e} (the report above holds the runs)") from None
+            raise UsageError(f"--csv {opts.csv}: cannot write: {e.strerror or e} (the report above holds the "
+                             "runs)") from None
     return 130 if interrupted else 0

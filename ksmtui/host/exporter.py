@@ -43,12 +43,16 @@ NODE_KSMD = {
     "merge_across_nodes": ("node_ksmd_merge_across_nodes", "gauge",
                            "Specifies if pages from different NUMA nodes can be merged.", 1),
     "pages_shared": ("node_ksmd_pages_shared", "gauge", "How many shared pages are being used.", 1),
-    "pages_sharing": ("node_ksmd_pages_sharing", "gauge", "How many more sites are sharing them i.e. how much saved.", 1),
+    "pages_sharing": ("node_ksmd_pages_sharing", "gauge",
+                      "How many more sites are sharing them i.e. how much saved.", 1),
     "pages_to_scan": ("node_ksmd_pages_to_scan", "gauge", "How many pages to scan before ksmd goes to sleep.", 1),
-    "pages_unshared": ("node_ksmd_pages_unshared", "gauge", "How many pages unique but repeatedly checked for merging.", 1),
-    "pages_volatile": ("node_ksmd_pages_volatile", "gauge", "How many pages changing too fast to be placed in a tree.", 1),
+    "pages_unshared": ("node_ksmd_pages_unshared", "gauge",
+                       "How many pages unique but repeatedly checked for merging.", 1),
+    "pages_volatile": ("node_ksmd_pages_volatile", "gauge",
+                       "How many pages changing too fast to be placed in a tree.", 1),
     "run": ("node_ksmd_run", "gauge", "The status of ksmd. stopped = 0, running = 1", 1),
-    "sleep_millisecs": ("node_ksmd_sleep_seconds", "gauge", "How many seconds ksmd should sleep before next scan.", 1000),
+    "sleep_millisecs": ("node_ksmd_sleep_seconds", "gauge",
+                        "How many seconds ksmd should sleep before next scan.", 1000),
 }
 # The files of /sys/kernel/mm/ksm node_exporter does not read (ksm.rst's words)
 KSM_FILES = {
@@ -68,8 +72,10 @@ VMSTAT = {
 # ksm_stat field -> (name suffix, HELP); summed over a group's processes
 GROUP_FIELDS = {
     "ksm_rmap_items": ("rmap_items", "rmap_items the group's processes have (ksm_stat ksm_rmap_items)."),
-    "ksm_merging_pages": ("merging_pages", "Pages of the group's processes that KSM merged (ksm_stat ksm_merging_pages)."),
-    "ksm_zero_pages": ("zero_pages", "Pages of the group's processes merged with the zero page (ksm_stat ksm_zero_pages)."),
+    "ksm_merging_pages": ("merging_pages",
+                          "Pages of the group's processes that KSM merged (ksm_stat ksm_merging_pages)."),
+    "ksm_zero_pages": ("zero_pages",
+                       "Pages of the group's processes merged with the zero page (ksm_stat ksm_zero_pages)."),
     "ksm_process_profit": ("profit_bytes", "What KSM saves the group's processes, net of their rmap_items "
                                            "(ksm_stat ksm_process_profit)."),
 }

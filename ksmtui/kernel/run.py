@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from engine import contents
@@ -109,11 +110,43 @@ def scenario_knobs(scenario: Scenario, overrides: dict | None) -> dict:
     return knobs
 
 
+THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+THP_VMSTAT = ("thp_split_page", "thp_split_page_failed")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def maps_thp(scenario: Scenario) -> bool:
+    return any(r.thp for p in scenario.processes for r in p.regions)
+
+
+def read_vmstat(names: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        key, value = line.split()
+        if key in names:
+            out[key] = int(value)
+    return out
+
+
 def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str | None:
     """Why this scenario cannot run on this machine's kernel, or None."""
     if scenario.page_size != os.sysconf("SC_PAGE_SIZE"):
         return (f"page_size {scenario.page_size} differs from this kernel's "
                 f"{os.sysconf('SC_PAGE_SIZE')}")
+    if maps_thp(scenario):
+        mode = _read(THP_DIR / "enabled")
+        if mode is None or "[never]" in mode:
+            return f"the scenario maps THPs; this kernel's {THP_DIR / 'enabled'} is {mode or 'missing'}"
+        size = _read(THP_DIR / "hpage_pmd_size")
+        if size != str(scenario.page_size * (scenario.page_size // 8)):
+            thp_bytes = scenario.page_size * (scenario.page_size // 8)
+            return f"the scenario's THPs are {thp_bytes} bytes, this kernel's {size}"
     nodes = (overrides or {}).get("numa_nodes", scenario.engine.get("numa_nodes", 1))
     have = numa_nodes()
     if nodes > have or any(p.node >= have for p in scenario.processes) or \
@@ -149,6 +182,7 @@ class KernelRun:
         self.full_scans = 0
         self.t0 = 0.0
         self.scanned0 = self.skipped0 = 0
+        self.vmstat0: dict[str, int] = {}
         self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
         self.timeline = Timeline(scenario.events)
         # with sample: (ns since run=1, general_profit, ksmd's CPU ns since run=1), every ~SAMPLE_S
@@ -187,15 +221,22 @@ class KernelRun:
                     raise KernelError(f"echo {value} > {KSM_DIR / name}: {err.strerror}") from None
             elif value != KSM_KNOBS[name].default:
                 self.notes.append(f"{name}={value} not applied: this kernel has no {KSM_DIR / name}")
+        nr = self.scenario.page_size // 8  # the pages of a PMD-sized THP
         for proc in self.scenario.processes:
             for name in proc.instance_names():
-                regions = [(r.name, r.pages) for r in proc.regions]
+                regions = [(r.name, r.pages, r.huge_extents(nr) if r.thp else []) for r in proc.regions]
                 pid, conn = kernel_child.spawn(name, regions, self.scenario.page_size)
                 self.pidfds[pid] = os.pidfd_open(pid)
-                p = _Proc(name, pid, conn, dict(regions), proc.merge_any, [])
+                p = _Proc(name, pid, conn, {r.name: r.pages for r in proc.regions}, proc.merge_any, [])
                 self.procs[name] = p
                 for region in proc.regions:
                     self._write(p, region.name, list(range(region.pages)), region.fill)
+                want = sum(len(huge) for _, _, huge in regions)
+                if want:
+                    got = p.call("thp_settle")
+                    if got != want:
+                        raise KernelError(f"{name}: {got} of its {want} THPs could be allocated "
+                                          f"(memory too fragmented?); the model would have {want}")
         # mm_slot order is registration order: register in declared order, all filled first
         for proc in self.scenario.processes:
             mergeable = [r.name for r in proc.regions if r.mergeable]
@@ -222,7 +263,7 @@ class KernelRun:
         for p in self.procs.values():
             p.conn.close()
         self.procs.clear()
-        for pid, pidfd in reversed(self.pidfds.items()):  # forked children before their parents
+        for pidfd in reversed(self.pidfds.values()):  # forked children before their parents
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
@@ -241,6 +282,7 @@ class KernelRun:
     def start(self) -> None:
         if self.trace is not None:
             self.trace.start()
+        self.vmstat0 = read_vmstat(THP_VMSTAT)
         self.scanned0 = int(ksm_read("pages_scanned"))
         self.skipped0 = int(ksm_read("pages_skipped"))
         if self.samples is not None:
@@ -450,6 +492,11 @@ class KernelRun:
             out["ksmd_cpu_ns"] = cpu
             out["timing"] = {**saving_timing(self.samples, first_at_midpoint=True),
                              "wait_per_cpu": round(self.ksmd_wait_ns / cpu, 3) if cpu else None}
+        if maps_thp(self.scenario):
+            # machine-wide: under the machine lock only KSM's splits should move it, our ksmd's
+            now = read_vmstat(THP_VMSTAT)
+            out["thp"] = {**{k: now[k] - self.vmstat0.get(k, now[k]) for k in THP_VMSTAT},
+                          "anon_huge_pages": sum(p.call("thp_count") for p in self.procs.values())}
         if self.trace is not None:
             self.trace.stop()
             out["trace"] = self.trace.result()

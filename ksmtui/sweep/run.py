@@ -156,12 +156,15 @@ class Task:
     knobs: tuple[tuple[str, int | str], ...]  # the swept knobs, in --set order
     flow: str
     seed: int
+    controller: str | None = None  # engine/controllers.py; None: no controller loop (as `ksmtui run`)
+    controller_settings: tuple[tuple[str, str], ...] = ()  # those of --controller-set it takes
 
 
 @dataclass(frozen=True)
 class Stop:
     full_scans: int | None  # None: the scenario's [stop], as `ksmtui run`
     until_settled: bool
+    sample_ms: int = 1000  # a controller's samples (saving, ksmd CPU, knobs), as `ksmtui run --sample-ms`
     costs: CostProfile = REFERENCE  # every run's cost profile (loaded once, where the sweep starts)
 
     def describe(self, scenario: Scenario) -> str:
@@ -170,35 +173,81 @@ class Stop:
         return StopRule.of(scenario.stop, self.full_scans).describe()
 
 
+def parse_controllers(text: str | None, sets: list[str]) -> list[tuple[str | None, tuple[tuple[str, str], ...]]]:
+    """--controllers a,b (or --controller a) and --controller-set K=V: each controller with the
+    settings it takes; a setting no controller of the sweep takes is refused, as is a value one of
+    them cannot use (engine.controllers.make_controller's words)."""
+    from engine.controllers import CONTROLLERS, SETTINGS, ControllerError, make_controller
+
+    settings: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GridError(f"--controller-set: expected K=V, got {item!r}")
+        settings[key.strip()] = value.strip()
+    if text is None:
+        if settings:
+            raise GridError("--controller-set: no controller to set; expected --controller NAME or --controllers A,B")
+        return [(None, ())]
+    names: list[str] = []
+    for item in text.split(","):
+        name = item.strip()
+        if name not in CONTROLLERS:
+            raise GridError(f"--controllers: unknown controller {name!r}; expected one of {', '.join(CONTROLLERS)}")
+        if name in names:
+            raise GridError(f"--controllers: {name} given twice")
+        names.append(name)
+    taken = {k for n in names for k in SETTINGS[n]}
+    for key in settings:
+        if key not in taken:
+            raise GridError(f"--controller-set: {key}: no controller of the sweep ({', '.join(names)}) takes it")
+    out: list[tuple[str | None, tuple[tuple[str, str], ...]]] = []
+    for name in names:
+        mine = tuple((k, v) for k, v in settings.items() if k in SETTINGS[name])
+        try:
+            make_controller(name, dict(mine))
+        except ControllerError as e:
+            raise GridError(f"--controller-set: {name}: {e}") from None
+        out.append((name, mine))
+    return out
+
+
 def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
-         seeds_text: str | None) -> list[Task]:
+         seeds_text: str | None, controllers_text: str | None = None, controller_sets: list[str] | None = None,
+         ) -> list[Task]:
     """Every combination, each checked by apply_overrides as `ksmtui run` would check it: a grid
-    runs whole or not at all."""
+    runs whole or not at all. The controller varies slowest."""
+    controllers = parse_controllers(controllers_text, controller_sets or [])
     grid: dict[str, list[int | str]] = {}
     for knob, text in sets:
         if knob in grid:
             raise GridError(f"--set: {knob} given twice; list its values in one --set {knob}=V1,V2")
         grid[knob] = parse_values("--set", knob, text)
     if grid.get("latency", ["model"]) != ["model"]:
-        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by run')
+        raise GridError('--set latency: expected "model": a sweep compares runs, wall-clock latency would differ by '
+                        'run')
     flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
     seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
-    count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
+    count = len(controllers) * len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
     if count > MAX_RUNS:
         raise GridError(f"the grid has {count:,} runs; expected at most {MAX_RUNS:,}")
     tasks = []
-    for index, (combo, flow, seed) in enumerate(itertools.product(itertools.product(*grid.values()), flows, seeds)):
-        knobs = tuple(zip(grid, combo))
+    combos = itertools.product(controllers, itertools.product(*grid.values()), flows, seeds)
+    for index, ((controller, settings), combo, flow, seed) in enumerate(combos):
+        knobs = tuple(zip(grid, combo, strict=True))
+        task = Task(index, knobs, flow, seed, controller, settings)
         try:
             apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
         except ScenarioError as e:
-            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: {e.message}") from None
-        tasks.append(Task(index, knobs, flow, seed))
+            raise GridError(f"combination {describe(task, seed=False)}: {e.message}") from None
+        tasks.append(task)
     return tasks
 
 
 def describe(task: Task, seed: bool = True) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}", *([f"seed={task.seed}"] * seed)])
+    controller = [] if task.controller is None else [f"controller={task.controller}"]
+    return " ".join([*controller, *(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}",
+                     *([f"seed={task.seed}"] * seed)])
 
 
 # ------------------------------------------------------------------------------------ one run --
@@ -273,7 +322,7 @@ def _series(times: list[int], values: list[int]) -> list[list[int]]:
     """At most SERIES_POINTS [ms, saving] points: the saving at evenly spaced simulated times."""
     end = times[-1]
     if end == 0 or len(times) <= SERIES_POINTS:
-        return [[t // 1_000_000, v] for t, v in zip(times, values)]
+        return [[t // 1_000_000, v] for t, v in zip(times, values, strict=False)]
     out, i = [], 0
     for k in range(SERIES_POINTS):
         at = end * k // (SERIES_POINTS - 1)
@@ -293,10 +342,14 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
 
 
 def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
+    from engine.controllers import control_loop
     from engine.sim import Simulation
     from ksmtui.text.report import latency_stats
 
-    sim = Simulation(scenario, costs=stop.costs)
+    control = None
+    if task.controller is not None:  # as `ksmtui run --controller`: a loop even around `none`, for its samples
+        control = control_loop(scenario, task.controller, dict(task.controller_settings), stop.sample_ms)
+    sim = Simulation(scenario, control=control, costs=stop.costs)
     sim.record_series()
     ksm = sim.ksm
     marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
@@ -310,7 +363,8 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
             # unchanged over the last two full scans, and every event still pending is a repeat that
             # fired during them (the engine's own test of "every pending event has had its chance")
             if len(marks) >= 3 and len({m for _, m in marks[-3:]}) == 1 and \
-                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans):
+                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans) and \
+                    (control is None or control.quiet_since(marks[-3][0])):
                 n = sim.full_scans
                 reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
                 settled = True
@@ -343,6 +397,8 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
         "costs": stop.costs.label, "hz": sim.engine_knobs["hz"],
         "latency_ns": lat,
         "series": _series(times, savings),
+        # saving and ksmd CPU every stop.sample_ms, and every knob write: engine/controllers.py
+        "controller": None if control is None else control.result(),
     }
 
 
@@ -465,6 +521,9 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     from dask.distributed import Client, as_completed
 
     logging.getLogger("distributed").setLevel(QUIET)  # the client's side too (a scheduler that goes away)
+    # A scheduler torn down by a signal mid-scatter leaves asyncio tasks whose errors asyncio logs
+    # when they are collected ("Task exception was never retrieved"): the sweep says what happened.
+    logging.getLogger("asyncio").setLevel(QUIET)
     results: dict[int, dict] = {}
     interrupted = False
     cluster = client = bar = None
@@ -512,15 +571,28 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
 CSV_LATENCY = ("p50", "p99", "mean")
 
 
+def _controller_columns(r: dict) -> list:
+    c = r["controller"]
+    return [c["name"], ";".join(f"{k}={v}" for k, v in c["settings"].items()), c["ticks"], len(c["writes"]),
+            sum(w["error"] is not None for w in c["writes"])]
+
+
 def csv_rows(runs: list[dict], knobs: list[str]) -> list[list]:
-    head = [*knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
-            "ksmd_cpu_percent", "steady_cpu_ms_per_s", "sim_ms", "full_scans", "settled", "pages_scanned", "pages_sharing",
+    """One row per run; a sweep of controllers has theirs first (name, settings, ticks, knob writes,
+    refused writes)."""
+    ctl = bool(runs) and runs[0]["controller"] is not None
+    head = [*(["controller", "controller_settings", "controller_ticks", "knob_writes", "knob_writes_refused"] * ctl),
+            *knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
+            "ksmd_cpu_percent", "steady_cpu_ms_per_s", "sim_ms", "full_scans", "settled", "pages_scanned",
+            "pages_sharing",
             "ksm_zero_pages", *(f"{p}_{s}_ns" for p in PATHS for s in CSV_LATENCY)]
     rows: list[list] = [head]
     for r in runs:
-        rows.append([*(r["knobs"][k] for k in knobs), r["flow"], r["seed"], int(r["front"]), r["saving"],
+        rows.append([*(_controller_columns(r) if ctl else []), *(r["knobs"][k] for k in knobs), r["flow"], r["seed"],
+                     int(r["front"]), r["saving"],
                      r["time_to_90_ms"], r["time_to_100_ms"], r["ksmd_cpu_ms"], r["ksmd_cpu_percent"],
-                     r["steady_cpu_ms_per_s"], r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"], r["ksm"]["pages_sharing"],
+                     r["steady_cpu_ms_per_s"], r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"],
+                     r["ksm"]["pages_sharing"],
                      r["ksm"]["ksm_zero_pages"], *(r["latency_ns"][p][s] for p in PATHS for s in CSV_LATENCY)])
     return rows
 
@@ -534,17 +606,26 @@ def _ms1(value: float | None) -> str:
 
 
 def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+    """One row per run; a sweep of controllers adds the controller and its knob writes (refused ones
+    in parentheses)."""
     from ksmtui.text.report import table
 
-    rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
-                                 "steady cpu ms/s", "scanned", "anon p50/p99 ns", "front"]]
+    ctl = bool(runs) and runs[0]["controller"] is not None
+    rows: list[list[object]] = [[*(["controller"] * ctl), *knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms",
+                                 "cpu ms", "cpu %", "steady cpu ms/s", "scanned", *(["knob writes"] * ctl),
+                                 "anon p50/p99 ns", "front"]]
     for r in runs:
         anon = r["latency_ns"]["anon_page"]
-        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
-                     _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]), f"{r['ksmd_cpu_ms']:,.1f}",
-                     f"{r['ksmd_cpu_percent']:.1f}", _ms1(r["steady_cpu_ms_per_s"]), r["ksm"]["pages_scanned"], f"{anon['p50']}/{anon['p99']}",
-                     "*" if r["front"] else ""])
-    return table(rows, left=len(knobs) + 1)
+        writes = []
+        if ctl:
+            w = r["controller"]["writes"]
+            refused = sum(x["error"] is not None for x in w)
+            writes = [f"{len(w)}" + (f" ({refused} refused)" if refused else "")]
+        rows.append([*([r["controller"]["name"]] if ctl else []), *(str(r["knobs"][k]) for k in knobs), r["flow"],
+                     str(r["seed"]), f"{r['saving'] / 2**20:,.2f}", _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]),
+                     f"{r['ksmd_cpu_ms']:,.1f}", f"{r['ksmd_cpu_percent']:.1f}", _ms1(r["steady_cpu_ms_per_s"]),
+                     r["ksm"]["pages_scanned"], *writes, f"{anon['p50']}/{anon['p99']}", "*" if r["front"] else ""])
+    return table(rows, left=len(knobs) + 1 + ctl)
 
 
 # ------------------------------------------------------------------------------------ the command --

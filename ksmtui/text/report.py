@@ -50,7 +50,8 @@ def table(rows: Sequence[Sequence[object]], left: int = 1) -> list[str]:
     cells = [[c if isinstance(c, str) else f"{c:,}" for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     return [
-        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(row, widths, strict=False))).rstrip()
         for row in cells
     ]
 
@@ -161,7 +162,7 @@ def compare_report(before: Snapshot, after: Snapshot) -> str:
         pair = [latency_stats(before.latency[path]), latency_stats(after.latency[path])]
         if not any(s.calls for s in pair):
             continue
-        for title, s in zip(("Before", "After"), pair):
+        for title, s in zip(("Before", "After"), pair, strict=False):
             rows.append([PATH_TITLES[path] if title == "Before" else "", title, s.calls,
                          bound_label(s.p50), bound_label(s.p90), bound_label(s.p99),
                          f"~{s.mean:,.0f}" if s.calls else "-"])

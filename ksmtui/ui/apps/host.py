@@ -221,7 +221,8 @@ class HostApp(BaseApp):
         Binding("q", "quit", "Quit", tooltip="leave ksmtui"),
         Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True,
                 tooltip="quit as an interrupted command does (exit status 130)"),
-        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False, tooltip=f"the {tab.replace('-', ' ')} tab")
+        *(Binding(str(i), f"show_tab('{tab}')", tab.capitalize(), show=False,
+                  tooltip=f"the {tab.replace('-', ' ')} tab")
           for i, tab in enumerate(("overview", "processes", "outcomes", "model-only"), 1)),
     ]
 

@@ -89,17 +89,20 @@ class SweepApp(App):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         knobs = self.document["knobs"]
-        table.add_columns(*knobs, "flow", "seed", "front", "saving over time", "saving MiB", "t90 ms", "t100 ms",
-                          "cpu ms", "cpu %")
+        ctl = bool(self.document.get("controllers"))  # a sweep of controllers: which one ran
+        table.add_columns(*(["controller"] * ctl), *knobs, "flow", "seed", "front", "saving over time", "saving MiB",
+                          "t90 ms", "t100 ms", "cpu ms", "cpu %")
         end = max(r["series"][-1][0] for r in self.runs)
         low = min(v for r in self.runs for _, v in r["series"])
         high = max(v for r in self.runs for _, v in r["series"])
         for r in self.runs:
-            table.add_row(*(Text(str(r["knobs"][k])) for k in knobs), Text(r["flow"]), Text(str(r["seed"])),
+            table.add_row(*([Text(r["controller"]["name"])] if ctl else []), *(Text(str(r["knobs"][k])) for k in knobs),
+                          Text(r["flow"]), Text(str(r["seed"])),
                           Text(FRONT if r["front"] else "", justify="center"),
                           Text(saving_cells(r["series"], end, low, high, self.SPARK_WIDTH)),
                           Text(f"{r['saving'] / MIB:,.2f}", justify="right"),
-                          Text(_ms(r["time_to_90_ms"]), justify="right"), Text(_ms(r["time_to_100_ms"]), justify="right"),
+                          Text(_ms(r["time_to_90_ms"]), justify="right"),
+                          Text(_ms(r["time_to_100_ms"]), justify="right"),
                           Text(f"{r['ksmd_cpu_ms']:,.1f}", justify="right"),
                           Text(f"{r['ksmd_cpu_percent']:.1f}", justify="right"))
         self.draw_front()

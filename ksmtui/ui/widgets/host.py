@@ -140,7 +140,8 @@ def outcome_lines(view: HostView) -> list[str]:
     m, counts = t["merges"], t["counts"]
     rows = [["since the first sample", "events", "last sample"],
             ["stable-tree merges (into a KSM page)", m.get("stable", 0), s.trace["merges"].get("stable", 0)],
-            ["unstable-tree pairings (new KSM page)", m.get("unstable_pairs", 0), s.trace["merges"].get("unstable_pairs", 0)],
+            ["unstable-tree pairings (new KSM page)", m.get("unstable_pairs", 0),
+             s.trace["merges"].get("unstable_pairs", 0)],
             ["zero-page merges (ksm_merge_one_page)", m.get("zero_page", 0), s.trace["merges"].get("zero_page", 0)]]
     for name in ("ksm_remove_ksm_page", "ksm_remove_rmap_item", "ksm_enter", "ksm_exit", "ksm_start_scan",
                  "ksm_stop_scan", "ksm_advisor"):
@@ -215,7 +216,7 @@ class HostCountersPanel(Panel[HostView]):
         room = max(map(len, labels), default=20)  # ksm_swpin_copy (vmstat) whole, at every width
         width = max(0, self.content_region.width - room - 14 - 1)
         parts: list = []
-        for name, label in zip(names, labels):
+        for name, label in zip(names, labels, strict=False):
             series = view.series[name]
             value = f"{series[-1]:,}"
             parts += [f"{label:<{room}}", (f"{value:>14} ", "bold"),

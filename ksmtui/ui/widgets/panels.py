@@ -267,7 +267,7 @@ class ScanPanel(Panel[EngineView]):
         s = view.snapshot
         return (s.cursor, s.counters["full_scans"], s.counters["pages_scanned"], tuple(s.knobs.items()),
                 view.trend.scan_rate, s.last_step,
-                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending)
+                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending, view.controller)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -288,11 +288,17 @@ class ScanPanel(Panel[EngineView]):
             # One event a line, in time order: a line of two would be cut on a narrow panel.
             lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
             lines += [f"  {e}" for e in coming]
+        if view.controller is not None:  # its decisions beside the scenario's events
+            ctl = view.controller
+            lines.append(f"knobs driven by {ctl.name}: {ctl.ticks:,} ticks, {ctl.writes:,} writes"
+                         + (", last:" if ctl.decisions else ""))
+            lines += [f"  {sim_time(int(at * 1e6))} {text}" for at, text in ctl.decisions]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
         self.query_one("#scan-bar", TextView).show(f"pass {progress_bar(c.pass_done, c.pass_total, width)}{count}")
-        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"], latency_kind(s.knobs)))
+        self.query_one("#scan-step", TextView).show(step_line(s.last_step, s.counters["pages_scanned"],
+                                                              latency_kind(s.knobs)))
         note = view.note or (START_HINT if view.paused and s.sim_ns == 0 else "")
         widget = self.query_one("#scan-note", TextView)
         widget.display = bool(note)
@@ -314,7 +320,7 @@ class CountersPanel(Panel[EngineView]):
 
     def key_of(self, view: EngineView) -> object:
         return (tuple(view.trend.counters[c] for c in SPARK_COUNTERS), view.snapshot.cursor.pass_total,
-                view.trend.sim_ns[-1:])
+                view.trend.sim_ns[-1:], tuple(view.snapshot.thp.values()))
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -330,6 +336,11 @@ class CountersPanel(Panel[EngineView]):
             spark = max(0, width - len(extra))
             parts += [f"{name:<20}", (f"{value:>14}", "bold"), (extra, "$text-muted"), " ",
                       (f"{sparkline(series, spark):>{spark}}", "$accent"), "\n"]
+        if s.thp:
+            # a cost of merging on THP-backed memory (docs/thp.md): each split is a huge page less
+            left = f" {s.thp['anon_huge_pages']:,} THPs left (modelled)"
+            parts += [f"{'thp_split_page':<20}", (f"{s.thp['thp_split_page']:>14,}", "bold"),
+                      (left, "$text-muted"), "\n"]
         times = view.trend.sim_ns[-width:] if width else ()
         if any(ev.at_full_scans is not None or not ev.repeat_ms for ev in self.events):
             # A row of its own whenever the scenario has one-off events: the panel keeps its height.
@@ -414,7 +425,7 @@ class LatencyPanel(Panel[EngineView]):
         hists = [self.query_one(f"#hist-{path}", TextView) for path in PATHS]
         titles = _titles([latency_title(p, self.counts(view)[p], window) for p in PATHS],
                          min(h.content_region.width for h in hists))
-        for path, hist, title in zip(PATHS, hists, titles):
+        for path, hist, title in zip(PATHS, hists, titles, strict=False):
             # Rows of the buckets seen since the start: the panel keeps its height as the window rolls.
             span = view.snapshot.latency[path]
             hist.show("\n".join([title, *hist_lines(self.counts(view)[path], bar_width(hist, HIST_FIXED), span)]))
@@ -497,12 +508,14 @@ class ComparePanel(Panel[EngineView]):
         self.border_title = f"compare: {labels[0]} vs {labels[1]}, same workload"
         rows = table([["", *labels], *([name, before.counters[name], after.counters[name]]
                                        for name in COMPARE_COUNTERS)])
-        rows += ["", f"{latency_kind(before.knobs)} latency of cmp_and_merge_page() (ns, whole run; change: of the mean):",
+        rows += ["", f"{latency_kind(before.knobs)} latency of cmp_and_merge_page() (ns, whole run; change: of the "
+                     "mean):",
                  *latency_change_lines(before, after)]
-        rows += ["", "work done, by the path of the call (saved = Before - After):", *work_lines(before, after, {p: p for p in PATHS})]
+        rows += ["", "work done, by the path of the call (saved = Before - After):",
+                 *work_lines(before, after, {p: p for p in PATHS})]
         self.query_one("#compare-counters", TextView).show("\n".join(rows))
         # Like the cover letter: the whole run, Before beside After.
-        for side, label, snap in zip(("before", "after"), labels, view.snapshots):
+        for side, label, snap in zip(("before", "after"), labels, view.snapshots, strict=False):
             for path in PATHS:
                 counts = snap.latency[path]
                 hist = self.query_one(f"#cmp-{side}-{path}", TextView)

@@ -218,7 +218,7 @@ class ProcessTable(ScrollView, can_focus=True):
                 row, tuple(col.cell(row) for col in self.columns_spec))
         self._widths = [len(label) for label in self.header()]
         for _, cells in self._cells.values():
-            self._widths = [max(w, len(text)) for w, (text, _) in zip(self._widths, cells)]
+            self._widths = [max(w, len(text)) for w, (text, _) in zip(self._widths, cells, strict=False)]
         order = self._sorted()
         self._order = order
         self.virtual_size = Size(sum(w + 2 for w in self._widths), len(order) + 1)
@@ -242,7 +242,7 @@ class ProcessTable(ScrollView, can_focus=True):
                     else self.rich_style)
         segments = [
             Segment(f" {text:>{w}} " if col.right else f" {text:<{w}} ", base + style if style else base)
-            for col, w, (text, style) in zip(self.columns_spec, self._widths, texts)
+            for col, w, (text, style) in zip(self.columns_spec, self._widths, texts, strict=False)
         ]
         scroll_x = int(self.scroll_x)
         return Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, base)

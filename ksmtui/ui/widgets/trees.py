@@ -149,7 +149,8 @@ class TreesPanel(Panel[EngineView]):
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
-        if (s.stable_tree_size + s.migrate_nodes and not s.stable_tree) or (s.unstable_tree_size and not s.unstable_tree):
+        if ((s.stable_tree_size + s.migrate_nodes and not s.stable_tree)
+                or (s.unstable_tree_size and not s.unstable_tree)):
             return  # a view taken while the tab was hidden carries no excerpt: keep the rows until one comes
         walked = {_key(step.node): step for step in s.last_walk if step.walk != "pruned"}
         stable = self.query_one("#stable-tree", NodeTree)
