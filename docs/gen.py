@@ -151,7 +151,7 @@ def timing() -> str:
     results, loads = [], []
     for p, s in TIMING_GRID:
         loads.append(os.getloadavg()[0])
-        p_ = subprocess.run([sys.executable, "-m", "ksmtui.cli", "parity", "timing", "--timing", "--repeat", "3",
+        p_ = subprocess.run([sys.executable, "-m", "ksmtui", "parity", "timing", "--timing", "--repeat", "3",
                              "--set", f"pages_to_scan={p}", "--set", f"sleep_millisecs={s}", "--json"],
                             cwd=ROOT, capture_output=True, text=True)
         if not p_.stdout.strip():
