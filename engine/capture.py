@@ -222,6 +222,22 @@ class Capture:
         ids = self.page_content[self.vma_first[v]:self.vma_first[v] + self.vma_count[v]]
         return ids[ids >= 0]
 
+    def vma_folios(self, v: int) -> list[tuple[int, int]]:
+        """The large folios among VMA v's pages that KSM scans, as (first page, pages) counted in
+        those pages (vma_contents' order): each run of consecutive pages (by address) of one
+        folio. A PMD-mapped THP is one run of pmd_pages; a folio also mapped elsewhere (shared
+        since fork, or a PTE-mapped one cut by munmap or mprotect) gives a run per place."""
+        first, count = int(self.vma_first[v]), int(self.vma_count[v])
+        scanned = self.page_content[first:first + count] >= 0
+        folio = self.page_folio[first:first + count][scanned]
+        index = self.page_index[first:first + count][scanned]
+        if not len(folio) or folio.max() < 0:
+            return []
+        breaks = np.flatnonzero((folio[1:] != folio[:-1]) | (np.diff(index) != 1)) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [len(folio)]))
+        return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True) if folio[s] >= 0]
+
 
 def one_physical_page(ids: np.ndarray, frames: np.ndarray, top: int) -> np.ndarray:
     """Pages whose content's every copy maps one physical non-KSM page (shared since fork). ksmd

@@ -40,7 +40,7 @@ import numpy as np
 
 from engine import cost as cm
 from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture, one_physical_page
-from engine.ksm import SIZEOF_RMAP_ITEM
+from engine.ksm import SIZEOF_RMAP_ITEM, skip_age
 from engine.timeline import ksmd_wakes_at
 
 COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
@@ -251,6 +251,10 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     rmap_items = len(ids) - ksm_zero
     general_profit = (pages_sharing + ksm_zero) * ps - rmap_items * SIZEOF_RMAP_ITEM
     matrix = _sharing_matrix(cids[merged], rank[merged] // M, cprocs[merged], nprocs)
+    # physical pages mapped by several processes since fork (one frame): the reason two processes
+    # with the same contents share no KSM page
+    fork_frames = frames[fork_only]
+    forked = _sharing_matrix(fork_frames, np.zeros(len(fork_frames), np.int64), procs[fork_only], nprocs)
 
     processes = {}
     for p, pid in enumerate(capture.proc_pid.tolist()):
@@ -264,6 +268,9 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
                                       - rmap_per_proc[p] * SIZEOF_RMAP_ITEM),
             "ksm_pages": int(matrix[p, p]),
             "shares_with": shares,
+            "fork_shared": {"pages": int(forked[p, p]),
+                            "with": {int(capture.proc_pid[q]): int(forked[p, q])
+                                     for q in np.flatnonzero(forked[p]).tolist() if q != p}},
         }
 
     group_sums = None
@@ -300,6 +307,8 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     if passes == 3:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
     cost = _settle_cost(per_pass, costs, source, knobs, profile)
+    if pages and "not_merging" not in cost:
+        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
@@ -413,11 +422,30 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
         cpu_total += cpu
     out.update(wall_s=round(wall_ns / 1e9, 3), ksmd_cpu_s=round(cpu_total / 1e9, 3),
                cpu_share=round(cpu_total / wall_ns, 4) if wall_ns else 0.0)
-    if passes and passes[-1]["wall_s"]:
-        # once settled, every pass is the last one again: what ksmd keeps costing, every day
-        last = passes[-1]
-        out["steady_cpu_ms_per_s"] = round(last["ksmd_cpu_s"] * 1000 / last["wall_s"], 3)
     return out
+
+
+def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profile: cm.CostProfile) -> dict:
+    """ksmd's CPU once settled (modelled): every pass visits each page with an rmap_item, a KSM
+    page by its early return, an unmerged one by the whole unique path; with smart_scan an
+    unmerged page's age saturates and it is tried one pass in skip_age + 1 (skipped in the others,
+    at the scan step's cost, without taking a pages_to_scan slot: scan_get_next_rmap_item moves on
+    to the next page). Zero pages merged with use_zero_pages have no rmap_item and are not visited."""
+    pts = int(knobs["advisor_min_pages_to_scan"] if knobs.get("advisor_mode", "none") != "none"
+              else knobs["pages_to_scan"])
+    sleep_ms = int(knobs["sleep_millisecs"])
+    every = skip_age(255) + 1 if int(knobs.get("smart_scan", 1)) else 1
+    tried = unmerged / every
+    skipped = unmerged - tried
+    visits = ksm_pages + tried
+    batches = visits // pts + 1
+    cpu = (costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
+           + batches * profile.ns["wakeup"])
+    # paced as _settle_cost paces a pass: jiffies, ticks, and the profile's mean wait for a CPU
+    wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
+    return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,
+            "unmerged_tried_every": every, "pass_wall_s": round(wall / 1e9, 3), "pass_cpu_s": round(cpu / 1e9, 4),
+            "cpu_share": round(cpu / wall, 4), "modelled": True}
 
 
 def _stable_order(keys: np.ndarray, top: int) -> np.ndarray:

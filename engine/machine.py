@@ -5,8 +5,9 @@ once); frame 0 is the zero page. A frame's refcount is its mapcount: the model r
 no GUP pin, LRU cache or swap cache ever holds an extra reference, and write_protect_page's
 "mapcount + 1 == refcount" check always passes.
 
-Transparent huge pages: a region may be backed by PMD-sized large folios (Folio), one per aligned
-extent of hpage_pmd_nr pages, each subpage its own frame. The model keeps them only as ksmd meets
+Transparent huge pages: a region may be backed by large folios (Folio): PMD-sized ones, one per
+aligned extent of hpage_pmd_nr pages, or a capture's, where and as large as they were; each subpage
+is its own frame. The model keeps them only as ksmd meets
 them in 6.18 (docs/thp.md): a folio stays one until split_huge_page, which sends every zero-filled
 subpage to the shared zero page (a clean pte, SPLIT_ZERO_PFN: no KSM zero page) and leaves the
 others order-0 pages. Model simplifications, said here once: khugepaged never collapses a range
@@ -67,8 +68,9 @@ def _vm_end(vma: VMA) -> int:
 
 
 class Folio:
-    """A PMD-sized large folio (a THP) until split: its subpages' frames in address order, and the
-    VMAs that map it, all at the same page index (fork copies the mapping; nothing moves VMAs)."""
+    """A large folio (a THP: PMD-sized, or a capture's of any size) until split: its subpages'
+    frames in address order, and the VMAs that map it, all at the same page index (fork copies
+    the mapping; nothing moves VMAs)."""
 
     __slots__ = ("fid", "index", "pfns", "vmas", "live")
 
@@ -144,7 +146,7 @@ class Machine:
         self.frame_folio = array("q", [0])  # per frame: its folio's fid, 0 for an order-0 page
         self.folios: dict[int, Folio] = {}
         self.next_fid = 1
-        # /proc/vmstat's thp_split_page and thp_split_page_failed (only PMD-sized folios here)
+        # /proc/vmstat's thp_split_page and thp_split_page_failed (of PMD-sized folios only)
         self.thp_split_page = 0
         self.thp_split_page_failed = 0
         # frames ksmd holds a reference to (the page in cmp_and_merge_page) whose last mapping a
@@ -214,11 +216,12 @@ class Machine:
         model) and frees it; `held` are frames ksmd holds, freed only at release_held_frames.
         remap_zero False: before 6.12 (b1f202060afe), zero-filled subpages stay order-0 pages."""
         fid = self.frame_folio[pfn]
+        pmd = len(self.folios[fid].pfns) == self.hpage_pmd_nr  # vmstat counts HPAGE_PMD_ORDER splits only
         if extra_ref:
-            self.thp_split_page_failed += 1
+            self.thp_split_page_failed += pmd
             return False
         folio = self.folios.pop(fid)
-        self.thp_split_page += 1
+        self.thp_split_page += pmd
         content = self.content
         zero = self.zero_page
         frame_folio = self.frame_folio
@@ -249,14 +252,15 @@ class Machine:
         self.mms.append(mm)
         return mm
 
-    def add_region(self, mm: MM, name: str, pages: list[bytes], huge: Sequence[int] = ()) -> VMA:
-        """A region filled with pages; `huge` lists its extents (of hpage_pmd_nr pages, counted
-        from its start) faulted in as THPs. A region with THPs starts PMD-aligned, as the
-        kernel's THP fault needs (the real runner aligns it the same way)."""
+    def add_region(self, mm: MM, name: str, pages: list[bytes], folios: Sequence[tuple[int, int]] = ()) -> VMA:
+        """A region filled with pages; `folios` lists its large folios as (first page, pages),
+        counted from its start: THPs of a `thp` share, hpage_pmd_nr pages at multiples of it, or
+        a capture's, anywhere and of any size (a folio's subpages are consecutive pages). A region
+        with folios starts PMD-aligned, as the kernel's THP fault needs (the real runner aligns it
+        the same way); nothing in the model depends on where a folio lies."""
         start = mm.vmas[-1].vm_end + self.page_size if mm.vmas else VMA_BASE
-        nr = self.hpage_pmd_nr
-        if huge:
-            align = nr * self.page_size
+        if folios:
+            align = self.hpage_pmd_nr * self.page_size
             start = (start + align - 1) // align * align
         vma = VMA(mm, name, start, len(pages), self.page_size)
         for i, data in enumerate(pages):
@@ -264,11 +268,10 @@ class Machine:
             self.mapcount[pfn] = 1
             vma.pte[i] = pfn
             vma.written[i] = data
-        for extent in huge:
-            first = extent * nr
+        for first, size in folios:
             fid = self.next_fid
             self.next_fid += 1
-            pfns = list(vma.pte[first:first + nr])
+            pfns = list(vma.pte[first:first + size])
             for pfn in pfns:
                 self.frame_folio[pfn] = fid
             self.folios[fid] = Folio(fid, vma, first, pfns)

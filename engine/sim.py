@@ -115,8 +115,7 @@ class Simulation:
                 mm = self.machine.new_mm(name, proc.node)
                 for region in proc.regions:
                     pages = list(self.contents.pages(region.fill, region.pages))
-                    self.machine.add_region(mm, region.name, pages,
-                                            region.huge_extents(self.machine.hpage_pmd_nr) if region.thp else ())
+                    self.machine.add_region(mm, region.name, pages, region.folio_extents(self.machine.hpage_pmd_nr))
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
                 for region, vma in zip(proc.regions, mm.vmas, strict=False):
@@ -126,7 +125,7 @@ class Simulation:
 
         # what THPs went through is in the results of scenarios that map THPs only, so the
         # results of every other scenario keep their shape
-        self.maps_thp = any(r.thp for p in scenario.processes for r in p.regions)
+        self.maps_thp = any(r.maps_thp for p in scenario.processes for r in p.regions)
         self.timeline = Timeline(scenario.events)
         # controllers (engine/controllers.py): a closed loop around the model, on its own clock
         self.cmdlines = {n: p.cmdline or n for p in scenario.processes for n in p.instance_names()}
@@ -399,12 +398,12 @@ class Simulation:
 
     def thp(self) -> dict[str, int]:
         """What THPs went through, modelled: /proc/vmstat's thp_split_page and
-        thp_split_page_failed, and anon_huge_pages, the THPs the live processes still map whole,
-        summed over processes as smaps' AnonHugePages (in THPs) would count them."""
+        thp_split_page_failed, and anon_huge_pages, the PMD-sized THPs the live processes still
+        map whole, summed over processes as smaps' AnonHugePages (in THPs) would count them."""
         m = self.machine
         whole = 0
         for folio in m.folios.values():
-            if folio.live != len(folio.pfns):
+            if folio.live != len(folio.pfns) or len(folio.pfns) != m.hpage_pmd_nr:
                 continue
             for vma in folio.vmas:
                 pte = vma.pte

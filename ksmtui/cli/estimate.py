@@ -136,7 +136,7 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
         split = (f"{p['thp']['split']:,} of {p['thp']['huge_pages']:,}" if "thp" in p else "-",) if t else ()
         rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}",
-                     *split, shares or "-"))
+                     *split, shares or f"- ({why_no_partner(p)})"))
     lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=True)]
     if stopped:
         lines += ["", f"getting there: never ({knob} {knobs[knob]}); {fix} for the time and ksmd CPU it takes"]
@@ -147,9 +147,6 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
                   f"{_seconds(c.get('ksmd_cpu_s'))}"
                   + (f" ({c['cpu_share'] * 100:.1f}% of a CPU meanwhile)"
                      if c.get("cpu_share") is not None and c.get("wall_s") else "")]
-        if c.get("steady_cpu_ms_per_s") is not None:
-            lines.append(f"  once settled: ksmd keeps costing {c['steady_cpu_ms_per_s']:,.1f} ms of CPU a second "
-                         f"({c['steady_cpu_ms_per_s'] / 10:.2f}% of a CPU), every full scan at the last pass's cost")
     if c.get("advisor"):
         lines.append(f"  {c['advisor']}")
     for i, p in enumerate(c["passes"]):
@@ -165,8 +162,30 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
                  " (run `ksmtui calibrate` as root to measure this machine's)"))
     if c["costs"]["measured"]:
         lines.append(f"  measured: {c['costs']['measured']}")
+    steady = c.get("steady")
+    if steady:
+        tried = steady["unmerged_tried_every"]
+        lines.append(f"once settled (modelled): ksmd CPU {steady['cpu_share'] * 100:.2f}% of a CPU, a pass over the "
+                     f"{steady['pages']:,} pages with an rmap_item every {_seconds(steady['pass_wall_s'])} "
+                     f"({steady['ksm_pages']:,} KSM pages by their early return, {steady['unmerged_pages']:,} unmerged"
+                     + (f" tried one pass in {tried}, smart_scan skipping them in the others)" if tried > 1 else ")"))
     return "\n".join(lines) + "\n"
 
+
+
+def why_no_partner(p: dict) -> str:
+    """Why a process shares no KSM page with another: what the estimate knows of it."""
+    fork = p.get("fork_shared", {})
+    if fork.get("with"):
+        top = sorted(fork["with"].items(), key=lambda kv: -kv[1])
+        who = ", ".join(f"{q} ({n:,})" for q, n in top[:3]) + (f", +{len(top) - 3} more" if len(top) > 3 else "")
+        return (f"{fork['pages']:,} pages shared since fork with {who}: already the same physical page, "
+                "which KSM never merges")
+    if p["ksm_pages"]:
+        return "its KSM pages merge copies within it only"
+    if p["ksm_zero_pages"]:
+        return "its zero pages map the kernel's zero page, no one's KSM page"
+    return "no content of it is found in another page KSM scans"
 
 
 def memory_report(cap, merge_any: bool) -> str:

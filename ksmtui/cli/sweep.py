@@ -101,13 +101,13 @@ def sweep(opts: argparse.Namespace) -> int:
     runs = [results[t.index] for t in tasks if t.index in results]
     for run in runs:
         del run["index"]
-    mark_front(runs)
+    groups = mark_front(runs)
     knobs = [k for k, _ in opts.sets]
     if interrupted:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
     controllers = list(dict.fromkeys(t.controller for t in tasks if t.controller is not None))
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "costs": stop.costs.label, "knobs": knobs, "controllers": controllers, "runs": runs}
+                "costs": stop.costs.label, "knobs": knobs, "controllers": controllers, "runs": runs, "groups": groups}
     if opts.json:
         print(json.dumps(document))
     elif opts.ui and runs:
@@ -115,9 +115,11 @@ def sweep(opts: argparse.Namespace) -> int:
 
         run_sweep_app(document)
     else:
-        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU "
-              f"(modelled; costs: {stop.costs.label})")
-        print("\n".join(text_report(runs, knobs)))
+        seeds = max((len(g["seeds"]) for g in groups), default=1)
+        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU"
+              + (f"; one row per setting: the mean over its {seeds} seeds (lowest-highest)" if seeds > 1 else "")
+              + f" (modelled; costs: {stop.costs.label})")
+        print("\n".join(text_report(runs, knobs, groups)))
     if opts.csv:  # after the report: a full disk loses the CSV, not the runs
         try:
             with open(opts.csv, "w", newline="") as f:

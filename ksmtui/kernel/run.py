@@ -29,7 +29,7 @@ from typing import Any
 
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
-from engine.scenario import Event, Fill, Scenario
+from engine.scenario import Event, Fill, Region, Scenario
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle, saving_timing
 from ksmtui.host.sysfs import (
     KSM_DIR,
@@ -122,7 +122,27 @@ def _read(path: Path) -> str | None:
 
 
 def maps_thp(scenario: Scenario) -> bool:
-    return any(r.thp for p in scenario.processes for r in p.regions)
+    return any(r.maps_thp for p in scenario.processes for r in p.regions)
+
+
+def huge_extents(region: Region, nr: int) -> list[int]:
+    """The region's THPs as the extents of nr pages the child faults in huge (kernel.child)."""
+    return [first // nr for first, _ in region.folio_extents(nr)]
+
+
+def unmappable_folio(scenario: Scenario) -> str | None:
+    """A captured large folio (thp = "capture") the child cannot map where it lies: it maps a
+    region's THPs PMD-sized at multiples of a PMD's pages from the region's start, contiguous with
+    the pages before (a capture's THP after a hole of absent pages lies elsewhere)."""
+    nr = scenario.page_size // 8
+    for p in scenario.processes:
+        for r in p.regions:
+            for first, pages in r.folios:
+                if first % nr or pages != nr:
+                    return (f"process {p.name!r} region {r.name!r}: a captured large folio of {pages} pages at "
+                            f"page {first}; the real runner maps THPs of {nr} pages at multiples of {nr} pages from "
+                            "a region's start (thp = false runs it as small pages)")
+    return None
 
 
 def read_vmstat(names: tuple[str, ...]) -> dict[str, int]:
@@ -147,6 +167,9 @@ def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str
         if size != str(scenario.page_size * (scenario.page_size // 8)):
             thp_bytes = scenario.page_size * (scenario.page_size // 8)
             return f"the scenario's THPs are {thp_bytes} bytes, this kernel's {size}"
+        unmappable = unmappable_folio(scenario)
+        if unmappable:
+            return unmappable
     nodes = (overrides or {}).get("numa_nodes", scenario.engine.get("numa_nodes", 1))
     have = numa_nodes()
     if nodes > have or any(p.node >= have for p in scenario.processes) or \
@@ -224,7 +247,7 @@ class KernelRun:
         nr = self.scenario.page_size // 8  # the pages of a PMD-sized THP
         for proc in self.scenario.processes:
             for name in proc.instance_names():
-                regions = [(r.name, r.pages, r.huge_extents(nr) if r.thp else []) for r in proc.regions]
+                regions = [(r.name, r.pages, huge_extents(r, nr)) for r in proc.regions]
                 pid, conn = kernel_child.spawn(name, regions, self.scenario.page_size)
                 self.pidfds[pid] = os.pidfd_open(pid)
                 p = _Proc(name, pid, conn, {r.name: r.pages for r in proc.regions}, proc.merge_any, [])

@@ -402,15 +402,66 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     }
 
 
-def mark_front(runs: list[dict]) -> None:
-    """Set "front" on every run no other run beats on both saving (more) and ksmd CPU (less)."""
+def group_key(run: dict) -> tuple:
+    """What a run's setting is: its swept knobs, flow and controller (when the grid has one); the
+    seed is not a setting but a draw of the workload's randomness."""
+    return tuple(run["knobs"].items()), run["flow"], controller_name(run)
+
+
+def controller_name(run: dict) -> str | None:
+    """The controller a run ran under (its "controller" is what control_loop reported), or None."""
+    return None if run.get("controller") is None else run["controller"]["name"]
+
+
+def spread(values: list[float]) -> dict | None:
+    """mean, min and max of the values (None when there is none: no run of the group got there)."""
+    if not values:
+        return None
+    return {"mean": round(sum(values) / len(values), 3), "min": min(values), "max": max(values)}
+
+
+GROUPED = ("saving", "ksmd_cpu_ms", "ksmd_cpu_percent", "time_to_90_ms", "time_to_100_ms")
+
+
+def group_runs(runs: list[dict]) -> list[dict]:
+    """The runs by setting (group_key), in grid order: each group's seeds, and the mean, min and
+    max over them of the saving, ksmd CPU and the times to 90% and 100% (over the runs that got
+    there; "reached" says how many)."""
+    by_key: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_key.setdefault(group_key(run), []).append(i)
+    groups = []
+    for members in by_key.values():
+        first = runs[members[0]]
+        group: dict = {"knobs": dict(first["knobs"]), "flow": first["flow"]}
+        if controller_name(first) is not None:
+            group["controller"] = controller_name(first)
+        group["seeds"] = [runs[i]["seed"] for i in members]
+        group["members"] = members  # indexes into the runs
+        for field in GROUPED:
+            group[field] = spread([runs[i][field] for i in members if runs[i][field] is not None])
+        group["reached"] = sum(runs[i]["time_to_100_ms"] is not None for i in members)
+        groups.append(group)
+    return groups
+
+
+def mark_front(runs: list[dict]) -> list[dict]:
+    """The groups of runs (group_runs), "front" set on every group no other group beats on both
+    mean saving (more) and mean ksmd CPU (less), and on each run the front of its group: seeds of
+    one setting are one option, not several."""
+    groups = group_runs(runs)
     best = best_cpu = None
-    for run in sorted(runs, key=lambda r: (r["ksmd_cpu_ms"], -r["saving"])):
-        if best is None or run["saving"] > best:
-            best, best_cpu = run["saving"], run["ksmd_cpu_ms"]
-            run["front"] = True
+    for group in sorted(groups, key=lambda g: (g["ksmd_cpu_ms"]["mean"], -g["saving"]["mean"])):
+        saving, cpu = group["saving"]["mean"], group["ksmd_cpu_ms"]["mean"]
+        if best is None or saving > best:
+            best, best_cpu = saving, cpu
+            group["front"] = True
         else:
-            run["front"] = run["saving"] == best and run["ksmd_cpu_ms"] == best_cpu
+            group["front"] = saving == best and cpu == best_cpu
+    for group in groups:
+        for i in group["members"]:
+            runs[i]["front"] = group["front"]
+    return groups
 
 
 # ----------------------------------------------------------------------------------- the cluster --
@@ -529,6 +580,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     cluster = client = bar = None
     futures: list = []
     try:
+        bar = Bar(len(tasks), progress)  # from the start: a cluster takes seconds to start, the screen says so
         cluster = local_cluster(workers) if scheduler is None else None
         try:
             client = Client(cluster if cluster is not None else scheduler, set_as_default=False,
@@ -540,7 +592,6 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
         futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
                    for task in tasks]
-        bar = Bar(len(tasks), progress)
         for future in as_completed(futures, loop=client.loop):
             try:
                 result = future.result()
@@ -605,11 +656,13 @@ def _ms1(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = None) -> list[str]:
     """One row per run; a sweep of controllers adds the controller and its knob writes (refused ones
-    in parentheses)."""
+    in parentheses). With several seeds of a setting, one row per setting instead (group_report)."""
     from ksmtui.text.report import table
 
+    if groups is not None and any(len(g["seeds"]) > 1 for g in groups):
+        return group_report(groups, knobs)
     ctl = bool(runs) and runs[0]["controller"] is not None
     rows: list[list[object]] = [[*(["controller"] * ctl), *knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms",
                                  "cpu ms", "cpu %", "steady cpu ms/s", "scanned", *(["knob writes"] * ctl),
@@ -628,7 +681,31 @@ def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
     return table(rows, left=len(knobs) + 1 + ctl)
 
 
-# ------------------------------------------------------------------------------------ the command --
+def _mean_range(s: dict | None, scale: float = 1.0, digits: int = 2) -> str:
+    """mean (min-max), or the value alone when every seed gave the same."""
+    if s is None:
+        return "-"
+    mean, low, high = (f"{v / scale:,.{digits}f}" for v in (s["mean"], s["min"], s["max"]))
+    return mean if low == high else f"{mean} ({low}-{high})"
+
+
+def group_report(groups: list[dict], knobs: list[str]) -> list[str]:
+    """One row per setting: the mean over its seeds and, in brackets, the lowest and highest."""
+    from ksmtui.text.report import table
+
+    ctl = any("controller" in g for g in groups)
+    rows: list[list[object]] = [[*knobs, "flow", *(["controller"] * ctl), "seeds", "saving MiB", "t100 ms", "cpu ms",
+                                 "cpu %", "front"]]
+    for g in groups:
+        t100 = _mean_range(g["time_to_100_ms"], digits=0)
+        if g["reached"] < len(g["seeds"]):
+            t100 += f" [{g['reached']} of {len(g['seeds'])}]"
+        rows.append([*(str(g["knobs"][k]) for k in knobs), g["flow"], *([str(g.get("controller", "-"))] * ctl),
+                     str(len(g["seeds"])), _mean_range(g["saving"], 2**20), t100,
+                     _mean_range(g["ksmd_cpu_ms"], digits=1), _mean_range(g["ksmd_cpu_percent"], digits=1),
+                     "*" if g["front"] else ""])
+    return table(rows, left=len(knobs) + 1 + ctl)
+
 
 # ---------------------------------------------------------------------------------- the bench --
 
