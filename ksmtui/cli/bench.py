@@ -168,7 +168,7 @@ def run(opts: argparse.Namespace) -> int:
         measured = {r.workload: statistics.median(ks)
                     for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
         if measured:
-            from ksmtui.bench import costs as ksmd_costs
+            from ksmtui.host import costs as ksmd_costs
 
             saved = f"saved for ksmtui estimate in {ksmd_costs.save(measured, n)}"
     note = "; ".join(filter(None, [note, saved]))

@@ -38,6 +38,9 @@ class Options(RunConfig):
     scenario: str | None = None
     json: bool = False
     trace: bool = False
+    timing: bool = False
+    repeat: int = 1
+
     controller: str = "none"  # run and the UI: a controller around the model (engine/controllers.py)
     controller_set: tuple[str, ...] = ()  # its settings, K=V
     sample_ms: int = 1000
@@ -93,8 +96,15 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
                    default=[], help="set a [ksm] or [engine] knob before the run (repeatable)")
     p.add_argument("--full-scans", type=positive, metavar="N", help="stop after N full scans")
     p.add_argument("--after-ms", type=positive, metavar="N", help="stop after N simulated milliseconds")
+    add_costs(p)
     if with_json:
         p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
+
+
+def add_costs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--costs", metavar="reference|FILE",
+                   help="the model's cost profile: the built-in reference, or a file `ksmtui calibrate` "
+                        "wrote (default: this machine's, when calibrated, else the reference)")
 
 
 def add_controller_options(p: argparse.ArgumentParser) -> None:
@@ -149,6 +159,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         add_run_options(p, with_json=True)
     if command in ("kernel", "parity"):
         p.add_argument("--trace", action="store_true", help="also count the ksm tracepoints (needs tracefs)")
+        p.add_argument("--timing", action="store_true",
+                       help="sample general_profit and ksmd's CPU every ~2 ms: time to 50/90/100%% of the saving "
+                            "and ksmd's CPU (parity judges them: 5%% for times, 15%% for CPU)")
+    if command == "parity":
+        p.add_argument("--repeat", type=positive, default=1, metavar="N",
+                       help="with --timing: run the kernel N times and judge the median of each figure")
     return p
 
 
