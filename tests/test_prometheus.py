@@ -308,7 +308,7 @@ def test_every_dashboard_query_runs_on_prometheus_and_the_main_panels_have_data(
         def have_data() -> bool:
             return all(prom.api("query", query=q)["result"] for q in queries if any(m in q for m in main_panels))
 
-        assert wait_until(have_data, 30), {q: prom.api("query", query=q)["result"] for q in queries}
+        assert wait_until(have_data, 90), {q: prom.api("query", query=q)["result"] for q in queries}
         for q in queries:
             prom.api("query", query=q)  # status success: it parses and evaluates
 
