@@ -12,7 +12,7 @@ from ksmtui.cli.options import Parser, positive
 
 def main(argv: list[str]) -> int:
     p = Parser(prog="ksmtui calibrate", description=(
-        "Measure this machine's ksmd on five workloads (real processes, under the machine lock), fit the "
+        "Measure this machine's ksmd on six workloads (real processes, under the machine lock), fit the "
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
         "~/.cache/ksmtui/ksmd-costs.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
