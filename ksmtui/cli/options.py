@@ -12,6 +12,7 @@ a ScenarioError naming --set; the CLI prints it in one line.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.knobs import ENGINE_KNOBS, KnobError
@@ -57,6 +58,21 @@ def seed(text: str) -> int:
     if not 0 <= value < 2**64:
         raise argparse.ArgumentTypeError(f"expected an integer 0..18446744073709551615, got {text!r}")
     return value
+
+
+def number(kind: type[int] | type[float], low: float, high: float, expected: str,
+           low_open: bool = False) -> Callable[[str], float]:
+    """An option's value type: a `kind` number in [low, high] ((low, high] with low_open), else
+    "expected EXPECTED, got 'TEXT'" (NaN and words included)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
 def positive(text: str) -> int:
