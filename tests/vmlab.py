@@ -325,6 +325,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _die_with_parent_no_thp() -> None:
+    _die_with_parent()
+    # kept across exec: QEMU's MADV_HUGEPAGE then gets no huge page (THPeligible 0), whatever the host's THP mode
+    if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0):  # PR_SET_THP_DISABLE
+        os._exit(127)
+
+
 class VMLab:
     """Prepared once (packages, kernel, initramfs); boots guests on demand."""
 
@@ -358,7 +365,8 @@ class VMLab:
                 "-kernel", str(self.kernel), "-initrd", str(self.initramfs),
                 "-append", append]
 
-    def start(self, name: str, fills: tuple[Fill, ...], workdir: Path, ram_merge_only: bool = False) -> Guest:
+    def start(self, name: str, fills: tuple[Fill, ...], workdir: Path, ram_merge_only: bool = False,
+              thp: bool = True) -> Guest:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,14}", name):
             raise ValueError(f"guest name {name!r}: 1-15 of a-z, 0-9, - (it becomes the process name)")
         console = workdir / f"{name}.console"
@@ -366,7 +374,7 @@ class VMLab:
         with open(workdir / f"{name}.stderr", "w") as stderr:
             proc = subprocess.Popen(self.command(name, fills, console, ram_merge_only), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent if thp else _die_with_parent_no_thp)
         guest = Guest(name, fills, proc, console)
         self.guests.append(guest)
         return guest
@@ -389,16 +397,17 @@ class VMLab:
 
     @contextlib.contextmanager
     def boot(self, guests: dict[str, list[Fill] | tuple[Fill, ...]], timeout: float = 300,
-             ram_merge_only: bool = False) -> Iterator[list[Guest]]:
+             ram_merge_only: bool = False, thp: bool = True) -> Iterator[list[Guest]]:
         """Start every guest, wait (at most `timeout` s) until each has filled its tmpfs, and kill them all
         when the block ends, whichever way it ends (their QMP sockets go with the working directory).
         QEMU registers guest RAM with KSM, so the guests live under the machine lock: no other user of
-        the real KSM counts their pages. ram_merge_only: see `command`."""
+        the real KSM counts their pages. ram_merge_only: see `command`; thp=False: guest RAM in small
+        pages only (PR_SET_THP_DISABLE), where zero-filled pages become KSM zero pages or KSM pages."""
         with sysfs.machine_lock(), _sigterm_raises(), tempfile.TemporaryDirectory(prefix="ksmtui-vmlab-") as tmp:
             before = list(self.guests)
             try:
                 for name, fills in guests.items():
-                    self.start(name, tuple(fills), Path(tmp), ram_merge_only)
+                    self.start(name, tuple(fills), Path(tmp), ram_merge_only, thp)
                 started = [g for g in self.guests if g not in before]
                 self.wait_ready(started, timeout)
                 for g in started:
@@ -469,19 +478,20 @@ def settle_each_alone(guests: list[Guest]) -> list[dict]:
     """The real ksmd settled (thp_lab.settle) on each guest alone, in turn: its RAM MERGEABLE, the
     others' not (guests booted ram_merge_only; paused, their memory stays what a capture saw), then
     its pages unmerged and every rmap_item and stable node freed (run=2), so that the next guest's
-    run starts from nothing. Per guest: its full scans and seconds, sysfs's counters, and every
-    guest's ksm_stat by pid. At the end every guest's RAM is MERGEABLE again. The knobs are the
-    caller's; ksmd is stopped after each run."""
+    run starts from nothing. Per guest: its full scans and seconds, sysfs's counters, every guest's
+    ksm_stat by pid, and the huge pages split (/proc/vmstat thp_split_page). At the end every
+    guest's RAM is MERGEABLE again. The knobs are the caller's; ksmd is stopped after each run."""
     import thp_lab
 
     out = []
     for g in guests:
         for other in guests:
             other.set_merge(other is g)
-        t0 = time.monotonic()
+        t0, split = time.monotonic(), thp_lab.read_vmstat()["thp_split_page"]
         scans = thp_lab.settle()
         out.append({"scans": scans, "seconds": time.monotonic() - t0, "ksm": sysfs.read_counters(),
-                    "processes": {h.pid: sysfs.read_ksm_stat(h.pid) for h in guests}})
+                    "processes": {h.pid: sysfs.read_ksm_stat(h.pid) for h in guests},
+                    "thp_split_page": thp_lab.read_vmstat()["thp_split_page"] - split})
         g.set_merge(False)
         sysfs.unmerge_all()  # its KSM pages are broken already; this frees its rmap_items and stale stable nodes
     for g in guests:
