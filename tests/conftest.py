@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -13,6 +14,14 @@ _PROPERTIES = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]
 settings.register_profile("ci", max_examples=150, **_PROPERTIES)
 settings.register_profile("deep", max_examples=5000, **_PROPERTIES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A suite started in the background of a script (`cmd &`, nohup) inherits SIGINT or SIGHUP
+# ignored, and so would every ksmtui the tests start: the tests that send those signals would see
+# them ignored. Children inherit an ignored signal but not a handler, so this gives them the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

@@ -124,6 +124,24 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+PHASE_TIMEOUT_S = 60.0  # for one phase's reads: seconds where an unloaded machine needs two
+
+
+def _reads(log: Path) -> int:
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for line in text.splitlines() if (m := _LOG.match(line)) and not m.group(1))
+
+
+def _wait_for_reads(log: Path, count: int, deadline: float) -> None:
+    while _reads(log) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ksmtuned read its inputs {_reads(log)} times, not {count}, in time ({log})")
+        time.sleep(0.05)
+
+
 def run_real(interval_s: float = 0.5, adjusts_per_phase: int = 4, anon_mib: int = 1024,
              shared_mib: int = 256) -> RealRun:
     """Runs the real ksmtuned through idle, anon, shared and idle phases; returns what it read
@@ -158,7 +176,6 @@ def run_real(interval_s: float = 0.5, adjusts_per_phase: int = 4, anon_mib: int 
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "DEBUG": "1", "LOGFILE": str(log),
                      "PIDFILE": str(tmp / "ksmtuned.pid")},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            start = time.monotonic()
             phases = [("idle", "idle"), ("anon", f"anon {anon_mib}"), ("shared", f"shared {shared_mib} {maps}"),
                       ("idle", "idle")]
             for k, (name, cmd) in enumerate(phases):
@@ -167,8 +184,10 @@ def run_real(interval_s: float = 0.5, adjusts_per_phase: int = 4, anon_mib: int 
                 holder.stdin.flush()
                 holder.stdout.readline()
                 run.phases.append(name)
-                # each phase holds for whole adjusts, changing halfway between two of them
-                time.sleep(max(start + (k + 1) * adjusts_per_phase * interval_s + interval_s / 2 - time.monotonic(), 0))
+                # each phase holds for adjusts_per_phase of ksmtuned's reads, counted in its log: on a
+                # busy machine an adjust (ps, awk, strace) takes longer than the interval, so the
+                # phases follow ksmtuned's progress, not the clock
+                _wait_for_reads(log, (k + 1) * adjusts_per_phase, time.monotonic() + PHASE_TIMEOUT_S)
             _kill_group(tuned)
             tuned = None
             for line in log.read_text().splitlines():
