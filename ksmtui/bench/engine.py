@@ -50,8 +50,9 @@ WORKLOADS = {
     "fleet": "(d) mixed fleet",
     "chains": "(e) settled, in chains",
 }
-# the path each workload's ratio to ksmd is held to, and the issue's target for that path
-TARGETS = {"settled": ("KSM page", 5.0), "chains": ("KSM page", 5.0), "unique": ("anon", 2.0)}
+# the path each workload's ratio to ksmd is held to, and the target for that path (issue 26's,
+# for the compiled engine: issue 16 held the interpreted one to 5x and 2x)
+TARGETS = {"settled": ("KSM page", 3.0), "chains": ("KSM page", 3.0), "unique": ("anon", 1.5)}
 FIRST_SCAN_TARGET_S = 30.0  # a 1M-page machine's first full scan
 CHAIN_CONTENTS = 16  # chains: at max_page_sharing 256, a content on N pages is N / 256 dups
 MAX_PAGES = 1 << 20
@@ -61,6 +62,24 @@ SLEEP_MS = 20
 # measured at scale (a 1M-page pass at 1000 pages every 20 ms would take 21 s of wall time)
 STEADY = {"pages_to_scan": 20_000, "sleep_millisecs": 0}
 SYSFS_RUN = "/sys/kernel/mm/ksm/run"
+
+
+def interpreter_loop_s() -> float:
+    """CPU seconds this interpreter takes for `s = 0; for i in range(10**7): s += i`: how fast the
+    machine runs Python, so that figures from two machines can be told apart (an interpreted
+    engine's ratio to ksmd moves with it)."""
+    start = time.process_time()
+    s = 0
+    for i in range(10**7):
+        s += i
+    return time.process_time() - start
+
+
+def engine_line(loop_s: float) -> str:
+    from engine import engine_kind
+
+    return (f"engine {engine_kind()}; this Python runs `s = 0; for i in range(10**7): s += i` in "
+            f"{loop_s:.2f} s of CPU")
 
 
 def _scenario(name: str, processes: Iterable[Process], pools: Iterable[Pool] = (), events: Iterable[Event] = (),

@@ -21,7 +21,9 @@ from ksmtui.bench.engine import (
     WORKLOADS,
     FreshProcessError,
     Row,
+    engine_line,
     in_fresh_process,
+    interpreter_loop_s,
     kernel_writable,
     measure_fresh,
     measure_kernel,
@@ -142,6 +144,7 @@ def run(opts: argparse.Namespace) -> int:
     sizes = ", ".join(f"{n:,}" for n in opts.pages)
     print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, {opts.repeat} repetition{'s' if opts.repeat > 1 else ''}")
+    print(engine_line(interpreter_loop_s()))
     print(f"pages_to_scan {STEADY['pages_to_scan']:,}, sleep_millisecs {STEADY['sleep_millisecs']} "
           f"({', '.join(w for w in WORKLOADS if w in TARGETS)}); pages_to_scan {PAGES_TO_SCAN}, "
           f"sleep_millisecs {SLEEP_MS} (the others)")
