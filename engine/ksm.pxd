@@ -90,9 +90,9 @@ cdef class Ksm:
     cpdef void stable_tree_append(self, RmapItem item, StableNode node) except *
 
     @cython.locals(machine=Machine, stable_node=StableNode, checksum=object, migrating=cython.bint)
-    cpdef object cmp_and_merge_page_v6_11(self, Py_ssize_t pfn, RmapItem item)
+    cpdef object cmp_and_merge_page_v6_11(self, object pfn, RmapItem item)
     @cython.locals(machine=Machine, stable_node=StableNode, checksum=object, migrating=cython.bint)
-    cpdef object cmp_and_merge_page_v6_10(self, Py_ssize_t pfn, RmapItem item)
+    cpdef object cmp_and_merge_page_v6_10(self, object pfn, RmapItem item)
 
     @cython.locals(mm=MM, item=RmapItem)
     cpdef RmapItem get_next_rmap_item(self, object owner, VMA vma, long long address)
@@ -101,6 +101,6 @@ cdef class Ksm:
 
     @cython.locals(cost=CostModel, machine=Machine, ksm_mapping=dict, content=list, zero_page=bytes,
                    outcomes=dict, latency_hist=dict, work_by_path=dict, wall=cython.bint, factors=list,
-                   done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong, item=RmapItem, pfn=cython.Py_ssize_t,
-                   ns=cython.longlong, bucket=cython.int)
+                   done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong, item=RmapItem, pfn=object,
+                   ns=object, bucket=cython.int)
     cpdef Py_ssize_t ksm_do_scan(self, Py_ssize_t scan_npages) except -1
