@@ -8,7 +8,9 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 compiled = False
+# the C types the declarations name
 longlong = Py_ssize_t = bint = int
+int = int  # cython.int, the C int
 
 
 def locals(**types: object) -> Callable[[F], F]:

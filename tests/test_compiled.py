@@ -9,6 +9,8 @@ without a compiler."""
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -129,3 +131,19 @@ def test_the_interpreted_engine_gives_the_same_results_bit_for_bit():
                        env={**os.environ, "KSMTUI_PURE": "1"}, timeout=280)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert re.search(r"^all \d+ hashes unchanged$", p.stdout, re.M)
+
+
+def test_without_cython_installed_the_engine_runs_the_same():
+    """Where Cython is missing, engine/ksm.py's declarations fall back to engine/_cython_shim.py."""
+    from tests.result_hashes import WALL_CLOCK, key, recorded
+
+    code = ("import sys; sys.modules['cython'] = None; sys.argv = ['ksmtui', 'run', 'fleet', '--flow', 'legacy', "
+            "'--json']; from ksmtui.__main__ import main; sys.exit(main())")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "KSMTUI_PURE": "1"}, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(p.stdout)
+    for field in WALL_CLOCK:
+        del result[field]
+    digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+    assert digest == recorded()["run"][key("fleet", "legacy")]
