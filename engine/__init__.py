@@ -2,7 +2,9 @@
 
 The hot path (tree, cost, machine, ksm) may be compiled from the same source (setup.py); with
 KSMTUI_PURE=1 in the environment the .py files are imported even where the compiled modules
-exist, the interpreted engine the tests compare the compiled one with."""
+exist, the interpreted engine the tests compare the compiled one with. So they are in a source
+checkout whose .py or .pxd changed since the build (an editable install does not rebuild by
+itself): a stale extension would run a model other than the one the source says."""
 
 from __future__ import annotations
 
@@ -26,7 +28,24 @@ class _PureFinder:
         return None
 
 
-if os.environ.get("KSMTUI_PURE") and not any(isinstance(f, _PureFinder) for f in sys.meta_path):
+def _stale() -> bool:
+    """In a source checkout (setup.py beside engine/), is a compiled module older than its .py or
+    .pxd? Then all go interpreted: a compiled ksm expects the compiled tree's classes."""
+    if not (_HERE.parent / "setup.py").exists():
+        return False  # installed from a wheel: built from the files installed beside it
+    for name in COMPILED_MODULES:
+        stem = name.rpartition(".")[2]
+        built = [p for suffix in EXTENSION_SUFFIXES if (p := _HERE / (stem + suffix)).exists()]
+        if built:
+            newest = max(p.stat().st_mtime for p in built)
+            for source in (_HERE / (stem + ".py"), _HERE / (stem + ".pxd")):
+                if source.exists() and source.stat().st_mtime > newest:
+                    return True
+    return False
+
+
+STALE = _stale()
+if (os.environ.get("KSMTUI_PURE") or STALE) and not any(isinstance(f, _PureFinder) for f in sys.meta_path):
     sys.meta_path.insert(0, _PureFinder())
 
 
@@ -44,4 +63,6 @@ def engine_kind() -> str:
         return "compiled (Cython)"
     if os.environ.get("KSMTUI_PURE"):
         return "interpreted (KSMTUI_PURE set)"
+    if STALE:
+        return "interpreted (the compiled engine is older than its source: pip install -e . again)"
     return "interpreted (no compiled engine built)"

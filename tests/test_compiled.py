@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,23 @@ def test_without_cython_installed_the_engine_runs_the_same():
         del result[field]
     digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
     assert digest == recorded()["run"][key("fleet", "legacy")]
+
+
+@pytest.mark.skipif(not engine.compiled(), reason="no compiled engine here")
+def test_a_source_newer_than_its_build_runs_interpreted(tmp_path):
+    """In a checkout, a .py or .pxd changed since the build makes the engine the .py files, not a
+    stale extension that would run another model than the source says."""
+    shutil.copytree(ROOT / "engine", tmp_path / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "setup.py").write_text("")
+    code = "import engine, engine.ksm; print(engine.compiled(), engine.ksm.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "KSMTUI_PURE"}
+
+    def kind() -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              check=True, env=env).stdout.split()
+
+    assert kind()[0] == "True"
+    built = max(p.stat().st_mtime for p in (tmp_path / "engine").glob("tree.*.so"))
+    os.utime(tmp_path / "engine" / "tree.pxd", (built + 10, built + 10))
+    compiled, path = kind()
+    assert compiled == "False" and path.endswith("ksm.py")
