@@ -49,7 +49,7 @@ cdef class Ksm:
     cdef public object flow, latency
     cdef public dict knobs
     cdef public object zero_checksum
-    cdef public long long now_ns
+    cdef public object now_ns  # the simulation sets it: its type is the simulation's
     cdef public dict ksm_mapping
     cdef public MmSlot ksm_mm_head
     cdef public KsmScan ksm_scan

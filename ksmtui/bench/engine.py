@@ -226,8 +226,21 @@ def measure(name: str, pages: int, flow: str | None, min_time: float, profile: b
     m = Measure(name, pages, build_s, after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
                 _delta(paths1, paths0), _delta(outcomes1, outcomes0), first_scan_s, grown, distinct_bytes(scenario))
     if profile:  # one more full scan, apart: the profiler's overhead must not count above
-        m.profile = _profile(sim.step_full_scan, 15)
+        from engine import compiled
+
+        if compiled():  # cProfile sees no function inside the compiled engine: profile its source
+            m.profile = ("the interpreted engine's (cProfile sees no function inside the compiled one):\n"
+                         + in_fresh_process("profile_scan", name, pages, flow, pure=True)["profile"])
+        else:
+            m.profile = _profile(sim.step_full_scan, 15)
     return m
+
+
+def profile_scan(name: str, pages: int, flow: str | None) -> dict:
+    """cProfile of one full scan at the steady state (in a fresh process)."""
+    sim = simulation(workload(name, pages), flow)
+    warm_up(sim, name)
+    return {"profile": _profile(sim.step_full_scan, 15)}
 
 
 def peak_rss() -> int:
@@ -268,9 +281,11 @@ class FreshProcessError(RuntimeError):
     """A measurement in a fresh process failed (a 1M-page machine out of memory, say)."""
 
 
-def in_fresh_process(function: str, *args: object) -> dict:
+def in_fresh_process(function: str, *args: object, pure: bool = False) -> dict:
+    """function(*args) in a fresh process; pure: on the interpreted engine (KSMTUI_PURE)."""
     code = f"import json; from ksmtui.bench.engine import {function}; print(json.dumps({function}{args!r}))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {**os.environ, "KSMTUI_PURE": "1"} if pure else None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode:
         last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
         raise FreshProcessError(f"{function}{args!r} failed in a fresh process: {last}")
