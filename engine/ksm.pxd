@@ -27,7 +27,8 @@ cdef class StableNode(RbNode):
     cdef public object head
     cdef public dict hlist
     cdef public list dups
-    cdef public long long kpfn, chain_prune_time, rmap_hlist_len
+    cdef public long long kpfn, rmap_hlist_len
+    cdef public object chain_prune_time  # now_ns when set
     cdef public int nid
     cdef public StableNode chain
 
