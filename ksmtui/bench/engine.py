@@ -67,11 +67,11 @@ SYSFS_RUN = "/sys/kernel/mm/ksm/run"
 def interpreter_loop_s() -> float:
     """CPU seconds this interpreter takes for `s = 0; for i in range(10**7): s += i`: how fast the
     machine runs Python, so that figures from two machines can be told apart (an interpreted
-    engine's ratio to ksmd moves with it)."""
+    engine's ratio to ksmd moves with it). Run as `python -c` runs it, at module level: its
+    variables are a dict's, as the issue's figures were measured (in a function they are 2x faster)."""
+    loop = compile("s = 0\nfor i in range(10**7):\n    s += i\n", "<loop>", "exec")
     start = time.process_time()
-    s = 0
-    for i in range(10**7):
-        s += i
+    exec(loop, {})
     return time.process_time() - start
 
 
