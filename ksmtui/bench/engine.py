@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
+from engine import engine_kind
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Pool, Process, Region, RunConfig, Scenario, Stop
 from engine.snapshot import OUTCOMES, PATHS, Snapshot
@@ -76,8 +77,6 @@ def interpreter_loop_s() -> float:
 
 
 def engine_line(loop_s: float) -> str:
-    from engine import engine_kind
-
     return (f"engine {engine_kind()}; this Python runs `s = 0; for i in range(10**7): s += i` in "
             f"{loop_s:.2f} s of CPU")
 
@@ -180,6 +179,7 @@ class Measure:
     grown: int = 0  # peak RSS growth from building to the steady state (in a fresh process)
     distinct: int = 0  # bytes of the distinct contents it started with
     profile: str = ""
+    engine: str = ""  # engine_kind() of the process that measured
 
     @property
     def ns_per_page(self) -> float:
@@ -224,7 +224,8 @@ def measure(name: str, pages: int, flow: str | None, min_time: float, profile: b
     after = sim.snapshot(tree_limit=0)
     (paths0, outcomes0), (paths1, outcomes1) = _calls(before), _calls(after)
     m = Measure(name, pages, build_s, after.counters["pages_scanned"] - before.counters["pages_scanned"], cpu,
-                _delta(paths1, paths0), _delta(outcomes1, outcomes0), first_scan_s, grown, distinct_bytes(scenario))
+                _delta(paths1, paths0), _delta(outcomes1, outcomes0), first_scan_s, grown, distinct_bytes(scenario),
+                engine=engine_kind())
     if profile:  # one more full scan, apart: the profiler's overhead must not count above
         from engine import compiled
 

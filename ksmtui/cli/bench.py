@@ -9,6 +9,7 @@ import os
 import statistics
 import sys
 
+from engine import engine_kind
 from engine.knobs import ENGINE_KNOBS
 from ksmtui.bench.engine import (
     FIRST_SCAN_TARGET_S,
@@ -166,6 +167,9 @@ def run(opts: argparse.Namespace) -> int:
                 r.ksmd.append(ns)
                 if error:
                     failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
+    kinds = {m.engine for r in results for m in r.model} - {engine_kind()}
+    if kinds:  # a fresh process found another engine (a build or an edit meanwhile)
+        print(f"note: some of the model's measurements ran another engine: {', '.join(sorted(kinds))}")
     saved = ""
     for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path, each size kept
         measured = {r.workload: statistics.median(ks)
