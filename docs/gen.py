@@ -6,7 +6,7 @@
 
 A section is the text between `<!-- gen:NAME -->` and `<!-- /gen:NAME -->` in a doc; it is
 replaced as a whole, starting with the date and the machine it was made on. Run it from the
-checkout with the project's venv (the `ksmtui` it runs is `python -m ksmtui.cli`).
+checkout with the project's venv (the `ksmtui` it runs is `python -m ksmtui`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ROOT = DOCS.parent
 
 
 def ksmtui(*args: str, check: bool = True) -> str:
-    p = subprocess.run([sys.executable, "-m", "ksmtui.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "ksmtui", *args], cwd=ROOT, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise SystemExit(f"gen: ksmtui {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
     return p.stdout
@@ -75,7 +75,7 @@ def fidelity() -> str:
     rows = ["| scenario | verdict | " + " | ".join(SETTLED) + " |", "|---|---|" + "---|" * len(SETTLED)]
     kernel = ""
     for name, _ in builtin_scenarios():
-        p = subprocess.run([sys.executable, "-m", "ksmtui.cli", "parity", name, "--json"], cwd=ROOT,
+        p = subprocess.run([sys.executable, "-m", "ksmtui", "parity", name, "--json"], cwd=ROOT,
                            capture_output=True, text=True)
         if p.returncode == 2 or not p.stdout.strip():
             rows.append(f"| {name} | not run: {p.stderr.strip().removeprefix('ksmtui: ')} |" + " |" * len(SETTLED))

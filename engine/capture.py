@@ -72,8 +72,11 @@ ARRAYS = {  # name: (dtype kind, ndim); the schema of docs/capture.md
     "vma_name": ("U", 1), "vma_first": ("i", 1), "vma_count": ("i", 1),
     "page_index": ("i", 1), "page_content": ("i", 1),
 }
-# absent in files that predate them: page_frame all -1, proc_unit all "{}" (every unit unknown)
-OPTIONAL = {"page_frame": ("i", 1), "proc_unit": ("U", 1)}
+# absent in files that predate them: page_frame all -1, proc_unit all "{}" (every unit unknown),
+# page_folio all -1 and no folio_pages (no page in a large folio), vma_anon_huge_kb and
+# vma_thp_eligible -1 (unknown), vma_flags "" (unknown)
+OPTIONAL = {"page_frame": ("i", 1), "proc_unit": ("U", 1), "page_folio": ("i", 1), "folio_pages": ("i", 1),
+            "vma_anon_huge_kb": ("i", 1), "vma_thp_eligible": ("i", 1), "vma_flags": ("U", 1)}
 
 
 class CaptureError(Exception):
@@ -132,6 +135,15 @@ class Capture:
     # str (P,): a JSON object per process, its operator unit (cgroup, systemd unit, container, VM:
     # the fields of ksmtui.host.units.Unit.to_json, each only where known); "{}" where nothing is
     proc_unit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
+    # int32 (N,): -1, or the large folio (a THP: /proc/kpageflags KPF_THP) the page is a subpage
+    # of, an index into folio_pages; all -1 where PFNs were not visible, or in an older file
+    page_folio: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    folio_pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # int32 (F,): its size in pages
+    # per VMA from smaps: AnonHugePages (kB of PMD-mapped THPs) and THPeligible (-1: unknown), and
+    # its VmFlags mnemonics ("" unknown): hg/nh (MADV_(NO)HUGEPAGE), lo (VM_LOCKED)
+    vma_anon_huge_kb: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    vma_thp_eligible: np.ndarray = field(default_factory=lambda: np.empty(0, np.int8))
+    vma_flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))
     path: Path | None = None
     _pages: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # content id -> synthetic page
     _fork_only: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -143,6 +155,19 @@ class Capture:
     def __post_init__(self) -> None:
         if not len(self.proc_unit):  # not given (from_contents, files that predate it): unknown
             self.proc_unit = np.full(len(self.proc_pid), "{}", dtype="<U2")
+        if not len(self.page_folio):  # no THP information: every page a small page
+            self.page_folio = np.full(len(self.page_content), -1, np.int32)
+        if not len(self.vma_anon_huge_kb):
+            self.vma_anon_huge_kb = np.full(len(self.vma_proc), -1, np.int64)
+        if not len(self.vma_thp_eligible):
+            self.vma_thp_eligible = np.full(len(self.vma_proc), -1, np.int8)
+        if not len(self.vma_flags):
+            self.vma_flags = np.full(len(self.vma_proc), "", dtype="<U1")
+
+    @property
+    def pmd_pages(self) -> int:
+        """Subpages of a PMD-sized THP (HPAGE_PMD_NR): a page table page of 8-byte entries."""
+        return self.page_size // 8
 
     def units(self) -> list[dict]:
         """Each process's unit as its JSON object ({} where unknown, or not an object)."""
@@ -196,6 +221,22 @@ class Capture:
         """The content ids of VMA v's pages that KSM scans (the kernel's zero page left out)."""
         ids = self.page_content[self.vma_first[v]:self.vma_first[v] + self.vma_count[v]]
         return ids[ids >= 0]
+
+    def vma_folios(self, v: int) -> list[tuple[int, int]]:
+        """The large folios among VMA v's pages that KSM scans, as (first page, pages) counted in
+        those pages (vma_contents' order): each run of consecutive pages (by address) of one
+        folio. A PMD-mapped THP is one run of pmd_pages; a folio also mapped elsewhere (shared
+        since fork, or a PTE-mapped one cut by munmap or mprotect) gives a run per place."""
+        first, count = int(self.vma_first[v]), int(self.vma_count[v])
+        scanned = self.page_content[first:first + count] >= 0
+        folio = self.page_folio[first:first + count][scanned]
+        index = self.page_index[first:first + count][scanned]
+        if not len(folio) or folio.max() < 0:
+            return []
+        breaks = np.flatnonzero((folio[1:] != folio[:-1]) | (np.diff(index) != 1)) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [len(folio)]))
+        return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True) if folio[s] >= 0]
 
 
 def one_physical_page(ids: np.ndarray, frames: np.ndarray, top: int) -> np.ndarray:
@@ -258,8 +299,8 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-# from_contents' VMA: (reason, content ids[, page_frame ids])
-VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike]
+# from_contents' VMA: (reason, content ids[, page_frame ids[, page_folio ids]])
+VmaContents = tuple[int, ArrayLike] | tuple[int, ArrayLike, ArrayLike] | tuple[int, ArrayLike, ArrayLike, ArrayLike]
 
 
 def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], page_size: int = 4096,
@@ -267,15 +308,17 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
                   units: Sequence[dict] | None = None) -> Capture:
     """A capture built from content ids rather than live memory (tests, benchmarks, tools):
     processes are (pid, comm, VMAs), a VMA is (reason, content ids of its pages, dense from
-    address 0[, their page_frame ids]). Content k > 0 gets a made-up hash unless `hashes` is given;
-    units: each process's unit object (default: unknown)."""
-    vma_proc, starts, ends, reasons, counts, index, content, frames = [], [], [], [], [], [], [], []
+    address 0[, their page_frame ids[, their page_folio ids: -1, or a large folio's id, one
+    numbering for the whole capture, a folio as many pages as it has ids]]). Content k > 0 gets a
+    made-up hash unless `hashes` is given; units: each process's unit object (default: unknown)."""
+    vma_proc, starts, ends, reasons, counts, index, content, frames, folios = [], [], [], [], [], [], [], [], []
     top = 1
     for p, (_, _, vmas) in enumerate(processes):
         address = 0x10000000
         for vma in vmas:
             reason, ids = vma[0], np.asarray(vma[1], np.int32)
-            frames.append(np.asarray(vma[2], np.int32) if len(vma) == 3 else np.full(len(ids), -1, np.int32))
+            frames.append(np.asarray(vma[2], np.int32) if len(vma) >= 3 else np.full(len(ids), -1, np.int32))
+            folios.append(np.asarray(vma[3], np.int32) if len(vma) == 4 else np.full(len(ids), -1, np.int32))
             size = max(len(ids), 1) * page_size
             vma_proc.append(p)
             starts.append(address)
@@ -293,6 +336,7 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
         hashes[:, 0] = 0xA5
         hashes[0] = np.frombuffer(zero_hash(page_size), np.uint8)
     counts_a = np.array(counts, np.int64)
+    folio = np.concatenate(folios) if folios else np.empty(0, np.int32)
     return Capture(
         meta={"page_size": page_size, "kernel": "synthetic", "captured_at": "", "hash": HASH, "knobs": {},
               "numa_nodes": 1, **(meta or {})},
@@ -308,6 +352,8 @@ def from_contents(processes: Sequence[tuple[int, str, Sequence[VmaContents]]], p
         page_index=np.concatenate(index) if index else np.empty(0, np.int64),
         page_content=np.concatenate(content) if content else np.empty(0, np.int32),
         page_frame=np.concatenate(frames) if frames else np.empty(0, np.int32),
+        page_folio=folio,
+        folio_pages=np.bincount(folio[folio >= 0], minlength=int(folio.max(initial=-1)) + 1).astype(np.int32),
         proc_unit=np.array([json.dumps(u, sort_keys=True) for u in units] if units is not None else [], dtype=str),
     )
 
@@ -457,6 +503,10 @@ def _meta(text: str, bad) -> dict:
     for key in ("kernel", "captured_at", "hash"):
         if not isinstance(meta.get(key, ""), str):
             raise bad(f"meta.{key}: expected a string")
+    thp = meta.get("thp", {})
+    if not isinstance(thp, dict) or not all(isinstance(v, (int, str)) and not isinstance(v, bool)
+                                            for v in thp.values()):
+        raise bad("meta.thp: expected an object of THP setting names to integers or strings")
     nodes = meta.get("numa_nodes", 1)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 1 << 16:
         raise bad("meta.numa_nodes: expected a count of NUMA nodes")
@@ -485,9 +535,17 @@ def _check(c: Capture, where: str, page_size: int) -> None:
         raise bad("vma_proc: expected process indexes in capture order")
     if np.any(c.vma_end <= c.vma_start) or np.any(c.vma_reason > max(REASONS)):
         raise bad("vma_start/vma_end/vma_reason out of range")
+    if not (len(c.vma_anon_huge_kb) == len(c.vma_thp_eligible) == len(c.vma_flags) == v):
+        raise bad("vma_anon_huge_kb/vma_thp_eligible/vma_flags: expected one per VMA")
+    if v and (c.vma_anon_huge_kb.min() < -1 or c.vma_thp_eligible.min() < -1 or c.vma_thp_eligible.max() > 1):
+        raise bad("vma_anon_huge_kb/vma_thp_eligible: expected -1 (unknown) or a value")
     n = len(c.page_index)
-    if len(c.page_content) != n or len(c.page_frame) != n or np.any(c.vma_count < 0):
+    if len(c.page_content) != n or len(c.page_frame) != n or len(c.page_folio) != n or np.any(c.vma_count < 0):
         raise bad("page arrays differ in length")
+    if n and (c.page_folio.min() < -1 or c.page_folio.max() >= len(c.folio_pages)):
+        raise bad("page_folio: expected -1 or an index into folio_pages")
+    if len(c.folio_pages) and c.folio_pages.min() < 2:
+        raise bad("folio_pages: expected a large folio's size (2 pages or more)")
     ends = np.cumsum(c.vma_count)
     if (ends[-1] if v else 0) != n or np.any(c.vma_first != ends - c.vma_count):
         raise bad("vma_first/vma_count do not tile the page arrays")

@@ -127,6 +127,17 @@ def check_invariants(sim) -> None:
     for pfn in range(1, len(machine.content)):
         assert machine.mapcount[pfn] == mapcount.get(pfn, 0), f"frame {pfn}: mapcount"
 
+    # large folios: each subpage a live frame of its folio, never a KSM page (ksmd splits first)
+    assert not machine.held_frames, "a frame ksmd held outlived its cmp_and_merge_page call"
+    in_folios = 0
+    for fid, folio in machine.folios.items():
+        live = [pfn for pfn in folio.pfns if machine.frame_folio[pfn] == fid]
+        assert len(live) == folio.live > 0, f"folio {fid}: live subpages"
+        in_folios += len(live)
+        for pfn in live:
+            assert machine.mapcount[pfn] > 0 and pfn not in machine.ksm_mapping, f"folio {fid}: frame {pfn}"
+    assert in_folios == sum(1 for f in machine.frame_folio if f), "frames of folios that are gone"
+
     # state the hot paths keep instead of recomputing it
     for mm in machine.mms:
         mapped = sum(len(v.pte) - v.pte.count(NO_PFN) for v in mm.vmas)

@@ -302,6 +302,11 @@ _MAKERS: dict[str, Callable[[Mapping[str, str]], Controller]] = {
     "none": NoController, "advisor": Advisor, "ksmtuned": Ksmtuned, "kubevirt": Kubevirt}
 
 
+# the settings each controller takes (--controller-set K=V), by controller
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "none": (), "advisor": ADVISOR_KNOBS, "ksmtuned": tuple(KSMTUNED_DEFAULTS), "kubevirt": tuple(KUBEVIRT_DEFAULTS)}
+
+
 def make_controller(name: str, settings: Mapping[str, str] | None = None) -> Controller:
     if name not in _MAKERS:
         raise ControllerError(f"unknown controller {name!r}; expected one of {', '.join(CONTROLLERS)}")

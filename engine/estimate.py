@@ -40,7 +40,7 @@ import numpy as np
 
 from engine import cost as cm
 from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture, one_physical_page
-from engine.ksm import SIZEOF_RMAP_ITEM
+from engine.ksm import SIZEOF_RMAP_ITEM, skip_age
 
 COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
             "general_profit", "full_scans")
@@ -85,10 +85,15 @@ class Estimate:
     # with `groups`: name -> the group's processes (pids), the sums of their ksm_stat fields,
     # "ksm_pages" (KSM pages its processes map) and "shares_with" (group: KSM pages both map)
     groups: dict | None = None
+    # with large folios (THPs) in scope: what merging does to them (_thp_summary); per process too,
+    # as processes[pid]["thp"]
+    thp: dict | None = None
 
     def as_json(self) -> dict:
         out = {"ksm": self.ksm, "processes": {str(pid): p for pid, p in self.processes.items()},
                "ksm_rmap_items": self.rmap_items, "cost": self.cost, "notes": self.notes}
+        if self.thp is not None:
+            out["thp"] = self.thp
         if self.groups is not None:
             out["groups"] = self.groups
         return out
@@ -99,21 +104,80 @@ class Estimate:
         return int(self.ksm["pages_sharing"] + self.ksm["ksm_zero_pages"])
 
 
-def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(content id, process index, shared frame) of every page ksmd scans, in scan order."""
+def _scanned_pages(capture: Capture, merge_any: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(content id, process index, shared frame, large folio or -1) of every page ksmd scans, in
+    scan order."""
     reasons = np.asarray(CAPTURED_REASONS if merge_any else (MERGEABLE,), dtype=np.uint8)
     keep_vma = np.isin(capture.vma_reason, reasons)
     keep = np.repeat(keep_vma, capture.vma_count) & (capture.page_content >= 0)
     ids = capture.page_content[keep]
     procs = np.repeat(capture.vma_proc, capture.vma_count)[keep]
     frames = capture.page_frame[keep]
+    folios = capture.page_folio[keep]
     extra = capture.proc_ksm_zero_pages
     if extra.any():  # KSM zero pages of capture time: zero pages at the end of their process
         at = np.repeat(np.searchsorted(procs, np.arange(len(extra)), side="right"), extra)
         ids = np.insert(ids, at, ZERO_ID)
         procs = np.insert(procs, at, np.repeat(np.arange(len(extra), dtype=procs.dtype), extra))
         frames = np.insert(frames, at, -1)
-    return ids, procs, frames
+        folios = np.insert(folios, at, -1)
+    return ids, procs, frames, folios
+
+
+def _merge_ranks(cids: np.ndarray, top: int, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(copies per content, rank of each page among its content's copies in scan order, whether
+    it ends in a KSM page) for candidate pages of content cids: rule 3 of docs/capture.md."""
+    n = np.bincount(cids, minlength=top).astype(np.int64)
+    order = _stable_order(cids, len(n))
+    starts = np.cumsum(n) - n
+    rank = np.empty(len(cids), np.int64)
+    rank[order] = np.arange(len(cids), dtype=np.int64) - starts[cids[order]]
+    nc = n[cids]
+    merged = (nc >= 2) & ~((nc % M == 1) & (rank == nc - 1))
+    return n, rank, merged
+
+
+def thp_splits(keys: np.ndarray, is_zero: np.ndarray, folios: np.ndarray, nfolios: int, fork_only: np.ndarray,
+               top: int, M: int, use_zero: bool, zero_only: bool = False) -> np.ndarray:
+    """Which large folios (THPs) ksmd splits, per folio, for the scanned pages (content keys,
+    zero-filled or not, their folio or -1, in scan order). docs/thp.md: a folio is split iff one
+    of its subpages is about to merge (try_to_merge_one_page splits before write-protecting),
+    whether the merge then succeeds or not:
+    - a non-zero subpage that ends in a KSM page by the usual rule (another copy anywhere in the
+      scope, the same folio included: finding 7), not the leftover copy a full dup leaves;
+    - use_zero_pages=1: any zero-filled subpage (try_to_merge_with_zero_page, finding 5a);
+    - use_zero_pages=0: two or more zero-filled subpages (they meet each other, finding 7); one,
+      when it meets another zero-filled page: a small one anywhere (in the unstable tree or as
+      KSM pages of zeros: every such folio splits, finding 5b and 5c), else another one-zero
+      folio: the scanned one splits and the one in the tree stays (5c), so all but the first in
+      scan order split. The model simplifies here: stale nodes (finding 8) and splits later in
+      the same scan can let a later one meet the first before it is split; the estimate takes
+      the scan order as if each split happened where its folio is scanned."""
+    split = np.zeros(nfolios, bool)
+    inf = folios >= 0
+    if not inf.any():
+        return split
+    nz = ~is_zero & ~fork_only
+    if not zero_only:
+        merged = np.zeros(len(keys), bool)
+        merged[nz] = _merge_ranks(keys[nz], top, M)[2]
+        split[folios[inf & merged]] = True
+    zf = inf & is_zero & ~fork_only
+    if use_zero:
+        split[folios[zf]] = True
+        return split
+    zeros_in = np.bincount(folios[zf], minlength=nfolios)
+    split |= zeros_in >= 2
+    one = np.flatnonzero(zf)
+    one = one[(zeros_in[folios[one]] == 1) & ~split[folios[one]]]
+    if len(one):
+        small = is_zero & ~inf & ~fork_only
+        k = keys[one]
+        keep = np.zeros(len(one), bool)
+        keep[np.unique(k, return_index=True)[1]] = True  # the first of each zero content (salted: per group)
+        keep &= ~np.isin(k, keys[small])
+        split[folios[one[~keep]]] = True
+    return split
 
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
@@ -133,16 +197,11 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     M = int(knobs["max_page_sharing"])
     use_zero = bool(knobs["use_zero_pages"])
     nprocs = len(capture.proc_pid)
-    ids, procs, frames = _scanned_pages(capture, merge_any)
+    ids, procs, frames, folios = _scanned_pages(capture, merge_any)
     pages = len(ids)
     notes: list[str] = []
 
     is_zero = ids == ZERO_ID
-    zero_procs = procs[is_zero] if use_zero else procs[:0]
-    ksm_zero = len(zero_procs)
-    cand = ~is_zero if use_zero else np.ones(pages, bool)
-    if zero_only:
-        cand &= is_zero
     top = len(capture.hashes)
     if salt is not None:  # a content per (content, group): equal pages of two groups never meet
         salted = ids.astype(np.int64) * (int(np.max(salt, initial=0)) + 1) + np.asarray(salt, np.int64)[procs]
@@ -152,10 +211,28 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     if fork_only.any():
         notes.append(f"{int(fork_only.sum()):,} pages map a physical page shared since fork by several "
                      "mappings and holding a content found nowhere else: KSM never merges those")
-        cand &= ~fork_only
+
+    # THPs: the folios merging splits; their zero-filled subpages become the shared zero page in
+    # the split (finding 4), which ksmd never scans again: no rmap_item, no counter
+    nfolios = len(capture.folio_pages)
+    split = thp_splits(ids, is_zero, folios, nfolios, fork_only, top, M, use_zero, zero_only)
+    in_folio = folios >= 0
+    gone = is_zero & in_folio
+    gone[in_folio] &= split[folios[in_folio]]
+    thp = _thp_summary(capture, folios, procs, split, gone, nprocs) if in_folio.any() else None
+    if gone.any():
+        keep = ~gone
+        columns = (ids, procs, frames, folios, is_zero, fork_only)
+        ids, procs, frames, folios, is_zero, fork_only = (a[keep] for a in columns)
+
+    zero_procs = procs[is_zero] if use_zero else procs[:0]
+    ksm_zero = len(zero_procs)
+    cand = (~is_zero if use_zero else np.ones(len(ids), bool)) & ~fork_only
+    if zero_only:
+        cand &= is_zero
     cids, cprocs = ids[cand], procs[cand]
 
-    n = np.bincount(cids, minlength=top).astype(np.int64)
+    n, rank, merged = _merge_ranks(cids, top, M)
     shared_per = np.where(n >= 2, n // M + (n % M >= 2), 0)
     leftover_per = (n > 1) & (n % M == 1)
     sharing_per = np.where(n >= 2, n - shared_per - leftover_per, 0)
@@ -163,20 +240,16 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     pages_sharing = int(sharing_per.sum())
     chains = shared_per >= 2
 
-    # rank of each copy among its content's copies, in scan order
-    order = _stable_order(cids, len(n))
-    starts = np.cumsum(n) - n
-    rank = np.empty(len(cids), np.int64)
-    rank[order] = np.arange(len(cids), dtype=np.int64) - starts[cids[order]]
-    nc = n[cids]
-    merged = (nc >= 2) & ~((nc % M == 1) & (rank == nc - 1))
-
     rmap_per_proc = np.bincount(procs, minlength=nprocs) - np.bincount(zero_procs, minlength=nprocs)
     zero_per_proc = np.bincount(zero_procs, minlength=nprocs)
     merging_per_proc = np.bincount(cprocs[merged], minlength=nprocs)
-    rmap_items = pages - ksm_zero
+    rmap_items = len(ids) - ksm_zero
     general_profit = (pages_sharing + ksm_zero) * ps - rmap_items * SIZEOF_RMAP_ITEM
     matrix = _sharing_matrix(cids[merged], rank[merged] // M, cprocs[merged], nprocs)
+    # physical pages mapped by several processes since fork (one frame): the reason two processes
+    # with the same contents share no KSM page
+    fork_frames = frames[fork_only]
+    forked = _sharing_matrix(fork_frames, np.zeros(len(fork_frames), np.int64), procs[fork_only], nprocs)
 
     processes = {}
     for p, pid in enumerate(capture.proc_pid.tolist()):
@@ -190,6 +263,9 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
                                       - rmap_per_proc[p] * SIZEOF_RMAP_ITEM),
             "ksm_pages": int(matrix[p, p]),
             "shares_with": shares,
+            "fork_shared": {"pages": int(forked[p, p]),
+                            "with": {int(capture.proc_pid[q]): int(forked[p, q])
+                                     for q in np.flatnonzero(forked[p]).tolist() if q != p}},
         }
 
     group_sums = None
@@ -209,7 +285,9 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
                 "shares_with": {names[h]: int(gm[g, h]) for h in np.flatnonzero(gm[g]).tolist() if h != g},
             }
 
-    passes = 0 if pages == 0 else 3 if ksm_zero else 2
+    # a split frees its zero subpages' rmap_items a scan later (finding 9), and two equal subpages
+    # of one folio merge only in the scan after their split (finding 7)
+    passes = 0 if pages == 0 else 3 if ksm_zero or split.any() else 2
     ksm = {
         "pages_shared": pages_shared, "pages_sharing": pages_sharing, "ksm_zero_pages": ksm_zero,
         "stable_node_chains": int(chains.sum()), "stable_node_dups": int(shared_per[chains].sum()),
@@ -218,16 +296,66 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
     unstable = int((n == 1).sum() + leftover_per.sum())
     costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source)
     per_pass = [{"first_visit": pages}] if pages else []
-    unmerged = pages - ksm_zero - int(merged.sum())
-    if pages:
-        per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged})
-    if ksm_zero:
+    unmerged = len(ids) - ksm_zero - int(merged.sum())
+    if pages:  # the zero subpages of split folios: visited in pass 2 (the split), then gone
+        per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged + int(gone.sum())})
+    if passes == 3:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
     cost = _settle_cost(per_pass, costs, source, knobs)
+    if pages and "not_merging" not in cost:
+        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
-    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps, group_sums)
+    if thp is not None:
+        for pid, t in zip(capture.proc_pid.tolist(), thp.pop("per_process"), strict=True):
+            processes[pid]["thp"] = t
+        notes += thp_notes(capture, thp, use_zero)
+    return Estimate(ksm, processes, int(rmap_items), pages, cost, notes, ps, group_sums, thp)
+
+
+def _thp_summary(capture: Capture, folios: np.ndarray, procs: np.ndarray, split: np.ndarray, gone: np.ndarray,
+                 nprocs: int) -> dict:
+    """What merging does to the large folios in scope, in all and per process: huge_pages (large
+    folios), split (those merging splits), thp_split_page (the PMD-sized ones among them: what
+    /proc/vmstat's counter rises by), split_zero_pages (their zero-filled subpages, which the split
+    maps to the shared zero page: memory freed that no KSM counter counts)."""
+    inf = folios >= 0
+    present = np.zeros(len(split), bool)
+    present[folios[inf]] = True
+    owner = np.zeros(len(split), np.int64)
+    owner[folios[inf][::-1]] = procs[inf][::-1]  # a folio's process: its first page's
+    pmd = capture.folio_pages == capture.pmd_pages
+    per_process = []
+    for p in range(nprocs):
+        mine = present & (owner == p)
+        per_process.append({"huge_pages": int(mine.sum()), "split": int((mine & split).sum()),
+                            "thp_split_page": int((mine & split & pmd).sum()),
+                            "split_zero_pages": int(gone[procs == p].sum())})
+    return {"huge_pages": int(present.sum()), "split": int((present & split).sum()),
+            "thp_split_page": int((present & split & pmd).sum()), "split_zero_pages": int(gone.sum()),
+            "per_process": per_process, "_split_folios": np.flatnonzero(present & split)}
+
+
+def thp_notes(capture: Capture, thp: dict, use_zero: bool) -> list[str]:
+    """What the estimate leaves out of THP, said when it matters."""
+    split_folios = thp.pop("_split_folios")
+    if not thp["huge_pages"]:
+        return []
+    settings = capture.meta.get("thp", {})
+    page_vma = np.repeat(np.arange(len(capture.vma_start)), capture.vma_count)
+    vmas = np.unique(page_vma[np.isin(capture.page_folio, split_folios)])
+    notes = []
+    eligible = capture.vma_thp_eligible[vmas]
+    if len(vmas) and (eligible != 0).any() and settings.get("enabled", "") != "never":
+        notes.append(f"{thp['split']:,} huge pages split by merging lie where khugepaged may collapse them back "
+                     "(THPeligible 1, or unknown); ksmd then splits them again: the estimate is the state before "
+                     "khugepaged comes round, and does not model it (nor the deferred-split shrinker)")
+    locked = [i for i in vmas.tolist() if "lo" in str(capture.vma_flags[i]).split()]
+    if locked:
+        notes.append(f"{len(locked):,} VMAs with huge pages merging splits are mlocked: the split leaves their "
+                     "zero-filled subpages in place there (no shared zero page), which the estimate does not model")
+    return notes
 
 
 def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:
@@ -286,6 +414,27 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -
     out.update(wall_s=round(wall_ns / 1e9, 3), ksmd_cpu_s=round(cpu_total / 1e9, 3),
                cpu_share=round(cpu_total / wall_ns, 4) if wall_ns else 0.0)
     return out
+
+
+def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict) -> dict:
+    """ksmd's CPU once settled (modelled): every pass visits each page with an rmap_item, a KSM
+    page by its early return, an unmerged one by the whole unique path; with smart_scan an
+    unmerged page's age saturates and it is tried one pass in skip_age + 1 (skipped in the others,
+    at the scan step's cost, without taking a pages_to_scan slot: scan_get_next_rmap_item moves on
+    to the next page). Zero pages merged with use_zero_pages have no rmap_item and are not visited."""
+    pts = int(knobs["advisor_min_pages_to_scan"] if knobs.get("advisor_mode", "none") != "none"
+              else knobs["pages_to_scan"])
+    sleep_ms = int(knobs["sleep_millisecs"])
+    every = skip_age(255) + 1 if int(knobs.get("smart_scan", 1)) else 1
+    tried = unmerged / every
+    skipped = unmerged - tried
+    visits = ksm_pages + tried
+    batches = visits // pts + 1
+    cpu = costs["ksm_page"] * ksm_pages + costs["unique"] * tried + cm.SCAN_STEP * skipped + batches * cm.WAKEUP
+    wall = cpu + batches * sleep_ms * 1e6
+    return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,
+            "unmerged_tried_every": every, "pass_wall_s": round(wall / 1e9, 3), "pass_cpu_s": round(cpu / 1e9, 4),
+            "cpu_share": round(cpu / wall, 4), "modelled": True}
 
 
 def _stable_order(keys: np.ndarray, top: int) -> np.ndarray:

@@ -64,7 +64,7 @@ class ObservedKsm(Ksm):
                 for vma in slot.mm.vmas:
                     if vma.vm_mergeable:
                         pte = vma.pte
-                        total += len(pte) - pte.count(-1) - pte.count(0)
+                        total += len(pte) - pte.count(-1) - pte.count(0) - pte.count(-2)  # present pages only
         return total
 
     def _hlist_len_changed(self, old: int | None, new: int | None) -> None:

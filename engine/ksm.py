@@ -19,8 +19,12 @@ skip the checksum and anonymous pages checksum first, try the zero page, and onl
 Each version has its own complete body here, to be read beside the kernel's.
 
 Model simplifications, each said once here: there are no locks, so every trylock succeeds and
--EBUSY never happens (the paths are kept); no THP (nothing to split); no swap; an anon_vma is a
-flag. Every counter keeps the kernel's name and update points. What the model adds is its cost
+-EBUSY never happens (the paths are kept); no swap; an anon_vma is a flag. Transparent huge pages
+are met as 6.18 meets them (docs/thp.md): ksmd scans a THP subpage by subpage, and
+try_to_merge_one_page splits it (engine/machine.py split_huge_page) the first time one of its
+subpages is about to merge; the legacy flow splits the same way but, as 6.10 did, without sending
+zero-filled subpages to the zero page (read in the source, not run on a 6.10 kernel). Every
+counter keeps the kernel's name and update points. What the model adds is its cost
 (engine/cost.py: each step of ksmd charges its simulated time, which drives the clock and the
 advisor) and a count of what every call did (path, outcome, latency, work: engine/vocabulary.py),
 kept in ksm_do_scan() and the four counted operations. What only the UI and a single step show
@@ -65,6 +69,7 @@ calc_checksum                     calc_checksum (the hash), Ksm.calc_checksum (c
 memcmp_pages (mm/util.c)          Ksm.memcmp_pages (inline in unstable_tree_search_insert)
 write_protect_page, replace_page, Ksm.try_to_merge_one_page
   try_to_merge_one_page
+split_huge_page (huge_memory.c)   engine/machine.py Machine.split_huge_page
 try_to_merge_with_zero_page       Ksm.try_to_merge_with_zero_page
 try_to_merge_with_ksm_page        Ksm.try_to_merge_with_ksm_page
 try_to_merge_two_pages            Ksm.try_to_merge_two_pages
@@ -317,6 +322,9 @@ class Ksm:
         self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in PATHS}
         self.work = self.work_by_path["anon_page"]
         self.last_call: tuple[MM, int, str, str, int] | None = None  # (mm, address, path, outcome, ns)
+        # the pages ksmd holds a reference to while it merges two (try_to_merge_two_pages): the
+        # scanned page and the unstable tree's; otherwise only the page being merged
+        self.page_refs: tuple[int, ...] = ()
 
     @property
     def merge_across_nodes(self) -> bool:
@@ -639,6 +647,18 @@ class Ksm:
         if pfn == kpfn:
             return True  # KSM page forked
         self.cost.charge_merge()
+        fid = machine.frame_folio[pfn]
+        if fid:
+            # the folio is large: split it. With two of ksmd's references on it (two subpages of
+            # one THP met in the unstable tree), the split's refcount check fails.
+            refs = self.page_refs or (pfn,)
+            extra_ref = sum(machine.frame_folio[r] == fid for r in refs) > 1
+            if not machine.split_huge_page(pfn, refs, extra_ref, remap_zero=self.flow != "legacy"):
+                return False
+        if vma.pte[index] != pfn:
+            # write_protect_page finds no pte of the page at the address: the split mapped the
+            # zero page there instead (a zero-filled subpage), -EFAULT
+            return False
         if kpfn is None:
             # the page becomes a KSM page with no stable node yet: stable_tree_insert() gives it one
             self.ksm_mapping[pfn] = None
@@ -682,10 +702,14 @@ class Ksm:
 
     def try_to_merge_two_pages(self, item: RmapItem, pfn: int, tree_item: RmapItem, tree_pfn: int) -> int | None:
         """The scanned page becomes the KSM page; the tree item's address is mapped onto it."""
-        if not self.try_to_merge_with_ksm_page(item, pfn, None):
-            return None
-        if self.try_to_merge_with_ksm_page(tree_item, tree_pfn, pfn):
-            return pfn
+        self.page_refs = (pfn, tree_pfn)
+        try:
+            if not self.try_to_merge_with_ksm_page(item, pfn, None):
+                return None
+            if self.try_to_merge_with_ksm_page(tree_item, tree_pfn, pfn):
+                return pfn
+        finally:
+            self.page_refs = ()
         # a KSM page with only one PTE pointing to it: break it
         self.break_cow(item)
         return None
@@ -1020,6 +1044,13 @@ class Ksm:
     def cmp_and_merge_page_body(self) -> Callable[[int, RmapItem], str]:
         return self.cmp_and_merge_page_v6_10 if self.flow == "legacy" else self.cmp_and_merge_page_v6_11
 
+    def split_after_same_folio(self, pfn: int, tree_pfn: int) -> None:
+        """Both pages were subpages of one THP: holding both, ksmd could not split it. With the
+        tree page put, the split succeeds; nothing merges in this call (docs/thp.md finding 7)."""
+        fid = self.machine.frame_folio[pfn]
+        if fid and fid == self.machine.frame_folio[tree_pfn]:
+            self.machine.split_huge_page(pfn, (pfn,), remap_zero=self.flow != "legacy")
+
     def cmp_and_merge_page_v6_11(self, pfn: int, item: RmapItem) -> str:
         """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
         first, try the zero page, and only then search the stable tree."""
@@ -1074,6 +1105,7 @@ class Ksm:
         tree_item, tree_pfn = found
         kpfn = self.try_to_merge_two_pages(item, pfn, tree_item, tree_pfn)
         if kpfn is None:
+            self.split_after_same_folio(pfn, tree_pfn)
             return "unstable_merge_failed"
         # the pages were merged: a new node in the stable tree, both rmap_items on it
         # (stable_tree_insert cannot fail here, so there is no break_cow of both)
@@ -1136,6 +1168,7 @@ class Ksm:
         tree_item, tree_pfn = found
         kpfn = self.try_to_merge_two_pages(item, pfn, tree_item, tree_pfn)
         if kpfn is None:
+            self.split_after_same_folio(pfn, tree_pfn)
             return "unstable_merge_failed"
         stable_node = self.stable_tree_insert(kpfn)
         self.stable_tree_append(tree_item, stable_node)
@@ -1315,6 +1348,8 @@ class Ksm:
                 if not factors:
                     cost.refill()
                 ns = int((cost.total_ns - call_start) * factors.pop())  # cost.jitter(), inline
+            if machine.held_frames:  # ksmd's put_page of a page a split unmapped
+                machine.release_held_frames()
             self.ksmd_cpu_ns += cost.total_ns - start
             outcomes[path][outcome] += 1
             bucket = ns.bit_length()  # bucket_of(ns), without a call per page

@@ -75,6 +75,27 @@ class Region:
     pages: int
     mergeable: bool = True
     fill: Fill = field(default_factory=Fill)
+    thp: float = 0.0  # the share of its PMD-aligned extents faulted in as transparent huge pages
+    # thp = "capture": (first page, pages) of each large folio as the capture recorded it
+    folios: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def maps_thp(self) -> bool:
+        return bool(self.thp or self.folios)
+
+    def huge_extents(self, hpage_pmd_nr: int) -> list[int]:
+        """Which extents of hpage_pmd_nr pages (counted from the region's start, which is
+        PMD-aligned when thp > 0) are THPs: a share `thp` of them, spread evenly, the same in the
+        model and on the real kernel."""
+        thp = self.thp
+        return [k for k in range(self.pages // hpage_pmd_nr) if int((k + 1) * thp) > int(k * thp)]
+
+    def folio_extents(self, hpage_pmd_nr: int) -> list[tuple[int, int]]:
+        """(first page, pages) of each large folio the region starts with: the captured ones, or
+        the PMD-sized extents of `thp`."""
+        if self.folios:
+            return list(self.folios)
+        return [(k * hpage_pmd_nr, hpage_pmd_nr) for k in self.huge_extents(hpage_pmd_nr)] if self.thp else []
 
 
 @dataclass(frozen=True)
@@ -508,9 +529,10 @@ class _Loader:
             regions: dict[str, Region] = {}
             for j, raw_r in enumerate(raw_regions):
                 r = _Table(self.file, f"process[{i}].region[{j}]", raw_r,
-                           ("name", "pages", "mergeable", *ALL_FILL_KEYS))
+                           ("name", "pages", "mergeable", "thp", *ALL_FILL_KEYS))
                 rname, rpages = r.name_(), r.integer("pages", low=1)
-                region = Region(rname, rpages, r.boolean("mergeable", True), self.fill(r, pools, rpages))
+                fill = self.fill(r, pools, rpages)
+                region = Region(rname, rpages, r.boolean("mergeable", True), fill, *self.thp(r, rpages, fill))
                 if region.name in regions:
                     raise r.error("name", f"duplicate region name {region.name!r} in process {pname!r}")
                 regions[region.name] = region
@@ -653,6 +675,32 @@ class _Loader:
         if fill.kind == "random":  # new contents, at most one per page of the regions it writes
             self.random_written += sum(sizes)
         return event(process=glob, region=region_name, pages=pages, fraction=fraction, fill=fill)
+
+    def thp(self, t: _Table, pages: int, fill: Fill) -> tuple[float, tuple[tuple[int, int], ...]]:
+        """A region's `thp` as (share, folios): true (every PMD-aligned extent huge), false, the
+        share 0..1 of them, or "capture" (fill = "capture" only: the large folios as captured)."""
+        value = t.data.get("thp", False)
+        if value == "capture":
+            if fill.kind != "capture":
+                raise t.error("thp", f'thp = "capture" takes the huge pages of a captured VMA; expected fill = '
+                                     f'"capture", got fill = "{fill.kind}"')
+            assert fill.capture is not None and fill.pid is not None and fill.vma is not None
+            cap = self.captures[fill.capture]
+            v = cap.vma_index(fill.pid, fill.vma)
+            assert v is not None  # capture_fill found it
+            return 0.0, tuple(cap.vma_folios(v))
+        if isinstance(value, bool):
+            share = 1.0 if value else 0.0
+        elif isinstance(value, (int, float)) and 0 <= value <= 1:
+            share = float(value)
+        else:
+            raise t.error("thp", "expected true, false or a number 0..1 (the share of its huge extents), or "
+                                 f'"capture" with fill = "capture", got {_show(value)}')
+        nr = self.page_size // 8  # PTRS_PER_PTE: the pages a PMD maps
+        if share and pages < nr:
+            raise t.error("thp", f"a transparent huge page is {nr} pages of {self.page_size} bytes; "
+                                 f"the region has {pages}")
+        return share, ()
 
     def which_pages(self, t: _Table, pages: int, region: str) -> tuple[int | tuple[int, int] | None, float | None]:
         if t.has("pages") and t.has("fraction"):
@@ -884,7 +932,8 @@ def process_name(comm: str, pid: int) -> str:
 def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool = False) -> str:
     """The scenario that runs a capture's workload: per process, one region per VMA KSM may merge
     (with merge_any, also the VMAs no one marked mergeable), holding exactly the pages ksmd would
-    scan there, in the same order, with `fill = "capture"`. KSM zero pages mapped at capture time
+    scan there, in the same order, with `fill = "capture"` (and `thp = "capture"` where some of
+    them were subpages of large folios, so the model meets the same THPs). KSM zero pages mapped at capture time
     (their places are not visible in /proc) follow as one zero region. Knobs are the host's at
     capture time. capture_ref is the capture's path as the scenario should name it."""
     description = (f"Captured on Linux {capture.meta.get('kernel', '?')} at {capture.meta.get('captured_at', '?')}: "
@@ -909,16 +958,17 @@ def scenario_toml(capture: Capture, capture_ref: str, name: str, merge_any: bool
                 continue
             pages = len(capture.vma_contents(v))
             if pages:
-                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v])))
+                regions.append((f"{int(capture.vma_start[v]):x}", pages, int(capture.vma_start[v]),
+                                bool(capture.vma_folios(v))))
         zero = int(capture.proc_ksm_zero_pages[p])
         if not regions and not zero:
             continue
         processes += 1
         lines += ["", "[[process]]", f"name = {_toml_str(process_name(str(capture.proc_comm[p]), pid))}"]
-        for rname, pages, start in regions:
+        for rname, pages, start, huge in regions:
             lines += ["[[process.region]]", f"name = {_toml_str(rname)}", f"pages = {pages}",
                       'fill = "capture"', f"capture = {_toml_str(capture_ref)}", f"pid = {pid}",
-                      f'vma = "0x{start:x}"']
+                      f'vma = "0x{start:x}"'] + (['thp = "capture"'] if huge else [])
         if zero:
             lines += ["[[process.region]]", 'name = "ksm-zero-pages"', f"pages = {zero}", 'fill = "zero"']
     if not processes:

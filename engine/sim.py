@@ -87,7 +87,7 @@ class Simulation:
                 mm = self.machine.new_mm(name, proc.node)
                 for region in proc.regions:
                     pages = list(self.contents.pages(region.fill, region.pages))
-                    self.machine.add_region(mm, region.name, pages)
+                    self.machine.add_region(mm, region.name, pages, region.folio_extents(self.machine.hpage_pmd_nr))
                 if proc.merge_any:
                     self.machine.prctl_set_memory_merge(mm, True)
                 for region, vma in zip(proc.regions, mm.vmas, strict=False):
@@ -95,6 +95,9 @@ class Simulation:
                         self.machine.madvise(vma, True)
         self.ksm.set_knob("run", run)
 
+        # what THPs went through is in the results of scenarios that map THPs only, so the
+        # results of every other scenario keep their shape
+        self.maps_thp = any(r.maps_thp for p in scenario.processes for r in p.regions)
         self.timeline = Timeline(scenario.events)
         # controllers (engine/controllers.py): a closed loop around the model, on its own clock
         self.cmdlines = {n: p.cmdline or n for p in scenario.processes for n in p.instance_names()}
@@ -342,6 +345,22 @@ class Simulation:
     def data_check(self) -> tuple[int, int]:
         return self.machine.data_check()
 
+    def thp(self) -> dict[str, int]:
+        """What THPs went through, modelled: /proc/vmstat's thp_split_page and
+        thp_split_page_failed, and anon_huge_pages, the PMD-sized THPs the live processes still
+        map whole, summed over processes as smaps' AnonHugePages (in THPs) would count them."""
+        m = self.machine
+        whole = 0
+        for folio in m.folios.values():
+            if folio.live != len(folio.pfns) or len(folio.pfns) != m.hpage_pmd_nr:
+                continue
+            for vma in folio.vmas:
+                pte = vma.pte
+                if vma.mm.alive and all(pte[folio.index + i] == pfn for i, pfn in enumerate(folio.pfns)):
+                    whole += 1
+        return {"thp_split_page": m.thp_split_page, "thp_split_page_failed": m.thp_split_page_failed,
+                "anon_huge_pages": whole}
+
     def _hist_copy(self) -> dict[str, tuple[int, ...]]:
         return {p: tuple(h) for p, h in self.ksm.latency_hist.items()}
 
@@ -486,7 +505,7 @@ class Simulation:
             processes=tuple(self.process_stats()), last_step=self.last_step,
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
-            tree_found=tree_found,
+            tree_found=tree_found, thp=frozen(self.thp() if self.maps_thp else {}),
         )
 
     def result(self) -> dict:
@@ -506,7 +525,7 @@ class Simulation:
             counts = ksm.latency_hist.get(path, [])
             latency[path] = [[*bucket_bounds(i), c] for i, c in enumerate(counts) if c]
         checked, mismatches = self.data_check()
-        return {
+        out = {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
             "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
             "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
@@ -517,3 +536,6 @@ class Simulation:
             "data_check": {"pages_checked": checked, "mismatches": mismatches},
             **({"controller": self.control.result()} if self.control is not None else {}),
         }
+        if self.maps_thp:
+            out["thp"] = self.thp()
+        return out

@@ -167,6 +167,9 @@ class Snapshot:
     unstable_offset: int = 0
     last_walk: tuple[WalkStep, ...] = ()  # the tree walks of the last single step (s)
     tree_found: TreeFound | None = None  # the last tree search's answer
+    # what THPs went through, modelled (Simulation.thp: thp_split_page, thp_split_page_failed,
+    # anon_huge_pages); empty unless the scenario maps THPs
+    thp: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def sim_ms(self) -> int:

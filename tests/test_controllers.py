@@ -3,6 +3,8 @@ arithmetic, the closed loop in the model, and the real ksmtuned against the real
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,100 @@ def test_real_ksmtuned_matches_the_model(kernel):
     kinds = {v for k, v, _ in real.writes if k == "run"}
     assert kinds == {0, 1}, real.writes  # the idle phases stop KSM, the others start it
     assert ksmtuned.model_writes(real) == real.writes
+
+
+# ------------------------------------------------------- a host recording's memory, replayed --
+
+def recorded(path: Path, points: list[tuple[float, int, int]], meminfo: bool = True) -> Path:
+    """A recording whose samples (at seconds t, MemFree kB, pages_sharing) hold a 1 GiB host's
+    meminfo, written by the recorder `ksmtui host --record` uses."""
+    from ksmtui.host.recording import Recorder
+    from ksmtui.host.sampler import HostSample
+
+    rec = Recorder(str(path), 1.0)
+    for t, free, sharing in points:
+        mem = {"MemTotal": 1048576, "MemFree": free, "MemAvailable": free, "Buffers": 0, "Cached": 0}
+        rec.add(HostSample(time=t, ksm={"pages_sharing": sharing, "ksm_zero_pages": 0}, knobs={"run": 1},
+                           vmstat={}, ksmd={}, processes={}, trace=None, meminfo=mem if meminfo else {}))
+    rec.close()
+    return path
+
+
+def test_a_recordings_memory_replays_under_a_controller_as_the_same_memory_table(tmp_path, capsys):
+    """The scenario's [memory] (100000 kB free, 900000 from 5 s) recorded on a host whose KSM saved
+    50 pages then: the replay takes that saving off and makes the same decisions."""
+    from ksmtui.cli import main
+
+    rec = recorded(tmp_path / "afternoon.jsonl", [(1000.0 + s, 100000 + 200, 50) for s in range(5)]
+                   + [(1005.0, 900000 + 200, 50), (1006.0, 900000 + 200, 50)])
+    with_table = tmp_path / "table.toml"
+    with_table.write_text(SCENARIO)
+    without = tmp_path / "bare.toml"
+    without.write_text(SCENARIO.replace(SCENARIO[SCENARIO.index("[memory]"):SCENARIO.index("[[pool]]")], ""))
+    args = ["--controller", "ksmtuned", "--controller-set", "KSM_MONITOR_INTERVAL=1", "--json"]
+    assert main(["run", str(with_table), *args]) == 0
+    expected = json.loads(capsys.readouterr().out)["controller"]
+    assert main(["run", str(without), *args, "--memory-from", str(rec)]) == 0
+    replayed = json.loads(capsys.readouterr().out)["controller"]
+    assert replayed == expected
+    assert [w["value"] for w in replayed["writes"] if w["knob"] == "pages_to_scan"] == [300, 600, 900, 1200]
+    from ksmtui.host.recording import memory_timeline
+    info = memory_timeline(str(rec))
+    assert [(p.at_ms, p.mem_free_kb) for p in info.points] == [(0, 100000), (5000, 900000)]  # changes only
+
+
+@pytest.mark.parametrize("old,new,message", [
+    (None, None, "no sample holds /proc/meminfo (MemTotal, MemFree, MemAvailable): recorded by a ksmtui before"),
+    ('"MemFree":100200', '"MemFree":"many"', 'line 2: "meminfo": expected an object of names to integers'),
+    ('"MemFree":100200', '"MemFree":-1', 'line 2: "meminfo": expected kB from 0 to 2**50'),
+    ('"MemFree":100200', '"MemFree":1e400', 'line 2: "meminfo": expected an object of names to integers'),
+    ('"MemFree":100200', '"MemFree":10000000000000000', 'line 2: "meminfo": expected kB from 0 to 2**50'),
+    ('"meminfo":{', '"meminfo":[{', "line 2: not JSON"),
+    ('"page_size":4096', '"page_size":3', 'line 1: "page_size": expected 4096, 16384 or 65536'),
+])
+def test_a_bad_memory_recording_is_one_line(tmp_path, capsys, old, new, message):
+    from ksmtui.cli import main
+
+    rec = recorded(tmp_path / "r.jsonl", [(1.0, 100200, 50), (2.0, 100200, 50)], meminfo=old is not None)
+    if old is not None:
+        text = rec.read_text()
+        assert old in text
+        rec.write_text(text.replace(old, new, 1))
+    bare = tmp_path / "bare.toml"
+    bare.write_text(SCENARIO.replace(SCENARIO[SCENARIO.index("[memory]"):SCENARIO.index("[[pool]]")], ""))
+    assert main(["run", str(bare), "--controller", "ksmtuned", "--memory-from", str(rec)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"ksmtui run: error: --memory-from {rec}: {message}"), err
+
+
+def test_memory_from_needs_a_controller(tmp_path, capsys):
+    from ksmtui.cli import main
+
+    rec = recorded(tmp_path / "r.jsonl", [(1.0, 100200, 50)])
+    assert main(["run", "default", "--memory-from", str(rec)]) == 2
+    assert "--memory-from: only a controller reads the host's memory" in capsys.readouterr().err
+
+
+def test_a_real_hosts_recording_carries_meminfo_and_replays(tmp_path, capsys):
+    """`ksmtui host --record` on this machine (reading only: no machine lock) records /proc/meminfo."""
+    from ksmtui.cli import main
+    from ksmtui.host.recording import memory_timeline, read_recording
+
+    if not Path("/sys/kernel/mm/ksm/run").exists():
+        pytest.skip("no /sys/kernel/mm/ksm")
+    rec = tmp_path / "host.jsonl"
+    assert main(["host", "--json", "--count", "2", "--interval", "0.1", "--no-trace", "--record", str(rec)]) == 0
+    capsys.readouterr()
+    head, samples = read_recording(str(rec))
+    total = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:")).split()[1])
+    assert head["page_size"] == os.sysconf("SC_PAGE_SIZE")
+    for s in samples:
+        assert set(s.meminfo) == {"MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached"}
+        assert s.meminfo["MemTotal"] == total and 0 < s.meminfo["MemFree"] <= s.meminfo["MemTotal"]
+    info = memory_timeline(str(rec))
+    assert info.mem_total_kb == total and info.points[0].at_ms == 0
+    assert main(["run", "default", "--controller", "ksmtuned", "--controller-set", "KSM_MONITOR_INTERVAL=0.5",
+                 "--memory-from", str(rec), "--after-ms", "2000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["controller"]["meminfo"]["MemTotal"] == total

@@ -11,16 +11,20 @@ import select
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 
+from engine.scenario import printable
 from ksmtui.host.recording import read_recording
+from ksmtui.text.units import MIB
 from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
+from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
-from ksmtui.ui.widgets.processes import ProcessRow
+from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 from tests.ui_helpers import after, drive, press, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
@@ -183,6 +187,101 @@ def test_enter_on_a_process_of_a_recording_says_smaps_is_live_only():
         assert "a recording does not hold it" in str(app.screen.query_one("#why-text").render())
 
     drive(app, test, (120, 40))
+
+
+def test_run_0_is_explained_in_the_status_the_note_and_the_why_not_dialog():
+    app = make_app()
+
+    async def test(pilot):
+        await press(pilot, *STEPS[:5])  # sample 6: run=1, nothing merged yet
+        assert "not merging" not in app.query_one(HostStatus)._text
+        assert "run=0" not in str(app.query_one(HostNote).render())
+        await press(pilot, *STEPS[5:])  # the last sample: run=0
+        assert app.query_one(HostStatus)._text.endswith(" · not merging: run=0")
+        assert "why not merging: ksmd is stopped (run=0)" in str(app.query_one(HostNote).render())
+        await press(pilot, "2", "enter")
+        assert isinstance(app.screen, WhyNotScreen)
+        assert str(app.screen.query_one("#why-text").render()).startswith("machine-wide: ksmd is stopped (run=0)")
+
+    drive(app, test, (120, 40))
+
+
+def group_rows(app: HostApp) -> list[list[str]]:
+    table = app.query_one(GroupTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_group():
+    app = make_app()
+    last = read_recording(str(RECORDING))[1][-1].processes
+    profit = sum(r["ksm_process_profit"] for r in last.values())
+    rmap = sum(r["ksm_rmap_items"] for r in last.values())
+    merging = sum(r["ksm_merging_pages"] for r in last.values())
+    zero = sum(r["ksm_zero_pages"] for r in last.values())
+
+    async def test(pilot):
+        await press(pilot, *STEPS, "2")
+        table = app.query_one(ProcessTable)
+        assert table.row_count == 3 and table.row_cells(0)[-1] == "-"  # recorded before units
+        await press(pilot, "g")
+        assert app.group_by == "vm" and not table.display
+        totals = [f"{rmap:,}", f"{merging:,}", f"{zero:,}", f"{profit / MIB:,.1f}"]
+        assert group_rows(app) == [["(no vm)", "3", *totals, "0"]]
+        await press(pilot, "enter")
+        assert table.display and table.row_count == 3 and table.has_focus
+        assert "vm (no vm) · Esc: back" in str(app.query_one("#processes-hint").render())
+        await press(pilot, "escape")
+        assert app.query_one(GroupTable).display and app.group_open is None
+        await press(pilot, "g", "g", "g", "g")  # container, unit, cgroup, comm
+        assert app.group_by == "comm" and [r[:2] for r in group_rows(app)] == [["python", "3"]]
+        await press(pilot, "g")
+        assert app.group_by == "pid" and table.display and table.row_count == 3
+
+    drive(app, test, (120, 40))
+
+
+def test_groups_of_a_recording_with_units_carry_the_names_escaped(tmp_path):
+    from ksmtui.host.recording import Recorder
+    from ksmtui.host.units import Unit
+
+    header, samples = read_recording(str(RECORDING))
+    units = {"27347": Unit(27347, vm="win" + ESC, cgroup="/machine.slice/machine-qemu\\x2d1\\x2dwin.scope"),
+             "27348": Unit(27348, vm="linux", unit="linux.scope", cgroup="/machine.slice/linux.scope"),
+             "27349": Unit(27349, container_id="a" * 64, container_name="web", runtime="docker",
+                           unit="docker-" + "a" * 64 + ".scope", cgroup="/system.slice/docker-" + "a" * 64 + ".scope")}
+    path = tmp_path / "units.jsonl"
+    recorder = Recorder(str(path), 0.1)
+    for s in samples:
+        recorder.add(replace(s, processes={pid: {**row, "unit": units[pid].to_json()}
+                                           for pid, row in s.processes.items()}))
+    recorder.close()
+    header, samples = read_recording(str(path))
+    last = samples[-1].processes
+    app = HostApp(ReplaySource("units.jsonl", samples, paused=True, kernel=header["kernel"]))
+
+    async def test(pilot):
+        await press(pilot, *STEPS, "2")
+        cells = {app.query_one(ProcessTable).row_cells(i)[0]: app.query_one(ProcessTable).row_cells(i)[-1]
+                 for i in range(3)}
+        assert cells["27347"].startswith(f"vm {printable('win' + ESC)} · cgroup /machine.slice/")
+        assert cells["27349"].startswith("container docker/web · unit docker-aaaa")
+        await press(pilot, "g")
+        rows = group_rows(app)
+        assert {r[0]: r[1] for r in rows} == {printable("win" + ESC): "1", "linux": "1", "(no vm)": "1"}
+        assert sum(int(r[2].replace(",", "")) for r in rows) == sum(r["ksm_rmap_items"] for r in last.values())
+        await press(pilot, "g")
+        assert {r[0] for r in group_rows(app)} == {"docker/web", "(no container)"}
+        await press(pilot, "down")
+        target = group_rows(app)[app.query_one(GroupTable).cursor_row][0]
+        await press(pilot, "enter")
+        pids = {app.query_one(ProcessTable).row_cells(i)[0] for i in range(app.query_one(ProcessTable).row_count)}
+        assert pids == ({"27349"} if target == "docker/web" else {"27347", "27348"})
+        await press(pilot, "enter")  # a process of the group: why not merging, as ungrouped
+        assert isinstance(app.screen, WhyNotScreen)
+        await press(pilot, "escape", "escape")
+        assert app.group_open is None and app.query_one(GroupTable).display
+
+    drive(app, test, (160, 40))
 
 
 def test_knobs_screen_of_a_recording_cannot_write():
@@ -361,7 +460,7 @@ def test_a_recording_with_escapes_everywhere_is_shown_escaped(tmp_path):
 
     async def test(pilot):
         seen = []
-        for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k")):
+        for keys in ((), ("s",), ("3",), ("2",), ("enter",), ("escape", "k"), ("escape", "g", "g", "g"), ("enter",)):
             for key in keys:
                 await pilot.press(key)
             await settle(pilot)

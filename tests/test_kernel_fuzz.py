@@ -22,7 +22,8 @@ def test_cases_are_valid_and_depend_on_seed_and_number_only():
     assert len(set(texts)) == 60 and fuzz.random_scenario(4, 0) != texts[0]
     for case, text in enumerate(texts):
         s = parse_scenario(text, f"case-{case}", Path("."))
-        assert sum(p.count * sum(r.pages for r in p.regions) for p in s.processes) <= 4 * 3 * 24
+        assert sum(p.count * sum(r.pages for r in p.regions if not r.thp) for p in s.processes) <= 4 * 3 * 24
+    assert any("thp = " in text for text in texts)  # THP regions too
 
 
 def _fake_kernel(monkeypatch, results):

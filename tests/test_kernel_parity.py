@@ -242,3 +242,44 @@ def test_builtin_scenario_matches_the_kernel(kernel, name):
     text, ok = parity_report(sim.result(), real)
     assert real["data_check"]["mismatches"] == 0, text
     assert ok, text
+
+
+# Transparent huge pages (docs/thp.md): one THP per process, khugepaged kept away by the runner.
+# Each case with use_zero_pages 0 and 1; the model's splits, failed splits and THPs left must be
+# the kernel's too.
+THP_KNOBS = {"pages_to_scan": 2000, "sleep_millisecs": 20, "smart_scan": 0}
+
+
+def thp_cases(tmp_path) -> dict:
+    one = tmp_path / "one-match-zero-rest.bin"
+    one.write_bytes(b"shared page 0 ".ljust(4096, b"#") + bytes(511 * 4096))
+    shapes = {
+        # every subpage has its twin in the other process: both THPs split, 512 KSM pages
+        "all_match": [region("r", 512, "pool", pool="lib", thp=True)],
+        # subpage 0 in both, the rest zero-filled: split, the 511 zero subpages to the zero page
+        "one_match_zero_rest": [region("r", 512, "file", thp=True, path=one)],
+        # nothing matches: both stay huge
+        "no_match": [region("r", 512, thp=True)],
+    }
+    return {f"{name}_uzp{uzp}": focused(proc("a", *regions), proc("b", *regions), pools=[("lib", 512)],
+                                        ksm={**THP_KNOBS, "use_zero_pages": uzp}, full_scans=5)
+            for name, regions in shapes.items() for uzp in (0, 1)}
+
+
+THP_NAMES = [f"{n}_uzp{u}" for n in ("all_match", "one_match_zero_rest", "no_match") for u in (0, 1)]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", THP_NAMES)
+def test_thp_scenario_matches_the_kernel(kernel, name, tmp_path):
+    s = thp_cases(tmp_path)[name]
+    sim = Simulation(s)
+    sim.run()
+    model = sim.result()
+    real = kernel.run_on_kernel(s)
+    text, ok = parity_report(model, real)
+    assert real["data_check"]["mismatches"] == 0, text
+    assert ok, text
+    assert model["thp"] == real["thp"], text
+    want_split = {"all_match": 2, "one_match_zero_rest": 2, "no_match": 0}[name.rsplit("_", 1)[0]]
+    assert model["thp"]["thp_split_page"] == want_split

@@ -377,3 +377,28 @@ def test_random_valid_scenarios_load(data):
     assert [e.child for e in s.events if e.action == "fork"] == [e["child"] for e in data["event"]
                                                                 if e["action"] == "fork"]
     assert s.ksm["max_page_sharing"] == data["ksm"]["max_page_sharing"] and s.page_size == data["page_size"]
+
+
+THP_REGION = '[[process]]\nname = "a"\n[[process.region]]\nname = "r"\npages = {pages}\n{thp}\n'
+
+
+@pytest.mark.parametrize("thp,share", [("", 0.0), ("thp = false", 0.0), ("thp = true", 1.0), ("thp = 0.25", 0.25),
+                                       ("thp = 0", 0.0), ("thp = 1", 1.0)])
+def test_region_thp_is_a_share_of_its_extents(thp, share):
+    s = parse('name = "t"\n' + THP_REGION.format(pages=2048, thp=thp))
+    region = s.processes[0].regions[0]
+    assert region.thp == share
+    assert region.huge_extents(512) == {0.0: [], 1.0: [0, 1, 2, 3], 0.25: [3]}[share]
+
+
+@pytest.mark.parametrize("thp,pages,message", [
+    ('thp = "yes"', 600, "expected true, false or a number 0..1"),
+    ("thp = 1.5", 600, "expected true, false or a number 0..1"),
+    ("thp = -0.1", 600, "expected true, false or a number 0..1"),
+    ("thp = true", 511, "a transparent huge page is 512 pages of 4096 bytes; the region has 511"),
+])
+def test_bad_thp_is_one_line_naming_the_key(thp, pages, message):
+    with pytest.raises(ScenarioError) as info:
+        parse('name = "t"\n' + THP_REGION.format(pages=pages, thp=thp))
+    text = str(info.value)
+    assert "\n" not in text and "process[0].region[0].thp" in text and message in text, text

@@ -101,6 +101,16 @@ def test_ranges_and_lists():
     (["--csv", "/nonexistent/dir/out.csv"], "--csv /nonexistent/dir/out.csv: cannot write"),
     (["--set", "pages_to_scan=-5-10"], "--set pages_to_scan: expected an integer 0..4294967295, got -5"),
     (["--seeds", "-1"], "--seeds: expected integers 0..18446744073709551615, got -1"),
+    (["--controller-set", "KSM_THRES_COEF=5"], "--controller-set: no controller to set"),
+    (["--controllers", "ksmtuned,mom"], "--controllers: unknown controller 'mom'; expected one of none, advisor"),
+    (["--controllers", "none,none"], "--controllers: none given twice"),
+    (["--controller", "none", "--controllers", "none"], "not allowed with argument --controller"),
+    (["--controllers", "none,kubevirt", "--controller-set", "KSM_THRES_COEF=5"],
+     "--controller-set: KSM_THRES_COEF: no controller of the sweep (none, kubevirt) takes it"),
+    (["--controller", "ksmtuned", "--controller-set", "KSM_THRES_COEF=x"],
+     "--controller-set: ksmtuned: KSM_THRES_COEF: expected an integer, got 'x'"),
+    (["--controllers", "ksmtuned,kubevirt", "--controller-set", "KSM_THRES_COEF=5", "--controller-set",
+      "interval_ms=50"], None),
     (["--seeds=-3--1"], "--seeds: expected integers 0..18446744073709551615, got -3"),
     *((["--scheduler", bad], "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT")
       for bad in ("garbage", "tcp://", "http://example:80", "inproc://x", "tls://", "tcp://host:0",
@@ -163,14 +173,57 @@ def test_a_worker_needs_no_file_the_scenario_reads(small, tmp_path, monkeypatch)
     assert not list(workers_tmp.iterdir())  # the file's copy went with the run
 
 
-def test_the_front_is_what_no_other_run_beats_on_both_saving_and_cpu():
-    runs = [{"saving": s, "ksmd_cpu_ms": c} for s, c in ((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0), (8,
-                                                                                                                6.0))]
-    sweep.mark_front(runs)
-    assert [r["front"] for r in runs] == [True, True, True, True, False, False]
+def measured(p2s, seed, saving, cpu, t100=100.0):
+    return {"knobs": {"pages_to_scan": p2s}, "flow": "optimized", "seed": seed, "saving": saving << 20,
+            "ksmd_cpu_ms": cpu, "ksmd_cpu_percent": cpu / 10, "time_to_90_ms": t100, "time_to_100_ms": t100}
+
+
+def test_the_front_is_what_no_other_setting_beats_on_both_saving_and_cpu():
+    runs = [measured(p, 1, s, c) for p, (s, c) in enumerate(((10, 5.0), (10, 5.0), (12, 7.0), (9, 4.0), (11, 9.0),
+                                                             (8, 6.0)))]
+    groups = sweep.mark_front(runs)
+    assert [r["front"] for r in runs] == [g["front"] for g in groups] == [True, True, True, True, False, False]
+
+
+def test_seeds_of_a_setting_are_one_option_on_the_front_by_their_mean():
+    # 100: seeds save 8 and 16 (mean 12) for 5 and 7 ms (mean 6); 200: 11 for 5.5 ms, less CPU and
+    # less saving than 100's mean: both on the front. 300 saves 9 and 11 for 8 ms: seed by seed its
+    # seed 2 (11 for 8 ms) beat 100's seed 1 (8 for 5 ms) on saving and was on no front only because
+    # 200 matched it; by the means (10 for 8 ms) both settings beat it
+    runs = [measured(100, 1, 8, 5.0), measured(100, 2, 16, 7.0, None), measured(200, 1, 11, 5.5),
+            measured(300, 1, 9, 8.0), measured(300, 2, 11, 8.0)]
+    groups = sweep.mark_front(runs)
+    assert [(g["knobs"]["pages_to_scan"], g["seeds"], g["members"], g["front"]) for g in groups] == [
+        (100, [1, 2], [0, 1], True), (200, [1], [2], True), (300, [1, 2], [3, 4], False)]
+    assert groups[0]["saving"] == {"mean": 12 << 20, "min": 8 << 20, "max": 16 << 20}
+    assert groups[0]["ksmd_cpu_ms"] == {"mean": 6.0, "min": 5.0, "max": 7.0}
+    assert groups[0]["time_to_100_ms"] == {"mean": 100.0, "min": 100.0, "max": 100.0} and groups[0]["reached"] == 1
+    assert [r["front"] for r in runs] == [True, True, True, False, False]
+    lines = sweep.text_report(runs, ["pages_to_scan"], groups)
+    assert lines[0].split() == ["pages_to_scan", "flow", "seeds", "saving", "MiB", "t100", "ms", "cpu", "ms", "cpu",
+                                "%", "front"]
+    assert lines[1].split() == ["100", "optimized", "2", "12.00", "(8.00-16.00)", "100", "[1", "of", "2]", "6.0",
+                                "(5.0-7.0)", "0.6", "(0.5-0.7)", "*"]
+    # one seed, or seeds that agree: the value alone
+    assert lines[2].split() == ["200", "optimized", "1", "11.00", "100", "5.5", "0.6", "*"]
+    assert lines[3].split() == ["300", "optimized", "2", "10.00", "(9.00-11.00)", "100", "8.0", "0.8"]
 
 
 # ------------------------------------------------------------------------------ on Dask --
+
+def test_the_progress_bar_shows_while_the_cluster_starts(small, monkeypatch, capsys):
+    """--ui's screen is not blank for the seconds a cluster takes to start: the bar is there first."""
+    def starting(_workers):
+        assert "0/2 runs" in capsys.readouterr().err  # drawn before any worker exists
+        raise sweep.SweepError("no cluster in this test")
+
+    monkeypatch.setattr(sweep, "local_cluster", starting)
+    tasks = sweep.plan(load_scenario(small), [], None, "1-2")
+    with pytest.raises(sweep.SweepError, match="no cluster"):
+        sweep.execute(load_scenario(small), tasks, sweep.Stop(1, False), None, 1, True)
+    assert capsys.readouterr().err.endswith("\r\033[K")  # and cleared when it ends
+
+
 
 def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small, capsys):
     args = ["--set", "pages_to_scan=20,60", "--set", "use_zero_pages=0,1", "--flows", "legacy,optimized",
@@ -178,6 +231,7 @@ def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small
     assert main(["sweep", small, *args, "--workers", "2", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["complete"] and document["knobs"] == ["pages_to_scan", "use_zero_pages"]
+    assert [g["members"] for g in document["groups"]] == [[i] for i in range(8)]  # one seed: a setting a run
     scenario = load_scenario(small)
     tasks = sweep.plan(scenario, [("pages_to_scan", "20,60"), ("use_zero_pages", "0,1")], "legacy,optimized", None)
     expected = sequential(small, tasks, sweep.Stop(4, False))
@@ -191,6 +245,63 @@ def test_two_local_workers_give_the_sequential_results_and_run_json_agrees(small
                      *sets]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed["ksm"] == run["ksm"] and printed["sim_ms"] == run["sim_ms"]
+
+
+PRESSURE = """
+[memory]
+mem_total_kb = 4194304     # 4 GiB: ksmtuned sleeps 10 ms x 16 GiB / 4 GiB = 40 ms
+mem_free_kb = 300000       # under pressure (ksmtuned's and KubeVirt's 20%) until 300 ms
+[[memory.point]]
+at_ms = 300
+mem_free_kb = 3500000
+"""
+
+
+def test_controllers_are_a_grid_dimension_the_same_on_two_workers_as_run_prints_them(small, capsys, tmp_path):
+    path = tmp_path / "pressure.toml"
+    path.write_text(SMALL.replace('count = 3', 'count = 3\ncmdline = "qemu-system-x86_64 -enable-kvm"')
+                    + PRESSURE + "[stop]\nafter_ms = 600\n")
+    sets = ["--controller-set", "KSM_MONITOR_INTERVAL=0.05", "--controller-set", "interval_ms=50",
+            "--controller-set", "sleep_ms_baseline=10"]
+    args = ["--controllers", "none,ksmtuned,kubevirt", *sets, "--set", "pages_to_scan=20,60", "--sample-ms", "100"]
+    assert main(["sweep", str(path), *args, "--workers", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["controllers"] == ["none", "ksmtuned", "kubevirt"]
+    tasks = sweep.plan(load_scenario(str(path)), [("pages_to_scan", "20,60")], None, None, "none,ksmtuned,kubevirt",
+                       sets[1::2])
+    expected = sequential(str(path), tasks, sweep.Stop(None, False, 100))
+    for run, task in zip(document["runs"], tasks, strict=True):
+        run.pop("front")
+        assert run == {k: v for k, v in expected[task.index].items() if k != "index"}
+    by = {(r["controller"]["name"], r["knobs"]["pages_to_scan"]): r["controller"] for r in document["runs"]}
+    assert by["none", 20]["writes"] == [] and by["ksmtuned", 20]["ticks"] == 12
+    # ksmtuned boosts under pressure, then (free above thres at 300 ms, committed + thres below MemTotal) stops
+    # ksmd at every tick
+    knobs = [(w["knob"], w["value"]) for w in by["ksmtuned", 20]["writes"]]
+    assert knobs[:3] == [("pages_to_scan", 300), ("sleep_millisecs", 40), ("run", 1)]
+    assert knobs[-7:] == [("run", 0)] * 7
+    assert [s["at_ms"] for s in by["kubevirt", 60]["samples"]] == [100 * k for k in range(7)]
+    # the scenario's 60 until the first tick; then ksmtuned's own npages (from 0, as the script's), every 100 ms
+    assert [s["pages_to_scan"] for s in by["ksmtuned", 60]["samples"]] == [60, 600, 1200, 1250, 1250, 1250, 1250]
+    for run in document["runs"][1::2]:  # as `ksmtui run --controller` prints them
+        printed = run_json(capsys, str(path), "--controller", run["controller"]["name"], *sets[:2] * (
+            run["controller"]["name"] == "ksmtuned"), *sets[2:] * (run["controller"]["name"] == "kubevirt"),
+            "--set", f"pages_to_scan={run['knobs']['pages_to_scan']}", "--sample-ms", "100")
+        if run["controller"]["name"] != "none":  # run attaches no loop around none
+            assert printed["controller"] == run["controller"]
+        assert printed["ksm"] == run["ksm"]
+    sweep.mark_front(document["runs"])
+    lines = cli_sweep.text_report(document["runs"], ["pages_to_scan"])
+    assert lines[0].split()[:2] == ["controller", "pages_to_scan"] and "knob writes" in lines[0]
+    rows = sweep.csv_rows(document["runs"], ["pages_to_scan"])
+    assert rows[0][:5] == ["controller", "controller_settings", "controller_ticks", "knob_writes",
+                           "knob_writes_refused"]
+    assert rows[3][:1] == ["ksmtuned"] and rows[3][3] == len(by["ksmtuned", 20]["writes"])
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(["run", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing(small):

@@ -26,21 +26,34 @@ DOCUMENT = {
 }
 
 
-def test_front_lines_place_runs_by_cpu_and_saving():
+def test_front_lines_place_runs_by_cpu_and_saving_from_zero():
     lines = front_lines([(10.0, 0, False), (20.0, 2 * MIB, True), (15.0, MIB, False)], 2, 24, 5)
     assert lines == [
         "   2.00 MiB │          ●",
-        "            │     ◆     ",
-        "   0.00 MiB │·          ",
+        "            │        ◆  ",
+        "   0.00 MiB │     ·     ",
         "            └───────────",
-        "             10.0 ms 20.0 ms ksmd CPU",
+        "             0.0 ms 20.0 ms ksmd CPU",
     ]
+
+
+def test_a_six_percent_difference_does_not_fill_the_plot():
+    # the old axis ran from the lowest to the highest saving: 100 and 106 MiB were bottom and top
+    lines = front_lines([(50.0, 100 * MIB, False), (60.0, 106 * MIB, True)], None, 40, 12)
+    rows = [i for i, line in enumerate(lines) for c in line if c in "·●"]
+    assert abs(rows[0] - rows[1]) <= 1 and "   0.00 MiB" in lines[9]
+    assert lines[-1].split() == ["0.0", "ms", "60.0", "ms", "ksmd", "CPU"]
+
+
+def test_front_lines_show_the_seeds_range_under_the_mean():
+    lines = front_lines([(10.0, 5 * MIB, True, 2 * MIB, 8 * MIB)], None, 20, 10)
+    column = [line[20] for line in lines[:8]]  # the last column: 10 ms is the top of the CPU axis
+    assert column == ["┊", "┊", "┊", "●", "┊", "┊", " ", " "]  # 8 MiB on the top row down to 2 MiB on row 5
 
 
 def test_front_lines_keep_the_most_marked_run_of_a_cell():
     lines = front_lines([(1.0, MIB, False), (1.0, MIB, True), (2.0, MIB, False)], None, 20, 4)
-    assert lines[1] == "   1.00 MiB │●      ·"  # equal savings sit on the middle row, labelled once
-    assert [line for line in lines if "MiB" in line] == [lines[1]]
+    assert lines[0] == "   1.00 MiB │    ●  ·"
 
 
 def test_saving_cells_share_one_time_scale_and_hold_the_last_value():
@@ -62,6 +75,42 @@ def test_the_highlighted_row_is_the_selected_point():
         await pilot.press("q")
 
     assert drive(SweepApp(DOCUMENT), test, (100, 30)).return_code == 0
+
+
+def seeded(p2s, seed, saving_mib, cpu):
+    r = run(p2s, 20, "legacy", saving_mib, 1000, cpu, False)
+    return {**r, "seed": seed}
+
+
+def test_seeds_of_a_setting_are_one_row_one_point_with_their_range_and_the_footer_shows_the_keys():
+    # pages_to_scan 100: 10 and 14 MiB (mean 12) for 50 and 70 ms; 400: 11 MiB for 40 ms. Seed 2 of
+    # 100 alone would beat 400 on saving, the mean does too: both settings on the front
+    document = {**DOCUMENT, "knobs": ["pages_to_scan"],
+                "runs": [seeded(100, 1, 10, 50.0), seeded(100, 2, 14, 70.0), seeded(400, 1, 11, 40.0),
+                         seeded(800, 1, 9, 45.0)]}
+    for r in document["runs"]:
+        r["knobs"] = {"pages_to_scan": r["knobs"]["pages_to_scan"]}
+
+    async def test(pilot):
+        app = pilot.app
+        table = app.query_one(DataTable)
+        assert table.row_count == 3
+        first = [str(c) for c in table.get_row_at(0)]
+        assert first[:3] == ["100", "legacy", "2"] and first[4:] [1:3] == ["12.00", "10.00-14.00"]
+        assert first[-3:] == ["60.0", "50.0-70.0", "6.0"]
+        front = str(app.query_one("#front", Static).render())
+        assert front.count("┊") >= 2 and front.count(FRONT) == 1 and front.count(SELECTED) == 1
+        footer = " ".join(str(w.render()) for w in app.query("FooterKey"))
+        assert all(k in footer for k in ("Sort", "Front only", "Quit"))
+        await pilot.press("f")  # 800 (9 MiB for 45 ms) is beaten by 400
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["100", "400"]
+        await pilot.press("f", "s")  # by mean saving
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["100", "400", "800"]
+        await pilot.press("s")  # by mean CPU
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["400", "800", "100"]
+        await pilot.press("q")
+
+    assert drive(SweepApp(document), test, (120, 30)).return_code == 0
 
 
 def test_snapshot(snap_compare):

@@ -709,3 +709,71 @@ def test_single_steps_keep_the_sparklines_span():
         assert subtitle.startswith("sparklines: the last ") and subtitle != "sparklines: the last 0 ms simulated"
 
     drive(make_app(), test)
+
+
+THP_SCENARIO = """
+name = "thp"
+[ksm]
+pages_to_scan = 5000
+[[process]]
+name = "a"
+count = 2
+[[process.region]]
+name = "r"
+pages = 512
+fill = "zero"
+thp = true
+"""
+
+
+def test_the_counters_panel_shows_thp_splits_for_a_scenario_with_thps():
+    app = KsmApp(parse_scenario(THP_SCENARIO, "thp.toml", Path(".")), paused=True)
+
+    async def test(pilot):
+        await batches(pilot, 3)
+        text = str(pilot.app.query_one("#counters-text", Static).render())
+        assert "thp_split_page" in text and "0 THPs left (modelled)" in text, text
+
+    drive(app, test)
+    plain = make_app()
+
+    async def no_thp(pilot):
+        assert "thp_split_page" not in str(pilot.app.query_one("#counters-text", Static).render())
+
+    drive(plain, no_thp)
+
+
+def test_the_overview_shows_a_controllers_decisions_and_the_knobs_screen_who_drives_them(tmp_path):
+    """`ksmtui SCENARIO --controller ksmtuned`: the decisions the Overview lists are those a headless
+    run of the same scenario makes in the same wake-ups; a restart starts the controller afresh."""
+    from ksmtui.cli.common import controller_factory, load
+    from ksmtui.cli.options import parse_args
+    from ksmtui.ui.runner import ControllerView
+
+    path = tmp_path / "pressure.toml"
+    path.write_text(SCENARIO.replace('count = 4', 'count = 4\ncmdline = "qemu-system-x86_64 -enable-kvm"').replace(
+        "[stop]", "[memory]\nmem_total_kb = 4194304\nmem_free_kb = 300000\n\n[stop]"))
+    opts = parse_args(None, [str(path), "--controller", "ksmtuned", "--controller-set", "KSM_MONITOR_INTERVAL=0.02"])
+    scenario = load(opts)
+    make = controller_factory(scenario, opts)
+    assert make is not None
+    headless = Simulation(scenario, control=make(scenario))
+    for _ in range(40):
+        headless.step_batch()
+    expected = ControllerView.of(headless.control)
+    assert expected.ticks > 3 and expected.decisions[-1][1] == "pages_to_scan=1250 sleep_millisecs=40 run=1"
+
+    async def test(pilot):
+        await batches(pilot, 40)
+        assert pilot.app.view.controller == expected
+        text = text_of(pilot.app, "#scan-text")
+        assert f"knobs driven by ksmtuned: {expected.ticks} ticks, {expected.writes} writes, last:" in text
+        for at, decision in expected.decisions:
+            assert f"  {sim_time(int(at * 1e6))} {decision}" in text
+        await press(pilot, "k")
+        title = str(pilot.app.screen.query_one("#knobs-title", Static).render())
+        assert title.startswith("knobs: driven by ksmtuned (its next tick may write over a value set here)")
+        await press(pilot, "escape", "r")
+        assert pilot.app.view.controller == ControllerView("ksmtuned", 0, 0, ())
+
+    drive(KsmApp(scenario, opts, paused=True, control=make), test)

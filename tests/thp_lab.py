@@ -15,6 +15,7 @@ Needs root and the machine lock (held while ksmd runs; the knobs are restored af
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
@@ -109,6 +110,51 @@ CASES: dict[str, dict[str, list[list[str | None]]]] = {
 
 # processes whose 2 MiB ranges are small pages (MADV_NOHUGEPAGE), by case
 SMALL = {"zero-small-then-thp": {"A", "B"}, "zero-ksm-then-thp": {"A", "B"}}
+
+
+KHUGEPAGED = Path("/sys/kernel/mm/transparent_hugepage/khugepaged")
+
+
+@contextlib.contextmanager
+def khugepaged_kept_away():
+    """khugepaged collapses back the ranges ksmd splits (docs/thp.md, finding 12), where a process
+    cannot be made to madvise NOHUGEPAGE (a QEMU guest): with max_ptes_none and max_ptes_shared
+    0, a range that maps the zero page or a KSM page is not collapsed. Restored after."""
+    saved = {name: (KHUGEPAGED / name).read_text().strip() for name in ("max_ptes_none", "max_ptes_shared")}
+    try:
+        for name in saved:
+            (KHUGEPAGED / name).write_text("0")
+        yield
+    finally:
+        for name, value in saved.items():
+            (KHUGEPAGED / name).write_text(value)
+
+
+def settle(timeout: float = 300) -> int:
+    """Run ksmd until it has settled on live guests, and stop it; the full scans it took. Settled:
+    over the last three full scans, pages_sharing stood still (within 0.01%: a live guest's kernel
+    writes a page or two) and no huge page was split (ksmd splits some only scans later: after a
+    stale node, or a split that failed on a folio's extra reference; pages_sharing may stand still
+    meanwhile)."""
+    sysfs.ksm_write("run", 1)
+    deadline = time.monotonic() + timeout
+    history: list[tuple[int, int]] = []
+    scans = int(sysfs.ksm_read("full_scans"))
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise sysfs.KernelError(f"ksmd did not settle in {timeout:.0f} s: {history[-8:]}")
+            full = int(sysfs.ksm_read("full_scans"))
+            if full > scans:
+                scans = full
+                history.append((int(sysfs.ksm_read("pages_sharing")), read_vmstat()["thp_split_page"]))
+                sharing = [h[0] for h in history[-4:]]
+                if len(history) >= 5 and max(sharing) - min(sharing) <= max(2, sharing[-1] // 10000) \
+                        and len({h[1] for h in history[-4:]}) == 1:
+                    return len(history)
+            time.sleep(0.02)
+    finally:
+        sysfs.ksm_write("run", 0)
 
 
 def read_vmstat() -> dict[str, int]:

@@ -5,7 +5,10 @@ estimates (`ksmtui estimate --json`, the same knobs as ksmd gets), then runs the
 pages_sharing stands still for three full scans, and prints both side by side with what the guests'
 huge pages became (AnonHugePages, /proc/vmstat thp_split_page and thp_collapse_alloc).
 
-    python tests/vm_baseline.py [--uzp=0|1] [--fill=byte:90:64] [--json=PATH]   # PATH.0, PATH.1
+    python tests/vm_baseline.py [--uzp=0|1] [--mps=N] [--fill=byte:90:64] [--json=PATH]   # PATH.0, PATH.1
+
+khugepaged is kept away while it runs (thp_lab.khugepaged_kept_away), so that the guests' split
+ranges are not collapsed back before ksmd settles.
 
 Needs root; holds the machine lock from boot to teardown (ksmd must not touch the guests before
 their capture), and restores the knobs after.
@@ -97,31 +100,11 @@ def predict(guests: dict[str, list[list[bytes]]], uzp: int) -> dict:
     return out
 
 
-def settle(timeout: float = 900) -> int:
-    """Run until pages_sharing stood still over three full scans; the full scans it took."""
-    sysfs.ksm_write("run", 1)
-    deadline = time.monotonic() + timeout
-    history: list[int] = []
-    scans = 0
-    while time.monotonic() < deadline:
-        full = int(sysfs.ksm_read("full_scans"))
-        if full > scans:
-            scans = full
-            history.append(int(sysfs.ksm_read("pages_sharing")))
-            if len(history) >= 4 and len(set(history[-4:])) == 1 and history[-1] > 0:
-                break
-        time.sleep(0.05)
-    else:
-        raise sysfs.KernelError(f"pages_sharing did not settle in {timeout:.0f} s: {history}")
-    sysfs.ksm_write("run", 0)
-    return scans
-
-
-def run(uzp: int, fill: vmlab.Fill) -> dict:
-    knobs = {**KNOBS, "use_zero_pages": uzp}
+def run(uzp: int, fill: vmlab.Fill, mps: int = 256) -> dict:
+    knobs = {**KNOBS, "use_zero_pages": uzp, "max_page_sharing": mps}
     lab = vmlab.VMLab()
-    out: dict = {"use_zero_pages": uzp, "fill": str(fill)}
-    with sysfs.machine_lock():
+    out: dict = {"use_zero_pages": uzp, "max_page_sharing": mps, "fill": str(fill)}
+    with sysfs.machine_lock(), thp_lab.khugepaged_kept_away():
         sysfs.restore_defaults()
         try:
             t0 = time.monotonic()
@@ -144,7 +127,7 @@ def run(uzp: int, fill: vmlab.Fill) -> dict:
                     sysfs.ksm_write(k, v)
                 v0 = thp_lab.read_vmstat()
                 t2 = time.monotonic()
-                out["full_scans"] = settle()
+                out["full_scans"] = thp_lab.settle()
                 out["ksmd_s"] = round(time.monotonic() - t2, 1)
                 out["vmstat"] = {k: v - v0[k] for k, v in thp_lab.read_vmstat().items()}
                 out["real"] = {"ksm": sysfs.read_counters(),
@@ -162,12 +145,15 @@ def num(v) -> str:
 
 def report(r: dict) -> str:
     est, real = r["estimate"], r["real"]
-    lines = [f"#### three guests, fill {r['fill']}, use_zero_pages={r['use_zero_pages']}", "",
+    lines = [f"#### three guests, fill {r['fill']}, use_zero_pages={r['use_zero_pages']}, "
+             f"max_page_sharing={r.get('max_page_sharing', 256)}", "",
              f"boot {r['boot_s']} s, estimate {r['estimate_s']} s, ksmd {r['ksmd_s']} s over {r['full_scans']} full "
              f"scans; vmstat: " + ", ".join(f"{k} +{v}" for k, v in r["vmstat"].items()), "",
              "| | estimate | real ksmd |", "|---|---|---|"]
     for key in ("general_profit", "pages_shared", "pages_sharing", "pages_unshared", "ksm_zero_pages"):
         lines.append(f"| {key} | {num(est['ksm'].get(key, '-'))} | {num(real['ksm'][key])} |")
+    split = est.get("thp", {}).get("thp_split_page", "-")
+    lines.append(f"| thp_split_page | {num(split)} | {num(r['vmstat']['thp_split_page'])} |")
     for name, pid in r["pids"].items():
         e = est["processes"].get(str(pid), {})
         p = real["processes"][name]
@@ -187,7 +173,7 @@ if __name__ == "__main__":
     options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
     fill = vmlab.Fill.parse(options.get("fill", "byte:90:64"))
     for uzp in ([int(options["uzp"])] if "uzp" in options else [0, 1]):
-        result = run(uzp, fill)
+        result = run(uzp, fill, int(options.get("mps", 256)))
         if options.get("json"):
             Path(f"{options['json']}.{uzp}").write_text(json.dumps(result, indent=1))
         print(report(result), flush=True)

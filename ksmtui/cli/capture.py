@@ -50,7 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
                                                            ".toml)")
     p.add_argument("--merge-any", action="store_true",
                    help="the scenario counts memory no one marked mergeable, as if every process set merge-any")
+    p.add_argument("--follow", type=_seconds, metavar="SECONDS",
+                   help="sample the processes (and their children) again and again for SECONDS: which pages "
+                        "change when, with the KSM counters; --scenario then learns a scenario from it")
+    p.add_argument("--every", type=_millis, default=100, metavar="MS",
+                   help="--follow: sample every MS ms (default 100)")
+    p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="--follow: run COMMAND under merge-any with ksmd at its defaults (machine lock held), "
+                        "follow it until it exits or SECONDS pass, then unmerge and restore KSM")
+    p.add_argument("--learn", type=Path, metavar="FOLLOW",
+                   help="learn a scenario from a follow file (written to -o, default FOLLOW with .toml) and show "
+                        "its replay in the model beside the real counters")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 < SECONDS <= 86400), got {text!r}")
+    return value
+
+
+def _millis(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 10 <= value <= 60000:
+        raise argparse.ArgumentTypeError(f"expected milliseconds (10..60000), got {text!r}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -74,6 +105,12 @@ def _main(argv: list[str]) -> int:
     )
 
     opts = build_parser().parse_args(argv)
+    if opts.learn is not None:
+        from ksmtui.cli.capture_follow import learn_main
+        return learn_main(opts)
+    if opts.follow is not None or opts.run is not None:
+        from ksmtui.cli.capture_follow import follow_main
+        return follow_main(opts)
     if bool(opts.pids) + opts.mergeable + opts.all != 1:
         raise UsageError("expected PID..., --mergeable or --all (one of them)")
     out = opts.output or Path(time.strftime("capture-%Y%m%d-%H%M%S.npz"))  # written as given, no suffix added

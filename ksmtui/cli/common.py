@@ -20,6 +20,61 @@ def load(opts: Options) -> Scenario:
                            overrides=dict(opts.overrides))
 
 
+def controller_loop(scenario: Scenario, opts: Options):
+    """--controller NAME --controller-set K=V [--memory-from RECORDING]: the loop (None without a
+    controller), or a ScenarioError/UsageError naming the option."""
+    make = controller_factory(scenario, opts)
+    return None if make is None else make(scenario)
+
+
+def controller_factory(scenario: Scenario, opts: Options):
+    """What makes the command line's controller loop for a simulation of the scenario (one loop per
+    simulation: the UI builds one at each restart), checked once here; None without a controller."""
+    from dataclasses import replace
+
+    from engine.controllers import ControllerError, control_loop
+    from engine.scenario import ScenarioError
+    from ksmtui.cli.options import UsageError
+
+    if opts.controller == "none" and not opts.controller_set:
+        if opts.memory_from:
+            raise UsageError("--memory-from: only a controller reads the host's memory; expected --controller NAME")
+        return None
+    settings = {}
+    for item in opts.controller_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError("--controller-set", "", "", f"expected K=V, got {item!r}")
+        settings[key.strip()] = value.strip()
+    recorded = recorded_memory(opts.memory_from, opts.command or "ksmtui") if opts.memory_from else None
+
+    def make(sc: Scenario):
+        return control_loop(sc if recorded is None else replace(sc, meminfo=recorded), opts.controller, settings,
+                            opts.sample_ms)
+    try:
+        make(scenario)
+    except ControllerError as e:
+        raise ScenarioError("--controller-set", "", opts.controller, str(e)) from None
+    return make
+
+
+def recorded_memory(path: str, command: str):
+    """A recording's /proc/meminfo as [memory] (ksmtui.host.recording.memory_timeline), or a
+    UsageError naming --memory-from; its notes (a last line cut short) on stderr."""
+    from engine.scenario import printable
+    from ksmtui.cli.options import UsageError
+    from ksmtui.host.recording import RecordingError, memory_timeline
+
+    notes: list[str] = []
+    try:
+        info = memory_timeline(path, notes)
+    except RecordingError as err:
+        raise UsageError(f"--memory-from {err}") from None
+    for note in notes:
+        print(f"ksmtui {command}: note: {printable(note)}", file=sys.stderr)
+    return info
+
+
 class Progress:
     """A one-line progress report on stderr, redrawn a few times a second, for runs that take a while."""
 

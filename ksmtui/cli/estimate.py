@@ -116,17 +116,25 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     saved = e.ksm["pages_sharing"] + e.ksm["ksm_zero_pages"]
     lines.append(f"memory saved: {saved:,} pages ({saved * e.page_size / 2**20:,.1f} MiB), "
                  f"general_profit {e.ksm['general_profit'] / 2**20:,.1f} MiB after {e.rmap_items:,} rmap_items")
+    t = e.thp
+    if t:
+        lines.append(f"huge pages (THPs) in scope: {t['huge_pages']:,}; merging splits {t['split']:,} of them "
+                     f"(/proc/vmstat thp_split_page +{t['thp_split_page']:,}), "
+                     f"{t['huge_pages'] - t['split']:,} stay huge; "
+                     f"the splits map {t['split_zero_pages']:,} zero-filled subpages to the shared zero page "
+                     f"({t['split_zero_pages'] * e.page_size / 2**20:,.1f} MiB freed that no KSM counter counts)")
     lines += ["", "per process, as /proc/PID/ksm_stat would show it, and with whom it would share KSM pages:"]
     head = ("pid", "comm", "ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_profit", "KSM pages",
-            "shares KSM pages with")
+            *(("huge pages split",) if t else ()), "shares KSM pages with")
     rows = [head]
     for pid, p in e.processes.items():
         top = sorted(p["shares_with"].items(), key=lambda kv: -kv[1])
         shares = ", ".join(f"{q} ({n:,})" for q, n in top[:4]) + (f", +{len(top) - 4} more" if len(top) > 4 else "")
+        split = (f"{p['thp']['split']:,} of {p['thp']['huge_pages']:,}" if "thp" in p else "-",) if t else ()
         rows.append((str(pid), printable(p["comm"]), f"{p['ksm_rmap_items']:,}", f"{p['ksm_zero_pages']:,}",
                      f"{p['ksm_merging_pages']:,}", f"{p['ksm_process_profit']:,}", f"{p['ksm_pages']:,}",
-                     shares or "-"))
-    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=False)]
+                     *split, shares or f"- ({why_no_partner(p)})"))
+    lines += [f"{line}  {r[-1]}" for line, r in zip(table([r[:-1] for r in rows], left=2), rows, strict=True)]
     if stopped:
         lines += ["", f"getting there: never ({knob} {knobs[knob]}); {fix} for the time and ksmd CPU it takes"]
     else:
@@ -150,8 +158,30 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     lines.append(f"  measured: {c['costs']['measured']}" if c["costs"]["measured"] else
                  "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this "
                  "machine's)")
+    steady = c.get("steady")
+    if steady:
+        tried = steady["unmerged_tried_every"]
+        lines.append(f"once settled (modelled): ksmd CPU {steady['cpu_share'] * 100:.2f}% of a CPU, a pass over the "
+                     f"{steady['pages']:,} pages with an rmap_item every {_seconds(steady['pass_wall_s'])} "
+                     f"({steady['ksm_pages']:,} KSM pages by their early return, {steady['unmerged_pages']:,} unmerged"
+                     + (f" tried one pass in {tried}, smart_scan skipping them in the others)" if tried > 1 else ")"))
     return "\n".join(lines) + "\n"
 
+
+
+def why_no_partner(p: dict) -> str:
+    """Why a process shares no KSM page with another: what the estimate knows of it."""
+    fork = p.get("fork_shared", {})
+    if fork.get("with"):
+        top = sorted(fork["with"].items(), key=lambda kv: -kv[1])
+        who = ", ".join(f"{q} ({n:,})" for q, n in top[:3]) + (f", +{len(top) - 3} more" if len(top) > 3 else "")
+        return (f"{fork['pages']:,} pages shared since fork with {who}: already the same physical page, "
+                "which KSM never merges")
+    if p["ksm_pages"]:
+        return "its KSM pages merge copies within it only"
+    if p["ksm_zero_pages"]:
+        return "its zero pages map the kernel's zero page, no one's KSM page"
+    return "no content of it is found in another page KSM scans"
 
 
 def memory_report(cap, merge_any: bool) -> str:

@@ -4,6 +4,7 @@
     ksmtui host --json [--interval S] [--count N] [--record FILE] [--group-by BY]  one JSON object per sample
     ksmtui host --listen [ADDR:]PORT | --textfile FILE [--no-ui] [--group-by BY]  a Prometheus exporter
                                                                  (docs/prometheus.md)
+    ksmtui host --why PID [--json]     what registering PID with KSM would save (ksmtui.host.register)
 
 No /sys/kernel/mm/ksm or a bad option: one line, exit status 2.
 """
@@ -15,9 +16,11 @@ import json
 import sys
 import time
 
+from engine.scenario import printable
 from ksmtui.cli.options import Parser, UsageError, positive
-from ksmtui.host.units import GROUPINGS, group_totals
-from ksmtui.host.whynot import sample_why_not
+from ksmtui.host.units import GROUPINGS, Unit, group_totals
+from ksmtui.host.whynot import knob_reasons, sample_why_not
+from ksmtui.text.units import MIB
 
 
 def _interval(text: str) -> float:
@@ -58,6 +61,9 @@ def host_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=positive, metavar="N", help="with --listen/--textfile: per-process (or group) metrics "
                    "for the N that save most, the rest as \"other\" (default 20)")
     p.add_argument("--no-ui", action="store_true", help="no UI and no output: only --listen, --textfile, --record")
+    p.add_argument("--why", type=positive, metavar="PID", help="any process, KSM knows it or not: what registering it "
+                   "(merge-any) would save alone and with the processes registered now, modelled from a capture "
+                   "(root); then exit")
     return p
 
 
@@ -67,6 +73,10 @@ def main(argv: list[str]) -> int:
 
     opts = host_parser().parse_args(argv)
     exporting = opts.listen or opts.textfile
+    if opts.why is not None:
+        if exporting or opts.record or opts.no_ui or opts.count or opts.group_by:
+            raise UsageError("argument --why: only with --json")
+        return why_main(opts.why, opts.json)
     if opts.count and not (opts.json or opts.no_ui):
         raise UsageError("argument --count: only with --json or --no-ui")
     if opts.group_by and not (opts.json or exporting):
@@ -151,3 +161,41 @@ def _headless(sampler, interval: float, count: int | None, sink, json_lines: boo
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
     return 0
+
+
+def why_main(pid: int, json_out: bool) -> int:
+    from ksmtui.host.register import NotInspectable, inspect
+    from ksmtui.host.sysfs import read_knobs
+
+    try:
+        r = inspect(pid)
+    except NotInspectable as err:
+        raise UsageError(f"--why {pid}: {printable(str(err))}") from None
+    try:
+        machine = knob_reasons(read_knobs())
+    except OSError:
+        machine = []
+    if json_out:
+        print(json.dumps({**r.as_json(), "why_not": machine}))
+        return 0
+    sys.stdout.write("\n".join(why_lines(r, machine)) + "\n")
+    return 0
+
+
+def why_lines(r, machine: list[dict]) -> list[str]:
+    """`host --why`'s report: a Registering (ksmtui.host.register) and the machine-wide reasons."""
+    def pages(n: int) -> str:
+        return f"{n:,} pages ({n * r.page_size / MIB:,.2f} MiB)"
+
+    unit = Unit.from_json(r.pid, r.comm, r.unit).describe()
+    n = len(r.others)
+    lines = [f"pid {r.pid} ({printable(r.comm)}) · {unit} · registered with KSM now: {'yes' if r.registered else 'no'}",
+             "registered with merge-any (prctl PR_SET_MEMORY_MERGE, systemd's MemoryKSM=), modelled: what ksmd "
+             "settles to under this machine's knobs",
+             f"  alone: saves {pages(r.alone)} of the {r.pages:,} pages ksmd would scan in it",
+             f"  the {n:,} process{'es' * (n != 1)} registered now, without it: save {pages(r.others_saved)}"
+             if n else "  no other process is registered now",
+             f"  together: save {pages(r.together)}: {pages(r.gain)} more by registering it; its "
+             f"ksm_process_profit {r.profit / MIB:,.2f} MiB ({r.profit:,} bytes)"]
+    lines += [f"machine-wide now: {m['text']}" for m in machine]
+    return lines

@@ -38,9 +38,10 @@ class Options(RunConfig):
     scenario: str | None = None
     json: bool = False
     trace: bool = False
-    controller: str = "none"  # run: a controller around the model (engine/controllers.py)
+    controller: str = "none"  # run and the UI: a controller around the model (engine/controllers.py)
     controller_set: tuple[str, ...] = ()  # its settings, K=V
     sample_ms: int = 1000
+    memory_from: str | None = None  # a host recording whose /proc/meminfo is the [memory]
 
 
 # ------------------------------------------------------------------------- value types --
@@ -96,6 +97,20 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
         p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
 
 
+def add_controller_options(p: argparse.ArgumentParser) -> None:
+    from engine.controllers import CONTROLLERS
+
+    p.add_argument("--controller", choices=CONTROLLERS, default="none",
+                   help="set the knobs from memory pressure as this controller does (docs/controllers.md)")
+    p.add_argument("--controller-set", metavar="K=V", action="append", default=[],
+                   help="a controller setting, e.g. KSM_MONITOR_INTERVAL=5 (repeatable)")
+    p.add_argument("--sample-ms", type=positive, default=1000, metavar="N",
+                   help="sample saving and ksmd CPU every N simulated ms (default 1000)")
+    p.add_argument("--memory-from", metavar="RECORDING",
+                   help="the host's memory over time from a recording (ksmtui host --record), as the "
+                        "scenario's [memory], for the controller")
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser of one built-in command; None is the UI (`ksmtui [SCENARIO]`)."""
     if command is None:
@@ -105,6 +120,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
                    epilog="commands: " + ", ".join(COMMANDS) + " (ksmtui COMMAND --help)")
         add_scenario(p, optional=True)
         add_run_options(p)
+        add_controller_options(p)
         return p
     p = Parser(prog=f"ksmtui {command}")
     if command == "list":
@@ -117,13 +133,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         p.description = "Run a scenario headless to its stop condition and report."
         add_scenario(p)
         add_run_options(p, with_json=True)
-        from engine.controllers import CONTROLLERS
-        p.add_argument("--controller", choices=CONTROLLERS, default="none",
-                       help="set the knobs from memory pressure as this controller does (docs/controllers.md)")
-        p.add_argument("--controller-set", metavar="K=V", action="append", default=[],
-                       help="a controller setting, e.g. KSM_MONITOR_INTERVAL=5 (repeatable)")
-        p.add_argument("--sample-ms", type=positive, default=1000, metavar="N",
-                       help="sample saving and ksmd CPU every N simulated ms (default 1000)")
+        add_controller_options(p)
     elif command == "compare":
         p.description = "Run the legacy and the optimized flow on the same workload and compare them."
         add_scenario(p)

@@ -7,25 +7,8 @@ import json
 import sys
 import time
 
-from ksmtui.cli.common import load, run_to_stop
+from ksmtui.cli.common import controller_loop, load, run_to_stop
 from ksmtui.cli.options import parse_args
-
-
-def controller_loop(scenario, opts):
-    """--controller NAME --controller-set K=V: the loop, or a ScenarioError naming the option."""
-    from engine.controllers import ControllerError, control_loop
-    from engine.scenario import ScenarioError
-
-    settings = {}
-    for item in opts.controller_set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ScenarioError("--controller-set", "", "", f"expected K=V, got {item!r}")
-        settings[key.strip()] = value.strip()
-    try:
-        return control_loop(scenario, opts.controller, settings, opts.sample_ms)
-    except ControllerError as e:
-        raise ScenarioError("--controller-set", "", opts.controller, str(e)) from None
 
 
 def controller_report(result: dict) -> str:
@@ -52,9 +35,7 @@ def main(argv: list[str]) -> int:
 
     opts = parse_args("run", argv)
     scenario = load(opts)
-    control = None
-    if opts.controller != "none" or opts.controller_set:
-        control = controller_loop(scenario, opts)
+    control = controller_loop(scenario, opts)
     start = time.perf_counter()
     sim = Simulation(scenario, control=control)
     run_to_stop(sim, scenario, opts, scenario.name)

@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"values of a [ksm] or [engine] knob (repeatable): {GRID_HELP}")
     p.add_argument("--flows", metavar="F1,F2", help="flows to run (default: the scenario's)")
     p.add_argument("--seeds", metavar="S1,S2|A-B", help="seeds to run (default: the scenario's)")
+    ctl = p.add_mutually_exclusive_group()
+    ctl.add_argument("--controller", metavar="NAME",
+                     help="set the knobs from memory pressure as this controller does (docs/controllers.md)")
+    ctl.add_argument("--controllers", metavar="A,B",
+                     help="controllers to compare, a grid dimension (none, advisor, ksmtuned, kubevirt)")
+    p.add_argument("--controller-set", metavar="K=V", action="append", default=[],
+                   help="a controller setting, given to each controller of the sweep that takes it (repeatable)")
+    p.add_argument("--sample-ms", type=positive, default=1000, metavar="N",
+                   help="a controller's samples of saving and ksmd CPU every N simulated ms (default 1000)")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--full-scans", type=positive, metavar="N", help="stop each run after N full scans")
     stop.add_argument("--until-settled", action="store_true",
@@ -75,8 +84,9 @@ def sweep(opts: argparse.Namespace) -> int:
     if opts.scheduler is not None:
         check_scheduler(opts.scheduler)
     scenario = load_workload(opts.scenario, opts.merge_any)
-    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds)
-    stop = Stop(opts.full_scans, opts.until_settled)
+    tasks = plan(scenario, opts.sets, opts.flows, opts.seeds, opts.controllers or opts.controller,
+                 opts.controller_set)
+    stop = Stop(opts.full_scans, opts.until_settled, opts.sample_ms)
     if opts.csv:
         try:  # refused now, not after the runs
             open(opts.csv, "a").close()
@@ -89,12 +99,13 @@ def sweep(opts: argparse.Namespace) -> int:
     runs = [results[t.index] for t in tasks if t.index in results]
     for run in runs:
         del run["index"]
-    mark_front(runs)
+    groups = mark_front(runs)
     knobs = [k for k, _ in opts.sets]
     if interrupted:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
+    controllers = list(dict.fromkeys(t.controller for t in tasks if t.controller is not None))
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "knobs": knobs, "runs": runs}
+                "knobs": knobs, "controllers": controllers, "runs": runs, "groups": groups}
     if opts.json:
         print(json.dumps(document))
     elif opts.ui and runs:
@@ -102,8 +113,10 @@ def sweep(opts: argparse.Namespace) -> int:
 
         run_sweep_app(document)
     else:
-        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU")
-        print("\n".join(text_report(runs, knobs)))
+        seeds = max((len(g["seeds"]) for g in groups), default=1)
+        print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU"
+              + (f"; one row per setting: the mean over its {seeds} seeds (lowest-highest)" if seeds > 1 else ""))
+        print("\n".join(text_report(runs, knobs, groups)))
     if opts.csv:  # after the report: a full disk loses the CSV, not the runs
         try:
             with open(opts.csv, "w", newline="") as f:

@@ -36,7 +36,10 @@ PM_PRESENT = 1 << 63
 PM_FILE = 1 << 61  # file page or shared anonymous: not an anonymous page ksmd scans
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_PFN = (1 << 55) - 1
+KPF_COMPOUND_HEAD = 1 << 15
+KPF_COMPOUND_TAIL = 1 << 16
 KPF_KSM = 1 << 21
+KPF_THP = 1 << 22  # an anonymous (or file) large folio's subpage, PMD-mapped or not
 KPF_ZERO_PAGE = 1 << 24
 
 PAGEMAP_CHUNK = 65536  # pagemap entries read at a time (512 KiB)
@@ -60,6 +63,14 @@ class Vma:
     name: str
     flags: set[str] = field(default_factory=set)
     anon_kb: int = -1  # smaps "Anonymous:" (KSM pages included); -1 if not shown
+    anon_huge_kb: int = -1  # smaps "AnonHugePages:" (PMD-mapped THPs); -1 if not shown
+    thp_eligible: int = -1  # smaps "THPeligible:"; -1 if not shown
+
+    @property
+    def may_hold_thp(self) -> bool:
+        """Whether its pages' folios are worth looking up: it maps THPs now, or may get them.
+        (A large folio mapped by PTEs where THP is no longer eligible is missed: rare.)"""
+        return self.anon_huge_kb > 0 or self.thp_eligible == 1
 
     @property
     def reason(self) -> int:
@@ -89,6 +100,10 @@ def read_vmas(pid: int) -> list[Vma]:
                 vmas[-1].flags = set(line.split()[1:])
             elif line.startswith("Anonymous:") and vmas:
                 vmas[-1].anon_kb = int(line.split()[1])
+            elif line.startswith("AnonHugePages:") and vmas:
+                vmas[-1].anon_huge_kb = int(line.split()[1])
+            elif line.startswith("THPeligible:") and vmas:
+                vmas[-1].thp_eligible = int(line.split()[1])
     return vmas
 
 
@@ -170,6 +185,45 @@ class PageFlags:
             return -1
         return pfn
 
+    def folio_heads(self, pfns: np.ndarray) -> np.ndarray:
+        """Per pfn: the pfn of the head of the large folio (KPF_THP) it is a subpage of, else -1
+        (also where PFNs are hidden). A folio's subpages are consecutive frames, head first, so
+        each run of consecutive pfns is read at once."""
+        out = np.full(len(pfns), -1, np.int64)
+        if self.kpageflags is None or not len(pfns):
+            return out
+        for group in np.split(np.arange(len(pfns)), np.flatnonzero(np.diff(pfns) != 1) + 1):
+            lo, n = int(pfns[group[0]]), len(group)
+            if not lo:
+                continue
+            flags = np.zeros(n, np.uint64)
+            raw = os.pread(self.kpageflags, 8 * n, 8 * lo)
+            flags[:len(raw) // 8] = np.frombuffer(raw[:len(raw) // 8 * 8], "<u8")
+            thp = (flags & np.uint64(KPF_THP | KPF_ZERO_PAGE)) == np.uint64(KPF_THP)  # not the huge zero folio
+            if not thp.any():
+                continue
+            at = np.arange(n)
+            last_head = np.maximum.accumulate(np.where((flags & np.uint64(KPF_COMPOUND_HEAD)) != 0, at, -1))
+            heads = np.where(last_head >= 0, lo + last_head, -1)
+            if thp[0] and last_head[0] < 0:  # the run starts inside a folio: its head is before it
+                heads[last_head < 0] = self._head_before(lo)
+            out[group[thp]] = heads[thp]
+        return out
+
+    def _head_before(self, pfn: int) -> int:
+        span = min(pfn, 8192)  # a PMD's worth of pages at most: 512 of 4 KiB, 8192 of 64 KiB
+        raw = os.pread(self.kpageflags, 8 * span, 8 * (pfn - span))
+        flags = np.frombuffer(raw[:len(raw) // 8 * 8], "<u8")
+        heads = np.flatnonzero((flags & np.uint64(KPF_COMPOUND_HEAD)) != 0)
+        return pfn - span + int(heads[-1]) if len(heads) else -1
+
+    def folio_pages(self, head: int, most: int) -> int:
+        """The size in pages of the large folio whose head is at pfn `head` (at most `most`)."""
+        raw = os.pread(self.kpageflags, 8 * (most - 1), 8 * (head + 1))
+        flags = np.frombuffer(raw[:len(raw) // 8 * 8], "<u8")
+        tails = np.flatnonzero((flags & np.uint64(KPF_COMPOUND_TAIL)) == 0)
+        return 1 + (int(tails[0]) if len(tails) else len(flags))
+
     def close(self):
         if self.kpageflags is not None:
             os.close(self.kpageflags)
@@ -181,8 +235,8 @@ class ProcCapture:
     comm: str
     merge_any: bool
     ksm_zero_pages: int
-    # vma, page indexes, digests, zero page?, frame
-    vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    # vma, page indexes, digests, zero page?, frame, folio head pfn (-1: not in a large folio)
+    vmas: list[tuple[Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     unit: dict = field(default_factory=dict)  # units.Unit.to_json(): what is known of its cgroup, unit, container, VM
     pages: int = 0
     notes: list[str] = field(default_factory=list)
@@ -280,7 +334,8 @@ def capture_process(pid: int, pageflags: PageFlags, page_size: int, progress: Pr
                         if got is None:
                             gone = True
                             break
-                        parts.append(_hash_run(got, first + part, entries[part], pageflags, zero_digest))
+                        parts.append(_hash_run(got, first + part, entries[part], pageflags, zero_digest,
+                                               vma.may_hold_thp))
                         if None in got:
                             out.notes.append(f"pid {pid} ({comm}): memory at {vma.start:#x} changed during the capture")
                     if gone:
@@ -350,14 +405,16 @@ def _chunks(pagemap: int, vma: Vma, page_size: int):
 
 def _concat(parts: list[tuple]) -> tuple:
     if not parts:
-        return np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, bool), np.empty(0, np.int64)
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=False))
+        return (np.empty(0, np.int64), np.empty(0, "V16"), np.empty(0, bool), np.empty(0, np.int64),
+                np.empty(0, np.int64))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarray, pageflags: PageFlags,
-              zero_digest: bytes) -> tuple:
-    """The pages read in one run as arrays (33 bytes a page, not Python objects): page indexes,
-    xxh3_128 digests, whether each maps the kernel's zero page, its shared frame (or -1)."""
+              zero_digest: bytes, thp: bool = False) -> tuple:
+    """The pages read in one run as arrays (41 bytes a page, not Python objects): page indexes,
+    xxh3_128 digests, whether each maps the kernel's zero page, its shared frame (or -1), the pfn
+    of its large folio's head (or -1; looked up only where `thp`)."""
     ok = [k for k, page in enumerate(pages) if page is not None]
     digests = [xxhash.xxh3_128_digest(page) for page in pages if page is not None]
     entries = entries[ok]
@@ -368,7 +425,11 @@ def _hash_run(pages: list[bytes | None], indexes: np.ndarray, entries: np.ndarra
     frames = np.full(len(ok), -1, np.int64)
     for j in np.flatnonzero((entries & np.uint64(PM_MMAP_EXCLUSIVE)) == 0).tolist():
         frames[j] = pageflags.shared_frame(int(entries[j]))
-    return indexes[ok], np.frombuffer(b"".join(digests), "V16"), kzero, frames
+    heads = np.full(len(ok), -1, np.int64)
+    if thp:
+        heads = pageflags.folio_heads((entries & np.uint64(PM_PFN)).astype(np.int64))
+        heads[kzero] = -1
+    return indexes[ok], np.frombuffer(b"".join(digests), "V16"), kzero, frames, heads
 
 
 def _read_run(mem: int, addr: int, n: int, page_size: int) -> list[bytes | None] | None:
@@ -421,6 +482,28 @@ def content_ids(digests: bytes, page_size: int) -> tuple[np.ndarray, np.ndarray]
     return hashes, ids[1:].astype(np.int32)
 
 
+THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+THP_SETTINGS = ("enabled", "defrag", "use_zero_page", "shrink_underused", "khugepaged/defrag",
+                "khugepaged/max_ptes_none", "khugepaged/max_ptes_shared", "khugepaged/max_ptes_swap",
+                "khugepaged/pages_to_scan", "khugepaged/scan_sleep_millisecs")
+
+
+def thp_settings() -> dict[str, int | str]:
+    """The host's THP settings that decide whether khugepaged collapses back what ksmd splits
+    (docs/thp.md, finding 12): the mode in use of a [bracketed] choice, numbers as numbers, and
+    each mTHP size's mode (hugepages-64kB/enabled...); those the kernel does not have are left out."""
+    out: dict[str, int | str] = {}
+    names = list(THP_SETTINGS) + sorted(f"{d.name}/enabled" for d in THP_DIR.glob("hugepages-*kB"))
+    for name in names:
+        try:
+            text = (THP_DIR / name).read_text().strip()
+        except OSError:
+            continue
+        chosen = re.search(r"\[(\w+)\]", text)
+        out[name] = chosen.group(1) if chosen else int(text) if text.isdigit() else text
+    return out
+
+
 def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) -> tuple[fmt.Capture, list[str]]:
     """Capture the processes (in the order given: the order ksmd will be taken to visit them).
     explicit: the pids were named by the user, so a missing one or a refusal is an error;
@@ -449,6 +532,10 @@ def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) ->
                 continue
             procs.append(pc)
             notes += pc.notes
+        # folio sizes while the folios are still there (a split between the reads is possible:
+        # the capture is not atomic, nor is anything else read from /proc)
+        folio_heads = {h for pc in procs for v in pc.vmas for h in np.unique(v[5][v[5] >= 0]).tolist()}
+        sizes = {h: pageflags.folio_pages(h, page_size // 8) for h in folio_heads}
     finally:
         progress.done()
         pageflags.close()
@@ -466,6 +553,15 @@ def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) ->
     frames = np.full(len(pfns), -1, np.int32)  # pfns become small ids: a capture says no address
     shared = pfns >= 0
     frames[shared] = np.unique(pfns[shared], return_inverse=True)[1]
+    heads = np.concatenate([r[6] for r in rows]) if rows else np.empty(0, np.int64)
+    folios = np.full(len(heads), -1, np.int32)  # heads become folio numbers in scan order, as frames do
+    large = heads >= 0
+    distinct, first, inverse = np.unique(heads[large], return_index=True, return_inverse=True)
+    rank = np.empty(len(distinct), np.int64)
+    rank[np.argsort(first)] = np.arange(len(distinct))
+    folios[large] = rank[inverse]
+    distinct = distinct[np.argsort(first)]
+    folio_pages = np.array([max(sizes[h], 2) for h in distinct.tolist()], np.int32)
     knobs = {}
     try:
         knobs = sysfs.read_knobs()
@@ -475,7 +571,7 @@ def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) ->
         "page_size": page_size, "kernel": os.uname().release, "machine": os.uname().machine,
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hash": fmt.HASH_KEYED,
         "key_id": fmt.key_id(key), "knobs": knobs, "numa_nodes": sysfs.numa_nodes(),
-        "pfns": pageflags.kpageflags is not None, "notes": notes,
+        "pfns": pageflags.kpageflags is not None, "notes": notes, "thp": thp_settings(),
     }
     cap = fmt.Capture(
         meta=meta, hashes=hashes,
@@ -493,6 +589,11 @@ def capture(pids: list[int], explicit: bool, show_progress: bool, key: bytes) ->
         page_index=np.concatenate([r[2] for r in rows]) if rows else np.empty(0, np.int64),
         page_content=ids,
         page_frame=frames,
+        page_folio=folios,
+        folio_pages=folio_pages,
+        vma_anon_huge_kb=np.array([r[1].anon_huge_kb for r in rows], np.int64),
+        vma_thp_eligible=np.array([r[1].thp_eligible for r in rows], np.int8),
+        vma_flags=np.array([" ".join(sorted(r[1].flags)) for r in rows], dtype=str),
         proc_unit=np.array([json.dumps(p.unit, sort_keys=True) for p in procs], dtype=str),
     )
     return cap, notes

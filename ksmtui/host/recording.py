@@ -3,13 +3,18 @@ them, tracepoint events included).
 
     {"format": "ksmtui-host-recording", "version": 1, "kernel": "6.18.4", "interval": 1.0}
     {"time": 1795981557.119, "ksm": {...}, "knobs": {...}, "vmstat": {...}, "ksmd": {...},
-     "processes": {...}, "trace": {...} | null, "trace_note": "..."}
+     "processes": {...}, "trace": {...} | null, "trace_note": "...", "meminfo": {"MemTotal": kB, ...}}
     ...
 
 A reader of version 1 accepts keys it does not know (kept, and written back as they were) and
 refuses a newer version; a line that is not JSON or a sample missing what the UI needs, or holding
 what it cannot draw (numbers beyond 64 bits, a time of inf), is one error naming the file and the
-line. A last line cut short (the recorder killed mid-write) is left out with a note.
+line. A last line cut short (the recorder killed mid-write) is left out with a note. "meminfo"
+(/proc/meminfo's MemTotal, MemFree, MemAvailable, Buffers, Cached in kB) is in newer recordings
+only; the header's "page_size" too (4096 is taken without it).
+
+A recording's meminfo is a host's memory over time: `memory_timeline` makes it a scenario's
+[memory] (engine/memory.py), to replay that afternoon under a controller of the model.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import math
 import os
 import re
 import stat
+from dataclasses import replace
 from typing import IO, Iterator, TypeGuard
 
 from engine.capture import memory_room
@@ -30,7 +36,8 @@ REPLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0)  # samples per recorded s
 
 FORMAT = "ksmtui-host-recording"
 VERSION = 1
-_SAMPLE_KEYS = ("time", "ksm", "knobs", "vmstat", "ksmd", "processes", "trace", "trace_note")
+_SAMPLE_KEYS = ("time", "ksm", "knobs", "vmstat", "ksmd", "processes", "trace", "trace_note", "meminfo")
+_REQUIRED = _SAMPLE_KEYS[:7]
 
 
 class RecordingError(Exception):
@@ -39,7 +46,8 @@ class RecordingError(Exception):
 
 
 def header(interval: float) -> dict:
-    return {"format": FORMAT, "version": VERSION, "kernel": os.uname().release, "interval": interval}
+    return {"format": FORMAT, "version": VERSION, "kernel": os.uname().release, "interval": interval,
+            "page_size": os.sysconf("SC_PAGE_SIZE")}
 
 
 class Recorder:
@@ -110,7 +118,7 @@ def _show(v) -> str:
 
 def sample_from_json(obj, path: str, line: int) -> HostSample:
     _expect(isinstance(obj, dict), path, line, "expected a sample (a JSON object)")
-    missing = [k for k in _SAMPLE_KEYS[:-1] if k not in obj]
+    missing = [k for k in _REQUIRED if k not in obj]
     _expect(not missing, path, line, f"sample without {', '.join(repr(k) for k in missing)}")
     t = obj["time"]
     _expect(_is_number(t) and 0 <= t < 1e11, path, line, f'"time": expected seconds since the epoch, got {_show(t)}')
@@ -152,9 +160,13 @@ def sample_from_json(obj, path: str, line: int) -> HostSample:
                     '"trace.events": expected [seconds, event, text] items')
     note = obj.get("trace_note", "")
     _expect(isinstance(note, str), path, line, '"trace_note": expected a string')
+    meminfo = obj.get("meminfo", {})
+    _int_map(meminfo, path, line, "meminfo")
+    _expect(all(0 <= v < 2**50 for v in meminfo.values()), path, line,
+            '"meminfo": expected kB from 0 to 2**50 (/proc/meminfo)')
     extra = {k: v for k, v in obj.items() if k not in _SAMPLE_KEYS}
     return HostSample(time=float(t), ksm=obj["ksm"], knobs=obj["knobs"], vmstat=obj["vmstat"],
-                      ksmd=obj["ksmd"], processes=procs, trace=trace, trace_note=note, extra=extra)
+                      ksmd=obj["ksmd"], processes=procs, trace=trace, trace_note=note, meminfo=meminfo, extra=extra)
 
 
 # What a parsed recording holds per byte of its text (measured: tests/data/host-merge.jsonl, 12
@@ -221,6 +233,9 @@ def read_recording(path: str, notes: list[str] | None = None) -> tuple[dict, lis
     _expect(_is_number(interval) and 0 < interval <= 86400, path, n,
             f'"interval": expected seconds between samples (> 0), got {_show(interval)}')
     _expect(isinstance(head.get("kernel", ""), str), path, n, '"kernel": expected a string')
+    page_size = head.get("page_size", 4096)
+    _expect(_is_int(page_size) and page_size in (4096, 16384, 65536), path, n,
+            f'"page_size": expected 4096, 16384 or 65536, got {_show(page_size)}')
     samples = [sample_from_json(_json(path, n, text), path, n) for n, text in lines]
     _expect(bool(samples), path, n + 1, "no samples after the header")
     for i in range(1, len(samples)):
@@ -247,3 +262,40 @@ class Sinks(list):
     @property
     def record_path(self) -> str:
         return next((s.path for s in self if isinstance(s, Recorder)), "")
+
+
+def memory_timeline(path: str, notes: list[str] | None = None):
+    """The recording's /proc/meminfo as a scenario's [memory] (engine.memory.MemInfo): MemTotal of
+    the first sample, a point per sample whose values changed, at its time since the first one.
+
+    What the recorded host's KSM saved then (pages_sharing + ksm_zero_pages) is taken off MemFree and
+    MemAvailable: a point is the memory as it would have been without KSM, and the model's own saving
+    goes on top (engine/memory.py), so a replay under another controller does not count that
+    afternoon's saving twice."""
+    from engine.memory import MemInfo, MemPoint
+
+    head, samples = read_recording(path, notes)
+    page_kb = head.get("page_size", 4096) // 1024
+    with_mem = [s for s in samples if all(k in s.meminfo for k in ("MemTotal", "MemFree", "MemAvailable"))]
+    if not with_mem:
+        raise RecordingError(path, None, "no sample holds /proc/meminfo (MemTotal, MemFree, MemAvailable): "
+                                         "recorded by a ksmtui before it recorded them")
+    total = with_mem[0].meminfo["MemTotal"]
+    if total < 1:
+        raise RecordingError(path, None, '"meminfo": expected a MemTotal >= 1 kB, got 0')
+    t0 = with_mem[0].time
+    points: list[MemPoint] = []
+    for s in with_mem:
+        m = s.meminfo
+        saved = (s.ksm.get("pages_sharing", 0) + s.ksm.get("ksm_zero_pages", 0)) * page_kb
+
+        def kb(value: int) -> int:
+            return min(max(value, 0), total)
+
+        p = MemPoint(round((s.time - t0) * 1000), kb(m["MemFree"] - saved), kb(m.get("Buffers", 0)),
+                     kb(m.get("Cached", 0)), kb(m["MemAvailable"] - saved))
+        if points and p.at_ms == points[-1].at_ms:  # two samples within a ms: the later one
+            points[-1] = p
+        elif not points or replace(p, at_ms=0) != replace(points[-1], at_ms=0):  # only changes
+            points.append(p)
+    return MemInfo(total, tuple(points))

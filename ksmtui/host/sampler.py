@@ -29,6 +29,8 @@ from ksmtui.host import sysfs, units
 from ksmtui.host.trace import KsmTrace
 
 VMSTAT = ("cow_ksm", "ksm_swpin_copy")
+# /proc/meminfo's fields the controllers read (engine/controllers.py, engine/memory.py), in kB
+MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached")
 MAX_EVENTS = 256  # tracepoint events kept per sample (the counts cover all of them)
 # ksm_stat of every process costs ~10 us of kernel time each (11 ms a sample with 1,000): a sample
 # reads the processes KSM knows and the pids new since the last one, and all of them only every
@@ -61,6 +63,7 @@ class HostSample:
     processes: dict[str, dict]
     trace: dict | None  # tracepoints since the previous sample (see HostTrace.take), None if not traced
     trace_note: str = ""  # why there is no trace
+    meminfo: dict[str, int] = field(default_factory=dict)  # MEMINFO in kB; {} in older recordings
     extra: dict = field(default_factory=dict)  # unknown keys of a newer recording, kept as they are
 
     def to_json(self) -> dict:
@@ -68,6 +71,8 @@ class HostSample:
                "ksmd": self.ksmd, "processes": self.processes, "trace": self.trace}
         if self.trace_note:
             out["trace_note"] = self.trace_note
+        if self.meminfo:
+            out["meminfo"] = self.meminfo
         return {**self.extra, **out}
 
 
@@ -111,6 +116,21 @@ def read_vmstat() -> dict[str, int]:
         name, _, value = line.partition(" ")
         if name in VMSTAT:
             out[name] = int(value)
+    return out
+
+
+def read_meminfo() -> dict[str, int]:
+    """MEMINFO of /proc/meminfo, in kB (those this kernel has); {} where it cannot be read (the
+    sample goes on without it, as a recording of an older ksmtui does)."""
+    out: dict[str, int] = {}
+    try:
+        text = Path(f"{PROC}/meminfo").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in MEMINFO:
+            out[name] = int(rest.split()[0])
     return out
 
 
@@ -376,6 +396,7 @@ class HostSampler:
             processes=self._processes(trace),
             trace=trace,
             trace_note=self.trace_note,
+            meminfo=read_meminfo(),
         )
 
     def start(self, post: Callable[[HostSample], object]) -> None:

@@ -16,6 +16,7 @@ from typing import Mapping
 from engine.knobs import KSM_KNOBS
 from engine.scenario import printable
 from ksmtui.host.sampler import HostSample
+from ksmtui.host.whynot import sample_why_not
 from ksmtui.text.units import MIB
 
 HISTORY = 120  # samples kept for the sparklines
@@ -55,6 +56,11 @@ class HostView:
     speed: str = ""  # the replay speed
     position: str = ""  # the replay position, "i/N"
     note: str = ""  # about the recording as read (a last line cut short)
+
+    @property
+    def why_not(self) -> list[dict]:
+        """What stands in the way of merging, machine-wide (ksmtui.host.whynot), in this sample."""
+        return sample_why_not(self.sample)
 
     # --- savings ---
 

@@ -24,6 +24,7 @@ from multiprocessing.reduction import recv_handle, send_handle
 import xxhash
 
 PR_SET_PDEATHSIG = 1
+MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
 PR_SET_MEMORY_MERGE = 67
 MPOL_MF_MOVE_ALL = 1 << 2  # KSM pages are mapped by several processes: MOVE alone skips them
 SYS_MOVE_PAGES = {"x86_64": 279, "aarch64": 239}.get(os.uname().machine)
@@ -47,19 +48,33 @@ def digest(page: bytes) -> int:
 class Child:
     """The state of one scenario process, living in its own forked process."""
 
-    def __init__(self, name: str, regions: list[tuple[str, int]], page_size: int):
+    def __init__(self, name: str, regions: list[tuple[str, int, list[int]]], page_size: int):
+        """regions: (name, pages, the extents of PMD size, counted from its start, to fault in
+        as THPs). A region with THPs starts PMD-aligned, as in the model."""
         self.name = name
         self.page_size = page_size
-        total = sum(pages for _, pages in regions)
+        nr = page_size // 8  # the pages a PMD maps, the model's hpage_pmd_nr
+        thp = any(huge for _, _, huge in regions)
+        total = sum(pages for _, pages, _ in regions) + (nr * len(regions) if thp else 0)
         self.area = mmap.mmap(-1, total * page_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        # THP would make ksmd see (and split) huge pages the model does not have
+        # no THP but those the scenario asks for: others would make ksmd see (and split) huge
+        # pages the model does not have
         self.area.madvise(mmap.MADV_NOHUGEPAGE)
         self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.area))
         self.regions: dict[str, tuple[int, int]] = {}  # name -> (first page, pages)
+        self.huge: list[tuple[int, int]] = []  # (first page, pages) of each extent faulted in huge
         first = 0
-        for rname, pages in regions:
+        for rname, pages, huge in regions:
+            if huge:
+                first += (-(self.base // page_size + first)) % nr  # up to the next PMD boundary
             self.regions[rname] = (first, pages)
+            self.huge += [(first + k * nr, nr) for k in huge]
             first += pages
+        for start, pages in self.huge:
+            # the first write fault in the extent allocates the THP
+            _check(_libc.madvise(self.base + start * page_size, pages * page_size, MADV_HUGEPAGE),
+                   "madvise(MADV_HUGEPAGE)")
+        total = first
         self.expected = array("Q", bytes(8 * total))  # digest of what was last written, per page
         self.written = bytearray(total)  # 1 once the page was written (mapped)
         self.merge_any = False
@@ -121,6 +136,30 @@ class Child:
                     # failures (e.g. [vsyscall]) leave a VMA ksmd cannot use anyway
                     _libc.madvise(start, end - start, mmap.MADV_UNMERGEABLE)
 
+    def thp_settle(self) -> int:
+        """Once the THPs are faulted in: MADV_NOHUGEPAGE keeps khugepaged from collapsing back what
+        ksmd splits (the THPs stay; the model has no khugepaged, docs/thp.md finding 12).
+        Returns how many THPs the area has."""
+        ps = self.page_size
+        for start, pages in self.huge:
+            _check(_libc.madvise(self.base + start * ps, pages * ps, MADV_NOHUGEPAGE), "madvise(MADV_NOHUGEPAGE)")
+        return self.thp_count()
+
+    def thp_count(self) -> int:
+        """The THPs mapped whole (by a PMD) in the area: its VMAs' AnonHugePages in smaps."""
+        lo, hi = self.base, self.base + len(self.area)
+        kb = 0
+        inside = False
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                head = line.split(None, 1)[0]
+                if not head.endswith(":"):
+                    start, end = (int(x, 16) for x in head.split("-"))
+                    inside = start < hi and end > lo
+                elif inside and head == "AnonHugePages:":
+                    kb += int(line.split()[1])
+        return kb * 1024 // (self.page_size * (self.page_size // 8))
+
     def data_check(self) -> tuple[int, int]:
         ps = self.page_size
         checked = mismatches = 0
@@ -156,6 +195,10 @@ def serve(child: Child, conn: Connection) -> None:
                 os._exit(0)
             elif cmd == "check":
                 reply = child.data_check()
+            elif cmd == "thp_settle":
+                reply = child.thp_settle()
+            elif cmd == "thp_count":
+                reply = child.thp_count()
             else:
                 raise ValueError(f"unknown command {cmd!r}")
             if child.merge_any:
@@ -189,7 +232,7 @@ def _child_setup() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def spawn(name: str, regions: list[tuple[str, int]], page_size: int) -> tuple[int, Connection]:
+def spawn(name: str, regions: list[tuple[str, int, list[int]]], page_size: int) -> tuple[int, Connection]:
     """Fork a child for one scenario process; returns its pid and the controller's connection."""
     ours, theirs = Pipe()
     pid = os.fork()

@@ -6,7 +6,8 @@ when a settled counter or a process's ksm_stat differs, it runs on the kernel a 
 the two kernel runs differ too, the kernel does not reproduce the case itself (a fork racing ksmd,
 say) and the case is not held against the model.
 
-Scenarios are small (at most a few hundred pages, one batch per pass) so that a case takes about a
+Scenarios are small (a few hundred pages, one batch per pass, but for regions of THPs: 512 or 1024
+pages) so that a case takes about a
 second on the kernel; the machine lock is taken per kernel run, never for the whole fuzzing run.
 """
 
@@ -20,11 +21,20 @@ from engine.sim import Simulation
 from ksmtui.kernel.parity import PROCESS_SETTLED, SETTLED, parity_report
 
 BYTES = (0x11, 0x2A, 0x5A, 0xCF)  # a few contents, so byte regions of different processes match
+# regions backed by transparent huge pages (docs/thp.md), drawn from a generator of their own so
+# that every other draw of a case stays what it was before THP
+THP_SHARE = 0.15
+HPAGE_PMD_NR = 512  # 2 MiB of 4 KiB pages
 
 
-def _region(rng: random.Random, name: str, pools: dict[str, int], mergeable: bool) -> list[str]:
+def _region(rng: random.Random, name: str, pools: dict[str, int], mergeable: bool,
+            thp_rng: random.Random) -> list[str]:
     pages = rng.randint(1, 24)
-    lines = ["", "[[process.region]]", f'name = "{name}"', f"pages = {pages}"]
+    thp = []
+    if thp_rng.random() < THP_SHARE:  # one or two PMD-sized extents, all or half of them huge
+        pages = HPAGE_PMD_NR * thp_rng.randint(1, 2)
+        thp = [f"thp = {thp_rng.choice(('true', '0.5'))}"]
+    lines = ["", "[[process.region]]", f'name = "{name}"', f"pages = {pages}", *thp]
     kind = rng.choice(("random", "zero", "byte", "byte", "pool", "pool"))
     if kind == "zero":
         lines.append('fill = "zero"')
@@ -54,6 +64,7 @@ def _fill(rng: random.Random, pools: dict[str, int]) -> list[str]:
 def random_scenario(seed: int, case: int) -> str:
     """The TOML text of case number `case` of the fuzzing run seeded `seed`."""
     rng = random.Random(seed * 1_000_003 + case)
+    thp_rng = random.Random(f"thp {seed} {case}")
     lines = [f'name = "fuzz-{seed}-{case}"', f"seed = {rng.randrange(1 << 16)}", "", "[ksm]",
              "pages_to_scan = 1000", "sleep_millisecs = 20",
              f"max_page_sharing = {rng.choice((2, 3, 4, 256))}",
@@ -68,7 +79,7 @@ def random_scenario(seed: int, case: int) -> str:
         lines += ["", "[[process]]", f'name = "{name}"'] + (["merge_any = true"] if merge_any else [])
         regions[name] = [f"r{r}" for r in range(rng.randint(1, 3))]
         for r in regions[name]:
-            lines += _region(rng, r, pools, mergeable=merge_any or rng.random() > 0.1)
+            lines += _region(rng, r, pools, mergeable=merge_any or rng.random() > 0.1, thp_rng=thp_rng)
     at = 0
     forks = 0
     for _ in range(rng.randint(0, 5)):

@@ -24,11 +24,12 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
-from engine.scenario import Event, Fill, Scenario
+from engine.scenario import Event, Fill, Region, Scenario
 from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
 from ksmtui.host.sysfs import (
     KSM_DIR,
@@ -107,11 +108,66 @@ def scenario_knobs(scenario: Scenario, overrides: dict | None) -> dict:
     return knobs
 
 
+THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+THP_VMSTAT = ("thp_split_page", "thp_split_page_failed")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def maps_thp(scenario: Scenario) -> bool:
+    return any(r.maps_thp for p in scenario.processes for r in p.regions)
+
+
+def huge_extents(region: Region, nr: int) -> list[int]:
+    """The region's THPs as the extents of nr pages the child faults in huge (kernel.child)."""
+    return [first // nr for first, _ in region.folio_extents(nr)]
+
+
+def unmappable_folio(scenario: Scenario) -> str | None:
+    """A captured large folio (thp = "capture") the child cannot map where it lies: it maps a
+    region's THPs PMD-sized at multiples of a PMD's pages from the region's start, contiguous with
+    the pages before (a capture's THP after a hole of absent pages lies elsewhere)."""
+    nr = scenario.page_size // 8
+    for p in scenario.processes:
+        for r in p.regions:
+            for first, pages in r.folios:
+                if first % nr or pages != nr:
+                    return (f"process {p.name!r} region {r.name!r}: a captured large folio of {pages} pages at "
+                            f"page {first}; the real runner maps THPs of {nr} pages at multiples of {nr} pages from "
+                            "a region's start (thp = false runs it as small pages)")
+    return None
+
+
+def read_vmstat(names: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        key, value = line.split()
+        if key in names:
+            out[key] = int(value)
+    return out
+
+
 def unsupported_reason(scenario: Scenario, overrides: dict | None = None) -> str | None:
     """Why this scenario cannot run on this machine's kernel, or None."""
     if scenario.page_size != os.sysconf("SC_PAGE_SIZE"):
         return (f"page_size {scenario.page_size} differs from this kernel's "
                 f"{os.sysconf('SC_PAGE_SIZE')}")
+    if maps_thp(scenario):
+        mode = _read(THP_DIR / "enabled")
+        if mode is None or "[never]" in mode:
+            return f"the scenario maps THPs; this kernel's {THP_DIR / 'enabled'} is {mode or 'missing'}"
+        size = _read(THP_DIR / "hpage_pmd_size")
+        if size != str(scenario.page_size * (scenario.page_size // 8)):
+            thp_bytes = scenario.page_size * (scenario.page_size // 8)
+            return f"the scenario's THPs are {thp_bytes} bytes, this kernel's {size}"
+        unmappable = unmappable_folio(scenario)
+        if unmappable:
+            return unmappable
     nodes = (overrides or {}).get("numa_nodes", scenario.engine.get("numa_nodes", 1))
     have = numa_nodes()
     if nodes > have or any(p.node >= have for p in scenario.processes) or \
@@ -147,6 +203,7 @@ class KernelRun:
         self.full_scans = 0
         self.t0 = 0.0
         self.scanned0 = self.skipped0 = 0
+        self.vmstat0: dict[str, int] = {}
         self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
         self.timeline = Timeline(scenario.events)
 
@@ -180,15 +237,22 @@ class KernelRun:
                     raise KernelError(f"echo {value} > {KSM_DIR / name}: {err.strerror}") from None
             elif value != KSM_KNOBS[name].default:
                 self.notes.append(f"{name}={value} not applied: this kernel has no {KSM_DIR / name}")
+        nr = self.scenario.page_size // 8  # the pages of a PMD-sized THP
         for proc in self.scenario.processes:
             for name in proc.instance_names():
-                regions = [(r.name, r.pages) for r in proc.regions]
+                regions = [(r.name, r.pages, huge_extents(r, nr)) for r in proc.regions]
                 pid, conn = kernel_child.spawn(name, regions, self.scenario.page_size)
                 self.pidfds[pid] = os.pidfd_open(pid)
-                p = _Proc(name, pid, conn, dict(regions), proc.merge_any, [])
+                p = _Proc(name, pid, conn, {r.name: r.pages for r in proc.regions}, proc.merge_any, [])
                 self.procs[name] = p
                 for region in proc.regions:
                     self._write(p, region.name, list(range(region.pages)), region.fill)
+                want = sum(len(huge) for _, _, huge in regions)
+                if want:
+                    got = p.call("thp_settle")
+                    if got != want:
+                        raise KernelError(f"{name}: {got} of its {want} THPs could be allocated "
+                                          f"(memory too fragmented?); the model would have {want}")
         # mm_slot order is registration order: register in declared order, all filled first
         for proc in self.scenario.processes:
             mergeable = [r.name for r in proc.regions if r.mergeable]
@@ -234,6 +298,7 @@ class KernelRun:
     def start(self) -> None:
         if self.trace is not None:
             self.trace.start()
+        self.vmstat0 = read_vmstat(THP_VMSTAT)
         self.scanned0 = int(ksm_read("pages_scanned"))
         self.skipped0 = int(ksm_read("pages_skipped"))
         self.t0 = time.monotonic()
@@ -419,6 +484,11 @@ class KernelRun:
             "kernel": os.uname().release,
             "notes": list(self.notes),
         }
+        if maps_thp(self.scenario):
+            # machine-wide: under the machine lock only KSM's splits should move it, our ksmd's
+            now = read_vmstat(THP_VMSTAT)
+            out["thp"] = {**{k: now[k] - self.vmstat0.get(k, now[k]) for k in THP_VMSTAT},
+                          "anon_huge_pages": sum(p.call("thp_count") for p in self.procs.values())}
         if self.trace is not None:
             self.trace.stop()
             out["trace"] = self.trace.result()

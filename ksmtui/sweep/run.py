@@ -155,12 +155,15 @@ class Task:
     knobs: tuple[tuple[str, int | str], ...]  # the swept knobs, in --set order
     flow: str
     seed: int
+    controller: str | None = None  # engine/controllers.py; None: no controller loop (as `ksmtui run`)
+    controller_settings: tuple[tuple[str, str], ...] = ()  # those of --controller-set it takes
 
 
 @dataclass(frozen=True)
 class Stop:
     full_scans: int | None  # None: the scenario's [stop], as `ksmtui run`
     until_settled: bool
+    sample_ms: int = 1000  # a controller's samples (saving, ksmd CPU, knobs), as `ksmtui run --sample-ms`
 
     def describe(self, scenario: Scenario) -> str:
         if self.until_settled:
@@ -168,10 +171,51 @@ class Stop:
         return StopRule.of(scenario.stop, self.full_scans).describe()
 
 
+def parse_controllers(text: str | None, sets: list[str]) -> list[tuple[str | None, tuple[tuple[str, str], ...]]]:
+    """--controllers a,b (or --controller a) and --controller-set K=V: each controller with the
+    settings it takes; a setting no controller of the sweep takes is refused, as is a value one of
+    them cannot use (engine.controllers.make_controller's words)."""
+    from engine.controllers import CONTROLLERS, SETTINGS, ControllerError, make_controller
+
+    settings: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GridError(f"--controller-set: expected K=V, got {item!r}")
+        settings[key.strip()] = value.strip()
+    if text is None:
+        if settings:
+            raise GridError("--controller-set: no controller to set; expected --controller NAME or --controllers A,B")
+        return [(None, ())]
+    names: list[str] = []
+    for item in text.split(","):
+        name = item.strip()
+        if name not in CONTROLLERS:
+            raise GridError(f"--controllers: unknown controller {name!r}; expected one of {', '.join(CONTROLLERS)}")
+        if name in names:
+            raise GridError(f"--controllers: {name} given twice")
+        names.append(name)
+    taken = {k for n in names for k in SETTINGS[n]}
+    for key in settings:
+        if key not in taken:
+            raise GridError(f"--controller-set: {key}: no controller of the sweep ({', '.join(names)}) takes it")
+    out: list[tuple[str | None, tuple[tuple[str, str], ...]]] = []
+    for name in names:
+        mine = tuple((k, v) for k, v in settings.items() if k in SETTINGS[name])
+        try:
+            make_controller(name, dict(mine))
+        except ControllerError as e:
+            raise GridError(f"--controller-set: {name}: {e}") from None
+        out.append((name, mine))
+    return out
+
+
 def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None,
-         seeds_text: str | None) -> list[Task]:
+         seeds_text: str | None, controllers_text: str | None = None, controller_sets: list[str] | None = None,
+         ) -> list[Task]:
     """Every combination, each checked by apply_overrides as `ksmtui run` would check it: a grid
-    runs whole or not at all."""
+    runs whole or not at all. The controller varies slowest."""
+    controllers = parse_controllers(controllers_text, controller_sets or [])
     grid: dict[str, list[int | str]] = {}
     for knob, text in sets:
         if knob in grid:
@@ -182,23 +226,26 @@ def plan(scenario: Scenario, sets: list[tuple[str, str]], flows_text: str | None
                         'run')
     flows = parse_values("--flows", "flow", flows_text) if flows_text else [scenario.engine["flow"]]
     seeds = parse_seeds(seeds_text) if seeds_text else [scenario.seed]
-    count = len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
+    count = len(controllers) * len(flows) * len(seeds) * math.prod(len(v) for v in grid.values())
     if count > MAX_RUNS:
         raise GridError(f"the grid has {count:,} runs; expected at most {MAX_RUNS:,}")
     tasks = []
-    for index, (combo, flow, seed) in enumerate(itertools.product(itertools.product(*grid.values()), flows, seeds)):
+    combos = itertools.product(controllers, itertools.product(*grid.values()), flows, seeds)
+    for index, ((controller, settings), combo, flow, seed) in enumerate(combos):
         knobs = tuple(zip(grid, combo, strict=True))
+        task = Task(index, knobs, flow, seed, controller, settings)
         try:
             apply_overrides(scenario, flow=flow, seed=seed, overrides=dict(knobs))
         except ScenarioError as e:
-            raise GridError(f"combination {describe(Task(index, knobs, flow, seed), seed=False)}: "
-                            f"{e.message}") from None
-        tasks.append(Task(index, knobs, flow, seed))
+            raise GridError(f"combination {describe(task, seed=False)}: {e.message}") from None
+        tasks.append(task)
     return tasks
 
 
 def describe(task: Task, seed: bool = True) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}", *([f"seed={task.seed}"] * seed)])
+    controller = [] if task.controller is None else [f"controller={task.controller}"]
+    return " ".join([*controller, *(f"{k}={v}" for k, v in task.knobs), f"flow={task.flow}",
+                     *([f"seed={task.seed}"] * seed)])
 
 
 # ------------------------------------------------------------------------------------ one run --
@@ -293,10 +340,14 @@ def run_one(payload: tuple[Scenario, dict[str, bytes]], task: Task, stop: Stop) 
 
 
 def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
+    from engine.controllers import control_loop
     from engine.sim import Simulation
     from ksmtui.text.report import latency_stats
 
-    sim = Simulation(scenario)
+    control = None
+    if task.controller is not None:  # as `ksmtui run --controller`: a loop even around `none`, for its samples
+        control = control_loop(scenario, task.controller, dict(task.controller_settings), stop.sample_ms)
+    sim = Simulation(scenario, control=control)
     ksm = sim.ksm
     times, savings, cpu = [0], [ksm.general_profit()], [0]
     marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
@@ -313,7 +364,8 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
             # unchanged over the last two full scans, and every event still pending is a repeat that
             # fired during them (the engine's own test of "every pending event has had its chance")
             if len(marks) >= 3 and len({m for _, m in marks[-3:]}) == 1 and \
-                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans):
+                    sim.timeline.quiet_since(marks[-3][0], sim.full_scans) and \
+                    (control is None or control.quiet_since(marks[-3][0])):
                 n = sim.full_scans
                 reason = f"settled: pages_sharing + ksm_zero_pages the same after full scans {n - 2}, {n - 1} and {n}"
                 settled = True
@@ -339,18 +391,71 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
         "ksmd_cpu_percent": round(100 * cpu[at] / times[at], 3) if times[at] else 0.0,
         "latency_ns": lat,
         "series": _series(times, savings),
+        # saving and ksmd CPU every stop.sample_ms, and every knob write: engine/controllers.py
+        "controller": None if control is None else control.result(),
     }
 
 
-def mark_front(runs: list[dict]) -> None:
-    """Set "front" on every run no other run beats on both saving (more) and ksmd CPU (less)."""
+def group_key(run: dict) -> tuple:
+    """What a run's setting is: its swept knobs, flow and controller (when the grid has one); the
+    seed is not a setting but a draw of the workload's randomness."""
+    return tuple(run["knobs"].items()), run["flow"], controller_name(run)
+
+
+def controller_name(run: dict) -> str | None:
+    """The controller a run ran under (its "controller" is what control_loop reported), or None."""
+    return None if run.get("controller") is None else run["controller"]["name"]
+
+
+def spread(values: list[float]) -> dict | None:
+    """mean, min and max of the values (None when there is none: no run of the group got there)."""
+    if not values:
+        return None
+    return {"mean": round(sum(values) / len(values), 3), "min": min(values), "max": max(values)}
+
+
+GROUPED = ("saving", "ksmd_cpu_ms", "ksmd_cpu_percent", "time_to_90_ms", "time_to_100_ms")
+
+
+def group_runs(runs: list[dict]) -> list[dict]:
+    """The runs by setting (group_key), in grid order: each group's seeds, and the mean, min and
+    max over them of the saving, ksmd CPU and the times to 90% and 100% (over the runs that got
+    there; "reached" says how many)."""
+    by_key: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_key.setdefault(group_key(run), []).append(i)
+    groups = []
+    for members in by_key.values():
+        first = runs[members[0]]
+        group: dict = {"knobs": dict(first["knobs"]), "flow": first["flow"]}
+        if controller_name(first) is not None:
+            group["controller"] = controller_name(first)
+        group["seeds"] = [runs[i]["seed"] for i in members]
+        group["members"] = members  # indexes into the runs
+        for field in GROUPED:
+            group[field] = spread([runs[i][field] for i in members if runs[i][field] is not None])
+        group["reached"] = sum(runs[i]["time_to_100_ms"] is not None for i in members)
+        groups.append(group)
+    return groups
+
+
+def mark_front(runs: list[dict]) -> list[dict]:
+    """The groups of runs (group_runs), "front" set on every group no other group beats on both
+    mean saving (more) and mean ksmd CPU (less), and on each run the front of its group: seeds of
+    one setting are one option, not several."""
+    groups = group_runs(runs)
     best = best_cpu = None
-    for run in sorted(runs, key=lambda r: (r["ksmd_cpu_ms"], -r["saving"])):
-        if best is None or run["saving"] > best:
-            best, best_cpu = run["saving"], run["ksmd_cpu_ms"]
-            run["front"] = True
+    for group in sorted(groups, key=lambda g: (g["ksmd_cpu_ms"]["mean"], -g["saving"]["mean"])):
+        saving, cpu = group["saving"]["mean"], group["ksmd_cpu_ms"]["mean"]
+        if best is None or saving > best:
+            best, best_cpu = saving, cpu
+            group["front"] = True
         else:
-            run["front"] = run["saving"] == best and run["ksmd_cpu_ms"] == best_cpu
+            group["front"] = saving == best and cpu == best_cpu
+    for group in groups:
+        for i in group["members"]:
+            runs[i]["front"] = group["front"]
+    return groups
 
 
 # ----------------------------------------------------------------------------------- the cluster --
@@ -469,6 +574,7 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
     cluster = client = bar = None
     futures: list = []
     try:
+        bar = Bar(len(tasks), progress)  # from the start: a cluster takes seconds to start, the screen says so
         cluster = local_cluster(workers) if scheduler is None else None
         try:
             client = Client(cluster if cluster is not None else scheduler, set_as_default=False,
@@ -480,7 +586,6 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
         sweep_id = uuid.uuid4().hex  # two sweeps on one shared cluster must not share a task key
         futures = [client.submit(run_one, payload, task, stop, key=f"ksmtui-sweep-{sweep_id}-{task.index}")
                    for task in tasks]
-        bar = Bar(len(tasks), progress)
         for future in as_completed(futures, loop=client.loop):
             try:
                 result = future.result()
@@ -511,13 +616,24 @@ def execute(scenario: Scenario, tasks: list[Task], stop: Stop, scheduler: str | 
 CSV_LATENCY = ("p50", "p99", "mean")
 
 
+def _controller_columns(r: dict) -> list:
+    c = r["controller"]
+    return [c["name"], ";".join(f"{k}={v}" for k, v in c["settings"].items()), c["ticks"], len(c["writes"]),
+            sum(w["error"] is not None for w in c["writes"])]
+
+
 def csv_rows(runs: list[dict], knobs: list[str]) -> list[list]:
-    head = [*knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
+    """One row per run; a sweep of controllers has theirs first (name, settings, ticks, knob writes,
+    refused writes)."""
+    ctl = bool(runs) and runs[0]["controller"] is not None
+    head = [*(["controller", "controller_settings", "controller_ticks", "knob_writes", "knob_writes_refused"] * ctl),
+            *knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
             "ksmd_cpu_percent", "sim_ms", "full_scans", "settled", "pages_scanned", "pages_sharing",
             "ksm_zero_pages", *(f"{p}_{s}_ns" for p in PATHS for s in CSV_LATENCY)]
     rows: list[list] = [head]
     for r in runs:
-        rows.append([*(r["knobs"][k] for k in knobs), r["flow"], r["seed"], int(r["front"]), r["saving"],
+        rows.append([*(_controller_columns(r) if ctl else []), *(r["knobs"][k] for k in knobs), r["flow"], r["seed"],
+                     int(r["front"]), r["saving"],
                      r["time_to_90_ms"], r["time_to_100_ms"], r["ksmd_cpu_ms"], r["ksmd_cpu_percent"],
                      r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"], r["ksm"]["pages_sharing"],
                      r["ksm"]["ksm_zero_pages"], *(r["latency_ns"][p][s] for p in PATHS for s in CSV_LATENCY)])
@@ -528,21 +644,55 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def text_report(runs: list[dict], knobs: list[str]) -> list[str]:
+def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = None) -> list[str]:
+    """One row per run; a sweep of controllers adds the controller and its knob writes (refused ones
+    in parentheses). With several seeds of a setting, one row per setting instead (group_report)."""
     from ksmtui.text.report import table
 
-    rows: list[list[object]] = [[*knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms", "cpu ms", "cpu %",
-                                 "scanned", "anon p50/p99 ns", "front"]]
+    if groups is not None and any(len(g["seeds"]) > 1 for g in groups):
+        return group_report(groups, knobs)
+    ctl = bool(runs) and runs[0]["controller"] is not None
+    rows: list[list[object]] = [[*(["controller"] * ctl), *knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms",
+                                 "cpu ms", "cpu %", "scanned", *(["knob writes"] * ctl), "anon p50/p99 ns", "front"]]
     for r in runs:
         anon = r["latency_ns"]["anon_page"]
-        rows.append([*(str(r["knobs"][k]) for k in knobs), r["flow"], str(r["seed"]), f"{r['saving'] / 2**20:,.2f}",
-                     _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]), f"{r['ksmd_cpu_ms']:,.1f}",
-                     f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], f"{anon['p50']}/{anon['p99']}",
-                     "*" if r["front"] else ""])
-    return table(rows, left=len(knobs) + 1)
+        writes = []
+        if ctl:
+            w = r["controller"]["writes"]
+            refused = sum(x["error"] is not None for x in w)
+            writes = [f"{len(w)}" + (f" ({refused} refused)" if refused else "")]
+        rows.append([*([r["controller"]["name"]] if ctl else []), *(str(r["knobs"][k]) for k in knobs), r["flow"],
+                     str(r["seed"]), f"{r['saving'] / 2**20:,.2f}", _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]),
+                     f"{r['ksmd_cpu_ms']:,.1f}", f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], *writes,
+                     f"{anon['p50']}/{anon['p99']}", "*" if r["front"] else ""])
+    return table(rows, left=len(knobs) + 1 + ctl)
 
 
-# ------------------------------------------------------------------------------------ the command --
+def _mean_range(s: dict | None, scale: float = 1.0, digits: int = 2) -> str:
+    """mean (min-max), or the value alone when every seed gave the same."""
+    if s is None:
+        return "-"
+    mean, low, high = (f"{v / scale:,.{digits}f}" for v in (s["mean"], s["min"], s["max"]))
+    return mean if low == high else f"{mean} ({low}-{high})"
+
+
+def group_report(groups: list[dict], knobs: list[str]) -> list[str]:
+    """One row per setting: the mean over its seeds and, in brackets, the lowest and highest."""
+    from ksmtui.text.report import table
+
+    ctl = any("controller" in g for g in groups)
+    rows: list[list[object]] = [[*knobs, "flow", *(["controller"] * ctl), "seeds", "saving MiB", "t100 ms", "cpu ms",
+                                 "cpu %", "front"]]
+    for g in groups:
+        t100 = _mean_range(g["time_to_100_ms"], digits=0)
+        if g["reached"] < len(g["seeds"]):
+            t100 += f" [{g['reached']} of {len(g['seeds'])}]"
+        rows.append([*(str(g["knobs"][k]) for k in knobs), g["flow"], *([str(g.get("controller", "-"))] * ctl),
+                     str(len(g["seeds"])), _mean_range(g["saving"], 2**20), t100,
+                     _mean_range(g["ksmd_cpu_ms"], digits=1), _mean_range(g["ksmd_cpu_percent"], digits=1),
+                     "*" if g["front"] else ""])
+    return table(rows, left=len(knobs) + 1 + ctl)
+
 
 # ---------------------------------------------------------------------------------- the bench --
 

@@ -31,6 +31,7 @@ from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from textual.message import Message
 
+from engine.controllers import ControlLoop
 from engine.knobs import ALL_KNOBS, FLOWS, KnobError
 from engine.scenario import RunConfig, Scenario, available_memory
 from engine.sim import Simulation
@@ -237,6 +238,27 @@ class Trend:
 
 
 @dataclass(frozen=True)
+class ControllerView:
+    """A controller's decisions so far (engine/controllers.py): its name, ticks, and the knob writes
+    of its last few decisions as (at_ms, "knob=value ..."), refused writes marked."""
+
+    name: str
+    ticks: int
+    writes: int
+    decisions: tuple[tuple[float, str], ...]
+
+    RECENT = 3
+
+    @classmethod
+    def of(cls, loop) -> ControllerView:
+        by_time: dict[float, list[str]] = {}
+        for w in loop.writes[-4 * cls.RECENT:]:  # a decision writes at most three knobs
+            by_time.setdefault(w.at_ms, []).append(f"{w.knob}={w.value}" + (" (refused)" if w.error else ""))
+        recent = tuple((t, " ".join(ws)) for t, ws in by_time.items())[-cls.RECENT:]
+        return cls(loop.controller.name, loop.ticks, len(loop.writes), recent)
+
+
+@dataclass(frozen=True)
 class EngineView:
     """Everything the panels draw: the snapshot(s) and the runner's own state."""
 
@@ -249,6 +271,7 @@ class EngineView:
     finished: bool = False  # the scenario's [stop] condition was reached (running on is allowed)
     note: str = ""  # why the runner paused by itself (the stop condition, no progress possible)
     achieved: float | None = None  # simulated seconds per wall second lately, at a paced speed
+    controller: ControllerView | None = None  # the controller around the primary simulation, if any
 
     @property
     def flat_out(self) -> bool:
@@ -332,8 +355,10 @@ class Runner:
         config: RunConfig = RunConfig(),
         paused: bool = False,
         speed: int | None = None,
+        control: Callable[[Scenario], ControlLoop] | None = None,
     ) -> None:
         self._post = post
+        self._control = control  # a controller's loop for each simulation built (--controller)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name="ksm-engine", daemon=True)
         # Below: touched only by the engine thread once started.
@@ -484,13 +509,13 @@ class Runner:
             case Load(scenario):
                 # Another scenario runs as its file says: the command line's flow, seed, --set and
                 # stop were for the first one.
-                old = self._scenario, self._config, self._flow, self._overrides
-                self._scenario, self._config = scenario, RunConfig()
+                old = self._scenario, self._config, self._flow, self._overrides, self._control
+                self._scenario, self._config, self._control = scenario, RunConfig(), None
                 self._flow, self._overrides = scenario.engine["flow"], {}
                 try:
                     self._build()
                 except Exception:  # the old run is gone (released to make room): the old scenario again
-                    self._scenario, self._config, self._flow, self._overrides = old
+                    self._scenario, self._config, self._flow, self._overrides, self._control = old
                     self._build()
                     raise
             case ToggleCompare():  # on or off; either way the workload starts again
@@ -516,7 +541,9 @@ class Runner:
         gc.unfreeze()  # the old run was frozen with the rest
         gc.collect()
         seed = self._config.seed
-        sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides) for f in flows]
+        make = self._control
+        sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides,
+                           control=make(self._scenario) if make is not None else None) for f in flows]
         self._sims = sims
         self._stop = sims[0].stop_rule(self._config.full_scans, self._config.after_ms)
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1
@@ -637,6 +664,7 @@ class Runner:
                     finished=self._finished,
                     note=self._note,
                     achieved=self._pace.ratio(),
+                    controller=None if (loop := self._sims[self._primary].control) is None else ControllerView.of(loop),
                 )
             )
         )

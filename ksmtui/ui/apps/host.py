@@ -33,9 +33,11 @@ from engine.scenario import printable
 from ksmtui.host import sysfs
 from ksmtui.host.recording import REPLAY_SPEEDS, Sinks
 from ksmtui.host.sampler import HostSample, HostSampler, why_not_merging
+from ksmtui.host.units import Unit, group_totals
 from ksmtui.host.view import HostHistory, HostView, knobs_in_order
 from ksmtui.text.units import MIB
 from ksmtui.ui.base import BaseApp
+from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import (
     HostCountersPanel,
     HostEventsPanel,
@@ -218,6 +220,9 @@ class HostApp(BaseApp):
         Binding("minus", "speed(-1)", "Slower", key_display="-", show=False, tooltip="replay slower"),
         Binding("k", "knobs", "Knobs", tooltip="the host's /sys/kernel/mm/ksm knobs (live as root: to change; "
                 "replay: as recorded)"),
+        Binding("g", "group", "Group", show=False, tooltip="Processes grouped by pid, vm, container, unit, cgroup, "
+                "comm in turn: a row per group with its totals, Enter lists its processes"),
+        Binding("escape", "ungroup", "Back", show=False, tooltip="from a group's processes back to the groups"),
         Binding("q", "quit", "Quit", tooltip="leave ksmtui"),
         Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True,
                 tooltip="quit as an interrupted command does (exit status 130)"),
@@ -232,6 +237,8 @@ class HostApp(BaseApp):
         self.source = source
         self.view: HostView | None = None
         self.paused = False  # live: the display holds still while sampling goes on
+        self.group_by = "pid"  # the Processes tab's grouping (GROUPINGS); "pid": a row per process
+        self.group_open: str | None = None  # the group whose processes are listed (Enter on it)
 
     def compose(self) -> ComposeResult:
         yield HostStatus(id="status")
@@ -244,7 +251,8 @@ class HostApp(BaseApp):
                 yield HostKnobsPanel(id="host-knobs")
             with TabPane("Processes", id="processes"), Vertical():
                 yield Static(id="processes-hint")
-                yield ProcessTable(os.sysconf("SC_PAGE_SIZE"), id="processes-table")
+                yield ProcessTable(os.sysconf("SC_PAGE_SIZE"), units=True, id="processes-table")
+                yield GroupTable(id="groups-table")
             with TabPane("Outcomes", id="outcomes"), VerticalScroll():
                 yield HostOutcomesPanel(id="host-outcomes")
                 yield HostEventsPanel(id="host-events")
@@ -267,9 +275,10 @@ class HostApp(BaseApp):
             self.query_one(f"#{panel_id}").border_title = title
         self._panels = list(self.query(Panel))
         self._table = self.query_one(ProcessTable)
-        self.query_one("#processes-hint", Static).update(Text(
-            "Enter: why not merging (/proc/PID/smaps) · < > sort column, R reverses · "
-            f"! above {self._table.ratio_limit} rmap_items per merging page: costs more than it saves"))
+        self._groups = self.query_one(GroupTable)
+        self._groups.display = False
+        self._hint = self.query_one("#processes-hint", Static)
+        self._show_processes()
         self._status = self.query_one(HostStatus)
         self._note = self.query_one(HostNote)
         self.source.start(self.post_message)
@@ -301,8 +310,8 @@ class HostApp(BaseApp):
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
-            if shown(self._table):  # a hidden table would still format every changed row
-                self._table.show_rows(process_rows(view.sample.processes))
+            if shown(self._hint):  # a hidden table would still format every changed row
+                self._show_processes()
             if isinstance(self.screen, HostKnobsScreen):
                 self.screen.update_from(view)
 
@@ -359,33 +368,86 @@ class HostApp(BaseApp):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "processes":
-            if self.view is not None:
-                self._table.show_rows(process_rows(self.view.sample.processes))
-            self._table.focus()  # the arrows, Enter and the sort keys go to the table
+            self._show_processes()
+            # the arrows, Enter and the sort keys go to the table
+            (self._groups if self._groups.display else self._table).focus()
         if self.view is not None:
             for panel in event.pane.query(Panel):
                 panel.update_from(self.view)
 
+    def _show_processes(self) -> None:
+        """The Processes tab as grouped: every process, the groups, or the open group's processes."""
+        processes = self.view.sample.processes if self.view is not None else {}
+        grouped = self.group_by != "pid"
+        self._groups.display = grouped and self.group_open is None
+        self._table.display = not self._groups.display
+        if grouped:
+            totals = group_totals(processes, self.group_by)
+            if self.group_open is None:
+                self._groups.show_groups(totals)
+            else:  # a group that has gone (its processes exited) lists nothing
+                pids = {str(pid) for pid in totals.get(self.group_open, {}).get("processes", ())}
+                processes = {pid: row for pid, row in processes.items() if pid in pids}
+        if not self._groups.display:
+            self._table.show_rows(process_rows(processes))
+        what = ("Enter: why not merging (/proc/PID/smaps) · < > sort column, R reverses · "
+                f"! above {self._table.ratio_limit} rmap_items per merging page: costs more than it saves")
+        if self._groups.display:
+            what = f"grouped by {self.group_by}: its processes' totals · Enter: the group's processes"
+        elif grouped:
+            what = f"{self.group_by} {self.group_open} · Esc: back to the groups · " + what
+        after = GROUP_CYCLE[(GROUP_CYCLE.index(self.group_by) + 1) % len(GROUP_CYCLE)]
+        self._hint.update(Text(f"{what} · g: group by {after}"))
+
+    def action_group(self) -> None:
+        self.group_by = GROUP_CYCLE[(GROUP_CYCLE.index(self.group_by) + 1) % len(GROUP_CYCLE)]
+        self.group_open = None
+        self._show_processes()
+        self.action_show_tab("processes")
+        (self._groups if self._groups.display else self._table).focus()
+
+    def action_ungroup(self) -> None:
+        if self.group_open is not None:
+            self.group_open = None
+            self._show_processes()
+            self._groups.focus()
+
+    def on_data_table_row_selected(self, event: GroupTable.RowSelected) -> None:
+        if event.data_table is self._groups and event.row_key.value is not None:
+            self.group_open = event.row_key.value
+            self._show_processes()
+            self._table.focus()
+
     def on_process_table_selected(self, event: ProcessTable.Selected) -> None:
         pid = str(event.pid)  # a sample's processes are keyed as /proc names them
         if self.view is not None:
-            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live))
+            self.push_screen(WhyNotScreen(pid, self.view.sample.processes.get(pid, {}), live=self.source.live,
+                                          machine=self.view.why_not))
+
+
+GROUP_CYCLE = ("pid", "vm", "container", "unit", "cgroup", "comm")  # g steps through them
 
 
 def process_rows(processes: dict[str, dict]) -> list[ProcessRow]:
     """A sample's processes as the Processes table's rows: a field ksm_stat lacks (older kernels) is
-    None ("n/a"); a process whose ksm_stat could not be read says why after its comm."""
+    None ("n/a"); a process whose ksm_stat could not be read says why after its comm; the unit is
+    None in a recording made before units."""
     rows = []
     for pid, r in processes.items():
         comm = f"{r['comm']} [{r['error']}]" if "error" in r else r["comm"]
         flags = {k: r[k] == "yes" if k in r else None for k in ("ksm_merge_any", "ksm_mergeable")}
+        unit = Unit.from_json(int(pid), r.get("comm"), r["unit"]).describe() if "unit" in r else None
         rows.append(ProcessRow(int(pid), comm, **flags, **{k: r.get(k) for k in (
-            "ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages", "ksm_process_profit")}))
+            "ksm_rmap_items", "ksm_merging_pages", "ksm_zero_pages", "ksm_process_profit")}, unit=unit))
     return rows
 
 
-def why_not_lines(pid: str, row: dict, live: bool) -> list[str]:
-    lines = [f"{row.get('comm', '?')} (pid {pid})"]
+def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = None) -> list[str]:
+    """The why-not dialog: first what stops merging machine-wide (`machine`: ksmtui.host.whynot's
+    reasons; whatever the process's memory, run=0 merges nothing), then the process."""
+    lines = [f"machine-wide: {r['text']}" for r in machine or ()]
+    lines += [""] if lines else []
+    lines.append(f"{row.get('comm', '?')} (pid {pid})")
     # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
     lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
               else f"  {k} {v}" for k, v in row.items() if k != "comm"]
@@ -407,9 +469,9 @@ class WhyNotScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    def __init__(self, pid: str, row: dict, live: bool) -> None:
+    def __init__(self, pid: str, row: dict, live: bool, machine: list[dict] | None = None) -> None:
         super().__init__()
-        self._lines = why_not_lines(pid, row, live)
+        self._lines = why_not_lines(pid, row, live, machine)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="why-box"):

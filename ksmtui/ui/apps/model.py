@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 from textual import events
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 from textual.widgets._footer import FooterKey
 
+from engine.controllers import ControlLoop
 from engine.scenario import RunConfig, Scenario
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.runner import (
@@ -179,7 +180,8 @@ class KsmApp(BaseApp):
     ]
 
     def __init__(
-        self, scenario: Scenario, config: RunConfig = RunConfig(), paused: bool = False, speed: int | None = None
+        self, scenario: Scenario, config: RunConfig = RunConfig(), paused: bool = False, speed: int | None = None,
+        control: Callable[[Scenario], ControlLoop] | None = None,
     ) -> None:
         super().__init__()
         # The tabs' underline slides over ten frames, each a repaint the engine waits for: it jumps.
@@ -193,7 +195,7 @@ class KsmApp(BaseApp):
         self._scenarios = {scenario.name: scenario}  # by name: which one a view is of (o loads others)
         self._events_of: str | None = None
         self._switches: list[tuple[int, str, str]] = []  # (sim_ns, old, new) flow changes of this run
-        self.runner = Runner(scenario, self.post_message, config, paused=paused, speed=speed)
+        self.runner = Runner(scenario, self.post_message, config, paused=paused, speed=speed, control=control)
 
     def compose(self) -> ComposeResult:
         scenario = next(iter(self._scenarios.values()))
@@ -475,8 +477,9 @@ def snapshot_json(view: EngineView) -> object:
     return _plain(view.snapshot)
 
 
-def run_app(scenario: Scenario, config: RunConfig) -> int:
-    """Run the UI on a loaded, validated scenario, with the command line's flow, seed, knobs and stop."""
-    app = KsmApp(scenario, config, speed=OPENING_SPEED)
+def run_app(scenario: Scenario, config: RunConfig, control: Callable[[Scenario], ControlLoop] | None = None) -> int:
+    """Run the UI on a loaded, validated scenario, with the command line's flow, seed, knobs, stop
+    and controller (a loop for each simulation built)."""
+    app = KsmApp(scenario, config, speed=OPENING_SPEED, control=control)
     app.run()
     return app.return_code or 0

@@ -33,9 +33,17 @@ def clock(t: float) -> str:
 
 def status_line(view: HostView) -> str:
     s = view.sample
+    reasons = view.why_not
+    # the reasons' codes: their sentences are in the note under the status line
+    stops = f" · not merging: {', '.join(r['reason'] for r in reasons)}" if reasons else ""
     if view.source == "live":
-        return f" ksmtui host · this machine · {clock(s.time)} · {view.state} · #{view.samples:,}"
-    return f" ksmtui replay · {view.source} · {clock(s.time)} · {view.state} {view.position} · {view.speed}"
+        return f" ksmtui host · this machine · {clock(s.time)} · {view.state} · #{view.samples:,}{stops}"
+    return f" ksmtui replay · {view.source} · {clock(s.time)} · {view.state} {view.position} · {view.speed}{stops}"
+
+
+def why_not_note(view: HostView) -> str:
+    """Why nothing merges, machine-wide, one sentence a reason ("" when nothing stands in the way)."""
+    return "\n".join(f"why not merging: {r['text']}" for r in view.why_not)
 
 
 def trace_line(view: HostView) -> str:
@@ -175,7 +183,7 @@ class HostNote(Static):
 
     def update_from(self, view: HostView) -> None:
         self.add_class("-expanded")
-        self.update(Text("\n".join(filter(None, (view.note, trace_line(view))))))
+        self.update(Text("\n".join(filter(None, (view.note, why_not_note(view), trace_line(view))))))
 
 
 class SavingsPanel(Panel[HostView]):

@@ -265,7 +265,7 @@ class ScanPanel(Panel[EngineView]):
         s = view.snapshot
         return (s.cursor, s.counters["full_scans"], s.counters["pages_scanned"], tuple(s.knobs.items()),
                 view.trend.scan_rate, s.last_step,
-                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending)
+                view.note, view.paused, s.sim_ns == 0, s.events_done, s.events_pending, view.controller)
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -286,6 +286,11 @@ class ScanPanel(Panel[EngineView]):
             # One event a line, in time order: a line of two would be cut on a narrow panel.
             lines.append(f"events: {s.events_done:,} done" + (", next:" if coming else ""))
             lines += [f"  {e}" for e in coming]
+        if view.controller is not None:  # its decisions beside the scenario's events
+            ctl = view.controller
+            lines.append(f"knobs driven by {ctl.name}: {ctl.ticks:,} ticks, {ctl.writes:,} writes"
+                         + (", last:" if ctl.decisions else ""))
+            lines += [f"  {sim_time(int(at * 1e6))} {text}" for at, text in ctl.decisions]
         self.query_one("#scan-text", TextView).show("\n".join(lines))
         count = f" {c.pass_done:,}/{c.pass_total:,}"
         width = max(10, self.content_region.width - len("pass ") - len(count))
@@ -313,7 +318,7 @@ class CountersPanel(Panel[EngineView]):
 
     def key_of(self, view: EngineView) -> object:
         return (tuple(view.trend.counters[c] for c in SPARK_COUNTERS), view.snapshot.cursor.pass_total,
-                view.trend.sim_ns[-1:])
+                view.trend.sim_ns[-1:], tuple(view.snapshot.thp.values()))
 
     def draw(self, view: EngineView) -> None:
         s = view.snapshot
@@ -329,6 +334,11 @@ class CountersPanel(Panel[EngineView]):
             spark = max(0, width - len(extra))
             parts += [f"{name:<20}", (f"{value:>14}", "bold"), (extra, "$text-muted"), " ",
                       (f"{sparkline(series, spark):>{spark}}", "$accent"), "\n"]
+        if s.thp:
+            # a cost of merging on THP-backed memory (docs/thp.md): each split is a huge page less
+            left = f" {s.thp['anon_huge_pages']:,} THPs left (modelled)"
+            parts += [f"{'thp_split_page':<20}", (f"{s.thp['thp_split_page']:>14,}", "bold"),
+                      (left, "$text-muted"), "\n"]
         times = view.trend.sim_ns[-width:] if width else ()
         if any(ev.at_full_scans is not None or not ev.repeat_ms for ev in self.events):
             # A row of its own whenever the scenario has one-off events: the panel keeps its height.

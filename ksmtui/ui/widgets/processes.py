@@ -39,6 +39,7 @@ class ProcessRow:
     ksm_merging_pages: int | None = None
     ksm_zero_pages: int | None = None
     ksm_process_profit: int | None = None  # bytes
+    unit: str | None = None  # host mode: the VM, container, unit and cgroup (Unit.describe); None: not recorded
 
     @classmethod
     def of(cls, p: ProcessStats) -> ProcessRow:
@@ -131,7 +132,7 @@ class ProcessTable(ScrollView, can_focus=True):
             super().__init__()
             self.pid = pid
 
-    def __init__(self, page_size: int = 4096, **kwargs) -> None:
+    def __init__(self, page_size: int = 4096, units: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         # Above page_size / sizeof(rmap_item) rmap_items per merging page, a process's rmap_items
         # cost more memory than its merged pages save (ksm_process_profit turns negative).
@@ -151,7 +152,8 @@ class ProcessTable(ScrollView, can_focus=True):
                    right=False),
             Column("ksm_mergeable", "mergeable", lambda r: r.ksm_mergeable, lambda r: _flag(r.ksm_mergeable),
                    right=False),
-        )
+        ) + ((Column("unit", "belongs to", lambda r: r.unit,
+                     lambda r: ("-" if r.unit is None else r.unit, None), right=False),) if units else ())
         self.sort_index = 5  # ksm_process_profit, biggest first
         self.sort_reverse = True
         self._rows: dict[int, ProcessRow] = {}

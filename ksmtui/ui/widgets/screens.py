@@ -55,6 +55,9 @@ class KnobsScreen(ModalScreen[None]):
             return
         self._afresh = False
         view = getattr(self.app, "view", None)
+        ctl = getattr(view, "controller", None)
+        driven = f"driven by {ctl.name} (its next tick may write over a value set here) · " if ctl else ""
+        self.query_one("#knobs-title", Static).update(f"knobs: {driven}Enter applies, Tab moves on, Esc closes")
         for name in LIVE_KNOBS:
             if view is not None:
                 self.query_one(f"#knob-{name}", Input).value = str(self._knob(view, name))
