@@ -64,6 +64,7 @@ cdef class Ksm:
     cdef public long long ksmd_cpu_ns
     cdef public dict advisor_ctx, outcomes, latency_hist, work_by_path, work
     cdef public object last_call
+    cdef public tuple page_refs
     cdef dict __dict__
 
     cpdef void free_rmap_item(self, RmapItem item)

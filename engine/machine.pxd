@@ -24,4 +24,7 @@ cdef class Machine:
     cdef public list mms
     cdef public object next_pid
     cdef public object hooks
+    cdef public object hpage_pmd_nr, frame_folio, next_fid, thp_split_page, thp_split_page_failed
+    cdef public dict folios
+    cdef public list held_frames
     cdef dict __dict__
