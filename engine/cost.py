@@ -13,9 +13,18 @@ spread by `jitter`, not measured distributions. Measured: scan ~420 ns/page; KSM
 return < 100 ns beyond the scan; checksum changed ~890 ns; zero-page merge ~3.1 us; unique page
 (checksum, stable search, unstable walk, insert) ~9.6 us at 100k pages, ~450 ns per unstable
 tree level; ~20 us per wake-up.
+
+Those constants are the reference profile. A machine's own profile (`ksmtui calibrate` measures
+it: ksmtui/bench/calibrate.py) scales them by group, one factor per kind of work ksmd's CPU does
+(GROUPS), fitted to the real ksmd's schedstat on workloads that isolate each group; it also
+carries the machine's HZ (engine/timeline.py paces ksmd in its jiffies). The engine never reads a
+file: the caller hands a CostProfile to the Simulation, and every output names it (`label`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +42,81 @@ INSERT = 120  # rb_link_node + rb_insert_color
 SCAN_STEP = 420  # scan_get_next_rmap_item per eligible page: page range walk, rmap_item lookup
 WAKEUP = 20_000  # one ksm_scan_thread round: wake-up, ksm_thread_mutex, lru_add_drain, schedule
 
+DEFAULT_HZ = 250  # CONFIG_HZ of the machine the reference constants were measured on
+
+REFERENCE_NS = {
+    "call": CALL, "ksm_early": KSM_EARLY, "checksum_4k": CHECKSUM_4K, "memcmp_equal_4k": MEMCMP_EQUAL_4K,
+    "memcmp_differ": MEMCMP_DIFFER, "tree_step": TREE_STEP, "get_folio": GET_FOLIO,
+    "mergeable_page": MERGEABLE_PAGE, "merge": MERGE, "insert": INSERT, "scan_step": SCAN_STEP,
+    "wakeup": WAKEUP,
+}
+# what a calibration can tell apart on the real ksmd, which has no per-function timing here: the
+# constants of a group scale together
+GROUPS = {
+    "wakeup": ("wakeup",),
+    "scan": ("scan_step", "call", "ksm_early"),
+    "checksum": ("checksum_4k",),
+    "tree": ("tree_step", "get_folio", "mergeable_page", "memcmp_differ", "memcmp_equal_4k", "insert"),
+    "merge": ("merge",),
+}
+REFERENCE_LABEL = "reference costs"
+
+
+class CostProfileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """ns per operation (REFERENCE_NS's keys) and the HZ ksmd sleeps in; `label` names it in
+    every output ("reference costs", or "this machine, measured DATE"). wait_per_cpu: how long
+    ksmd waited runnable for a CPU per ns it ran while calibrating (schedstat), the share of a busy
+    machine's CPU other tasks took from it; its scans last that much longer on the clock."""
+
+    ns: Mapping[str, int] = field(default_factory=lambda: dict(REFERENCE_NS))
+    hz: int = DEFAULT_HZ
+    label: str = REFERENCE_LABEL
+    scales: Mapping[str, float] = field(default_factory=dict)  # by group, as fitted (informative)
+    wait_per_cpu: float = 0.0
+
+    @classmethod
+    def scaled(cls, scales: Mapping[str, float], hz: int, label: str, wait_per_cpu: float = 0.0) -> CostProfile:
+        ns = dict(REFERENCE_NS)
+        for group, factor in scales.items():
+            for name in GROUPS[group]:
+                ns[name] = max(0, round(REFERENCE_NS[name] * factor))
+        return cls(ns, hz, label, dict(scales), wait_per_cpu)
+
+    def to_json(self) -> dict:
+        return {"hz": self.hz, "label": self.label, "ns": dict(self.ns), "scales": dict(self.scales),
+                "wait_per_cpu": self.wait_per_cpu}
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> CostProfile:
+        """One clear CostProfileError naming `where` and what was expected, on any bad field."""
+        if not isinstance(data, dict):
+            raise CostProfileError(f"{where}: expected a JSON object")
+        ns = data.get("ns")
+        if not isinstance(ns, dict) or set(ns) != set(REFERENCE_NS) or \
+                not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ns.values()):
+            raise CostProfileError(f"{where}: ns: expected a non-negative integer for each of "
+                                   f"{', '.join(REFERENCE_NS)}")
+        hz, label = data.get("hz"), data.get("label")
+        if not isinstance(hz, int) or isinstance(hz, bool) or not 1 <= hz <= 10_000:
+            raise CostProfileError(f"{where}: hz: expected an integer 1..10000")
+        if not isinstance(label, str) or not label:
+            raise CostProfileError(f"{where}: label: expected a string")
+        scales = data.get("scales", {})
+        if not isinstance(scales, dict):
+            raise CostProfileError(f"{where}: scales: expected an object")
+        wait = data.get("wait_per_cpu", 0.0)
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not 0 <= wait <= 1000:
+            raise CostProfileError(f"{where}: wait_per_cpu: expected a number 0..1000")
+        return cls(dict(ns), hz, label, {str(k): float(v) for k, v in scales.items()}, float(wait))
+
+
+REFERENCE = CostProfile()
+
 
 JITTER_BLOCK = 4096  # jitter factors made at a time
 
@@ -40,13 +124,20 @@ JITTER_BLOCK = 4096  # jitter factors made at a time
 class CostModel:
     """Accumulates ns as the engine works; `total_ns` only grows."""
 
-    __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "factors")
+    __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "factors", "call", "ksm_early",
+                 "memcmp_differ", "tree_step", "get_folio", "mergeable_page", "merge", "insert", "scan_step",
+                 "wakeup")
 
-    def __init__(self, page_size: int, seed: int = 0):
+    def __init__(self, page_size: int, seed: int = 0, profile: CostProfile = REFERENCE):
         self.total_ns = 0
         scale = page_size / 4096
-        self._checksum_ns = int(CHECKSUM_4K * scale)
-        self._memcmp_equal_ns = int(MEMCMP_EQUAL_4K * scale)
+        ns = profile.ns
+        self._checksum_ns = int(ns["checksum_4k"] * scale)
+        self._memcmp_equal_ns = int(ns["memcmp_equal_4k"] * scale)
+        # the other constants, as attributes ksm.py reads where it charges them
+        self.call, self.ksm_early, self.memcmp_differ = ns["call"], ns["ksm_early"], ns["memcmp_differ"]
+        self.tree_step, self.get_folio, self.mergeable_page = ns["tree_step"], ns["get_folio"], ns["mergeable_page"]
+        self.merge, self.insert, self.scan_step, self.wakeup = ns["merge"], ns["insert"], ns["scan_step"], ns["wakeup"]
         self._seq = 0  # jitter factors made so far
         self._seed = seed & 0xFFFFFFFF
         # the next jitter factors, the next one last; refilled in place, so ksm_do_scan can pop
@@ -60,13 +151,13 @@ class CostModel:
         self.total_ns += self._memcmp_equal_ns
 
     def charge_get_folio(self) -> None:
-        self.total_ns += GET_FOLIO
+        self.total_ns += self.get_folio
 
     def charge_merge(self) -> None:
-        self.total_ns += MERGE
+        self.total_ns += self.merge
 
     def charge_insert(self) -> None:
-        self.total_ns += INSERT
+        self.total_ns += self.insert
 
     def jitter(self, ns: int) -> int:
         """Spread one call's cost by a deterministic factor in [0.75, 1.5): caches, TLB and

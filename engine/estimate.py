@@ -41,6 +41,7 @@ import numpy as np
 from engine import cost as cm
 from engine.capture import CAPTURED_REASONS, MERGEABLE, ZERO_ID, Capture, one_physical_page
 from engine.ksm import SIZEOF_RMAP_ITEM, skip_age
+from engine.timeline import ksmd_wakes_at
 
 COUNTERS = ("pages_shared", "pages_sharing", "ksm_zero_pages", "stable_node_chains", "stable_node_dups",
             "general_profit", "full_scans")
@@ -56,20 +57,23 @@ PATHS = {
 }
 
 
-def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int) -> dict[str, float]:
-    """ns per call of each path from the cost model's constants (engine/cost.py), for trees of
+def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int,
+                  profile: cm.CostProfile = cm.REFERENCE) -> dict[str, float]:
+    """ns per call of each path from the cost profile's constants (engine/cost.py), for trees of
     these sizes."""
+    c = profile.ns
     scale = page_size / 4096
-    checksum, memcmp_equal = cm.CHECKSUM_4K * scale, cm.MEMCMP_EQUAL_4K * scale
-    level = cm.TREE_STEP + cm.MEMCMP_DIFFER
+    checksum, memcmp_equal = c["checksum_4k"] * scale, c["memcmp_equal_4k"] * scale
+    level = c["tree_step"] + c["memcmp_differ"]
     walk = (math.log2(stable_nodes + 1) + math.log2(unstable_nodes + 1)) * level
-    unique = cm.SCAN_STEP + cm.CALL + checksum + cm.MERGEABLE_PAGE + walk + cm.INSERT
+    visit = c["scan_step"] + c["call"]
+    unique = visit + checksum + c["mergeable_page"] + walk + c["insert"]
     return {
-        "first_visit": cm.SCAN_STEP + cm.CALL + checksum,
+        "first_visit": visit + checksum,
         "unique": unique,
-        "merge": unique - cm.INSERT + cm.MERGE + memcmp_equal,
-        "zero_merge": cm.SCAN_STEP + cm.CALL + checksum + cm.MERGE + memcmp_equal,
-        "ksm_page": cm.SCAN_STEP + cm.CALL + cm.KSM_EARLY,
+        "merge": unique - c["insert"] + c["merge"] + memcmp_equal,
+        "zero_merge": visit + checksum + c["merge"] + memcmp_equal,
+        "ksm_page": visit + c["ksm_early"],
     }
 
 
@@ -182,7 +186,8 @@ def thp_splits(keys: np.ndarray, is_zero: np.ndarray, folios: np.ndarray, nfolio
 
 def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: dict | None = None,
              measured_source: str = "", groups: tuple[list[str], np.ndarray] | None = None,
-             salt: np.ndarray | None = None, zero_only: bool = False) -> Estimate:
+             salt: np.ndarray | None = None, zero_only: bool = False,
+             profile: cm.CostProfile = cm.REFERENCE) -> Estimate:
     """The settled state under `knobs` (sysfs names; max_page_sharing, use_zero_pages,
     pages_to_scan, sleep_millisecs are used). merge_any: count the VMAs no one marked mergeable
     too, as if every process had set prctl(PR_SET_MEMORY_MERGE). measured: ns per page by `ksmtui
@@ -294,16 +299,16 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         "general_profit": int(general_profit), "full_scans": passes,
     }
     unstable = int((n == 1).sum() + leftover_per.sum())
-    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source)
+    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source, profile)
     per_pass = [{"first_visit": pages}] if pages else []
     unmerged = len(ids) - ksm_zero - int(merged.sum())
     if pages:  # the zero subpages of split folios: visited in pass 2 (the split), then gone
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged + int(gone.sum())})
     if passes == 3:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    cost = _settle_cost(per_pass, costs, source, knobs)
+    cost = _settle_cost(per_pass, costs, source, knobs, profile)
     if pages and "not_merging" not in cost:
-        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs)
+        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
@@ -358,14 +363,16 @@ def thp_notes(capture: Capture, thp: dict, use_zero: bool) -> list[str]:
     return notes
 
 
-def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str) -> tuple[dict, dict]:
-    costs = builtin_costs(ps, stable, unstable)
+def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str,
+           profile: cm.CostProfile) -> tuple[dict, dict]:
+    costs = builtin_costs(ps, stable, unstable, profile)
     used = {path: "cost model" for path in costs}
     for path, workload in PATHS.items():
         if measured and workload and measured.get(workload):
             costs[path] = float(measured[workload])
             used[path] = f"measured ({workload})"
-    return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else ""}
+    return costs, {"paths": used, "measured": source if any(v != "cost model" for v in used.values()) else "",
+                   "profile": profile.label}
 
 
 def not_merging(knobs: dict) -> str | None:
@@ -381,7 +388,7 @@ def not_merging(knobs: dict) -> str | None:
     return None
 
 
-def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -> dict:
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, profile: cm.CostProfile) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
     passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
@@ -405,8 +412,10 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -
     for calls in per_pass:
         pages = sum(calls.values())
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
-        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * cm.WAKEUP
-        wall = cpu + batches * sleep_ms * 1e6
+        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * profile.ns["wakeup"]
+        # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
+        # its batches taken as equally long; and ksmd's mean wait for a CPU (engine/sim.py _end_batch)
+        wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
         passes.append({"pages": pages, "calls": calls, "batches": batches,
                               "ksmd_cpu_s": round(cpu / 1e9, 3), "wall_s": round(wall / 1e9, 3)})
         wall_ns += wall
@@ -416,7 +425,7 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict) -
     return out
 
 
-def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict) -> dict:
+def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profile: cm.CostProfile) -> dict:
     """ksmd's CPU once settled (modelled): every pass visits each page with an rmap_item, a KSM
     page by its early return, an unmerged one by the whole unique path; with smart_scan an
     unmerged page's age saturates and it is tried one pass in skip_age + 1 (skipped in the others,
@@ -430,8 +439,10 @@ def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict) -> dic
     skipped = unmerged - tried
     visits = ksm_pages + tried
     batches = visits // pts + 1
-    cpu = costs["ksm_page"] * ksm_pages + costs["unique"] * tried + cm.SCAN_STEP * skipped + batches * cm.WAKEUP
-    wall = cpu + batches * sleep_ms * 1e6
+    cpu = (costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
+           + batches * profile.ns["wakeup"])
+    # paced as _settle_cost paces a pass: jiffies, ticks, and the profile's mean wait for a CPU
+    wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
     return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,
             "unmerged_tried_every": every, "pass_wall_s": round(wall / 1e9, 3), "pass_cpu_s": round(cpu / 1e9, 4),
             "cpu_share": round(cpu / wall, 4), "modelled": True}

@@ -86,6 +86,9 @@ ENGINE_KNOBS: dict[str, Knob] = {
         Knob("flow", "optimized", '"optimized", "legacy" or "series-v1"', choices=FLOWS, sysfs=False),
         Knob("numa_nodes", 1, "an integer 1..64", low=1, high=64, sysfs=False),
         Knob("latency", "model", '"model" or "wall"', choices=("model", "wall"), sysfs=False),
+        # CONFIG_HZ of the kernel ksmd's sleeps are paced in (engine/timeline.py); 0, the default:
+        # the cost profile's (the calibrated machine's, or engine/cost.py DEFAULT_HZ)
+        Knob("hz", 0, "an integer 1..10000 (CONFIG_HZ), or 0 for the cost profile's", high=10_000, sysfs=False),
     )
 }
 

@@ -87,7 +87,8 @@ cdef class Ksm:
 
     @cython.locals(tree_item=RmapItem, parent=RmapItem, vma=VMA, tree_pfn=cython.Py_ssize_t, key=object, tree_key=object,
                    content=list, page=bytes, shift=cython.int, compared=cython.Py_ssize_t, equal=cython.Py_ssize_t,
-                   uncompared=cython.Py_ssize_t, left=cython.bint, nid=cython.int, work=dict, cost=CostModel)
+                   uncompared=cython.Py_ssize_t, left=cython.bint, nid=cython.int, work=dict, cost=CostModel,
+                   c=CostModel)
     cpdef object unstable_tree_search_insert(self, RmapItem item, Py_ssize_t pfn)
     cpdef void stable_tree_append(self, RmapItem item, StableNode node) except *
 
@@ -103,6 +104,7 @@ cdef class Ksm:
 
     @cython.locals(cost=CostModel, machine=Machine, ksm_mapping=dict, content=list, zero_page=bytes,
                    outcomes=dict, latency_hist=dict, work_by_path=dict, wall=cython.bint, factors=list,
-                   done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong, item=RmapItem, pfn=object,
+                   done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong,
+                   ksm_call=cython.longlong, anon_call=cython.longlong, item=RmapItem, pfn=object,
                    ns=object, bucket=cython.int)
     cpdef Py_ssize_t ksm_do_scan(self, Py_ssize_t scan_npages) except -1

@@ -117,16 +117,7 @@ try:
 except ImportError:
     from engine import _cython_shim as cython
 
-from engine.cost import (
-    CALL,
-    GET_FOLIO,
-    KSM_EARLY,
-    MEMCMP_DIFFER,
-    MERGEABLE_PAGE,
-    SCAN_STEP,
-    TREE_STEP,
-    CostModel,
-)
+from engine.cost import CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.tree import RbNode, RbRoot
 from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, WORK
@@ -627,14 +618,14 @@ class Ksm:
         self.work["memcmp_pages"] += 1
         prefix = self.machine.frame_prefix
         if prefix[a] != prefix[b]:
-            self.cost.total_ns += MEMCMP_DIFFER
+            self.cost.total_ns += self.cost.memcmp_differ
             return -1 if prefix[a] < prefix[b] else 1
         content = self.machine.content
         x, y = content[a], content[b]
         if x == y:
             self.cost.charge_memcmp_equal()
             return 0
-        self.cost.total_ns += MEMCMP_DIFFER
+        self.cost.total_ns += self.cost.memcmp_differ
         return -1 if x < y else 1
 
     # -------------------------------------------------------------------------- merging --
@@ -800,7 +791,7 @@ class Ksm:
         with it: (tree pfn, or None to walk again from the root; dup; node)."""
         if node.rmap_hlist_len >= 0 and (self.flow != "legacy" or self.is_page_sharing_candidate(node)):
             # the common case, a regular node: ksm_get_folio inline, the walk's hottest step
-            self.cost.total_ns += GET_FOLIO
+            self.cost.total_ns += self.cost.get_folio
             if self.ksm_mapping.get(node.kpfn) is node:
                 return node.kpfn, node, node
             self.remove_node_from_stable_tree(node)
@@ -831,7 +822,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.total_ns += TREE_STEP
+                self.cost.total_ns += self.cost.tree_step
                 tree_pfn, dup, node = self.walk_step(rb, root, True)
                 if tree_pfn is None:
                     # a stale node was erased and the tree may have rebalanced under the walk:
@@ -927,7 +918,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.total_ns += TREE_STEP
+                self.cost.total_ns += self.cost.tree_step
                 tree_pfn, _dup, node = self.walk_step(rb, root, False)
                 if tree_pfn is None:
                     restart = True  # a stale node was erased: walk again, as in the search
@@ -1013,8 +1004,8 @@ class Ksm:
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
         work["memcmp_pages"] += compared
-        self.cost.total_ns += ((compared + uncompared) * (TREE_STEP + MERGEABLE_PAGE)
-                               + (compared - equal) * MEMCMP_DIFFER)
+        c = self.cost
+        c.total_ns += (compared + uncompared) * (c.tree_step + c.mergeable_page) + (compared - equal) * c.memcmp_differ
         if equal:
             self.cost.charge_memcmp_equal()
         return found
@@ -1271,7 +1262,7 @@ class Ksm:
                     while address < end:
                         pfn = pte[(address - start) >> shift]
                         if pfn > 0:
-                            self.cost.total_ns += SCAN_STEP
+                            self.cost.total_ns += self.cost.scan_step
                             owner = ksm_scan.rmap_list
                             item = owner.rmap_list
                             if item is None or item.address != address:  # else found without a call
@@ -1328,16 +1319,17 @@ class Ksm:
         cmp_and_merge_page = self.cmp_and_merge_page_body()
         wall = self.latency == "wall"
         factors = cost.factors
+        ksm_call, anon_call = cost.call + cost.ksm_early, cost.call
         done = 0
         start = cost.total_ns
         for item, pfn in self.scan_get_next_rmap_item() if scan_npages > 0 else ():
             call_start = cost.total_ns
             if ksm_mapping.get(pfn) is not None:
                 path = "ksm_page"
-                cost.total_ns = call_start + CALL + KSM_EARLY
+                cost.total_ns = call_start + ksm_call
             else:
                 path = "zero_page" if content[pfn] == zero_page else "anon_page"
-                cost.total_ns = call_start + CALL
+                cost.total_ns = call_start + anon_call
             self.work = work_by_path[path]
             if wall:
                 wall_call = time.perf_counter_ns()

@@ -19,7 +19,7 @@ out, while ksmd still merges what the start made):
   did when they copied them on write) and every changing class rewritten at every sampling
   interval with the observed share (`fraction`) of its pages.
 - pacing: the model run once on the result; where it completes full scans at another rate than
-  the real ksmd did (which woke later than sleep_millisecs asked: jiffies, a wait for a CPU),
+  the real ksmd did (which woke later than the jiffies the model paces in: a wait for a CPU),
   sleep_millisecs is set to what the real ksmd took between batches, with a comment saying so.
 
 Simplified, and said in the scenario: pages are laid out by role, not by address (ksmd's visiting
@@ -224,9 +224,10 @@ def _toml(f: Follow, name: str, source: str, command: str, pacing: tuple[int, in
                       f"{real_fs:.2f}",
                       f"# full scans a second where the model sleeping {knob} ms completes {model_fs:.2f}: "
                       "it woke later than",
-                      "# asked (timer rounding to jiffies, then a wait for a CPU among the workload's and the",
-                      "# machine's other tasks), which the model does not simulate. The replay sleeps what the real",
-                      f"# ksmd took between batches instead: {slept} ms. Set {knob} to run ksmd's own pacing.",
+                      "# asked (the model paces in jiffies as the kernel does, but not the waits for a CPU",
+                      "# among the workload's and the machine's other tasks unless its cost profile has them).",
+                      f"# The replay sleeps what the real ksmd took between batches instead: {slept} ms. Set {knob}",
+                      "# to run ksmd's own pacing.",
                       f"sleep_millisecs = {slept}"]
         elif k in knobs:
             lines.append(f"{k} = {int(knobs[k])}")

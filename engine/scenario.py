@@ -1013,6 +1013,7 @@ class RunConfig:
     overrides: Mapping[str, int | str] = field(default_factory=dict)  # --set KNOB=VALUE, parsed
     full_scans: int | None = None
     after_ms: int | None = None
+    costs: str | None = None  # --costs: "reference", a FILE, or None (this machine's when calibrated)
 
 
 def apply_overrides(scenario: Scenario, flow: str | None = None, seed: int | None = None,

@@ -1,8 +1,11 @@
 """A scenario running: the machine, ksmd and the workload on one simulated clock.
 
-ksmd wakes, scans pages_to_scan pages (ksm_do_scan), and sleeps sleep_millisecs; a wake-up takes
-as long as the cost model says its work takes. Scenario events run between wake-ups, when their
-time or full-scan mark has come, in file order at equal moments.
+ksmd wakes, scans pages_to_scan pages (ksm_do_scan), and sleeps sleep_millisecs as the kernel
+does, in jiffies of the scenario's hz (engine/timeline.py ksmd_wakes_at): the sleep starts when
+the scan ends, a wake-up takes as long as the cost model says its work takes, and ksmd wakes on a
+tick. Scenario events run between wake-ups, when their time or full-scan mark has come, in file
+order at equal moments (a `set sleep_millisecs`, which wakes the kernel's ksmd at once, waits for
+the end of the current sleep here).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TypeVar
 
 from engine import contents
 from engine.controllers import ControlLoop
-from engine.cost import WAKEUP
+from engine.cost import REFERENCE, CostModel, CostProfile
 from engine.instrument import ObservedKsm, trace_step
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS, KnobError
 from engine.ksm import RmapItem, StableNode, calc_checksum, is_stable_node_chain, is_stable_node_dup
@@ -33,7 +36,7 @@ from engine.snapshot import (
     WalkStep,
     frozen,
 )
-from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
+from engine.timeline import RUN_ON, StopRule, Timeline, ksmd_idle, ksmd_wakes_at
 from engine.tree import RB_RED, N, RbNode, RbRoot, rb_first, rb_next
 from engine.vocabulary import N_BUCKETS, OUTCOMES, PATHS, bucket_bounds, work_totals
 
@@ -48,17 +51,40 @@ def _page_start(offset: int, total: int, limit: int) -> int:
     return min(offset, max(total - 1, 0) // limit * limit) if limit else 0
 
 
+class PacedKsm(ObservedKsm):
+    """ksmd whose clock runs while it scans: now_ns is the wake-up's time plus the CPU time spent
+    since, as ktime_get() reads it in scan_time_advisor at the end of a pass (the scan's own time
+    counts toward scan_time) and as jiffies read it for chain pruning."""
+
+    _wake_ns = 0
+    _wake_cpu_ns = 0
+    wait_per_cpu = 0.0  # the cost profile's: waiting for a CPU stretches the scan on the clock
+
+    @property
+    def now_ns(self) -> int:
+        cpu = self.ksmd_cpu_ns - self._wake_cpu_ns
+        return self._wake_ns + cpu + int(cpu * self.wait_per_cpu)
+
+    @now_ns.setter
+    def now_ns(self, value: int) -> None:
+        self._wake_ns = value
+        self._wake_cpu_ns = getattr(self, "ksmd_cpu_ns", 0)
+
+
 class Simulation:
     def __init__(self, scenario: Scenario, flow: str | None = None, seed: int | None = None,
-                 overrides: dict | None = None, control: ControlLoop | None = None):
+                 overrides: dict | None = None, control: ControlLoop | None = None,
+                 costs: CostProfile = REFERENCE):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
+        self.costs = costs
         overrides = dict(overrides or {})
         engine: dict[str, int | str] = {k: v.default for k, v in ENGINE_KNOBS.items()}
         engine.update(scenario.engine)
         engine.update({k: v for k, v in overrides.items() if k in ENGINE_KNOBS})
         if flow is not None:
             engine["flow"] = flow
+        engine["hz"] = engine["hz"] or costs.hz  # 0: the profile's machine; recorded in result()
         knobs: dict[str, int | str] = {k: v.default for k, v in KSM_KNOBS.items()}
         knobs.update(scenario.ksm)
         knobs.update({k: v for k, v in overrides.items() if k in KSM_KNOBS})
@@ -70,7 +96,9 @@ class Simulation:
         self._by_name: dict[str, MM] = {}  # every process made so far, by name (unique in a scenario)
         # each value was parsed for its knob: numa_nodes is an int, flow and latency strings
         self.machine = Machine(scenario.page_size, int(engine["numa_nodes"]))
-        self.ksm = ObservedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
+        self.ksm = PacedKsm(self.machine, knobs, str(engine["flow"]), str(engine["latency"]), self.seed)
+        self.ksm.cost = CostModel(scenario.page_size, self.seed, costs)
+        self.ksm.wait_per_cpu = costs.wait_per_cpu
         self.machine.hooks = self.ksm  # the machine's mm code calls into this ksmd
         self.engine_knobs = engine
         self.now_ns = 0
@@ -108,6 +136,10 @@ class Simulation:
 
         self._batch_left = 0
         self._in_batch = False
+        self.scan_end_ns = 0  # when the last wake-up's scan ended (ksmd went to sleep)
+        self._waited_ns = 0  # ksmd's wait for a CPU so far (the profile's wait_per_cpu): off the tick grid
+        # (scan end ns, general_profit, ksmd CPU ns) after each wake-up, once record_series() is called
+        self.series: list[tuple[int, int, int]] | None = None
         self._batch_cpu0 = 0
         self._recent: deque = deque(maxlen=RECENT_WAKEUPS + 1)
         self._recent.append(self._hist_copy())
@@ -208,18 +240,37 @@ class Simulation:
         self._in_batch = True
         self._batch_left = self.ksm.knobs["pages_to_scan"]
         self._batch_cpu0 = self.ksm.ksmd_cpu_ns
-        self.ksm.ksmd_cpu_ns += WAKEUP
         self.ksm.now_ns = self.now_ns
+        self.ksm.ksmd_cpu_ns += self.ksm.cost.wakeup
         return True
 
     def _end_batch(self) -> None:
+        """ksmd sleeps from the end of its scan to the tick its timer fires on; a ksmd with
+        nothing to do waits for an event. On a busy machine ksmd also waits for a CPU (the
+        profile's wait_per_cpu, the mean schedstat measured): those waits fall at random phases
+        of the tick, so a wait of d moves the next wake-up by d on average (a wait crosses a tick
+        boundary with probability d / tick); the model adds the mean and keeps the ticks where
+        ksmd's own CPU time puts them."""
         self._in_batch = False
-        self.now_ns += self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        wake_ns = self.now_ns + self.ksm.knobs["sleep_millisecs"] * NSEC_PER_MSEC
-        if self.control is not None:  # a controller's ticks during the sleep (engine/controllers.py)
-            wake_ns = self.control.during_sleep(wake_ns)
-        self.now_ns = wake_ns
+        cpu = self.ksm.ksmd_cpu_ns - self._batch_cpu0
+        on_ticks = self.now_ns - self._waited_ns + cpu
+        self._waited_ns += int(cpu * self.costs.wait_per_cpu)
+        self.now_ns = self.scan_end_ns = on_ticks + self._waited_ns
+        if self.series is not None:
+            self.series.append((self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns))
+        if self.ksm.ksmd_should_run():
+            hz = int(self.engine_knobs["hz"])
+            wake_ns = ksmd_wakes_at(on_ticks, self.ksm.knobs["sleep_millisecs"], hz) + self._waited_ns
+            if self.control is not None:  # a controller's ticks during the sleep (engine/controllers.py)
+                wake_ns = self.control.during_sleep(wake_ns)
+            self.now_ns = wake_ns
         self._recent.append(self._hist_copy())
+
+    def record_series(self) -> None:
+        """From now on, note the saving and ksmd's CPU at the end of every wake-up's scan
+        (engine/timeline.py saving_timing reads them)."""
+        if self.series is None:
+            self.series = [(self.now_ns, self.ksm.general_profit(), self.ksm.ksmd_cpu_ns)]
 
     def _scan(self, n: int) -> int:
         """Up to n ksm_do_scan iterations inside the current wake-up, ending it when its
@@ -506,6 +557,7 @@ class Simulation:
             events_done=self.events_done, events_pending=self.events_pending,
             stable_offset=stable_offset, unstable_offset=unstable_offset, last_walk=self.last_walk,
             tree_found=tree_found, thp=frozen(self.thp() if self.maps_thp else {}),
+            costs=self.costs.label, ksmd_cpu_ns=ksm.ksmd_cpu_ns,
         )
 
     def result(self) -> dict:
@@ -528,6 +580,7 @@ class Simulation:
         out = {
             "scenario": self.scenario.name, "flow": ksm.flow, "seed": self.seed,
             "sim_ms": self.now_ns // 1_000_000, "wall_s": 0.0,
+            "hz": self.engine_knobs["hz"], "costs": self.costs.label, "ksmd_cpu_ns": ksm.ksmd_cpu_ns,
             "ksm": ksm.counters(), "knobs": dict(ksm.knobs), "processes": processes,
             "outcomes": {p: {o: ksm.outcomes.get(p, {}).get(o, 0) for o in OUTCOMES} for p in PATHS},
             "latency_ns": latency,

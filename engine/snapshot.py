@@ -170,6 +170,8 @@ class Snapshot:
     # what THPs went through, modelled (Simulation.thp: thp_split_page, thp_split_page_failed,
     # anon_huge_pages); empty unless the scenario maps THPs
     thp: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    costs: str = "reference costs"  # the cost profile's label (engine/cost.py): what the times are
+    ksmd_cpu_ns: int = 0  # ksmd's CPU time so far, modelled
 
     @property
     def sim_ms(self) -> int:

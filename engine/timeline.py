@@ -27,6 +27,12 @@ from engine.scenario import Event, Stop
 DEFAULT_FULL_SCANS = 10
 NO_PROGRESS = "no progress possible"
 NSEC_PER_MSEC = 1_000_000
+NSEC_PER_SEC = 1_000_000_000
+MSEC_PER_SEC = 1000
+# kernel/time/timer.c: the timer wheel's levels, 64 buckets each, each level 8x coarser
+LVL_CLK_SHIFT = 3
+LVL_BITS = 6
+LVL_DEPTH = 9  # HZ > 100; 8 otherwise
 
 @dataclass(frozen=True)
 class StopRule:
@@ -85,6 +91,82 @@ def ksmd_idle(run: int, registered: bool, pages_to_scan: int) -> str | None:
 
 def no_progress(idle: str) -> str:
     return f"{NO_PROGRESS}: {idle} and no pending event can change that"
+
+
+# ------------------------------------------------------------------ ksmd's sleep --
+
+def msecs_to_jiffies(ms: int, hz: int) -> int:
+    """include/linux/jiffies.h: rounded up, so that a sleep is never shorter than asked (for an
+    HZ that divides 1000, (ms + 1000/HZ - 1) / (1000/HZ); the kernel's other branches compute the
+    same ceiling with a multiply-shift)."""
+    return -(-ms * hz // MSEC_PER_SEC)
+
+
+def timer_fires_at(expires: int, clk: int) -> int:
+    """The jiffy a timer_list timer armed at jiffy clk for `expires` runs at: calc_wheel_index()
+    puts it in the bucket of its level, rounded up to the level's granularity and one granule
+    further, so that it never fires early (a timer armed late in a tick still waits whole ticks).
+    At level 0 (under 63 jiffies) that is expires + 1."""
+    delta = expires - clk
+    if delta < 0:
+        return clk
+    for lvl in range(LVL_DEPTH):
+        if delta < ((1 << LVL_BITS) - 1) << (lvl * LVL_CLK_SHIFT) or lvl == LVL_DEPTH - 1:
+            shift = lvl * LVL_CLK_SHIFT
+            return ((expires >> shift) + 1) << shift
+    raise AssertionError("unreachable")
+
+
+def ksmd_wakes_at(now_ns: int, sleep_millisecs: int, hz: int) -> int:
+    """When ksmd, going to sleep at now_ns, runs again: ksm_scan_thread waits in
+    wait_event_freezable_timeout(..., msecs_to_jiffies(sleep_millisecs)), a schedule_timeout()
+    whose timer fires on a tick (jiffies count whole ticks since the clock's 0, a tick boundary
+    here). A timeout of 0 does not sleep. Measured on 6.18, HZ 250, by sched_waking of ksmd:
+    sleep_millisecs 10, 20, 50 wake every 16, 24, 56 ms, on the tick; ksmd runs ~15 us later (not
+    modelled)."""
+    timeout = msecs_to_jiffies(sleep_millisecs, hz)
+    if timeout == 0:
+        return now_ns
+    tick = NSEC_PER_SEC // hz
+    jiffies = now_ns // tick
+    return timer_fires_at(jiffies + timeout, jiffies) * tick
+
+
+# ------------------------------------------------------ how fast, at what cost --
+
+SAVING_MARKS = (50, 90, 100)  # percent of the final saving whose time is reported
+
+
+def saving_timing(series: list[tuple[int, int, int]], first_at_midpoint: bool = False) -> dict:
+    """How fast a run got to its saving and what ksmd's CPU cost, from (ns since run=1, saving =
+    general_profit, ksmd's CPU ns since run=1) points in time order: time_to_{50,90,100}_ms (when
+    the saving first reached that share of the final one), ksmd_cpu_to_100_ms, and
+    steady_cpu_ms_per_s (ksmd's CPU per second of wall clock after the saving settled, what it
+    keeps costing; None when the run ended there). first_at_midpoint: the points are samples (the
+    kernel's), and a mark reached at sample i was reached, on average, halfway since sample i-1."""
+    out: dict = {f"time_to_{q}_ms": None for q in SAVING_MARKS}
+    out.update(saving=series[-1][1] if series else 0, ksmd_cpu_to_100_ms=None, steady_cpu_ms_per_s=None,
+               ksmd_cpu_ms=round(series[-1][2] / 1e6, 3) if series else 0.0)
+    final = out["saving"]
+    if final <= 0:
+        return out
+    at100 = None
+    for q in SAVING_MARKS:
+        for i, (t, saving, _) in enumerate(series):
+            if saving * 100 >= q * final:
+                if first_at_midpoint and i:
+                    t = (t + series[i - 1][0]) // 2
+                out[f"time_to_{q}_ms"] = round(t / 1e6, 3)
+                if q == 100:
+                    at100 = i
+                break
+    if at100 is not None:
+        t100, _, cpu100 = series[at100]
+        out["ksmd_cpu_to_100_ms"] = round(cpu100 / 1e6, 3)
+        t_end, _, cpu_end = series[-1]
+        if t_end > t100:
+            out["steady_cpu_ms_per_s"] = round((cpu_end - cpu100) / 1e6 / ((t_end - t100) / 1e9), 3)
+    return out
 
 
 class Timeline:

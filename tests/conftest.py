@@ -15,6 +15,19 @@ settings.register_profile("deep", max_examples=5000, **_PROPERTIES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _pinned_costs(tmp_path_factory, monkeypatch):
+    """Every test runs on the reference cost profile: a profile `ksmtui calibrate` saved in the real
+    ~/.cache/ksmtui would change the model's clock and CPU. A test that wants one saves
+    it with ksmtui.host.costs (in a temporary directory of its own)."""
+    from ksmtui.host import costs
+
+    path = tmp_path_factory.mktemp("cache") / "ksmtui" / "ksmd-costs.json"  # the profile: beside it
+    real, env = costs.cache_file, os.environ.get("XDG_CACHE_HOME")
+    # a test that sets XDG_CACHE_HOME itself gets the file there; vmlab's cache stays where it is
+    monkeypatch.setattr(costs, "cache_file", lambda: real() if os.environ.get("XDG_CACHE_HOME") != env else path)
+
+
 @pytest.fixture
 def kernel():
     """The real /sys/kernel/mm/ksm, for one test at a time, back at its defaults afterwards (also

@@ -1,5 +1,5 @@
 """Result hashes: what every built-in scenario x flow run ends with, as `ksmtui run NAME --flow F
---json` prints it, less its wall-clock fields, hashed ("run"); and what single steps show along the
+--json --costs reference` prints it, less its wall-clock fields, hashed ("run"); and what single steps show along the
 way, each step's StepInfo (the deciding functions' trace) and the tree walks it made ("step"). A
 refactoring of the engine must leave them all unchanged; a change that means to alter results
 regenerates them and says so in its commit.
@@ -42,7 +42,8 @@ def key(name: str, flow: str) -> str:
 def result_hash(name: str, flow: str) -> str:
     """sha256 of the run's JSON, wall-clock fields removed, keys sorted (so the hash is of the
     result, not of the order a printer emits it in)."""
-    p = subprocess.run([sys.executable, "-m", "ksmtui", "run", name, "--flow", flow, "--json"],
+    # the reference costs: a machine's calibrated profile (~/.cache/ksmtui) must not move the hashes
+    p = subprocess.run([sys.executable, "-m", "ksmtui", "run", name, "--flow", flow, "--json", "--costs", "reference"],
                        cwd=ROOT, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"ksmtui run {name} --flow {flow}: exit {p.returncode}: {p.stderr.strip()}")

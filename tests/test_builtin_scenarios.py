@@ -182,6 +182,20 @@ def test_same_seed_same_run(name):
     assert a == b
 
 
+def test_timing_settles_in_its_second_pass_at_a_pinned_pace():
+    """The reference profile (conftest pins it), HZ 250: 81 wake-ups a pass, every 24 ms at
+    sleep_millisecs 20; the saving is whole in the second pass (the first only takes checksums)."""
+    from engine.timeline import saving_timing
+
+    sim = Simulation(load_scenario("timing"))
+    sim.record_series()
+    assert sim.run() == "full_scans reached 4"
+    assert sim.ksm.general_profit() == 22_016_000 and sim.now_ns == 4 * 81 * 24_000_000
+    t = saving_timing(sim.series or [])
+    assert 81 * 24 < t["time_to_100_ms"] < 2 * 81 * 24
+    assert t["time_to_50_ms"] < t["time_to_90_ms"] < t["time_to_100_ms"] and t["steady_cpu_ms_per_s"] > 0
+
+
 def test_every_builtin_is_covered_here():
     """Every file of scenarios/ loads under its own name with a description, is in docs/scenarios.md's
     table of built-ins, and is run by name by a test of this file (what that page promises)."""

@@ -385,12 +385,12 @@ def test_a_process_that_exits_mid_capture_is_a_note(monkeypatch, secret_child):
 
 
 def test_estimate_uses_the_ksmd_costs_bench_measured(tmp_path, monkeypatch, capsys):
-    from ksmtui.bench import costs as ksmd_costs
+    from ksmtui.host import costs as ksmd_costs
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = _capture_file(tmp_path)
     assert cli(["estimate", str(path)]) == 0
-    assert "the cost model's built-in calibration" in capsys.readouterr().out
+    assert "costs: reference costs (run `ksmtui calibrate`" in capsys.readouterr().out
     saved = ksmd_costs.save({"settled": 450.0, "unique": 9000.0, "changing": 1300.0}, 20000)
     assert saved == tmp_path / "cache" / "ksmtui" / "ksmd-costs.json"
     ksmd_costs.save({"unique": 15000.0}, 1 << 20)  # a bigger machine's trees: kept beside

@@ -58,7 +58,8 @@ def test_options_are_parsed_into_the_namespace_the_commands_share():
 
 RUN = ["--seed", "5", "--set", "pages_to_scan=7", "--full-scans", "2", "--after-ms", "9"]
 NOTHING = {"flow": None, "seed": None, "overrides": {}, "full_scans": None, "after_ms": None, "json": False,
-           "trace": False, "controller": "none", "controller_set": (), "sample_ms": 1000, "memory_from": None}
+           "trace": False, "controller": "none", "controller_set": (), "sample_ms": 1000, "memory_from": None,
+           "costs": None, "timing": False, "repeat": 1}
 GIVEN = {**NOTHING, "seed": 5, "overrides": {"pages_to_scan": 7}, "full_scans": 2, "after_ms": 9}
 EVERY_COMMAND = [  # (command, argv, every attribute of its Options): what it takes is parsed, the rest is unset
     (None, [], {**NOTHING, "scenario": "default"}),
@@ -74,6 +75,8 @@ EVERY_COMMAND = [  # (command, argv, every attribute of its Options): what it ta
     ("list", [], {**NOTHING, "scenario": None}),
     ("kernel", ["x", *RUN, "--json", "--trace"], {**GIVEN, "scenario": "x", "json": True, "trace": True}),
     ("parity", ["x", "--flow", "legacy", *RUN, "--trace"], {**GIVEN, "scenario": "x", "flow": "legacy", "trace": True}),
+    ("parity", ["x", "--timing", "--repeat", "3", "--costs", "reference"],
+     {**NOTHING, "scenario": "x", "timing": True, "repeat": 3, "costs": "reference"}),
 ]
 
 

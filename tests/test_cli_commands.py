@@ -288,7 +288,7 @@ def test_ui_kernel_and_parity_get_the_loaded_scenario_and_the_options(monkeypatc
     import types
 
     calls = []
-    fake = lambda scenario, opts: calls.append((scenario, opts)) or 7  # noqa: E731
+    fake = lambda scenario, opts, *control: calls.append((scenario, opts)) or 7  # noqa: E731
     if module.startswith("ksmtui.cli."):
         monkeypatch.setattr(importlib.import_module(module), function, fake)
     else:

@@ -115,8 +115,9 @@ def test_summary_golden():
     text = summary(snap, (6144, 0), 0.25)
     head, sysfs, stat, outcomes, rest = text.split("\n\n", 4)
     latency, check = rest.rstrip("\n").rsplit("\n\n", 1)
-    assert head == "demo: flow optimized, seed 7, 1,234 ms simulated in 0.25 s (10 full scans)"
-    assert sysfs.splitlines()[-1] == "engine: flow=optimized numa_nodes=1 latency=model"
+    assert head == ("demo: flow optimized, seed 7, 1,234 ms simulated in 0.25 s (10 full scans)\n"
+                    "ksmd CPU 0.0 ms (modelled; costs: reference costs)")
+    assert sysfs.splitlines()[-1] == "engine: flow=optimized numa_nodes=1 latency=model hz=0"
     assert "/sys/kernel/mm/ksm/full_scans:10" in sysfs.splitlines()
     assert stat.splitlines()[0] == "ksm_stat:"
     assert outcomes.splitlines()[0] == "cmp_and_merge_page() outcomes:"

@@ -139,7 +139,7 @@ def test_without_cython_installed_the_engine_runs_the_same():
     from tests.result_hashes import WALL_CLOCK, key, recorded
 
     code = ("import sys; sys.modules['cython'] = None; sys.argv = ['ksmtui', 'run', 'fleet', '--flow', 'legacy', "
-            "'--json']; from ksmtui.__main__ import main; sys.exit(main())")
+            "'--json', '--costs', 'reference']; from ksmtui.__main__ import main; sys.exit(main())")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "KSMTUI_PURE": "1"}, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -52,7 +52,7 @@ def test_minimal_file_gets_every_default():
     assert (s.name, s.description, s.seed, s.page_size) == ("minimal", "", 0, 4096)
     assert s.ksm == {k: knob.default for k, knob in KSM_KNOBS.items()}
     assert s.ksm["run"] == 1  # a scenario runs ksmd; the kernel boots with run = 0
-    assert s.engine == {"flow": "optimized", "numa_nodes": 1, "latency": "model"}
+    assert s.engine == {"flow": "optimized", "numa_nodes": 1, "latency": "model", "hz": 0}  # 0: the cost profile's
     (p,) = s.processes
     assert (p.name, p.count, p.node, p.merge_any) == ("p", 1, 0, False)
     assert p.regions == (Region("r", 10, True, Fill("random")),)

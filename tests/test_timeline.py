@@ -11,7 +11,15 @@ import pytest
 from engine.cost import WAKEUP
 from engine.scenario import Stop
 from engine.sim import Simulation
-from engine.timeline import DEFAULT_FULL_SCANS, NO_PROGRESS, StopRule
+from engine.timeline import (
+    DEFAULT_FULL_SCANS,
+    NO_PROGRESS,
+    StopRule,
+    ksmd_wakes_at,
+    msecs_to_jiffies,
+    saving_timing,
+    timer_fires_at,
+)
 from ksmtui.cli import main
 from ksmtui.cli.common import load
 from ksmtui.cli.options import parse_args
@@ -55,10 +63,69 @@ def test_events_fire_by_time_then_mark_in_file_order_and_repeat_until_their_end(
 
 
 def test_a_wake_up_that_scans_nothing_still_sleeps_sleep_millisecs():
+    """At HZ 250, 7 ms is msecs_to_jiffies 2 ticks, and the timer fires one tick later: every 12 ms."""
     sim = Simulation(scenario(proc("p", region("a", 4)), ksm={"pages_to_scan": 0, "sleep_millisecs": 7}))
     sim.step_batch()
-    assert sim.now_ns == WAKEUP + 7_000_000 and sim.ksm.ksm_pages_scanned == 0
-    assert sim.step_pages(100) == 0 and sim.now_ns == 2 * (WAKEUP + 7_000_000)
+    assert sim.now_ns == 12_000_000 and sim.scan_end_ns == WAKEUP and sim.ksm.ksm_pages_scanned == 0
+    assert sim.step_pages(100) == 0 and sim.now_ns == 24_000_000
+
+
+def test_msecs_to_jiffies_rounds_up_as_include_linux_jiffies_h():
+    assert [msecs_to_jiffies(ms, 250) for ms in (0, 1, 4, 5, 10, 20, 50)] == [0, 1, 1, 2, 3, 5, 13]
+    assert [msecs_to_jiffies(ms, 100) for ms in (1, 10, 11)] == [1, 1, 2]
+    assert [msecs_to_jiffies(ms, 300) for ms in (1, 10, 20)] == [1, 3, 6]
+    assert [msecs_to_jiffies(ms, 1000) for ms in (1, 20)] == [1, 20]
+
+
+def test_the_timer_wheel_fires_a_granule_late_and_coarser_on_outer_levels():
+    """kernel/time/timer.c calc_wheel_index: level 0 (under 63 jiffies) fires at expires + 1; level
+    1 (up to 503) rounds up to 8 jiffies and one granule more."""
+    assert timer_fires_at(105, 100) == 106
+    assert timer_fires_at(162, 100) == 163  # delta 62: still level 0
+    assert timer_fires_at(163, 100) == 168  # delta 63: level 1, (163 >> 3) + 1 = 21, << 3
+    assert timer_fires_at(168, 100) == 176
+    assert timer_fires_at(99, 100) == 100  # already expired: the next tick
+
+
+def test_ksmd_sleeps_from_the_end_of_its_scan_to_a_tick():
+    """Measured on 6.18 at HZ 250 (sched_waking of ksmd): sleep_millisecs 10, 20, 50 wake every
+    16, 24 and 56 ms while the scan takes less than a tick; a scan that crosses a tick boundary
+    sleeps from the next jiffy; sleep_millisecs 0 does not sleep."""
+    assert [ksmd_wakes_at(300_000, s, 250) for s in (10, 20, 50)] == [16_000_000, 24_000_000, 56_000_000]
+    assert ksmd_wakes_at(4_100_000, 20, 250) == 28_000_000
+    assert ksmd_wakes_at(4_100_000, 0, 250) == 4_100_000
+    assert ksmd_wakes_at(300_000, 20, 1000) == 21_000_000
+
+
+def test_hz_defaults_to_the_cost_profile_and_is_recorded():
+    from engine.cost import CostProfile
+
+    sc = scenario(proc("p", region("a", 4)), ksm={"sleep_millisecs": 10})
+    sim = Simulation(sc, costs=CostProfile(hz=1000, label="test"))
+    sim.step_batch()
+    assert sim.now_ns == 11_000_000
+    assert sim.result()["hz"] == 1000 and sim.result()["costs"] == "test"
+    sim = Simulation(sc, overrides={"hz": 100}, costs=CostProfile(hz=1000, label="test"))
+    sim.step_batch()
+    assert sim.now_ns == 20_000_000 and sim.result()["hz"] == 100
+
+
+def test_the_advisor_reads_the_clock_with_the_scans_own_time_in_it():
+    sim = Simulation(scenario(proc("p", region("a", 400)), ksm={"pages_to_scan": 100, "sleep_millisecs": 10}))
+    sim.step_batch()
+    sim.step_within_wakeup(10)  # inside the second wake-up
+    ksm = sim.ksm
+    assert ksm.now_ns == 16_000_000 + ksm.ksmd_cpu_ns - sim._batch_cpu0 > 16_000_000
+
+
+def test_saving_timing_reads_marks_cpu_and_the_steady_cost():
+    ms = 1_000_000
+    series = [(0, 0, 0), (10 * ms, 40, 5 * ms), (20 * ms, 95, 7 * ms), (30 * ms, 100, 9 * ms),
+              (2030 * ms, 100, 11 * ms)]
+    t = saving_timing(series)
+    assert (t["time_to_50_ms"], t["time_to_90_ms"], t["time_to_100_ms"]) == (20, 20, 30)
+    assert t["ksmd_cpu_to_100_ms"] == 9 and t["steady_cpu_ms_per_s"] == 1.0 and t["ksmd_cpu_ms"] == 11
+    assert saving_timing(series, first_at_midpoint=True)["time_to_100_ms"] == 25
 
 
 def test_an_idle_ksmd_runs_on_while_a_pending_event_can_give_it_work():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
-from tests.ui_helpers import batches, drive, make_app, press
+from tests.ui_helpers import batches, drive, make_app, press, wait_for
 
 
 class TableApp(App[None]):
@@ -105,7 +105,9 @@ def test_the_cursor_scrolls_into_view_a_click_on_a_header_sorts_and_enter_select
         table.show_rows([row(pid, f"p{pid}", 1, 1, pid) for pid in range(1, 101)])
         assert table.cursor_pid == 100 and table.scroll_y == 0  # profit, biggest first
         await pilot.press("end")
-        assert table.cursor_pid == 1 and table.scroll_y == 100 + 1 - 20  # the last row at the bottom
+        assert table.cursor_pid == 1
+        # the last row at the bottom, once the table has scrolled (on its next refresh)
+        await wait_for(pilot, lambda: table.scroll_y == 100 + 1 - 20, "the table scrolled to the last row", 10)
         await pilot.press("enter")
         assert pilot.app.selected == [1]
         await pilot.click(ProcessTable, offset=(2, 0))  # the pid column's header

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "kernel": "the scenario with real processes on this machine's KSM",
     "parity": "the model and the real kernel side by side; --random N fuzzes",
     "bench": "the engine's speed per path, beside the real ksmd's",
+    "calibrate": "measure this machine's ksmd costs: the cost profile every model run uses",
     "sweep": "many runs over a grid of knobs, flows and seeds, on Dask",
     "capture": "real processes' memory as content hashes (never contents)",
     "estimate": "what KSM settles to on a capture, and what it costs to get there",
@@ -35,11 +36,12 @@ UI = "ui"  # `ksmtui [SCENARIO]`: the module that runs without a command name
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input, from every layer: one line and exit status 2."""
     from engine.capture import CaptureError
+    from engine.cost import CostProfileError
     from engine.knobs import KnobError
     from engine.scenario import ScenarioError
     from ksmtui.cli.options import UsageError
 
-    return (UsageError, ScenarioError, KnobError, CaptureError)
+    return (UsageError, ScenarioError, KnobError, CaptureError, CostProfileError)
 
 
 def main(argv: list[str] | None = None) -> int:

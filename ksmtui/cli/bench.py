@@ -34,7 +34,7 @@ from ksmtui.bench.engine import (
     snapshot_cost,
     ui_overhead,
 )
-from ksmtui.cli.options import Parser
+from ksmtui.cli.options import Parser, number
 from ksmtui.cli.options import flow as flow_arg
 
 
@@ -67,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _host_interval(text: str) -> float:
-    s = _seconds(text)
-    if s < 0.05:
-        raise argparse.ArgumentTypeError(f"expected seconds 0.05..3600, got {text!r}")
-    return s
+_host_interval = number(float, 0.05, 3600, "seconds 0.05..3600")
 
 
 def _pages(text: str) -> int:
@@ -105,14 +101,7 @@ def _workloads(text: str) -> list[str]:
     return names
 
 
-def _seconds(text: str) -> float:
-    try:
-        s = float(text)
-    except ValueError:
-        s = -1.0
-    if not 0 <= s <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds 0..3600, got {text!r}")
-    return s
+_seconds = number(float, 0, 3600, "seconds 0..3600")
 
 
 def main(argv: list[str]) -> int:
@@ -175,7 +164,7 @@ def run(opts: argparse.Namespace) -> int:
         measured = {r.workload: statistics.median(ks)
                     for r in results if r.pages == n and (ks := [k for k in r.ksmd if k])}
         if measured:
-            from ksmtui.bench import costs as ksmd_costs
+            from ksmtui.host import costs as ksmd_costs
 
             saved = f"saved for ksmtui estimate in {ksmd_costs.save(measured, n)}"
     note = "; ".join(filter(None, [note, saved]))

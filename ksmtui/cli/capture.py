@@ -18,7 +18,7 @@ import numpy as np
 
 from engine import capture as fmt
 from engine.scenario import printable, scenario_toml
-from ksmtui.cli.options import Parser, UsageError
+from ksmtui.cli.options import Parser, UsageError, number
 
 PROG = "ksmtui capture"
 
@@ -64,24 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 < SECONDS <= 86400), got {text!r}")
-    return value
-
-
-def _millis(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 10 <= value <= 60000:
-        raise argparse.ArgumentTypeError(f"expected milliseconds (10..60000), got {text!r}")
-    return value
+_seconds = number(float, 0, 86400, "seconds (0 < SECONDS <= 86400)", low_open=True)
+_millis = number(int, 10, 60000, "milliseconds (10..60000)")
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from engine.cost import CostProfile
 from engine.scenario import Scenario
 from engine.timeline import NO_PROGRESS, StopRule
 from ksmtui.cli.options import Options
@@ -18,6 +19,13 @@ def load(opts: Options) -> Scenario:
     assert opts.scenario is not None  # every command that loads one requires it
     return apply_overrides(load_scenario(opts.scenario), flow=opts.flow, seed=opts.seed,
                            overrides=dict(opts.overrides))
+
+
+def cost_profile(choice: str | None) -> CostProfile:
+    """--costs (or this machine's calibrated profile, or the reference): engine/cost.py."""
+    from ksmtui.host.costs import load_profile
+
+    return load_profile(choice)
 
 
 def controller_loop(scenario: Scenario, opts: Options):

@@ -19,7 +19,7 @@ from engine.capture import load
 from engine.estimate import Estimate, estimate
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.scenario import ScenarioError, parse_set_option, printable
-from ksmtui.cli.options import Parser
+from ksmtui.cli.options import Parser, add_costs
 from ksmtui.host.sysfs import KSM_DIR
 from ksmtui.host.units import GROUPINGS, Unit, group_index, group_key
 from ksmtui.host.whynot import knob_reasons
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-any", action="store_true",
                    help="count memory no one marked mergeable too, as if every process set prctl merge-any")
     p.add_argument("--json", action="store_true", help='one JSON object: "ksm", "processes" (by pid), "cost"')
+    add_costs(p)
     p.add_argument("--group-by", choices=GROUPINGS, metavar="BY",
                    help=f"per group ({', '.join(GROUPINGS)}): rmap_items, merging pages, profit, and the KSM pages "
                    "groups share")
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ksmtui.bench import costs as ksmd_costs
+    from ksmtui.host import costs as ksmd_costs
 
     opts = build_parser().parse_args(argv)
     settings = dict(_setting(s) for s in opts.settings)
@@ -69,8 +70,10 @@ def main(argv: list[str]) -> int:
                 raise KnobError(f"{opts.capture}: meta.knobs.{k}: {e}") from None
     knobs.update(settings)
     measured, source = ksmd_costs.load(int((cap.page_content >= 0).sum()))
+    profile = ksmd_costs.load_profile(opts.costs)
     groups = _groups(cap, opts.group_by) if opts.group_by else None
-    result = estimate(cap, knobs, merge_any=opts.merge_any, measured=measured, measured_source=source, groups=groups)
+    result = estimate(cap, knobs, merge_any=opts.merge_any, measured=measured, measured_source=source, groups=groups,
+                      profile=profile)
     extra = extra_sections(cap, knobs, result, opts)
     if opts.json:
         print(json.dumps({"capture": str(opts.capture), "knobs": knobs, "memory": cap.by_reason(), **result.as_json(),
@@ -155,9 +158,10 @@ def report(e: Estimate, path: Path, knobs: dict, merge_any: bool) -> str:
     paths = ", ".join(f"{k.replace('_', ' ')} {c['ns_per_page'][k]:,} ns" + ("" if one else f" ({src})")
                       for k, src in c["costs"]["paths"].items())
     lines.append(f"  per call ({one}): {paths}" if one else f"  per call: {paths}")
-    lines.append(f"  measured: {c['costs']['measured']}" if c["costs"]["measured"] else
-                 "  ksmd's costs: the cost model's built-in calibration (run `ksmtui bench` as root to measure this "
-                 "machine's)")
+    lines.append(f"  costs: {c['costs']['profile']}" + ("" if c["costs"]["profile"] != "reference costs" else
+                 " (run `ksmtui calibrate` as root to measure this machine's)"))
+    if c["costs"]["measured"]:
+        lines.append(f"  measured: {c['costs']['measured']}")
     steady = c.get("steady")
     if steady:
         tried = steady["unmerged_tried_every"]

@@ -17,20 +17,12 @@ import sys
 import time
 
 from engine.scenario import printable
-from ksmtui.cli.options import Parser, UsageError, positive
+from ksmtui.cli.options import Parser, UsageError, number, positive
 from ksmtui.host.units import GROUPINGS, Unit, group_totals
 from ksmtui.host.whynot import knob_reasons, sample_why_not
 from ksmtui.text.units import MIB
 
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds between 0.05 and 3600, got {text!r}")
-    return value
+_interval = number(float, 0.05, 3600, "seconds between 0.05 and 3600")
 
 
 def _listen(text: str) -> tuple[str, int]:

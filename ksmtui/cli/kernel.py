@@ -35,7 +35,7 @@ def kernel_result(scenario: Scenario, opts: Options) -> dict:
     from ksmtui.kernel.run import run_on_kernel
 
     return run_on_kernel(scenario, seed=opts.seed, overrides=dict(opts.overrides), full_scans=opts.full_scans,
-                         after_ms=opts.after_ms, trace=opts.trace)
+                         after_ms=opts.after_ms, trace=opts.trace, sample=opts.timing)
 
 
 def guarded(body: Callable[[], int]) -> int:

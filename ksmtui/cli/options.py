@@ -12,6 +12,7 @@ a ScenarioError naming --set; the CLI prints it in one line.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.knobs import ENGINE_KNOBS, KnobError
@@ -38,6 +39,9 @@ class Options(RunConfig):
     scenario: str | None = None
     json: bool = False
     trace: bool = False
+    timing: bool = False
+    repeat: int = 1
+
     controller: str = "none"  # run and the UI: a controller around the model (engine/controllers.py)
     controller_set: tuple[str, ...] = ()  # its settings, K=V
     sample_ms: int = 1000
@@ -54,6 +58,21 @@ def seed(text: str) -> int:
     if not 0 <= value < 2**64:
         raise argparse.ArgumentTypeError(f"expected an integer 0..18446744073709551615, got {text!r}")
     return value
+
+
+def number(kind: type[int] | type[float], low: float, high: float, expected: str,
+           low_open: bool = False) -> Callable[[str], float]:
+    """An option's value type: a `kind` number in [low, high] ((low, high] with low_open), else
+    "expected EXPECTED, got 'TEXT'" (NaN and words included)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
 def positive(text: str) -> int:
@@ -93,8 +112,15 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
                    default=[], help="set a [ksm] or [engine] knob before the run (repeatable)")
     p.add_argument("--full-scans", type=positive, metavar="N", help="stop after N full scans")
     p.add_argument("--after-ms", type=positive, metavar="N", help="stop after N simulated milliseconds")
+    add_costs(p)
     if with_json:
         p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
+
+
+def add_costs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--costs", metavar="reference|FILE",
+                   help="the model's cost profile: the built-in reference, or a file `ksmtui calibrate` "
+                        "wrote (default: this machine's, when calibrated, else the reference)")
 
 
 def add_controller_options(p: argparse.ArgumentParser) -> None:
@@ -149,6 +175,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         add_run_options(p, with_json=True)
     if command in ("kernel", "parity"):
         p.add_argument("--trace", action="store_true", help="also count the ksm tracepoints (needs tracefs)")
+        p.add_argument("--timing", action="store_true",
+                       help="sample general_profit and ksmd's CPU every ~2 ms: time to 50/90/100%% of the saving "
+                            "and ksmd's CPU (parity judges them: 5%% for times, 15%% for CPU)")
+    if command == "parity":
+        p.add_argument("--repeat", type=positive, default=1, metavar="N",
+                       help="with --timing: run the kernel N times and judge the median of each figure")
     return p
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from engine.scenario import Scenario
@@ -25,20 +26,45 @@ def main(argv: list[str]) -> int:
 
 def cmd_parity(scenario: Scenario, opts: Options) -> int:
     from engine.sim import Simulation
-    from ksmtui.kernel.parity import parity_report, timing_caveat
+    from engine.timeline import saving_timing
+    from ksmtui.cli.common import cost_profile
+    from ksmtui.kernel.parity import median_timing, parity_report, timing_caveat, timing_report
     from ksmtui.kernel.run import unavailable_reason, unsupported_reason
+
+    if opts.repeat > 1 and not opts.timing:
+        raise UsageError("--repeat: only with --timing")
+    costs = cost_profile(opts.costs)
 
     def body() -> int:
         reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
         if reason:
             raise KernelUnsupported(reason)
-        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides))
+        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides), costs=costs)
+        if opts.timing:
+            sim.record_series()
         t0 = time.monotonic()
         sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
         model = sim.result()
         model["wall_s"] = round(time.monotonic() - t0, 3)
-        kernel = kernel_result(scenario, opts)
+        kernels = [kernel_result(scenario, opts) for _ in range(opts.repeat)]
+        kernel = kernels[0]
         text, ok = parity_report(model, kernel)
+        if opts.timing:
+            assert sim.series is not None
+            model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
+            kernel["timing"] = median_timing([k["timing"] for k in kernels])
+            if kernel["timing"]["wait_per_cpu"] is not None:
+                # the same model under the load the kernel met: the pacing apart from the load
+                loaded = replace(costs, wait_per_cpu=kernel["timing"]["wait_per_cpu"])
+                again = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides),
+                                   costs=loaded)
+                again.record_series()
+                again.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
+                assert again.series is not None
+                model["timing_at_kernel_wait"] = {**saving_timing(again.series), "wait_per_cpu": loaded.wait_per_cpu}
+            timing_text, timing_ok = timing_report(model, kernel, len(kernels))
+            text += "\n" + timing_text
+            ok = ok and timing_ok
         caveat = timing_caveat(scenario)
         if opts.json:
             print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from ksmtui.cli.common import controller_loop, load, run_to_stop
+from ksmtui.cli.common import controller_loop, cost_profile, load, run_to_stop
 from ksmtui.cli.options import parse_args
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     scenario = load(opts)
     control = controller_loop(scenario, opts)
     start = time.perf_counter()
-    sim = Simulation(scenario, control=control)
+    sim = Simulation(scenario, control=control, costs=cost_profile(opts.costs))
     run_to_stop(sim, scenario, opts, scenario.name)
     wall_s = round(time.perf_counter() - start, 3)
     if opts.json:

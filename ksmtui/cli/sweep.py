@@ -9,7 +9,8 @@ import json
 import signal
 import sys
 
-from ksmtui.cli.options import Parser, UsageError, positive
+from ksmtui.cli.common import cost_profile
+from ksmtui.cli.options import Parser, UsageError, add_costs, positive
 from ksmtui.sweep.run import (
     GRID_HELP,
     SETTLE_LIMIT,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help='print one JSON object, its runs under "runs"')
     show.add_argument("--ui", action="store_true", help="show the runs in the terminal: saving over time, the front")
     p.add_argument("--csv", metavar="FILE", help="also write one row per run to FILE")
+    add_costs(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster (its workers need ksmtui)")
     where.add_argument("--workers", type=positive, metavar="N",
@@ -86,7 +88,7 @@ def sweep(opts: argparse.Namespace) -> int:
     scenario = load_workload(opts.scenario, opts.merge_any)
     tasks = plan(scenario, opts.sets, opts.flows, opts.seeds, opts.controllers or opts.controller,
                  opts.controller_set)
-    stop = Stop(opts.full_scans, opts.until_settled, opts.sample_ms)
+    stop = Stop(opts.full_scans, opts.until_settled, opts.sample_ms, cost_profile(opts.costs))
     if opts.csv:
         try:  # refused now, not after the runs
             open(opts.csv, "a").close()
@@ -105,7 +107,7 @@ def sweep(opts: argparse.Namespace) -> int:
         print(f"ksmtui sweep: interrupted: {len(runs)} of {len(tasks)} runs done; reporting those", file=sys.stderr)
     controllers = list(dict.fromkeys(t.controller for t in tasks if t.controller is not None))
     document = {"scenario": scenario.name, "stop": stop.describe(scenario), "complete": not interrupted,
-                "knobs": knobs, "controllers": controllers, "runs": runs, "groups": groups}
+                "costs": stop.costs.label, "knobs": knobs, "controllers": controllers, "runs": runs, "groups": groups}
     if opts.json:
         print(json.dumps(document))
     elif opts.ui and runs:
@@ -115,7 +117,8 @@ def sweep(opts: argparse.Namespace) -> int:
     else:
         seeds = max((len(g["seeds"]) for g in groups), default=1)
         print(f"{scenario.name}: {len(runs)} runs, {stop.describe(scenario)}; * on the front of saving vs ksmd CPU"
-              + (f"; one row per setting: the mean over its {seeds} seeds (lowest-highest)" if seeds > 1 else ""))
+              + (f"; one row per setting: the mean over its {seeds} seeds (lowest-highest)" if seeds > 1 else "")
+              + f" (modelled; costs: {stop.costs.label})")
         print("\n".join(text_report(runs, knobs, groups)))
     if opts.csv:  # after the report: a full disk loses the CSV, not the runs
         try:

@@ -109,9 +109,10 @@ class Follower:
             cached = self.vma_cache[pid] = (maps, vmas, s)
         return cached[1]
 
-    def _read(self, pid: int) -> list[tuple[procmem.Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
-        """(vma, page indexes, digests, kernel zero page?, shared pfn or -1) of every present
-        anonymous page, or None
+    def _read(self, pid: int) -> list[tuple[procmem.Vma, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray]] | None:
+        """(vma, page indexes, digests, kernel zero page?, shared pfn or -1, folio head or -1) of
+        every present anonymous page, or None
         if the process is gone or cannot be read. procmem's readers, without the per-capture extras
         (units, the second smaps read)."""
         try:
@@ -181,7 +182,7 @@ class Follower:
                 p = self.procs[pid] = len(self.proc_rows)
                 self.proc_rows.append([pid, ppids.get(pid, 0), comm, stat.get("ksm_merge_any") == "yes", s, s])
             self.proc_rows[p][5] = s
-            for vma, index, digests, kzero, pfns in runs:
+            for vma, index, digests, kzero, pfns, _folio in runs:
                 vpn0 = vma.start // self.page_size
                 raw = digests.tobytes()
                 for k in range(len(index)):

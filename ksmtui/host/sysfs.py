@@ -178,6 +178,13 @@ def ksmd_cpu_ns(pid: int) -> int:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
+def ksmd_sched_ns(pid: int) -> tuple[int, int]:
+    """(on-CPU ns, ns runnable but waiting for a CPU) of ksmd, from schedstat: the second is what
+    the machine's other load costs ksmd in wall time (it runs at nice 5)."""
+    fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(fields[0]), int(fields[1])
+
+
 def numa_nodes() -> int:
     return len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
+from ksmtui.host.costs import load_profile
 from ksmtui.kernel.parity import PROCESS_SETTLED, SETTLED, parity_report
 
 BYTES = (0x11, 0x2A, 0x5A, 0xCF)  # a few contents, so byte regions of different processes match
@@ -129,7 +130,8 @@ def run_case(text: str, file: str) -> dict:
     from ksmtui.kernel.run import KernelError, run_on_kernel
 
     scenario = parse_scenario(text, file, Path("."))
-    sim = Simulation(scenario)
+    # this machine's profile: where events run on the clock, the model's clock should be the kernel's
+    sim = Simulation(scenario, costs=load_profile())
     sim.run()
     model = sim.result()
     try:

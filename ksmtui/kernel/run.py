@@ -30,7 +30,7 @@ from typing import Any
 from engine import contents
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Event, Fill, Region, Scenario
-from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle
+from engine.timeline import NSEC_PER_MSEC, RUN_ON, StopRule, Timeline, ksmd_idle, saving_timing
 from ksmtui.host.sysfs import (
     KSM_DIR,
     STAT_FLAGS,
@@ -42,6 +42,7 @@ from ksmtui.host.sysfs import (
     ksm_write,
     ksmd_cpu_ns,
     ksmd_pid,
+    ksmd_sched_ns,
     machine_lock,
     numa_nodes,
     read_counters,
@@ -58,6 +59,7 @@ CHUNK_PAGES = 4096  # pages per write command (16 MiB of 4 KiB pages)
 POLL_S = 0.0005  # well inside ksmd's sleep between batches, so a pass boundary is caught
 LATE_MS = 50  # at_ms events later than this are reported
 STALL_S = 120.0  # ksmd made no progress for this long while it should run: give up
+SAMPLE_S = 0.002  # with sampling on: general_profit and ksmd's CPU every ~2 ms from run=1
 
 
 
@@ -181,7 +183,7 @@ class KernelRun:
     kills every child and restores the kernel's defaults."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None, overrides: dict | None = None,
-                 trace: bool = False):
+                 trace: bool = False, sample: bool = False):
         reason = unavailable_reason()
         if reason:
             raise KernelUnavailable(reason)
@@ -206,6 +208,11 @@ class KernelRun:
         self.vmstat0: dict[str, int] = {}
         self.max_event_lag_ms = 0.0  # how late at_ms events ran behind the wall clock, at worst
         self.timeline = Timeline(scenario.events)
+        # with sample: (ns since run=1, general_profit, ksmd's CPU ns since run=1), every ~SAMPLE_S
+        self.samples: list[tuple[int, int, int]] | None = [] if sample else None
+        self._ksmd = (0, 0, 0)  # ksmd's pid, its CPU time and its runqueue wait at run=1
+        self.ksmd_wait_ns = 0  # ksmd's wait for a CPU since run=1, at the last sample
+        self._sampled_at = 0.0
 
     # ------------------------------------------------------------ set up / tear down --
 
@@ -301,8 +308,23 @@ class KernelRun:
         self.vmstat0 = read_vmstat(THP_VMSTAT)
         self.scanned0 = int(ksm_read("pages_scanned"))
         self.skipped0 = int(ksm_read("pages_skipped"))
+        if self.samples is not None:
+            pid = ksmd_pid()
+            self._ksmd = (pid, *ksmd_sched_ns(pid))
         self.t0 = time.monotonic()
         self._set_run(self.knobs["run"])
+        if self.samples is not None:
+            self.sample()
+
+    def sample(self) -> None:
+        """One point of the saving and ksmd's CPU (schedstat: on-CPU ns) since run=1."""
+        assert self.samples is not None
+        pid, cpu0, wait0 = self._ksmd
+        now = time.monotonic()
+        self._sampled_at = now
+        cpu, wait = ksmd_sched_ns(pid)
+        self.ksmd_wait_ns = wait - wait0
+        self.samples.append((int((now - self.t0) * 1e9), int(ksm_read("general_profit")), cpu - cpu0))
 
     def _set_run(self, value: int) -> None:
         ksm_write("run", value)
@@ -340,6 +362,8 @@ class KernelRun:
         last_progress = time.monotonic()
         idle_since_ns: int | None = None  # the elapsed time when ksmd was seen becoming idle
         while True:
+            if self.samples is not None and time.monotonic() - self._sampled_at >= SAMPLE_S:
+                self.sample()
             self.full_scans = int(ksm_read("full_scans"))
             reason = stop.reached(self.full_scans, int(self.elapsed_ms() * NSEC_PER_MSEC))
             if reason is not None:
@@ -372,6 +396,8 @@ class KernelRun:
             elif time.monotonic() - last_progress > STALL_S:
                 raise KernelError(f"ksmd scanned nothing for {STALL_S:.0f} s")
             time.sleep(POLL_S)
+        if self.samples is not None:
+            self.sample()
         self._pause()
         return reason
 
@@ -484,6 +510,11 @@ class KernelRun:
             "kernel": os.uname().release,
             "notes": list(self.notes),
         }
+        if self.samples is not None:
+            cpu = self.samples[-1][2]
+            out["ksmd_cpu_ns"] = cpu
+            out["timing"] = {**saving_timing(self.samples, first_at_midpoint=True),
+                             "wait_per_cpu": round(self.ksmd_wait_ns / cpu, 3) if cpu else None}
         if maps_thp(self.scenario):
             # machine-wide: under the machine lock only KSM's splits should move it, our ksmd's
             now = read_vmstat(THP_VMSTAT)
@@ -497,10 +528,12 @@ class KernelRun:
 
 
 def run_on_kernel(scenario: Scenario, *, seed: int | None = None, overrides: dict | None = None,
-                  full_scans: int | None = None, after_ms: int | None = None, trace: bool = False) -> dict:
-    """Realise the scenario on the real KSM and return the contract's JSON object (flow "kernel")."""
+                  full_scans: int | None = None, after_ms: int | None = None, trace: bool = False,
+                  sample: bool = False) -> dict:
+    """Realise the scenario on the real KSM and return the contract's JSON object (flow "kernel");
+    with sample, also its "timing" (engine/timeline.py saving_timing of ~2 ms samples)."""
     wall0 = time.monotonic()
-    with KernelRun(scenario, seed, overrides, trace) as run:
+    with KernelRun(scenario, seed, overrides, trace, sample) as run:
         run.start()
         reason = run.run(full_scans, after_ms)
         out = run.result(time.monotonic() - wall0)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.capture import CaptureError
+from engine.cost import REFERENCE, CostProfile
 from engine.knobs import ALL_KNOBS, KnobError
 from engine.scenario import (
     Scenario,
@@ -38,7 +39,7 @@ from engine.scenario import (
     scenario_from_capture,
 )
 from engine.snapshot import PATHS
-from engine.timeline import StopRule
+from engine.timeline import StopRule, saving_timing
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a range
 SETTLE_LIMIT = 1000  # --until-settled gives up after this many full scans (and says so per run)
@@ -164,6 +165,7 @@ class Stop:
     full_scans: int | None  # None: the scenario's [stop], as `ksmtui run`
     until_settled: bool
     sample_ms: int = 1000  # a controller's samples (saving, ksmd CPU, knobs), as `ksmtui run --sample-ms`
+    costs: CostProfile = REFERENCE  # every run's cost profile (loaded once, where the sweep starts)
 
     def describe(self, scenario: Scenario) -> str:
         if self.until_settled:
@@ -347,18 +349,15 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     control = None
     if task.controller is not None:  # as `ksmtui run --controller`: a loop even around `none`, for its samples
         control = control_loop(scenario, task.controller, dict(task.controller_settings), stop.sample_ms)
-    sim = Simulation(scenario, control=control)
+    sim = Simulation(scenario, control=control, costs=stop.costs)
+    sim.record_series()
     ksm = sim.ksm
-    times, savings, cpu = [0], [ksm.general_profit()], [0]
     marks: list[tuple[int, int]] = []  # (now_ns, pages_sharing + ksm_zero_pages) at the end of each full scan
     settled = False
     rule = sim.stop_rule(full_scans=SETTLE_LIMIT if stop.until_settled else stop.full_scans)
     while (reason := sim.check_stop(rule)) is None:
         scans = sim.full_scans
         sim.step_batch()
-        times.append(sim.now_ns)
-        savings.append(ksm.general_profit())
-        cpu.append(ksm.ksmd_cpu_ns)
         if stop.until_settled and sim.full_scans != scans:
             marks.append((sim.now_ns, ksm.ksm_pages_sharing + ksm.ksm_zero_pages))
             # unchanged over the last two full scans, and every event still pending is a repeat that
@@ -372,9 +371,14 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
                 break
     sim.finished, sim.stop_reason = True, reason
 
+    assert sim.series is not None
+    times = [t for t, _, _ in sim.series]  # when each wake-up's scan ended
+    savings = [v for _, v, _ in sim.series]
     final = savings[-1]
-    reached = {q: (_first_at_least(savings, q / 100 * final) if final > 0 else None) for q in (90, 100)}
-    at = reached[100] if reached[100] is not None else len(times) - 1
+    timing = saving_timing(sim.series)
+    at = _first_at_least(savings, final) if final > 0 else None
+    at = len(times) - 1 if at is None else at
+    cpu = [c for _, _, c in sim.series]
     counters = ksm.counters()
     lat = {}
     for path in PATHS:
@@ -385,10 +389,12 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
         "ksm": counters, "sim_ms": sim.now_ns // 1_000_000, "full_scans": sim.full_scans,
         "stop_reason": reason, "settled": settled if stop.until_settled else None,
         "saving": final,
-        "time_to_90_ms": None if reached[90] is None else times[reached[90]] / 1e6,
-        "time_to_100_ms": None if reached[100] is None else times[reached[100]] / 1e6,
+        "time_to_50_ms": timing["time_to_50_ms"], "time_to_90_ms": timing["time_to_90_ms"],
+        "time_to_100_ms": timing["time_to_100_ms"],
         "ksmd_cpu_ms": cpu[at] / 1e6,
         "ksmd_cpu_percent": round(100 * cpu[at] / times[at], 3) if times[at] else 0.0,
+        "steady_cpu_ms_per_s": timing["steady_cpu_ms_per_s"],
+        "costs": stop.costs.label, "hz": sim.engine_knobs["hz"],
         "latency_ns": lat,
         "series": _series(times, savings),
         # saving and ksmd CPU every stop.sample_ms, and every knob write: engine/controllers.py
@@ -628,20 +634,26 @@ def csv_rows(runs: list[dict], knobs: list[str]) -> list[list]:
     ctl = bool(runs) and runs[0]["controller"] is not None
     head = [*(["controller", "controller_settings", "controller_ticks", "knob_writes", "knob_writes_refused"] * ctl),
             *knobs, "flow", "seed", "front", "saving", "time_to_90_ms", "time_to_100_ms", "ksmd_cpu_ms",
-            "ksmd_cpu_percent", "sim_ms", "full_scans", "settled", "pages_scanned", "pages_sharing",
+            "ksmd_cpu_percent", "steady_cpu_ms_per_s", "sim_ms", "full_scans", "settled", "pages_scanned",
+            "pages_sharing",
             "ksm_zero_pages", *(f"{p}_{s}_ns" for p in PATHS for s in CSV_LATENCY)]
     rows: list[list] = [head]
     for r in runs:
         rows.append([*(_controller_columns(r) if ctl else []), *(r["knobs"][k] for k in knobs), r["flow"], r["seed"],
                      int(r["front"]), r["saving"],
                      r["time_to_90_ms"], r["time_to_100_ms"], r["ksmd_cpu_ms"], r["ksmd_cpu_percent"],
-                     r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"], r["ksm"]["pages_sharing"],
+                     r["steady_cpu_ms_per_s"], r["sim_ms"], r["full_scans"], r["settled"], r["ksm"]["pages_scanned"],
+                     r["ksm"]["pages_sharing"],
                      r["ksm"]["ksm_zero_pages"], *(r["latency_ns"][p][s] for p in PATHS for s in CSV_LATENCY)])
     return rows
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
+
+
+def _ms1(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
 
 
 def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = None) -> list[str]:
@@ -653,7 +665,8 @@ def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = 
         return group_report(groups, knobs)
     ctl = bool(runs) and runs[0]["controller"] is not None
     rows: list[list[object]] = [[*(["controller"] * ctl), *knobs, "flow", "seed", "saving MiB", "t90 ms", "t100 ms",
-                                 "cpu ms", "cpu %", "scanned", *(["knob writes"] * ctl), "anon p50/p99 ns", "front"]]
+                                 "cpu ms", "cpu %", "steady cpu ms/s", "scanned", *(["knob writes"] * ctl),
+                                 "anon p50/p99 ns", "front"]]
     for r in runs:
         anon = r["latency_ns"]["anon_page"]
         writes = []
@@ -663,8 +676,8 @@ def text_report(runs: list[dict], knobs: list[str], groups: list[dict] | None = 
             writes = [f"{len(w)}" + (f" ({refused} refused)" if refused else "")]
         rows.append([*([r["controller"]["name"]] if ctl else []), *(str(r["knobs"][k]) for k in knobs), r["flow"],
                      str(r["seed"]), f"{r['saving'] / 2**20:,.2f}", _ms(r["time_to_90_ms"]), _ms(r["time_to_100_ms"]),
-                     f"{r['ksmd_cpu_ms']:,.1f}", f"{r['ksmd_cpu_percent']:.1f}", r["ksm"]["pages_scanned"], *writes,
-                     f"{anon['p50']}/{anon['p99']}", "*" if r["front"] else ""])
+                     f"{r['ksmd_cpu_ms']:,.1f}", f"{r['ksmd_cpu_percent']:.1f}", _ms1(r["steady_cpu_ms_per_s"]),
+                     r["ksm"]["pages_scanned"], *writes, f"{anon['p50']}/{anon['p99']}", "*" if r["front"] else ""])
     return table(rows, left=len(knobs) + 1 + ctl)
 
 

@@ -98,6 +98,7 @@ def summary(snapshot: Snapshot, data_check: tuple[int, int], wall_s: float, note
             f"{snapshot.sim_ms:,} ms simulated in {wall_s:.2f} s")
     if snapshot.stop_reason:
         head += f" ({snapshot.stop_reason})"
+    head += f"\nksmd CPU {snapshot.ksmd_cpu_ns / 1e6:,.1f} ms (modelled; costs: {snapshot.costs})"
     verdict = "ok" if not mismatches else "DATA LOST"
     sections = [
         [head, *(f"note: {n}" for n in notes)],

@@ -37,6 +37,7 @@ from engine.scenario import RunConfig, Scenario, available_memory
 from engine.sim import Simulation
 from engine.snapshot import COUNTERS, PATHS, Snapshot, TreeFound
 from engine.timeline import NO_PROGRESS, RUN_ON
+from ksmtui.host.costs import load_profile
 
 SLICE_S = 0.02  # wall time of engine work between two looks at the command queue
 SLICE_PAGES = 100  # cmp_and_merge_page calls between two looks: a few ms even on the slowest path
@@ -366,6 +367,7 @@ class Runner:
         self._config = config  # the command line's flow, seed, --set and stop, for this scenario
         self._flow = config.flow or scenario.engine["flow"]
         self._overrides = dict(config.overrides)  # restart keeps the knobs set since
+        self._costs = load_profile(config.costs)  # for every run of this UI, loaded scenarios too
         self._paused = paused
         self._speed = speed
         self._compare = False
@@ -543,7 +545,8 @@ class Runner:
         seed = self._config.seed
         make = self._control
         sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides,
-                           control=make(self._scenario) if make is not None else None) for f in flows]
+                           control=make(self._scenario) if make is not None else None, costs=self._costs)
+                for f in flows]
         self._sims = sims
         self._stop = sims[0].stop_rule(self._config.full_scans, self._config.after_ms)
         self._primary = flows.index(self._flow) if self._flow in flows else len(flows) - 1

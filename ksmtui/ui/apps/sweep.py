@@ -127,7 +127,8 @@ class SweepApp(App):
         seeds = max(len(g["seeds"]) for g in self.groups)
         self.sub_title = (f"{document['scenario']}: {len(self.runs)} runs, {len(self.groups)} settings"
                           + (f" x up to {seeds} seeds" if seeds > 1 else "") + f", {document['stop']}"
-                          + ("" if document["complete"] else " (interrupted)"))
+                          + ("" if document["complete"] else " (interrupted)")
+                          + (f"; costs: {document['costs']}" if document.get("costs") else ""))
         self.sort, self.front_only = 0, False
         self.shown: list[int] = list(range(len(self.groups)))
 

@@ -155,12 +155,14 @@ class StatusBar(TextView):
         flow = (" vs ".join(s.flow for s in view.snapshots) + f" (tabs show {snap.flow})") if view.compare \
             else snap.flow
         speed = speed_label(view.speed, view.achieved)
-        key = (snap.scenario, snap.sim_ns, flow, view.state, speed, self.size.width)
+        key = (snap.scenario, snap.sim_ns, flow, view.state, speed, self.size.width, snap.costs)
         if key == self._key:
             return
         self._key = key
         self.set_classes(f"-{view.state}")
         for parts in (
+            ["ksmtui", snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}",
+             f"costs: {snap.costs}"],
             ["ksmtui", snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
             [snap.scenario, f"t={sim_time(snap.sim_ns)}", view.state, f"speed {speed}", f"flow {flow}"],
             [snap.scenario, f"t={sim_time(snap.sim_ns)}", f"{view.state} {speed}", flow],

@@ -159,6 +159,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self._rows: dict[int, ProcessRow] = {}
         self._cells: dict[int, tuple[ProcessRow, tuple[Cell, ...]]] = {}  # by pid: the row they are of
         self._order: list[int] = []
+        self._scroll_tries = 0  # looks again after a refresh (_scroll_to_cursor)
         self._widths: list[int] = []
 
     def on_mount(self) -> None:
@@ -258,14 +259,26 @@ class ProcessTable(ScrollView, can_focus=True):
         if not self._order:
             self.cursor_row = 0
             return
-        row = max(0, min(len(self._order) - 1, row))
-        self.cursor_row = row
+        self.cursor_row = max(0, min(len(self._order) - 1, row))
+        self._scroll_to_cursor()
+
+    def _scroll_to_cursor(self) -> None:
+        row = self.cursor_row
         shown = max(1, self.scrollable_content_region.height - 1)  # rows under the header
         top = int(self.scroll_y)
-        if row < top:
-            self.scroll_to(y=row, animate=False, immediate=True)
-        elif row >= top + shown:
-            self.scroll_to(y=row - shown + 1, animate=False, immediate=True)
+        target = row if row < top else row - shown + 1 if row >= top + shown else None
+        if target is None:
+            self._scroll_tries = 0
+            return
+        self.scroll_to(y=target, animate=False, immediate=True)
+        # Rows just added, or the scrollbar they bring, are laid out on the next refresh, which can
+        # clamp or undo this scroll: look again then (a few times at most).
+        if int(self.scroll_y) != target or self._scroll_tries == 0:
+            if self._scroll_tries < 3:
+                self._scroll_tries += 1
+                self.call_after_refresh(self._scroll_to_cursor)
+                return
+        self._scroll_tries = 0
 
     def action_cursor(self, step: int) -> None:
         self._set_cursor(self.cursor_row + step)

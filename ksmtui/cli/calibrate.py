@@ -1,0 +1,54 @@
+"""`ksmtui calibrate [--repeat N] [--json]`: measure this machine's ksmd (ksmtui/bench/calibrate.py)
+and save the cost profile run, sweep, estimate, parity and the UI use from then on."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ksmtui.cli.options import Parser, positive
+
+
+def main(argv: list[str]) -> int:
+    p = Parser(prog="ksmtui calibrate", description=(
+        "Measure this machine's ksmd on six workloads (real processes, under the machine lock), fit the "
+        "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
+        "~/.cache/ksmtui/ksmd-costs.json: every model run uses it from then on (--costs reference pins "
+        "the built-in one)."))
+    p.add_argument("--repeat", type=positive, default=3, metavar="N",
+                   help="kernel runs per workload (median; default 3)")
+    p.add_argument("--json", action="store_true", help="print the profile and the measurements as one JSON object")
+    opts = p.parse_args(argv)
+
+    from ksmtui.bench.calibrate import calibrate
+    from ksmtui.cli.kernel import guarded
+    from ksmtui.host import costs
+    from ksmtui.host.sysfs import KernelUnavailable
+    from ksmtui.kernel.run import unavailable_reason
+
+    def say(text: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\033[K{text}")
+            sys.stderr.flush()
+
+    def body() -> int:
+        reason = unavailable_reason()
+        if reason:
+            raise KernelUnavailable(reason)
+        profile, rows = calibrate(opts.repeat, say)
+        say("")
+        path = costs.save_profile(profile)
+        if opts.json:
+            print(json.dumps({"profile": profile.to_json(), "workloads": rows, "saved": str(path)}))
+            return 0
+        print(f"costs: {profile.label}; hz {profile.hz}; ksmd waited {profile.wait_per_cpu:.2f} ns for a CPU "
+              f"per ns it ran (load average {os.getloadavg()[0]:.1f}); saved in {path}")
+        print("group scales (x the reference constants): "
+              + ", ".join(f"{g} {s:.2f}" for g, s in profile.scales.items()))
+        print(f"  {'workload':<34}{'ksmd CPU ms (median)':>22}{'fitted model ms':>18}")
+        for r in rows:
+            kernel = sorted(r["kernel_ns"])[len(r["kernel_ns"]) // 2]
+            print(f"  {r['what']:<34}{kernel / 1e6:>22,.2f}{r['fitted_ns'] / 1e6:>18,.2f}")
+        return 0
+    return guarded(body)
