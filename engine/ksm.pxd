@@ -50,7 +50,9 @@ cdef class Ksm:
     cdef public object flow, latency
     cdef public dict knobs
     cdef public object zero_checksum
-    cdef public object now_ns  # the simulation sets it: its type is the simulation's
+    # __dict__: now_ns
+    # (engine/sim.py's PacedKsm makes now_ns a property, the clock running while ksmd scans: a
+    # cdef attribute would be read from the struct by the compiled methods, past the property)
     cdef public dict ksm_mapping
     cdef public MmSlot ksm_mm_head
     cdef public KsmScan ksm_scan

@@ -27,13 +27,16 @@ PXDS = sorted((ROOT / "engine").glob("*.pxd"))
 
 
 def pxd_classes(text: str) -> dict[str, tuple[str | None, set[str]]]:
-    """cdef class NAME(BASE): the attributes each declares (`__dict__` for an open one)."""
+    """cdef class NAME(BASE): the attributes each declares (`__dict__` for an open one, and the
+    names a `    # __dict__: a, b` line says live in that dict, not in the struct)."""
     classes: dict[str, tuple[str | None, set[str]]] = {}
     current: set[str] | None = None
     for line in text.splitlines():
         if m := re.match(r"cdef class (\w+)(?:\((\w+)\))?:", line):
             current = set()
             classes[m[1]] = (m[2], current)
+        elif current is not None and (m := re.match(r"    # __dict__: (.+)$", line)):
+            current.update(f"dict:{n.strip()}" for n in m[1].split(","))
         elif current is not None and (m := re.match(r"    cdef (?:public |readonly )?(.+)$", line)):
             decl = m[1].split("#")[0]
             if "(" in decl:
@@ -96,20 +99,71 @@ def test_every_attribute_the_source_assigns_is_declared(pxd):
             base, own = declared[cls]
             attrs |= own
             cls = base
+        in_dict = {a for a in attrs if a.startswith("dict:")}
+        assert not in_dict or "__dict__" in attrs, f"{name}: {sorted(in_dict)} in a __dict__ it does not declare"
+        attrs = {a.removeprefix("dict:") for a in attrs}
         assigned, slots = source[name]
         missing = sorted(assigned - attrs)
         assert not missing, (f"{pxd.stem}.py's {name} assigns {missing}, which {pxd.name} does not declare: "
                              "declare them there (cdef public TYPE name), or the compiled engine fails")
         if slots is not None:  # the interpreted engine's slots are the compiled one's fields
-            own = declared[name][1] - {"__dict__"}
+            own = {a for a in declared[name][1] if a != "__dict__" and not a.startswith("dict:")}
             assert slots == own, f"{name}: __slots__ {sorted(slots)} but {pxd.name} declares {sorted(own)}"
 
 
 def test_the_pxd_parser_reads_what_the_checks_rely_on():
     classes = pxd_classes("cdef class A(B):\n    cdef public long long x, y\n    cdef unsigned int z\n"
+                          "    # __dict__: t, u\n    # a comment\n"
                           "    cpdef void f(self, int a)\n    cdef dict __dict__\n\n"
                           "cdef class B:\n    cdef public C c\n")
-    assert classes == {"A": ("B", {"x", "y", "z", "__dict__"}), "B": (None, {"c"})}
+    assert classes == {"A": ("B", {"x", "y", "z", "dict:t", "dict:u", "__dict__"}), "B": (None, {"c"})}
+
+
+def test_no_python_subclass_shadows_a_struct_attribute():
+    """A compiled method reads a declared attribute from the struct: a Python subclass's property
+    or class attribute of that name (PacedKsm.now_ns, the clock running while ksmd scans) would be
+    seen by the interpreted engine only. Such a name lives in the __dict__ (`# __dict__: name`)."""
+    struct: dict[str, set[str]] = {}
+    bases: dict[str, str | None] = {}
+    for pxd in PXDS:
+        for name, (base, attrs) in pxd_classes(pxd.read_text()).items():
+            struct[name] = {a for a in attrs if a != "__dict__" and not a.startswith("dict:")}
+            bases[name] = base
+    classes = {}
+    for path in sorted((ROOT / "engine").glob("*.py")):
+        for cls in ast.parse(path.read_text()).body:
+            if isinstance(cls, ast.ClassDef):
+                classes[cls.name] = (path.name, cls)
+
+    def declared(name: str | None) -> set[str]:
+        """The struct attributes of a class and its bases, compiled or Python."""
+        if name is None:
+            return set()
+        if name in struct:
+            return struct[name] | declared(bases[name])
+        if name in classes:
+            return set().union(*(declared(b.id) for b in classes[name][1].bases if isinstance(b, ast.Name)))
+        return set()
+
+    checked = 0
+    for name, (file, cls) in classes.items():
+        if name in struct:
+            continue  # compiled itself: its own assignments are the attribute test's
+        inherited = declared(name)
+        if not inherited:
+            continue
+        checked += 1
+        for node in cls.body:
+            own = []
+            if isinstance(node, ast.FunctionDef) and node.decorator_list:
+                own = [node.name]  # a property (or another descriptor)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                own = [t.id for t in targets if isinstance(t, ast.Name)]
+            clash = sorted(set(own) & inherited)
+            assert not clash, (f"{file}'s {name} defines {clash} at class level, which a .pxd declares in "
+                               "the struct: the compiled methods would not see it; make it `# __dict__: name`")
+    assert checked >= 2  # ObservedKsm, PacedKsm
 
 
 def test_pure_forces_the_interpreted_engine():
