@@ -273,9 +273,10 @@ def save(capture: Capture, path: Path) -> None:
     atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
-def atomic_write(path: Path, write) -> None:
-    """write(f) into a new temporary beside path, then rename it over path. Refuses a path that
-    exists and is not a regular file (a directory, /dev/full): renaming over it would replace it."""
+def atomic_write(path: Path, write, mode: int | None = None) -> None:
+    """write(f) into a new temporary beside path (of a name no reader globs for), then rename it
+    over path, with `mode` if given (mkstemp makes it 0600). Refuses a path that exists and is not
+    a regular file (a directory, /dev/full): renaming over it would replace it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -290,6 +291,8 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

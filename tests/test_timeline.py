@@ -199,3 +199,21 @@ def test_on_the_real_kernel_a_run_that_cannot_reach_its_stop_ends_with_the_note(
     result = kernel.run_on_kernel(s)
     assert result["stop_reason"] == f"{NO_PROGRESS}: {why} and no pending event can change that"
     assert result["ksm"]["full_scans"] == 0
+
+
+def test_the_saving_is_reached_at_the_merge_not_when_the_scan_ends():
+    """The kernel's general_profit rises at each merge, inside a wake-up. Here one wake-up merges
+    the twins' pages first, then walks 2,000 unique pages: the saving is whole well before that
+    scan ends, and ksmd's CPU to it leaves out the unique pages' walk."""
+    sc = scenario(proc("a", region("d", 50, "pool", pool="p")), proc("b", region("d", 50, "pool", pool="p")),
+                  proc("u", region("h", 2000)), pools=(("p", 50),), ksm={"sleep_millisecs": 20})
+    sim = Simulation(sc)
+    sim.record_series()
+    for _ in range(2):
+        sim.step_full_scan()
+    assert sim.series is not None
+    t = saving_timing(sim.series)
+    scan_end_ms = sim.scan_end_ns / 1e6
+    assert t["saving"] == 50 * 4096 - 2100 * 64
+    assert t["time_to_100_ms"] < scan_end_ms - 1  # 2,000 tree walks later
+    assert t["ksmd_cpu_to_100_ms"] < sim.ksm.ksmd_cpu_ns / 1e6 / 2 - 0.5

@@ -57,6 +57,8 @@ def test_guests_boot_named_thp_backed_mergeable_filled_and_are_gone_after(kernel
             assert ram["end"] - ram["start"] == vmlab.MEM_MIB << 20
             assert {"mg", "hg"} <= ram["VmFlags"], ram["VmFlags"]  # MADV_MERGEABLE, MADV_HUGEPAGE
             assert ram["THPeligible"] == "1"
+            assert ram["start"] == g.ram_start
+            assert g.qmp("query-status")["status"] == "running"  # its QMP socket answers
             # the fill alone is 16 MiB, written into guest RAM that the host faults in 2 MiB at a time
             assert ram["AnonHugePages"] >= 16 * 1024, ram
         pids = [g.pid for g in guests]

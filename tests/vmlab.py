@@ -5,7 +5,8 @@ RAM, a Debian cloud kernel and a busybox initramfs whose /init mounts a tmpfs, f
 kernel command line says (`ksmtui.fill=`: one byte value, a few pools of pages shared by every
 guest, unique data), prints READY on the serial console and sleeps. QEMU madvises guest RAM
 MERGEABLE (`mem-merge=on`, its default) and HUGEPAGE, as on any KVM host, so the guests' RAM is
-THP-backed where the host's THP mode is `madvise`.
+THP-backed where the host's THP mode is `madvise`. Each guest has a QMP socket beside its console
+(`Guest.qmp`: pause it; booted `ram_merge_only`, take its RAM out of KSM and back, `Guest.set_merge`).
 
 Everything comes from Debian's packages: qemu-system-x86, busybox-static and cpio are installed
 with apt-get when missing and we are root; the kernel is `apt-get download`ed and `dpkg -x`ed into
@@ -24,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -39,6 +42,8 @@ from pathlib import Path
 from ksmtui.host import sysfs
 
 MEM_MIB = 256
+RAM_ID = "ram"  # guest RAM's memory backend, in guests booted ram_merge_only
+RAM_OBJECT = f"/objects/{RAM_ID}"
 READY = "KSMTUI-READY"
 PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio"}  # binary -> Debian package
 BUSYBOX = Path("/bin/busybox")  # busybox-static's; it must run alone in the initramfs
@@ -255,6 +260,7 @@ class Guest:
     fills: tuple[Fill, ...]
     proc: subprocess.Popen
     console: Path
+    ram_start: int | None = None  # where guest RAM is mapped, once known (set_merge checks its VmFlags)
 
     @property
     def pid(self) -> int:
@@ -269,11 +275,61 @@ class Guest:
     def ready(self) -> bool:
         return f"{READY} {self.name}" in self.console_text()
 
+    @property
+    def qmp_path(self) -> Path:
+        return self.console.parent / f"{self.name}.qmp"
+
+    def qmp(self, command: str, **arguments) -> object:
+        """One QMP command on the guest's monitor socket; its "return", or GuestError with QEMU's "error"."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            sock.connect(str(self.qmp_path))
+            lines = sock.makefile("rwb")
+
+            def execute(cmd: str, args: dict) -> object:
+                lines.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}).encode() + b"\n")
+                lines.flush()
+                while True:  # events (STOP, RESUME, ...) may come before the answer
+                    line = lines.readline()
+                    if not line:
+                        raise GuestError(f"guest {self.name}: QMP closed on {cmd}")
+                    answer = json.loads(line)
+                    if "error" in answer:
+                        raise GuestError(f"guest {self.name}: QMP {cmd} {args}: {answer['error'].get('desc')}")
+                    if "return" in answer:
+                        return answer["return"]
+
+            if "QMP" not in json.loads(lines.readline()):
+                raise GuestError(f"guest {self.name}: no QMP greeting")
+            execute("qmp_capabilities", {})
+            return execute(command, arguments)
+
+    def set_merge(self, on: bool) -> None:
+        """Guest RAM MERGEABLE or not, at run time (booted ram_merge_only): QEMU's backend
+        madvises MADV_MERGEABLE, or MADV_UNMERGEABLE, which also unmerges the RAM's KSM pages
+        (backends/hostmem.c, host_memory_backend_set_merge). Checked in QEMU and in the VMA's flags."""
+        self.qmp("qom-set", path=RAM_OBJECT, property="merge", value=on)
+        if self.qmp("qom-get", path=RAM_OBJECT, property="merge") is not on:
+            raise GuestError(f"guest {self.name}: {RAM_OBJECT} merge is not {on}")
+        if self.ram_start is None:
+            raise GuestError(f"guest {self.name}: its RAM's mapping is not known (not booted by VMLab.boot)")
+        ram = [v for v in vmas(self.pid) if v["start"] == self.ram_start]
+        if len(ram) != 1 or ("mg" in ram[0]["VmFlags"]) != on:
+            raise GuestError(f"guest {self.name}: RAM at {self.ram_start:#x} is not {'' if on else 'un'}mergeable: "
+                             f"{ram[0]['VmFlags'] if ram else 'no such mapping'}")
+
 
 def _die_with_parent() -> None:
     # in the child between fork and exec: SIGKILL when the thread that started us dies, so a
     # guest cannot outlive a test run killed by SIGKILL (every other way out runs our teardown)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _die_with_parent_no_thp() -> None:
+    _die_with_parent()
+    # kept across exec: QEMU's MADV_HUGEPAGE then gets no huge page (THPeligible 0), whatever the host's THP mode
+    if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0):  # PR_SET_THP_DISABLE
+        os._exit(127)
 
 
 class VMLab:
@@ -292,24 +348,33 @@ class VMLab:
         self.kernel = ensure_kernel(self.cache)
         self.initramfs = build_initramfs(self.cache)
 
-    def command(self, name: str, fills: tuple[Fill, ...], console: Path) -> list[str]:
+    def command(self, name: str, fills: tuple[Fill, ...], console: Path, ram_merge_only: bool = False) -> list[str]:
+        """ram_merge_only: guest RAM alone MERGEABLE, in a memory backend whose `merge` QMP can switch at
+        run time (Guest.set_merge). By default (mem-merge=on, as on any KVM host) QEMU also madvises its
+        ROM and ACPI blocks MERGEABLE, which no property takes back: such a guest cannot leave KSM."""
         append = f"console=ttyS0 quiet panic=-1 mitigations=off ksmtui.name={name} " \
                  f"ksmtui.fill={','.join(map(str, fills))}"
+        memory = ["-machine", "pc,mem-merge=on"]
+        if ram_merge_only:
+            memory = ["-machine", f"pc,mem-merge=off,memory-backend={RAM_ID}",
+                      "-object", f"memory-backend-ram,id={RAM_ID},size={self.mem_mib}M,merge=on"]
         return [self.qemu, "-name", f"guest={name},process={name}", "-accel", "tcg",
-                "-machine", "pc,mem-merge=on", "-m", str(self.mem_mib), "-smp", "1",
+                *memory, "-m", str(self.mem_mib), "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                "-serial", f"file:{console}", "-kernel", str(self.kernel), "-initrd", str(self.initramfs),
+                "-serial", f"file:{console}", "-qmp", f"unix:{console.parent / name}.qmp,server=on,wait=off",
+                "-kernel", str(self.kernel), "-initrd", str(self.initramfs),
                 "-append", append]
 
-    def start(self, name: str, fills: tuple[Fill, ...], workdir: Path) -> Guest:
+    def start(self, name: str, fills: tuple[Fill, ...], workdir: Path, ram_merge_only: bool = False,
+              thp: bool = True) -> Guest:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,14}", name):
             raise ValueError(f"guest name {name!r}: 1-15 of a-z, 0-9, - (it becomes the process name)")
         console = workdir / f"{name}.console"
         console.touch()
         with open(workdir / f"{name}.stderr", "w") as stderr:
-            proc = subprocess.Popen(self.command(name, fills, console), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self.command(name, fills, console, ram_merge_only), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent if thp else _die_with_parent_no_thp)
         guest = Guest(name, fills, proc, console)
         self.guests.append(guest)
         return guest
@@ -331,17 +396,22 @@ class VMLab:
             time.sleep(0.05)
 
     @contextlib.contextmanager
-    def boot(self, guests: dict[str, list[Fill] | tuple[Fill, ...]], timeout: float = 300) -> Iterator[list[Guest]]:
+    def boot(self, guests: dict[str, list[Fill] | tuple[Fill, ...]], timeout: float = 300,
+             ram_merge_only: bool = False, thp: bool = True) -> Iterator[list[Guest]]:
         """Start every guest, wait (at most `timeout` s) until each has filled its tmpfs, and kill them all
-        when the block ends, whichever way it ends. QEMU registers guest RAM with KSM, so the guests
-        live under the machine lock: no other user of the real KSM counts their pages."""
+        when the block ends, whichever way it ends (their QMP sockets go with the working directory).
+        QEMU registers guest RAM with KSM, so the guests live under the machine lock: no other user of
+        the real KSM counts their pages. ram_merge_only: see `command`; thp=False: guest RAM in small
+        pages only (PR_SET_THP_DISABLE), where zero-filled pages become KSM zero pages or KSM pages."""
         with sysfs.machine_lock(), _sigterm_raises(), tempfile.TemporaryDirectory(prefix="ksmtui-vmlab-") as tmp:
             before = list(self.guests)
             try:
                 for name, fills in guests.items():
-                    self.start(name, tuple(fills), Path(tmp))
+                    self.start(name, tuple(fills), Path(tmp), ram_merge_only, thp)
                 started = [g for g in self.guests if g not in before]
                 self.wait_ready(started, timeout)
+                for g in started:
+                    g.ram_start = guest_ram(g.pid, self.mem_mib)["start"]
                 yield started
             finally:  # every guest this block started, even one whose start() was interrupted
                 self.kill([g for g in self.guests if g not in before])
@@ -402,6 +472,31 @@ def guest_ram(pid: int, mem_mib: int = MEM_MIB) -> dict:
     if len(ram) != 1:
         raise GuestError(f"pid {pid}: {len(ram)} MERGEABLE mappings of {mem_mib} MiB or more")
     return ram[0]
+
+
+def settle_each_alone(guests: list[Guest]) -> list[dict]:
+    """The real ksmd settled (thp_lab.settle) on each guest alone, in turn: its RAM MERGEABLE, the
+    others' not (guests booted ram_merge_only; paused, their memory stays what a capture saw), then
+    its pages unmerged and every rmap_item and stable node freed (run=2), so that the next guest's
+    run starts from nothing. Per guest: its full scans and seconds, sysfs's counters, every guest's
+    ksm_stat by pid, and the huge pages split (/proc/vmstat thp_split_page). At the end every
+    guest's RAM is MERGEABLE again. The knobs are the caller's; ksmd is stopped after each run."""
+    import thp_lab
+
+    out = []
+    for g in guests:
+        for other in guests:
+            other.set_merge(other is g)
+        t0, split = time.monotonic(), thp_lab.read_vmstat()["thp_split_page"]
+        scans = thp_lab.settle()
+        out.append({"scans": scans, "seconds": time.monotonic() - t0, "ksm": sysfs.read_counters(),
+                    "processes": {h.pid: sysfs.read_ksm_stat(h.pid) for h in guests},
+                    "thp_split_page": thp_lab.read_vmstat()["thp_split_page"] - split})
+        g.set_merge(False)
+        sysfs.unmerge_all()  # its KSM pages are broken already; this frees its rmap_items and stale stable nodes
+    for g in guests:
+        g.set_merge(True)
+    return out
 
 
 if __name__ == "__main__":

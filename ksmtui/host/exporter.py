@@ -24,11 +24,13 @@ import errno
 import os
 import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
+from engine.capture import atomic_write
 from ksmtui.host.sampler import HostSample
 
 TOP = 20  # groups with series of their own; the rest are "other"
@@ -257,21 +259,9 @@ def _traced(t: TraceTotals) -> list[Metric]:
 
 
 def write_textfile(path: str, data: bytes) -> None:
-    """Replace `path` by `data` atomically: a temporary file of a fresh name in the same directory
-    (same filesystem, and not *.prom, which node_exporter would read half-written), renamed over it."""
-    directory, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from node_exporter's user
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Replace `path` by `data` atomically; readable by node_exporter's user, and never seen
+    half-written (the temporary is not *.prom)."""
+    atomic_write(Path(path), lambda f: f.write(data), mode=0o644)
 
 
 def check_textfile(path: str) -> None:

@@ -372,7 +372,7 @@ def _run(scenario: Scenario, task: Task, stop: Stop) -> dict:
     sim.finished, sim.stop_reason = True, reason
 
     assert sim.series is not None
-    times = [t for t, _, _ in sim.series]  # when each wake-up's scan ended
+    times = [t for t, _, _ in sim.series]  # at each merge and when each wake-up's scan ended
     savings = [v for _, v, _ in sim.series]
     final = savings[-1]
     timing = saving_timing(sim.series)
