@@ -112,6 +112,11 @@ from typing import TYPE_CHECKING, TypedDict, cast
 
 import xxhash
 
+try:
+    import cython  # the compiled build reads the few declarations made here (the rest: ksm.pxd)
+except ImportError:
+    from engine import _cython_shim as cython
+
 from engine.cost import CostModel
 from engine.knobs import KSM_KNOBS, KnobError
 from engine.tree import RbNode, RbRoot
@@ -1200,6 +1205,9 @@ class Ksm:
         self.remove_rmap_item_from_tree(item)
         return True
 
+    @cython.locals(ksm_scan=KsmScan, head=MmSlot, slot=MmSlot, nxt=MmSlot, item=RmapItem,
+                   address=cython.longlong, start=cython.longlong, end=cython.longlong, ps=cython.longlong,
+                   shift=cython.int, i=cython.Py_ssize_t)
     def scan_get_next_rmap_item(self) -> Iterator[tuple[RmapItem, int]]:
         """Yields each (rmap_item, pfn) to look at, in the kernel's order; ends with the full pass.
 

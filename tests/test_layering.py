@@ -153,7 +153,10 @@ def test_declared_dependencies_match_what_the_code_imports():
                    and imported.split(".")[0] != "__future__"}
     # the distribution that provides each imported top-level name
     provides = {"distributed": "dask"}
-    missing = sorted(m for m in third_party if provides.get(m, m).replace("_", "-") not in declared)
+    # imported where present, with a stand-in where not: Cython builds the compiled engine and
+    # engine/_cython_shim.py takes its place in the interpreted one
+    optional = {"cython"}
+    missing = sorted(m for m in third_party - optional if provides.get(m, m).replace("_", "-") not in declared)
     assert missing == []
 
 

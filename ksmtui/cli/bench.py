@@ -9,6 +9,7 @@ import os
 import statistics
 import sys
 
+from engine import engine_kind
 from engine.knobs import ENGINE_KNOBS
 from ksmtui.bench.engine import (
     FIRST_SCAN_TARGET_S,
@@ -21,7 +22,9 @@ from ksmtui.bench.engine import (
     WORKLOADS,
     FreshProcessError,
     Row,
+    engine_line,
     in_fresh_process,
+    interpreter_loop_s,
     kernel_writable,
     measure_fresh,
     measure_kernel,
@@ -131,6 +134,7 @@ def run(opts: argparse.Namespace) -> int:
     sizes = ", ".join(f"{n:,}" for n in opts.pages)
     print(f"ksmtui bench: {sizes} pages per workload, flow {flow}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, {opts.repeat} repetition{'s' if opts.repeat > 1 else ''}")
+    print(engine_line(interpreter_loop_s()))
     print(f"pages_to_scan {STEADY['pages_to_scan']:,}, sleep_millisecs {STEADY['sleep_millisecs']} "
           f"({', '.join(w for w in WORKLOADS if w in TARGETS)}); pages_to_scan {PAGES_TO_SCAN}, "
           f"sleep_millisecs {SLEEP_MS} (the others)")
@@ -152,6 +156,9 @@ def run(opts: argparse.Namespace) -> int:
                 r.ksmd.append(ns)
                 if error:
                     failed.append(f"{WORKLOADS[r.workload]} at {r.pages:,} pages: {error}")
+    kinds = {m.engine for r in results for m in r.model} - {engine_kind()}
+    if kinds:  # a fresh process found another engine (a build or an edit meanwhile)
+        print(f"note: some of the model's measurements ran another engine: {', '.join(sorted(kinds))}")
     saved = ""
     for n in opts.pages:  # for `ksmtui estimate`: this machine's ksmd per path, each size kept
         measured = {r.workload: statistics.median(ks)
