@@ -25,7 +25,7 @@ from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
-from tests.ui_helpers import after, drive, press, settle, wait_for
+from tests.ui_helpers import after, drive, press, screen_text, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
 
@@ -442,11 +442,6 @@ def escape_recording(path) -> None:
                           "passes": [], "advisor": [], "events": [[1.0 + n, "ksm_enter" + ESC, "mm " + ESC]]}
         out.append(json.dumps(s))
     path.write_text("\n".join(out) + "\n")
-
-
-def screen_text(app) -> str:
-    """Every character the app's screen would send to the terminal (the composed lines)."""
-    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_full_update().strips)
 
 
 def no_control(text: str) -> bool:

@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 from engine.scenario import parse_scenario
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import TreePage
-from tests.ui_helpers import SCENARIO, batches, drive, press, settle
+from tests.ui_helpers import SCENARIO, batches, drive, press, screen_text, settle
 
 # more private pages, so that the unstable tree holds more than a page of entries
 BIG = SCENARIO.replace("pages = 16", "pages = 40").replace("full_scans = 30", "full_scans = 1000")
@@ -177,3 +177,24 @@ def test_a_step_that_walked_no_tree_says_so():
             f"  {step.path} → {step.outcome}", "s steps the next page"]
 
     drive(big_app(), test)
+
+
+def test_at_80_columns_titles_keys_and_rows_are_whole():
+    """The 80-column Trees tab: the title (which entries of how many) on the top border, the keys on
+    the bottom one, both whole (one line of both was cut to "…"), and no row runs past the tree's
+    edge (a deep page shifts left instead); on one NUMA node no row says "nid 0"."""
+
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        screen = screen_text(pilot.app)
+        snap = pilot.app.view.snapshot
+        assert snap.unstable_tree_size > 100
+        assert f"─ unstable tree: 1-100 of {snap.unstable_tree_size:,} items ─" in screen
+        assert "─ < > pages · / search ─" in screen and "…" not in screen.split("\n")[4]
+        for tree_id in ("stable-tree", "unstable-tree"):
+            tree = pilot.app.query_one(f"#{tree_id}")
+            assert tree.max_scroll_x == 0, f"{tree_id}: a row wider than the tree"
+            assert not any("nid" in str(n.label) for n in rows(pilot, tree_id))
+
+    drive(big_app(), test, (80, 24))
