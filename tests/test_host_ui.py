@@ -226,7 +226,7 @@ def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_g
         await press(pilot, "g")
         assert app.group_by == "vm" and not table.display
         totals = [f"{rmap:,}", f"{merging:,}", f"{zero:,}", f"{profit / MIB:,.1f}"]
-        assert group_rows(app) == [["(no vm)", "3", *totals, "0"]]
+        assert group_rows(app) == [["(no vm)", "3", *totals]]  # no "unreadable": root read them all
         await press(pilot, "enter")
         assert table.display and table.row_count == 3 and table.has_focus
         assert "vm (no vm) · Esc: back" in str(app.query_one("#processes-hint").render())
@@ -280,6 +280,16 @@ def test_groups_of_a_recording_with_units_carry_the_names_escaped(tmp_path):
         assert isinstance(app.screen, WhyNotScreen)
         await press(pilot, "escape", "escape")
         assert app.group_open is None and app.query_one(GroupTable).display
+        # by cgroup at 80 columns: a path too long for what the numbers leave ends at a "/" with "…",
+        # nothing runs past the edge, and no "unreadable" column (root read every ksm_stat)
+        await press(pilot, "g", "g")
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        table = app.query_one(GroupTable)
+        names = [r[0] for r in group_rows(app)]
+        docker = next(n for n in names if n.startswith("/system.slice/"))
+        assert docker == "/system.slice/…" and table.max_scroll_x == 0 and table.ordered_columns[-1].label.plain \
+            == "profit MiB"
 
     drive(app, test, (160, 40))
 
@@ -513,3 +523,23 @@ def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
         os.close(fd)
     assert status is not None, "the replay did not quit"
     assert os.waitstatus_to_exitcode(status) == 128 + sig
+
+
+def test_at_80_columns_the_status_line_is_whole_and_says_what_the_note_does_not():
+    """The header at 80 columns: one line, every word whole (it had lost "run=0" of "not merging:
+    run=0" and read "· not"); the "not merging" code goes first, as the note under it says it."""
+    app = make_app()
+
+    async def test(pilot):
+        await press(pilot, *STEPS)
+        status = app.query_one(HostStatus)._text
+        assert status == " replay host-merge.jsonl · 19:52:23Z · finished 12/12 · 1x · not merging: run=0"
+        assert len(status) <= 80
+        await pilot.resize_terminal(60, 24)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text == " replay host-merge.jsonl · 19:52:23Z · finished 12/12 · 1x"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text.startswith(" ksmtui replay · host-merge.jsonl · ")
+
+    drive(app, test, (80, 24))
