@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import sys
@@ -410,8 +411,14 @@ def test_why_not_shows_the_profit_in_mib_as_the_row_does_and_a_dash_for_no_ratio
     from ksmtui.ui.apps.host import why_not_lines
     from ksmtui.ui.widgets.processes import ProcessTable
 
-    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576}, live=False)
+    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576,
+                                "unit": {"vm": "vm2", "cgroup": "/"}}, live=False)
     assert "  ksm_process_profit 3.00 MiB (3,145,728 bytes)" in lines
+    assert "  belongs to vm vm2 · cgroup /" in lines  # as the table says it, not a dict's repr
+    # this process's own smaps: the figures first, the reason after (a narrow dialog wraps words)
+    lines = why_not_lines(str(os.getpid()), {"comm": "python"}, live=True)
+    head = lines.index(f"memory, from /proc/{os.getpid()}/smaps: mappings, size, what KSM can do with it")
+    assert lines[head + 1:] and all(re.fullmatch(r" +[0-9,]+ +[0-9,.]+ MiB  \S.*", line) for line in lines[head + 1:])
     table = ProcessTable(4096)
     assert table._ratio_cell(ProcessRow(1, "idle", True, True, 0, 0, 0, 0)) == ("-", None)
     assert table._ratio_cell(ProcessRow(2, "busy", True, True, 10, 0, 0, 0))[0].startswith("∞")

@@ -449,8 +449,13 @@ def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = 
     lines += [""] if lines else []
     lines.append(f"{row.get('comm', '?')} (pid {pid})")
     # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
-    lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
-              else f"  {k} {v}" for k, v in row.items() if k != "comm"]
+    for k, v in row.items():
+        if k == "ksm_process_profit" and isinstance(v, int):
+            lines.append(f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)")
+        elif k == "unit" and isinstance(v, dict):  # as the table's "belongs to" says it
+            lines.append(f"  belongs to {Unit.from_json(int(pid), row.get('comm'), v).describe()}")
+        elif k != "comm":
+            lines.append(f"  {k} {v}")
     lines.append("")
     if not live:
         return lines + ["/proc/PID/smaps is read live, for the process picked: a recording does not hold it."]
@@ -458,9 +463,10 @@ def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = 
         rows = why_not_merging(pid)
     except OSError as err:
         return lines + [f"/proc/{pid}/smaps: {err.strerror} (the process may have exited)"]
-    lines.append(f"{'memory, from /proc/' + pid + '/smaps':<70}{'mappings':>9}{'size':>14}")
+    # the figures first and the reason after them: a narrow dialog wraps the words, not the columns
+    lines.append(f"memory, from /proc/{pid}/smaps: mappings, size, what KSM can do with it")
     for reason, n, kb in rows:
-        lines.append(f"{reason:<70}{n:>9,}{kb / 1024:>10,.1f} MiB")
+        lines.append(f"{n:>8,} {kb / 1024:>10,.1f} MiB  {reason}")
     return lines
 
 
