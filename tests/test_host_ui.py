@@ -20,12 +20,14 @@ from textual.widgets import Input
 
 from engine.scenario import printable
 from ksmtui.host.recording import read_recording
+from ksmtui.text.knobs import knob_help
 from ksmtui.text.units import MIB
 from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
 from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+from ksmtui.ui.widgets.screens import KnobHelp
 from tests.ui_helpers import after, drive, press, screen_text, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
@@ -300,10 +302,18 @@ def test_knobs_screen_of_a_recording_cannot_write():
 
     async def test(pilot):
         await press(pilot, "k")
-        assert isinstance(app.screen, HostKnobsScreen)
-        assert all(field.disabled for field in app.screen.query(Input))
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
+        assert not screen.query(Input)  # no field to type into
+        # yet Tab goes from knob to knob, and the dialog says what the focused one means
+        help_text = screen.query_one(KnobHelp)
+        assert screen.focused.name == "run" and str(help_text.render()) == knob_help("run")
+        await press(pilot, "tab")
+        assert screen.focused.name == "pages_to_scan" and str(help_text.render()) == knob_help("pages_to_scan")
+        await press(pilot, "1", "enter", "y")
+        assert str(screen.query_one("#knobs-confirm").render()) == "" and screen.focused.name == "pages_to_scan"
 
-    drive(app, test, (120, 40))
+    drive(app, test, (80, 24))
 
 
 def test_rows_of_a_sample_for_the_processes_table():

@@ -16,8 +16,9 @@ import json
 import sys
 import time
 
+from engine.knobs import KSM_KNOBS
 from engine.scenario import printable
-from ksmtui.cli.options import Parser, UsageError, number, positive
+from ksmtui.cli.options import Parser, UsageError, add_knobs_epilog, number, positive
 from ksmtui.host.units import GROUPINGS, Unit, group_totals
 from ksmtui.host.whynot import knob_reasons, sample_why_not
 from ksmtui.text.units import MIB
@@ -56,6 +57,9 @@ def host_parser() -> argparse.ArgumentParser:
     p.add_argument("--why", type=positive, metavar="PID", help="any process, KSM knows it or not: what registering it "
                    "(merge-any) would save alone and with the processes registered now, modelled from a capture "
                    "(root); then exit")
+    add_knobs_epilog(p, KSM_KNOBS)
+    if p.epilog:
+        p.epilog = p.epilog.replace("knobs:", "knobs (k in the UI; written as root after y):", 1)
     return p
 
 

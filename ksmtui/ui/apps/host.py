@@ -51,6 +51,7 @@ from ksmtui.ui.widgets.host import (
 )
 from ksmtui.ui.widgets.panels import Panel, shown
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+from ksmtui.ui.widgets.screens import KnobHelp
 
 
 class HostUpdate(Message):
@@ -485,6 +486,11 @@ class WhyNotScreen(ModalScreen[None]):
             yield Static(Text("\n".join(self._lines)), id="why-text")
 
 
+class KnobValue(Static, can_focus=True):
+    """A knob's value where it cannot be written (a recording, or not root): focusable, so that
+    Tab goes from knob to knob and the dialog says what each one means."""
+
+
 class HostKnobsScreen(ModalScreen[None]):
     """The host's knobs: Enter on a field asks for confirmation, y writes it to /sys/kernel/mm/ksm
     (under the machine lock, on a thread: the lock may be held by a test), and the kernel's refusal
@@ -501,25 +507,33 @@ class HostKnobsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         title = ("knobs of this machine's KSM: Enter on a value, then y writes it to /sys/kernel/mm/ksm · Esc closes"
-                 if self._readonly is None else f"knobs, read-only: {self._readonly} · Esc closes")
+                 if self._readonly is None else f"knobs, read-only: {self._readonly} · Tab: what each means · "
+                 "Esc closes")
         with Vertical(id="knobs-box"):
             yield Static(title, id="knobs-title", markup=False)
-            with Grid(id="knobs-grid"):
+            with VerticalScroll(id="knobs-scroll", can_focus=False), Grid(id="knobs-grid"):
                 # widget ids by position: a knob's name is whatever the kernel or a recording said
                 for i, (name, value) in enumerate(knobs_in_order(self._view.sample.knobs)):
                     yield Label(name, classes="knob-name", markup=False)
-                    yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input",
-                                disabled=self._readonly is not None)
+                    if self._readonly is None:
+                        yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input")
+                    else:  # read-only, but Tab still goes from knob to knob, to say what each means
+                        yield KnobValue(str(value), id=f"knob-{i}", name=name, classes="knob-input")
                     yield Label("", id=f"knob-error-{i}", classes="knob-error", markup=False)
             yield Label("", id="knobs-confirm", markup=False)
+            yield KnobHelp()
 
     def on_mount(self) -> None:
         """The focus on the first field (run) with its value selected: what is typed replaces run's
         value, never lands in another field, and is written only after y."""
-        fields = self.query(Input)
-        if fields and not self._readonly:
+        fields = self.query(".knob-input")
+        if fields:
             self.set_focus(fields.first())
-            fields.first().select_all()
+        if fields and isinstance(fields.first(), Input):
+            fields.first(Input).select_all()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one(KnobHelp).show_knob(getattr(event.widget, "name", None))
 
     def _index(self, name: str) -> int | None:
         return next((i for i, (n, _) in enumerate(knobs_in_order(self._view.sample.knobs)) if n == name), None)
@@ -528,8 +542,13 @@ class HostKnobsScreen(ModalScreen[None]):
         for name, value in view.sample.knobs.items():
             i = self._index(name)
             fields = self.query(f"#knob-{i}") if i is not None else None
-            if fields and not fields.first(Input).has_focus and self._pending is None:
-                fields.first(Input).value = str(value)
+            if not fields:
+                continue
+            field = fields.first()
+            if isinstance(field, KnobValue):
+                field.update(str(value))
+            elif isinstance(field, Input) and not field.has_focus and self._pending is None:
+                field.value = str(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         name = event.input.name or ""
