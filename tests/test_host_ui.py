@@ -560,3 +560,32 @@ def test_at_80_columns_the_status_line_is_whole_and_says_what_the_note_does_not(
         assert app.query_one(HostStatus)._text.startswith(" ksmtui replay · host-merge.jsonl · ")
 
     drive(app, test, (80, 24))
+
+
+def test_the_header_alerts_in_the_warning_colour_while_profit_is_negative_or_ksmd_above_its_limit():
+    """The recording's own general_profit (below 0 in samples 3 to 5, before the first merges pay
+    for their rmap_items), and a ksmd made to use 80% of a CPU until sample 7 and nothing after:
+    above the host's advisor_max_cpu (70) while the 1 s window holds mostly the busy part."""
+    from ksmtui.ui.widgets.host import HostAlerts
+
+    header, samples = read_recording(str(RECORDING))
+    t0, ns0 = samples[0].time, samples[0].ksmd["cpu_ns"]
+    busy = [replace(s, ksmd={**s.ksmd, "cpu_ns": ns0 + int(min(s.time - t0, samples[6].time - t0) * 0.8e9)})
+            for s in samples]
+    app = HostApp(ReplaySource("busy.jsonl", busy, paused=True, kernel=header["kernel"]))
+    cpu = "⚠ ksmd CPU 80.0% of a CPU, above 70% (advisor_max_cpu)"
+    profit = "⚠ general_profit -1 KiB: KSM costs more memory than it saves"
+
+    async def test(pilot):
+        alerts = app.query_one(HostAlerts)
+        seen = []
+        for _ in range(len(busy)):
+            seen.append(str(alerts.render()).split("\n") if alerts.display else [])
+            await press(pilot, "s")
+        assert seen[0] == [] and seen[1] == [cpu] and seen[2] == [profit, cpu]
+        assert seen[5] == [cpu] and seen[-1] == []  # profit back above 0; the window's CPU 44%
+        await press(pilot, "home", "s", "s")
+        assert alerts.display and alerts.styles.background.hex.upper() == app.get_css_variables()["warning"].upper()
+        assert [a["alert"] for a in app.view.alerts] == ["negative_profit", "ksmd_cpu"]
+
+    drive(app, test, (80, 24))

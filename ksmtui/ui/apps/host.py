@@ -39,6 +39,7 @@ from ksmtui.text.units import MIB
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import (
+    HostAlerts,
     HostCountersPanel,
     HostEventsPanel,
     HostKnobsPanel,
@@ -77,10 +78,10 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None, alert_cpu: float | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
-        self.history = HostHistory("live")
+        self.history = HostHistory("live", alert_cpu=alert_cpu)
         self._post: Post = _not_started
 
     def start(self, post: Post) -> None:
@@ -91,8 +92,9 @@ class LiveSource:
         state = f"sampling every {self.sampler.interval:g} s"
         if self.recorder is not None:
             self.recorder.add(sample)
-            if self.recorder.error is not None:  # a full disk: the recording stops, sampling goes on
-                state += f" · not recording: {self.recorder.error}"
+            failed = self.recorder.failed
+            if failed is not None:  # a full disk: the file stops, sampling goes on
+                state += f" · {failed.option} stopped: {failed.error}"
         self.history.add(sample)
         self._post(HostUpdate(self.history.view(state=state)))
 
@@ -110,11 +112,11 @@ class ReplaySource:
     live = False
 
     def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
-                 kernel: str = "?", note: str = "") -> None:
+                 kernel: str = "?", note: str = "", alert_cpu: float | None = None) -> None:
         self.samples = samples
-        self._label, self._kernel = label, kernel
+        self._label, self._kernel, self._alert_cpu = label, kernel, alert_cpu
         self.note = note
-        self.history = HostHistory(label, kernel)
+        self.history = HostHistory(label, kernel, alert_cpu)
         self.speed = speed
         self.paused = paused
         self._next = 0
@@ -152,7 +154,7 @@ class ReplaySource:
         first sample, so that the view is the one the samples up to there make."""
         target = max(1, min(len(self.samples), self._next + by))
         if target < self._next:
-            self.history = HostHistory(self._label, self._kernel)
+            self.history = HostHistory(self._label, self._kernel, self._alert_cpu)
             self._next = 0
         while self._next < target:
             self._feed()
@@ -243,6 +245,7 @@ class HostApp(BaseApp):
 
     def compose(self) -> ComposeResult:
         yield HostStatus(id="status")
+        yield HostAlerts(id="alerts")
         yield HostNote(id="description")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
@@ -281,6 +284,7 @@ class HostApp(BaseApp):
         self._hint = self.query_one("#processes-hint", Static)
         self._show_processes()
         self._status = self.query_one(HostStatus)
+        self._alerts = self.query_one(HostAlerts)
         self._note = self.query_one(HostNote)
         self.source.start(self.post_message)
         self._fit(self.size.width, self.size.height)
@@ -308,6 +312,7 @@ class HostApp(BaseApp):
     def _draw(self, view: HostView) -> None:
         with self.batch_update():
             self._status.update_from(view)
+            self._alerts.update_from(view)
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
@@ -617,11 +622,13 @@ def run_app(app: HostApp) -> int:
     return app.return_code or 0
 
 
-def run_host_app(sampler: HostSampler, recorder: Sinks | None = None) -> int:
-    return run_app(HostApp(LiveSource(sampler, recorder)))
+def run_host_app(sampler: HostSampler, recorder: Sinks | None = None, alert_cpu: float | None = None) -> int:
+    return run_app(HostApp(LiveSource(sampler, recorder, alert_cpu)))
 
 
-def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "") -> int:
+def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "",
+                   alert_cpu: float | None = None) -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note)))
+    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note,
+                                        alert_cpu=alert_cpu)))
 

@@ -201,6 +201,25 @@ class HostStatus(TextView):
             self.update_from(self._view)
 
 
+class HostAlerts(Static):
+    """Under the status line, in the warning colour, while an alert holds (ksmtui.host.alerts):
+    each with its figure; wrapped, never cut; not there at all otherwise."""
+
+    DEFAULT_CSS = "HostAlerts { height: auto; background: $warning; color: $text; text-style: bold; padding: 0 1; }"
+
+    _shown: tuple[str, ...] | None = None
+
+    def on_mount(self) -> None:
+        self.display = False
+
+    def update_from(self, view: HostView) -> None:
+        texts = tuple(f"⚠ {a['text']}" for a in view.alerts)
+        if texts != self._shown:
+            self._shown = texts
+            self.display = bool(texts)
+            self.update(Text("\n".join(texts)))
+
+
 class HostNote(Static):
     """What the tracepoints and the recording are; wrapped, never cut, on a narrow terminal."""
 
