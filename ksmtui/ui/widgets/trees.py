@@ -72,18 +72,22 @@ def _short(node: StableNodeView | UnstableItemView) -> str:
 
 
 def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None, nid: bool = True,
-              shift: int = 0) -> Text:
+              shift: int = 0, short: bool = False) -> Text:
     """A tree row: indentation by depth (less `shift`, see row_shift), side, colour, the entry, and
-    the last walk's mark."""
+    the last walk's mark. `short`, for a narrow tree: the mark without "memcmp", an unstable item
+    without its kpfn (the detail view has both)."""
     text = Text(" " * max(node.depth - shift, 0))
     text.append(node.side or "·", "dim")
     if node.depth >= 0:
         text.append(" R " if node.red else " B ", "bold red" if node.red else "bold")
     else:
         text.append("   ")
-    text.append(unstable_label(node, nid) if isinstance(node, UnstableItemView) else stable_node_label(node, nid))
+    if isinstance(node, UnstableItemView):
+        text.append(f"{node.process}:{node.address:#x}" if short else unstable_label(node, nid))
+    else:
+        text.append(stable_node_label(node, nid))
     if walked is not None:
-        text.append(f"  ◀ memcmp {compared(walked.ret)}", "bold reverse yellow")
+        text.append(f"  ◀ {'' if short else 'memcmp '}{compared(walked.ret)}", "bold reverse yellow")
     return text
 
 
@@ -99,7 +103,7 @@ def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> lis
     step that walked no tree (a KSM page's early return, a zero page, a checksum that changed)
     says so, with where it was and how it ended."""
     if not steps and last is not None:
-        return [f"the last step walked no tree: {last.process}:{last.address:#x}",
+        return [f"the last step walked no tree: {rmap_text(last.process, last.address)}",
                 f"  {last.path} → {last.outcome}", "s steps the next page"]
     if not steps:
         return ["single-step (s) to see the walks of one cmp_and_merge_page() call"]
@@ -190,11 +194,18 @@ class TreesPanel(Panel[EngineView]):
 
     @staticmethod
     def _labels(tree: NodeTree, entries, walked: dict, nid: bool) -> list[Text]:
-        """The rows of a page, shifted left as far as the widest needs to fit the tree (row_shift)."""
-        labels = [row_label(n, walked.get(_key(n)), nid) for n in entries]
+        """The rows of a page, shifted left as far as the widest needs to fit the tree (row_shift);
+        a row too wide even without its indentation takes its short form."""
         room = tree.scrollable_content_region.width - 2  # the icon column (▶ and a space) takes 2
-        shift = row_shift(labels, [n.depth for n in entries], room) if room > 0 else 0  # 0: not laid out yet
-        return [row_label(n, walked.get(_key(n)), nid, shift) for n in entries] if shift else labels
+        labels = [row_label(n, walked.get(_key(n)), nid) for n in entries]
+        if room <= 0:  # not laid out yet
+            return labels
+        short = [len(label) - max(n.depth, 0) > room for n, label in zip(entries, labels, strict=True)]
+        labels = [row_label(n, walked.get(_key(n)), nid, short=s) if s else label
+                  for n, label, s in zip(entries, labels, short, strict=True)]
+        shift = row_shift(labels, [n.depth for n in entries], room)
+        return [row_label(n, walked.get(_key(n)), nid, shift, s) for n, s in zip(entries, short, strict=True)] \
+            if shift else labels
 
     @staticmethod
     def _last_step(view: EngineView) -> StepInfo | None:
