@@ -525,7 +525,9 @@ class HostKnobsScreen(ModalScreen[None]):
                     else:  # read-only, but Tab still goes from knob to knob, to say what each means
                         yield KnobValue(str(value), id=f"knob-{i}", name=name, classes="knob-input")
                     yield Label("", id=f"knob-error-{i}", classes="knob-error", markup=False)
-            yield Label("", id="knobs-confirm", markup=False)
+            confirm = Label("", id="knobs-confirm", markup=False)
+            confirm.display = False
+            yield confirm
             yield KnobHelp()
 
     def on_mount(self) -> None:
@@ -539,6 +541,15 @@ class HostKnobsScreen(ModalScreen[None]):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self.query_one(KnobHelp).show_knob(getattr(event.widget, "name", None))
+
+    def _confirm(self, text: str) -> None:
+        """The line under the fields (y / n, writing, written): there only while it says something,
+        so that the fields and the knob's description have its rows otherwise."""
+        label = self.query_one("#knobs-confirm", Label)
+        label.update(text)
+        if label.display != bool(text):
+            label.display = bool(text)
+            self.query_one(KnobHelp).fit()
 
     def _index(self, name: str) -> int | None:
         return next((i for i, (n, _) in enumerate(knobs_in_order(self._view.sample.knobs)) if n == name), None)
@@ -565,7 +576,7 @@ class HostKnobsScreen(ModalScreen[None]):
                 self.show_error(name, str(err))
                 return
         self._pending = (name, value)
-        self.query_one("#knobs-confirm", Label).update(
+        self._confirm(
             f"write {printable(value)!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
         self.set_focus(None)  # off the fields, so that y and n are keys, not text
 
@@ -574,12 +585,12 @@ class HostKnobsScreen(ModalScreen[None]):
             return
         name, value = self._pending
         self._pending = None
-        self.query_one("#knobs-confirm", Label).update(f"writing {name} (waiting for the machine lock)…")
+        self._confirm(f"writing {name} (waiting for the machine lock)…")
         threading.Thread(target=self._write, args=(name, value), daemon=True).start()
 
     def action_cancel(self) -> None:
         self._pending = None
-        self.query_one("#knobs-confirm", Label).update("not written")
+        self._confirm("not written")
 
     def _write(self, name: str, value: str) -> None:
         try:
@@ -593,7 +604,7 @@ class HostKnobsScreen(ModalScreen[None]):
 
     def _written(self, name: str, value: str, error: str) -> None:
         self.show_error(name, error)
-        self.query_one("#knobs-confirm", Label).update(
+        self._confirm(
             f"{name}: the kernel refused {printable(value)!r}" if error else f"{name} = {value} written")
 
     def show_error(self, name: str, text: str) -> None:
