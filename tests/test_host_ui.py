@@ -243,6 +243,18 @@ def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_g
     drive(app, test, (120, 40))
 
 
+def test_g_with_no_process_known_to_ksm_shows_an_empty_table():
+    app = make_app()  # the recording's first sample: no process yet
+
+    async def test(pilot):
+        await press(pilot, "2", "g")
+        assert app.group_by == "vm" and app.query_one(GroupTable).display and group_rows(app) == []
+        await press(pilot, "s")  # and it goes on
+        assert app.view.samples == 2
+
+    drive(app, test, (80, 24))
+
+
 def test_groups_of_a_recording_with_units_carry_the_names_escaped(tmp_path):
     from ksmtui.host.recording import Recorder
     from ksmtui.host.units import Unit

@@ -58,7 +58,7 @@ class GroupTable(DataTable):
         columns = COLUMNS if any(totals[n]["unreadable"] for n in names) else COLUMNS[:-1]
         rows = [row[: len(columns)] for row in rows]
         # what the numbers leave of the width (each cell has a space either side) is the name's
-        numbers = sum(max(len(c), *(len(str(r[i])) for r in rows)) + 2 for i, c in enumerate(columns) if i)
+        numbers = sum(max([len(c), *(len(str(r[i])) for r in rows)]) + 2 for i, c in enumerate(columns) if i)
         room = max(LEAST_NAME, self.size.width - numbers - 2 - 1) if self.size.width else 10**6
         rows = [(Text(clip_name(str(row[0]), room)), *row[1:]) for row in rows]
         plain = [tuple(str(cell) for cell in row) for row in rows]
