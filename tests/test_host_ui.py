@@ -223,7 +223,10 @@ def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_g
     zero = sum(r["ksm_zero_pages"] for r in last.values())
 
     async def test(pilot):
-        await press(pilot, *STEPS, "2")
+        await press(pilot, "2", "g")  # the first sample: no process known to KSM yet, no group
+        assert app.group_by == "vm" and app.query_one(GroupTable).display and group_rows(app) == []
+        await press(pilot, *["g"] * 5)  # container, unit, cgroup, comm, and back to pid
+        await press(pilot, *STEPS)
         table = app.query_one(ProcessTable)
         assert table.row_count == 3 and table.row_cells(0)[-1] == "-"  # recorded before units
         await press(pilot, "g")
@@ -241,18 +244,6 @@ def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_g
         assert app.group_by == "pid" and table.display and table.row_count == 3
 
     drive(app, test, (120, 40))
-
-
-def test_g_with_no_process_known_to_ksm_shows_an_empty_table():
-    app = make_app()  # the recording's first sample: no process yet
-
-    async def test(pilot):
-        await press(pilot, "2", "g")
-        assert app.group_by == "vm" and app.query_one(GroupTable).display and group_rows(app) == []
-        await press(pilot, "s")  # and it goes on
-        assert app.view.samples == 2
-
-    drive(app, test, (80, 24))
 
 
 def test_groups_of_a_recording_with_units_carry_the_names_escaped(tmp_path):
@@ -554,26 +545,6 @@ def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
     assert os.waitstatus_to_exitcode(status) == 128 + sig
 
 
-def test_at_80_columns_the_status_line_is_whole_and_says_what_the_note_does_not():
-    """The header at 80 columns: one line, every word whole (it had lost "run=0" of "not merging:
-    run=0" and read "· not"); the "not merging" code goes first, as the note under it says it."""
-    app = make_app()
-
-    async def test(pilot):
-        await press(pilot, *STEPS)
-        status = app.query_one(HostStatus)._text
-        assert status == " replay host-merge.jsonl · 19:52:23Z · finished 12/12 · 1x · not merging: run=0"
-        assert len(status) <= 80
-        await pilot.resize_terminal(60, 24)
-        await settle(pilot)
-        assert app.query_one(HostStatus)._text == " replay host-merge.jsonl · 19:52:23Z · finished 12/12 · 1x"
-        await pilot.resize_terminal(120, 40)
-        await settle(pilot)
-        assert app.query_one(HostStatus)._text.startswith(" ksmtui replay · host-merge.jsonl · ")
-
-    drive(app, test, (80, 24))
-
-
 def test_the_header_alerts_in_the_warning_colour_while_profit_is_negative_or_ksmd_above_its_limit():
     """The recording's own general_profit (below 0 in samples 3 to 5, before the first merges pay
     for their rmap_items), and a ksmd made to use 80% of a CPU until sample 7 and nothing after:
@@ -596,6 +567,17 @@ def test_the_header_alerts_in_the_warning_colour_while_profit_is_negative_or_ksm
             await press(pilot, "s")
         assert seen[0] == [] and seen[1] == [cpu] and seen[2] == [profit, cpu]
         assert seen[5] == [cpu] and seen[-1] == []  # profit back above 0; the window's CPU 44%
+        # the status line at 80 columns: one line, every word whole (it had lost "run=0" of
+        # "not merging: run=0" and read "· not"); narrower, the "not merging" codes go first, as
+        # the note under it says them in full
+        status = app.query_one(HostStatus)._text
+        assert status == " replay busy.jsonl · 19:52:23Z · finished 12/12 · 1x · not merging: run=0"
+        await pilot.resize_terminal(60, 24)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text == " replay busy.jsonl · 19:52:23Z · finished 12/12 · 1x"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text.startswith(" ksmtui replay · busy.jsonl · ")
         await press(pilot, "home", "s", "s")
         assert alerts.display and alerts.styles.background.hex.upper() == app.get_css_variables()["warning"].upper()
         assert [a["alert"] for a in app.view.alerts] == ["negative_profit", "ksmd_cpu"]
