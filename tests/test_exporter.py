@@ -299,7 +299,7 @@ def test_a_reader_never_sees_a_partial_textfile(tmp_path):
     (["--listen", "localhost"], "argument --listen: expected [ADDR:]PORT"),
     (["--listen", ":9100"], "argument --listen: expected [ADDR:]PORT"),
     (["--listen", "127.0.0.1:70000"], "argument --listen: expected [ADDR:]PORT"),
-    (["--no-ui"], "argument --no-ui: only with --listen, --textfile or --record"),
+    (["--no-ui"], "argument --no-ui: only with --listen, --textfile, --record or --csv"),
     (["--top", "3"], "argument --top: only with --listen or --textfile"),
     (["--group-by", "vm"], "argument --group-by: only with --json, --listen or --textfile"),
     (["--listen", "0", "--count", "1"], "argument --count: only with --json or --no-ui"),
@@ -352,7 +352,7 @@ def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys)
 
     seen = {}
 
-    def run_headless(sampler, recorder=None):
+    def run_headless(sampler, recorder=None, alert_cpu=None):
         async def test(pilot):
             app = pilot.app
             await wait_for(pilot, lambda: app.view is not None and app.view.samples >= 3, "three samples on screen")
@@ -363,7 +363,7 @@ def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys)
                 seen["served"] = r.read().decode()
             seen["time"] = app.view.sample.time
 
-        drive(host_app.HostApp(host_app.LiveSource(sampler, recorder)), test)
+        drive(host_app.HostApp(host_app.LiveSource(sampler, recorder, alert_cpu)), test)
         return 0
 
     monkeypatch.setattr(host_app, "run_host_app", run_headless)

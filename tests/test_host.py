@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -409,3 +410,85 @@ def test_events_the_kernel_dropped_are_said():
     lines = outcome_lines(h.view())
     assert "lost: 14 events the kernel dropped (ring buffer full): the counts are short" in lines
     assert lines[1].split()[-2:] == ["10", "5"]  # stable-tree merges: since the first sample, last sample
+
+
+# ------------------------------------------------------------------- alerts and CSV --
+
+RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
+
+
+def test_alerts_hold_for_negative_profit_and_for_ksmd_above_its_cpu_limit_only():
+    from ksmtui.host.alerts import alerts, ksmd_cpu
+
+    s = read_recording(str(RECORDING))[1][4]  # general_profit -2,304: the rmap_items before the first merge
+    assert [a["alert"] for a in alerts(s, None)] == ["negative_profit"]
+    assert alerts(s, None)[0]["text"] == "general_profit -2 KiB: KSM costs more memory than it saves"
+    calm = dataclasses.replace(s, ksm={**s.ksm, "general_profit": 0})
+    assert alerts(calm, 0.69) == [] and alerts(calm, None) == []  # under advisor_max_cpu (70), or no figure
+    [cpu] = alerts(calm, 0.71)
+    assert cpu == {"alert": "ksmd_cpu", "value": 71.0, "limit": 70.0,
+                   "text": "ksmd CPU 71.0% of a CPU, above 70% (advisor_max_cpu)"}
+    assert alerts(calm, 0.71, alert_cpu=80) == [] and alerts(calm, 0.71, alert_cpu=-1) == []  # 80%; off
+    assert alerts(calm, 0.06, alert_cpu=5)[0]["text"] == "ksmd CPU 6.0% of a CPU, above 5% (--alert-cpu)"
+    later = dataclasses.replace(s, time=s.time + 2, ksmd={**s.ksmd, "cpu_ns": s.ksmd["cpu_ns"] + 500_000_000})
+    assert ksmd_cpu(s, later) == 0.25 and ksmd_cpu(None, later) is None
+    assert ksmd_cpu(s, dataclasses.replace(later, ksmd={"pid": 1, "cpu_ns": 0})) is None  # another ksmd
+
+
+def test_csv_rows_beside_json_lines_on_this_host(tmp_path, capsys, monkeypatch):
+    import csv
+
+    monkeypatch.setattr(HostTrace, "unavailable_reason", staticmethod(lambda: "tracefs is not mounted"))
+    out = tmp_path / "s.csv"
+    assert main(["host", "--json", "--csv", str(out), "--count", "3", "--interval", "0.05"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(lines) == 3
+    for row, s in zip(rows, lines, strict=True):
+        assert all(row[name] == str(v) for name, v in s["ksm"].items() if name != "general_profit")
+        assert row["general_profit_bytes"] == str(s["ksm"]["general_profit"])  # the unit in the name
+        assert row["advisor_max_cpu_pct"] == str(s["knobs"]["advisor_max_cpu"]) and row["run"] == str(s["knobs"]["run"])
+        assert row["why_not"] == "; ".join(r["reason"] for r in s["why_not"])
+        assert row["alerts"] == "; ".join(a["alert"] for a in s["alerts"])
+        assert row["trace_ksm_merge_one_page"] == ""  # not traced: empty, not 0
+    assert rows[0]["ksmd_cpu_pct"] == "" and rows[1]["ksmd_cpu_pct"] != ""  # a share needs two samples
+
+
+def test_csv_of_a_path_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    assert main(["host", "--csv", str(tmp_path / "no" / "s.csv"), "--no-ui", "--count", "1"]) == 2
+    assert capsys.readouterr().err == f"ksmtui host: error: --csv: {tmp_path / 'no' / 's.csv'}: No such file or " \
+                                      "directory\n"
+
+
+def test_a_killed_csv_run_leaves_whole_rows(tmp_path):
+    import csv
+
+    out = tmp_path / "s.csv"
+    proc = subprocess.Popen([*KSMTUI, "host", "--csv", str(out), "--no-ui", "--interval", "0.05", "--no-trace"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while (not out.exists() or out.read_text().count("\n") < 4) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    text = out.read_text()
+    rows = list(csv.reader(text.splitlines()))
+    assert text.endswith("\n") and len(rows) >= 4 and {len(r) for r in rows} == {len(rows[0])}
+
+
+def test_replay_exports_a_recording_as_csv_with_its_alerts(tmp_path):
+    import csv
+
+    out = tmp_path / "r.csv"
+    assert main(["replay", str(RECORDING), "--csv", str(out)]) == 0
+    samples = read_recording(str(RECORDING))[1]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["pages_sharing"] for r in rows] == [str(s.ksm["pages_sharing"]) for s in samples]
+    assert [r["alerts"] for r in rows] == ["negative_profit" if s.ksm["general_profit"] < 0 else "" for s in samples]
+    assert main(["replay", str(RECORDING), "--csv", str(out), "--alert-cpu", "0"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    # above 0% of a CPU: every sample but the first (no share yet) and the last (ksmd idle, run=0)
+    assert [r["alerts"].endswith("ksmd_cpu") for r in rows] == [False] + [True] * 10 + [False]
+    assert rows[-1]["ksmd_cpu_pct"] == "0.00"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import sys
@@ -19,13 +20,15 @@ from textual.widgets import Input
 
 from engine.scenario import printable
 from ksmtui.host.recording import read_recording
+from ksmtui.text.knobs import knob_help
 from ksmtui.text.units import MIB
 from ksmtui.ui.apps.host import HostApp, HostKnobsScreen, ReplaySource, WhyNotScreen, process_rows
 from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import HostNote, HostStatus
 from ksmtui.ui.widgets.panels import TextView
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
-from tests.ui_helpers import after, drive, press, settle, wait_for
+from ksmtui.ui.widgets.screens import KnobHelp
+from tests.ui_helpers import after, drive, press, screen_text, settle, wait_for
 
 RECORDING = Path(__file__).parent / "data" / "host-merge.jsonl"
 
@@ -220,13 +223,16 @@ def test_g_groups_the_processes_of_a_recording_without_units_and_enter_lists_a_g
     zero = sum(r["ksm_zero_pages"] for r in last.values())
 
     async def test(pilot):
-        await press(pilot, *STEPS, "2")
+        await press(pilot, "2", "g")  # the first sample: no process known to KSM yet, no group
+        assert app.group_by == "vm" and app.query_one(GroupTable).display and group_rows(app) == []
+        await press(pilot, *["g"] * 5)  # container, unit, cgroup, comm, and back to pid
+        await press(pilot, *STEPS)
         table = app.query_one(ProcessTable)
         assert table.row_count == 3 and table.row_cells(0)[-1] == "-"  # recorded before units
         await press(pilot, "g")
         assert app.group_by == "vm" and not table.display
         totals = [f"{rmap:,}", f"{merging:,}", f"{zero:,}", f"{profit / MIB:,.1f}"]
-        assert group_rows(app) == [["(no vm)", "3", *totals, "0"]]
+        assert group_rows(app) == [["(no vm)", "3", *totals]]  # no "unreadable": root read them all
         await press(pilot, "enter")
         assert table.display and table.row_count == 3 and table.has_focus
         assert "vm (no vm) · Esc: back" in str(app.query_one("#processes-hint").render())
@@ -280,6 +286,16 @@ def test_groups_of_a_recording_with_units_carry_the_names_escaped(tmp_path):
         assert isinstance(app.screen, WhyNotScreen)
         await press(pilot, "escape", "escape")
         assert app.group_open is None and app.query_one(GroupTable).display
+        # by cgroup at 80 columns: a path too long for what the numbers leave ends at a "/" with "…",
+        # nothing runs past the edge, and no "unreadable" column (root read every ksm_stat)
+        await press(pilot, "g", "g")
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        table = app.query_one(GroupTable)
+        names = [r[0] for r in group_rows(app)]
+        docker = next(n for n in names if n.startswith("/system.slice/"))
+        assert docker == "/system.slice/…" and table.max_scroll_x == 0 and table.ordered_columns[-1].label.plain \
+            == "profit MiB"
 
     drive(app, test, (160, 40))
 
@@ -289,10 +305,18 @@ def test_knobs_screen_of_a_recording_cannot_write():
 
     async def test(pilot):
         await press(pilot, "k")
-        assert isinstance(app.screen, HostKnobsScreen)
-        assert all(field.disabled for field in app.screen.query(Input))
+        screen = app.screen
+        assert isinstance(screen, HostKnobsScreen)
+        assert not screen.query(Input)  # no field to type into
+        # yet Tab goes from knob to knob, and the dialog says what the focused one means
+        help_text = screen.query_one(KnobHelp)
+        assert screen.focused.name == "run" and str(help_text.render()) == knob_help("run")
+        await press(pilot, "tab")
+        assert screen.focused.name == "pages_to_scan" and str(help_text.render()) == knob_help("pages_to_scan")
+        await press(pilot, "1", "enter", "y")
+        assert str(screen.query_one("#knobs-confirm").render()) == "" and screen.focused.name == "pages_to_scan"
 
-    drive(app, test, (120, 40))
+    drive(app, test, (80, 24))
 
 
 def test_rows_of_a_sample_for_the_processes_table():
@@ -400,8 +424,14 @@ def test_why_not_shows_the_profit_in_mib_as_the_row_does_and_a_dash_for_no_ratio
     from ksmtui.ui.apps.host import why_not_lines
     from ksmtui.ui.widgets.processes import ProcessTable
 
-    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576}, live=False)
+    lines = why_not_lines("7", {"comm": "qemu", "ksm_process_profit": 3 * 1048576,
+                                "unit": {"vm": "vm2", "cgroup": "/"}}, live=False)
     assert "  ksm_process_profit 3.00 MiB (3,145,728 bytes)" in lines
+    assert "  belongs to vm vm2 · cgroup /" in lines  # as the table says it, not a dict's repr
+    # this process's own smaps: the figures first, the reason after (a narrow dialog wraps words)
+    lines = why_not_lines(str(os.getpid()), {"comm": "python"}, live=True)
+    head = lines.index(f"memory, from /proc/{os.getpid()}/smaps: mappings, size, what KSM can do with it")
+    assert lines[head + 1:] and all(re.fullmatch(r" +[0-9,]+ +[0-9,.]+ MiB  \S.*", line) for line in lines[head + 1:])
     table = ProcessTable(4096)
     assert table._ratio_cell(ProcessRow(1, "idle", True, True, 0, 0, 0, 0)) == ("-", None)
     assert table._ratio_cell(ProcessRow(2, "busy", True, True, 10, 0, 0, 0))[0].startswith("∞")
@@ -442,11 +472,6 @@ def escape_recording(path) -> None:
                           "passes": [], "advisor": [], "events": [[1.0 + n, "ksm_enter" + ESC, "mm " + ESC]]}
         out.append(json.dumps(s))
     path.write_text("\n".join(out) + "\n")
-
-
-def screen_text(app) -> str:
-    """Every character the app's screen would send to the terminal (the composed lines)."""
-    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_full_update().strips)
 
 
 def no_control(text: str) -> bool:
@@ -518,3 +543,43 @@ def test_a_signal_quits_the_replay_with_128_plus_its_number(sig):
         os.close(fd)
     assert status is not None, "the replay did not quit"
     assert os.waitstatus_to_exitcode(status) == 128 + sig
+
+
+def test_the_header_alerts_in_the_warning_colour_while_profit_is_negative_or_ksmd_above_its_limit():
+    """The recording's own general_profit (below 0 in samples 3 to 5, before the first merges pay
+    for their rmap_items), and a ksmd made to use 80% of a CPU until sample 7 and nothing after:
+    above the host's advisor_max_cpu (70) while the 1 s window holds mostly the busy part."""
+    from ksmtui.ui.widgets.host import HostAlerts
+
+    header, samples = read_recording(str(RECORDING))
+    t0, ns0 = samples[0].time, samples[0].ksmd["cpu_ns"]
+    busy = [replace(s, ksmd={**s.ksmd, "cpu_ns": ns0 + int(min(s.time - t0, samples[6].time - t0) * 0.8e9)})
+            for s in samples]
+    app = HostApp(ReplaySource("busy.jsonl", busy, paused=True, kernel=header["kernel"]))
+    cpu = "⚠ ksmd CPU 80.0% of a CPU, above 70% (advisor_max_cpu)"
+    profit = "⚠ general_profit -1 KiB: KSM costs more memory than it saves"
+
+    async def test(pilot):
+        alerts = app.query_one(HostAlerts)
+        seen = []
+        for _ in range(len(busy)):
+            seen.append(str(alerts.render()).split("\n") if alerts.display else [])
+            await press(pilot, "s")
+        assert seen[0] == [] and seen[1] == [cpu] and seen[2] == [profit, cpu]
+        assert seen[5] == [cpu] and seen[-1] == []  # profit back above 0; the window's CPU 44%
+        # the status line at 80 columns: one line, every word whole (it had lost "run=0" of
+        # "not merging: run=0" and read "· not"); narrower, the "not merging" codes go first, as
+        # the note under it says them in full
+        status = app.query_one(HostStatus)._text
+        assert status == " replay busy.jsonl · 19:52:23Z · finished 12/12 · 1x · not merging: run=0"
+        await pilot.resize_terminal(60, 24)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text == " replay busy.jsonl · 19:52:23Z · finished 12/12 · 1x"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert app.query_one(HostStatus)._text.startswith(" ksmtui replay · busy.jsonl · ")
+        await press(pilot, "home", "s", "s")
+        assert alerts.display and alerts.styles.background.hex.upper() == app.get_css_variables()["warning"].upper()
+        assert [a["alert"] for a in app.view.alerts] == ["negative_profit", "ksmd_cpu"]
+
+    drive(app, test, (80, 24))

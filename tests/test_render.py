@@ -45,3 +45,16 @@ def test_a_rolling_histogram_keeps_the_rows_of_the_whole_run():
     assert rows[2] == f"{'[16, 32)':<16}{2:>8} |" + "@" * 52 + "|"
     quiet = hist_lines([0] * 40, span=since_start)  # nothing in the window: the rows stay, empty
     assert len(quiet) == 7 and all(r.endswith("0 |" + " " * 52 + "|") for r in quiet)
+
+
+def test_every_knob_has_its_meaning_unit_values_and_default_in_one_line():
+    from engine.knobs import ALL_KNOBS
+    from ksmtui.text.knobs import KNOB_DOCS, knob_help
+
+    assert set(KNOB_DOCS) == set(ALL_KNOBS)  # a knob added to engine.knobs needs its words here
+    assert knob_help("sleep_millisecs") == ("sleep_millisecs: how long ksmd sleeps between two batches of "
+                                            "pages_to_scan · unit: ms · an integer 0..4294967295 · kernel default 20")
+    assert knob_help("run").endswith("· 0, 1 or 2 · kernel default 0")  # the kernel's, not a scenario's 1
+    assert knob_help("flow").endswith("· default optimized")  # the model's own knob
+    assert "does not know" in knob_help("a_knob_of_v7")
+    assert all("\n" not in knob_help(name) for name in ALL_KNOBS)

@@ -777,3 +777,23 @@ def test_the_overview_shows_a_controllers_decisions_and_the_knobs_screen_who_dri
         assert pilot.app.view.controller == ControllerView("ksmtuned", 0, 0, ())
 
     drive(KsmApp(scenario, opts, paused=True, control=make), test)
+
+
+def test_the_knobs_screen_says_what_the_focused_knob_means_whole_at_80x24():
+    """Each knob's meaning, unit, values and default (ksmtui.text.knobs, from ksm.rst) under the
+    fields, for the field that has the focus; the fields give it the rows it needs."""
+    from ksmtui.text.knobs import knob_help
+    from ksmtui.ui.widgets.screens import KnobHelp
+
+    async def test(pilot):
+        await press(pilot, "k")
+        screen = pilot.app.screen
+        box, help_text = screen.query_one("#knobs-box"), screen.query_one(KnobHelp)
+        for name in ("run", "pages_to_scan", "sleep_millisecs", "max_page_sharing"):
+            assert screen.focused.name == name and str(help_text.render()) == knob_help(name)
+            assert box.content_region.contains_region(help_text.region)  # every line of it on screen
+            assert screen.query_one("#knobs-scroll").region.contains_region(screen.focused.region)
+            await press(pilot, "tab")
+        assert "unit: ms" in knob_help("sleep_millisecs") and "an integer >= 2" in knob_help("max_page_sharing")
+
+    drive(make_app(), test, (80, 24))

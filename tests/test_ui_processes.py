@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.app import App, ComposeResult
 
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
@@ -136,3 +138,51 @@ def test_reached_from_the_tab_strip_the_table_has_the_focus_and_right_scrolls_it
 
     drive(make_app(), test, (80, 24))
 
+
+
+def test_at_80_columns_only_whole_columns_show_and_right_moves_a_column_at_a_time():
+    """The table is wider than 80 columns: it shows the columns that fit whole (a header cut to
+    "rmap/me" read as another word), and Right brings the next one in, to the last."""
+    from tests.ui_helpers import screen_text
+
+    async def test(pilot):
+        await batches(pilot, 2)
+        await press(pilot, "6")
+        table = pilot.app.query_one(ProcessTable)
+        labels = table.header()
+
+        def header_on_screen() -> list[str]:
+            lines = screen_text(pilot.app).split("\n")
+            legend = next(i for i, line in enumerate(lines) if "! above" in line)
+            return re.split(r" {2,}", lines[legend + 1].strip("│ "))  # cells are 2 spaces apart at least
+
+        seen = header_on_screen()
+        assert seen == labels[: len(seen)] and len(seen) < len(labels)  # whole, and not all of them
+        for _ in range(len(labels)):
+            await press(pilot, "right")
+            shown = header_on_screen()
+            assert shown == labels[labels.index(shown[0]):][: len(shown)]
+        assert shown[-1] == "mergeable"
+        await press(pilot, "left")
+        assert header_on_screen()[0] == labels[labels.index(shown[0]) - 1]  # a column back
+
+    drive(make_app(), test, (80, 24))
+
+
+def test_a_long_text_in_the_last_column_is_cut_at_a_word_and_says_so():
+    class UnitsApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ProcessTable(units=True)
+
+    async def test(pilot):
+        table = pilot.app.query_one(ProcessTable)
+        unit = "vm guest-one · unit machine-qemu.scope · cgroup /machine.slice/machine-qemu.scope"
+        table.show_rows([ProcessRow(7, "qemu", True, True, 10, 5, 0, 4096, unit)])
+        await pilot.pause()
+        whole, room = table.shown_columns()
+        assert whole == list(range(len(table.columns_spec) - 1)) and room is not None and room < len(unit)
+        line = "".join(seg.text for seg in table.render_line(1))
+        shown = line.rstrip()[line.index("vm guest-one"):]
+        assert shown.endswith("…") and unit.startswith(shown[:-1]) and unit[len(shown) - 1] == " "
+
+    drive(UnitsApp(), test, (140, 10))

@@ -83,6 +83,10 @@ def test_tree_labels_name_the_kernel_fields():
     assert stable_node_label(chain) == "chain  nid 0  2 dups"
     assert stable_node_label(StableNodeView("dup", 0x30, 0, 1, 256, ())) == "dup kpfn 0x30  nid 0  256 sharers"
     assert unstable_label(UnstableItemView("vm-2", 0x1000, 0x99, 0, 5)) == "vm-2:0x1000  kpfn 0x99  nid 0"
+    # one NUMA node: no nid on the rows (the detail still says it)
+    assert stable_node_label(node, nid=False) == "kpfn 0x2a  2 sharers"
+    assert stable_node_label(chain, nid=False) == "chain  2 dups"
+    assert unstable_label(UnstableItemView("vm-2", 0x1000, 0x99, 0, 5), nid=False) == "vm-2:0x1000  kpfn 0x99"
 
 
 def test_node_detail_shows_frame_checksum_nid_and_rmap_list():
@@ -105,6 +109,15 @@ def test_node_detail_shows_frame_checksum_nid_and_rmap_list():
         "checksum   0xab",
         "nid        0",
     ]
+
+
+def test_node_detail_in_a_narrow_column_puts_a_long_rmap_address_on_its_own_line():
+    node = StableNodeView("regular", 0x2A, 1, 0xDEADBEEF, 2, (Sharer("web-worker", 0x7F00000D0000), Sharer("a", 1)))
+    assert node_detail(node, width=21)[-3:] == ["  web-worker:", "    0x7f00000d0000", "  a:0x1"]
+    item = UnstableItemView("web-worker", 0x7F0000181000, 0x99, 0, 0xAB)
+    assert node_detail(item, width=21)[1:4] == ["rmap", "  web-worker:", "    0x7f0000181000"]
+    assert node_detail(item, width=40)[1] == "rmap       web-worker:0x7f0000181000"
+    assert all(len(line) <= 21 for line in node_detail(node, 21)[4:] + node_detail(item, 21)[1:])
 
 
 def test_step_line_shows_path_and_outcome():

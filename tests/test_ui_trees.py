@@ -11,7 +11,8 @@ from textual.widgets import Input, Static
 from engine.scenario import parse_scenario
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import TreePage
-from tests.ui_helpers import SCENARIO, batches, drive, press, settle
+from ksmtui.ui.widgets.trees import compared, row_label
+from tests.ui_helpers import SCENARIO, batches, drive, press, screen_text, settle
 
 # more private pages, so that the unstable tree holds more than a page of entries
 BIG = SCENARIO.replace("pages = 16", "pages = 40").replace("full_scans = 30", "full_scans = 1000")
@@ -173,7 +174,50 @@ def test_a_step_that_walked_no_tree_says_so():
         step = pilot.app.view.snapshot.last_step
         assert not pilot.app.view.snapshot.last_walk
         assert text_of(pilot.app, "#tree-walk-text").split("\n") == [
-            f"the last step walked no tree: {step.process}:{step.address:#x}",
+            f"the last step walked no tree: {step.process}: {step.address:#x}",  # wraps after the colon
             f"  {step.path} → {step.outcome}", "s steps the next page"]
 
     drive(big_app(), test)
+
+
+def test_at_80_columns_titles_keys_and_rows_are_whole():
+    """The 80-column Trees tab: the title (which entries of how many) on the top border, the keys on
+    the bottom one, both whole (one line of both was cut to "…"), and no row runs past the tree's
+    edge (a deep page shifts left instead); on one NUMA node no row says "nid 0"."""
+
+    async def test(pilot):
+        await batches(pilot, 12)
+        await press(pilot, "2")
+        screen = screen_text(pilot.app)
+        snap = pilot.app.view.snapshot
+        assert snap.unstable_tree_size > 100
+        assert f"─ unstable tree: 1-100 of {snap.unstable_tree_size:,} items ─" in screen
+        assert "─ < > pages · / search ─" in screen and "…" not in screen.split("\n")[4]
+        for tree_id in ("stable-tree", "unstable-tree"):
+            tree = pilot.app.query_one(f"#{tree_id}")
+            assert tree.max_scroll_x == 0, f"{tree_id}: a row wider than the tree"
+            assert not any("nid" in str(n.label) for n in rows(pilot, tree_id))
+
+    drive(big_app(), test, (80, 24))
+
+
+def test_at_80_columns_a_walk_marked_on_a_deep_row_keeps_it_inside_the_tree():
+    """The 10th single step of the tenth pass walks the unstable tree: its marks ("◀ memcmp < left")
+    made a row run past the 80-column tree's edge; the page shifts left, or the row goes short."""
+    from tests.ui_helpers import make_app
+
+    async def test(pilot):
+        await batches(pilot, 9)
+        await press(pilot, "2", *["s"] * 10)
+        assert any(step.walk == "unstable_tree_search_insert" for step in pilot.app.view.snapshot.last_walk)
+        marked = [n for n in rows(pilot, "unstable-tree") if "◀" in str(n.label)]
+        assert marked and all(pilot.app.query_one(f"#{t}").max_scroll_x == 0 for t in ("stable-tree", "unstable-tree"))
+        # the short form of a row, for a tree narrower still: no "memcmp", no kpfn (the detail has it)
+        item = marked[0].data
+        step = next(st for st in pilot.app.view.snapshot.last_walk
+                    if getattr(st.node, "address", None) == item.address and st.node.process == item.process)
+        short = str(row_label(item, step, nid=False, short=True)).strip()
+        colour = "R" if item.red else "B"
+        assert short == f"{item.side} {colour} {item.process}:{item.address:#x}  ◀ {compared(step.ret)}"
+
+    drive(make_app(), test, (80, 24))

@@ -128,6 +128,11 @@ def after(*steps: int | str):
     return run_before
 
 
+def screen_text(app) -> str:
+    """Every character the app's screen would send to the terminal (the composed lines)."""
+    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_full_update().strips)
+
+
 async def wait_for(pilot, ready: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     """Let the app run until ready() holds; fail saying `what` did not happen within timeout s."""
     deadline = time.monotonic() + timeout

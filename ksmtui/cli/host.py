@@ -1,7 +1,9 @@
 """`ksmtui host`: this machine's own ksmd, in the UI or as JSON Lines (docs/host.md).
 
-    ksmtui host [--interval S] [--record FILE] [--no-trace]      the live UI
-    ksmtui host --json [--interval S] [--count N] [--record FILE] [--group-by BY]  one JSON object per sample
+    ksmtui host [--interval S] [--record FILE] [--csv FILE] [--alert-cpu PCT|off] [--no-trace]  the live UI
+    ksmtui host --json [--interval S] [--count N] [--record FILE] [--csv FILE] [--group-by BY]  one JSON object
+                                                                 per sample
+    ksmtui host --csv FILE|- --no-ui [--count N]                 one CSV row per sample, no UI
     ksmtui host --listen [ADDR:]PORT | --textfile FILE [--no-ui] [--group-by BY]  a Prometheus exporter
                                                                  (docs/prometheus.md)
     ksmtui host --why PID [--json]     what registering PID with KSM would save (ksmtui.host.register)
@@ -16,13 +18,27 @@ import json
 import sys
 import time
 
+from engine.knobs import KSM_KNOBS
 from engine.scenario import printable
-from ksmtui.cli.options import Parser, UsageError, number, positive
+from ksmtui.cli.options import Parser, UsageError, add_knobs_epilog, number, positive
 from ksmtui.host.units import GROUPINGS, Unit, group_totals
 from ksmtui.host.whynot import knob_reasons, sample_why_not
 from ksmtui.text.units import MIB
 
 _interval = number(float, 0.05, 3600, "seconds between 0.05 and 3600")
+_percent = number(float, 0, 6400, "a percent of one CPU, 0 to 6400, or off")
+
+
+def alert_cpu(text: str) -> float:
+    """--alert-cpu: a percent of one CPU, or "off" (-1: no limit; see ksmtui.host.alerts)."""
+    return -1.0 if text.strip().lower() == "off" else _percent(text)
+
+
+def add_alert_cpu(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alert-cpu", type=alert_cpu, metavar="PCT|off",
+                   help="alert in the header (and in --json, --csv) when ksmd uses more than PCT%% of a CPU "
+                   "(default: the host's advisor_max_cpu, 70 unless changed); general_profit below 0 always "
+                   "alerts")
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -41,6 +57,9 @@ def host_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="seconds between samples (default 1)")
     p.add_argument("--count", type=positive, metavar="N", help="with --json or --no-ui: stop after N samples")
     p.add_argument("--record", metavar="FILE", help="also write every sample to FILE, for ksmtui replay")
+    p.add_argument("--csv", metavar="FILE", help="also write every sample to FILE as a CSV row (- : stdout, "
+                   "with --no-ui)")
+    add_alert_cpu(p)
     p.add_argument("--no-trace", action="store_true", help="do not enable the ksm tracepoints")
     p.add_argument("--group-by", choices=GROUPINGS, metavar="BY",
                    help=f"with --json: each sample adds per-group totals ({', '.join(GROUPINGS)}); with --listen or "
@@ -52,10 +71,14 @@ def host_parser() -> argparse.ArgumentParser:
                    "for node_exporter's textfile collector")
     p.add_argument("--top", type=positive, metavar="N", help="with --listen/--textfile: per-process (or group) metrics "
                    "for the N that save most, the rest as \"other\" (default 20)")
-    p.add_argument("--no-ui", action="store_true", help="no UI and no output: only --listen, --textfile, --record")
+    p.add_argument("--no-ui", action="store_true", help="no UI and no output: only --listen, --textfile, --record, "
+                   "--csv")
     p.add_argument("--why", type=positive, metavar="PID", help="any process, KSM knows it or not: what registering it "
                    "(merge-any) would save alone and with the processes registered now, modelled from a capture "
                    "(root); then exit")
+    add_knobs_epilog(p, KSM_KNOBS)
+    if p.epilog:
+        p.epilog = p.epilog.replace("knobs:", "knobs (k in the UI; written as root after y):", 1)
     return p
 
 
@@ -66,15 +89,18 @@ def main(argv: list[str]) -> int:
     opts = host_parser().parse_args(argv)
     exporting = opts.listen or opts.textfile
     if opts.why is not None:
-        if exporting or opts.record or opts.no_ui or opts.count or opts.group_by:
+        if exporting or opts.record or opts.csv or opts.no_ui or opts.count or opts.group_by:
             raise UsageError("argument --why: only with --json")
         return why_main(opts.why, opts.json)
+    if opts.csv == "-" and (opts.json or not opts.no_ui):
+        raise UsageError("argument --csv: - (stdout) only with --no-ui and without --json")
     if opts.count and not (opts.json or opts.no_ui):
         raise UsageError("argument --count: only with --json or --no-ui")
     if opts.group_by and not (opts.json or exporting):
         raise UsageError("argument --group-by: only with --json, --listen or --textfile")
-    if opts.no_ui and not (exporting or opts.record or opts.json):
-        raise UsageError("argument --no-ui: only with --listen, --textfile or --record (else it does nothing)")
+    if opts.no_ui and not (exporting or opts.record or opts.csv or opts.json):
+        raise UsageError("argument --no-ui: only with --listen, --textfile, --record or --csv (else it does "
+                         "nothing)")
     if opts.top and not exporting:
         raise UsageError("argument --top: only with --listen or --textfile")
     try:
@@ -90,13 +116,16 @@ def main(argv: list[str]) -> int:
                 sinks.append(Recorder(opts.record, opts.interval))
             except OSError as err:
                 raise UsageError(f"--record: {opts.record}: {err.strerror or err}") from None
+        if opts.csv:
+            sinks.append(open_csv(opts.csv, opts.alert_cpu))
         if exporting:
             sinks.append(_exporter(opts))
         if opts.json or opts.no_ui:
-            return _headless(sampler, opts.interval, opts.count, sinks or None, opts.json, opts.group_by)
+            return _headless(sampler, opts.interval, opts.count, sinks or None, opts.json, opts.group_by,
+                             opts.alert_cpu)
         from ksmtui.ui.apps.host import run_host_app
 
-        return run_host_app(sampler, sinks or None)
+        return run_host_app(sampler, sinks or None, opts.alert_cpu)
     finally:
         sampler.close()
         sinks.close()
@@ -124,30 +153,48 @@ def _exporter(opts):
     return exporter
 
 
-def sample_json(sample, group_by: str | None = None) -> dict:
-    """A sample as --json prints it: the sample, "why_not" (ksmtui.host.whynot), and with
-    --group-by "group_by" and "groups" (ksmtui.host.units.group_totals)."""
-    out = {**sample.to_json(), "why_not": sample_why_not(sample)}
+def open_csv(path: str, alert: float | None):
+    """The --csv sink; a path that cannot be written is one line (exit status 2), before sampling."""
+    from ksmtui.host.csvout import CsvWriter
+
+    try:
+        return CsvWriter(path, alert)
+    except OSError as err:
+        raise UsageError(f"--csv: {path}: {err.strerror or err}") from None
+
+
+def sample_json(sample, group_by: str | None = None, before=None, alert: float | None = None) -> dict:
+    """A sample as --json prints it: the sample, "why_not" (ksmtui.host.whynot), "alerts"
+    (ksmtui.host.alerts: ksmd's CPU since `before`, the previous sample), and with --group-by
+    "group_by" and "groups" (ksmtui.host.units.group_totals)."""
+    from ksmtui.host.alerts import alerts, ksmd_cpu
+
+    out = {**sample.to_json(), "why_not": sample_why_not(sample),
+           "alerts": alerts(sample, ksmd_cpu(before, sample), alert)}
     if group_by:
         out.update(group_by=group_by, groups=group_totals(sample.processes, group_by))
     return out
 
 
-def _headless(sampler, interval: float, count: int | None, sink, json_lines: bool, group_by: str | None = None) -> int:
+def _headless(sampler, interval: float, count: int | None, sink, json_lines: bool, group_by: str | None = None,
+              alert: float | None = None) -> int:
     if sampler.trace_note:
         print(f"ksmtui host: note: no tracepoints: {sampler.trace_note}", file=sys.stderr)
     n = 0
+    before = None
     next_at = time.monotonic()
     while count is None or n < count:
         sample = sampler.sample()
         if sink is not None:
             sink.add(sample)
-            if sink.error is not None:
-                raise UsageError(f"--record {sink.record_path}: {sink.error}; the recording holds the "
-                                 f"{n} sample{'s' * (n != 1)} before")
+            failed = sink.failed
+            if failed is not None:
+                raise UsageError(f"{failed.option} {failed.path}: {failed.error}; "
+                                 + failed.holds.format(n=n, s="s" * (n != 1)))
         if json_lines:
-            sys.stdout.write(json.dumps(sample_json(sample, group_by), separators=(",", ":")) + "\n")
+            sys.stdout.write(json.dumps(sample_json(sample, group_by, before, alert), separators=(",", ":")) + "\n")
             sys.stdout.flush()
+        before = sample
         n += 1
         if count is None or n < count:
             next_at += interval

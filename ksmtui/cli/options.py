@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.knobs import ENGINE_KNOBS, KnobError
+from engine.knobs import ALL_KNOBS, ENGINE_KNOBS, KnobError
 from engine.scenario import RunConfig, ScenarioError, parse_set_option
 
 MODEL_COMMANDS = ("run", "compare", "check", "list", "kernel", "parity")
@@ -109,12 +109,25 @@ def add_run_options(p: argparse.ArgumentParser, with_flow: bool = True, with_jso
         p.add_argument("--flow", type=flow, help="optimized (v6.11+, default), legacy (v6.10) or series-v1")
     p.add_argument("--seed", type=seed, help="seed every random choice (default: the scenario's)")
     p.add_argument("--set", dest="settings", metavar="KNOB=VALUE", type=knob_setting, action="append",
-                   default=[], help="set a [ksm] or [engine] knob before the run (repeatable)")
+                   default=[], help="set a [ksm] or [engine] knob before the run (repeatable; the knobs are "
+                   "listed below)")
+    add_knobs_epilog(p, ALL_KNOBS)
     p.add_argument("--full-scans", type=positive, metavar="N", help="stop after N full scans")
     p.add_argument("--after-ms", type=positive, metavar="N", help="stop after N simulated milliseconds")
     add_costs(p)
     if with_json:
         p.add_argument("--json", action="store_true", help="print one JSON object (docs/scenarios.md)")
+
+
+def add_knobs_epilog(p: argparse.ArgumentParser, names) -> None:
+    """The knobs, what each means and takes (ksmtui.text.knobs), after the options in --help."""
+    import textwrap
+
+    from ksmtui.text.knobs import knobs_help
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # the knobs' lines as they are, not one paragraph
+    after = textwrap.fill(p.epilog, 100, break_on_hyphens=False) if p.epilog else None
+    p.epilog = "\n\n".join(filter(None, ("knobs:\n" + knobs_help(names), after)))
 
 
 def add_costs(p: argparse.ArgumentParser) -> None:

@@ -56,6 +56,9 @@ class Recorder:
     (a full disk) stops the recording, keeps what was written, and says why in `error`: sampling
     goes on."""
 
+    option = "--record"
+    holds = "the recording holds the {n} sample{s} before"
+
     def __init__(self, path: str, interval: float) -> None:
         self.path = path
         self.error: str | None = None
@@ -255,13 +258,10 @@ class Sinks(list):
             sink.close()
 
     @property
-    def error(self) -> str | None:
-        """Why the recording stopped (a full disk), if it did: sampling goes on without it."""
-        return next((s.error for s in self if isinstance(s, Recorder) and s.error is not None), None)
-
-    @property
-    def record_path(self) -> str:
-        return next((s.path for s in self if isinstance(s, Recorder)), "")
+    def failed(self):
+        """The file sink (--record, --csv) whose write failed (a full disk), if one did: it stops,
+        sampling goes on without it."""
+        return next((s for s in self if getattr(s, "option", None) and s.error is not None), None)
 
 
 def memory_timeline(path: str, notes: list[str] | None = None):

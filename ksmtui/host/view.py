@@ -15,6 +15,7 @@ from typing import Mapping
 
 from engine.knobs import KSM_KNOBS
 from engine.scenario import printable
+from ksmtui.host.alerts import alerts
 from ksmtui.host.sampler import HostSample
 from ksmtui.host.whynot import sample_why_not
 from ksmtui.text.units import MIB
@@ -56,6 +57,7 @@ class HostView:
     speed: str = ""  # the replay speed
     position: str = ""  # the replay position, "i/N"
     note: str = ""  # about the recording as read (a last line cut short)
+    alerts: tuple[dict, ...] = ()  # what holds of ksmtui.host.alerts, ksmd's CPU taken as ksmd_cpu
 
     @property
     def why_not(self) -> list[dict]:
@@ -154,9 +156,10 @@ class HostHistory:
     """Feeds on HostSamples in order and makes HostViews. Every string of a sample is escaped here,
     on the way in: all that the views draw (tables, panels, dialogs) is printable."""
 
-    def __init__(self, source: str = "live", kernel: str | None = None) -> None:
+    def __init__(self, source: str = "live", kernel: str | None = None, alert_cpu: float | None = None) -> None:
         self.source = printable(source)
         self.kernel = printable(kernel or os.uname().release)
+        self.alert_cpu = alert_cpu  # --alert-cpu (ksmtui.host.alerts.alerts)
         self._samples: deque[HostSample] = deque(maxlen=HISTORY)
         self._passes: deque[Pass] = deque(maxlen=PASSES)
         self._events: deque = deque(maxlen=EVENTS)
@@ -227,5 +230,6 @@ class HostHistory:
             samples=self.count,
             source=self.source,
             kernel=self.kernel,
+            alerts=tuple(alerts(last, cpu, self.alert_cpu)),
             **state,
         )

@@ -145,23 +145,44 @@ def sharer_label(sharer: Sharer) -> str:
     return f"{sharer.process}:{sharer.address:#x}"
 
 
-def stable_node_label(node: StableNodeView) -> str:
+def stable_node_label(node: StableNodeView, nid: bool = True) -> str:
+    """A stable tree row; without its nid on a machine of one NUMA node, where every nid is 0."""
+    where = f"  nid {node.nid}" if nid else ""
     if node.kind == "chain":
-        return f"chain  nid {node.nid}  {node.rmap_hlist_len} dups"
+        return f"chain{where}  {node.rmap_hlist_len} dups"
     prefix = "" if node.kind == "regular" else f"{node.kind} "
-    return f"{prefix}kpfn {node.kpfn:#x}  nid {node.nid}  {node.rmap_hlist_len} sharers"
+    return f"{prefix}kpfn {node.kpfn:#x}{where}  {node.rmap_hlist_len} sharers"
 
 
-def unstable_label(item: UnstableItemView) -> str:
-    return f"{item.process}:{item.address:#x}  kpfn {item.kpfn:#x}  nid {item.nid}"
+def unstable_label(item: UnstableItemView, nid: bool = True) -> str:
+    return f"{item.process}:{item.address:#x}  kpfn {item.kpfn:#x}" + (f"  nid {item.nid}" if nid else "")
 
 
-def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
-    """What the detail view shows of a selected tree node."""
+def rmap_text(process: str, address: int) -> str:
+    """process:address where a narrow column may wrap it: a space after the colon is where it
+    breaks, so that the address is never cut in two."""
+    return f"{process}: {address:#x}"
+
+
+def _rmap_lines(head: str, process: str, address: int, width: int | None) -> list[str]:
+    """head + process:address on one line; in fewer than `width` columns the address goes on a line
+    of its own under the process, and if need be the head too: never an address cut in two."""
+    line = f"{head}{process}:{address:#x}"
+    if width is None or len(line) <= width:
+        return [line]
+    two = [f"{head}{process}:", f"{' ' * len(head)}  {address:#x}"]
+    if max(map(len, two)) <= width or not head.strip():
+        return two
+    return [head.rstrip(), *_rmap_lines("  ", process, address, width)]
+
+
+def node_detail(node: StableNodeView | UnstableItemView, width: int | None = None) -> list[str]:
+    """What the detail view shows of a selected tree node, in `width` columns if given (an rmap
+    wider than that puts its address on a line of its own)."""
     if isinstance(node, UnstableItemView):
         return [
             "unstable tree item (rmap_item)",
-            f"rmap       {node.process}:{node.address:#x}",
+            *_rmap_lines("rmap       ", node.process, node.address, width),
             f"kpfn       {node.kpfn:#x}",
             f"checksum   {node.checksum:#x}",
             f"nid        {node.nid}",
@@ -179,7 +200,8 @@ def node_detail(node: StableNodeView | UnstableItemView) -> list[str]:
         f"rmap_hlist_len {node.rmap_hlist_len}",
         "rmap list:",
     ]
-    lines += [f"  {sharer_label(s)}" for s in node.sharers]
+    for sharer in node.sharers:
+        lines += _rmap_lines("  ", sharer.process, sharer.address, width)
     if node.rmap_hlist_len > len(node.sharers):
         lines.append(f"  … {node.rmap_hlist_len - len(node.sharers)} more")
     return lines

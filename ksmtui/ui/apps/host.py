@@ -39,6 +39,7 @@ from ksmtui.text.units import MIB
 from ksmtui.ui.base import BaseApp
 from ksmtui.ui.widgets.groups import GroupTable
 from ksmtui.ui.widgets.host import (
+    HostAlerts,
     HostCountersPanel,
     HostEventsPanel,
     HostKnobsPanel,
@@ -51,6 +52,7 @@ from ksmtui.ui.widgets.host import (
 )
 from ksmtui.ui.widgets.panels import Panel, shown
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
+from ksmtui.ui.widgets.screens import KnobHelp
 
 
 class HostUpdate(Message):
@@ -76,10 +78,10 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None) -> None:
+    def __init__(self, sampler: HostSampler, recorder: Sinks | None = None, alert_cpu: float | None = None) -> None:
         self.sampler = sampler
         self.recorder = recorder
-        self.history = HostHistory("live")
+        self.history = HostHistory("live", alert_cpu=alert_cpu)
         self._post: Post = _not_started
 
     def start(self, post: Post) -> None:
@@ -90,8 +92,9 @@ class LiveSource:
         state = f"sampling every {self.sampler.interval:g} s"
         if self.recorder is not None:
             self.recorder.add(sample)
-            if self.recorder.error is not None:  # a full disk: the recording stops, sampling goes on
-                state += f" · not recording: {self.recorder.error}"
+            failed = self.recorder.failed
+            if failed is not None:  # a full disk: the file stops, sampling goes on
+                state += f" · {failed.option} stopped: {failed.error}"
         self.history.add(sample)
         self._post(HostUpdate(self.history.view(state=state)))
 
@@ -109,11 +112,11 @@ class ReplaySource:
     live = False
 
     def __init__(self, label: str, samples: list[HostSample], speed: float = 1.0, paused: bool = False,
-                 kernel: str = "?", note: str = "") -> None:
+                 kernel: str = "?", note: str = "", alert_cpu: float | None = None) -> None:
         self.samples = samples
-        self._label, self._kernel = label, kernel
+        self._label, self._kernel, self._alert_cpu = label, kernel, alert_cpu
         self.note = note
-        self.history = HostHistory(label, kernel)
+        self.history = HostHistory(label, kernel, alert_cpu)
         self.speed = speed
         self.paused = paused
         self._next = 0
@@ -151,7 +154,7 @@ class ReplaySource:
         first sample, so that the view is the one the samples up to there make."""
         target = max(1, min(len(self.samples), self._next + by))
         if target < self._next:
-            self.history = HostHistory(self._label, self._kernel)
+            self.history = HostHistory(self._label, self._kernel, self._alert_cpu)
             self._next = 0
         while self._next < target:
             self._feed()
@@ -242,6 +245,7 @@ class HostApp(BaseApp):
 
     def compose(self) -> ComposeResult:
         yield HostStatus(id="status")
+        yield HostAlerts(id="alerts")
         yield HostNote(id="description")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
@@ -280,6 +284,7 @@ class HostApp(BaseApp):
         self._hint = self.query_one("#processes-hint", Static)
         self._show_processes()
         self._status = self.query_one(HostStatus)
+        self._alerts = self.query_one(HostAlerts)
         self._note = self.query_one(HostNote)
         self.source.start(self.post_message)
         self._fit(self.size.width, self.size.height)
@@ -307,6 +312,7 @@ class HostApp(BaseApp):
     def _draw(self, view: HostView) -> None:
         with self.batch_update():
             self._status.update_from(view)
+            self._alerts.update_from(view)
             self._note.update_from(view)
             for panel in self._panels:
                 panel.update_from(view)
@@ -449,8 +455,13 @@ def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = 
     lines += [""] if lines else []
     lines.append(f"{row.get('comm', '?')} (pid {pid})")
     # As the Processes table shows it: the profit in MiB (and the kernel's bytes).
-    lines += [f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)" if k == "ksm_process_profit" and isinstance(v, int)
-              else f"  {k} {v}" for k, v in row.items() if k != "comm"]
+    for k, v in row.items():
+        if k == "ksm_process_profit" and isinstance(v, int):
+            lines.append(f"  {k} {v / MIB:,.2f} MiB ({v:,} bytes)")
+        elif k == "unit" and isinstance(v, dict):  # as the table's "belongs to" says it
+            lines.append(f"  belongs to {Unit.from_json(int(pid), row.get('comm'), v).describe()}")
+        elif k != "comm":
+            lines.append(f"  {k} {v}")
     lines.append("")
     if not live:
         return lines + ["/proc/PID/smaps is read live, for the process picked: a recording does not hold it."]
@@ -458,9 +469,10 @@ def why_not_lines(pid: str, row: dict, live: bool, machine: list[dict] | None = 
         rows = why_not_merging(pid)
     except OSError as err:
         return lines + [f"/proc/{pid}/smaps: {err.strerror} (the process may have exited)"]
-    lines.append(f"{'memory, from /proc/' + pid + '/smaps':<70}{'mappings':>9}{'size':>14}")
+    # the figures first and the reason after them: a narrow dialog wraps the words, not the columns
+    lines.append(f"memory, from /proc/{pid}/smaps: mappings, size, what KSM can do with it")
     for reason, n, kb in rows:
-        lines.append(f"{reason:<70}{n:>9,}{kb / 1024:>10,.1f} MiB")
+        lines.append(f"{n:>8,} {kb / 1024:>10,.1f} MiB  {reason}")
     return lines
 
 
@@ -479,6 +491,11 @@ class WhyNotScreen(ModalScreen[None]):
             yield Static(Text("\n".join(self._lines)), id="why-text")
 
 
+class KnobValue(Static, can_focus=True):
+    """A knob's value where it cannot be written (a recording, or not root): focusable, so that
+    Tab goes from knob to knob and the dialog says what each one means."""
+
+
 class HostKnobsScreen(ModalScreen[None]):
     """The host's knobs: Enter on a field asks for confirmation, y writes it to /sys/kernel/mm/ksm
     (under the machine lock, on a thread: the lock may be held by a test), and the kernel's refusal
@@ -495,25 +512,44 @@ class HostKnobsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         title = ("knobs of this machine's KSM: Enter on a value, then y writes it to /sys/kernel/mm/ksm · Esc closes"
-                 if self._readonly is None else f"knobs, read-only: {self._readonly} · Esc closes")
+                 if self._readonly is None else f"knobs, read-only: {self._readonly} · Tab: what each means · "
+                 "Esc closes")
         with Vertical(id="knobs-box"):
             yield Static(title, id="knobs-title", markup=False)
-            with Grid(id="knobs-grid"):
+            with VerticalScroll(id="knobs-scroll", can_focus=False), Grid(id="knobs-grid"):
                 # widget ids by position: a knob's name is whatever the kernel or a recording said
                 for i, (name, value) in enumerate(knobs_in_order(self._view.sample.knobs)):
                     yield Label(name, classes="knob-name", markup=False)
-                    yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input",
-                                disabled=self._readonly is not None)
+                    if self._readonly is None:
+                        yield Input(str(value), id=f"knob-{i}", name=name, classes="knob-input")
+                    else:  # read-only, but Tab still goes from knob to knob, to say what each means
+                        yield KnobValue(str(value), id=f"knob-{i}", name=name, classes="knob-input")
                     yield Label("", id=f"knob-error-{i}", classes="knob-error", markup=False)
-            yield Label("", id="knobs-confirm", markup=False)
+            confirm = Label("", id="knobs-confirm", markup=False)
+            confirm.display = False
+            yield confirm
+            yield KnobHelp()
 
     def on_mount(self) -> None:
         """The focus on the first field (run) with its value selected: what is typed replaces run's
         value, never lands in another field, and is written only after y."""
-        fields = self.query(Input)
-        if fields and not self._readonly:
+        fields = self.query(".knob-input")
+        if fields:
             self.set_focus(fields.first())
-            fields.first().select_all()
+        if fields and isinstance(fields.first(), Input):
+            fields.first(Input).select_all()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one(KnobHelp).show_knob(getattr(event.widget, "name", None))
+
+    def _confirm(self, text: str) -> None:
+        """The line under the fields (y / n, writing, written): there only while it says something,
+        so that the fields and the knob's description have its rows otherwise."""
+        label = self.query_one("#knobs-confirm", Label)
+        label.update(text)
+        if label.display != bool(text):
+            label.display = bool(text)
+            self.query_one(KnobHelp).fit()
 
     def _index(self, name: str) -> int | None:
         return next((i for i, (n, _) in enumerate(knobs_in_order(self._view.sample.knobs)) if n == name), None)
@@ -522,8 +558,13 @@ class HostKnobsScreen(ModalScreen[None]):
         for name, value in view.sample.knobs.items():
             i = self._index(name)
             fields = self.query(f"#knob-{i}") if i is not None else None
-            if fields and not fields.first(Input).has_focus and self._pending is None:
-                fields.first(Input).value = str(value)
+            if not fields:
+                continue
+            field = fields.first()
+            if isinstance(field, KnobValue):
+                field.update(str(value))
+            elif isinstance(field, Input) and not field.has_focus and self._pending is None:
+                field.value = str(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         name = event.input.name or ""
@@ -535,7 +576,7 @@ class HostKnobsScreen(ModalScreen[None]):
                 self.show_error(name, str(err))
                 return
         self._pending = (name, value)
-        self.query_one("#knobs-confirm", Label).update(
+        self._confirm(
             f"write {printable(value)!r} to /sys/kernel/mm/ksm/{name} on this machine? y / n")
         self.set_focus(None)  # off the fields, so that y and n are keys, not text
 
@@ -544,12 +585,12 @@ class HostKnobsScreen(ModalScreen[None]):
             return
         name, value = self._pending
         self._pending = None
-        self.query_one("#knobs-confirm", Label).update(f"writing {name} (waiting for the machine lock)…")
+        self._confirm(f"writing {name} (waiting for the machine lock)…")
         threading.Thread(target=self._write, args=(name, value), daemon=True).start()
 
     def action_cancel(self) -> None:
         self._pending = None
-        self.query_one("#knobs-confirm", Label).update("not written")
+        self._confirm("not written")
 
     def _write(self, name: str, value: str) -> None:
         try:
@@ -563,7 +604,7 @@ class HostKnobsScreen(ModalScreen[None]):
 
     def _written(self, name: str, value: str, error: str) -> None:
         self.show_error(name, error)
-        self.query_one("#knobs-confirm", Label).update(
+        self._confirm(
             f"{name}: the kernel refused {printable(value)!r}" if error else f"{name} = {value} written")
 
     def show_error(self, name: str, text: str) -> None:
@@ -592,11 +633,13 @@ def run_app(app: HostApp) -> int:
     return app.return_code or 0
 
 
-def run_host_app(sampler: HostSampler, recorder: Sinks | None = None) -> int:
-    return run_app(HostApp(LiveSource(sampler, recorder)))
+def run_host_app(sampler: HostSampler, recorder: Sinks | None = None, alert_cpu: float | None = None) -> int:
+    return run_app(HostApp(LiveSource(sampler, recorder, alert_cpu)))
 
 
-def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "") -> int:
+def run_replay_app(path: str, header: dict, samples: list[HostSample], speed: float, note: str = "",
+                   alert_cpu: float | None = None) -> int:
     kernel = header["kernel"] if isinstance(header.get("kernel"), str) else "?"
-    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note)))
+    return run_app(HostApp(ReplaySource(os.path.basename(path), samples, speed, kernel=kernel, note=note,
+                                        alert_cpu=alert_cpu)))
 

@@ -31,14 +31,30 @@ def clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(t)) + "Z"
 
 
-def status_line(view: HostView) -> str:
+def status_line(view: HostView, width: int | None = None) -> str:
+    """The header line, in `width` columns if given: on a narrow terminal the words that least need
+    saying go first ("this machine", the "not merging" codes the note under it says in full), and a
+    recording's name gives way last."""
     s = view.sample
     reasons = view.why_not
     # the reasons' codes: their sentences are in the note under the status line
-    stops = f" · not merging: {', '.join(r['reason'] for r in reasons)}" if reasons else ""
+    stops = [f"not merging: {', '.join(r['reason'] for r in reasons)}"] if reasons else []
     if view.source == "live":
-        return f" ksmtui host · this machine · {clock(s.time)} · {view.state} · #{view.samples:,}{stops}"
-    return f" ksmtui replay · {view.source} · {clock(s.time)} · {view.state} {view.position} · {view.speed}{stops}"
+        candidates = [["ksmtui host", "this machine", clock(s.time), view.state, f"#{view.samples:,}", *stops],
+                      ["ksmtui host", clock(s.time), view.state, f"#{view.samples:,}", *stops],
+                      ["ksmtui host", clock(s.time), view.state, f"#{view.samples:,}"]]
+    else:
+        tail = [clock(s.time), f"{view.state} {view.position}", view.speed]
+        candidates = [["ksmtui replay", view.source, *tail, *stops], [f"replay {view.source}", *tail, *stops],
+                      [f"replay {view.source}", *tail]]
+    for parts in candidates:
+        line = " " + " · ".join(parts)
+        if width is None or len(line) <= width:
+            return line
+    if view.source != "live" and width is not None:  # however long the name, the position stays on the line
+        room = max(4, len(view.source) - (len(line) - width) - 1)
+        return " " + " · ".join([f"replay {view.source[:room]}…", *tail])
+    return line
 
 
 def why_not_note(view: HostView) -> str:
@@ -173,9 +189,35 @@ def event_lines(view: HostView, height: int) -> list[str]:
 
 
 class HostStatus(TextView):
+    _view: HostView | None = None
+
     def update_from(self, view: HostView) -> None:
+        self._view = view
         self.set_classes("-paused" if view.state.startswith(("paused", "finished", "held")) else "")
-        self.show(status_line(view))
+        self.show(status_line(view, self.size.width or None))
+
+    def on_resize(self) -> None:
+        if self._view is not None:
+            self.update_from(self._view)
+
+
+class HostAlerts(Static):
+    """Under the status line, in the warning colour, while an alert holds (ksmtui.host.alerts):
+    each with its figure; wrapped, never cut; not there at all otherwise."""
+
+    DEFAULT_CSS = "HostAlerts { height: auto; background: $warning; color: $text; text-style: bold; padding: 0 1; }"
+
+    _shown: tuple[str, ...] | None = None
+
+    def on_mount(self) -> None:
+        self.display = False
+
+    def update_from(self, view: HostView) -> None:
+        texts = tuple(f"⚠ {a['text']}" for a in view.alerts)
+        if texts != self._shown:
+            self._shown = texts
+            self.display = bool(texts)
+            self.update(Text("\n".join(texts)))
 
 
 class HostNote(Static):

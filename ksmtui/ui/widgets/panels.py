@@ -32,7 +32,7 @@ from ksmtui.text.render import (
     step_line,
 )
 from ksmtui.text.report import bound_label, latency_stats, table, work_lines
-from ksmtui.text.units import MIB
+from ksmtui.text.units import mib
 from ksmtui.ui.runner import EngineView, speed_label
 from ksmtui.ui.widgets.processes import ProcessRow, ProcessTable
 
@@ -235,12 +235,6 @@ def pack(items: list[str], width: int, sep: str = " · ") -> list[str]:
         else:
             lines.append(item)
     return lines
-
-
-def mib(n: int) -> str:
-    if abs(n) < MIB // 10:  # before merging pays for the rmap_items: KiB, not "-0.0 MiB"
-        return f"{n / 1024:,.0f} KiB"
-    return f"{n / MIB:,.{0 if abs(n) >= 100 * MIB else 1}f} MiB"
 
 
 def time_span(ns: int) -> str:

@@ -61,6 +61,15 @@ RED = Style(color="red")
 ALERT = Style(color="red", bold=True)
 
 
+def clip(text: str, room: int) -> str:
+    """text in `room` columns: whole, or up to its last space that leaves room for "…" (a word is
+    left out, never cut)."""
+    if len(text) <= room:
+        return text
+    cut = text.rfind(" ", 0, room)
+    return (text[:cut].rstrip(" ·") if cut > 0 else "") + "…"
+
+
 def _count(v: int | None) -> Cell:
     return ("n/a" if v is None else f"{v:,}"), None
 
@@ -230,25 +239,67 @@ class ProcessTable(ScrollView, can_focus=True):
 
     # --- drawing ---
 
+    def _starts(self) -> list[int]:
+        """Where each column starts in the table's full width (a cell is its width plus a space each side)."""
+        starts, x = [], 0
+        for w in self._widths:
+            starts.append(x)
+            x += w + 2
+        return starts
+
+    def shown_columns(self) -> tuple[list[int], int | None]:
+        """The columns on screen at the horizontal scroll: whole ones, from the first that starts at or
+        after scroll_x, and the room left for a text column (left-aligned, the last one: what a
+        process belongs to) that does not fit whole, else None. A number is never shown in part."""
+        width = self.scrollable_content_region.width
+        starts = self._starts()
+        first = next((i for i, x in enumerate(starts) if x >= int(self.scroll_x)), len(starts) - 1)
+        whole: list[int] = []
+        room = width
+        for i in range(first, len(starts)):
+            if self._widths[i] + 2 > room:
+                rest = room - 2
+                last_text = i == len(starts) - 1 and not self.columns_spec[i].right
+                return whole, rest if last_text and rest >= len(self.header()[i]) else None
+            whole.append(i)
+            room -= self._widths[i] + 2
+        return whole, None
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         if y == 0:
             base = self.get_component_rich_style("processes--header")
-            texts: Iterable[Cell] = ((label, None) for label in self.header())
+            texts: list[Cell] = [(label, None) for label in self.header()]
         else:
             index = int(self.scroll_y) + y - 1
             if index >= len(self._order):
                 return Strip.blank(width, self.rich_style)
-            texts = self._cells[self._order[index]][1]
+            texts = list(self._cells[self._order[index]][1])
             base = (self.get_component_rich_style("processes--cursor") if index == self.cursor_row
                     else self.get_component_rich_style("processes--even-row") if index % 2
                     else self.rich_style)
-        segments = [
-            Segment(f" {text:>{w}} " if col.right else f" {text:<{w}} ", base + style if style else base)
-            for col, w, (text, style) in zip(self.columns_spec, self._widths, texts, strict=False)
-        ]
-        scroll_x = int(self.scroll_x)
-        return Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, base)
+        whole, room = self.shown_columns()
+        segments = []
+        for i in whole:
+            col, w, (text, style) = self.columns_spec[i], self._widths[i], texts[i]
+            cell = f" {text:>{w}} " if col.right else f" {text:<{w}} "
+            segments.append(Segment(cell, base + style if style else base))
+        if room is not None:  # the last column, text, in part: up to a whole word
+            text, style = texts[-1]
+            segments.append(Segment(f" {clip(text, room)} ", base + style if style else base))
+        return Strip(segments).crop(0, width).extend_cell_length(width, base)
+
+    def action_scroll_right(self) -> None:
+        """A column further right, whole (Right scrolls by columns: a cell is never shown in part)."""
+        starts = self._starts()
+        now = next((i for i, x in enumerate(starts) if x >= int(self.scroll_x)), len(starts) - 1)
+        if self.shown_columns()[0][-1:] != [len(starts) - 1]:  # the last column not yet on screen
+            self.scroll_to(x=starts[min(now + 1, len(starts) - 1)], animate=False, immediate=True)
+
+    def action_scroll_left(self) -> None:
+        starts = self._starts()
+        now = next((i for i, x in enumerate(starts) if x >= int(self.scroll_x)), len(starts) - 1)
+        self.scroll_to(x=starts[max(now - 1, 0)], animate=False, immediate=True)
 
     def watch_cursor_row(self) -> None:
         self.refresh()
@@ -298,12 +349,13 @@ class ProcessTable(ScrollView, can_focus=True):
         if offset is None:
             return
         if offset.y == 0:  # a header: sort by it (again: reverse)
-            x = offset.x + int(self.scroll_x)
-            for index, w in enumerate(self._widths):
-                if x < w + 2:
+            x = offset.x
+            whole, room = self.shown_columns()
+            for index in whole + ([len(self._widths) - 1] if room is not None else []):
+                if x < self._widths[index] + 2:
                     self.sort_by(index)
                     return
-                x -= w + 2
+                x -= self._widths[index] + 2
             return
         row = int(self.scroll_y) + offset.y - 1
         if row < len(self._order):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -12,10 +13,49 @@ from textual.widgets.option_list import Option
 
 from engine.knobs import ALL_KNOBS, KSM_KNOBS, KnobError
 from engine.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
+from ksmtui.text.knobs import knob_help
 from ksmtui.ui.runner import EngineView, SetKnob, send_command
 
 # Every knob of /sys/kernel/mm/ksm (a refusal's advice names run and advisor_mode), and the flow.
 LIVE_KNOBS = (*KSM_KNOBS, "flow")
+
+
+class KnobHelp(Static):
+    """Under a knobs dialog's fields: what the focused knob means, its unit and the values it takes
+    (ksmtui.text.knobs), in the model's dialog and the host's alike. The fields above give it the
+    rows it needs: a description is never cut, however narrow the terminal."""
+
+    DEFAULT_CSS = "KnobHelp { height: auto; margin-top: 1; color: $text-muted; }"
+
+    def __init__(self) -> None:
+        super().__init__("", id="knob-help", markup=False)
+        self.knob: str | None = None
+
+    def show_knob(self, name: str | None) -> None:
+        self.knob = name
+        self.update(knob_help(name) if name else "Tab to a knob to see what it means")
+        self.fit()
+
+    def fit(self) -> None:
+        """The fields' scroll as tall as the box leaves beside the title, this text and their margins."""
+        screen = self.screen
+        scroll = screen.query_one("#knobs-scroll")
+        box = screen.query_one("#knobs-box")
+        width = box.content_region.width
+        if not width:
+            return
+        lines = len(Text(str(self.render())).wrap(self.app.console, width))
+        others = sum(w.outer_size.height + w.styles.margin.top + w.styles.margin.bottom
+                     for w in box.children if w is not scroll and w is not self and w.display)
+        # the box's max-height (90%) less its border (2), the rest and this text with its margin
+        room = int(screen.size.height * 0.9) - 2 - others - lines - 1
+        scroll.styles.max_height = max(3, room)
+        focused = screen.focused
+        if focused is not None:  # the field stays in view as the fields' room changes
+            screen.call_after_refresh(focused.scroll_visible, animate=False)
+
+    def on_resize(self) -> None:
+        self.fit()
 
 
 class KnobsScreen(ModalScreen[None]):
@@ -39,8 +79,13 @@ class KnobsScreen(ModalScreen[None]):
             with VerticalScroll(id="knobs-scroll", can_focus=False), Grid(id="knobs-grid"):
                 for name in LIVE_KNOBS:
                     yield Label(name, classes="knob-name")
-                    yield Input(id=f"knob-{name}", placeholder=ALL_KNOBS[name].expected, classes="knob-input")
+                    yield Input(id=f"knob-{name}", name=name, placeholder=ALL_KNOBS[name].expected,
+                                classes="knob-input")
                     yield Label("", id=f"knob-error-{name}", classes="knob-error", markup=False)
+            yield KnobHelp()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one(KnobHelp).show_knob(getattr(event.widget, "name", None))
 
     def action_close(self) -> None:
         self._afresh = True

@@ -21,7 +21,7 @@ from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
 from engine.snapshot import Sharer, StableNodeView, StepInfo, UnstableItemView, WalkStep
-from ksmtui.text.render import node_detail, sharer_label, stable_node_label, unstable_label
+from ksmtui.text.render import node_detail, rmap_text, sharer_label, stable_node_label, unstable_label
 from ksmtui.ui.runner import TREE_LIMIT, EngineView, TreeFind, TreePage, TreeQuery, send_command
 from ksmtui.ui.widgets.panels import Panel, TextView
 
@@ -67,22 +67,35 @@ def compared(ret: int | None) -> str:
 
 def _short(node: StableNodeView | UnstableItemView) -> str:
     if isinstance(node, UnstableItemView):
-        return f"{node.process}:{node.address:#x}"
+        return rmap_text(node.process, node.address)
     return f"chain of {node.rmap_hlist_len}" if node.kind == "chain" else f"kpfn {node.kpfn:#x}"
 
 
-def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None) -> Text:
-    """A tree row: indentation by depth, side, colour, the entry, and the last walk's mark."""
-    text = Text(" " * max(node.depth, 0))
+def row_label(node: StableNodeView | UnstableItemView, walked: WalkStep | None, nid: bool = True,
+              shift: int = 0, short: bool = False) -> Text:
+    """A tree row: indentation by depth (less `shift`, see row_shift), side, colour, the entry, and
+    the last walk's mark. `short`, for a narrow tree: the mark without "memcmp", an unstable item
+    without its kpfn (the detail view has both)."""
+    text = Text(" " * max(node.depth - shift, 0))
     text.append(node.side or "·", "dim")
     if node.depth >= 0:
         text.append(" R " if node.red else " B ", "bold red" if node.red else "bold")
     else:
         text.append("   ")
-    text.append(unstable_label(node) if isinstance(node, UnstableItemView) else stable_node_label(node))
+    if isinstance(node, UnstableItemView):
+        text.append(f"{node.process}:{node.address:#x}" if short else unstable_label(node, nid))
+    else:
+        text.append(stable_node_label(node, nid))
     if walked is not None:
-        text.append(f"  ◀ memcmp {compared(walked.ret)}", "bold reverse yellow")
+        text.append(f"  ◀ {'' if short else 'memcmp '}{compared(walked.ret)}", "bold reverse yellow")
     return text
+
+
+def row_shift(rows: list[Text], depths: list[int], room: int) -> int:
+    """How many columns of indentation every row of a page gives up so that the widest fits in
+    `room` (a deep tree on a narrow terminal): the page keeps its shape, shifted left, and no row
+    runs past the edge; the rows shallower than the shift lose their indentation."""
+    return max(0, max((min(len(row) - room, depth) for row, depth in zip(rows, depths, strict=True)), default=0))
 
 
 def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> list[str]:
@@ -90,7 +103,7 @@ def walk_lines(steps: tuple[WalkStep, ...], last: StepInfo | None = None) -> lis
     step that walked no tree (a KSM page's early return, a zero page, a checksum that changed)
     says so, with where it was and how it ended."""
     if not steps and last is not None:
-        return [f"the last step walked no tree: {last.process}:{last.address:#x}",
+        return [f"the last step walked no tree: {rmap_text(last.process, last.address)}",
                 f"  {last.path} → {last.outcome}", "s steps the next page"]
     if not steps:
         return ["single-step (s) to see the walks of one cmp_and_merge_page() call"]
@@ -124,8 +137,7 @@ class TreesPanel(Panel[EngineView]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="trees-left"):
-            yield Input(placeholder="kpfn (0x1a2b) or process:address, Enter to find, Esc to close",
-                        id="tree-search")
+            yield Input(placeholder="kpfn (0x1a2b) or process:address; Esc closes", id="tree-search")
             yield NodeTree("stable tree", id="stable-tree")
             yield NodeTree("unstable tree", id="unstable-tree")
         with Vertical(id="trees-right"):
@@ -153,20 +165,23 @@ class TreesPanel(Panel[EngineView]):
                 or (s.unstable_tree_size and not s.unstable_tree)):
             return  # a view taken while the tab was hidden carries no excerpt: keep the rows until one comes
         walked = {_key(step.node): step for step in s.last_walk if step.walk != "pruned"}
+        nid = int(s.knobs.get("numa_nodes", 1)) > 1  # one node: every nid is 0, said by no row
         stable = self.query_one("#stable-tree", NodeTree)
-        stable.border_title = self._title("stable tree", "nodes", s.stable_offset, len(s.stable_tree),
-                                          s.stable_tree_size + s.migrate_nodes)
+        stable.border_title, stable.border_subtitle = self._title(
+            "stable tree", "nodes", s.stable_offset, len(s.stable_tree), s.stable_tree_size + s.migrate_nodes)
+        labels = self._labels(stable, s.stable_tree, walked, nid)
 
         def add_stable(root: TreeNode) -> None:
-            for n in s.stable_tree:
-                self._add_stable(root, n, walked.get(_key(n)))
+            for n, label in zip(s.stable_tree, labels, strict=True):
+                self._add_stable(root, n, label)
 
         self._rebuild(stable, add_stable)
         unstable = self.query_one("#unstable-tree", NodeTree)
-        unstable.border_title = self._title("unstable tree", "items", s.unstable_offset, len(s.unstable_tree),
-                                            s.unstable_tree_size)
-        self._rebuild(unstable, lambda root: [root.add_leaf(row_label(item, walked.get(_key(item))), data=item)
-                                              for item in s.unstable_tree])
+        unstable.border_title, unstable.border_subtitle = self._title(
+            "unstable tree", "items", s.unstable_offset, len(s.unstable_tree), s.unstable_tree_size)
+        items = self._labels(unstable, s.unstable_tree, walked, nid)
+        self._rebuild(unstable, lambda root: [root.add_leaf(label, data=item)
+                                              for item, label in zip(s.unstable_tree, items, strict=True)])
         self.query_one("#tree-walk-text", TextView).show("\n".join(walk_lines(s.last_walk, self._last_step(view))))
         found = s.tree_found
         if found is not None and found.seq != self._found_seq:
@@ -178,17 +193,34 @@ class TreesPanel(Panel[EngineView]):
             self._show(tree.cursor_node)
 
     @staticmethod
+    def _labels(tree: NodeTree, entries, walked: dict, nid: bool) -> list[Text]:
+        """The rows of a page, shifted left as far as the widest needs to fit the tree (row_shift);
+        a row too wide even without its indentation takes its short form."""
+        room = tree.scrollable_content_region.width - 2  # the icon column (▶ and a space) takes 2
+        labels = [row_label(n, walked.get(_key(n)), nid) for n in entries]
+        if room <= 0:  # not laid out yet
+            return labels
+        short = [len(label) - max(n.depth, 0) > room for n, label in zip(entries, labels, strict=True)]
+        labels = [row_label(n, walked.get(_key(n)), nid, short=s) if s else label
+                  for n, label, s in zip(entries, labels, short, strict=True)]
+        shift = row_shift(labels, [n.depth for n in entries], room)
+        return [row_label(n, walked.get(_key(n)), nid, shift, s) for n, s in zip(entries, short, strict=True)] \
+            if shift else labels
+
+    @staticmethod
     def _last_step(view: EngineView) -> StepInfo | None:
         """The last single step, while it is the last thing ksmd did (as the Overview shows it)."""
         step = view.snapshot.last_step
         return step if step is not None and step.pages_scanned == view.snapshot.counters["pages_scanned"] else None
 
     @staticmethod
-    def _title(name: str, what: str, offset: int, shown: int, total: int) -> str:
+    def _title(name: str, what: str, offset: int, shown: int, total: int) -> tuple[str, str]:
+        """The tree's title (which entries of how many) and, on the bottom border, its keys: both
+        whole in the 80-column tab, where one line of both did not fit."""
         if not shown:
-            return f"{name}: {total} {what}"
-        more = "  < > pages" if total > TREE_LIMIT else ""
-        return f"{name}: {offset + 1}-{offset + shown} of {total} {what}{more}  / search"
+            return f"{name}: {total:,} {what}", ""
+        keys = "< > pages · / search" if total > TREE_LIMIT else "/ search"
+        return f"{name}: {offset + 1:,}-{offset + shown:,} of {total:,} {what}", keys
 
     def _go_to(self, tree_name: str | None, row: int, query: str) -> None:
         if tree_name is None:
@@ -199,18 +231,19 @@ class TreesPanel(Panel[EngineView]):
         tree.move_cursor_to_line(row)
         tree.focus()
 
-    def _add_stable(self, parent: TreeNode, node: StableNodeView, walked: WalkStep | None) -> None:
+    def _add_stable(self, parent: TreeNode, node: StableNodeView, label: Text) -> None:
         # Children (dups, sharers) are added when the node is expanded: a tree of a hundred
         # collapsed nodes is cheap to rebuild ten times a second, one with thousands of sharers not.
-        parent.add(row_label(node, walked), data=node, allow_expand=bool(node.dups or node.sharers))
+        parent.add(label, data=node, allow_expand=bool(node.dups or node.sharers))
 
-    @staticmethod
-    def _fill_children(branch: TreeNode) -> None:
+    def _fill_children(self, branch: TreeNode) -> None:
         node = branch.data
         if branch.children or not isinstance(node, StableNodeView):
             return
+        view = getattr(self.app, "view", None)
+        nid = view is None or int(view.snapshot.knobs.get("numa_nodes", 1)) > 1
         for dup in node.dups:
-            branch.add(Text(stable_node_label(dup)), data=dup, allow_expand=bool(dup.sharers))
+            branch.add(Text(stable_node_label(dup, nid)), data=dup, allow_expand=bool(dup.sharers))
         for sharer in node.sharers:
             branch.add_leaf(Text(sharer_label(sharer)), data=sharer)
 
@@ -247,11 +280,14 @@ class TreesPanel(Panel[EngineView]):
         if isinstance(data, Sharer):  # a sharer shows the KSM page it maps
             data = node.parent.data if node.parent is not None else None
         if isinstance(data, (StableNodeView, UnstableItemView)):
-            lines = node_detail(data)
+            text = self.query_one("#node-detail-text", TextView)
+            # the detail's width less its scrollbar, shown or not (showing it must not wrap a line)
+            width = self.query_one("#node-detail").content_region.width
+            lines = node_detail(data, width - 2 if width > 2 else None)
             if data.depth >= 0:
                 side = {"L": "left", "R": "right"}.get(data.side, "root")
                 lines.append(f"rb_node    depth {data.depth}, {'red' if data.red else 'black'}, {side}")
-            self.query_one("#node-detail-text", TextView).show("\n".join(lines))
+            text.show("\n".join(lines))
 
     # --- the search box ---
 
