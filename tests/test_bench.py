@@ -1,5 +1,6 @@
 """`ksmtui bench`: the workloads are what they say, and a tiny run prints every row (no timings asserted)."""
 
+import os
 import re
 
 import pytest
@@ -135,8 +136,10 @@ def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(t
     ksmd = iter([100.0, 300.0])  # chains, the one that measures, twice
     monkeypatch.setattr(bench, "measure_kernel",
                         lambda w, n: (next(ksmd), "") if w == "chains" else (None, "EBUSY from the fake"))
+    # host mode's timing runs too (not --no-kernel), briefly: its lines are checked, not its numbers
     assert main(["--pages", "128", "--workloads", "chains,unique", "--repeat", "2", "--min-time", "0",
-                 "--snapshot-pages", "128", "--ui-seconds", "0"]) == 0
+                 "--snapshot-pages", "128", "--ui-seconds", "0",
+                 "--host-seconds", "0.3", "--host-interval", "0.1"]) == 0
     out = capsys.readouterr().out
     chains = next(line for line in out.splitlines() if line.startswith(WORKLOADS["chains"]))
     assert re.search(r"  200 \(100-300\)  [\d.]+x \([\d.]+x-[\d.]+x\)  KSM page 3x$", chains)
@@ -145,6 +148,15 @@ def test_each_repetition_pairs_the_model_with_ksmd_and_saves_ksmd_for_estimate(t
     assert out.count("real ksmd not measured on (b) unique, smart_scan off at 128 pages: EBUSY from the fake") == 1
     saved = json.loads((tmp_path / "ksmtui" / "ksmd-costs.json").read_text())["workloads"]
     assert saved["chains"]["128"]["ns_per_page"] == 200.0 and "unique" not in saved  # by workload, then size
+    if os.path.isdir("/sys/kernel/mm/ksm"):
+        assert re.search(r"^host mode sampling every 0.1 s, (with the ksm tracepoints|without tracepoints \(.+\)), "
+                         r"beside 1,000 sleeping processes \(100 merge-any, [\d,]+ known to KSM\):$", out, re.M), out
+        took = r": \d+\.\d\d% of a core \([\d,]+ ms CPU in \d+\.\d s, \d+ samples"
+        for what in (r"sampling only, as --json" + took + r"\)",
+                     r"as an exporter \(--no-ui --listen\), scraped at each sample" + took + r", \d+ scrapes\)",
+                     r"the UI on the Overview tab, 120x40, headless" + took + r"\)",
+                     r"the UI on the Processes tab, 120x40, headless" + took + r"\)"):
+            assert re.search(rf"^  {what}$", out, re.M), (what, out)
 
 
 def test_a_measure_failing_in_its_fresh_process_is_one_line_and_status_1(monkeypatch, capsys):
