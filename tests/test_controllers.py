@@ -224,7 +224,7 @@ def test_real_ksmtuned_matches_the_model(kernel):
     reason = ksmtuned.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    real = ksmtuned.run_real(interval_s=0.5, adjusts_per_phase=4)
+    real = ksmtuned.run_real(interval_s=0.25, adjusts_per_phase=4)
     assert len(real.reads) >= 12, real.reads
     assert all(error is None for _, _, error in real.writes)
     kinds = {v for k, v, _ in real.writes if k == "run"}

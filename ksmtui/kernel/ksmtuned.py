@@ -178,7 +178,7 @@ def run_real(interval_s: float = 0.5, adjusts_per_phase: int = 4, anon_mib: int 
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             phases = [("idle", "idle"), ("anon", f"anon {anon_mib}"), ("shared", f"shared {shared_mib} {maps}"),
                       ("idle", "idle")]
-            for k, (name, cmd) in enumerate(phases):
+            for name, cmd in phases:
                 assert holder.stdin is not None and holder.stdout is not None
                 holder.stdin.write(cmd + "\n")
                 holder.stdin.flush()
@@ -186,8 +186,10 @@ def run_real(interval_s: float = 0.5, adjusts_per_phase: int = 4, anon_mib: int 
                 run.phases.append(name)
                 # each phase holds for adjusts_per_phase of ksmtuned's reads, counted in its log: on a
                 # busy machine an adjust (ps, awk, strace) takes longer than the interval, so the
-                # phases follow ksmtuned's progress, not the clock
-                _wait_for_reads(log, (k + 1) * adjusts_per_phase, time.monotonic() + PHASE_TIMEOUT_S)
+                # phases follow ksmtuned's progress, not the clock; counted from when the phase is in
+                # place (the holder touching its memory takes a few intervals: reads made meanwhile
+                # would otherwise count for a phase they did not see)
+                _wait_for_reads(log, _reads(log) + adjusts_per_phase, time.monotonic() + PHASE_TIMEOUT_S)
             _kill_group(tuned)
             tuned = None
             for line in log.read_text().splitlines():
