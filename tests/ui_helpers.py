@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.app import App
+from textual.css.query import NoMatches
 
 from engine.scenario import RunConfig, parse_scenario
 from ksmtui.ui.apps.host import HostApp, ReplaySource
 from ksmtui.ui.apps.model import KsmApp
 from ksmtui.ui.runner import StepBatch
+from ksmtui.ui.widgets.panels import StatusBar
 
 # Four guests built from one image (so there is merging, and with max_page_sharing 4 there are
 # stable_node chains), a few zero pages, private pages, and one guest that keeps writing.
@@ -87,18 +89,38 @@ def drive(app: App, test: Callable[..., Awaitable[None]], size: tuple[int, int] 
     return app
 
 
-async def settle(pilot) -> None:
+def _rebuilding(app: App) -> bool:
+    """A new run was asked for (r, c, o; f in compare mode) and is not shown yet: KsmApp._rebuild
+    sends its command only after the next refresh and a timer, so the engine may not have it yet.
+    The header says so until the new run's first view (StatusBar.building)."""
+    if not isinstance(app, KsmApp):
+        return False
+    try:
+        return app.query_one(StatusBar)._building is not None  # noqa: SLF001 - the header's own state
+    except NoMatches:  # the app has closed
+        return False
+
+
+async def settle(pilot, timeout: float = 30.0) -> None:
     """Wait until the engine (the model's runner, or a replay) has run every command sent so far and
-    the UI has handled what it posted: pause() first waits for every message queued before it. A
-    live host source takes no commands: nothing to wait for but the UI."""
+    the UI has handled what it posted: pause() first waits for every message queued before it; and
+    a new run asked for is built and shown. A live host source takes no commands: nothing to wait
+    for but the UI."""
     app = pilot.app
     engine = app.runner if isinstance(app, KsmApp) else None
     if isinstance(app, HostApp) and isinstance(app.source, ReplaySource):
         engine = app.source
-    if engine is not None:
-        assert await asyncio.to_thread(engine.wait_idle), "engine did not answer"
-    await pilot.pause()
-    await pilot.pause()
+    deadline = time.monotonic() + timeout
+    while True:
+        if engine is not None:
+            assert await asyncio.to_thread(engine.wait_idle), "engine did not answer"
+        await pilot.pause()
+        await pilot.pause()
+        if not _rebuilding(app):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the new run asked for was not shown within {timeout:g} s")
+        await pilot.pause(0.01)  # its command is sent on a timer
 
 
 async def press(pilot, *keys: str) -> None:
