@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +113,21 @@ sys.stdin.read()
 """
 
 
+_READ = {"x86_64": 0, "aarch64": 63}.get(platform.machine())  # read(2)'s number
+
+
+def _wait_in_read_of_stdin(pid: int, timeout: float = 30.0) -> None:
+    """Until the process is blocked in read(2) of its stdin (/proc/PID/syscall: the call and its
+    first argument; or its wchan, the pipe's read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        call = Path(f"/proc/{pid}/syscall").read_text().split()
+        if call[:2] == [str(_READ), "0x0"] or Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_read"):
+            return
+        assert time.monotonic() < deadline, f"pid {pid} not in read(2) of its stdin after {timeout:g} s: {call[:2]}"
+        time.sleep(0.005)
+
+
 def _interpreters(n: int) -> list[subprocess.Popen]:
     procs = []
     try:
@@ -138,7 +155,8 @@ def test_python_interpreters_with_merge_any(kernel, tmp_path, max_page_sharing, 
     procs = _interpreters(3)
     try:
         pids = [p.pid for p in procs]
-        time.sleep(0.2)  # let them settle into their read()
+        for pid in pids:  # what they allocate on the way to it would change their memory after the capture
+            _wait_in_read_of_stdin(pid)
         cap, notes = capture(pids, explicit=True, show_progress=False, key=os.urandom(fmt.KEY_BYTES))
         assert notes == []
         est = estimate(cap, knobs)
