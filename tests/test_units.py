@@ -376,13 +376,16 @@ class CgroupTree:
             except OSError:
                 pass
         for path in reversed(self.made):
-            for _ in range(50):  # an exiting process leaves its cgroup a moment after wait() returns
+            deadline = time.monotonic() + 10  # an exiting process leaves its cgroup a moment after wait() returns
+            while True:
                 try:
                     os.rmdir(self.dir(path))
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
+                    if time.monotonic() > deadline:
+                        raise
                     time.sleep(0.02)
 
 
