@@ -348,7 +348,7 @@ def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys)
     """`ksmtui host --listen` with the UI (Textual's headless driver): the live source hands each
     sample to the exporter, and /metrics serves the one on screen."""
     from ksmtui.ui.apps import host as host_app
-    from tests.ui_helpers import drive, wait_for
+    from tests.ui_helpers import drive, settle, wait_for
 
     seen = {}
 
@@ -356,8 +356,10 @@ def test_with_the_ui_every_sample_also_reaches_the_exporter(monkeypatch, capsys)
         async def test(pilot):
             app = pilot.app
             await wait_for(pilot, lambda: app.view is not None and app.view.samples >= 3, "three samples on screen")
-            app.source.sampler.close()  # what is on screen stays the newest sample
-            await pilot.pause(0.2)
+            # what is on screen stays the newest sample: close() joins the sampler's thread, so its
+            # last sample is with the exporter and queued for the app, which settle sees handled
+            app.source.sampler.close()
+            await settle(pilot)
             url = re.search(r"http://\S+/metrics", capsys.readouterr().err).group()
             with urllib.request.urlopen(url, timeout=10) as r:
                 seen["served"] = r.read().decode()
