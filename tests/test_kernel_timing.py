@@ -60,7 +60,7 @@ def test_ksmd_wakes_msecs_to_jiffies_plus_one_tick_after_the_tick_it_slept_in(ke
     preempted scan ends later, and so does its wake-up, in the kernel and in the model alike), or
     one tick later: on a machine whose other CPUs are busy, a share of ksmd's timers fire a tick
     after their bucket (seen here: none to three in four, by load), which the model does not
-    know. Never earlier, and never another number of ticks."""
+    know. Never earlier; all but a few on one of those two ticks."""
     hz = config_hz()
     if hz is None:
         pytest.skip("no kernel config to read CONFIG_HZ from")
@@ -71,5 +71,7 @@ def test_ksmd_wakes_msecs_to_jiffies_plus_one_tick_after_the_tick_it_slept_in(ke
     # the timer's softirq wakes ksmd some us after the tick; the scheduler may run it later still
     on_tick = [d for d in late if 0 <= d < 0.3]
     a_tick_late = [d for d in late if 0 <= d - tick_ms < 0.3]
-    assert len(on_tick) + len(a_tick_late) == len(late), sorted(late)
+    assert min(late) >= 0, sorted(late)  # never early
+    # the timer softirq itself can run late beside a CPU-bound task (seen: 1 wake-up in 80)
+    assert len(on_tick) + len(a_tick_late) >= 0.95 * len(late), sorted(late)
     assert len(on_tick) >= len(late) // 10, sorted(late)
