@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,6 +27,41 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def _interpreted_hashes() -> tuple[subprocess.Popen, IO[str]]:
+    """Every result hash once more on the interpreted engine (tests/test_compiled.py): half a minute
+    of one core, in a process of its own, its output in a file (a pipe nobody reads would stall it)."""
+    out = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.result_hashes"], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "KSMTUI_PURE": "1"})
+    return proc, out
+
+
+_HASHES = pytest.StashKey[tuple[subprocess.Popen, IO[str]]]()
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items):
+    """The suite keeps one core busy and the other mostly idle: a test that asks for the interpreted
+    hashes has them started now, beside the rest, and only waits for what is left of them."""
+    import engine
+
+    if engine.compiled() and any("interpreted_hashes" in getattr(item, "fixturenames", ()) for item in items):
+        proc, _ = config.stash[_HASHES] = _interpreted_hashes()
+        config.add_cleanup(proc.kill)
+
+
+@pytest.fixture
+def interpreted_hashes(pytestconfig) -> str:
+    """What `python -m tests.result_hashes` printed on the interpreted engine (started when the suite
+    was collected), once it exited 0."""
+    proc, out = pytestconfig.stash.get(_HASHES, None) or _interpreted_hashes()
+    returncode = proc.wait(timeout=280)
+    out.seek(0)
+    text = out.read()
+    assert returncode == 0, text[-5000:]
+    return text
 
 
 @pytest.fixture(autouse=True)

@@ -538,10 +538,13 @@ class Runner:
         flows = self._pair if self._compare else (self._flow,)
         # A simulation is a web of cycles (rmap_items and stable nodes, mms and their VMAs) that
         # only the cycle collector frees, and it rarely runs a full pass: release the old run
-        # before the new one is built, or every restart leaves one behind for a while.
+        # before the new one is built, or every restart leaves one behind for a while. The first
+        # build has none to release, and a full pass over a big process costs 0.1 s or more.
+        restart = bool(self._sims)
         self._sims = []
         gc.unfreeze()  # the old run was frozen with the rest
-        gc.collect()
+        if restart:
+            gc.collect()
         seed = self._config.seed
         make = self._control
         sims = [Simulation(self._scenario, flow=f, seed=seed, overrides=self._overrides,

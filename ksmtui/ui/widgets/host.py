@@ -16,7 +16,7 @@ from textual.widgets import Static
 from ksmtui.host.view import HostView, knobs_in_order
 from ksmtui.text.render import progress_bar, sparkline
 from ksmtui.text.report import table
-from ksmtui.text.units import MIB
+from ksmtui.text.units import mib
 from ksmtui.ui.widgets.panels import Panel, TextView
 
 NOT_EXPOSED_LATENCY = ("per-call latency: not exposed by this kernel (cmp_and_merge_page() is inlined into "
@@ -72,10 +72,6 @@ def trace_line(view: HostView) -> str:
     return "tracepoints: counted in a tracefs instance of ksmtui's own (removed on exit)"
 
 
-def _mib(n: float) -> str:
-    return f"{n:,.2f} MiB"
-
-
 def _seconds(s: float) -> str:
     return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.2f} s"
 
@@ -84,7 +80,7 @@ def savings_lines(view: HostView) -> list[str]:
     k = view.sample.ksm
     ratio = view.sharing_ratio
     lines = [
-        f"general_profit {_mib(view.profit_mib)} (net of KSM's metadata)",
+        f"general_profit {mib(k.get('general_profit', 0))} (net of KSM's metadata)",
         "pages_sharing/pages_shared " + (f"{ratio:,.2f} ({k.get('pages_sharing', 0):,}/{k.get('pages_shared', 0):,})"
                                          if ratio is not None else "- (no KSM pages)"),
     ]
@@ -103,7 +99,7 @@ def savings_lines(view: HostView) -> list[str]:
     lines.append(f"processes known to KSM: {known:,}" + (f" (+{unreadable:,} unreadable)" if unreadable else "")
                  + ("; most saved:" if top else ""))
     for pid, r in top:
-        lines.append(f"  {r['comm'][:16]:<16} {pid:>7} {_mib(r['ksm_process_profit'] / MIB):>13}")
+        lines.append(f"  {r['comm'][:16]:<16} {pid:>7} {mib(r['ksm_process_profit']):>13}")
     return lines
 
 
