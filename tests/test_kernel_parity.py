@@ -175,12 +175,25 @@ _EVERY_PASS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatil
 def test_worked_trace_matches_the_kernel_after_every_pass(kernel, name):
     """Stricter than the end state: every counter, timing-dependent ones included, after each pass."""
     s, passes = WORKED_TRACES[name]
+    for _ in range(3):
+        if _every_pass_agrees(kernel, s, passes):
+            return
+    pytest.fail("ksmd ran past the end of a pass before it could be paused or an event performed, three times")
+
+
+def _every_pass_agrees(kernel, s, passes) -> bool:
+    """False when ksmd could not be caught at a pass's end: KernelRun pauses it (run=0) once it sees
+    full_scans reach the pass, and one wake-up here scans a whole pass (pages_to_scan 1000), so on a
+    loaded machine a late pause finds the next pass done too (and an event, its next pass begun).
+    That is the test's miss, not the model's."""
     sim = Simulation(s)
     with kernel.KernelRun(s) as run:
         run.start()
         for k in range(1, passes + 1):
             sim.step_full_scan()
             run.run(full_scans=k)
+            if int(sysfs.ksm_read("full_scans")) != k:
+                return False
             got = sysfs.read_counters()
             got["pages_scanned"] -= run.scanned0
             got["pages_skipped"] -= run.skipped0
@@ -190,7 +203,7 @@ def test_worked_trace_matches_the_kernel_after_every_pass(kernel, name):
             mm = sim.machine.mms[0]
             assert (stat["ksm_rmap_items"], stat["ksm_merging_pages"], stat["ksm_zero_pages"]) == \
                 (mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages), f"after pass {k}"
-        assert not run.notes
+        return not run.notes  # an event that landed in the next pass: the same miss
 
 
 @pytest.mark.kernel
