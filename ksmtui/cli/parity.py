@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from engine.scenario import Scenario
@@ -25,10 +24,8 @@ def main(argv: list[str]) -> int:
 
 
 def cmd_parity(scenario: Scenario, opts: Options) -> int:
-    from engine.sim import Simulation
-    from engine.timeline import saving_timing
     from ksmtui.cli.common import cost_profile
-    from ksmtui.kernel.parity import median_timing, parity_report, timing_caveat, timing_report
+    from ksmtui.kernel.parity import run_parity, timing_caveat
     from ksmtui.kernel.run import unavailable_reason, unsupported_reason
 
     if opts.repeat > 1 and not opts.timing:
@@ -39,38 +36,15 @@ def cmd_parity(scenario: Scenario, opts: Options) -> int:
         reason = unavailable_reason() or unsupported_reason(scenario, dict(opts.overrides))
         if reason:
             raise KernelUnsupported(reason)
-        sim = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides), costs=costs)
-        if opts.timing:
-            sim.record_series()
-        t0 = time.monotonic()
-        sim.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
-        model = sim.result()
-        model["wall_s"] = round(time.monotonic() - t0, 3)
-        kernels = [kernel_result(scenario, opts) for _ in range(opts.repeat)]
-        kernel = kernels[0]
-        text, ok = parity_report(model, kernel)
-        if opts.timing:
-            assert sim.series is not None
-            model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
-            kernel["timing"] = median_timing([k["timing"] for k in kernels])
-            if kernel["timing"]["wait_per_cpu"] is not None:
-                # the same model under the load the kernel met: the pacing apart from the load
-                loaded = replace(costs, wait_per_cpu=kernel["timing"]["wait_per_cpu"])
-                again = Simulation(scenario, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides),
-                                   costs=loaded)
-                again.record_series()
-                again.run(full_scans=opts.full_scans, after_ms=opts.after_ms)
-                assert again.series is not None
-                model["timing_at_kernel_wait"] = {**saving_timing(again.series), "wait_per_cpu": loaded.wait_per_cpu}
-            timing_text, timing_ok = timing_report(model, kernel, len(kernels))
-            text += "\n" + timing_text
-            ok = ok and timing_ok
+        got = run_parity(scenario, costs, lambda: kernel_result(scenario, opts), timing=opts.timing,
+                         repeat=opts.repeat, flow=opts.flow, seed=opts.seed, overrides=dict(opts.overrides),
+                         full_scans=opts.full_scans, after_ms=opts.after_ms)
         caveat = timing_caveat(scenario)
         if opts.json:
-            print(json.dumps({"ok": ok, "model": model, "kernel": kernel, "caveat": caveat}))
+            print(json.dumps({"ok": got.ok, "model": got.model, "kernel": got.kernel, "caveat": caveat}))
         else:
-            print(text + (f"\ncaveat: {caveat}" if caveat else ""))
-        return 0 if ok else 1
+            print(got.text + (f"\ncaveat: {caveat}" if caveat else ""))
+        return 0 if got.ok else 1
     return guarded(body)
 
 

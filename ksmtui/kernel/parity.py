@@ -7,6 +7,14 @@ into a pass, or on wall-clock timing, and are shown for information.
 from __future__ import annotations
 
 import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from engine.cost import CostProfile
+from engine.scenario import Scenario
+from engine.sim import Simulation
+from engine.timeline import saving_timing
 
 SETTLED = ("pages_shared", "pages_sharing", "stable_node_chains", "stable_node_dups", "ksm_zero_pages",
            "general_profit")
@@ -102,6 +110,34 @@ def median_timing(timings: list[dict]) -> dict:
     return out
 
 
+def timing_errors(model: dict, kernel: dict) -> dict[str, tuple[float | None, bool]]:
+    """Each judged figure's relative error, model against kernel ((model - kernel) / kernel; None
+    where either has none), and whether it is beyond its tolerance (so is one side missing it)."""
+    out: dict[str, tuple[float | None, bool]] = {}
+    for key, tol in TIMING_JUDGED:
+        mv, kv = model.get(key), kernel.get(key)
+        if mv is None or kv is None:
+            out[key] = (None, mv != kv)
+        else:
+            rel = (mv - kv) / kv if kv else 0.0
+            out[key] = (rel, abs(rel) > tol)
+    return out
+
+
+def kernel_spread(timings: list[dict]) -> dict[str, float | None]:
+    """The kernel's own run-to-run spread of each judged figure: (max - min) / median over its runs
+    (None with one run, or where a run has none): what the model cannot be held to more tightly."""
+    out: dict[str, float | None] = {}
+    for key, _ in TIMING_JUDGED:
+        values = [t[key] for t in timings if t.get(key) is not None]
+        if len(values) < 2 or len(values) < len(timings):
+            out[key] = None
+            continue
+        mid = statistics.median(values)
+        out[key] = (max(values) - min(values)) / mid if mid else 0.0
+    return out
+
+
 def timing_report(model: dict, kernel: dict, runs: int) -> tuple[str, bool]:
     """Time to the saving and ksmd's CPU, model beside kernel (the median of `runs`), judged within
     TIME_TOLERANCE and CPU_TOLERANCE; the model's times are modelled, with the named costs."""
@@ -109,14 +145,17 @@ def timing_report(model: dict, kernel: dict, runs: int) -> tuple[str, bool]:
     lines = [f"timing (model: costs: {model.get('costs', '?')}, hz {model.get('hz', '?')}; kernel: "
              f"{'median of ' + str(runs) + ' runs' if runs > 1 else 'one run'}, sampled every ~2 ms)",
              f"  {'figure':<28}{'model':>14}{'kernel':>14}{'diff':>9}"]
+    judged = timing_errors(m, k)
     bad = 0
     for key, tol in TIMING_JUDGED + tuple((key, None) for key in TIMING_SHOWN):
         mv, kv = m.get(key), k.get(key)
-        if mv is None or kv is None:
-            diff, off = "", tol is not None and mv != kv
+        if key in judged:
+            rel, off = judged[key]
         else:
-            rel = (mv - kv) / kv if kv else 0.0
-            diff, off = f"{rel:+.1%}", tol is not None and abs(rel) > tol
+            rel, off = None, False
+            if mv is not None and kv is not None:
+                rel = (mv - kv) / kv if kv else 0.0
+        diff = "" if rel is None else f"{rel:+.1%}"
         note = f"  <-- beyond {tol:.0%}" if off else ("  (not judged)" if tol is None else "")
         lines.append(f"  {key:<28}{_figure(mv):>14}{_figure(kv):>14}{diff:>9}{note}")
         bad += off
@@ -131,3 +170,59 @@ def timing_report(model: dict, kernel: dict, runs: int) -> tuple[str, bool]:
     lines.append("timing: within tolerance" if not bad
                  else f"timing: {bad} figure{'s' if bad > 1 else ''} beyond tolerance")
     return "\n".join(lines), not bad
+
+
+# ------------------------------------------------------------ model and kernel --
+
+@dataclass
+class Parity:
+    """One scenario run in the model and on the kernel, judged."""
+    model: dict
+    kernel: dict  # the first kernel run; with timing, its "timing" is the median of all runs
+    kernels: list[dict]  # every kernel run, as run_kernel returned it
+    text: str  # parity_report, then timing_report when timed
+    counters_ok: bool
+    timing_ok: bool  # True when not timed
+
+    @property
+    def ok(self) -> bool:
+        return self.counters_ok and self.timing_ok
+
+
+def run_parity(scenario: Scenario, costs: CostProfile, run_kernel: Callable[[], dict], *, timing: bool = False,
+               repeat: int = 1, flow: str | None = None, seed: int | None = None, overrides: dict | None = None,
+               full_scans: int | None = None, after_ms: int | None = None) -> Parity:
+    """The model (with `costs`), then the kernel `repeat` times (run_kernel(): one run's result,
+    sampled when timing), judged: settled counters exact (the first kernel run's), and with timing
+    the median of each kernel figure within TIMING_JUDGED's tolerances. Shared by `ksmtui parity
+    SCENARIO` and the fuzzer so that both judge the same way."""
+    overrides = dict(overrides or {})
+
+    def model_run(profile: CostProfile) -> Simulation:
+        sim = Simulation(scenario, flow=flow, seed=seed, overrides=overrides, costs=profile)
+        if timing:
+            sim.record_series()
+        sim.run(full_scans=full_scans, after_ms=after_ms)
+        return sim
+
+    t0 = time.monotonic()
+    sim = model_run(costs)
+    model = sim.result()
+    model["wall_s"] = round(time.monotonic() - t0, 3)
+    kernels = [run_kernel() for _ in range(repeat)]
+    kernel = dict(kernels[0])  # its timing becomes the median; each run keeps its own
+    text, counters_ok = parity_report(model, kernel)
+    timing_ok = True
+    if timing:
+        assert sim.series is not None
+        model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
+        kernel["timing"] = median_timing([k["timing"] for k in kernels])
+        if kernel["timing"]["wait_per_cpu"] is not None:
+            # the same model under the load the kernel met: the pacing apart from the load
+            again = model_run(replace(costs, wait_per_cpu=kernel["timing"]["wait_per_cpu"]))
+            assert again.series is not None
+            model["timing_at_kernel_wait"] = {**saving_timing(again.series),
+                                              "wait_per_cpu": kernel["timing"]["wait_per_cpu"]}
+        timing_text, timing_ok = timing_report(model, kernel, len(kernels))
+        text += "\n" + timing_text
+    return Parity(model, kernel, kernels, text, counters_ok, timing_ok)
