@@ -181,6 +181,7 @@ class Parity:
     kernel: dict  # the first kernel run; with timing, its "timing" is the median of all runs
     kernels: list[dict]  # every kernel run, as run_kernel returned it
     text: str  # parity_report, then timing_report when timed
+    timing_text: str  # timing_report ("" when not timed)
     counters_ok: bool
     timing_ok: bool  # True when not timed
 
@@ -212,7 +213,7 @@ def run_parity(scenario: Scenario, costs: CostProfile, run_kernel: Callable[[], 
     kernels = [run_kernel() for _ in range(repeat)]
     kernel = dict(kernels[0])  # its timing becomes the median; each run keeps its own
     text, counters_ok = parity_report(model, kernel)
-    timing_ok = True
+    timing_text, timing_ok = "", True
     if timing:
         assert sim.series is not None
         model["timing"] = {**saving_timing(sim.series), "wait_per_cpu": costs.wait_per_cpu}
@@ -225,4 +226,4 @@ def run_parity(scenario: Scenario, costs: CostProfile, run_kernel: Callable[[], 
                                               "wait_per_cpu": kernel["timing"]["wait_per_cpu"]}
         timing_text, timing_ok = timing_report(model, kernel, len(kernels))
         text += "\n" + timing_text
-    return Parity(model, kernel, kernels, text, counters_ok, timing_ok)
+    return Parity(model, kernel, kernels, text, timing_text, counters_ok, timing_ok)
