@@ -183,7 +183,8 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         add_run_options(p, with_flow=False, with_json=True)
     elif command == "parity":
         p.description = "Run the scenario on the model and on the real kernel and set the counters side by side."
-        p.epilog = "ksmtui parity --random N [--seed S] [--keep DIR]: random scenarios, model against kernel"
+        p.epilog = ("ksmtui parity --random N [--timing [--repeat R]] [--seed S] [--keep DIR]: random scenarios, "
+                    "model against kernel")
         add_scenario(p)
         add_run_options(p, with_json=True)
     if command in ("kernel", "parity"):
