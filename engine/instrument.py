@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from engine.ksm import BUSY, Ksm, RmapItem, StableNode
 from engine.tree import RB_RED, RbNode, RbRoot
 
@@ -63,8 +65,9 @@ class ObservedKsm(Ksm):
             if slot.mm.alive:
                 for vma in slot.mm.vmas:
                     if vma.vm_mergeable:
-                        pte = vma.pte
-                        total += len(pte) - pte.count(-1) - pte.count(0) - pte.count(-2)  # present pages only
+                        # present pages only (a pfn above ZERO_PFN): counted in C, as array.count
+                        # boxes every entry, a fifth of the KSM-page path's cost on a slow Python
+                        total += int(np.count_nonzero(np.frombuffer(vma.pte, np.int64) > 0))
         return total
 
     def _hlist_len_changed(self, old: int | None, new: int | None) -> None:
