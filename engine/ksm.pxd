@@ -105,8 +105,8 @@ cdef class Ksm:
     cpdef bint should_skip_rmap_item(self, Py_ssize_t pfn, RmapItem item) except -1
 
     @cython.locals(cost=CostModel, machine=Machine, ksm_mapping=dict, content=list, zero_page=bytes,
-                   outcomes=dict, latency_hist=dict, work_by_path=dict, wall=cython.bint, factors=list,
+                   outcomes=dict, latency_hist=dict, work_by_path=dict, wall=cython.bint, legacy=cython.bint, factors=list,
                    done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong,
                    ksm_call=cython.longlong, anon_call=cython.longlong, item=RmapItem, pfn=object,
-                   ns=object, bucket=cython.int)
+                   ns=cython.longlong, factor=cython.double, bucket=cython.int)
     cpdef Py_ssize_t ksm_do_scan(self, Py_ssize_t scan_npages) except -1

@@ -483,7 +483,7 @@ class Ksm:
             item.flags = 0
         node.rmap_hlist_len -= n
         node.hlist = {}
-        if node.head == MIGRATE_NODES:
+        if node.head is MIGRATE_NODES:
             del self.migrate_nodes[node]
         else:
             self.stable_node_dup_del(node)
@@ -811,7 +811,7 @@ class Ksm:
         self.work["stable_tree_search"] += 1
         machine = self.machine
         page_node = self.ksm_mapping.get(pfn)
-        if page_node is not None and page_node.head != MIGRATE_NODES:
+        if page_node is not None and page_node.head is not MIGRATE_NODES:
             return pfn  # KSM page forked
 
         nid = self.get_kpfn_nid(pfn)
@@ -1049,12 +1049,12 @@ class Ksm:
         stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
             # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
-            if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
+            if (not self.knobs["merge_across_nodes"] and stable_node.head is not MIGRATE_NODES
                     and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
                 self.stable_node_dup_del(stable_node)
                 stable_node.head = MIGRATE_NODES
                 self.migrate_nodes[stable_node] = None
-            if stable_node.head != MIGRATE_NODES and item.head is stable_node:
+            if stable_node.head is not MIGRATE_NODES and item.head is stable_node:
                 return "already_merged"
             # a KSM fork may go over the sharing limit: max_page_sharing_bypass only silences a
             # warning in stable_tree_append, not modelled
@@ -1070,7 +1070,7 @@ class Ksm:
                 return "zero_merged"
 
         # the outcome tells a migrated KSM page coming back from one merely forked
-        migrating = stable_node is not None and stable_node.head == MIGRATE_NODES
+        migrating = stable_node is not None and stable_node.head is MIGRATE_NODES
         # start by searching for the page in the stable tree
         kpfn = self.stable_tree_search(pfn)
         if kpfn == pfn and stable_node is not None and item.head is stable_node:
@@ -1110,15 +1110,15 @@ class Ksm:
         machine = self.machine
         stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
-            if (not self.knobs["merge_across_nodes"] and stable_node.head != MIGRATE_NODES
+            if (not self.knobs["merge_across_nodes"] and stable_node.head is not MIGRATE_NODES
                     and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
                 self.stable_node_dup_del(stable_node)
                 stable_node.head = MIGRATE_NODES
                 self.migrate_nodes[stable_node] = None
-            if stable_node.head != MIGRATE_NODES and item.head is stable_node:
+            if stable_node.head is not MIGRATE_NODES and item.head is stable_node:
                 return "already_merged"
 
-        migrating = stable_node is not None and stable_node.head == MIGRATE_NODES
+        migrating = stable_node is not None and stable_node.head is MIGRATE_NODES
         # we first start with searching the page inside the stable tree
         kpfn = self.stable_tree_search(pfn)
         if kpfn == pfn and stable_node is not None and item.head is stable_node:
@@ -1318,6 +1318,7 @@ class Ksm:
         work_by_path = self.work_by_path
         cmp_and_merge_page = self.cmp_and_merge_page_body()
         wall = self.latency == "wall"
+        legacy = self.flow == "legacy"
         factors = cost.factors
         ksm_call, anon_call = cost.call + cost.ksm_early, cost.call
         done = 0
@@ -1335,11 +1336,15 @@ class Ksm:
                 wall_call = time.perf_counter_ns()
                 outcome = cmp_and_merge_page(pfn, item)
                 ns = time.perf_counter_ns() - wall_call
-            else:
-                outcome = cmp_and_merge_page(pfn, item)
+            else:  # a C call (cpdef: an override still wins), not a bound method's
+                if legacy:
+                    outcome = self.cmp_and_merge_page_v6_10(pfn, item)
+                else:
+                    outcome = self.cmp_and_merge_page_v6_11(pfn, item)
                 if not factors:
                     cost.refill()
-                ns = int((cost.total_ns - call_start) * factors.pop())  # cost.jitter(), inline
+                factor = factors.pop()
+                ns = int((cost.total_ns - call_start) * factor)  # cost.jitter(), inline
             if machine.held_frames:  # ksmd's put_page of a page a split unmapped
                 machine.release_held_frames()
             self.ksmd_cpu_ns += cost.total_ns - start
