@@ -9,6 +9,12 @@ from engine.cost cimport CostModel
 from engine.machine cimport MM, VMA, Machine
 from engine.tree cimport RbNode
 
+cdef Py_ssize_t KSM_PAGE, ANON_PAGE, ZERO_PAGE, N_OUTCOMES
+cdef dict OUTCOME_INDEX
+
+@cython.locals(length=cython.int)
+cdef int bit_length(unsigned long long ns)
+
 
 cdef class MmSlot:
     cdef public MM mm
@@ -64,7 +70,9 @@ cdef class Ksm:
     cdef public long long ksm_pages_scanned, ksm_pages_skipped, ksm_zero_pages
     cdef public CostModel cost
     cdef public long long ksmd_cpu_ns
-    cdef public dict advisor_ctx, outcomes, latency_hist, work_by_path, work
+    cdef public dict advisor_ctx, work_by_path, work
+    cdef long long outcome_calls[33]  # len(PATHS) * len(OUTCOMES)
+    cdef long long latency_calls[120]  # len(PATHS) * N_BUCKETS
     cdef public object last_call
     cdef public tuple page_refs
     cdef dict __dict__
@@ -95,18 +103,19 @@ cdef class Ksm:
     cpdef void stable_tree_append(self, RmapItem item, StableNode node) except *
 
     @cython.locals(machine=Machine, stable_node=StableNode, checksum=object, migrating=cython.bint)
-    cpdef object cmp_and_merge_page_v6_11(self, object pfn, RmapItem item)
+    cpdef object cmp_and_merge_page_v6_11(self, object pfn, RmapItem item, StableNode stable_node)
     @cython.locals(machine=Machine, stable_node=StableNode, checksum=object, migrating=cython.bint)
-    cpdef object cmp_and_merge_page_v6_10(self, object pfn, RmapItem item)
+    cpdef object cmp_and_merge_page_v6_10(self, object pfn, RmapItem item, StableNode stable_node)
 
     @cython.locals(mm=MM, item=RmapItem)
     cpdef RmapItem get_next_rmap_item(self, object owner, VMA vma, long long address)
     @cython.locals(age=cython.int)
     cpdef bint should_skip_rmap_item(self, Py_ssize_t pfn, RmapItem item) except -1
 
-    @cython.locals(cost=CostModel, machine=Machine, ksm_mapping=dict, content=list, zero_page=bytes,
-                   outcomes=dict, latency_hist=dict, work_by_path=dict, wall=cython.bint, legacy=cython.bint, factors=list,
-                   done=cython.Py_ssize_t, start=cython.longlong, call_start=cython.longlong,
-                   ksm_call=cython.longlong, anon_call=cython.longlong, item=RmapItem, pfn=object,
+    @cython.locals(cost=CostModel, machine=Machine, ksm_scan=KsmScan, ksm_mapping=dict, content=list,
+                   zero_page=bytes, work_by_path=list, n_buckets=cython.Py_ssize_t, wall=cython.bint,
+                   legacy=cython.bint, factors=list, done=cython.Py_ssize_t, start=cython.longlong,
+                   call_start=cython.longlong, ksm_call=cython.longlong, anon_call=cython.longlong,
+                   item=RmapItem, pfn=object, stable_node=StableNode, path=cython.Py_ssize_t,
                    ns=cython.longlong, factor=cython.double, bucket=cython.int)
     cpdef Py_ssize_t ksm_do_scan(self, Py_ssize_t scan_npages) except -1

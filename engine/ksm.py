@@ -135,6 +135,11 @@ SIZEOF_RMAP_ITEM = 64  # x86-64; the size general_profit charges per rmap_item
 KSM_RUN_MERGE = 1
 KSM_RUN_UNMERGE = 2
 
+# the path of a call (engine/vocabulary.py PATHS) as ksm_do_scan counts it: an index
+KSM_PAGE, ANON_PAGE, ZERO_PAGE = (PATHS.index(p) for p in ("ksm_page", "anon_page", "zero_page"))
+N_OUTCOMES = len(OUTCOMES)
+OUTCOME_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
+
 # stable_node->head values (the kernel uses magic addresses)
 STABLE_NODE_DUP_HEAD = "dup"
 MIGRATE_NODES = "migrate_nodes"
@@ -269,6 +274,18 @@ def skip_age(age: int) -> int:
     return 8
 
 
+def bit_length(ns: int) -> int:
+    """ns.bit_length() (ns >= 0), ksm_do_scan's latency bucket: compiled, a C loop on a C
+    integer, as the method would want ns made a Python int, one per page."""
+    if cython.compiled:
+        length = 0
+        while ns:
+            ns >>= 1
+            length += 1
+        return length
+    return ns.bit_length()
+
+
 class Ksm:
     def __init__(self, machine: Machine, knobs: Mapping[str, int | str], flow: str, latency: str = "model",
                  seed: int = 0):
@@ -306,9 +323,13 @@ class Ksm:
         self.cost = CostModel(machine.page_size, seed)
         self.ksmd_cpu_ns = 0  # ksmd's runtime, from the cost model: drives the advisor
         self.advisor_ctx = {"start_scan": 0, "scan_time": 0, "change": 0, "cpu_time": 0}
-        # what every call did and cost, by the path of the call (ksm_do_scan)
-        self.outcomes = {p: dict.fromkeys(OUTCOMES, 0) for p in PATHS}
-        self.latency_hist = {p: [0] * N_BUCKETS for p in PATHS}
+        # what every call did and cost, by the path of the call (ksm_do_scan): flat, the path's
+        # index first, as counting a call must allocate nothing (compiled, they are C arrays);
+        # outcomes and latency_hist give them as dicts by name
+        outcome_calls: list[int] = [0] * (len(PATHS) * N_OUTCOMES)
+        latency_calls: list[int] = [0] * (len(PATHS) * N_BUCKETS)
+        self.outcome_calls = outcome_calls
+        self.latency_calls = latency_calls
         # operations done, by the path of the call that did them; `work` is the current call's
         self.work_by_path = {p: dict.fromkeys(WORK, 0) for p in PATHS}
         self.work = self.work_by_path["anon_page"]
@@ -316,6 +337,19 @@ class Ksm:
         # the pages ksmd holds a reference to while it merges two (try_to_merge_two_pages): the
         # scanned page and the unstable tree's; otherwise only the page being merged
         self.page_refs: tuple[int, ...] = ()
+
+    @property
+    def outcomes(self) -> dict[str, dict[str, int]]:
+        """Calls since the start, by path and outcome."""
+        calls = list(self.outcome_calls)
+        return {p: dict(zip(OUTCOMES, calls[i * N_OUTCOMES:(i + 1) * N_OUTCOMES], strict=True))
+                for i, p in enumerate(PATHS)}
+
+    @property
+    def latency_hist(self) -> dict[str, list[int]]:
+        """Calls since the start, by path and latency bucket (engine/vocabulary.py bucket_of)."""
+        calls = list(self.latency_calls)
+        return {p: calls[i * N_BUCKETS:(i + 1) * N_BUCKETS] for i, p in enumerate(PATHS)}
 
     @property
     def merge_across_nodes(self) -> bool:
@@ -1028,11 +1062,15 @@ class Ksm:
         """First see if the page can merge into the stable tree; if not, and its checksum is as
         at the last visit, see if it can go into the unstable tree, or merge with a page already
         there, both moving to the stable tree. The body is the kernel version's the flow models;
-        the outcome is one of engine/vocabulary.py OUTCOMES. ksm_do_scan() takes the body from
-        cmp_and_merge_page_body() once per wake-up rather than through here per page."""
-        return self.cmp_and_merge_page_body()(pfn, item)
+        the outcome is one of engine/vocabulary.py OUTCOMES. ksm_do_scan() calls the body
+        directly rather than through here per page.
 
-    def cmp_and_merge_page_body(self) -> Callable[[int, RmapItem], str]:
+        The kernel's first step, stable_node = page_stable_node(page), reads a field of the
+        page; here it is a dict lookup, which ksm_do_scan() has made already to tell the call's
+        path, so the body is given its result rather than look it up again."""
+        return self.cmp_and_merge_page_body()(pfn, item, self.ksm_mapping.get(pfn))
+
+    def cmp_and_merge_page_body(self) -> Callable[[int, RmapItem, StableNode | None], str]:
         return self.cmp_and_merge_page_v6_10 if self.flow == "legacy" else self.cmp_and_merge_page_v6_11
 
     def split_after_same_folio(self, pfn: int, tree_pfn: int) -> None:
@@ -1042,11 +1080,10 @@ class Ksm:
         if fid and fid == self.machine.frame_folio[tree_pfn]:
             self.machine.split_huge_page(pfn, (pfn,), remap_zero=self.flow != "legacy")
 
-    def cmp_and_merge_page_v6_11(self, pfn: int, item: RmapItem) -> str:
+    def cmp_and_merge_page_v6_11(self, pfn: int, item: RmapItem, stable_node: StableNode | None) -> str:
         """cmp_and_merge_page() since 6.11: KSM pages skip the checksum; anon pages checksum
         first, try the zero page, and only then search the stable tree."""
         machine = self.machine
-        stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
             # with merge_across_nodes every nid is 0, the kpfn's too: nothing can have moved
             if (not self.knobs["merge_across_nodes"] and stable_node.head is not MIGRATE_NODES
@@ -1105,10 +1142,9 @@ class Ksm:
         self.stable_tree_append(item, stable_node)
         return "unstable_merged"
 
-    def cmp_and_merge_page_v6_10(self, pfn: int, item: RmapItem) -> str:
+    def cmp_and_merge_page_v6_10(self, pfn: int, item: RmapItem, stable_node: StableNode | None) -> str:
         """cmp_and_merge_page() before 6.11: the stable tree first, the checksum after."""
         machine = self.machine
-        stable_node = self.ksm_mapping.get(pfn)
         if stable_node is not None:
             if (not self.knobs["merge_across_nodes"] and stable_node.head is not MIGRATE_NODES
                     and machine.frame_nid[stable_node.kpfn] != stable_node.nid):
@@ -1208,8 +1244,10 @@ class Ksm:
     @cython.locals(ksm_scan=KsmScan, head=MmSlot, slot=MmSlot, nxt=MmSlot, item=RmapItem,
                    address=cython.longlong, start=cython.longlong, end=cython.longlong, ps=cython.longlong,
                    shift=cython.int, i=cython.Py_ssize_t)
-    def scan_get_next_rmap_item(self) -> Iterator[tuple[RmapItem, int]]:
-        """Yields each (rmap_item, pfn) to look at, in the kernel's order; ends with the full pass.
+    def scan_get_next_rmap_item(self) -> Iterator[int]:
+        """Yields each page (its pfn) to look at, in the kernel's order; ends with the full pass.
+        The page's rmap_item is the cursor's, ksm_scan.rmap_list: the kernel returns the item and
+        sets the page through its argument; here a pair would be a tuple made per page.
 
         The kernel's function returns per page and finds its place again from ksm_scan at the
         next call; here the cursor stays in its VMA between pages, because a Python call and the
@@ -1275,7 +1313,7 @@ class Ksm:
                                 address += ps
                                 continue
                             ksm_scan.address = address + ps
-                            yield item, pfn
+                            yield pfn
                         address += ps
                 ksm_scan.address = address
             else:
@@ -1306,16 +1344,17 @@ class Ksm:
         the kernel's KSM-page early return, so no per-page call sits between the wake-up and
         cmp_and_merge_page(). For the same reason the model's count of each call is kept here:
         its path (the kind of page, decided before the call), its cost-model time (or its wall
-        time with latency "wall"), latency bucket and outcome.
+        time with latency "wall"), latency bucket and outcome, in flat arrays indexed by the
+        path: nothing is allocated or looked up by name per page but the outcome's index.
         """
         cost = self.cost
         machine = self.machine
+        ksm_scan = self.ksm_scan
         ksm_mapping = self.ksm_mapping
         content = machine.content
         zero_page = machine.zero_page
-        outcomes = self.outcomes
-        latency_hist = self.latency_hist
-        work_by_path = self.work_by_path
+        work_by_path = [self.work_by_path[p] for p in PATHS]  # by the path's index
+        n_buckets = N_BUCKETS
         cmp_and_merge_page = self.cmp_and_merge_page_body()
         wall = self.latency == "wall"
         legacy = self.flow == "legacy"
@@ -1323,24 +1362,27 @@ class Ksm:
         ksm_call, anon_call = cost.call + cost.ksm_early, cost.call
         done = 0
         start = cost.total_ns
-        for item, pfn in self.scan_get_next_rmap_item() if scan_npages > 0 else ():
+        for pfn in self.scan_get_next_rmap_item() if scan_npages > 0 else ():
+            # the page's rmap_item: the generator leaves the cursor on it
+            item: RmapItem = ksm_scan.rmap_list  # type: ignore[assignment]
             call_start = cost.total_ns
-            if ksm_mapping.get(pfn) is not None:
-                path = "ksm_page"
+            stable_node = ksm_mapping.get(pfn)  # page_stable_node(page), given to the call
+            if stable_node is not None:
+                path = KSM_PAGE
                 cost.total_ns = call_start + ksm_call
             else:
-                path = "zero_page" if content[pfn] == zero_page else "anon_page"
+                path = ZERO_PAGE if content[pfn] == zero_page else ANON_PAGE
                 cost.total_ns = call_start + anon_call
             self.work = work_by_path[path]
             if wall:
                 wall_call = time.perf_counter_ns()
-                outcome = cmp_and_merge_page(pfn, item)
+                outcome = cmp_and_merge_page(pfn, item, stable_node)
                 ns = time.perf_counter_ns() - wall_call
             else:  # a C call (cpdef: an override still wins), not a bound method's
                 if legacy:
-                    outcome = self.cmp_and_merge_page_v6_10(pfn, item)
+                    outcome = self.cmp_and_merge_page_v6_10(pfn, item, stable_node)
                 else:
-                    outcome = self.cmp_and_merge_page_v6_11(pfn, item)
+                    outcome = self.cmp_and_merge_page_v6_11(pfn, item, stable_node)
                 if not factors:
                     cost.refill()
                 factor = factors.pop()
@@ -1348,9 +1390,9 @@ class Ksm:
             if machine.held_frames:  # ksmd's put_page of a page a split unmapped
                 machine.release_held_frames()
             self.ksmd_cpu_ns += cost.total_ns - start
-            outcomes[path][outcome] += 1
-            bucket = ns.bit_length()  # bucket_of(ns), without a call per page
-            latency_hist[path][bucket if bucket < N_BUCKETS else N_BUCKETS - 1] += 1
+            self.outcome_calls[path * N_OUTCOMES + OUTCOME_INDEX[outcome]] += 1
+            bucket = bit_length(ns)  # bucket_of(ns), without a Python call per page
+            self.latency_calls[path * n_buckets + (bucket if bucket < n_buckets else n_buckets - 1)] += 1
             done += 1
             if done == scan_npages:
                 break
@@ -1359,7 +1401,7 @@ class Ksm:
             self.ksmd_cpu_ns += cost.total_ns - start
         if done:
             self.ksm_pages_scanned += done
-            self.last_call = (item.mm, item.address, path, outcome, ns)
+            self.last_call = (item.mm, item.address, PATHS[path], outcome, ns)
         return done
 
     def ksmd_should_run(self) -> bool:

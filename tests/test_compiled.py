@@ -42,7 +42,7 @@ def pxd_classes(text: str) -> dict[str, tuple[str | None, set[str]]]:
             if "(" in decl:
                 continue  # a method
             # "TYPE a, b" or "unsigned int a": the names are after the last type word
-            names = [n.strip() for n in decl.split(",")]
+            names = [re.sub(r"\[.*?\]", "", n).strip() for n in decl.split(",")]  # a C array: name[N]
             names[0] = names[0].split()[-1]
             current.update(names)
         elif line and not line[0].isspace():
