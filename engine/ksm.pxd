@@ -95,7 +95,8 @@ cdef class Ksm:
     cpdef object stable_tree_search(self, Py_ssize_t pfn)
     cpdef tuple walk_step(self, StableNode node, object root, bint prune)
 
-    @cython.locals(tree_item=RmapItem, parent=RmapItem, vma=VMA, tree_pfn=cython.Py_ssize_t, key=object, tree_key=object,
+    @cython.locals(tree_item=RmapItem, parent=RmapItem, vma=VMA, tree_pfn=cython.Py_ssize_t, prefix=cython.ulonglong[:],
+                   key=cython.ulonglong, tree_key=cython.ulonglong,
                    content=list, page=bytes, shift=cython.int, compared=cython.Py_ssize_t, equal=cython.Py_ssize_t,
                    uncompared=cython.Py_ssize_t, left=cython.bint, nid=cython.int, work=dict, cost=CostModel,
                    c=CostModel)
