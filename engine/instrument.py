@@ -244,6 +244,8 @@ def trace_step(ksm: Ksm) -> Iterator[StepTrace]:
     only meanwhile."""
     step = StepTrace(ksm)
     shadows = step.shadows()
+    # shadows already there (engine/sim.py PacedKsm.record_series's) come back after
+    kept = {name: vars(ksm)[name] for name in shadows if name in vars(ksm)}
     for name, fn in shadows.items():
         setattr(ksm, name, fn)
     try:
@@ -251,3 +253,5 @@ def trace_step(ksm: Ksm) -> Iterator[StepTrace]:
     finally:
         for name in shadows:
             delattr(ksm, name)
+        for name, fn in kept.items():
+            setattr(ksm, name, fn)
