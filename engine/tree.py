@@ -15,6 +15,11 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, Self, TypeVar
 
+try:
+    import cython  # the compiled build reads the declarations made here (the rest: tree.pxd)
+except ImportError:
+    from engine import _cython_shim as cython
+
 RB_RED = 0
 RB_BLACK = 1
 
@@ -66,6 +71,8 @@ class RbRoot(Generic[N]):
         self.rb_node: N | None = None
         self.count = 0
 
+    # typed: the unstable tree links a node for every anonymous page scanned (engine/ksm.py)
+    @cython.locals(node=RbNode, parent=RbNode)
     def link(self, node: N, parent: N | None, left: bool) -> None:
         """rb_link_node(node, parent, rb_link) + rb_insert_color(node, root)."""
         node.rb_parent = parent
@@ -80,6 +87,7 @@ class RbRoot(Generic[N]):
         self.count += 1
         self._insert_color(node)
 
+    @cython.locals(node=RbNode, parent=RbNode, gparent=RbNode, tmp=RbNode)
     def _insert_color(self, node: N) -> None:
         """__rb_insert without augmentation."""
         parent = node.rb_parent
