@@ -277,13 +277,13 @@ def skip_age(age: int) -> int:
 def bit_length(ns: int) -> int:
     """ns.bit_length() (ns >= 0), ksm_do_scan's latency bucket: compiled, a C loop on a C
     integer, as the method would want ns made a Python int, one per page."""
-    if cython.compiled:
-        length = 0
-        while ns:
-            ns >>= 1
-            length += 1
-        return length
-    return ns.bit_length()
+    if not cython.compiled:
+        return ns.bit_length()
+    length = 0
+    while ns:
+        ns >>= 1
+        length += 1
+    return length
 
 
 class Ksm:
