@@ -143,7 +143,10 @@ def saving_timing(series: list[tuple[int, int, int]], first_at_midpoint: bool = 
     the saving first reached that share of the final one), ksmd_cpu_to_100_ms, and
     steady_cpu_ms_per_s (ksmd's CPU per second of wall clock after the saving settled, what it
     keeps costing; None when the run ended there). first_at_midpoint: the points are samples (the
-    kernel's), and a mark reached at sample i was reached, on average, halfway since sample i-1."""
+    kernel's), and a mark reached at sample i was reached, on average, halfway since sample i-1:
+    its time, and ksmd's CPU at 100%, are the two samples' means (the model's points are taken at
+    each merge, so its CPU at 100% is at the last one; the sample after it also counts the rest
+    of that wake-up's scan, up to a sampling interval of ksmd's CPU)."""
     out: dict = {f"time_to_{q}_ms": None for q in SAVING_MARKS}
     out.update(saving=series[-1][1] if series else 0, ksmd_cpu_to_100_ms=None, steady_cpu_ms_per_s=None,
                ksmd_cpu_ms=round(series[-1][2] / 1e6, 3) if series else 0.0)
@@ -162,6 +165,8 @@ def saving_timing(series: list[tuple[int, int, int]], first_at_midpoint: bool = 
                 break
     if at100 is not None:
         t100, _, cpu100 = series[at100]
+        if first_at_midpoint and at100:
+            t100, cpu100 = (t100 + series[at100 - 1][0]) // 2, (cpu100 + series[at100 - 1][2]) // 2
         out["ksmd_cpu_to_100_ms"] = round(cpu100 / 1e6, 3)
         t_end, _, cpu_end = series[-1]
         if t_end > t100:

@@ -125,7 +125,9 @@ def test_saving_timing_reads_marks_cpu_and_the_steady_cost():
     t = saving_timing(series)
     assert (t["time_to_50_ms"], t["time_to_90_ms"], t["time_to_100_ms"]) == (20, 20, 30)
     assert t["ksmd_cpu_to_100_ms"] == 9 and t["steady_cpu_ms_per_s"] == 1.0 and t["ksmd_cpu_ms"] == 11
-    assert saving_timing(series, first_at_midpoint=True)["time_to_100_ms"] == 25
+    sampled = saving_timing(series, first_at_midpoint=True)
+    assert (sampled["time_to_100_ms"], sampled["ksmd_cpu_to_100_ms"]) == (25, 8)
+    assert sampled["steady_cpu_ms_per_s"] == round(3 / 2.005, 3)  # from the midpoint on
 
 
 def test_an_idle_ksmd_runs_on_while_a_pending_event_can_give_it_work():
