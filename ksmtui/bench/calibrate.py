@@ -163,7 +163,7 @@ def measured_hz() -> int:
     return round(1 / tick_s)
 
 
-def calibrate(repeat: int = 3, say: Callable[[str], None] = print) -> tuple[CostProfile, list[dict]]:
+def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[CostProfile, list[dict]]:
     """Measure, fit, and return (profile, one row per workload: modelled by group, kernel runs)."""
     rows: list[dict] = []
     for w in workloads():
