@@ -14,7 +14,7 @@ def main(argv: list[str]) -> int:
     p = Parser(prog="ksmtui calibrate", description=(
         "Measure this machine's ksmd on six workloads (real processes, under the machine lock), fit the "
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
-        "~/.cache/ksmtui/ksmd-costs.json: every model run uses it from then on (--costs reference pins "
+        "~/.cache/ksmtui/ksmd-profile.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
     # ksmd's CPU for the same workload moves by up to 13% either way from one run to the next on
     # this project's VM (docs/timing.md): 5 runs keep the median's error to a few percent
