@@ -15,8 +15,9 @@ return < 100 ns beyond the scan; checksum changed ~890 ns; zero-page merge ~3.1 
 tree level; ~20 us per wake-up.
 
 Those constants are the reference profile. A machine's own profile (`ksmtui calibrate` measures
-it: ksmtui/bench/calibrate.py) scales them by group, one factor per kind of work ksmd's CPU does
-(GROUPS), fitted to the real ksmd's schedstat on workloads that isolate each group; it also
+it: ksmtui/bench/calibrate.py) scales BASE_NS (the same, with the tree group in the real ksmd's
+proportions and a cold cost per wake-up) by group, one factor per kind of work ksmd's CPU does
+(GROUPS), fitted to the real ksmd's schedstat on workloads that set the groups apart; it also
 carries the machine's HZ (engine/timeline.py paces ksmd in its jiffies). The engine never reads a
 file: the caller hands a CostProfile to the Simulation, and every output names it (`label`).
 """
@@ -41,6 +42,14 @@ MERGE = 2200  # try_to_merge_one_page: lock, write_protect_page (TLB flush), rep
 INSERT = 120  # rb_link_node + rb_insert_color
 SCAN_STEP = 420  # scan_get_next_rmap_item per eligible page: page range walk, rmap_item lookup
 WAKEUP = 20_000  # one ksm_scan_thread round: wake-up, ksm_thread_mutex, lru_add_drain, schedule
+# After its sleep, ksmd finds its caches cold: the first COLD_WINDOW_NS of a wake-up's work cost
+# COLD ns more per 1,000 ns (a measured profile's; the reference has none). On the real ksmd 100
+# pages a wake-up cost 33 us more per wake-up than batches of 2,000 when the pages were settled,
+# and ~130 us more when they were merging: the cold cost follows the work, up to a point. The
+# window is where sixteen random timing cases, judged against the real ksmd, were best predicted
+# (flat from 150 to 300 us; docs/timing.md).
+COLD = 0
+COLD_WINDOW_NS = 200_000
 
 DEFAULT_HZ = 250  # CONFIG_HZ of the machine the reference constants were measured on
 
@@ -48,8 +57,16 @@ REFERENCE_NS = {
     "call": CALL, "ksm_early": KSM_EARLY, "checksum_4k": CHECKSUM_4K, "memcmp_equal_4k": MEMCMP_EQUAL_4K,
     "memcmp_differ": MEMCMP_DIFFER, "tree_step": TREE_STEP, "get_folio": GET_FOLIO,
     "mergeable_page": MERGEABLE_PAGE, "merge": MERGE, "insert": INSERT, "scan_step": SCAN_STEP,
-    "wakeup": WAKEUP,
+    "wakeup": WAKEUP, "cold": COLD,
 }
+# What a calibration scales, group by group: the reference constants, but for the proportions
+# within the tree group, which perf measured on the real ksmd (cpu-clock samples by kernel
+# function over the model's operation counts; Linux 6.18, x86-64 VM): an unstable level's
+# get_mergeable_page (vma_lookup, the page table walk, the pte lock) costs about twice the
+# reference's beside the checksum, an rb-tree step at most a quarter, ksm_get_folio and a
+# differing memcmp about the same; and the cold cost, at 1 ns per ns.
+BASE_NS = {**REFERENCE_NS, "tree_step": 120, "mergeable_page": 300, "get_folio": 60, "memcmp_differ": 80,
+           "cold": 1000}
 # what a calibration can tell apart on the real ksmd, which has no per-function timing here: the
 # constants of a group scale together
 GROUPS = {
@@ -58,6 +75,7 @@ GROUPS = {
     "checksum": ("checksum_4k",),
     "tree": ("tree_step", "get_folio", "mergeable_page", "memcmp_differ", "memcmp_equal_4k", "insert"),
     "merge": ("merge",),
+    "cold": ("cold",),
 }
 REFERENCE_LABEL = "reference costs"
 
@@ -81,11 +99,16 @@ class CostProfile:
 
     @classmethod
     def scaled(cls, scales: Mapping[str, float], hz: int, label: str, wait_per_cpu: float = 0.0) -> CostProfile:
+        """BASE_NS, each group times its scale (a group without one: the reference's constants)."""
         ns = dict(REFERENCE_NS)
         for group, factor in scales.items():
             for name in GROUPS[group]:
-                ns[name] = max(0, round(REFERENCE_NS[name] * factor))
+                ns[name] = max(0, round(BASE_NS[name] * factor))
         return cls(ns, hz, label, dict(scales), wait_per_cpu)
+
+    def cold_ns(self, work_ns: int) -> int:
+        """What a wake-up's work_ns of work costs more for the caches it finds cold (COLD)."""
+        return min(work_ns, COLD_WINDOW_NS) * self.ns["cold"] // 1000
 
     def to_json(self) -> dict:
         return {"hz": self.hz, "label": self.label, "ns": dict(self.ns), "scales": dict(self.scales),
@@ -97,6 +120,8 @@ class CostProfile:
         if not isinstance(data, dict):
             raise CostProfileError(f"{where}: expected a JSON object")
         ns = data.get("ns")
+        if isinstance(ns, dict) and "cold" not in ns:
+            ns = {**ns, "cold": 0}  # calibrated before the cold cost was measured
         if not isinstance(ns, dict) or set(ns) != set(REFERENCE_NS) or \
                 not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ns.values()):
             raise CostProfileError(f"{where}: ns: expected a non-negative integer for each of "

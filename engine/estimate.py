@@ -412,7 +412,8 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
     for calls in per_pass:
         pages = sum(calls.values())
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
-        cpu = sum(costs[path] * k for path, k in calls.items()) + batches * profile.ns["wakeup"]
+        work = sum(costs[path] * k for path, k in calls.items())
+        cpu = work + batches * (profile.ns["wakeup"] + profile.cold_ns(int(work / batches)))
         # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
         # its batches taken as equally long; and ksmd's mean wait for a CPU (engine/sim.py _end_batch)
         wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
@@ -439,8 +440,8 @@ def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profil
     skipped = unmerged - tried
     visits = ksm_pages + tried
     batches = visits // pts + 1
-    cpu = (costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
-           + batches * profile.ns["wakeup"])
+    work = costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
+    cpu = work + batches * (profile.ns["wakeup"] + profile.cold_ns(int(work / batches)))
     # paced as _settle_cost paces a pass: jiffies, ticks, and the profile's mean wait for a CPU
     wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
     return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,

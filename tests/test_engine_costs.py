@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from engine.cost import GROUPS, REFERENCE, REFERENCE_NS, CostProfile, CostProfileError
@@ -42,15 +41,37 @@ def test_a_bad_profile_is_one_line_naming_the_field(data, expected):
     assert str(err.value).startswith(expected)
 
 
+WARM = dict.fromkeys(GROUPS, 1.0) | {"cold": 0.0}
+
+
 def test_the_model_follows_the_profile_deterministically():
     cpu, now = _cpu(REFERENCE)
     assert _cpu(REFERENCE) == (cpu, now)
-    # every reference constant is even: half of each is exactly half the CPU
-    half, _ = _cpu(CostProfile.scaled(dict.fromkeys(GROUPS, 0.5), 250, "half"))
-    assert half * 2 == cpu
+    # every base constant is even: half of each is exactly half the CPU (the cold cost, capped per
+    # wake-up, is not proportional: off here)
+    full, _ = _cpu(CostProfile.scaled(WARM, 250, "base"))
+    half, _ = _cpu(CostProfile.scaled({g: s / 2 for g, s in WARM.items()}, 250, "half"))
+    assert half * 2 == full
     # waiting for a CPU stretches the clock, never the CPU
     cpu_w, now_w = _cpu(CostProfile(wait_per_cpu=3.0, label="busy"))
     assert cpu_w == cpu and now_w > now
+
+
+def test_a_wake_up_pays_for_the_caches_it_finds_cold_up_to_its_window():
+    from engine.cost import COLD_WINDOW_NS
+
+    cold = CostProfile.scaled(WARM | {"cold": 0.5}, 250, "cold")
+    assert cold.cold_ns(100_000) == 50_000 and cold.cold_ns(10 ** 9) == COLD_WINDOW_NS // 2
+    assert REFERENCE.cold_ns(100_000) == 0
+    warm = CostProfile.scaled(WARM, 250, "warm")
+    # at most half of each wake-up's work, and of the window: timing.toml's wake-ups of 100 pages
+    # are over the window where they walk the trees, under it where they only checksum
+    wakeups = _cpu(CostProfile({k: v if k == "wakeup" else 0 for k, v in warm.ns.items()}, label="w"))[0]
+    n = wakeups // warm.ns["wakeup"]
+    (cpu_warm, now_warm), (cpu_cold, now_cold) = _cpu(warm), _cpu(cold)
+    extra = cpu_cold - cpu_warm
+    assert n * COLD_WINDOW_NS // 4 < extra < min(n * COLD_WINDOW_NS // 2, (cpu_warm - wakeups) // 2)
+    assert _cpu(cold) == (cpu_cold, now_cold) and now_cold >= now_warm
 
 
 def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
@@ -77,20 +98,25 @@ def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
 
 
 def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
-    from ksmtui.bench.calibrate import modelled, nnls, workloads
+    from engine.cost import BASE_NS
+    from ksmtui.bench.calibrate import fit, modelled, workloads
 
+    warm = CostProfile(dict(BASE_NS, cold=0), label="base")
+    provisional = CostProfile.scaled(WARM, 250, "provisional")
     rows = []
+    truth = {"wakeup": 0.9, "scan": 0.6, "checksum": 1.1, "tree": 0.5, "merge": 0.2, "cold": 0.7}
     for w in workloads(800):
         parts = modelled(w)
-        sim = Simulation(w.scenario)
+        sim = Simulation(w.scenario, costs=warm)
         sim.run(full_scans=w.start) if w.start else None
         cpu0 = sim.ksm.ksmd_cpu_ns
         sim.run(full_scans=w.end)
+        assert parts["cold"] == 0  # without a profile to find each wake-up's work on
         assert sum(parts.values()) == sim.ksm.ksmd_cpu_ns - cpu0  # the model is linear in its groups
-        rows.append([parts[g] for g in GROUPS])
-    a = np.array(rows, dtype=float)
-    truth = np.array([0.9, 0.6, 1.1, 0.5, 0.2])
-    assert np.allclose(nnls(a, a @ truth), truth)
+        parts["cold"] = modelled(w, provisional)["cold"]
+        rows.append({"model_ns": parts, "kernel_ns": [sum(truth[g] * parts[g] for g in GROUPS)]})
+    assert all(r["model_ns"]["cold"] > 0 for r in rows)
+    assert fit(rows) == pytest.approx(truth, abs=1e-3)
 
 
 def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_cost():
@@ -106,6 +132,6 @@ def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_
     steady = ref["steady"]  # every page merged: a settled pass is 3 wake-ups of early returns
     assert steady["pass_wall_s"] == 0.072 and 0 < steady["cpu_share"] * 0.072 - steady["pass_cpu_s"] + 1e-4 < 2e-4
     assert ref["costs"]["profile"] == "reference costs"
-    half = estimate(cap, knobs, profile=CostProfile.scaled(dict.fromkeys(GROUPS, 0.5), 1000, "half")).cost
+    half = estimate(cap, knobs, profile=CostProfile.scaled({g: s / 2 for g, s in WARM.items()}, 1000, "half")).cost
     assert half["costs"]["profile"] == "half" and half["ns_per_page"]["ksm_page"] * 2 == ref["ns_per_page"]["ksm_page"]
     assert half["passes"][0]["wall_s"] == half["steady"]["pass_wall_s"] == 0.063  # 21 ms a wake-up at HZ 1000

@@ -4,16 +4,18 @@ The real ksmd has no per-function timing here (cmp_and_merge_page is inlined, no
 profile is fitted: each workload below runs on the real KSM (its own processes, under the machine
 lock) and ksmd's CPU time (/proc/PID/schedstat) is read over a window of full scans; the same
 workload runs in the model once per cost group (engine/cost.py GROUPS) with only that group's
-reference constants switched on, which gives the modelled ns of each group in that window (the
-model's work does not depend on its costs: no timed events, no advisor, no chains). ksmd's CPU of
-each workload = sum over groups of scale x modelled ns: the scales are the non-negative least
-squares solution over the workloads (median of `repeat` kernel runs each), and the profile is the
-reference constants times their group's scale. The workloads separate the groups: settled pages in
-big and in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
-smart_scan off (the unstable tree walk), and pages merging (merge) in big and in small batches.
-The time ksmd waited runnable for a CPU over all of them, per ns it ran (schedstat), is the
-profile's wait_per_cpu: on a busy machine a scan lasts that much longer than its CPU time, which
-moves every later wake-up.
+constants (BASE_NS) switched on, which gives the modelled ns of each group in that window (the
+model's work does not depend on its costs: no timed events, no advisor). ksmd's CPU of each
+workload = sum over groups of scale x modelled ns: the scales are the non-negative least squares
+solution over the workloads' relative errors (median of `repeat` kernel runs each), and the profile
+is BASE_NS times their group's scale. The cold cost of a wake-up follows its work, so it is fitted
+in a second round, its part modelled on the first round's profile. The workloads set the groups
+apart: settled pages in big and in small batches (scan, wake-up), a first pass over new pages
+(checksum), unique pages with smart_scan off at three sizes (the unstable tree walk, whose cost
+per level grows with the tree), pages merging (merge) in big and in small batches (the cold cost),
+and pages merging into stable_node chains (the dups' walk). The time ksmd waited runnable for a
+CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy machine a
+scan lasts that much longer than its CPU time, which moves every later wake-up.
 
 HZ comes from the kernel's configuration (/proc/config.gz, /boot/config-RELEASE); without one, from
 ksmd's measured period at sleep_millisecs 1 (msecs_to_jiffies(1) + 1 ticks).
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cost import GROUPS, REFERENCE_NS, CostProfile
+from engine.cost import BASE_NS, DEFAULT_HZ, GROUPS, CostProfile
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Fill, Pool, Process, Region, Scenario, Stop
 
@@ -59,37 +61,68 @@ def workloads(pages: int = PAGES) -> list[Workload]:
     each = pages // 4
     pool = (Pool("image", each // 4),)  # 16 copies of every content: no chains at max_page_sharing 256
     shared = [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)]
-    unique = [Process("app", (Region("heap", pages),))]
+    few = (Pool("image", each // 8),)  # 32 copies: chains of 16 dups at max_page_sharing 2, of 4 at 8
+    crowded = [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)]
+
+    def unique(n: int) -> list[Process]:
+        return [Process("app", (Region("heap", n),))]
+
     return [
         Workload("settled", "settled pages, big batches", _scenario("settled", shared, pool, pages_to_scan=2000,
                                                                     sleep_millisecs=10), 3, 8),
         # at the sleep operators use: what a wake-up costs includes the caches it finds cold
         Workload("wakeups", "settled pages, 100 a wake-up", _scenario("wakeups", shared, pool, pages_to_scan=100,
                                                                       sleep_millisecs=20), 3, 5),
-        Workload("first", "a first pass over new pages", _scenario("first", unique, pages_to_scan=2000,
+        Workload("first", "a first pass over new pages", _scenario("first", unique(pages), pages_to_scan=2000,
                                                                    sleep_millisecs=10), 0, 1),
-        Workload("unique", "unique pages, smart_scan off", _scenario("unique", unique, smart_scan=0, pages_to_scan=2000,
-                                                                     sleep_millisecs=10), 2, 6),
+        Workload("unique", "unique pages, smart_scan off", _scenario("unique", unique(pages), smart_scan=0,
+                                                                     pages_to_scan=2000, sleep_millisecs=10), 2, 6),
+        # a tree's cost per level depends on its size (the caches): one smaller, one larger
+        Workload("unique-small", "unique pages, a quarter as many",
+                 _scenario("unique-small", unique(pages // 4), smart_scan=0, pages_to_scan=2000,
+                           sleep_millisecs=10), 2, 6),
+        Workload("unique-large", "unique pages, 4 times as many",
+                 _scenario("unique-large", unique(pages * 4), smart_scan=0, pages_to_scan=2000,
+                           sleep_millisecs=10), 2, 4),
         Workload("merging", "pages merging (3 passes)", _scenario("merging", shared, pool, pages_to_scan=2000,
                                                                   sleep_millisecs=10), 0, 3),
         # the same in small batches, 20 ms apart: every batch finds the trees and pages cold
         Workload("merging-small", "pages merging, 100 a wake-up",
                  _scenario("merging-small", shared, pool, pages_to_scan=100, sleep_millisecs=20), 0, 2),
+        # stable_node chains: ksm_get_folio over every dup of a chain
+        Workload("chains", "pages merging into chains of 16",
+                 _scenario("chains", crowded, few, max_page_sharing=2, pages_to_scan=2000, sleep_millisecs=10), 0, 3),
+        Workload("chains-short", "pages merging into chains of 4",
+                 _scenario("chains-short", crowded, few, max_page_sharing=8, pages_to_scan=2000,
+                           sleep_millisecs=10), 0, 3),
     ]
 
 
-def modelled(w: Workload) -> dict[str, int]:
-    """The model's ksmd CPU ns in the window, per group (only that group's constants on)."""
+def _window_cpu(w: Workload, profile: CostProfile) -> int:
     from engine.sim import Simulation
 
+    sim = Simulation(w.scenario, costs=profile)
+    sim.run(full_scans=w.start) if w.start else None
+    cpu0 = sim.ksm.ksmd_cpu_ns
+    sim.run(full_scans=w.end)
+    return sim.ksm.ksmd_cpu_ns - cpu0
+
+
+def modelled(w: Workload, profile: CostProfile | None = None) -> dict[str, int]:
+    """The model's ksmd CPU ns in the window, per group: only that group's BASE_NS constants on.
+    The cold cost depends on each wake-up's work, so on every group at once: its part is what the
+    cold constant at BASE_NS adds to `profile`'s run (0 without a profile)."""
     out = {}
     for group, names in GROUPS.items():
-        ns = {k: (v if k in names else 0) for k, v in REFERENCE_NS.items()}
-        sim = Simulation(w.scenario, costs=CostProfile(ns, label=f"group {group}"))
-        sim.run(full_scans=w.start) if w.start else None
-        cpu0 = sim.ksm.ksmd_cpu_ns
-        sim.run(full_scans=w.end)
-        out[group] = sim.ksm.ksmd_cpu_ns - cpu0
+        if group != "cold":
+            ns = {k: (v if k in names else 0) for k, v in BASE_NS.items()}
+            out[group] = _window_cpu(w, CostProfile(ns, label=f"group {group}"))
+    cold = 0
+    if profile is not None:
+        warm = CostProfile({**profile.ns, "cold": 0}, profile.hz, "warm")
+        cold = _window_cpu(w, CostProfile({**profile.ns, "cold": BASE_NS["cold"]}, profile.hz, "cold")) - \
+            _window_cpu(w, warm)
+    out["cold"] = cold
     return out
 
 
@@ -119,7 +152,7 @@ def measured(w: Workload) -> tuple[int, int]:
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Non-negative least squares, by dropping the most negative variable until none is: the
-    system is small (6 x 5) and well separated by the workloads."""
+    system is small (10 x 6) and well separated by the workloads."""
     free = list(range(a.shape[1]))
     x = np.zeros(a.shape[1])
     while free:
@@ -176,14 +209,26 @@ def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[Cost
             runs.append(cpu)
             waits.append(wait)
         rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs, "wait_ns": waits})
-    groups = list(GROUPS)
-    a = np.array([[r["model_ns"][g] for g in groups] for r in rows], dtype=float)
-    b = np.array([statistics.median(r["kernel_ns"]) for r in rows], dtype=float)
-    scales = nnls(a, b)
-    for r, fitted in zip(rows, (a @ scales).tolist(), strict=True):
-        r["fitted_ns"] = fitted
+    scales = fit(rows)
+    # the cold cost follows each wake-up's work, which the other groups' scales set: fit without
+    # it, then again with its part measured on that profile
+    provisional = CostProfile.scaled(scales, DEFAULT_HZ, "provisional")
+    for r, w in zip(rows, workloads(), strict=True):
+        r["model_ns"]["cold"] = modelled(w, provisional)["cold"]
+    scales = fit(rows)
     hz = config_hz() or measured_hz()
     label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
     wait_per_cpu = sum(sum(r["wait_ns"]) for r in rows) / max(sum(sum(r["kernel_ns"]) for r in rows), 1)
-    scaled = dict(zip(groups, (round(float(x), 4) for x in scales), strict=True))
-    return CostProfile.scaled(scaled, hz, label, round(wait_per_cpu, 3)), rows
+    return CostProfile.scaled(scales, hz, label, round(wait_per_cpu, 3)), rows
+
+
+def fit(rows: list[dict]) -> dict[str, float]:
+    """The group scales, by non-negative least squares on each workload's relative error (the
+    small workloads count as much as the big ones); sets each row's "fitted_ns"."""
+    groups = list(GROUPS)
+    a = np.array([[r["model_ns"][g] for g in groups] for r in rows], dtype=float)
+    b = np.array([statistics.median(r["kernel_ns"]) for r in rows], dtype=float)
+    scales = nnls(a / b[:, None], np.ones(len(b)))
+    for r, fitted in zip(rows, (a @ scales).tolist(), strict=True):
+        r["fitted_ns"] = fitted
+    return dict(zip(groups, (round(float(x), 4) for x in scales), strict=True))

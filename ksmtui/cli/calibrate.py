@@ -12,7 +12,7 @@ from ksmtui.cli.options import Parser, positive
 
 def main(argv: list[str]) -> int:
     p = Parser(prog="ksmtui calibrate", description=(
-        "Measure this machine's ksmd on six workloads (real processes, under the machine lock), fit the "
+        "Measure this machine's ksmd on ten workloads (real processes, under the machine lock), fit the "
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
         "~/.cache/ksmtui/ksmd-profile.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
             return 0
         print(f"costs: {profile.label}; hz {profile.hz}; ksmd waited {profile.wait_per_cpu:.2f} ns for a CPU "
               f"per ns it ran (load average {os.getloadavg()[0]:.1f}); saved in {path}")
-        print("group scales (x the reference constants): "
+        print("group scales (x engine/cost.py BASE_NS): "
               + ", ".join(f"{g} {s:.2f}" for g, s in profile.scales.items()))
         print(f"  {'workload':<34}{'ksmd CPU ms (median)':>22}{'fitted model ms':>18}")
         for r in rows:
