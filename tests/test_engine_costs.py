@@ -99,7 +99,7 @@ def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
 
 def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
     from engine.cost import BASE_NS
-    from ksmtui.bench.calibrate import fit, modelled, workloads
+    from ksmtui.bench.calibrate import cold_part, fit, modelled, workloads
 
     warm = CostProfile(dict(BASE_NS, cold=0), label="base")
     provisional = CostProfile.scaled(WARM, 250, "provisional")
@@ -113,7 +113,7 @@ def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
         sim.run(full_scans=w.end)
         assert parts["cold"] == 0  # without a profile to find each wake-up's work on
         assert sum(parts.values()) == sim.ksm.ksmd_cpu_ns - cpu0  # the model is linear in its groups
-        parts["cold"] = modelled(w, provisional)["cold"]
+        parts["cold"] = cold_part(w, provisional)
         rows.append({"model_ns": parts, "kernel_ns": [sum(truth[g] * parts[g] for g in GROUPS)]})
     assert all(r["model_ns"]["cold"] > 0 for r in rows)
     assert fit(rows) == pytest.approx(truth, abs=1e-3)

@@ -62,7 +62,6 @@ def workloads(pages: int = PAGES) -> list[Workload]:
     pool = (Pool("image", each // 4),)  # 16 copies of every content: no chains at max_page_sharing 256
     shared = [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)]
     few = (Pool("image", each // 8),)  # 32 copies: chains of 16 dups at max_page_sharing 2, of 4 at 8
-    crowded = [Process("guest", (Region("image", each, fill=Fill("pool", pool="image")),), count=4)]
 
     def unique(n: int) -> list[Process]:
         return [Process("app", (Region("heap", n),))]
@@ -91,9 +90,9 @@ def workloads(pages: int = PAGES) -> list[Workload]:
                  _scenario("merging-small", shared, pool, pages_to_scan=100, sleep_millisecs=20), 0, 2),
         # stable_node chains: ksm_get_folio over every dup of a chain
         Workload("chains", "pages merging into chains of 16",
-                 _scenario("chains", crowded, few, max_page_sharing=2, pages_to_scan=2000, sleep_millisecs=10), 0, 3),
+                 _scenario("chains", shared, few, max_page_sharing=2, pages_to_scan=2000, sleep_millisecs=10), 0, 3),
         Workload("chains-short", "pages merging into chains of 4",
-                 _scenario("chains-short", crowded, few, max_page_sharing=8, pages_to_scan=2000,
+                 _scenario("chains-short", shared, few, max_page_sharing=8, pages_to_scan=2000,
                            sleep_millisecs=10), 0, 3),
     ]
 
@@ -108,22 +107,22 @@ def _window_cpu(w: Workload, profile: CostProfile) -> int:
     return sim.ksm.ksmd_cpu_ns - cpu0
 
 
-def modelled(w: Workload, profile: CostProfile | None = None) -> dict[str, int]:
-    """The model's ksmd CPU ns in the window, per group: only that group's BASE_NS constants on.
-    The cold cost depends on each wake-up's work, so on every group at once: its part is what the
-    cold constant at BASE_NS adds to `profile`'s run (0 without a profile)."""
-    out = {}
+def modelled(w: Workload) -> dict[str, int]:
+    """The model's ksmd CPU ns in the window, per group: only that group's BASE_NS constants on
+    (the cold cost, which depends on every group at once, 0: cold_part)."""
+    out = dict.fromkeys(GROUPS, 0)
     for group, names in GROUPS.items():
         if group != "cold":
             ns = {k: (v if k in names else 0) for k, v in BASE_NS.items()}
             out[group] = _window_cpu(w, CostProfile(ns, label=f"group {group}"))
-    cold = 0
-    if profile is not None:
-        warm = CostProfile({**profile.ns, "cold": 0}, profile.hz, "warm")
-        cold = _window_cpu(w, CostProfile({**profile.ns, "cold": BASE_NS["cold"]}, profile.hz, "cold")) - \
-            _window_cpu(w, warm)
-    out["cold"] = cold
     return out
+
+
+def cold_part(w: Workload, profile: CostProfile) -> int:
+    """What the cold constant at BASE_NS adds to `profile`'s run in the window: it follows each
+    wake-up's work, which all the other groups' costs make."""
+    with_cold = CostProfile({**profile.ns, "cold": BASE_NS["cold"]}, profile.hz, "cold")
+    return _window_cpu(w, with_cold) - _window_cpu(w, CostProfile({**profile.ns, "cold": 0}, profile.hz, "warm"))
 
 
 def measured(w: Workload) -> tuple[int, int]:
@@ -214,7 +213,7 @@ def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[Cost
     # it, then again with its part measured on that profile
     provisional = CostProfile.scaled(scales, DEFAULT_HZ, "provisional")
     for r, w in zip(rows, workloads(), strict=True):
-        r["model_ns"]["cold"] = modelled(w, provisional)["cold"]
+        r["model_ns"]["cold"] = cold_part(w, provisional)
     scales = fit(rows)
     hz = config_hz() or measured_hz()
     label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
