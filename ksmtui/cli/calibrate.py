@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 from ksmtui.cli.options import Parser, positive
@@ -30,8 +31,8 @@ def main(argv: list[str]) -> int:
     from ksmtui.kernel.run import unavailable_reason
 
     def say(text: str) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r\033[K{text}")
+        if sys.stderr.isatty():  # one line, cut to the terminal: a wrapped one would not be rewritten
+            sys.stderr.write(f"\r\033[K{text[:shutil.get_terminal_size().columns - 1]}")
             sys.stderr.flush()
 
     def body() -> int:
