@@ -16,7 +16,7 @@ tree level; ~20 us per wake-up.
 
 Those constants are the reference profile. A machine's own profile (`ksmtui calibrate` measures
 it: ksmtui/bench/calibrate.py) scales BASE_NS (the same, with the tree group in the real ksmd's
-proportions and a cold cost per wake-up) by group, one factor per kind of work ksmd's CPU does
+proportions and a cost for the tree entries a wake-up finds cold) by group, one factor per kind of work ksmd's CPU does
 (GROUPS), fitted to the real ksmd's schedstat on workloads that set the groups apart; it also
 carries the machine's HZ (engine/timeline.py paces ksmd in its jiffies). The engine never reads a
 file: the caller hands a CostProfile to the Simulation, and every output names it (`label`).
@@ -42,14 +42,12 @@ MERGE = 2200  # try_to_merge_one_page: lock, write_protect_page (TLB flush), rep
 INSERT = 120  # rb_link_node + rb_insert_color
 SCAN_STEP = 420  # scan_get_next_rmap_item per eligible page: page range walk, rmap_item lookup
 WAKEUP = 20_000  # one ksm_scan_thread round: wake-up, ksm_thread_mutex, lru_add_drain, schedule
-# After its sleep, ksmd finds its caches cold: the first COLD_WINDOW_NS of a wake-up's work cost
-# COLD ns more per 1,000 ns (a measured profile's; the reference has none). On the real ksmd 100
-# pages a wake-up cost 33 us more per wake-up than batches of 2,000 when the pages were settled,
-# and ~130 us more when they were merging: the cold cost follows the work, up to a point. The
-# window is where sixteen random timing cases, judged against the real ksmd, were best predicted
-# (flat from 150 to 300 us; docs/timing.md).
-COLD = 0
-COLD_WINDOW_NS = 200_000
+# A tree entry (an rmap_item or stable node, and the page it names) that ksmd reads for the first
+# time in a wake-up misses the caches: after the sleep, other work has evicted it. Later reads in
+# the same wake-up find it cached. So small batches pay the trees' top levels again and again, and
+# a big tree has more entries per batch that only one walk reads (a measured profile's; the
+# reference has none). The model keeps no cache capacity: within a wake-up an entry stays hot.
+TREE_COLD = 0
 
 DEFAULT_HZ = 250  # CONFIG_HZ of the machine the reference constants were measured on
 
@@ -57,16 +55,16 @@ REFERENCE_NS = {
     "call": CALL, "ksm_early": KSM_EARLY, "checksum_4k": CHECKSUM_4K, "memcmp_equal_4k": MEMCMP_EQUAL_4K,
     "memcmp_differ": MEMCMP_DIFFER, "tree_step": TREE_STEP, "get_folio": GET_FOLIO,
     "mergeable_page": MERGEABLE_PAGE, "merge": MERGE, "insert": INSERT, "scan_step": SCAN_STEP,
-    "wakeup": WAKEUP, "cold": COLD,
+    "wakeup": WAKEUP, "tree_cold": TREE_COLD,
 }
 # What a calibration scales, group by group: the reference constants, but for the proportions
 # within the tree group, which perf measured on the real ksmd (cpu-clock samples by kernel
 # function over the model's operation counts; Linux 6.18, x86-64 VM): an unstable level's
 # get_mergeable_page (vma_lookup, the page table walk, the pte lock) costs about twice the
 # reference's beside the checksum, an rb-tree step at most a quarter, ksm_get_folio and a
-# differing memcmp about the same; and the cold cost, at 1 ns per ns.
+# differing memcmp about the same; and a cold tree entry at about its misses' cost.
 BASE_NS = {**REFERENCE_NS, "tree_step": 120, "mergeable_page": 300, "get_folio": 60, "memcmp_differ": 80,
-           "cold": 1000}
+           "tree_cold": 300}
 # what a calibration can tell apart on the real ksmd, which has no per-function timing here: the
 # constants of a group scale together
 GROUPS = {
@@ -75,7 +73,7 @@ GROUPS = {
     "checksum": ("checksum_4k",),
     "tree": ("tree_step", "get_folio", "mergeable_page", "memcmp_differ", "memcmp_equal_4k", "insert"),
     "merge": ("merge",),
-    "cold": ("cold",),
+    "cold": ("tree_cold",),
 }
 REFERENCE_LABEL = "reference costs"
 
@@ -106,10 +104,6 @@ class CostProfile:
                 ns[name] = max(0, round(BASE_NS[name] * factor))
         return cls(ns, hz, label, dict(scales), wait_per_cpu)
 
-    def cold_ns(self, work_ns: int) -> int:
-        """What a wake-up's work_ns of work costs more for the caches it finds cold (COLD)."""
-        return min(work_ns, COLD_WINDOW_NS) * self.ns["cold"] // 1000
-
     def to_json(self) -> dict:
         return {"hz": self.hz, "label": self.label, "ns": dict(self.ns), "scales": dict(self.scales),
                 "wait_per_cpu": self.wait_per_cpu}
@@ -120,8 +114,10 @@ class CostProfile:
         if not isinstance(data, dict):
             raise CostProfileError(f"{where}: expected a JSON object")
         ns = data.get("ns")
-        if isinstance(ns, dict) and "cold" not in ns:
-            ns = {**ns, "cold": 0}  # calibrated before the cold cost was measured
+        if isinstance(ns, dict) and "tree_cold" not in ns:
+            # calibrated before cold tree entries were measured (its "cold", a share of each
+            # wake-up's first work, is no longer modelled)
+            ns = {k: v for k, v in ns.items() if k != "cold"} | {"tree_cold": 0}
         if not isinstance(ns, dict) or set(ns) != set(REFERENCE_NS) or \
                 not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ns.values()):
             raise CostProfileError(f"{where}: ns: expected a non-negative integer for each of "
@@ -151,7 +147,7 @@ class CostModel:
 
     __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "factors", "call", "ksm_early",
                  "memcmp_differ", "tree_step", "get_folio", "mergeable_page", "merge", "insert", "scan_step",
-                 "wakeup")
+                 "wakeup", "tree_cold", "wakeups")
 
     def __init__(self, page_size: int, seed: int = 0, profile: CostProfile = REFERENCE):
         self.total_ns = 0
@@ -163,6 +159,10 @@ class CostModel:
         self.call, self.ksm_early, self.memcmp_differ = ns["call"], ns["ksm_early"], ns["memcmp_differ"]
         self.tree_step, self.get_folio, self.mergeable_page = ns["tree_step"], ns["get_folio"], ns["mergeable_page"]
         self.merge, self.insert, self.scan_step, self.wakeup = ns["merge"], ns["insert"], ns["scan_step"], ns["wakeup"]
+        self.tree_cold = ns["tree_cold"]
+        # ksmd's wake-ups so far (engine/sim.py counts them): a tree entry read in an earlier one
+        # is cold again (RbNode.touched)
+        self.wakeups = 1
         self._seq = 0  # jitter factors made so far
         self._seed = seed & 0xFFFFFFFF
         # the next jitter factors, the next one last; refilled in place, so ksm_do_scan can pop

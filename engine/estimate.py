@@ -306,9 +306,10 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged + int(gone.sum())})
     if passes == 3:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    cost = _settle_cost(per_pass, costs, source, knobs, profile)
+    trees = (pages_shared, unstable)
+    cost = _settle_cost(per_pass, costs, source, knobs, profile, trees)
     if pages and "not_merging" not in cost:
-        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile)
+        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile, trees)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
@@ -388,7 +389,27 @@ def not_merging(knobs: dict) -> str | None:
     return None
 
 
-def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, profile: cm.CostProfile) -> dict:
+def cold_entries(walks: float, nodes: int) -> float:
+    """How many entries of a balanced tree of `nodes` a batch of `walks` random root-to-leaf walks
+    reads, each cold the first time (engine/cost.py TREE_COLD): an entry of level k, one of 2**k,
+    is on a walk's path with chance 2**-k."""
+    total, width, left = 0.0, 1, nodes
+    while left > 0 and walks > 0:
+        level = min(width, left)
+        total += level * (1 - (1 - 1 / level) ** walks)
+        left -= level
+        width *= 2
+    return total
+
+
+def _wakeup_ns(profile: cm.CostProfile, walks: float, trees: tuple[int, int]) -> float:
+    """A wake-up's own cost and its cold tree entries, for `walks` tree walks (unique pages and
+    merges, over both trees, taken at the sizes they settle at)."""
+    return profile.ns["wakeup"] + profile.ns["tree_cold"] * sum(cold_entries(walks, n) for n in trees)
+
+
+def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, profile: cm.CostProfile,
+                 trees: tuple[int, int]) -> dict:
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
     passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
@@ -413,7 +434,8 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
         pages = sum(calls.values())
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
         work = sum(costs[path] * k for path, k in calls.items())
-        cpu = work + batches * (profile.ns["wakeup"] + profile.cold_ns(int(work / batches)))
+        walks = (calls.get("unique", 0) + calls.get("merge", 0)) / batches
+        cpu = work + batches * _wakeup_ns(profile, walks, trees)
         # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
         # its batches taken as equally long; and ksmd's mean wait for a CPU (engine/sim.py _end_batch)
         wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
@@ -426,7 +448,8 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
     return out
 
 
-def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profile: cm.CostProfile) -> dict:
+def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profile: cm.CostProfile,
+                 trees: tuple[int, int]) -> dict:
     """ksmd's CPU once settled (modelled): every pass visits each page with an rmap_item, a KSM
     page by its early return, an unmerged one by the whole unique path; with smart_scan an
     unmerged page's age saturates and it is tried one pass in skip_age + 1 (skipped in the others,
@@ -441,7 +464,7 @@ def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profil
     visits = ksm_pages + tried
     batches = visits // pts + 1
     work = costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
-    cpu = work + batches * (profile.ns["wakeup"] + profile.cold_ns(int(work / batches)))
+    cpu = work + batches * _wakeup_ns(profile, tried / batches, trees)
     # paced as _settle_cost paces a pass: jiffies, ticks, and the profile's mean wait for a CPU
     wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
     return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,

@@ -99,7 +99,7 @@ cdef class Ksm:
                    key=cython.ulonglong, tree_key=cython.ulonglong,
                    content=list, page=bytes, shift=cython.int, compared=cython.Py_ssize_t, equal=cython.Py_ssize_t,
                    uncompared=cython.Py_ssize_t, left=cython.bint, nid=cython.int, work=dict, cost=CostModel,
-                   c=CostModel)
+                   c=CostModel, cold=cython.Py_ssize_t, wakeup=cython.longlong)
     cpdef object unstable_tree_search_insert(self, RmapItem item, Py_ssize_t pfn)
     cpdef void stable_tree_append(self, RmapItem item, StableNode node) except *
 

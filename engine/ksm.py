@@ -528,6 +528,9 @@ class Ksm:
         keyhole instead, the page's mapping still pointing back at this node. A stale node is
         removed from the stable tree."""
         self.cost.charge_get_folio()
+        if node.touched != self.cost.wakeups:  # a chain's dups are entries of their own
+            node.touched = self.cost.wakeups
+            self.cost.total_ns += self.cost.tree_cold
         pfn = node.kpfn
         if self.ksm_mapping.get(pfn) is node:
             return pfn
@@ -857,6 +860,9 @@ class Ksm:
             restart = False
             while rb is not None:
                 self.cost.total_ns += self.cost.tree_step
+                if rb.touched != self.cost.wakeups:
+                    rb.touched = self.cost.wakeups
+                    self.cost.total_ns += self.cost.tree_cold
                 tree_pfn, dup, node = self.walk_step(rb, root, True)
                 if tree_pfn is None:
                     # a stale node was erased and the tree may have rebalanced under the walk:
@@ -953,6 +959,9 @@ class Ksm:
             restart = False
             while rb is not None:
                 self.cost.total_ns += self.cost.tree_step
+                if rb.touched != self.cost.wakeups:
+                    rb.touched = self.cost.wakeups
+                    self.cost.total_ns += self.cost.tree_cold
                 tree_pfn, _dup, node = self.walk_step(rb, root, False)
                 if tree_pfn is None:
                     restart = True  # a stale node was erased: walk again, as in the search
@@ -1004,6 +1013,8 @@ class Ksm:
         parent: RmapItem | None = None
         left = False
         compared = equal = uncompared = 0  # levels that called memcmp_pages, found it equal, did not
+        cold = 0  # levels whose entry this wake-up had not read yet
+        wakeup = self.cost.wakeups
         tree_item = root.rb_node  # the rmap_items are the tree's nodes
         while tree_item is not None:
             # tree_page = get_mergeable_page(tree_rmap_item)
@@ -1017,6 +1028,9 @@ class Ksm:
                 uncompared = 1
                 break
             compared += 1
+            if tree_item.touched != wakeup:
+                tree_item.touched = wakeup
+                cold += 1
             # ret = memcmp_pages(page, tree_page), the pages' first bytes first
             tree_key = prefix[tree_pfn]
             parent = tree_item
@@ -1039,7 +1053,8 @@ class Ksm:
             self.cost.charge_insert()
         work["memcmp_pages"] += compared
         c = self.cost
-        c.total_ns += (compared + uncompared) * (c.tree_step + c.mergeable_page) + (compared - equal) * c.memcmp_differ
+        c.total_ns += ((compared + uncompared) * (c.tree_step + c.mergeable_page) + (compared - equal) * c.memcmp_differ
+                       + cold * c.tree_cold)
         if equal:
             self.cost.charge_memcmp_equal()
         return found

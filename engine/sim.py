@@ -271,6 +271,7 @@ class Simulation:
         self._batch_cpu0 = self.ksm.ksmd_cpu_ns
         self.ksm.now_ns = self.now_ns
         self.ksm.ksmd_cpu_ns += self.ksm.cost.wakeup
+        self.ksm.cost.wakeups += 1
         return True
 
     def _end_batch(self) -> None:
@@ -282,9 +283,6 @@ class Simulation:
         ksmd's own CPU time puts them."""
         self._in_batch = False
         cpu = self.ksm.ksmd_cpu_ns - self._batch_cpu0
-        cold = self.costs.cold_ns(cpu - self.ksm.cost.wakeup)  # charged once the scan's work is known
-        self.ksm.ksmd_cpu_ns += cold
-        cpu += cold
         on_ticks = self.now_ns - self._waited_ns + cpu
         self._waited_ns += int(cpu * self.costs.wait_per_cpu)
         self.now_ns = self.scan_end_ns = on_ticks + self._waited_ns

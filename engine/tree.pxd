@@ -6,3 +6,4 @@
 cdef class RbNode:
     cdef public RbNode rb_left, rb_right, rb_parent
     cdef public int rb_color
+    cdef public long long touched

@@ -28,7 +28,7 @@ class RbNode:
     """struct rb_node, embedded: rmap_items and stable nodes are their own tree nodes, so
     rb_entry() is the node itself and a walk reaches the entry without another hop."""
 
-    __slots__ = ("rb_left", "rb_right", "rb_parent", "rb_color")
+    __slots__ = ("rb_left", "rb_right", "rb_parent", "rb_color", "touched")
 
     def __init__(self) -> None:
         # linked to nodes of its own kind: a stable tree holds stable nodes, an unstable one rmap_items
@@ -36,6 +36,9 @@ class RbNode:
         self.rb_right: Self | None = None
         self.rb_parent: Self | None = None
         self.rb_color = RB_RED
+        # the model's, not struct rb_node's: the wake-up (CostModel.wakeups) in which ksmd last
+        # read this entry; the first read in a wake-up misses the caches (engine/cost.py TREE_COLD)
+        self.touched = 0
 
 
 N = TypeVar("N", bound=RbNode)

@@ -4,6 +4,7 @@ clock following the profile deterministically."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,37 +42,54 @@ def test_a_bad_profile_is_one_line_naming_the_field(data, expected):
     assert str(err.value).startswith(expected)
 
 
-WARM = dict.fromkeys(GROUPS, 1.0) | {"cold": 0.0}
+BASE = dict.fromkeys(GROUPS, 1.0)
 
 
 def test_the_model_follows_the_profile_deterministically():
     cpu, now = _cpu(REFERENCE)
     assert _cpu(REFERENCE) == (cpu, now)
-    # every base constant is even: half of each is exactly half the CPU (the cold cost, capped per
-    # wake-up, is not proportional: off here)
-    full, _ = _cpu(CostProfile.scaled(WARM, 250, "base"))
-    half, _ = _cpu(CostProfile.scaled({g: s / 2 for g, s in WARM.items()}, 250, "half"))
+    # every base constant is even: half of each is exactly half the CPU
+    full, _ = _cpu(CostProfile.scaled(BASE, 250, "base"))
+    half, _ = _cpu(CostProfile.scaled({g: s / 2 for g, s in BASE.items()}, 250, "half"))
     assert half * 2 == full
     # waiting for a CPU stretches the clock, never the CPU
     cpu_w, now_w = _cpu(CostProfile(wait_per_cpu=3.0, label="busy"))
     assert cpu_w == cpu and now_w > now
 
 
-def test_a_wake_up_pays_for_the_caches_it_finds_cold_up_to_its_window():
-    from engine.cost import COLD_WINDOW_NS
+def _only(name: str, scenario, pages_to_scan: int, full_scans: int) -> int:
+    """ksmd's CPU with one constant at 1 ns and every other at 0: how often it was charged."""
+    ns = dict.fromkeys(REFERENCE_NS, 0) | {name: 1}
+    sim = Simulation(scenario, overrides={"pages_to_scan": pages_to_scan}, costs=CostProfile(ns, label=name))
+    sim.run(full_scans=full_scans)
+    return sim.ksm.ksmd_cpu_ns
 
-    cold = CostProfile.scaled(WARM | {"cold": 0.5}, 250, "cold")
-    assert cold.cold_ns(100_000) == 50_000 and cold.cold_ns(10 ** 9) == COLD_WINDOW_NS // 2
-    assert REFERENCE.cold_ns(100_000) == 0
-    warm = CostProfile.scaled(WARM, 250, "warm")
-    # at most half of each wake-up's work, and of the window: timing.toml's wake-ups of 100 pages
-    # are over the window where they walk the trees, under it where they only checksum
-    wakeups = _cpu(CostProfile({k: v if k == "wakeup" else 0 for k, v in warm.ns.items()}, label="w"))[0]
-    n = wakeups // warm.ns["wakeup"]
-    (cpu_warm, now_warm), (cpu_cold, now_cold) = _cpu(warm), _cpu(cold)
-    extra = cpu_cold - cpu_warm
-    assert n * COLD_WINDOW_NS // 4 < extra < min(n * COLD_WINDOW_NS // 2, (cpu_warm - wakeups) // 2)
-    assert _cpu(cold) == (cpu_cold, now_cold) and now_cold >= now_warm
+
+def test_a_tree_entry_is_cold_the_first_time_a_wake_up_reads_it():
+    from engine.scenario import parse_scenario
+
+    unique = parse_scenario("name = 'u'\n[ksm]\nsmart_scan = 0\n[[process]]\nname = 'a'\n"
+                            "[[process.region]]\nname = 'heap'\npages = 300\n", "u.toml", Path("."))
+    # a page a wake-up: every level of every walk is an entry that wake-up had not read
+    levels = _only("tree_step", unique, 1, 3)
+    assert levels > 300 * 5 and _only("tree_cold", unique, 1, 3) == levels
+    # a pass a wake-up: each of the tree's entries is cold once a pass at most, after that cached
+    whole = _only("tree_cold", unique, 300, 3)
+    assert 0 < whole <= 2 * 300 < levels // 2  # passes 2 and 3 walk the tree (the first checksums)
+    assert _only("tree_cold", unique, 30, 3) > whole  # smaller batches read the top levels again
+    # stable_node chains: a dup read for the first time in a wake-up is cold too
+    chains = load_scenario("scenarios/chains.toml")
+    assert _only("tree_cold", chains, 1, 3) > _only("tree_step", chains, 1, 3)
+    assert REFERENCE.ns["tree_cold"] == 0  # the reference profile has none: its runs are as before
+
+
+def test_the_estimate_counts_the_entries_a_batch_reads_cold():
+    from engine.estimate import cold_entries
+
+    assert cold_entries(0, 1000) == 0 and cold_entries(5, 0) == 0
+    assert cold_entries(1, 1023) == pytest.approx(10)  # one walk: a path from the root, ten levels
+    assert cold_entries(10 ** 6, 1023) == pytest.approx(1023)  # many: the whole tree, once
+    assert cold_entries(100, 1023) < cold_entries(1000, 1023) < 1000 * 10 / 2
 
 
 def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
@@ -99,23 +117,23 @@ def test_the_profile_in_use_is_saved_loaded_pinned_and_named(tmp_path, capsys):
 
 def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
     from engine.cost import BASE_NS
-    from ksmtui.bench.calibrate import cold_part, fit, modelled, workloads
+    from ksmtui.bench.calibrate import fit, modelled, workloads
 
-    warm = CostProfile(dict(BASE_NS, cold=0), label="base")
-    provisional = CostProfile.scaled(WARM, 250, "provisional")
+    base = CostProfile(dict(BASE_NS), label="base")
     rows = []
     truth = {"wakeup": 0.9, "scan": 0.6, "checksum": 1.1, "tree": 0.5, "merge": 0.2, "cold": 0.7}
+    cold = {}
     for w in workloads(800):
         parts = modelled(w)
-        sim = Simulation(w.scenario, costs=warm)
+        sim = Simulation(w.scenario, costs=base)
         sim.run(full_scans=w.start) if w.start else None
         cpu0 = sim.ksm.ksmd_cpu_ns
         sim.run(full_scans=w.end)
-        assert parts["cold"] == 0  # without a profile to find each wake-up's work on
         assert sum(parts.values()) == sim.ksm.ksmd_cpu_ns - cpu0  # the model is linear in its groups
-        parts["cold"] = cold_part(w, provisional)
         rows.append({"model_ns": parts, "kernel_ns": [sum(truth[g] * parts[g] for g in GROUPS)]})
-    assert all(r["model_ns"]["cold"] > 0 for r in rows)
+        cold[w.name] = parts["cold"] / sum(parts.values())
+    # the cold entries tell small batches from big ones, and big trees from small ones
+    assert cold["merging-small"] > cold["merging"] and cold["unique-large"] > cold["unique-small"] > 0
     assert fit(rows) == pytest.approx(truth, abs=1e-3)
 
 
@@ -132,6 +150,6 @@ def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_
     steady = ref["steady"]  # every page merged: a settled pass is 3 wake-ups of early returns
     assert steady["pass_wall_s"] == 0.072 and 0 < steady["cpu_share"] * 0.072 - steady["pass_cpu_s"] + 1e-4 < 2e-4
     assert ref["costs"]["profile"] == "reference costs"
-    half = estimate(cap, knobs, profile=CostProfile.scaled({g: s / 2 for g, s in WARM.items()}, 1000, "half")).cost
+    half = estimate(cap, knobs, profile=CostProfile.scaled({g: s / 2 for g, s in BASE.items()}, 1000, "half")).cost
     assert half["costs"]["profile"] == "half" and half["ns_per_page"]["ksm_page"] * 2 == ref["ns_per_page"]["ksm_page"]
     assert half["passes"][0]["wall_s"] == half["steady"]["pass_wall_s"] == 0.063  # 21 ms a wake-up at HZ 1000

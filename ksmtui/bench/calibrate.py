@@ -8,12 +8,11 @@ constants (BASE_NS) switched on, which gives the modelled ns of each group in th
 model's work does not depend on its costs: no timed events, no advisor). ksmd's CPU of each
 workload = sum over groups of scale x modelled ns: the scales are the non-negative least squares
 solution over the workloads' relative errors (median of `repeat` kernel runs each), and the profile
-is BASE_NS times their group's scale. The cold cost of a wake-up follows its work, so it is fitted
-in a second round, its part modelled on the first round's profile. The workloads set the groups
-apart: settled pages in big and in small batches (scan, wake-up), a first pass over new pages
-(checksum), unique pages with smart_scan off at three sizes (the unstable tree walk, whose cost
-per level grows with the tree), pages merging (merge) in big and in small batches (the cold cost),
-and pages merging into stable_node chains (the dups' walk). The time ksmd waited runnable for a
+is BASE_NS times their group's scale. The workloads set the groups apart: settled pages in big and
+in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
+smart_scan off at three sizes (the unstable tree walk, and the share of its entries a wake-up
+reads cold, which grows with the tree), pages merging (merge) in big and in small batches (cold
+tree entries again), and pages merging into stable_node chains (the dups' walk). The time ksmd waited runnable for a
 CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy machine a
 scan lasts that much longer than its CPU time, which moves every later wake-up.
 
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cost import BASE_NS, DEFAULT_HZ, GROUPS, CostProfile
+from engine.cost import BASE_NS, GROUPS, CostProfile
 from engine.knobs import ENGINE_KNOBS, KSM_KNOBS
 from engine.scenario import Fill, Pool, Process, Region, Scenario, Stop
 
@@ -69,7 +68,7 @@ def workloads(pages: int = PAGES) -> list[Workload]:
     return [
         Workload("settled", "settled pages, big batches", _scenario("settled", shared, pool, pages_to_scan=2000,
                                                                     sleep_millisecs=10), 3, 8),
-        # at the sleep operators use: what a wake-up costs includes the caches it finds cold
+        # at the sleep operators use: what a wake-up costs, its scheduling and its cold start
         Workload("wakeups", "settled pages, 100 a wake-up", _scenario("wakeups", shared, pool, pages_to_scan=100,
                                                                       sleep_millisecs=20), 3, 5),
         Workload("first", "a first pass over new pages", _scenario("first", unique(pages), pages_to_scan=2000,
@@ -85,7 +84,7 @@ def workloads(pages: int = PAGES) -> list[Workload]:
                            sleep_millisecs=10), 2, 4),
         Workload("merging", "pages merging (3 passes)", _scenario("merging", shared, pool, pages_to_scan=2000,
                                                                   sleep_millisecs=10), 0, 3),
-        # the same in small batches, 20 ms apart: every batch finds the trees and pages cold
+        # the same in small batches, 20 ms apart: every batch finds the trees cold
         Workload("merging-small", "pages merging, 100 a wake-up",
                  _scenario("merging-small", shared, pool, pages_to_scan=100, sleep_millisecs=20), 0, 2),
         # stable_node chains: ksm_get_folio over every dup of a chain
@@ -108,21 +107,12 @@ def _window_cpu(w: Workload, profile: CostProfile) -> int:
 
 
 def modelled(w: Workload) -> dict[str, int]:
-    """The model's ksmd CPU ns in the window, per group: only that group's BASE_NS constants on
-    (the cold cost, which depends on every group at once, 0: cold_part)."""
-    out = dict.fromkeys(GROUPS, 0)
+    """The model's ksmd CPU ns in the window, per group: only that group's BASE_NS constants on."""
+    out = {}
     for group, names in GROUPS.items():
-        if group != "cold":
-            ns = {k: (v if k in names else 0) for k, v in BASE_NS.items()}
-            out[group] = _window_cpu(w, CostProfile(ns, label=f"group {group}"))
+        ns = {k: (v if k in names else 0) for k, v in BASE_NS.items()}
+        out[group] = _window_cpu(w, CostProfile(ns, label=f"group {group}"))
     return out
-
-
-def cold_part(w: Workload, profile: CostProfile) -> int:
-    """What the cold constant at BASE_NS adds to `profile`'s run in the window: it follows each
-    wake-up's work, which all the other groups' costs make."""
-    with_cold = CostProfile({**profile.ns, "cold": BASE_NS["cold"]}, profile.hz, "cold")
-    return _window_cpu(w, with_cold) - _window_cpu(w, CostProfile({**profile.ns, "cold": 0}, profile.hz, "warm"))
 
 
 def measured(w: Workload) -> tuple[int, int]:
@@ -208,12 +198,6 @@ def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[Cost
             runs.append(cpu)
             waits.append(wait)
         rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs, "wait_ns": waits})
-    scales = fit(rows)
-    # the cold cost follows each wake-up's work, which the other groups' scales set: fit without
-    # it, then again with its part measured on that profile
-    provisional = CostProfile.scaled(scales, DEFAULT_HZ, "provisional")
-    for r, w in zip(rows, workloads(), strict=True):
-        r["model_ns"]["cold"] = cold_part(w, provisional)
     scales = fit(rows)
     hz = config_hz() or measured_hz()
     label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
