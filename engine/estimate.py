@@ -58,20 +58,29 @@ PATHS = {
 
 
 def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int,
-                  profile: cm.CostProfile = cm.REFERENCE) -> dict[str, float]:
+                  profile: cm.CostProfile = cm.REFERENCE, pairs: float = 0.0) -> dict[str, float]:
     """ns per call of each path from the cost profile's constants (engine/cost.py), for trees of
-    these sizes."""
+    these sizes; pairs: the KSM pages made per page merged (the rest join one)."""
     c = profile.ns
     scale = page_size / 4096
     checksum, memcmp_equal = c["checksum_4k"] * scale, c["memcmp_equal_4k"] * scale
-    level = c["tree_step"] + c["memcmp_differ"]
-    walk = (math.log2(stable_nodes + 1) + math.log2(unstable_nodes + 1)) * level
+    # a level of the stable tree looks at its node's page through ksm_get_folio's keyhole, one of
+    # the unstable tree gets its rmap_item's page with get_mergeable_page (engine/ksm.py)
+    stable_level = c["tree_step"] + c["get_folio"] + c["memcmp_differ"]
+    unstable_level = c["tree_step"] + c["mergeable_page"] + c["memcmp_differ"]
+    walk = math.log2(stable_nodes + 1) * stable_level + math.log2(unstable_nodes + 1) * unstable_level
     visit = c["scan_step"] + c["call"]
-    unique = visit + checksum + c["mergeable_page"] + walk + c["insert"]
+    unique = visit + checksum + walk + c["insert"]
+    stable_walk = math.log2(stable_nodes + 1) * stable_level
+    # a page joining a KSM page finds it in the stable tree; a KSM page is made by two pages that
+    # each took the checksum and the unstable walk, the first inserted there, the second merging
+    # and inserting the new stable node
+    join = visit + stable_walk + memcmp_equal + c["merge"]
+    pair = 2 * (checksum + walk - stable_walk + c["insert"]) + stable_walk - memcmp_equal
     return {
         "first_visit": visit + checksum,
         "unique": unique,
-        "merge": unique - c["insert"] + c["merge"] + memcmp_equal,
+        "merge": join + pairs * pair,
         "zero_merge": visit + checksum + c["merge"] + memcmp_equal,
         "ksm_page": visit + c["ksm_early"],
     }
@@ -299,17 +308,17 @@ def estimate(capture: Capture, knobs: dict, merge_any: bool = False, measured: d
         "general_profit": int(general_profit), "full_scans": passes,
     }
     unstable = int((n == 1).sum() + leftover_per.sum())
-    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source, profile)
+    pairs = pages_shared / max(int(merged.sum()), 1)
+    costs, source = _costs(ps, pages_shared, max(unstable, 1), measured, measured_source, profile, pairs)
     per_pass = [{"first_visit": pages}] if pages else []
     unmerged = len(ids) - ksm_zero - int(merged.sum())
     if pages:  # the zero subpages of split folios: visited in pass 2 (the split), then gone
         per_pass.append({"zero_merge": ksm_zero, "merge": int(merged.sum()), "unique": unmerged + int(gone.sum())})
     if passes == 3:
         per_pass.append({"ksm_page": int(merged.sum()), "unique": unmerged})
-    trees = (pages_shared, unstable)
-    cost = _settle_cost(per_pass, costs, source, knobs, profile, trees)
+    cost = _settle_cost(per_pass, costs, source, knobs, profile, (pages_shared, unstable))
     if pages and "not_merging" not in cost:
-        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile, trees)
+        cost["steady"] = _steady_cost(int(merged.sum()), unmerged, costs, knobs, profile, pages_shared)
     if int(knobs.get("merge_across_nodes", 1)) == 0 and int(capture.meta.get("numa_nodes", 1)) > 1:
         notes.append("merge_across_nodes=0 on a machine with several NUMA nodes: the capture does not record "
                      "pages' nodes, so the estimate merges across nodes")
@@ -365,8 +374,8 @@ def thp_notes(capture: Capture, thp: dict, use_zero: bool) -> list[str]:
 
 
 def _costs(ps: int, stable: int, unstable: int, measured: dict | None, source: str,
-           profile: cm.CostProfile) -> tuple[dict, dict]:
-    costs = builtin_costs(ps, stable, unstable, profile)
+           profile: cm.CostProfile, pairs: float) -> tuple[dict, dict]:
+    costs = builtin_costs(ps, stable, unstable, profile, pairs)
     used = {path: "cost model" for path in costs}
     for path, workload in PATHS.items():
         if measured and workload and measured.get(workload):
@@ -402,14 +411,18 @@ def cold_entries(walks: float, nodes: int) -> float:
     return total
 
 
-def _wakeup_ns(profile: cm.CostProfile, walks: float, trees: tuple[int, int]) -> float:
-    """A wake-up's own cost and its cold tree entries, for `walks` tree walks (unique pages and
-    merges, over both trees, taken at the sizes they settle at)."""
-    return profile.ns["wakeup"] + profile.ns["tree_cold"] * sum(cold_entries(walks, n) for n in trees)
+def _wakeup_ns(profile: cm.CostProfile, trees: tuple[tuple[float, int, int], ...]) -> float:
+    """A wake-up's own cost and its cold tree entries: per tree, (walks a wake-up makes, its first
+    size and its last) over a pass in which it grows, taken at the mean over the pass (the unstable
+    tree is rebuilt from empty every pass, the stable tree fills in the pass that merges)."""
+    cold = sum(cold_entries(walks, first + (last - first) * (2 * k + 1) // 16) for walks, first, last in trees
+               for k in range(8)) / 8
+    return profile.ns["wakeup"] + profile.ns["tree_cold"] * cold
 
 
 def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, profile: cm.CostProfile,
                  trees: tuple[int, int]) -> dict:
+    """trees: the stable and the unstable tree's sizes once settled."""
     pts, sleep_ms = int(knobs["pages_to_scan"]), int(knobs["sleep_millisecs"])
     passes: list[dict] = []
     out = {"full_scans": len(per_pass), "ns_per_page": {k: round(v) for k, v in costs.items()},
@@ -434,8 +447,15 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
         pages = sum(calls.values())
         batches = pages // pts + 1  # the batch that meets the end of the pass stops there
         work = sum(costs[path] * k for path, k in calls.items())
-        walks = (calls.get("unique", 0) + calls.get("merge", 0)) / batches
-        cpu = work + batches * _wakeup_ns(profile, walks, trees)
+        # every unique page and merge walks the stable tree; the unstable tree, the unique pages
+        # and both pages of each pair that makes a KSM page (a page joining one finds it in the
+        # stable tree)
+        stable, unstable = trees
+        unique, merge = calls.get("unique", 0), calls.get("merge", 0)
+        first = len(passes) == 1  # the pass after the first fills the stable tree
+        grow = (((unique + merge) / batches, 0 if first else stable, stable),
+                ((unique + (min(2 * stable, merge) if first else 0)) / batches, 0, unstable))
+        cpu = work + batches * _wakeup_ns(profile, grow)
         # each wake-up: its scan, then the sleep to the tick its timer fires on (engine/timeline.py),
         # its batches taken as equally long; and ksmd's mean wait for a CPU (engine/sim.py _end_batch)
         wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
@@ -449,7 +469,7 @@ def _settle_cost(per_pass: list[dict], costs: dict, source: dict, knobs: dict, p
 
 
 def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profile: cm.CostProfile,
-                 trees: tuple[int, int]) -> dict:
+                 stable: int) -> dict:
     """ksmd's CPU once settled (modelled): every pass visits each page with an rmap_item, a KSM
     page by its early return, an unmerged one by the whole unique path; with smart_scan an
     unmerged page's age saturates and it is tried one pass in skip_age + 1 (skipped in the others,
@@ -464,7 +484,7 @@ def _steady_cost(ksm_pages: int, unmerged: int, costs: dict, knobs: dict, profil
     visits = ksm_pages + tried
     batches = visits // pts + 1
     work = costs["ksm_page"] * ksm_pages + costs["unique"] * tried + profile.ns["scan_step"] * skipped
-    cpu = work + batches * _wakeup_ns(profile, tried / batches, trees)
+    cpu = work + batches * _wakeup_ns(profile, ((tried / batches, stable, stable), (tried / batches, 0, int(tried))))
     # paced as _settle_cost paces a pass: jiffies, ticks, and the profile's mean wait for a CPU
     wall = batches * ksmd_wakes_at(int(cpu / batches), sleep_ms, profile.hz) + cpu * profile.wait_per_cpu
     return {"pages": ksm_pages + unmerged, "ksm_pages": ksm_pages, "unmerged_pages": unmerged,

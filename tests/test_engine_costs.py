@@ -4,6 +4,7 @@ clock following the profile deterministically."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,31 @@ def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_
     half = estimate(cap, knobs, profile=CostProfile.scaled({g: s / 2 for g, s in BASE.items()}, 1000, "half")).cost
     assert half["costs"]["profile"] == "half" and half["ns_per_page"]["ksm_page"] * 2 == ref["ns_per_page"]["ksm_page"]
     assert half["passes"][0]["wall_s"] == half["steady"]["pass_wall_s"] == 0.063  # 21 ms a wake-up at HZ 1000
+
+
+def test_the_estimate_prices_a_pass_as_the_simulation_does():
+    """Its formulas (paths at the trees' sizes, cold entries of random walks) against the engine's
+    operations: the timing scenario's layout, its merging pass and a settled unique pass."""
+    import random
+
+    from engine import capture as fmt
+    from engine.estimate import estimate
+    from engine.knobs import KSM_KNOBS
+    from ksmtui.bench.calibrate import Workload, _window_cpu, workloads
+
+    rng = random.Random(1)
+    cap = fmt.from_contents([(p, f"app{p}", [(fmt.MERGEABLE, [rng.randrange(500) for _ in range(2000)])])
+                             for p in (1, 2, 3)] + [(4, "unique", [(fmt.MERGEABLE, list(range(10**6, 10**6 + 2000)))])])
+    timing = load_scenario("scenarios/timing.toml")
+    unique = next(w for w in workloads() if w.name == "unique")
+    alone = fmt.from_contents([(1, "app", [(fmt.MERGEABLE, list(range(10**6, 10**6 + 8000)))])])
+    cold = CostProfile.scaled(BASE | {"cold": 1.5}, 250, "cold entries")
+    for profile in (REFERENCE, cold):
+        for pts in (100, 1600):
+            knobs = {k: v.default for k, v in KSM_KNOBS.items()} | {"pages_to_scan": pts}
+            est = estimate(cap, knobs, profile=profile).cost["passes"][1]["ksmd_cpu_s"] * 1e9
+            sim = _window_cpu(Workload("t", "", replace(timing, ksm=timing.ksm | knobs), 1, 2), profile)
+            assert est == pytest.approx(sim, rel=0.1)
+        knobs = {k: v.default for k, v in KSM_KNOBS.items()} | dict(unique.scenario.ksm)
+        est = estimate(alone, knobs, profile=profile).cost["steady"]["pass_cpu_s"] * 1e9
+        assert est == pytest.approx(_window_cpu(Workload("u", "", unique.scenario, 2, 3), profile), rel=0.15)
