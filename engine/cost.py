@@ -16,8 +16,8 @@ tree level; ~20 us per wake-up.
 
 Those constants are the reference profile. A machine's own profile (`ksmtui calibrate` measures
 it: ksmtui/bench/calibrate.py) scales BASE_NS (the same, with the tree group in the real ksmd's
-proportions and a cost for the tree entries a wake-up finds cold) by group, one factor per kind of work ksmd's CPU does
-(GROUPS), fitted to the real ksmd's schedstat on workloads that set the groups apart; it also
+proportions, and a cost for the tree entries a wake-up finds cold) by group, one factor per kind
+of work ksmd's CPU does (GROUPS), fitted to the real ksmd's schedstat on workloads that set the groups apart; it also
 carries the machine's HZ (engine/timeline.py paces ksmd in its jiffies). The engine never reads a
 file: the caller hands a CostProfile to the Simulation, and every output names it (`label`).
 """
@@ -43,10 +43,11 @@ INSERT = 120  # rb_link_node + rb_insert_color
 SCAN_STEP = 420  # scan_get_next_rmap_item per eligible page: page range walk, rmap_item lookup
 WAKEUP = 20_000  # one ksm_scan_thread round: wake-up, ksm_thread_mutex, lru_add_drain, schedule
 # A tree entry (an rmap_item or stable node, and the page it names) that ksmd reads for the first
-# time in a wake-up misses the caches: after the sleep, other work has evicted it. Later reads in
-# the same wake-up find it cached. So small batches pay the trees' top levels again and again, and
-# a big tree has more entries per batch that only one walk reads (a measured profile's; the
-# reference has none). The model keeps no cache capacity: within a wake-up an entry stays hot.
+# time in a wake-up misses the caches: during the sleep, other work has evicted it. Later reads in
+# the same wake-up, and entries it inserted itself, find it cached. So small batches pay the trees'
+# top levels again and again, and a big tree has more entries per batch that only one walk reads
+# (a measured profile's; the reference has none). The model keeps no cache capacity: within a
+# wake-up an entry stays cached.
 TREE_COLD = 0
 
 DEFAULT_HZ = 250  # CONFIG_HZ of the machine the reference constants were measured on

@@ -979,6 +979,7 @@ class Ksm:
             if not restart:
                 break
         new = StableNode(kpfn, nid)
+        new.touched = self.cost.wakeups  # just written: cached
         self.ksm_mapping[kpfn] = new
         if not need_chain:
             root.link(new, parent, left)
@@ -1048,6 +1049,7 @@ class Ksm:
         else:
             item.flags = UNSTABLE_FLAG | (self.ksm_scan.seqnr & SEQNR_MASK)
             item.nid = nid
+            item.touched = wakeup  # the page being scanned: cached
             root.link(item, parent, left)
             self.ksm_pages_unshared += 1
             self.cost.charge_insert()
