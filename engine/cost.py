@@ -161,8 +161,8 @@ class CostModel:
         self.tree_step, self.get_folio, self.mergeable_page = ns["tree_step"], ns["get_folio"], ns["mergeable_page"]
         self.merge, self.insert, self.scan_step, self.wakeup = ns["merge"], ns["insert"], ns["scan_step"], ns["wakeup"]
         self.tree_cold = ns["tree_cold"]
-        # ksmd's wake-ups so far (engine/sim.py counts them): a tree entry read in an earlier one
-        # is cold again (RbNode.touched)
+        # which wake-up ksmd is in (engine/sim.py counts them; from 1, as an entry's `touched` 0 is
+        # never): a tree entry last read or written in an earlier one is cold again (RbNode.touched)
         self.wakeups = 1
         self._seq = 0  # jitter factors made so far
         self._seed = seed & 0xFFFFFFFF

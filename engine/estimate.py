@@ -68,15 +68,15 @@ def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int,
     # the unstable tree gets its rmap_item's page with get_mergeable_page (engine/ksm.py)
     stable_level = c["tree_step"] + c["get_folio"] + c["memcmp_differ"]
     unstable_level = c["tree_step"] + c["mergeable_page"] + c["memcmp_differ"]
-    walk = math.log2(stable_nodes + 1) * stable_level + math.log2(unstable_nodes + 1) * unstable_level
-    visit = c["scan_step"] + c["call"]
-    unique = visit + checksum + walk + c["insert"]
     stable_walk = math.log2(stable_nodes + 1) * stable_level
+    unstable_walk = math.log2(unstable_nodes + 1) * unstable_level
+    visit = c["scan_step"] + c["call"]
+    unique = visit + checksum + stable_walk + unstable_walk + c["insert"]
     # a page joining a KSM page finds it in the stable tree; a KSM page is made by two pages that
     # each took the checksum and the unstable walk, the first inserted there, the second merging
     # and inserting the new stable node
     join = visit + stable_walk + memcmp_equal + c["merge"]
-    pair = 2 * (checksum + walk - stable_walk + c["insert"]) + stable_walk - memcmp_equal
+    pair = 2 * (checksum + unstable_walk + c["insert"]) + stable_walk - memcmp_equal
     return {
         "first_visit": visit + checksum,
         "unique": unique,

@@ -12,9 +12,10 @@ is BASE_NS times their group's scale. The workloads set the groups apart: settle
 in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
 smart_scan off at three sizes (the unstable tree walk, and the share of its entries a wake-up
 reads cold, which grows with the tree), pages merging (merge) in big and in small batches (cold
-tree entries again), and pages merging into stable_node chains (the dups' walk). The time ksmd waited runnable for a
-CPU over all of them, per ns it ran (schedstat), is the profile's wait_per_cpu: on a busy machine a
-scan lasts that much longer than its CPU time, which moves every later wake-up.
+tree entries again), and pages merging into stable_node chains (the dups' walk). The time ksmd
+waited runnable for a CPU over all of them, per ns it ran (schedstat), is the profile's
+wait_per_cpu: on a busy machine a scan lasts that much longer than its CPU time, which moves every
+later wake-up.
 
 HZ comes from the kernel's configuration (/proc/config.gz, /boot/config-RELEASE); without one, from
 ksmd's measured period at sleep_millisecs 1 (msecs_to_jiffies(1) + 1 ticks).
