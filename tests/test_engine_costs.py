@@ -141,6 +141,19 @@ def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
     assert fit(rows) == pytest.approx(truth, abs=1e-3)
 
 
+def test_calibration_measures_round_by_round_so_every_workload_sees_the_same_drift(monkeypatch):
+    import ksmtui.bench.calibrate as cal
+
+    order = []
+    monkeypatch.setattr(cal, "modelled", lambda w: {g: 1 for g in GROUPS})
+    monkeypatch.setattr(cal, "measured", lambda w: order.append(w.name) or (1_000, 10))
+    monkeypatch.setattr(cal, "config_hz", lambda: 250)
+    profile, rows = cal.calibrate(repeat=3, say=lambda _: None)
+    names = [w.name for w in cal.workloads()]
+    assert order == names * 3 and [r["workload"] for r in rows] == names
+    assert all(len(r["kernel_ns"]) == 3 for r in rows) and profile.wait_per_cpu == 0.01
+
+
 def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_cost():
     from engine import capture as fmt
     from engine.estimate import estimate

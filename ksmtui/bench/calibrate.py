@@ -188,17 +188,20 @@ def measured_hz() -> int:
 
 def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[CostProfile, list[dict]]:
     """Measure, fit, and return (profile, one row per workload: modelled by group, kernel runs)."""
+    ws = workloads()
     rows: list[dict] = []
-    for w in workloads():
+    for w in ws:
         say(f"{w.what}: the model")
-        model = modelled(w)
-        runs, waits = [], []
-        for i in range(repeat):
+        rows.append({"workload": w.name, "what": w.what, "model_ns": modelled(w), "kernel_ns": [], "wait_ns": []})
+    # round by round, not workload by workload: ksmd's cost drifts (the same workload 20% cheaper
+    # 40 minutes later), and every workload's median should see the same stretch of it, or the fit
+    # reads the drift as one group's cost
+    for i in range(repeat):
+        for w, row in zip(ws, rows, strict=True):
             say(f"{w.what}: the real ksmd, run {i + 1}/{repeat} (waits for the machine lock)")
             cpu, wait = measured(w)
-            runs.append(cpu)
-            waits.append(wait)
-        rows.append({"workload": w.name, "what": w.what, "model_ns": model, "kernel_ns": runs, "wait_ns": waits})
+            row["kernel_ns"].append(cpu)
+            row["wait_ns"].append(wait)
     scales = fit(rows)
     hz = config_hz() or measured_hz()
     label = f"this machine ({os.uname().release}), measured {time.strftime('%Y-%m-%d %H:%M')}"
