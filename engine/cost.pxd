@@ -5,7 +5,7 @@
 cdef class CostModel:
     cdef public long long total_ns
     cdef public long long _checksum_ns, _memcmp_equal_ns
-    cdef public long long call, ksm_early, memcmp_differ, tree_step, get_folio, mergeable_page
+    cdef public long long call, ksm_early, memcmp_differ, tree_step, stable_step, get_folio, mergeable_page
     cdef public long long merge, insert, scan_step, wakeup, tree_cold, wakeups
     cdef public object _seq, _seed
     cdef public list factors

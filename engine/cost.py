@@ -36,6 +36,7 @@ CHECKSUM_4K = 840  # xxh64 of a 4 KiB page another CPU wrote (cold in cache)
 MEMCMP_EQUAL_4K = 500  # memcmp_pages of two identical 4 KiB pages, both mapped, full length
 MEMCMP_DIFFER = 100  # two different pages: mapped, compared to the first differing byte
 TREE_STEP = 250  # one rbtree level: a cache miss on the node and on the page it names
+STABLE_STEP = TREE_STEP  # the same, in the stable tree (the reference machine's were not told apart)
 GET_FOLIO = 40  # ksm_get_folio's keyhole check (stable tree levels)
 MERGEABLE_PAGE = 110  # get_mergeable_page on top: mmap_read_lock, VMA lookup, folio walk
 MERGE = 2200  # try_to_merge_one_page: lock, write_protect_page (TLB flush), replace_page
@@ -54,7 +55,7 @@ DEFAULT_HZ = 250  # CONFIG_HZ of the machine the reference constants were measur
 
 REFERENCE_NS = {
     "call": CALL, "ksm_early": KSM_EARLY, "checksum_4k": CHECKSUM_4K, "memcmp_equal_4k": MEMCMP_EQUAL_4K,
-    "memcmp_differ": MEMCMP_DIFFER, "tree_step": TREE_STEP, "get_folio": GET_FOLIO,
+    "memcmp_differ": MEMCMP_DIFFER, "tree_step": TREE_STEP, "stable_step": STABLE_STEP, "get_folio": GET_FOLIO,
     "mergeable_page": MERGEABLE_PAGE, "merge": MERGE, "insert": INSERT, "scan_step": SCAN_STEP,
     "wakeup": WAKEUP, "tree_cold": TREE_COLD,
 }
@@ -63,9 +64,12 @@ REFERENCE_NS = {
 # function over the model's operation counts; Linux 6.18, x86-64 VM): an unstable level's
 # get_mergeable_page (vma_lookup, the page table walk, the pte lock) costs about twice the
 # reference's beside the checksum, an rb-tree step at most a quarter, ksm_get_folio and a
-# differing memcmp about the same; and a cold tree entry at about its misses' cost.
-BASE_NS = {**REFERENCE_NS, "tree_step": 120, "mergeable_page": 300, "get_folio": 60, "memcmp_differ": 80,
-           "tree_cold": 300}
+# differing memcmp about the same; and a cold tree entry at about its misses' cost. A stable
+# level's rb-tree step is a group of its own: unique pages walking a settled stable tree cost the
+# real ksmd about half what these proportions say beside their unstable walks (calibrated, it
+# fits to nothing beyond ksm_get_folio and the memcmp).
+BASE_NS = {**REFERENCE_NS, "tree_step": 120, "stable_step": 120, "mergeable_page": 300, "get_folio": 60,
+           "memcmp_differ": 80, "tree_cold": 300}
 # what a calibration can tell apart on the real ksmd, which has no per-function timing here: the
 # constants of a group scale together
 GROUPS = {
@@ -73,6 +77,7 @@ GROUPS = {
     "scan": ("scan_step", "call", "ksm_early"),
     "checksum": ("checksum_4k",),
     "tree": ("tree_step", "get_folio", "mergeable_page", "memcmp_differ", "memcmp_equal_4k", "insert"),
+    "stable": ("stable_step",),
     "merge": ("merge",),
     "cold": ("tree_cold",),
 }
@@ -119,6 +124,8 @@ class CostProfile:
             # calibrated before cold tree entries were measured (its "cold", a share of each
             # wake-up's first work, is no longer modelled)
             ns = {k: v for k, v in ns.items() if k != "cold"} | {"tree_cold": 0}
+        if isinstance(ns, dict) and "stable_step" not in ns and "tree_step" in ns:
+            ns = ns | {"stable_step": ns["tree_step"]}  # calibrated before a stable level had its own
         if not isinstance(ns, dict) or set(ns) != set(REFERENCE_NS) or \
                 not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ns.values()):
             raise CostProfileError(f"{where}: ns: expected a non-negative integer for each of "
@@ -147,8 +154,8 @@ class CostModel:
     """Accumulates ns as the engine works; `total_ns` only grows."""
 
     __slots__ = ("total_ns", "_checksum_ns", "_memcmp_equal_ns", "_seq", "_seed", "factors", "call", "ksm_early",
-                 "memcmp_differ", "tree_step", "get_folio", "mergeable_page", "merge", "insert", "scan_step",
-                 "wakeup", "tree_cold", "wakeups")
+                 "memcmp_differ", "tree_step", "stable_step", "get_folio", "mergeable_page", "merge", "insert",
+                 "scan_step", "wakeup", "tree_cold", "wakeups")
 
     def __init__(self, page_size: int, seed: int = 0, profile: CostProfile = REFERENCE):
         self.total_ns = 0
@@ -159,6 +166,7 @@ class CostModel:
         # the other constants, as attributes ksm.py reads where it charges them
         self.call, self.ksm_early, self.memcmp_differ = ns["call"], ns["ksm_early"], ns["memcmp_differ"]
         self.tree_step, self.get_folio, self.mergeable_page = ns["tree_step"], ns["get_folio"], ns["mergeable_page"]
+        self.stable_step = ns["stable_step"]
         self.merge, self.insert, self.scan_step, self.wakeup = ns["merge"], ns["insert"], ns["scan_step"], ns["wakeup"]
         self.tree_cold = ns["tree_cold"]
         # which wake-up ksmd is in (engine/sim.py counts them; from 1, as an entry's `touched` 0 is

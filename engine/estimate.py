@@ -66,7 +66,7 @@ def builtin_costs(page_size: int, stable_nodes: int, unstable_nodes: int,
     checksum, memcmp_equal = c["checksum_4k"] * scale, c["memcmp_equal_4k"] * scale
     # a level of the stable tree looks at its node's page through ksm_get_folio's keyhole, one of
     # the unstable tree gets its rmap_item's page with get_mergeable_page (engine/ksm.py)
-    stable_level = c["tree_step"] + c["get_folio"] + c["memcmp_differ"]
+    stable_level = c["stable_step"] + c["get_folio"] + c["memcmp_differ"]
     unstable_level = c["tree_step"] + c["mergeable_page"] + c["memcmp_differ"]
     stable_walk = math.log2(stable_nodes + 1) * stable_level
     unstable_walk = math.log2(unstable_nodes + 1) * unstable_level

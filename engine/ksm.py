@@ -859,7 +859,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.total_ns += self.cost.tree_step
+                self.cost.total_ns += self.cost.stable_step
                 if rb.touched != self.cost.wakeups:
                     rb.touched = self.cost.wakeups
                     self.cost.total_ns += self.cost.tree_cold
@@ -958,7 +958,7 @@ class Ksm:
             rb = root.rb_node
             restart = False
             while rb is not None:
-                self.cost.total_ns += self.cost.tree_step
+                self.cost.total_ns += self.cost.stable_step
                 if rb.touched != self.cost.wakeups:
                     rb.touched = self.cost.wakeups
                     self.cost.total_ns += self.cost.tree_cold

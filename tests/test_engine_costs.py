@@ -87,6 +87,12 @@ def test_a_tree_entry_is_cold_the_first_time_a_wake_up_reads_it():
     assert REFERENCE.ns["tree_cold"] == 0  # the reference profile has none: its runs are as before
 
 
+def test_a_profile_from_before_the_stable_group_prices_a_stable_level_as_it_did():
+    old = CostProfile.scaled({"tree": 0.5}, 250, "old").to_json()
+    del old["ns"]["stable_step"]
+    assert CostProfile.from_json(old, "old.json").ns["stable_step"] == old["ns"]["tree_step"] == 60
+
+
 def test_the_estimate_counts_the_entries_a_batch_reads_cold():
     from engine.estimate import cold_entries
 
@@ -125,7 +131,7 @@ def test_calibration_decomposes_the_model_exactly_and_fits_known_scales():
 
     base = CostProfile(dict(BASE_NS), label="base")
     rows = []
-    truth = {"wakeup": 0.9, "scan": 0.6, "checksum": 1.1, "tree": 0.5, "merge": 0.2, "cold": 0.7}
+    truth = {"wakeup": 0.9, "scan": 0.6, "checksum": 1.1, "tree": 0.5, "stable": 0.3, "merge": 0.2, "cold": 0.7}
     cold = {}
     for w in workloads(800):
         parts = modelled(w)

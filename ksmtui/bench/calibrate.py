@@ -11,7 +11,8 @@ solution over the workloads' relative errors (median of `repeat` kernel runs eac
 is BASE_NS times their group's scale. The workloads set the groups apart: settled pages in big and
 in small batches (scan, wake-up), a first pass over new pages (checksum), unique pages with
 smart_scan off at three sizes (the unstable tree walk, and the share of its entries a wake-up
-reads cold, which grows with the tree), pages merging (merge) in big and in small batches (cold
+reads cold, which grows with the tree), unique pages beside settled ones (their walks of the
+stable tree: a stable level's own step), pages merging (merge) in big and in small batches (cold
 tree entries again), and pages merging into stable_node chains (the dups' walk). The time ksmd
 waited runnable for a CPU over all of them, per ns it ran (schedstat), is the profile's
 wait_per_cpu: on a busy machine a scan lasts that much longer than its CPU time, which moves every
@@ -29,7 +30,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,12 @@ def workloads(pages: int = PAGES) -> list[Workload]:
         # the same in small batches, 20 ms apart: every batch finds the trees cold
         Workload("merging-small", "pages merging, 100 a wake-up",
                  _scenario("merging-small", shared, pool, pages_to_scan=100, sleep_millisecs=20), 0, 2),
+        # a stable tree walked by unique pages, level after level, without merging: what a stable
+        # level costs apart from an unstable one (settled pages beside unique ones, as in most
+        # settled passes)
+        Workload("mixed", "unique pages beside settled ones",
+                 _scenario("mixed", [replace(shared[0], count=3), *unique(each)], pool, smart_scan=0,
+                           pages_to_scan=2000, sleep_millisecs=10), 2, 4),
         # stable_node chains: ksm_get_folio over every dup of a chain
         Workload("chains", "pages merging into chains of 16",
                  _scenario("chains", shared, few, max_page_sharing=2, pages_to_scan=2000, sleep_millisecs=10), 0, 3),

@@ -13,14 +13,14 @@ from ksmtui.cli.options import Parser, positive
 
 def main(argv: list[str]) -> int:
     p = Parser(prog="ksmtui calibrate", description=(
-        "Measure this machine's ksmd on ten workloads (real processes, under the machine lock), fit the "
+        "Measure this machine's ksmd on eleven workloads (real processes, under the machine lock), fit the "
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
         "~/.cache/ksmtui/ksmd-profile.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
     # ksmd's CPU for the same workload moves by up to 13% either way from one run to the next on
     # this project's VM (docs/timing.md): 5 runs keep the median's error to a few percent
     p.add_argument("--repeat", type=positive, default=5, metavar="N",
-                   help="kernel runs per workload (median; default 5)")
+                   help="rounds of kernel runs, one per workload each (median; default 5)")
     p.add_argument("--json", action="store_true", help="print the profile and the measurements as one JSON object")
     opts = p.parse_args(argv)
 
