@@ -160,6 +160,25 @@ def test_calibration_measures_round_by_round_so_every_workload_sees_the_same_dri
     assert all(len(r["kernel_ns"]) == 3 for r in rows) and profile.wait_per_cpu == 0.01
 
 
+def test_calibrate_reports_each_workloads_runs_beside_its_median(monkeypatch, capsys):
+    import ksmtui.bench.calibrate as cal
+    import ksmtui.kernel.run as kernel_run
+
+    seen: dict[str, int] = {}
+
+    def measured(w):  # each workload's runs: 2, 9 and 4 ms
+        seen[w.name] = seen.get(w.name, -1) + 1
+        return (2_000_000, 9_000_000, 4_000_000)[seen[w.name]], 0
+    monkeypatch.setattr(cal, "modelled", lambda w: {g: 1_000_000 for g in GROUPS})
+    monkeypatch.setattr(cal, "measured", measured)
+    monkeypatch.setattr(cal, "config_hz", lambda: 250)
+    monkeypatch.setattr(kernel_run, "unavailable_reason", lambda: None)
+    assert cli(["calibrate", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "ksmd CPU ms (median)" in out and "runs ms" in out
+    assert out.count("4.00         2.0-9.0") == len(cal.workloads())
+
+
 def test_the_estimate_is_paced_and_priced_by_the_profile_and_reports_the_steady_cost():
     from engine import capture as fmt
     from engine.estimate import estimate

@@ -49,9 +49,12 @@ def main(argv: list[str]) -> int:
               f"per ns it ran (load average {os.getloadavg()[0]:.1f}); saved in {path}")
         print("group scales (x engine/cost.py BASE_NS): "
               + ", ".join(f"{g} {s:.2f}" for g, s in profile.scales.items()))
-        print(f"  {'workload':<34}{'ksmd CPU ms (median)':>22}{'fitted model ms':>18}")
+        # the runs' range beside the median: ksmd's cost drifts with the machine (docs/timing.md),
+        # and a wide range says this profile is a snapshot of a moving target
+        print(f"  {'workload':<34}{'ksmd CPU ms (median)':>22}{'runs ms':>16}{'fitted model ms':>18}")
         for r in rows:
-            kernel = sorted(r["kernel_ns"])[len(r["kernel_ns"]) // 2]
-            print(f"  {r['what']:<34}{kernel / 1e6:>22,.2f}{r['fitted_ns'] / 1e6:>18,.2f}")
+            runs = sorted(r["kernel_ns"])
+            spread = f"{runs[0] / 1e6:,.1f}-{runs[-1] / 1e6:,.1f}"
+            print(f"  {r['what']:<34}{runs[len(runs) // 2] / 1e6:>22,.2f}{spread:>16}{r['fitted_ns'] / 1e6:>18,.2f}")
         return 0
     return guarded(body)
