@@ -66,8 +66,8 @@ REFERENCE_NS = {
 # reference's beside the checksum, an rb-tree step at most a quarter, ksm_get_folio and a
 # differing memcmp about the same; and a cold tree entry at about its misses' cost. A stable
 # level's rb-tree step is a group of its own: unique pages walking a settled stable tree cost the
-# real ksmd about half what these proportions say beside their unstable walks (calibrated, it
-# fits to nothing beyond ksm_get_folio and the memcmp).
+# real ksmd about half what these proportions say beside their unstable walks (calibrated on this
+# project's machine, its scale came to 0 to 0.06: little beyond ksm_get_folio and the memcmp).
 BASE_NS = {**REFERENCE_NS, "tree_step": 120, "stable_step": 120, "mergeable_page": 300, "get_folio": 60,
            "memcmp_differ": 80, "tree_cold": 300}
 # what a calibration can tell apart on the real ksmd, which has no per-function timing here: the

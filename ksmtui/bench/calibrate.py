@@ -200,7 +200,7 @@ def calibrate(repeat: int = 5, say: Callable[[str], None] = print) -> tuple[Cost
     for w in ws:
         say(f"{w.what}: the model")
         rows.append({"workload": w.name, "what": w.what, "model_ns": modelled(w), "kernel_ns": [], "wait_ns": []})
-    # round by round, not workload by workload: ksmd's cost drifts (the same workload 20% cheaper
+    # round by round, not workload by workload: ksmd's cost drifts (the same workload 27% cheaper
     # 40 minutes later), and every workload's median should see the same stretch of it, or the fit
     # reads the drift as one group's cost
     for i in range(repeat):

@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
         "cost model's groups to its CPU time, read the kernel's HZ, and save the profile in "
         "~/.cache/ksmtui/ksmd-profile.json: every model run uses it from then on (--costs reference pins "
         "the built-in one)."))
-    # ksmd's CPU for the same workload moves by up to 13% either way from one run to the next on
+    # ksmd's CPU for the same workload moves by 13% to 20% either way from one run to the next on
     # this project's VM (docs/timing.md): 5 runs keep the median's error to a few percent
     p.add_argument("--repeat", type=positive, default=5, metavar="N",
                    help="rounds of kernel runs, one per workload each (median; default 5)")
