@@ -16,9 +16,10 @@ tree level; ~20 us per wake-up.
 
 Those constants are the reference profile. A machine's own profile (`ksmtui calibrate` measures
 it: ksmtui/bench/calibrate.py) scales BASE_NS (the same, with the tree group in the real ksmd's
-proportions, and a cost for the tree entries a wake-up finds cold) by group, one factor per kind
-of work ksmd's CPU does (GROUPS), fitted to the real ksmd's schedstat on workloads that set the groups apart; it also
-carries the machine's HZ (engine/timeline.py paces ksmd in its jiffies). The engine never reads a
+proportions, a stable level's step apart, and a cost for the tree entries a wake-up finds cold)
+by group, one factor per kind of work ksmd's CPU does (GROUPS), fitted to the real ksmd's
+schedstat on workloads that set the groups apart; it also carries the machine's HZ
+(engine/timeline.py paces ksmd in its jiffies). The engine never reads a
 file: the caller hands a CostProfile to the Simulation, and every output names it (`label`).
 """
 
